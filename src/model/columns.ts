@@ -105,3 +105,105 @@ export function quantityBigAt(col: QuantityColumn, row: number): bigint {
   const q = quantityAt(col, row);
   return typeof q === 'bigint' ? q : BigInt(q);
 }
+
+function selectDict(col: DictColumn, rows: ArrayLike<number>): DictColumn {
+  const remap = new Map<number, number>();
+  const dict: string[] = [];
+  const codes = new Uint32Array(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    const code = col.codes[rows[i]];
+    if (code === NULL_CODE) {
+      codes[i] = NULL_CODE;
+      continue;
+    }
+    let next = remap.get(code);
+    if (next === undefined) {
+      next = dict.length;
+      dict.push(col.dict[code]);
+      remap.set(code, next);
+    }
+    codes[i] = next;
+  }
+  return { dict, codes };
+}
+
+/** Copies the given rows (in the given order) into new columns with compact dictionaries. */
+export function selectRows(c: EventColumns, rows: ArrayLike<number>): EventColumns {
+  const n = rows.length;
+  const eventId = new Array<string>(n);
+  const kind = new Uint8Array(n);
+  const originalId = new Array<string | null>(n);
+  const reason = new Array<string | null>(n);
+  const timestamp = new Float64Array(n);
+  const values = new Float64Array(n);
+  const ingestedAt = new Float64Array(n);
+  let big: Map<number, bigint> | null = null;
+  for (let i = 0; i < n; i++) {
+    const r = rows[i];
+    eventId[i] = c.event_id[r];
+    kind[i] = c.kind[r];
+    originalId[i] = c.correction_original_event_id[r];
+    reason[i] = c.correction_reason[r];
+    timestamp[i] = c.timestamp_ms[r];
+    values[i] = c.quantity.values[r];
+    if (Number.isNaN(values[i])) {
+      big ??= new Map();
+      big.set(i, c.quantity.big?.get(r) as bigint);
+    }
+    ingestedAt[i] = c.ingested_at_ms[r];
+  }
+  return {
+    rowCount: n,
+    event_id: eventId,
+    kind,
+    correction_original_event_id: originalId,
+    correction_reason: reason,
+    account_id: selectDict(c.account_id, rows),
+    subscription_id: selectDict(c.subscription_id, rows),
+    product_id: selectDict(c.product_id, rows),
+    meter_id: selectDict(c.meter_id, rows),
+    model_id: selectDict(c.model_id, rows),
+    unit: selectDict(c.unit, rows),
+    source: selectDict(c.source, rows),
+    dimensions: selectDict(c.dimensions, rows),
+    timestamp_ms: timestamp,
+    quantity: { values, big },
+    ingested_at_ms: ingestedAt,
+  };
+}
+
+/** Rank of each dictionary code in sorted value order (NULL_CODE ranks first). */
+export function dictRanks(col: DictColumn): (code: number) => number {
+  const order = col.dict.map((_, i) => i).sort((a, b) => (col.dict[a] < col.dict[b] ? -1 : col.dict[a] > col.dict[b] ? 1 : 0));
+  const rank = new Uint32Array(col.dict.length);
+  for (let i = 0; i < order.length; i++) rank[order[i]] = i + 1;
+  return (code) => (code === NULL_CODE ? 0 : rank[code]);
+}
+
+/**
+ * Row indexes sorted by the segment order (account_id, product_id, meter_id, model_id,
+ * timestamp_ms), ties by event_id so the order is total and deterministic.
+ */
+export function sortRowsForSegment(c: EventColumns, rows: Uint32Array): Uint32Array {
+  const acc = dictRanks(c.account_id);
+  const prod = dictRanks(c.product_id);
+  const met = dictRanks(c.meter_id);
+  const mod = dictRanks(c.model_id);
+  const ra = c.account_id.codes;
+  const rp = c.product_id.codes;
+  const rm = c.meter_id.codes;
+  const rd = c.model_id.codes;
+  const ts = c.timestamp_ms;
+  const ids = c.event_id;
+  const out = Array.from(rows);
+  out.sort(
+    (x, y) =>
+      acc(ra[x]) - acc(ra[y]) ||
+      prod(rp[x]) - prod(rp[y]) ||
+      met(rm[x]) - met(rm[y]) ||
+      mod(rd[x]) - mod(rd[y]) ||
+      ts[x] - ts[y] ||
+      (ids[x] < ids[y] ? -1 : ids[x] > ids[y] ? 1 : 0),
+  );
+  return Uint32Array.from(out);
+}

@@ -1,25 +1,77 @@
-import { hash } from 'node:crypto';
-
 /**
- * 128-bit hashes (truncated SHA-256): the event-id hash keys the id filters, the payload hash
- * decides duplicate vs conflict. SHA-256 rather than a fast non-cryptographic hash because a
- * crafted collision would let a sender make a billable event look like a duplicate.
+ * Fast 128-bit hashes of event ids (for id filters) and canonical payloads (duplicate vs
+ * conflict in the hot cache).
+ *
+ * Not cryptographic, on purpose: SHA-256 costs ~1.8 µs per call here against ~0.1 µs for
+ * this, on every ingested event. Safe for billing because a hash never decides alone: an id
+ * hash only filters (every hit is confirmed against the exact event_id string), and a payload
+ * hash only tells a duplicate from a conflict of the same event_id, neither of which is stored.
+ *
+ * Invariant (persisted in filters — never change): the mixing below.
  */
+
 export interface Hash128 {
-  /** 16 bytes. */
-  bytes: Uint8Array;
-  /** First two little-endian 32-bit words, used for filter probing (double hashing). */
   h1: number;
   h2: number;
+  h3: number;
+  h4: number;
 }
 
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** Hashes the UTF-16 code units of `text` into four 32-bit words. */
 export function hash128(text: string): Hash128 {
-  const digest = hash('sha256', text, 'buffer');
-  const bytes = new Uint8Array(digest.buffer, digest.byteOffset, 16);
-  return { bytes, h1: digest.readUInt32LE(0), h2: digest.readUInt32LE(4) };
+  let a = 0x9e3779b9 ^ text.length;
+  let b = 0x85ebca6b;
+  let c = 0xc2b2ae35;
+  let d = 0x27d4eb2f;
+  const n = text.length;
+  let i = 0;
+  for (; i + 1 < n; i += 2) {
+    const k = (text.charCodeAt(i) | (text.charCodeAt(i + 1) << 16)) >>> 0;
+    a = Math.imul(a ^ k, 0xcc9e2d51);
+    a = (a << 15) | (a >>> 17);
+    b = Math.imul(b ^ k, 0x1b873593);
+    b = (b << 13) | (b >>> 19);
+    c = Math.imul(c + k, 0x38b34ae5);
+    c ^= c >>> 15;
+    d = Math.imul(d ^ ((k << 7) | (k >>> 25)), 0xa1e38b93);
+    d = (d + a) | 0;
+  }
+  if (i < n) {
+    const k = text.charCodeAt(i);
+    a = Math.imul(a ^ k, 0xcc9e2d51);
+    b = Math.imul(b ^ k, 0x1b873593);
+    c = Math.imul(c + k, 0x38b34ae5);
+    d = Math.imul(d ^ k, 0xa1e38b93);
+  }
+  a = fmix32(a ^ n);
+  b = fmix32(b + a);
+  c = fmix32(c ^ b);
+  d = fmix32(d + c);
+  a = fmix32(a ^ d);
+  b = fmix32(b ^ a);
+  return { h1: a, h2: b, h3: c, h4: d };
 }
 
-/** 128-bit hash as 32 lowercase hex characters. */
-export function hash128Hex(text: string): string {
-  return hash('sha256', text, 'hex').slice(0, 32);
+/** A 128-bit hash packed in an 8-character string (compact Map value). */
+export function hash128Key(text: string): string {
+  const h = hash128(text);
+  return String.fromCharCode(
+    h.h1 & 0xffff,
+    h.h1 >>> 16,
+    h.h2 & 0xffff,
+    h.h2 >>> 16,
+    h.h3 & 0xffff,
+    h.h3 >>> 16,
+    h.h4 & 0xffff,
+    h.h4 >>> 16,
+  );
 }

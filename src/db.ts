@@ -1,0 +1,644 @@
+/**
+ * UsageDb: the embedded database (DESIGN §3). The HTTP server and the CLI only wrap it.
+ *
+ * Invariants:
+ * - ingest calls classify and append to the WAL one at a time (the ingest mutex), so a
+ *   batch sees every event accepted before it; waiting for the fsync happens outside the
+ *   mutex, so concurrent calls share fsyncs (balanced);
+ * - an ingest call resolves only when every event it accepted, and every stored event it
+ *   reported as a duplicate, is durable (strict, balanced); on a WAL failure it rejects and
+ *   everything it appended is removed from memory and cut from the WAL;
+ * - an event is in exactly one place a reader looks: the current memtable, a frozen memtable,
+ *   or a committed segment (the switch from frozen memtable to segments is synchronous).
+ */
+import { UsageDbError, assert } from './errors.ts';
+import { DEFAULT_HOT_IDS_MAX, DEFAULT_HOT_ID_TTL_MS, HotIdCache, StoredEventFinder } from './ingest/dedupe.ts';
+import { Memtable } from './ingest/memtable.ts';
+import { encodeWalBatch } from './ingest/wal-batch.ts';
+import { WalWriter, walFileName } from './ingest/wal.ts';
+import { COLUMN_NAMES, type EventColumns } from './model/columns.ts';
+import { type StoredEvent, type UsageEvent, canonicalPayload, eventOfRow, utcDay } from './model/event.ts';
+import { hash128Key } from './model/hash.ts';
+import { negateQuantity } from './model/quantity.ts';
+import { DEFAULT_FUTURE_SKEW_MS, type PendingEvent, type RejectReason, validateEvent } from './model/validate.ts';
+import { type Clock, systemClock } from './storage/clock.ts';
+import { BloomFilter } from './storage/encoding/bloom-filter.ts';
+import { crc32c } from './storage/encoding/crc32c.ts';
+import { flushColumns } from './storage/flush.ts';
+import { type FileSystem, joinPath } from './storage/fs/file-system.ts';
+import { NodeFileSystem } from './storage/fs/node-file-system.ts';
+import { ID_FILTER_DIR, MANIFEST_DIR, RAW_DIR, TMP_DIR, WAL_DIR, idFilterPath } from './storage/layout.ts';
+import { DirectoryLock } from './storage/lock.ts';
+import { type IdFilterEntry, MANIFEST_FORMAT_VERSION, type ManifestState, ManifestStore } from './storage/manifest.ts';
+import { DEFAULT_BUCKET_COUNT, accountBucket } from './storage/partition.ts';
+import { loadManifest, removeTmpFiles, replayWal } from './storage/recovery.ts';
+import { DEFAULT_SEGMENT_CACHE_BYTES, SegmentStore } from './storage/segment-store.ts';
+import { AsyncMutex } from './util/async-mutex.ts';
+
+export type Durability = 'strict' | 'balanced' | 'fast';
+
+export interface UsageDbLimits {
+  /** Latest accepted timestamp_ms is now + this. Default 24 h. */
+  futureSkewMs: number;
+  /** Events per ingest call. Default 10,000. */
+  batchEventsMax: number;
+  /** Memtable size that triggers a flush. Default 64 MiB. */
+  memtableBytesMax: number;
+  /** Memtable age that triggers a flush on `tick()`. Default 10 min. */
+  flushIntervalMs: number;
+  /** Hot dedupe cache: ids kept and how long. Default 1M ids, 6 h. */
+  hotIdsMax: number;
+  hotIdTtlMs: number;
+  /** Memory for opened segments and decoded columns. Default 256 MiB. */
+  segmentCacheBytes: number;
+  /** Rows per block inside a segment. Default 4096. */
+  blockRows: number;
+}
+
+export const DEFAULT_LIMITS: UsageDbLimits = {
+  futureSkewMs: DEFAULT_FUTURE_SKEW_MS,
+  batchEventsMax: 10_000,
+  memtableBytesMax: 64 * 1024 * 1024,
+  flushIntervalMs: 10 * 60 * 1000,
+  hotIdsMax: DEFAULT_HOT_IDS_MAX,
+  hotIdTtlMs: DEFAULT_HOT_ID_TTL_MS,
+  segmentCacheBytes: DEFAULT_SEGMENT_CACHE_BYTES,
+  blockRows: 4096,
+};
+
+export interface UsageDbOptions {
+  dir: string;
+  durability?: Durability;
+  /** Fixed when the database is created; ignored (the stored value wins) afterwards. */
+  bucketCount?: number;
+  limits?: Partial<UsageDbLimits>;
+  fs?: FileSystem;
+  clock?: Clock;
+}
+
+export type IngestStatus = 'rejected' | 'conflict';
+
+export interface IngestError {
+  index: number;
+  event_id: string | null;
+  status: IngestStatus;
+  reason: RejectReason | 'conflict';
+  message: string;
+}
+
+export interface IngestResult {
+  accepted: number;
+  duplicates: number;
+  conflicts: number;
+  rejected: number;
+  errors: IngestError[];
+}
+
+interface FrozenMemtable {
+  memtable: Memtable;
+  /** The newest WAL file holding its events; older ones back to wal_start too. */
+  lastWalNumber: number;
+  flushedAtMs: number | null;
+}
+
+interface WalRecordMark {
+  endOffset: number;
+  rowsAfter: number;
+}
+
+type Lookup = { kind: 'new' } | { kind: 'duplicate' } | { kind: 'conflict' };
+
+export class UsageDb {
+  readonly dir: string;
+  readonly durability: Durability;
+  readonly limits: UsageDbLimits;
+  private readonly fs: FileSystem;
+  private readonly clock: Clock;
+  private readonly lock: DirectoryLock;
+  private readonly manifestStore: ManifestStore;
+  private manifest: ManifestState;
+  private readonly segments: SegmentStore;
+  private readonly finder: StoredEventFinder;
+  private readonly hot: HotIdCache;
+  private readonly ingestMutex = new AsyncMutex();
+  private readonly manifestMutex = new AsyncMutex();
+  private memtable: Memtable;
+  private memtableCreatedMs: number;
+  private visibleRows = 0;
+  private frozen: FrozenMemtable[] = [];
+  private wal: WalWriter;
+  private walMarks: WalRecordMark[] = [];
+  private durableRowsBase = 0;
+  private storedRetracted = new Set<string>();
+  private flushInFlight: Promise<void> | null = null;
+  private closed = false;
+
+  private constructor(init: {
+    options: UsageDbOptions;
+    fs: FileSystem;
+    clock: Clock;
+    lock: DirectoryLock;
+    manifestStore: ManifestStore;
+    manifest: ManifestState;
+    segments: SegmentStore;
+    wal: WalWriter;
+    limits: UsageDbLimits;
+  }) {
+    this.dir = init.options.dir;
+    this.durability = init.options.durability ?? 'balanced';
+    this.limits = init.limits;
+    this.fs = init.fs;
+    this.clock = init.clock;
+    this.lock = init.lock;
+    this.manifestStore = init.manifestStore;
+    this.manifest = init.manifest;
+    this.segments = init.segments;
+    this.finder = new StoredEventFinder(this.segments);
+    this.hot = new HotIdCache(this.limits.hotIdsMax, this.limits.hotIdTtlMs, this.clock);
+    this.wal = init.wal;
+    this.memtable = new Memtable();
+    this.memtableCreatedMs = this.clock.nowMs();
+  }
+
+  /** Opens (creating if needed) the database in `options.dir`, recovering from any crash. */
+  static async open(options: UsageDbOptions): Promise<UsageDb> {
+    const durability = options.durability ?? 'balanced';
+    if (!['strict', 'balanced', 'fast'].includes(durability)) {
+      throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', `durability must be strict, balanced or fast, got ${durability}`);
+    }
+    const fs = options.fs ?? new NodeFileSystem();
+    const clock = options.clock ?? systemClock;
+    const limits = { ...DEFAULT_LIMITS, ...options.limits };
+    const root = options.dir;
+    await fs.mkdirp(root);
+    const lock = await DirectoryLock.acquire(fs, root, clock.nowMs());
+    try {
+      for (const d of [MANIFEST_DIR, WAL_DIR, RAW_DIR, ID_FILTER_DIR, TMP_DIR]) await fs.mkdirp(joinPath(root, d));
+      await fs.syncDir(root);
+      await removeTmpFiles(fs, root);
+      const manifestStore = new ManifestStore(fs, joinPath(root, MANIFEST_DIR));
+      const loaded = await loadManifest(fs, root);
+      let manifest: ManifestState;
+      if (loaded === null) {
+        manifest = UsageDb.initialManifest(options, clock);
+        await manifestStore.commit(manifest);
+      } else {
+        manifest = loaded.state;
+      }
+      await manifestStore.prune(manifest.generation);
+      const segments = new SegmentStore(fs, root, limits.segmentCacheBytes);
+      segments.setEntries(manifest.segments);
+      const replayed = await replayWal(fs, root, manifest.wal_start);
+      const walDir = joinPath(root, WAL_DIR);
+      const wal =
+        replayed.last === null
+          ? await WalWriter.create(fs, walDir, manifest.wal_start)
+          : await WalWriter.reopen(fs, walDir, replayed.last.fileNumber, replayed.last.validBytes);
+      const db = new UsageDb({ options, fs, clock, lock, manifestStore, manifest, segments, wal, limits });
+      await db.loadIdFilters();
+      db.restoreMemtable(replayed.events);
+      return db;
+    } catch (err) {
+      await lock.release().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static initialManifest(options: UsageDbOptions, clock: Clock): ManifestState {
+    const bucketCount = options.bucketCount ?? DEFAULT_BUCKET_COUNT;
+    if (!Number.isInteger(bucketCount) || bucketCount < 1 || bucketCount > 4096) {
+      throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', `bucketCount must be an integer in 1..4096, got ${bucketCount}`);
+    }
+    const now = clock.nowMs();
+    return {
+      format_version: MANIFEST_FORMAT_VERSION,
+      generation: 1,
+      database_id: `udb-${now.toString(36)}-${Math.floor(Math.random() * 2 ** 32).toString(36)}`,
+      bucket_count: bucketCount,
+      created_at_ms: now,
+      next_segment_id: 1,
+      next_filter_id: 1,
+      wal_start: 1,
+      segments: [],
+      id_filters: [],
+      rollups: [],
+      periods: [],
+    };
+  }
+
+  private async loadIdFilters(): Promise<void> {
+    const handles = [];
+    for (const entry of this.manifest.id_filters) handles.push({ id: entry.id, filter: await this.readIdFilter(entry) });
+    this.finder.setFlushFilters(handles);
+    this.storedRetracted = new Set(this.manifest.segments.flatMap((s) => s.retracted ?? []));
+  }
+
+  private async readIdFilter(entry: IdFilterEntry): Promise<BloomFilter> {
+    const path = idFilterPath(this.dir, entry.id);
+    const bytes = await this.fs.readFile(path);
+    if (bytes.length !== entry.size_bytes || crc32c(bytes) !== entry.crc32c) {
+      throw new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', `id filter ${path} fails its checksum; refusing to start`);
+    }
+    return BloomFilter.fromBytes(bytes);
+  }
+
+  /** Puts replayed WAL events back into the memtable (they are durable: visible at once). */
+  private restoreMemtable(events: StoredEvent[]): void {
+    for (const e of events) {
+      // A replayed id can only repeat if it was already stored: the WAL only holds accepted events.
+      if (this.memtable.findRow(e.event_id) !== undefined) continue;
+      this.memtable.append(e);
+    }
+    this.durableRowsBase = this.memtable.rowCount;
+    this.visibleRows = this.memtable.rowCount;
+  }
+
+  get bucketCount(): number {
+    return this.manifest.bucket_count;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new UsageDbError('USAGEDB_ERR_CLOSED', 'the database is closed');
+  }
+
+  // ---------------------------------------------------------------- ingest
+
+  /** Ingests a batch of wire events (DESIGN §1). Bad events are rejected one by one. */
+  async ingest(events: readonly unknown[]): Promise<IngestResult> {
+    this.assertOpen();
+    if (!Array.isArray(events)) throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', 'ingest expects an array of events');
+    if (events.length > this.limits.batchEventsMax) {
+      throw new UsageDbError(
+        'USAGEDB_ERR_BATCH_TOO_LARGE',
+        `batch of ${events.length} events exceeds the limit of ${this.limits.batchEventsMax}`,
+      );
+    }
+    const result: IngestResult = { accepted: 0, duplicates: 0, conflicts: 0, rejected: 0, errors: [] };
+    const nowMs = this.clock.nowMs();
+    const valid: { index: number; event: PendingEvent }[] = [];
+    for (let index = 0; index < events.length; index++) {
+      const v = validateEvent(events[index], nowMs, this.limits);
+      if (v.ok) valid.push({ index, event: v.event });
+      else this.reject(result, index, v.event_id, v.reason, v.message);
+    }
+    // Backpressure: at most two memtables wait for their flush.
+    if (this.frozen.length >= 2) await this.flushInFlight?.catch(() => undefined);
+    const waitFor = await this.ingestMutex.run(() => this.classifyAndAppend(valid, result, nowMs));
+    if (waitFor !== null) await this.awaitDurable(waitFor);
+    this.maybeScheduleFlush();
+    return result;
+  }
+
+  private reject(result: IngestResult, index: number, eventId: string | null, reason: RejectReason, message: string): void {
+    result.rejected++;
+    result.errors.push({ index, event_id: eventId, status: 'rejected', reason, message });
+  }
+
+  /** Runs under the ingest mutex. Returns the WAL offset to wait for, or null. */
+  private async classifyAndAppend(
+    valid: { index: number; event: PendingEvent }[],
+    result: IngestResult,
+    nowMs: number,
+  ): Promise<{ offset: number; rowsAfter: number } | null> {
+    this.assertOpen();
+    if (this.wal.failed) await this.repairWal();
+    const accepted: UsageEvent[] = [];
+    const batch = new Map<string, UsageEvent>();
+    const batchRetracted = new Set<string>();
+    for (const { index, event: pending } of valid) {
+      const checked = await this.resolveCorrection(pending, batch);
+      if ('reason' in checked) {
+        this.reject(result, index, pending.event_id, checked.reason, checked.message);
+        continue;
+      }
+      const event = checked.event;
+      const payload = canonicalPayload(event);
+      const found = await this.lookup(event, payload, batch);
+      if (found.kind === 'duplicate') {
+        result.duplicates++;
+        continue;
+      }
+      if (found.kind === 'conflict') {
+        result.conflicts++;
+        result.errors.push({
+          index,
+          event_id: event.event_id,
+          status: 'conflict',
+          reason: 'conflict',
+          message: 'event_id was already stored with a different payload',
+        });
+        continue;
+      }
+      const original = event.correction_ref?.original_event_id;
+      if (event.kind === 'Retraction' && original !== undefined) {
+        if (batchRetracted.has(original) || this.isRetracted(original)) {
+          this.reject(result, index, event.event_id, 'already_retracted', `event ${original} is already retracted`);
+          continue;
+        }
+        batchRetracted.add(original);
+      }
+      accepted.push(event);
+      batch.set(event.event_id, event);
+    }
+    result.accepted = accepted.length;
+    result.errors.sort((a, b) => a.index - b.index);
+    if (accepted.length > 0) {
+      const payload = encodeWalBatch(accepted, nowMs);
+      let endOffset: number;
+      try {
+        endOffset = await this.wal.append(payload);
+      } catch (err) {
+        await this.repairWal().catch(() => undefined);
+        throw new UsageDbError('USAGEDB_ERR_WAL_WRITE', `cannot write the WAL: ${(err as Error).message}`, { cause: err });
+      }
+      for (const e of accepted) this.memtable.append({ ...e, ingested_at_ms: nowMs });
+      this.walMarks.push({ endOffset, rowsAfter: this.memtable.rowCount });
+    }
+    const target = { offset: this.wal.sizeBytes, rowsAfter: this.memtable.rowCount };
+    if (this.durability === 'strict') {
+      await this.awaitDurable(target);
+      return null;
+    }
+    return target;
+  }
+
+  private async awaitDurable(target: { offset: number; rowsAfter: number }): Promise<void> {
+    const wal = this.wal;
+    if (this.durability === 'fast') {
+      wal.syncTo(target.offset).catch(() => this.ingestMutex.run(() => this.repairWal()).catch(() => undefined));
+    } else {
+      try {
+        await wal.syncTo(target.offset);
+      } catch (err) {
+        await this.ingestMutex.run(() => this.repairWal()).catch(() => undefined);
+        throw new UsageDbError('USAGEDB_ERR_WAL_WRITE', `cannot fsync the WAL: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    // The WAL may have rotated meanwhile (a freeze syncs it fully first): then all rows are frozen.
+    if (wal === this.wal) this.visibleRows = Math.max(this.visibleRows, Math.min(target.rowsAfter, this.memtable.rowCount));
+  }
+
+  /**
+   * After a failed WAL append or fsync: forget every row not yet durable and cut the WAL back
+   * to its durable prefix. Caller holds the ingest mutex. If the cut fails too, the WAL stays
+   * failed and the next ingest tries again.
+   */
+  private async repairWal(): Promise<void> {
+    if (!this.wal.failed) return;
+    const durable = this.wal.durableOffset;
+    let keepRows = this.durableRowsBase;
+    for (const mark of this.walMarks) if (mark.endOffset <= durable) keepRows = mark.rowsAfter;
+    this.walMarks = this.walMarks.filter((m) => m.endOffset <= durable);
+    this.memtable.truncate(keepRows);
+    this.visibleRows = Math.min(this.visibleRows, keepRows);
+    await this.wal.cutToDurable();
+  }
+
+  /** Checks a Correction/Retraction against its original; fills a Retraction's quantity. */
+  private async resolveCorrection(
+    pending: PendingEvent,
+    batch: Map<string, UsageEvent>,
+  ): Promise<{ event: UsageEvent } | { reason: RejectReason; message: string }> {
+    const ref = pending.correction_ref;
+    if (pending.kind === 'Usage' || ref === null) return { event: pending as UsageEvent };
+    const original = batch.get(ref.original_event_id) ?? (await this.findEvent(ref.original_event_id, pending.account_id));
+    if (original === null) {
+      return { reason: 'unknown_original', message: `original event ${ref.original_event_id} does not exist` };
+    }
+    if (original.kind !== 'Usage') {
+      return { reason: 'correction_mismatch', message: `original event ${ref.original_event_id} is not a Usage event` };
+    }
+    for (const field of ['account_id', 'product_id', 'meter_id', 'unit'] as const) {
+      if (original[field] !== pending[field]) {
+        return { reason: 'correction_mismatch', message: `${field} differs from the original event's` };
+      }
+    }
+    if (pending.kind === 'Retraction') {
+      const expected = negateQuantity(original.quantity);
+      if (pending.quantity === null) return { event: { ...pending, quantity: expected } };
+      if (pending.quantity !== expected) {
+        return {
+          reason: 'retraction_quantity_mismatch',
+          message: `a Retraction's quantity must be the original's negation (${String(expected)})`,
+        };
+      }
+    }
+    assert(pending.quantity !== null, 'only a Retraction may omit quantity');
+    return { event: pending as UsageEvent };
+  }
+
+  private isRetracted(originalId: string): boolean {
+    if (this.storedRetracted.has(originalId) || this.memtable.retractedOriginals.has(originalId)) return true;
+    return this.frozen.some((f) => f.memtable.retractedOriginals.has(originalId));
+  }
+
+  /** Duplicate, conflict or new — against the batch, memtables, hot cache and segments. */
+  private async lookup(event: UsageEvent, payload: string, batch: Map<string, UsageEvent>): Promise<Lookup> {
+    const same = (other: string): Lookup => (other === payload ? { kind: 'duplicate' } : { kind: 'conflict' });
+    const inBatch = batch.get(event.event_id);
+    if (inBatch) return same(canonicalPayload(inBatch));
+    for (const m of this.memtables()) {
+      const row = m.findRow(event.event_id);
+      if (row !== undefined) return same(canonicalPayload(eventOfRow(m.columns(), row)));
+    }
+    const hotHash = this.hot.get(event.event_id);
+    if (hotHash !== undefined) return hotHash === hash128Key(payload) ? { kind: 'duplicate' } : { kind: 'conflict' };
+    const hit = await this.finder.find(
+      event.event_id,
+      utcDay(event.timestamp_ms),
+      accountBucket(event.account_id, this.manifest.bucket_count),
+    );
+    if (hit) return same(canonicalPayload(hit.event));
+    return { kind: 'new' };
+  }
+
+  private memtables(): Memtable[] {
+    return [this.memtable, ...this.frozen.map((f) => f.memtable)];
+  }
+
+  /** Finds a stored or pending event by id (memtables first, then segments). */
+  private async findEvent(eventId: string, accountHint: string | null): Promise<StoredEvent | null> {
+    for (const m of this.memtables()) {
+      const row = m.findRow(eventId);
+      if (row !== undefined) return eventOfRow(m.columns(), row);
+    }
+    const bucket = accountHint === null ? null : accountBucket(accountHint, this.manifest.bucket_count);
+    const hit = await this.finder.find(eventId, null, bucket);
+    return hit?.event ?? null;
+  }
+
+  // ---------------------------------------------------------------- flush
+
+  private maybeScheduleFlush(): void {
+    if (this.closed || this.memtable.approxBytes < this.limits.memtableBytesMax) return;
+    this.startFlush().catch(() => undefined);
+  }
+
+  /** Runs background work that is due: an age-based flush, a retry of a failed flush. */
+  async tick(): Promise<void> {
+    this.assertOpen();
+    const aged =
+      this.memtable.rowCount > 0 && this.clock.nowMs() - this.memtableCreatedMs >= this.limits.flushIntervalMs;
+    if (aged || this.frozen.length > 0) await this.startFlush();
+  }
+
+  /** Writes every acknowledged event to segments now. */
+  async flush(): Promise<void> {
+    this.assertOpen();
+    await this.startFlush();
+  }
+
+  private async startFlush(): Promise<void> {
+    await this.ingestMutex.run(() => this.freezeMemtable());
+    while (this.flushInFlight !== null) await this.flushInFlight.catch(() => undefined);
+    if (this.frozen.length === 0) return;
+    this.flushInFlight = this.flushFrozen().finally(() => {
+      this.flushInFlight = null;
+    });
+    await this.flushInFlight;
+  }
+
+  /** Caller holds the ingest mutex. Makes the WAL durable, rotates it, freezes the memtable. */
+  private async freezeMemtable(): Promise<void> {
+    if (this.memtable.rowCount === 0) return;
+    if (this.wal.failed) await this.repairWal();
+    await this.wal.syncTo(this.wal.sizeBytes);
+    const next = await WalWriter.create(this.fs, joinPath(this.dir, WAL_DIR), this.wal.fileNumber + 1);
+    this.frozen.push({ memtable: this.memtable, lastWalNumber: this.wal.fileNumber, flushedAtMs: null });
+    await this.wal.close();
+    this.wal = next;
+    this.walMarks = [];
+    this.durableRowsBase = 0;
+    this.memtable = new Memtable();
+    this.visibleRows = 0;
+    this.memtableCreatedMs = this.clock.nowMs();
+  }
+
+  /** Flushes frozen memtables oldest first; each becomes segments in one manifest commit. */
+  private async flushFrozen(): Promise<void> {
+    while (this.frozen.length > 0) {
+      const job = this.frozen[0];
+      const columns = job.memtable.columns();
+      const out = await this.manifestMutex.run(async () => {
+        const flushed = await flushColumns(columns, {
+          fs: this.fs,
+          root: this.dir,
+          clock: this.clock,
+          bucketCount: this.manifest.bucket_count,
+          firstSegmentId: this.manifest.next_segment_id,
+          filterId: this.manifest.next_filter_id,
+          blockRows: this.limits.blockRows,
+        });
+        const next: ManifestState = {
+          ...this.manifest,
+          generation: this.manifest.generation + 1,
+          next_segment_id: this.manifest.next_segment_id + flushed.segments.length,
+          next_filter_id: this.manifest.next_filter_id + 1,
+          wal_start: job.lastWalNumber + 1,
+          segments: [...this.manifest.segments, ...flushed.segments],
+          id_filters: [...this.manifest.id_filters, flushed.idFilter],
+        };
+        await this.manifestStore.commit(next);
+        // Synchronous from here: readers switch from the frozen memtable to the segments at once.
+        this.manifest = next;
+        this.segments.setEntries(next.segments);
+        this.finder.addFlushFilter({ id: flushed.idFilter.id, filter: flushed.filter });
+        for (const s of flushed.segments) for (const id of s.retracted ?? []) this.storedRetracted.add(id);
+        this.frozen.shift();
+        return flushed;
+      });
+      this.rememberFlushed(columns);
+      await this.deleteCoveredWal(job.lastWalNumber);
+      await this.manifestStore.prune(this.manifest.generation);
+      assert(out.segments.length > 0, 'a flush wrote no segment');
+    }
+  }
+
+  /** Recently flushed ids go to the hot cache, so their retries skip the segment lookup. */
+  private rememberFlushed(columns: EventColumns): void {
+    for (let row = 0; row < columns.rowCount; row++) {
+      this.hot.set(columns.event_id[row], hash128Key(canonicalPayload(eventOfRow(columns, row))));
+    }
+  }
+
+  private async deleteCoveredWal(lastWalNumber: number): Promise<void> {
+    for (let n = lastWalNumber; n >= 1; n--) {
+      const path = joinPath(this.dir, WAL_DIR, walFileName(n));
+      if (!(await this.fs.exists(path))) break;
+      await this.fs.unlink(path);
+    }
+    await this.fs.syncDir(joinPath(this.dir, WAL_DIR));
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /**
+   * Raw events of one account with timestamp in [fromMs, toMs), from segments and memtables,
+   * ordered by (timestamp_ms, event_id). The query engine builds on the same sources.
+   */
+  async scan(accountId: string, fromMs: number, toMs: number): Promise<StoredEvent[]> {
+    this.assertOpen();
+    const out: StoredEvent[] = [];
+    const take = (c: EventColumns, row: number) => {
+      const t = c.timestamp_ms[row];
+      if (t >= fromMs && t < toMs && c.account_id.dict[c.account_id.codes[row]] === accountId) out.push(eventOfRow(c, row));
+    };
+    const memSources = this.memtableSnapshots();
+    const bucket = accountBucket(accountId, this.manifest.bucket_count);
+    for (const entry of [...this.segments.inBucket(bucket)]) {
+      if (entry.max_ts < fromMs || entry.min_ts >= toMs) continue;
+      if (accountId < entry.min_account || accountId > entry.max_account) continue;
+      const reader = await this.segments.reader(entry);
+      const blocks = reader.selectBlocks({ accountId, fromMs, toMs });
+      if (blocks.length === 0) continue;
+      const c = this.segments.decode(entry, reader, COLUMN_NAMES, blocks) as EventColumns;
+      for (let row = 0; row < c.rowCount; row++) take(c, row);
+    }
+    for (const c of memSources) for (let row = 0; row < c.rowCount; row++) take(c, row);
+    out.sort((a, b) => a.timestamp_ms - b.timestamp_ms || (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0));
+    return out;
+  }
+
+  /** Acknowledged memtable rows, as columns (frozen memtables are fully acknowledged). */
+  memtableSnapshots(): EventColumns[] {
+    return [...this.frozen.map((f) => f.memtable.columns()), this.memtable.columns(this.visibleRows)];
+  }
+
+  /** Counts for tests and tools. */
+  stats(): { segments: number; memtableRows: number; frozenMemtables: number; manifestGeneration: number; walFile: number } {
+    return {
+      segments: this.segments.segmentCount,
+      memtableRows: this.memtable.rowCount,
+      frozenMemtables: this.frozen.length,
+      manifestGeneration: this.manifest.generation,
+      walFile: this.wal.fileNumber,
+    };
+  }
+
+  // ---------------------------------------------------------------- close
+
+  /**
+   * Drains the memtable into segments (unless `flushMemtable: false`, which leaves it in the
+   * WAL for the next open), then releases the lock.
+   */
+  async close(options: { flushMemtable?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    let flushError: unknown = null;
+    // A failed flush loses nothing: the events stay in the WAL and the next open replays them.
+    if (options.flushMemtable !== false) await this.startFlush().catch((err: unknown) => (flushError = err));
+    await this.ingestMutex.run(async () => {
+      this.closed = true;
+      if (!this.wal.failed) await this.wal.syncTo(this.wal.sizeBytes).catch(() => undefined);
+      await this.wal.close().catch(() => undefined);
+    });
+    await this.lock.release();
+    if (flushError !== null) throw flushError;
+  }
+
+  /** Drops this instance without any I/O, as a crash would (simulation tests only). */
+  abandonForCrashTest(): void {
+    this.closed = true;
+    this.lock.abandon();
+  }
+}
+

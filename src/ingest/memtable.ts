@@ -1,0 +1,197 @@
+/**
+ * The memtable: events acknowledged (or about to be) but not yet in segments, held as
+ * growable columns so queries and flushes read them without copying.
+ *
+ * Invariants:
+ * - rows are in append (WAL) order; event ids are unique within the memtable;
+ * - rows [0, rowCount) never change once appended, except that `truncate` may cut rows that
+ *   were never acknowledged (a failed WAL write); snapshots only cover acknowledged rows;
+ * - dictionaries only grow, so codes in old snapshots stay valid.
+ */
+import {
+  type DictColumn,
+  type EventColumns,
+  KIND_NAMES,
+  NULL_CODE,
+  type QuantityColumn,
+} from '../model/columns.ts';
+import type { StoredEvent } from '../model/event.ts';
+import { assert } from '../errors.ts';
+
+const INITIAL_CAPACITY = 1024;
+/** Rough fixed cost of a row beyond its strings, for the size-based flush trigger. */
+const ROW_OVERHEAD_BYTES = 96;
+
+class GrowableF64 {
+  data = new Float64Array(INITIAL_CAPACITY);
+  push(row: number, v: number): void {
+    if (row >= this.data.length) {
+      const next = new Float64Array(this.data.length * 2);
+      next.set(this.data);
+      this.data = next;
+    }
+    this.data[row] = v;
+  }
+}
+
+class GrowableU32 {
+  data = new Uint32Array(INITIAL_CAPACITY);
+  push(row: number, v: number): void {
+    if (row >= this.data.length) {
+      const next = new Uint32Array(this.data.length * 2);
+      next.set(this.data);
+      this.data = next;
+    }
+    this.data[row] = v;
+  }
+}
+
+class GrowableU8 {
+  data = new Uint8Array(INITIAL_CAPACITY);
+  push(row: number, v: number): void {
+    if (row >= this.data.length) {
+      const next = new Uint8Array(this.data.length * 2);
+      next.set(this.data);
+      this.data = next;
+    }
+    this.data[row] = v;
+  }
+}
+
+class DictBuilder {
+  private readonly index = new Map<string, number>();
+  readonly dict: string[] = [];
+  readonly codes = new GrowableU32();
+
+  push(row: number, value: string | null): void {
+    if (value === null) {
+      this.codes.push(row, NULL_CODE);
+      return;
+    }
+    let code = this.index.get(value);
+    if (code === undefined) {
+      code = this.dict.length;
+      this.dict.push(value);
+      this.index.set(value, code);
+    }
+    this.codes.push(row, code);
+  }
+
+  view(rowCount: number): DictColumn {
+    return { dict: this.dict, codes: this.codes.data.subarray(0, rowCount) };
+  }
+}
+
+export class Memtable {
+  private rows = 0;
+  private bytes = 0;
+  private readonly idToRow = new Map<string, number>();
+  private readonly eventId: string[] = [];
+  private readonly kind = new GrowableU8();
+  private readonly originalId: (string | null)[] = [];
+  private readonly reason: (string | null)[] = [];
+  private readonly account = new DictBuilder();
+  private readonly subscription = new DictBuilder();
+  private readonly product = new DictBuilder();
+  private readonly meter = new DictBuilder();
+  private readonly model = new DictBuilder();
+  private readonly unit = new DictBuilder();
+  private readonly source = new DictBuilder();
+  private readonly dimensions = new DictBuilder();
+  private readonly timestamp = new GrowableF64();
+  private readonly quantity = new GrowableF64();
+  private big: Map<number, bigint> | null = null;
+  private readonly ingestedAt = new GrowableF64();
+  /** Original event ids retracted by a Retraction in this memtable. */
+  readonly retractedOriginals = new Set<string>();
+  minTimestampMs = Number.POSITIVE_INFINITY;
+  maxTimestampMs = Number.NEGATIVE_INFINITY;
+
+  get rowCount(): number {
+    return this.rows;
+  }
+
+  /** Approximate memory held, for the flush trigger. */
+  get approxBytes(): number {
+    return this.bytes;
+  }
+
+  findRow(eventId: string): number | undefined {
+    return this.idToRow.get(eventId);
+  }
+
+  append(e: StoredEvent): number {
+    assert(!this.idToRow.has(e.event_id), `memtable already holds event ${e.event_id}`);
+    const row = this.rows;
+    this.idToRow.set(e.event_id, row);
+    this.eventId[row] = e.event_id;
+    this.kind.push(row, KIND_NAMES.indexOf(e.kind));
+    this.originalId[row] = e.correction_ref?.original_event_id ?? null;
+    this.reason[row] = e.correction_ref?.reason ?? null;
+    this.account.push(row, e.account_id);
+    this.subscription.push(row, e.subscription_id);
+    this.product.push(row, e.product_id);
+    this.meter.push(row, e.meter_id);
+    this.model.push(row, e.model_id);
+    this.unit.push(row, e.unit);
+    this.source.push(row, e.source);
+    this.dimensions.push(row, e.dimensions_json);
+    this.timestamp.push(row, e.timestamp_ms);
+    if (typeof e.quantity === 'number') {
+      this.quantity.push(row, e.quantity);
+    } else {
+      this.quantity.push(row, Number.NaN);
+      this.big ??= new Map();
+      this.big.set(row, e.quantity);
+    }
+    this.ingestedAt.push(row, e.ingested_at_ms);
+    if (e.kind === 'Retraction' && e.correction_ref) this.retractedOriginals.add(e.correction_ref.original_event_id);
+    if (e.timestamp_ms < this.minTimestampMs) this.minTimestampMs = e.timestamp_ms;
+    if (e.timestamp_ms > this.maxTimestampMs) this.maxTimestampMs = e.timestamp_ms;
+    this.bytes += ROW_OVERHEAD_BYTES + 2 * (e.event_id.length + e.account_id.length + e.dimensions_json.length);
+    this.rows = row + 1;
+    return row;
+  }
+
+  /** Cuts rows [rowCount, end): only for rows that were never acknowledged. */
+  truncate(rowCount: number): void {
+    assert(rowCount <= this.rows, 'memtable truncate beyond end');
+    for (let row = rowCount; row < this.rows; row++) {
+      this.idToRow.delete(this.eventId[row]);
+      this.big?.delete(row);
+      const original = this.originalId[row];
+      if (this.kind.data[row] === 2 && original !== null) this.retractedOriginals.delete(original);
+    }
+    this.eventId.length = rowCount;
+    this.originalId.length = rowCount;
+    this.reason.length = rowCount;
+    this.rows = rowCount;
+  }
+
+  /** Zero-copy columns of rows [0, rowCount). */
+  columns(rowCount = this.rows): EventColumns {
+    assert(rowCount <= this.rows, 'memtable snapshot beyond end');
+    const quantity: QuantityColumn = {
+      values: this.quantity.data.subarray(0, rowCount),
+      big: this.big,
+    };
+    return {
+      rowCount,
+      event_id: this.eventId,
+      kind: this.kind.data.subarray(0, rowCount),
+      correction_original_event_id: this.originalId,
+      correction_reason: this.reason,
+      account_id: this.account.view(rowCount),
+      subscription_id: this.subscription.view(rowCount),
+      product_id: this.product.view(rowCount),
+      meter_id: this.meter.view(rowCount),
+      model_id: this.model.view(rowCount),
+      unit: this.unit.view(rowCount),
+      source: this.source.view(rowCount),
+      dimensions: this.dimensions.view(rowCount),
+      timestamp_ms: this.timestamp.data.subarray(0, rowCount),
+      quantity,
+      ingested_at_ms: this.ingestedAt.data.subarray(0, rowCount),
+    };
+  }
+}

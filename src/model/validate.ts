@@ -1,0 +1,210 @@
+/**
+ * Validation and normalisation of wire events (DESIGN §1). Every rule yields a stable
+ * snake_case reason; nothing here throws on bad input.
+ *
+ * Invariants: an event that passes is a normalised UsageEvent (see event.ts); a Retraction may
+ * come back with `quantity: null`, to be filled with the original's negation by the caller.
+ */
+import { type EventKind, KIND_NAMES } from './columns.ts';
+import { type CorrectionRef, type UsageEvent, canonicalDimensionsJson } from './event.ts';
+import { type Quantity, isNegative, parseQuantity } from './quantity.ts';
+
+export const ID_BYTES_MAX = 256;
+export const DIMENSIONS_MAX = 16;
+export const DEFAULT_FUTURE_SKEW_MS = 24 * 60 * 60 * 1000;
+
+export type RejectReason =
+  | 'invalid_event'
+  | 'unknown_field'
+  | 'missing_field'
+  | 'invalid_field'
+  | 'invalid_kind'
+  | 'invalid_quantity'
+  | 'negative_quantity'
+  | 'invalid_timestamp'
+  | 'timestamp_in_future'
+  | 'too_many_dimensions'
+  | 'invalid_dimensions'
+  | 'missing_correction_ref'
+  | 'unexpected_correction_ref'
+  | 'period_closed'
+  | 'unknown_original'
+  | 'correction_mismatch'
+  | 'already_retracted'
+  | 'retraction_quantity_mismatch';
+
+export interface ValidationLimits {
+  /** Latest accepted timestamp is now + this. */
+  futureSkewMs: number;
+}
+
+/** A validated event whose quantity may still be missing (Retraction only). */
+export type PendingEvent = Omit<UsageEvent, 'quantity'> & { quantity: Quantity | null };
+
+export type ValidationResult =
+  | { ok: true; event: PendingEvent }
+  | { ok: false; reason: RejectReason; message: string; event_id: string | null };
+
+const KNOWN_FIELDS = new Set([
+  'event_id',
+  'kind',
+  'correction_ref',
+  'account_id',
+  'subscription_id',
+  'product_id',
+  'meter_id',
+  'model_id',
+  'unit',
+  'source',
+  'timestamp_ms',
+  'quantity',
+  'dimensions',
+  'ingested_at_ms',
+]);
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
+class Rejection {
+  readonly reason: RejectReason;
+  readonly message: string;
+  constructor(reason: RejectReason, message: string) {
+    this.reason = reason;
+    this.message = message;
+  }
+}
+
+function utf8Bytes(s: string): number {
+  return s.length * 3 <= ID_BYTES_MAX ? s.length : Buffer.byteLength(s, 'utf8');
+}
+
+function checkText(value: unknown, field: string, opts: { id: boolean; required: boolean }): string | null {
+  if (value === undefined || (value === null && !opts.required)) {
+    if (opts.required) throw new Rejection('missing_field', `${field} is required`);
+    return null;
+  }
+  if (typeof value !== 'string') throw new Rejection('invalid_field', `${field} must be a string`);
+  if (value.length === 0) throw new Rejection('invalid_field', `${field} must not be empty`);
+  if (utf8Bytes(value) > ID_BYTES_MAX) throw new Rejection('invalid_field', `${field} exceeds ${ID_BYTES_MAX} bytes`);
+  if (!value.isWellFormed()) throw new Rejection('invalid_field', `${field} is not valid UTF-8 (lone surrogate)`);
+  if (opts.id && CONTROL_CHARS.test(value)) {
+    throw new Rejection('invalid_field', `${field} contains a control character`);
+  }
+  return value;
+}
+
+function requiredId(value: unknown, field: string): string {
+  return checkText(value, field, { id: true, required: true }) as string;
+}
+
+function optionalId(value: unknown, field: string): string | null {
+  return checkText(value, field, { id: true, required: false });
+}
+
+function checkKind(value: unknown): EventKind {
+  if (value === undefined || value === null) return 'Usage';
+  if (typeof value === 'string' && (KIND_NAMES as readonly string[]).includes(value)) return value as EventKind;
+  throw new Rejection('invalid_kind', 'kind must be "Usage", "Correction" or "Retraction"');
+}
+
+function checkCorrectionRef(value: unknown, kind: EventKind): CorrectionRef | null {
+  const absent = value === undefined || value === null;
+  if (kind === 'Usage') {
+    if (!absent) throw new Rejection('unexpected_correction_ref', 'correction_ref is only allowed on Correction and Retraction');
+    return null;
+  }
+  if (absent) throw new Rejection('missing_correction_ref', `${kind} requires correction_ref`);
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new Rejection('invalid_field', 'correction_ref must be an object');
+  }
+  const ref = value as Record<string, unknown>;
+  for (const k of Object.keys(ref)) {
+    if (k !== 'original_event_id' && k !== 'reason') throw new Rejection('unknown_field', `correction_ref.${k} is not a known field`);
+  }
+  return {
+    original_event_id: requiredId(ref.original_event_id, 'correction_ref.original_event_id'),
+    reason: checkText(ref.reason, 'correction_ref.reason', { id: false, required: true }) as string,
+  };
+}
+
+function checkTimestamp(value: unknown, nowMs: number, limits: ValidationLimits): number {
+  if (value === undefined || value === null) throw new Rejection('missing_field', 'timestamp_ms is required');
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new Rejection('invalid_timestamp', 'timestamp_ms must be a positive integer (ms since epoch)');
+  }
+  if (value > nowMs + limits.futureSkewMs) {
+    throw new Rejection('timestamp_in_future', `timestamp_ms is more than ${limits.futureSkewMs} ms in the future`);
+  }
+  return value;
+}
+
+function checkQuantity(value: unknown, kind: EventKind): Quantity | null {
+  if (value === undefined || value === null) {
+    if (kind === 'Retraction') return null;
+    throw new Rejection('missing_field', 'quantity is required');
+  }
+  const parsed = parseQuantity(value);
+  if (!parsed.ok) throw new Rejection('invalid_quantity', parsed.message);
+  if (kind === 'Usage' && isNegative(parsed.value)) {
+    throw new Rejection('negative_quantity', 'quantity must be >= 0 for Usage events');
+  }
+  return parsed.value;
+}
+
+function checkDimensions(value: unknown): string {
+  if (value === undefined || value === null) return '{}';
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new Rejection('invalid_dimensions', 'dimensions must be an object of string to string');
+  }
+  const dims = value as Record<string, unknown>;
+  const keys = Object.keys(dims);
+  if (keys.length > DIMENSIONS_MAX) {
+    throw new Rejection('too_many_dimensions', `at most ${DIMENSIONS_MAX} dimensions are allowed, got ${keys.length}`);
+  }
+  const clean: Record<string, string> = {};
+  for (const k of keys) {
+    const v = dims[k];
+    try {
+      checkText(k, 'dimension key', { id: true, required: true });
+      clean[k] = checkText(v, `dimensions.${k}`, { id: false, required: true }) as string;
+    } catch (err) {
+      if (err instanceof Rejection) throw new Rejection('invalid_dimensions', err.message);
+      throw err;
+    }
+  }
+  return canonicalDimensionsJson(clean);
+}
+
+/** Validates and normalises one wire event. Never throws on bad input. */
+export function validateEvent(raw: unknown, nowMs: number, limits: ValidationLimits): ValidationResult {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return { ok: false, reason: 'invalid_event', message: 'an event must be a JSON object', event_id: null };
+  }
+  const input = raw as Record<string, unknown>;
+  const eventId = typeof input.event_id === 'string' ? input.event_id : null;
+  try {
+    for (const k in input) {
+      if (!KNOWN_FIELDS.has(k)) throw new Rejection('unknown_field', `${k} is not a known event field`);
+    }
+    const event_id = requiredId(input.event_id, 'event_id');
+    const kind = checkKind(input.kind);
+    const event: PendingEvent = {
+      event_id,
+      kind,
+      correction_ref: checkCorrectionRef(input.correction_ref, kind),
+      account_id: requiredId(input.account_id, 'account_id'),
+      subscription_id: optionalId(input.subscription_id, 'subscription_id'),
+      product_id: requiredId(input.product_id, 'product_id'),
+      meter_id: requiredId(input.meter_id, 'meter_id'),
+      model_id: optionalId(input.model_id, 'model_id'),
+      unit: requiredId(input.unit, 'unit'),
+      source: requiredId(input.source, 'source'),
+      timestamp_ms: checkTimestamp(input.timestamp_ms, nowMs, limits),
+      quantity: checkQuantity(input.quantity, kind),
+      dimensions_json: checkDimensions(input.dimensions),
+    };
+    return { ok: true, event };
+  } catch (err) {
+    if (err instanceof Rejection) return { ok: false, reason: err.reason, message: err.message, event_id: eventId };
+    throw err;
+  }
+}
