@@ -1,0 +1,668 @@
+/**
+ * `npm run bench`: usagedb against SQLite and DuckDB on the same generated AI-usage events, in
+ * one run on one machine (issues 2, 3 and 4). Every engine phase runs in its own child process
+ * (worker.ts) so each peak RSS belongs to one engine and one phase.
+ *
+ *   node --expose-gc bench/run.ts [--events N | --10m] [--seed S] [--only ingest,query,export]
+ *     [--engines usagedb,sqlite,duckdb] [--dir PATH] [--json FILE] [--samples N] [--q3-runs N]
+ *     [--page-size N] [--duckdb-order account|arrival] [--verbose]
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  type BenchReport,
+  type DuckdbOrder,
+  type Engine,
+  type ExportResult,
+  errorMessage,
+  type IngestResult,
+  percentile,
+  QUERY_KINDS,
+  type QueryKind,
+  type QueryResult,
+  type ReopenResult,
+  type Task,
+  type TaskResult,
+} from './common.ts';
+import { RESULT_MARKER } from './worker.ts';
+import { querySample, type WorkloadTotals } from './workload.ts';
+
+const MARKER_FILE = '.usagedb-bench';
+const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
+const MiB = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Flags
+
+interface Options {
+  events: number;
+  seed: number;
+  only: Set<string>;
+  engines: Set<Engine>;
+  dir: string;
+  json: string | null;
+  samples: number;
+  q3Runs: number;
+  pageSize: number;
+  duckdbOrder: DuckdbOrder;
+  verbose: boolean;
+}
+
+function parseOptions(): Options {
+  const { values } = parseArgs({
+    options: {
+      events: { type: 'string' },
+      '10m': { type: 'boolean', default: false },
+      seed: { type: 'string', default: '42' },
+      only: { type: 'string', default: 'ingest,query,export' },
+      engines: { type: 'string', default: 'usagedb,sqlite,duckdb' },
+      dir: { type: 'string', default: './bench-data' },
+      json: { type: 'string' },
+      samples: { type: 'string', default: '50' },
+      'q3-runs': { type: 'string', default: '20' },
+      'page-size': { type: 'string', default: '1000' },
+      'duckdb-order': { type: 'string', default: 'account' },
+      verbose: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const int = (name: string, v: string): number => {
+    const n = Number(v.replaceAll('_', ''));
+    if (!Number.isSafeInteger(n) || n <= 0)
+      throw new Error(`--${name} must be a positive integer, got '${v}'`);
+    return n;
+  };
+  const list = (name: string, v: string, allowed: readonly string[]): Set<string> => {
+    const items = v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    for (const i of items)
+      if (!allowed.includes(i)) throw new Error(`--${name}: unknown '${i}' (${allowed.join(', ')})`);
+    return new Set(items);
+  };
+  const order = values['duckdb-order'];
+  if (order !== 'account' && order !== 'arrival')
+    throw new Error(`--duckdb-order must be account or arrival`);
+  return {
+    events: values['10m'] ? 10_000_000 : int('events', values.events ?? '1000000'),
+    seed: int('seed', values.seed),
+    only: list('only', values.only, ['ingest', 'query', 'export']),
+    engines: list('engines', values.engines, ['usagedb', 'sqlite', 'duckdb']) as Set<Engine>,
+    dir: resolve(values.dir),
+    json: values.json ?? null,
+    samples: int('samples', values.samples),
+    q3Runs: int('q3-runs', values['q3-runs']),
+    pageSize: int('page-size', values['page-size']),
+    duckdbOrder: order,
+    verbose: values.verbose,
+  };
+}
+
+/** Wipes the scratch directory, but only one this benchmark created (or an empty one). */
+function prepareDir(dir: string): void {
+  if (existsSync(dir) && readdirSync(dir).length > 0 && !existsSync(join(dir, MARKER_FILE))) {
+    throw new Error(`refusing to wipe ${dir}: not empty and not a benchmark directory (no ${MARKER_FILE})`);
+  }
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, MARKER_FILE), 'scratch directory of bench/run.ts; wiped at every run\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+
+const failures: string[] = [];
+const mismatches: string[] = [];
+
+const log = (msg: string): void => {
+  process.stderr.write(`${msg}\n`);
+};
+
+function runTask<T extends TaskResult>(label: string, task: Task, verbose: boolean): Promise<T | null> {
+  log(`» ${label} ...`);
+  const t0 = performance.now();
+  return new Promise((done) => {
+    const child = spawn(
+      process.execPath,
+      ['--expose-gc', '--disable-warning=ExperimentalWarning', WORKER, JSON.stringify(task)],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      // Keep only a tail: a failing child's stack trace is what matters.
+      err = (err + d).slice(-8000);
+      if (verbose) process.stderr.write(d);
+    });
+    child.on('close', (code) => {
+      const secs = ((performance.now() - t0) / 1000).toFixed(1);
+      const line = out.split('\n').find((l) => l.startsWith(RESULT_MARKER));
+      if (code === 0 && line) {
+        log(`  done in ${secs} s`);
+        done(JSON.parse(line.slice(RESULT_MARKER.length)) as T);
+        return;
+      }
+      const lines = err.trim().split('\n');
+      const reason = lines.find((l) => /Error|error:/.test(l)) ?? lines[0] ?? `exit code ${code}`;
+      failures.push(`${label}: ${reason.trim()}`);
+      log(`  FAILED after ${secs} s (exit ${code}): ${reason.trim()}`);
+      if (!verbose)
+        log(
+          lines
+            .slice(-12)
+            .map((l) => `    ${l}`)
+            .join('\n'),
+        );
+      done(null);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting
+
+const int = (n: number): string => Math.round(n).toLocaleString('en-US');
+const fixed = (n: number, digits: number): string => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+const ms = (n: number): string => (Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n.toFixed(1)) : '-');
+const ratio = (n: number): string =>
+  Number.isFinite(n) && n > 0 ? `${n < 10 ? n.toFixed(2) : n.toFixed(1)}×` : '-';
+const mib = (bytes: number): string => fixed(bytes / MiB, 1);
+
+/** Plain aligned table: first column left-aligned, the others right-aligned. */
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
+  return [fmt(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)].join('\n');
+}
+
+const section = (title: string): void => {
+  console.log(`\n== ${title} ${'='.repeat(Math.max(0, 86 - title.length))}`);
+};
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+
+function checkIngest(r: IngestResult, expected: WorkloadTotals): boolean {
+  const problems: string[] = [];
+  const want: [string, number, number][] = [
+    ['accepted', r.counts.accepted, r.expected.unique],
+    ['duplicates', r.counts.duplicates, r.expected.duplicates],
+    ['conflicts', r.counts.conflicts, r.expected.conflicts],
+    ['rejected', r.counts.rejected, 0],
+  ];
+  for (const [name, got, exp] of want)
+    if (got !== exp) problems.push(`${name} ${int(got)} != expected ${int(exp)}`);
+  if (JSON.stringify(r.expected) !== JSON.stringify(expected))
+    problems.push('generator totals differ between processes');
+  if (r.stored) {
+    if (r.stored.count !== expected.unique)
+      problems.push(`stored rows ${int(r.stored.count)} != ${int(expected.unique)}`);
+    if (r.stored.quantitySum !== String(expected.quantitySum)) {
+      problems.push(`stored quantity sum ${r.stored.quantitySum} != ${expected.quantitySum}`);
+    }
+  }
+  for (const p of problems) mismatches.push(`ingest ${r.label}: ${p}`);
+  return problems.length === 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Plan {
+  label: string;
+  key: string;
+  task: Task & { phase: 'ingest' };
+  /** Shown in the ingest table (false for loads that only prepare the query/export phases). */
+  shown: boolean;
+}
+
+async function main(): Promise<void> {
+  const o = parseOptions();
+  prepareDir(o.dir);
+  const sqliteVersion = o.engines.has('sqlite') ? (await import('./sqlite.ts')).sqliteVersion() : '-';
+  const duckdbVersion = o.engines.has('duckdb') ? (await import('./duckdb.ts')).duckdbVersion() : '-';
+  const cpus = os.cpus();
+  const machine: BenchReport['machine'] = {
+    cpus: cpus.length,
+    cpu_model: cpus[0]?.model ?? 'unknown',
+    memory_gib: Number((os.totalmem() / 1024 ** 3).toFixed(1)),
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    sqlite: sqliteVersion,
+    duckdb: duckdbVersion,
+    date: new Date().toISOString(),
+  };
+  const report: BenchReport = {
+    machine,
+    seed: o.seed,
+    events: o.events,
+    ingest: [],
+    reopen: null,
+    query: [],
+    export: [],
+    failures,
+    mismatches,
+  };
+
+  console.log('usagedb benchmark');
+  console.log(
+    `machine: ${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gib} GiB, ${machine.platform}; node ${machine.node}`,
+  );
+  console.log(`engines: SQLite ${sqliteVersion} (node:sqlite), DuckDB ${duckdbVersion} (@duckdb/node-api)`);
+  console.log(
+    `workload: ${int(o.events)} events (batches of 1,000), seed ${o.seed}, 1,000 Zipf accounts, May 2026 UTC; dir ${o.dir}`,
+  );
+
+  const wantIngest = o.only.has('ingest');
+  const wantQuery = o.only.has('query');
+  const wantExport = o.only.has('export');
+  const base = { phase: 'ingest' as const, events: o.events, seed: o.seed };
+  const dirOf = (key: string): string => join(o.dir, key);
+
+  const plans: Plan[] = [];
+  const usagedb = o.engines.has('usagedb');
+  if (o.engines.has('sqlite') && (wantIngest || wantQuery)) {
+    plans.push({
+      label: 'sqlite',
+      key: 'sqlite',
+      task: { ...base, engine: 'sqlite', dir: dirOf('sqlite') },
+      shown: wantIngest,
+    });
+  }
+  if (usagedb) {
+    const modes: [string, 'strict' | 'balanced' | 'fast', number][] = wantIngest
+      ? [
+          ['usagedb-strict', 'strict', 1],
+          ['usagedb-balanced', 'balanced', 1],
+          ['usagedb-fast', 'fast', 1],
+          ['usagedb-balanced-x4', 'balanced', 4],
+        ]
+      : wantQuery || wantExport
+        ? [['usagedb-balanced', 'balanced', 1]]
+        : [];
+    for (const [key, durability, concurrency] of modes) {
+      plans.push({
+        label: `usagedb ${durability}${concurrency > 1 ? ` ×${concurrency}` : ''}`,
+        key,
+        task: { ...base, engine: 'usagedb', dir: dirOf(key), durability, concurrency },
+        shown: wantIngest,
+      });
+    }
+  }
+  if (o.engines.has('duckdb')) {
+    plans.push({
+      label: 'duckdb load',
+      key: 'duckdb',
+      task: { ...base, engine: 'duckdb', dir: dirOf('duckdb'), order: o.duckdbOrder },
+      shown: wantIngest,
+    });
+  }
+
+  // ---- ingest ------------------------------------------------------------------------------
+  const loaded = new Map<string, IngestResult>();
+  for (const p of plans) {
+    const r = await runTask<IngestResult>(`ingest ${p.label}`, p.task, o.verbose);
+    if (r) {
+      loaded.set(p.key, r);
+      report.ingest.push(r);
+    }
+  }
+  const expected = [...loaded.values()][0]?.expected ?? null;
+
+  if (wantIngest) {
+    let reopen: ReopenResult | null = null;
+    let walIngest: IngestResult | null = null;
+    if (usagedb) {
+      const dir = dirOf('usagedb-wal');
+      walIngest = await runTask<IngestResult>(
+        'ingest usagedb balanced, closed without flush',
+        { ...base, engine: 'usagedb', dir, durability: 'balanced', concurrency: 1, noFlush: true },
+        o.verbose,
+      );
+      if (walIngest) {
+        reopen = await runTask<ReopenResult>(
+          'reopen usagedb',
+          { phase: 'reopen', engine: 'usagedb', dir, expected: walIngest.expected },
+          o.verbose,
+        );
+        report.reopen = reopen;
+      }
+    }
+    printIngest(plans, loaded, expected, o);
+    if (walIngest && expected) checkIngest(walIngest, expected);
+    if (reopen) {
+      const stored = reopen.stored ? `${int(reopen.stored.count)} events visible after open` : 'count n/a';
+      console.log(
+        `\nreopen: UsageDb.open over ${int(o.events)} events left in the WAL (${mib(reopen.walBytes)} MiB of WAL, ` +
+          `${mib(reopen.dirBytes)} MiB in the dir): ${fixed(reopen.openSeconds, 3)} s, ` +
+          `peak RSS ${mib(reopen.maxRssBytes)} MiB; ${stored}`,
+      );
+      if (reopen.storedError) {
+        if (reopen.stored) mismatches.push(`reopen: ${reopen.storedError}`);
+        else console.log(`  (recovered count not checked: ${reopen.storedError})`);
+      }
+    } else if (usagedb) console.log('\nreopen: FAILED (see failures below)');
+  } else if (plans.length > 0 && expected) {
+    for (const r of loaded.values()) checkIngest(r, expected);
+    log(`setup loads done: ${[...loaded.keys()].join(', ')}`);
+  }
+
+  // ---- query -------------------------------------------------------------------------------
+  if (wantQuery) {
+    const sample = querySample(o.seed, o.samples + 1);
+    const accounts = sample.slice(0, o.samples);
+    const warmup = sample[o.samples];
+    const stores: [Engine, string][] = [
+      ['usagedb', 'usagedb-balanced'],
+      ['duckdb', 'duckdb'],
+      ['sqlite', 'sqlite'],
+    ];
+    const files = new Map<Engine, string>();
+    for (const [engine, key] of stores) {
+      if (!o.engines.has(engine)) continue;
+      if (!loaded.has(key)) {
+        failures.push(`query ${engine}: skipped, its load failed`);
+        continue;
+      }
+      const answersFile = join(o.dir, `answers-${engine}.json`);
+      const r = await runTask<QueryResult>(
+        `query ${engine}`,
+        {
+          phase: 'query',
+          engine,
+          dir: dirOf(key),
+          accounts,
+          warmup,
+          q3Runs: o.q3Runs,
+          pageSize: o.pageSize,
+          answersFile,
+        },
+        o.verbose,
+      );
+      if (r) {
+        report.query.push(r);
+        files.set(engine, answersFile);
+      }
+    }
+    printQueries(report.query, o, accounts.length);
+    checkAnswers(report.query, files);
+  }
+
+  // ---- export ------------------------------------------------------------------------------
+  if (wantExport) {
+    const outDir = join(o.dir, 'export');
+    mkdirSync(outDir, { recursive: true });
+    const usagedbOut = join(outDir, 'usagedb.parquet');
+    const duckdbOut = join(outDir, 'duckdb.parquet');
+    if (usagedb && loaded.has('usagedb-balanced')) {
+      const r = await runTask<ExportResult>(
+        'export usagedb (exportParquet)',
+        { phase: 'export', engine: 'usagedb', dir: dirOf('usagedb-balanced'), out: usagedbOut, verify: [] },
+        o.verbose,
+      );
+      if (r) report.export.push(r);
+    }
+    if (o.engines.has('duckdb') && loaded.has('duckdb')) {
+      // The DuckDB child also reads both files back (after its timing) to check rows and sums.
+      const verify = [usagedbOut, duckdbOut].filter((f) => f === duckdbOut || existsSync(f));
+      const r = await runTask<ExportResult>(
+        'export duckdb (COPY TO parquet)',
+        { phase: 'export', engine: 'duckdb', dir: dirOf('duckdb'), out: duckdbOut, verify },
+        o.verbose,
+      );
+      if (r) report.export.push(r);
+    }
+    printExport(report.export, expected, usagedbOut);
+  }
+
+  // ---- summary -----------------------------------------------------------------------------
+  section('checks');
+  if (mismatches.length === 0) console.log('all counts, sums and answers checked: equal across engines');
+  for (const m of mismatches) console.log(`MISMATCH ${m}`);
+  for (const f of failures) console.log(`FAILED ${f}`);
+  if (o.json) {
+    writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`results written to ${o.json}`);
+  }
+  if (mismatches.length > 0 || failures.length > 0) process.exitCode = 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function printIngest(
+  plans: Plan[],
+  loaded: Map<string, IngestResult>,
+  expected: WorkloadTotals | null,
+  o: Options,
+): void {
+  section(`ingest (${int(o.events)} events, batches of 1,000)`);
+  if (expected) {
+    console.log(
+      `expected: ${int(expected.unique)} unique, ${int(expected.duplicates)} duplicates (retries), ` +
+        `${int(expected.conflicts)} conflicts; quantity sum ${expected.quantitySum}`,
+    );
+  }
+  const sqlite = loaded.get('sqlite');
+  const rows: string[][] = [];
+  const notes: string[] = [];
+  for (const p of plans.filter((x) => x.shown)) {
+    const r = loaded.get(p.key);
+    if (!r) {
+      rows.push([p.label, 'FAILED']);
+      continue;
+    }
+    const eps = r.events / r.ingestSeconds;
+    const bpe = r.bytesOnDisk / r.expected.unique;
+    const ok = expected ? checkIngest(r, expected) : false;
+    const isDuck = r.engine === 'duckdb';
+    rows.push([
+      isDuck ? `${p.label} ¹` : p.label,
+      int(eps),
+      sqlite && !isDuck ? ratio(eps / (sqlite.events / sqlite.ingestSeconds)) : '-',
+      fixed(r.flushSeconds, 2),
+      fixed(bpe, 1),
+      sqlite ? ratio(bpe / (sqlite.bytesOnDisk / sqlite.expected.unique)) : '-',
+      mib(r.maxRssBytes),
+      ok ? 'ok' : 'MISMATCH',
+    ]);
+    if (r.storedError) notes.push(`${p.label}: stored totals not checked (${r.storedError})`);
+    for (const n of r.notes) if (!isDuck) notes.push(`${p.label}: ${n}`);
+  }
+  console.log(
+    table(
+      [
+        'engine / mode',
+        'events/s',
+        '× SQLite',
+        'flush s',
+        'bytes/event',
+        '× SQLite',
+        'peak RSS MiB',
+        'counts',
+      ],
+      rows,
+    ),
+  );
+  console.log(
+    'events/s: events sent (retries and conflicts included) / time inside ingest calls, generation excluded;\n' +
+      'flush s: final flush (usagedb) / WAL checkpoint (SQLite) / sort + checkpoint (DuckDB), not in events/s;\n' +
+      'bytes/event: every file in the engine directory after flush and close / unique events stored.',
+  );
+  if (loaded.has('duckdb')) {
+    console.log(
+      `¹ DuckDB: bulk appender load of the events the generator labels new (no idempotency check), stored ` +
+        `${o.duckdbOrder === 'account' ? 'sorted by (account_id, timestamp_ms)' : 'in arrival order'}; for size only.`,
+    );
+  }
+  for (const n of notes) console.log(`note: ${n}`);
+}
+
+interface QueryStat {
+  p50: number;
+  p95: number;
+  rows: number;
+}
+
+function queryStats(r: QueryResult, kind: QueryKind): QueryStat {
+  const t = r.timings.filter((x) => x.kind === kind);
+  return {
+    p50: percentile(
+      t.map((x) => x.ms),
+      50,
+    ),
+    p95: percentile(
+      t.map((x) => x.ms),
+      95,
+    ),
+    rows: percentile(
+      t.map((x) => x.rows),
+      50,
+    ),
+  };
+}
+
+const QUERY_TITLES: Record<QueryKind, string> = {
+  q1: 'q1 month by product/meter/model/unit',
+  q2: 'q2 month by day/meter/unit',
+  q3: 'q3 top 100 accounts tokens.output',
+  q4: 'q4 audit account+meter+model',
+};
+
+function printQueries(results: QueryResult[], o: Options, accounts: number): void {
+  section(`query (${accounts} accounts drawn by activity; q3 run ${o.q3Runs}×; q4 page size ${o.pageSize})`);
+  const order: Engine[] = ['usagedb', 'duckdb', 'sqlite'];
+  const present = order.filter((e) => results.some((r) => r.engine === e));
+  const by = new Map(results.map((r) => [r.engine, r]));
+  const headers = ['query (ms)', 'rows p50'];
+  for (const e of present) headers.push(`${e} p50`, `${e} p95`);
+  const hasU = by.has('usagedb');
+  if (hasU && by.has('duckdb')) headers.push('p95 speedup vs duckdb');
+  if (hasU && by.has('sqlite')) headers.push('p95 speedup vs sqlite');
+  const rows: string[][] = [];
+  for (const kind of QUERY_KINDS) {
+    const stats = new Map(present.map((e) => [e, queryStats(by.get(e)!, kind)]));
+    const cells = [QUERY_TITLES[kind], int(stats.get(present[present.length - 1])?.rows ?? Number.NaN)];
+    for (const e of present) cells.push(ms(stats.get(e)!.p50), ms(stats.get(e)!.p95));
+    const u = stats.get('usagedb');
+    if (u && by.has('duckdb')) cells.push(ratio(stats.get('duckdb')!.p95 / u.p95));
+    if (u && by.has('sqlite')) cells.push(ratio(stats.get('sqlite')!.p95 / u.p95));
+    rows.push(cells);
+  }
+  console.log(table(headers, rows));
+  console.log(
+    `peak RSS MiB: ${present.map((e) => `${e} ${mib(by.get(e)!.maxRssBytes)}`).join(', ')}\n` +
+      'times: call to fully materialised JS rows, after one untimed warm-up pass on another account;\n' +
+      'speedup: other engine p95 / usagedb p95 (above 1× means usagedb is faster).',
+  );
+}
+
+/** Compares every engine's answers (digests) with the first present of SQLite, DuckDB, usagedb. */
+function checkAnswers(results: QueryResult[], files: Map<Engine, string>): void {
+  const order: Engine[] = ['sqlite', 'duckdb', 'usagedb'];
+  const ref = order.map((e) => results.find((r) => r.engine === e)).find((r) => r !== undefined);
+  if (!ref) return;
+  const firstDigest = (r: QueryResult): Map<string, { digest: string; rows: number }> => {
+    const m = new Map<string, { digest: string; rows: number }>();
+    for (const t of r.timings) {
+      const k = `${t.kind} ${t.key}`;
+      const prev = m.get(k);
+      if (!prev) m.set(k, { digest: t.digest, rows: t.rows });
+      else if (prev.digest !== t.digest) mismatches.push(`${r.engine} ${k}: answers differ between runs`);
+    }
+    return m;
+  };
+  const refDigests = firstDigest(ref);
+  const loadAnswers = (e: Engine): Record<string, Record<string, string[]>> =>
+    JSON.parse(readFileSync(files.get(e)!, 'utf8')) as Record<string, Record<string, string[]>>;
+  for (const r of results) {
+    if (r === ref) continue;
+    const mine = firstDigest(r);
+    let detailed = 0;
+    for (const [k, want] of refDigests) {
+      const got = mine.get(k);
+      if (got?.digest === want.digest) continue;
+      let detail = got ? `${got.rows} rows vs ${want.rows}` : 'missing answer';
+      // Show the first differing row for the first few mismatches of each engine.
+      if (got && detailed++ < 5) {
+        try {
+          const [kind, key] = k.split(' ');
+          const a = loadAnswers(r.engine)[kind][key];
+          const b = loadAnswers(ref.engine)[kind][key];
+          const i = a.findIndex((x, j) => x !== b[j]);
+          const at = i === -1 ? a.length : i;
+          detail += `; first difference at row ${at}: ${r.engine}=${a[at] ?? '(none)'} ${ref.engine}=${b[at] ?? '(none)'}`;
+        } catch (e) {
+          detail += ` (answer files unreadable: ${errorMessage(e)})`;
+        }
+      }
+      mismatches.push(`query ${k}: ${r.engine} differs from ${ref.engine}: ${detail}`);
+    }
+  }
+}
+
+function printExport(results: ExportResult[], expected: WorkloadTotals | null, usagedbOut: string): void {
+  section('export (whole database to one Parquet file, zstd)');
+  const rows: string[][] = [];
+  const duck = results.find((r) => r.engine === 'duckdb');
+  for (const r of results) {
+    const events = expected?.unique ?? Number.NaN;
+    rows.push([
+      r.engine === 'usagedb' ? 'usagedb exportParquet' : 'duckdb COPY TO parquet',
+      fixed(r.seconds, 2),
+      int(events / r.seconds),
+      fixed(r.outBytes / MiB / r.seconds, 1),
+      mib(r.outBytes),
+      fixed(r.outBytes / events, 1),
+      mib(r.maxRssBytes),
+      r.engine === 'usagedb' && duck ? ratio(duck.seconds / r.seconds) : '-',
+    ]);
+  }
+  console.log(
+    table(
+      [
+        'engine',
+        'seconds',
+        'events/s',
+        'MB/s out',
+        'output MiB',
+        'bytes/event',
+        'peak RSS MiB',
+        'speed vs duckdb',
+      ],
+      rows,
+    ),
+  );
+  console.log(
+    'MB/s out: Parquet bytes written per second; speed vs duckdb: DuckDB seconds / usagedb seconds.',
+  );
+  for (const v of duck?.verified ?? []) {
+    const who = v.file === usagedbOut ? 'usagedb' : 'duckdb';
+    const problems: string[] = [];
+    if (expected && v.rows !== expected.unique)
+      problems.push(`rows ${int(v.rows)} != ${int(expected.unique)}`);
+    if (expected && v.quantitySum !== String(expected.quantitySum)) {
+      problems.push(`sum(quantity) ${v.quantitySum} != ${expected.quantitySum}`);
+    }
+    if (v.distinctIds !== v.rows) problems.push(`${int(v.rows - v.distinctIds)} repeated event_ids`);
+    for (const p of problems) mismatches.push(`export ${who} parquet: ${p}`);
+    console.log(
+      `read back by DuckDB: ${who}: ${int(v.rows)} rows, sum(quantity) ${v.quantitySum}: ${problems.length ? 'MISMATCH' : 'ok'}`,
+    );
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench: ${errorMessage(e)}`);
+  process.exitCode = 1;
+});
