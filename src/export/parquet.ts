@@ -1,0 +1,243 @@
+/**
+ * Parquet export (DESIGN §6): a snapshot of the database, filtered by time and account, written
+ * as one Parquet file or as Hive-style `date=YYYY-MM-DD/` partitions, streamed row group by row
+ * group.
+ *
+ * Invariants:
+ * - memory is bounded by a few row groups (plus the segment store's bounded cache), whatever
+ *   the export size;
+ * - output appears atomically: everything is written under `OUT.tmp-<pid>` (a file, or a
+ *   directory holding every partition), fsynced, verified, then renamed to OUT in one step;
+ *   a failed export removes the temporary and leaves OUT as it was;
+ * - nothing is published unless every file, read back from disk, holds exactly the row count
+ *   and exact SUM(quantity) that were read from the database for it.
+ */
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { ReadSnapshot } from '../db.ts';
+import { UsageDbError, assert } from '../errors.ts';
+import { type DayPlan, type RowChunk, type RowFilter, dayChunks, planExport } from './plan.ts';
+import { writeParquetFile } from './parquet-file-writer.ts';
+import { RowGroupBuilder } from './row-group-builder.ts';
+import { readBackTotals } from './verify.ts';
+
+/** Rows per Parquet row group by default: ~20–30 MiB of Arrow data per group for typical events. */
+export const ROW_GROUP_ROWS_DEFAULT = 131_072;
+/** Upper bound on rows per row group: keeps string offsets (int32) and memory in range. */
+export const ROW_GROUP_ROWS_MAX = 1_048_576;
+/** The one file inside each `date=YYYY-MM-DD/` partition directory. */
+export const PARTITION_FILE_NAME = 'part-00000.parquet';
+
+export type ExportPartition = 'none' | 'day';
+
+export interface ExportProgress {
+  rowsWritten: number;
+  /** Upper bound from segment metadata (block and row filters can only lower it). */
+  rowsEstimated: number;
+  filesWritten: number;
+}
+
+export interface ExportParquetOptions {
+  /** Inclusive lower bound on timestamp_ms. */
+  from?: number;
+  /** Exclusive upper bound on timestamp_ms. */
+  to?: number;
+  account_id?: string;
+  partition?: ExportPartition;
+  rowGroupRows?: number;
+  /** Called after every row group (for progress bars). */
+  onProgress?: (progress: ExportProgress) => void;
+}
+
+export interface ExportParquetResult {
+  rows: number;
+  /** Exact SUM(quantity) of the exported rows, as a decimal string. */
+  quantitySum: string;
+  /** Final paths of the files written (in day order). */
+  files: string[];
+  bytes: number;
+}
+
+interface NormalizedOptions {
+  filter: RowFilter;
+  partition: ExportPartition;
+  rowGroupRows: number;
+}
+
+function invalid(message: string): UsageDbError {
+  return new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', message);
+}
+
+function normalizeOptions(options: ExportParquetOptions): NormalizedOptions {
+  const { from, to, account_id: accountId, partition = 'none', rowGroupRows = ROW_GROUP_ROWS_DEFAULT } = options;
+  if (from !== undefined && !Number.isSafeInteger(from)) throw invalid(`from must be an integer number of ms, got ${from}`);
+  if (to !== undefined && !Number.isSafeInteger(to)) throw invalid(`to must be an integer number of ms, got ${to}`);
+  if (from !== undefined && to !== undefined && from > to) throw invalid(`from (${from}) is after to (${to})`);
+  if (accountId !== undefined && (typeof accountId !== 'string' || accountId.length === 0)) {
+    throw invalid('account_id must be a non-empty string');
+  }
+  if (partition !== 'none' && partition !== 'day') throw invalid(`partition must be 'none' or 'day', got ${String(partition)}`);
+  if (!Number.isInteger(rowGroupRows) || rowGroupRows < 1 || rowGroupRows > ROW_GROUP_ROWS_MAX) {
+    throw invalid(`rowGroupRows must be an integer in 1..${ROW_GROUP_ROWS_MAX}, got ${rowGroupRows}`);
+  }
+  return {
+    filter: { fromMs: from ?? Number.NEGATIVE_INFINITY, toMs: to ?? Number.POSITIVE_INFINITY, accountId: accountId ?? null },
+    partition,
+    rowGroupRows,
+  };
+}
+
+async function statOrNull(path: string) {
+  try {
+    return await stat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+/** Refuses outputs that cannot be published atomically or would mix with other data. */
+async function checkTarget(target: string, partition: ExportPartition): Promise<void> {
+  const parent = await statOrNull(dirname(target));
+  if (parent === null || !parent.isDirectory()) throw invalid(`output directory ${dirname(target)} does not exist`);
+  const existing = await statOrNull(target);
+  if (existing === null) return;
+  if (partition === 'none') {
+    // A file is replaced atomically by the rename; a directory cannot be.
+    if (existing.isDirectory()) throw invalid(`output ${target} is a directory; use partition 'day' or another path`);
+    return;
+  }
+  if (!existing.isDirectory()) throw invalid(`output ${target} exists and is not a directory`);
+  if ((await readdir(target)).length > 0) throw invalid(`output directory ${target} already exists and is not empty`);
+}
+
+async function fsyncDir(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function* concatChunks(snapshot: ReadSnapshot, days: readonly DayPlan[], filter: RowFilter, chunkRows: number) {
+  for (const day of days) yield* dayChunks(snapshot, day, filter, chunkRows);
+}
+
+/** Row groups (Arrow IPC) from chunks; an export with no rows still yields one empty group for the schema. */
+async function* rowGroups(chunks: AsyncIterable<RowChunk>, builder: RowGroupBuilder, onRowGroup: (rows: number) => void) {
+  let yielded = false;
+  for await (const chunk of chunks) {
+    let start = 0;
+    while (start < chunk.rows.length) {
+      const take = Math.min(builder.spaceRows, chunk.rows.length - start);
+      builder.append(chunk.columns, chunk.rows.subarray(start, start + take));
+      start += take;
+      if (builder.spaceRows === 0) {
+        yielded = true;
+        yield builder.takeIpc();
+        onRowGroup(builder.capacityRows);
+      }
+    }
+  }
+  if (builder.bufferedRows > 0 || !yielded) {
+    const rows = builder.bufferedRows;
+    yield builder.takeIpc();
+    onRowGroup(rows);
+  }
+}
+
+interface FileJob {
+  tmpPath: string;
+  finalPath: string;
+  days: DayPlan[];
+}
+
+interface Totals {
+  rows: number;
+  quantitySum: bigint;
+  bytes: number;
+}
+
+async function writeVerifiedFile(
+  snapshot: ReadSnapshot,
+  job: FileJob,
+  options: NormalizedOptions,
+  onRowGroup: (rows: number) => void,
+): Promise<Totals> {
+  const builder = new RowGroupBuilder(options.rowGroupRows);
+  const chunks = concatChunks(snapshot, job.days, options.filter, options.rowGroupRows);
+  const { bytes } = await writeParquetFile(job.tmpPath, rowGroups(chunks, builder, onRowGroup), {
+    rowGroupRows: options.rowGroupRows,
+    createdBy: 'usagedb',
+  });
+  const read = builder.takeTotals();
+  const written = await readBackTotals(job.tmpPath);
+  if (written.rows !== read.rows || written.quantitySum !== read.quantitySum) {
+    throw new UsageDbError(
+      'USAGEDB_ERR_INTERNAL',
+      `export check failed for ${job.finalPath}: read ${read.rows} rows summing to ${read.quantitySum} from the database, ` +
+        `the file holds ${written.rows} rows summing to ${written.quantitySum}`,
+    );
+  }
+  return { rows: read.rows, quantitySum: read.quantitySum, bytes };
+}
+
+function fileJobs(days: DayPlan[], target: string, tmp: string, partition: ExportPartition): FileJob[] {
+  if (partition === 'none') return [{ tmpPath: tmp, finalPath: target, days }];
+  return days.map((day) => ({
+    tmpPath: join(tmp, `date=${day.day}`, PARTITION_FILE_NAME),
+    finalPath: join(target, `date=${day.day}`, PARTITION_FILE_NAME),
+    days: [day],
+  }));
+}
+
+/**
+ * Exports the rows of `snapshot` with fromMs <= timestamp_ms < toMs (and the account, if
+ * given) to `outPath`. With partition 'day', `outPath` is a directory that must not exist (or
+ * be empty) and receives one `date=YYYY-MM-DD/part-00000.parquet` per UTC day holding rows.
+ */
+export async function exportParquet(
+  snapshot: ReadSnapshot,
+  outPath: string,
+  options: ExportParquetOptions = {},
+): Promise<ExportParquetResult> {
+  const normalized = normalizeOptions(options);
+  const target = resolve(outPath);
+  await checkTarget(target, normalized.partition);
+  const days = planExport(snapshot, normalized.filter);
+  // Not the pid of another live export: a leftover here is from a crashed run with a reused pid.
+  const tmp = join(dirname(target), `${basename(target)}.tmp-${process.pid}`);
+  await rm(tmp, { recursive: true, force: true });
+  const jobs = fileJobs(days, target, tmp, normalized.partition);
+  const progress: ExportProgress = {
+    rowsWritten: 0,
+    rowsEstimated: days.reduce((n, d) => n + d.estimatedRows, 0),
+    filesWritten: 0,
+  };
+  const total: Totals = { rows: 0, quantitySum: 0n, bytes: 0 };
+  try {
+    if (normalized.partition === 'day') await mkdir(tmp);
+    for (const job of jobs) {
+      await mkdir(dirname(job.tmpPath), { recursive: true });
+      const t = await writeVerifiedFile(snapshot, job, normalized, (rows) => {
+        progress.rowsWritten += rows;
+        options.onProgress?.({ ...progress });
+      });
+      if (normalized.partition === 'day') await fsyncDir(dirname(job.tmpPath));
+      total.rows += t.rows;
+      total.quantitySum += t.quantitySum;
+      total.bytes += t.bytes;
+      progress.filesWritten++;
+    }
+    if (normalized.partition === 'day') await fsyncDir(tmp);
+    await rename(tmp, target);
+    await fsyncDir(dirname(target));
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+    if (err instanceof UsageDbError) throw err;
+    throw new UsageDbError('USAGEDB_ERR_IO', `export to ${target} failed: ${(err as Error).message}`, { cause: err });
+  }
+  assert(progress.rowsWritten === total.rows, 'progress and totals disagree on the rows written');
+  return { rows: total.rows, quantitySum: total.quantitySum.toString(), files: jobs.map((j) => j.finalPath), bytes: total.bytes };
+}

@@ -1,0 +1,297 @@
+/**
+ * Builds one Parquet row group at a time: rows of stored EventColumns are appended into
+ * reusable Arrow buffers and serialised as one Arrow IPC stream (the form parquet-wasm takes).
+ *
+ * Invariants:
+ * - at most `capacityRows` rows are buffered; `takeIpc()` empties the builder, so memory stays
+ *   bounded by one row group whatever the export size;
+ * - `rowsAppended` and `quantitySum` count exactly the rows handed to Arrow — what was read
+ *   from the database — and are later compared with what the Parquet file holds;
+ * - a quantity is written as the two's complement i128 of its exact value (Decimal128(38,0)).
+ */
+import { Buffer } from 'node:buffer';
+import { type Data, type DataType, RecordBatch, Struct, Table, makeData, tableToIPC } from 'apache-arrow';
+import { assert } from '../errors.ts';
+import { type DictColumn, type EventColumns, KIND_NAMES, NULL_CODE } from '../model/columns.ts';
+import { ExactSum, QUANTITY_ABS_MAX } from '../model/quantity.ts';
+import { EXPORT_COLUMNS, EXPORT_SCHEMA } from './schema.ts';
+
+const TWO_POW_32 = 4294967296;
+const UTF8_BYTES_PER_UNIT_MAX = 3;
+
+/** UTF-8 of each dictionary entry, encoded once per dictionary (segment dictionaries are shared by blocks). */
+const encodedDicts = new WeakMap<readonly string[], Buffer[]>();
+
+function encodedDict(dict: readonly string[]): Buffer[] {
+  let out = encodedDicts.get(dict);
+  if (out === undefined) {
+    out = [];
+    encodedDicts.set(dict, out);
+  }
+  // A memtable dictionary is live and only grows (memtable invariant): encode the new tail.
+  for (let code = out.length; code < dict.length; code++) out.push(Buffer.from(dict[code], 'utf8'));
+  return out;
+}
+
+const KIND_BYTES = KIND_NAMES.map((k) => Buffer.from(k, 'utf8'));
+
+/** A Utf8 column under construction: offsets, bytes and (if nullable) a validity bitmap. */
+class Utf8Builder {
+  private readonly nullable: boolean;
+  private offsets: Int32Array;
+  private bytes: Buffer;
+  private validity: Uint8Array;
+  private length = 0;
+  private nulls = 0;
+
+  constructor(capacityRows: number, nullable: boolean) {
+    this.nullable = nullable;
+    this.offsets = new Int32Array(capacityRows + 1);
+    this.bytes = Buffer.allocUnsafe(Math.max(1024, capacityRows * 16));
+    this.validity = new Uint8Array(nullable ? Math.ceil(capacityRows / 8) : 0);
+  }
+
+  private ensure(extraBytes: number): void {
+    const need = this.offsets[this.length] + extraBytes;
+    if (need <= this.bytes.length) return;
+    // Offsets are int32: one row group's strings stay under 2 GiB by construction (row limit).
+    assert(need < 2 ** 31, 'a row group holds more than 2 GiB of one string column');
+    const next = Buffer.allocUnsafe(Math.min(2 ** 31 - 1, Math.max(need, this.bytes.length * 2)));
+    this.bytes.copy(next, 0, 0, this.offsets[this.length]);
+    this.bytes = next;
+  }
+
+  private markValid(): void {
+    if (this.nullable) this.validity[this.length >> 3] |= 1 << (this.length & 7);
+  }
+
+  appendString(value: string): void {
+    this.ensure(value.length * UTF8_BYTES_PER_UNIT_MAX);
+    const start = this.offsets[this.length];
+    const written = this.bytes.write(value, start, 'utf8');
+    this.markValid();
+    this.length++;
+    this.offsets[this.length] = start + written;
+  }
+
+  appendBytes(value: Buffer): void {
+    this.ensure(value.length);
+    const start = this.offsets[this.length];
+    value.copy(this.bytes, start);
+    this.markValid();
+    this.length++;
+    this.offsets[this.length] = start + value.length;
+  }
+
+  appendNull(): void {
+    assert(this.nullable, 'null appended to a required column');
+    this.nulls++;
+    this.length++;
+    this.offsets[this.length] = this.offsets[this.length - 1];
+  }
+
+  /** Arrow data over the builder's buffers: valid until the next `reset()`. */
+  data(field: DataType): Data {
+    const end = this.offsets[this.length];
+    return makeData({
+      type: field,
+      length: this.length,
+      nullCount: this.nulls,
+      nullBitmap: this.nulls > 0 ? this.validity.subarray(0, Math.ceil(this.length / 8)) : undefined,
+      valueOffsets: this.offsets.subarray(0, this.length + 1),
+      data: new Uint8Array(this.bytes.buffer, this.bytes.byteOffset, end),
+    } as Parameters<typeof makeData>[0]);
+  }
+
+  reset(): void {
+    this.length = 0;
+    this.nulls = 0;
+    this.offsets[0] = 0;
+    this.validity.fill(0);
+  }
+}
+
+/** Fixed-width little-endian words (int64 = 2 words, i128 = 4 words) under construction. */
+class WordBuilder {
+  readonly words: Uint32Array;
+  private readonly wordsPerValue: number;
+  length = 0;
+
+  constructor(capacityRows: number, wordsPerValue: number) {
+    this.words = new Uint32Array(capacityRows * wordsPerValue);
+    this.wordsPerValue = wordsPerValue;
+  }
+
+  /** Appends a non-negative safe integer as int64 (timestamps). */
+  appendInt64(value: number): void {
+    assert(Number.isSafeInteger(value) && value >= 0, `int64 column value ${value} is not a non-negative safe integer`);
+    const at = this.length * 2;
+    const lo = value >>> 0;
+    this.words[at] = lo;
+    this.words[at + 1] = (value - lo) / TWO_POW_32;
+    this.length++;
+  }
+
+  /** Appends a safe integer as the two's complement i128. */
+  appendDecimalNumber(value: number): void {
+    const at = this.length * 4;
+    const magnitude = value < 0 ? -value : value;
+    const lo = magnitude >>> 0;
+    const hi = (magnitude - lo) / TWO_POW_32;
+    if (value < 0) {
+      // Two's complement: invert every word and add one (the carry stops at word 1 since magnitude > 0).
+      this.words[at] = (~lo + 1) >>> 0;
+      this.words[at + 1] = (~hi + (lo === 0 ? 1 : 0)) >>> 0;
+      this.words[at + 2] = 0xffffffff;
+      this.words[at + 3] = 0xffffffff;
+    } else {
+      this.words[at] = lo;
+      this.words[at + 1] = hi;
+      this.words[at + 2] = 0;
+      this.words[at + 3] = 0;
+    }
+    this.length++;
+  }
+
+  appendDecimalBig(value: bigint): void {
+    assert(value <= QUANTITY_ABS_MAX && value >= -QUANTITY_ABS_MAX, 'quantity outside ±(10^38 − 1)');
+    const at = this.length * 4;
+    let u = BigInt.asUintN(128, value);
+    for (let w = 0; w < 4; w++) {
+      this.words[at + w] = Number(u & 0xffffffffn);
+      u >>= 32n;
+    }
+    this.length++;
+  }
+
+  data(type: DataType): Data {
+    const bytes = this.length * this.wordsPerValue * 4;
+    const view =
+      this.wordsPerValue === 2
+        ? new BigInt64Array(this.words.buffer, this.words.byteOffset, this.length)
+        : new Uint32Array(this.words.buffer, this.words.byteOffset, bytes / 4);
+    return makeData({ type, length: this.length, nullCount: 0, data: view } as Parameters<typeof makeData>[0]);
+  }
+
+  reset(): void {
+    this.length = 0;
+  }
+}
+
+export class RowGroupBuilder {
+  readonly capacityRows: number;
+  private readonly strings = new Map<string, Utf8Builder>();
+  private readonly timestamp: WordBuilder;
+  private readonly ingestedAt: WordBuilder;
+  private readonly quantity: WordBuilder;
+  private buffered = 0;
+  /** Rows and exact quantity sum appended since the last `takeTotals()` (read from the database). */
+  private rowsAppended = 0;
+  private quantitySum = new ExactSum();
+
+  constructor(capacityRows: number) {
+    assert(Number.isInteger(capacityRows) && capacityRows > 0, 'row group capacity must be a positive integer');
+    this.capacityRows = capacityRows;
+    for (const c of EXPORT_COLUMNS) if (c.kind === 'string') this.strings.set(c.name, new Utf8Builder(capacityRows, c.nullable));
+    this.timestamp = new WordBuilder(capacityRows, 2);
+    this.ingestedAt = new WordBuilder(capacityRows, 2);
+    this.quantity = new WordBuilder(capacityRows, 4);
+  }
+
+  /** What was appended since the last call: the database side of the export check. */
+  takeTotals(): { rows: number; quantitySum: bigint } {
+    const totals = { rows: this.rowsAppended, quantitySum: BigInt(this.quantitySum.value()) };
+    this.rowsAppended = 0;
+    this.quantitySum = new ExactSum();
+    return totals;
+  }
+
+  get bufferedRows(): number {
+    return this.buffered;
+  }
+
+  get spaceRows(): number {
+    return this.capacityRows - this.buffered;
+  }
+
+  private str(name: string): Utf8Builder {
+    const b = this.strings.get(name);
+    assert(b !== undefined, `no string column ${name}`);
+    return b;
+  }
+
+  /** Appends `rows` (indexes into `c`, at most `spaceRows` of them) in order. */
+  append(c: EventColumns, rows: ArrayLike<number>): void {
+    assert(rows.length <= this.spaceRows, 'append past the row group capacity');
+    const eventId = this.str('event_id');
+    const kind = this.str('kind');
+    const originalId = this.str('correction_original_event_id');
+    const reason = this.str('correction_reason');
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i];
+      eventId.appendString(c.event_id[row]);
+      kind.appendBytes(KIND_BYTES[c.kind[row]]);
+      const original = c.correction_original_event_id[row];
+      if (original === null) originalId.appendNull();
+      else originalId.appendString(original);
+      const why = c.correction_reason[row];
+      if (why === null) reason.appendNull();
+      else reason.appendString(why);
+      this.timestamp.appendInt64(c.timestamp_ms[row]);
+      this.ingestedAt.appendInt64(c.ingested_at_ms[row]);
+      this.appendQuantity(c, row);
+    }
+    this.appendDict(this.str('account_id'), c.account_id, rows);
+    this.appendDict(this.str('subscription_id'), c.subscription_id, rows);
+    this.appendDict(this.str('product_id'), c.product_id, rows);
+    this.appendDict(this.str('meter_id'), c.meter_id, rows);
+    this.appendDict(this.str('model_id'), c.model_id, rows);
+    this.appendDict(this.str('unit'), c.unit, rows);
+    this.appendDict(this.str('source'), c.source, rows);
+    this.appendDict(this.str('dimensions_canonical'), c.dimensions, rows);
+    this.buffered += rows.length;
+    this.rowsAppended += rows.length;
+  }
+
+  private appendQuantity(c: EventColumns, row: number): void {
+    const v = c.quantity.values[row];
+    if (!Number.isNaN(v)) {
+      assert(Number.isSafeInteger(v), `quantity ${v} is not an exact integer`);
+      this.quantity.appendDecimalNumber(v);
+      this.quantitySum.add(v);
+      return;
+    }
+    const big = c.quantity.big?.get(row);
+    assert(big !== undefined, `quantity of row ${row} is NaN with no exact value`);
+    this.quantity.appendDecimalBig(big);
+    this.quantitySum.add(big);
+  }
+
+  private appendDict(b: Utf8Builder, col: DictColumn, rows: ArrayLike<number>): void {
+    const encoded = encodedDict(col.dict);
+    for (let i = 0; i < rows.length; i++) {
+      const code = col.codes[rows[i]];
+      if (code === NULL_CODE) b.appendNull();
+      else b.appendBytes(encoded[code]);
+    }
+  }
+
+  /** Serialises the buffered rows as an Arrow IPC stream of one RecordBatch and empties the builder. */
+  takeIpc(): Uint8Array {
+    const children = EXPORT_SCHEMA.fields.map((field) => {
+      if (field.name === 'timestamp_ms') return this.timestamp.data(field.type);
+      if (field.name === 'ingested_at_ms') return this.ingestedAt.data(field.type);
+      if (field.name === 'quantity') return this.quantity.data(field.type);
+      return this.str(field.name).data(field.type);
+    });
+    for (const child of children) assert(child.length === this.buffered, 'export columns differ in length');
+    const struct = makeData({ type: new Struct(EXPORT_SCHEMA.fields), length: this.buffered, nullCount: 0, children });
+    const ipc = tableToIPC(new Table([new RecordBatch(EXPORT_SCHEMA, struct)]), 'stream');
+    this.buffered = 0;
+    for (const b of this.strings.values()) b.reset();
+    this.timestamp.reset();
+    this.ingestedAt.reset();
+    this.quantity.reset();
+    return ipc;
+  }
+}
