@@ -15,7 +15,7 @@ import { UsageDbError, assert } from './errors.ts';
 import { DEFAULT_HOT_IDS_MAX, DEFAULT_HOT_ID_TTL_MS, HotIdCache, StoredEventFinder } from './ingest/dedupe.ts';
 import { Memtable } from './ingest/memtable.ts';
 import { encodeWalBatch } from './ingest/wal-batch.ts';
-import { WalWriter, walFileName } from './ingest/wal.ts';
+import { WalWriter, parseWalFileName } from './ingest/wal.ts';
 import { COLUMN_NAMES, type EventColumns } from './model/columns.ts';
 import { type StoredEvent, type UsageEvent, canonicalPayload, eventOfRow, utcDay } from './model/event.ts';
 import { hash128Key } from './model/hash.ts';
@@ -29,7 +29,13 @@ import { type FileSystem, joinPath } from './storage/fs/file-system.ts';
 import { NodeFileSystem } from './storage/fs/node-file-system.ts';
 import { ID_FILTER_DIR, MANIFEST_DIR, RAW_DIR, TMP_DIR, WAL_DIR, idFilterPath } from './storage/layout.ts';
 import { DirectoryLock } from './storage/lock.ts';
-import { type IdFilterEntry, MANIFEST_FORMAT_VERSION, type ManifestState, ManifestStore } from './storage/manifest.ts';
+import {
+  type IdFilterEntry,
+  MANIFEST_FORMAT_VERSION,
+  type ManifestState,
+  ManifestStore,
+  type SegmentEntry,
+} from './storage/manifest.ts';
 import { DEFAULT_BUCKET_COUNT, accountBucket } from './storage/partition.ts';
 import { loadManifest, removeTmpFiles, replayWal } from './storage/recovery.ts';
 import { DEFAULT_SEGMENT_CACHE_BYTES, SegmentStore } from './storage/segment-store.ts';
@@ -94,6 +100,14 @@ export interface IngestResult {
   errors: IngestError[];
 }
 
+/** What a reader sees: committed segments + acknowledged memtable rows (see readSnapshot). */
+export interface ReadSnapshot {
+  bucketCount: number;
+  segments: readonly SegmentEntry[];
+  store: SegmentStore;
+  memtables: EventColumns[];
+}
+
 interface FrozenMemtable {
   memtable: Memtable;
   /** The newest WAL file holding its events; older ones back to wal_start too. */
@@ -131,6 +145,8 @@ export class UsageDb {
   private durableRowsBase = 0;
   private storedRetracted = new Set<string>();
   private flushInFlight: Promise<void> | null = null;
+  /** wal_start of the generation before the current one (see afterCommit). */
+  private previousWalStart = 1;
   private closed = false;
 
   private constructor(init: {
@@ -195,6 +211,7 @@ export class UsageDb {
           ? await WalWriter.create(fs, walDir, manifest.wal_start)
           : await WalWriter.reopen(fs, walDir, replayed.last.fileNumber, replayed.last.validBytes);
       const db = new UsageDb({ options, fs, clock, lock, manifestStore, manifest, segments, wal, limits });
+      db.previousWalStart = loaded?.keptStates[1]?.wal_start ?? manifest.wal_start;
       await db.loadIdFilters();
       db.restoreMemtable(replayed.events);
       return db;
@@ -548,8 +565,7 @@ export class UsageDb {
         return flushed;
       });
       this.rememberFlushed(columns);
-      await this.deleteCoveredWal(job.lastWalNumber);
-      await this.manifestStore.prune(this.manifest.generation);
+      await this.afterCommit();
       assert(out.segments.length > 0, 'a flush wrote no segment');
     }
   }
@@ -561,13 +577,36 @@ export class UsageDb {
     }
   }
 
-  private async deleteCoveredWal(lastWalNumber: number): Promise<void> {
-    for (let n = lastWalNumber; n >= 1; n--) {
-      const path = joinPath(this.dir, WAL_DIR, walFileName(n));
-      if (!(await this.fs.exists(path))) break;
-      await this.fs.unlink(path);
+  /**
+   * Housekeeping after a manifest commit. WAL files are deleted one generation late: those
+   * below the *previous* generation's wal_start. So rolling back past one corrupt generation
+   * always finds the WAL it needs and loses nothing.
+   */
+  private async afterCommit(): Promise<void> {
+    const deleteBelow = this.previousWalStart;
+    this.previousWalStart = this.manifest.wal_start;
+    const walDir = joinPath(this.dir, WAL_DIR);
+    let deleted = 0;
+    for (const name of await this.fs.readdir(walDir)) {
+      const n = parseWalFileName(name);
+      if (n !== null && n < deleteBelow) {
+        await this.fs.unlink(joinPath(walDir, name));
+        deleted++;
+      }
     }
-    await this.fs.syncDir(joinPath(this.dir, WAL_DIR));
+    if (deleted > 0) await this.fs.syncDir(walDir);
+    await this.manifestStore.prune(this.manifest.generation);
+  }
+
+  /** Commits an unchanged generation so WAL files covered by the last flush can go (at close). */
+  private async checkpoint(): Promise<void> {
+    if (this.previousWalStart >= this.manifest.wal_start) return;
+    await this.manifestMutex.run(async () => {
+      const next = { ...this.manifest, generation: this.manifest.generation + 1 };
+      await this.manifestStore.commit(next);
+      this.manifest = next;
+    });
+    await this.afterCommit();
   }
 
   // ---------------------------------------------------------------- reads
@@ -599,6 +638,20 @@ export class UsageDb {
     return out;
   }
 
+  /**
+   * A consistent point-in-time view for readers (query engine, export): the committed
+   * segments and the acknowledged memtable rows. Taken synchronously, so no event is in both.
+   */
+  readSnapshot(): ReadSnapshot {
+    this.assertOpen();
+    return {
+      bucketCount: this.manifest.bucket_count,
+      segments: this.manifest.segments,
+      store: this.segments,
+      memtables: this.memtableSnapshots(),
+    };
+  }
+
   /** Acknowledged memtable rows, as columns (frozen memtables are fully acknowledged). */
   memtableSnapshots(): EventColumns[] {
     return [...this.frozen.map((f) => f.memtable.columns()), this.memtable.columns(this.visibleRows)];
@@ -625,7 +678,13 @@ export class UsageDb {
     if (this.closed) return;
     let flushError: unknown = null;
     // A failed flush loses nothing: the events stay in the WAL and the next open replays them.
-    if (options.flushMemtable !== false) await this.startFlush().catch((err: unknown) => (flushError = err));
+    if (options.flushMemtable !== false) {
+      await this.startFlush()
+        .then(() => this.checkpoint())
+        .catch((err: unknown) => {
+          flushError = err;
+        });
+    }
     await this.ingestMutex.run(async () => {
       this.closed = true;
       if (!this.wal.failed) await this.wal.syncTo(this.wal.sizeBytes).catch(() => undefined);

@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import { UsageDbError } from '../../src/errors.ts';
+import { T0, simDb, usage, usageBatch } from '../support/events.ts';
+
+describe('UsageDb ingest and idempotency', () => {
+  it('accepts, then counts exact retries as duplicates and changed payloads as conflicts', async () => {
+    const { open } = simDb();
+    const db = await open();
+    const r1 = await db.ingest(usageBatch(0, 50));
+    expect(r1).toMatchObject({ accepted: 50, duplicates: 0, conflicts: 0, rejected: 0, errors: [] });
+    const r2 = await db.ingest([usage(3), usage(4, { quantity: 999_999 }), usage(4, { quantity: '999999' })]);
+    expect(r2.duplicates).toBe(1);
+    expect(r2.conflicts).toBe(2);
+    expect(r2.errors.map((e) => [e.index, e.status, e.reason])).toEqual([
+      [1, 'conflict', 'conflict'],
+      [2, 'conflict', 'conflict'],
+    ]);
+    await db.close();
+  });
+
+  it('dedupes within one batch', async () => {
+    const { open } = simDb();
+    const db = await open();
+    const r = await db.ingest([usage(1), usage(1), usage(1, { quantity: 5 }), usage(2)]);
+    expect(r).toMatchObject({ accepted: 2, duplicates: 1, conflicts: 1 });
+    await db.close();
+  });
+
+  it('stays idempotent after flush, restart and for a retry with a changed timestamp (other partition)', async () => {
+    const sim = simDb();
+    let db = await sim.open();
+    await db.ingest(usageBatch(0, 200));
+    await db.flush();
+    expect((await db.ingest([usage(10)])).duplicates).toBe(1); // hot cache
+    await db.close();
+    db = await sim.open();
+    const r = await db.ingest([
+      usage(11),
+      usage(12, { quantity: 1 }),
+      usage(13, { timestamp_ms: T0 + 29 * 86_400_000 + 5 }),
+      usage(14, { account_id: 'acct_other' }),
+      usage(9999),
+    ]);
+    expect(r).toMatchObject({ accepted: 1, duplicates: 1, conflicts: 3 });
+    await db.close();
+  });
+
+  it('rejects bad events one by one and stores the rest', async () => {
+    const { open } = simDb();
+    const db = await open();
+    const r = await db.ingest([usage(1), { nope: true }, usage(2, { quantity: -5 }), usage(3)]);
+    expect(r.accepted).toBe(2);
+    expect(r.rejected).toBe(2);
+    expect(r.errors.map((e) => e.reason)).toEqual(['unknown_field', 'negative_quantity']);
+    const events = await db.scan('acct_1', 0, Number.MAX_SAFE_INTEGER);
+    expect(events.map((e) => e.event_id)).toEqual(['evt_1']);
+    await db.close();
+  });
+
+  it('refuses an oversized batch as a whole', async () => {
+    const { open } = simDb();
+    const db = await open({ limits: { batchEventsMax: 10 } });
+    await expect(db.ingest(usageBatch(0, 11))).rejects.toMatchObject({ code: 'USAGEDB_ERR_BATCH_TOO_LARGE' });
+    await db.close();
+  });
+
+  it('handles corrections and retractions against their originals, at any age', async () => {
+    const sim = simDb();
+    let db = await sim.open();
+    await db.ingest([usage(1, { quantity: 100 }), usage(2, { quantity: 7 })]);
+    await db.flush();
+    await db.close();
+    db = await sim.open();
+    const ref = (id: string) => ({ original_event_id: id, reason: 'fix' });
+    const base = usage(1);
+    const r = await db.ingest([
+      { ...base, event_id: 'c1', kind: 'Correction', quantity: -10, correction_ref: ref('evt_1') },
+      { ...base, event_id: 'c2', kind: 'Correction', quantity: 1, correction_ref: ref('missing') },
+      { ...base, event_id: 'c3', kind: 'Correction', quantity: 1, meter_id: 'other', correction_ref: ref('evt_1') },
+      { ...base, event_id: 'r1', kind: 'Retraction', quantity: undefined, correction_ref: ref('evt_1') },
+      { ...base, event_id: 'r2', kind: 'Retraction', quantity: undefined, correction_ref: ref('evt_1') },
+      { ...usage(2), event_id: 'r3', kind: 'Retraction', quantity: 5, correction_ref: ref('evt_2') },
+    ]);
+    expect(r.accepted).toBe(2);
+    expect(r.errors.map((e) => [e.event_id, e.reason])).toEqual([
+      ['c2', 'unknown_original'],
+      ['c3', 'correction_mismatch'],
+      ['r2', 'already_retracted'],
+      ['r3', 'retraction_quantity_mismatch'],
+    ]);
+    // A retry of the accepted Retraction is a duplicate, not "already retracted".
+    const retry = await db.ingest([{ ...base, event_id: 'r1', kind: 'Retraction', quantity: undefined, correction_ref: ref('evt_1') }]);
+    expect(retry.duplicates).toBe(1);
+    await db.flush();
+    await db.close();
+    db = await sim.open();
+    const again = await db.ingest([{ ...base, event_id: 'r9', kind: 'Retraction', quantity: '-100', correction_ref: ref('evt_1') }]);
+    expect(again.errors[0]?.reason).toBe('already_retracted');
+    const events = await db.scan(base.account_id as string, 0, Number.MAX_SAFE_INTEGER);
+    const r1 = events.find((e) => e.event_id === 'r1');
+    expect(r1?.quantity).toBe(-100);
+    await db.close();
+  });
+
+  it('scan reads segments and memtable, half-open', async () => {
+    const { open } = simDb();
+    const db = await open();
+    await db.ingest([usage(1, { timestamp_ms: T0 }), usage(8, { timestamp_ms: T0 + 10 })]);
+    await db.flush();
+    await db.ingest([usage(15, { timestamp_ms: T0 + 20 })]);
+    const ids = (await db.scan('acct_1', T0, T0 + 20)).map((e) => e.event_id);
+    expect(ids).toEqual(['evt_1', 'evt_8']);
+    expect((await db.scan('acct_1', T0, T0 + 21)).length).toBe(3);
+    await db.close();
+  });
+
+  it('a second open of the same directory fails with a clear error', async () => {
+    const sim = simDb();
+    const db = await sim.open();
+    const second = sim.open().catch((err: unknown) => err);
+    const err = await second;
+    expect(err).toBeInstanceOf(UsageDbError);
+    expect((err as UsageDbError).code).toBe('USAGEDB_ERR_LOCKED');
+    expect((err as Error).message).toMatch(/locked by process/);
+    await db.close();
+    const reopened = await sim.open();
+    await reopened.close();
+  });
+});
