@@ -12,6 +12,11 @@ export type Durability = 'strict' | 'balanced' | 'fast';
 export type QueryKind = 'q1' | 'q2' | 'q3' | 'q4';
 /** DuckDB storage order: `account` sorts by (account_id, timestamp_ms) so zone maps prune. */
 export type DuckdbOrder = 'account' | 'arrival';
+/**
+ * DuckDB quantity column: `decimal38` holds every quantity the contract allows (|q| < 10^38),
+ * like usagedb; `bigint` is faster in DuckDB but overflows past 2^63 (a reference only).
+ */
+export type DuckdbQuantity = 'decimal38' | 'bigint';
 export const QUERY_KINDS: readonly QueryKind[] = ['q1', 'q2', 'q3', 'q4'];
 
 /** What the orchestrator asks a child to do; passed as JSON in argv. */
@@ -30,6 +35,7 @@ export type Task =
       noFlush?: boolean;
       /** duckdb only. */
       order?: DuckdbOrder;
+      quantityType?: DuckdbQuantity;
     }
   | { phase: 'reopen'; engine: 'usagedb'; dir: string; expected: WorkloadTotals }
   | {

@@ -21,6 +21,7 @@ import {
   auditRow,
   type Counts,
   type DuckdbOrder,
+  type DuckdbQuantity,
   dayLabel,
   dirBytes,
   driveWorkload,
@@ -44,7 +45,7 @@ import {
 
 const DB_FILE = 'usage.duckdb';
 
-const COLUMNS = `
+const columns = (quantityType: string): string => `
   event_id VARCHAR NOT NULL,
   kind VARCHAR NOT NULL,
   correction_original_event_id VARCHAR,
@@ -57,7 +58,7 @@ const COLUMNS = `
   unit VARCHAR NOT NULL,
   source VARCHAR NOT NULL,
   timestamp_ms BIGINT NOT NULL,
-  quantity DECIMAL(38, 0) NOT NULL,
+  quantity ${quantityType} NOT NULL,
   dimensions VARCHAR NOT NULL,
   ingested_at_ms BIGINT NOT NULL`;
 
@@ -77,12 +78,15 @@ export async function loadDuckdb(
   events: number,
   seed: number,
   order: DuckdbOrder,
+  quantity: DuckdbQuantity,
 ): Promise<IngestResult> {
   mkdirSync(dir, { recursive: true });
   const h = await open(dir);
   const { conn } = h;
   // Staged in a temp table so the sorted copy leaves no dead blocks behind in the database file.
-  await conn.run(`CREATE TEMP TABLE staging (${COLUMNS})`);
+  await conn.run(
+    `CREATE TEMP TABLE staging (${columns(quantity === 'bigint' ? 'BIGINT' : 'DECIMAL(38, 0)')})`,
+  );
   const appender = await conn.createAppender('staging', 'main', 'temp');
 
   const counts: Counts = { accepted: 0, duplicates: 0, conflicts: 0, rejected: 0 };
@@ -112,7 +116,8 @@ export async function loadDuckdb(
         appender.appendVarchar(e.unit);
         appender.appendVarchar(e.source);
         appender.appendBigInt(BigInt(e.timestamp_ms));
-        appender.appendDecimal(new DuckDBDecimalValue(BigInt(e.quantity), 38, 0));
+        if (quantity === 'bigint') appender.appendBigInt(BigInt(e.quantity));
+        else appender.appendDecimal(new DuckDBDecimalValue(BigInt(e.quantity), 38, 0));
         appender.appendVarchar(canonicalDimensions(e.dimensions));
         appender.appendBigInt(ingestedAt);
         appender.endRow();
@@ -134,7 +139,9 @@ export async function loadDuckdb(
   );
   const [n, s, d] = reader.getRows()[0];
   close(h);
-  const notes = [`bulk appender load of the generator's new events (no idempotency check), order=${order}`];
+  const notes = [
+    `bulk appender load of the generator's new events (no idempotency check), order=${order}, quantity=${quantity}`,
+  ];
   if (Number(d) !== Number(n)) notes.push(`duplicate event_ids stored: ${Number(n) - Number(d)}`);
   return {
     engine: 'duckdb',
@@ -232,9 +239,12 @@ export async function duckdbQueryRunner(dir: string): Promise<QueryRunner & { cl
   };
 }
 
-/** The DESIGN §6 flat schema, column for column, so both Parquet files hold the same thing. */
+/**
+ * The DESIGN §6 flat schema, column for column, so both Parquet files hold the same thing
+ * (the cast keeps Decimal128(38,0) when the table was loaded with `--duckdb-quantity bigint`).
+ */
 const EXPORT_SELECT = `SELECT event_id, kind, correction_original_event_id, correction_reason, account_id,
-  subscription_id, product_id, meter_id, model_id, timestamp_ms, quantity, unit, source,
+  subscription_id, product_id, meter_id, model_id, timestamp_ms, quantity::DECIMAL(38, 0) AS quantity, unit, source,
   dimensions AS dimensions_canonical, ingested_at_ms FROM usage_events`;
 
 const sqlString = (s: string): string => `'${s.replaceAll("'", "''")}'`;

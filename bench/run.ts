@@ -5,7 +5,7 @@
  *
  *   node --expose-gc bench/run.ts [--events N | --10m] [--seed S] [--only ingest,query,export]
  *     [--engines usagedb,sqlite,duckdb] [--dir PATH] [--json FILE] [--samples N] [--q3-runs N]
- *     [--page-size N] [--duckdb-order account|arrival] [--verbose]
+ *     [--page-size N] [--duckdb-order account|arrival] [--duckdb-quantity decimal38|bigint] [--verbose]
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import {
   type BenchReport,
   type DuckdbOrder,
+  type DuckdbQuantity,
   type Engine,
   type ExportResult,
   errorMessage,
@@ -49,6 +50,7 @@ interface Options {
   q3Runs: number;
   pageSize: number;
   duckdbOrder: DuckdbOrder;
+  duckdbQuantity: DuckdbQuantity;
   verbose: boolean;
 }
 
@@ -66,6 +68,7 @@ function parseOptions(): Options {
       'q3-runs': { type: 'string', default: '20' },
       'page-size': { type: 'string', default: '1000' },
       'duckdb-order': { type: 'string', default: 'account' },
+      'duckdb-quantity': { type: 'string', default: 'decimal38' },
       verbose: { type: 'boolean', default: false },
     },
     strict: true,
@@ -87,7 +90,10 @@ function parseOptions(): Options {
   };
   const order = values['duckdb-order'];
   if (order !== 'account' && order !== 'arrival')
-    throw new Error(`--duckdb-order must be account or arrival`);
+    throw new Error('--duckdb-order must be account or arrival');
+  const quantity = values['duckdb-quantity'];
+  if (quantity !== 'decimal38' && quantity !== 'bigint')
+    throw new Error('--duckdb-quantity must be decimal38 or bigint');
   return {
     events: values['10m'] ? 10_000_000 : int('events', values.events ?? '1000000'),
     seed: int('seed', values.seed),
@@ -99,6 +105,7 @@ function parseOptions(): Options {
     q3Runs: int('q3-runs', values['q3-runs']),
     pageSize: int('page-size', values['page-size']),
     duckdbOrder: order,
+    duckdbQuantity: quantity,
     verbose: values.verbose,
   };
 }
@@ -242,6 +249,7 @@ async function main(): Promise<void> {
     sqlite: sqliteVersion,
     duckdb: duckdbVersion,
     date: new Date().toISOString(),
+    load_average_start: Number(os.loadavg()[0].toFixed(2)),
   };
   const report: BenchReport = {
     machine,
@@ -259,6 +267,7 @@ async function main(): Promise<void> {
   console.log(
     `machine: ${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gib} GiB, ${machine.platform}; node ${machine.node}`,
   );
+  console.log(`load average at start: ${machine.load_average_start}`);
   console.log(`engines: SQLite ${sqliteVersion} (node:sqlite), DuckDB ${duckdbVersion} (@duckdb/node-api)`);
   console.log(
     `workload: ${int(o.events)} events (batches of 1,000), seed ${o.seed}, 1,000 Zipf accounts, May 2026 UTC; dir ${o.dir}`,
@@ -304,7 +313,13 @@ async function main(): Promise<void> {
     plans.push({
       label: 'duckdb load',
       key: 'duckdb',
-      task: { ...base, engine: 'duckdb', dir: dirOf('duckdb'), order: o.duckdbOrder },
+      task: {
+        ...base,
+        engine: 'duckdb',
+        dir: dirOf('duckdb'),
+        order: o.duckdbOrder,
+        quantityType: o.duckdbQuantity,
+      },
       shown: wantIngest,
     });
   }
@@ -428,7 +443,17 @@ async function main(): Promise<void> {
 
   // ---- summary -----------------------------------------------------------------------------
   section('checks');
-  if (mismatches.length === 0) console.log('all counts, sums and answers checked: equal across engines');
+  if (mismatches.length === 0) {
+    console.log(
+      failures.length === 0
+        ? 'every count, sum and answer checked: equal across engines'
+        : 'no mismatch among the phases that ran (failed phases below were not checked)',
+    );
+  }
+  const load = os.loadavg()[0];
+  console.log(`load average at the end: ${load.toFixed(2)} (${cpus.length} cpus)`);
+  if (load > cpus.length / 2)
+    console.log('warning: the machine was busy; timings are noisy, rerun on a quiet machine');
   for (const m of mismatches) console.log(`MISMATCH ${m}`);
   for (const f of failures) console.log(`FAILED ${f}`);
   if (o.json) {
@@ -501,12 +526,18 @@ function printIngest(
   );
   if (loaded.has('duckdb')) {
     console.log(
-      `¹ DuckDB: bulk appender load of the events the generator labels new (no idempotency check), stored ` +
+      `¹ DuckDB: bulk appender load of the events the generator labels new (no idempotency check), ` +
+        `quantity ${duckdbQuantityLabel(o)}, stored ` +
         `${o.duckdbOrder === 'account' ? 'sorted by (account_id, timestamp_ms)' : 'in arrival order'}; for size only.`,
     );
   }
   for (const n of notes) console.log(`note: ${n}`);
 }
+
+const duckdbQuantityLabel = (o: Options): string =>
+  o.duckdbQuantity === 'bigint'
+    ? 'BIGINT (overflows past 2^63: reference only)'
+    : 'DECIMAL(38,0) (the contract range)';
 
 interface QueryStat {
   p50: number;
@@ -562,6 +593,7 @@ function printQueries(results: QueryResult[], o: Options, accounts: number): voi
   console.log(table(headers, rows));
   console.log(
     `peak RSS MiB: ${present.map((e) => `${e} ${mib(by.get(e)!.maxRssBytes)}`).join(', ')}\n` +
+      (by.has('duckdb') ? `duckdb quantity column: ${duckdbQuantityLabel(o)}\n` : '') +
       'times: call to fully materialised JS rows, after one untimed warm-up pass on another account;\n' +
       'speedup: other engine p95 / usagedb p95 (above 1× means usagedb is faster).',
   );

@@ -186,9 +186,11 @@ export function sqliteQueryRunner(dir: string): QueryRunner & { close(): void } 
      FROM usage_events WHERE account_id = ? AND timestamp_ms >= ? AND timestamp_ms < ?
      GROUP BY day, meter_id, unit`,
   );
+  // NOT INDEXED: left alone, the planner walks the (account_id, timestamp_ms) index to avoid a
+  // GROUP BY sort and pays a random row lookup per event, 7–11× slower than this plain scan.
   const q3 = db.prepare(
     `SELECT account_id, sum(quantity) AS sum, count(*) AS count
-     FROM usage_events WHERE meter_id = ? AND timestamp_ms >= ? AND timestamp_ms < ?
+     FROM usage_events NOT INDEXED WHERE meter_id = ? AND timestamp_ms >= ? AND timestamp_ms < ?
      GROUP BY account_id ORDER BY sum DESC, account_id ASC LIMIT ${Q3_LIMIT}`,
   );
   const q4 = db.prepare(

@@ -15,11 +15,13 @@ async function run(task: Task): Promise<TaskResult> {
       if (task.engine === 'sqlite')
         return (await import('./sqlite.ts')).ingestSqlite(task.dir, task.events, task.seed);
       if (task.engine === 'duckdb') {
-        return (await import('./duckdb.ts')).loadDuckdb(
+        const { loadDuckdb } = await import('./duckdb.ts');
+        return loadDuckdb(
           task.dir,
           task.events,
           task.seed,
           task.order ?? 'account',
+          task.quantityType ?? 'decimal38',
         );
       }
       return (await import('./usagedb.ts')).ingestUsagedb({
