@@ -30,14 +30,13 @@ export class BitWriter {
 
   /** Writes an integer in [0, 2^count) for count <= 53, in 24-bit pieces. */
   writeWide(value: number, count: number): void {
-    let v = value;
-    let n = count;
-    while (n > BITS_PER_OP_MAX) {
-      this.writeBits(v % 0x1000000, BITS_PER_OP_MAX);
-      v = Math.floor(v / 0x1000000);
-      n -= BITS_PER_OP_MAX;
+    if (count <= BITS_PER_OP_MAX) {
+      this.writeBits(value, count);
+      return;
     }
-    this.writeBits(v, n);
+    const low = value % 0x1000000;
+    this.writeBits(low, BITS_PER_OP_MAX);
+    this.writeWide((value - low) / 0x1000000, count - BITS_PER_OP_MAX);
   }
 
   private drain(): void {
@@ -74,7 +73,8 @@ export class BitReader {
 
   readBits(count: number): number {
     while (this.accBits < count) {
-      if (this.pos >= this.bytes.length) throw new DecodeError(`bit stream: read past end of ${this.bytes.length} bytes`);
+      if (this.pos >= this.bytes.length)
+        throw new DecodeError(`bit stream: read past end of ${this.bytes.length} bytes`);
       this.acc |= this.bytes[this.pos++] << this.accBits;
       this.accBits += 8;
     }
@@ -86,15 +86,9 @@ export class BitReader {
 
   /** Reads an integer of up to 53 bits written by writeWide. */
   readWide(count: number): number {
-    let n = count;
-    let scale = 1;
-    let value = 0;
-    while (n > BITS_PER_OP_MAX) {
-      value += this.readBits(BITS_PER_OP_MAX) * scale;
-      scale *= 0x1000000;
-      n -= BITS_PER_OP_MAX;
-    }
-    return value + this.readBits(n) * scale;
+    if (count <= BITS_PER_OP_MAX) return this.readBits(count);
+    const low = this.readBits(BITS_PER_OP_MAX);
+    return low + this.readWide(count - BITS_PER_OP_MAX) * 0x1000000;
   }
 
   /** Bytes not yet pulled into the accumulator (whole bytes only). */

@@ -31,7 +31,8 @@ export class BloomFilter {
 
   /** A filter sized for `expectedKeys` at `bitsPerKey` (8 bits/key gives about 2% false positives). */
   static create(expectedKeys: number, bitsPerKey: number): BloomFilter {
-    if (!(Number.isInteger(expectedKeys) && expectedKeys >= 0)) throw new RangeError(`bloom: bad expectedKeys ${expectedKeys}`);
+    if (!(Number.isInteger(expectedKeys) && expectedKeys >= 0))
+      throw new RangeError(`bloom: bad expectedKeys ${expectedKeys}`);
     if (!(bitsPerKey > 0 && bitsPerKey <= 64)) throw new RangeError(`bloom: bad bitsPerKey ${bitsPerKey}`);
     const hashCount = Math.min(BLOOM_HASH_COUNT_MAX, Math.max(1, Math.round(bitsPerKey * Math.LN2)));
     // Whole bytes, at least one, so the serialized form has no slack bits.
@@ -79,13 +80,17 @@ export class BloomFilter {
 
   /** Parses a serialized filter; the bits are copied, so `bytes` may be reused. */
   static fromBytes(bytes: Uint8Array): BloomFilter {
-    if (bytes.length < HEADER_BYTES) throw new DecodeError(`bloom: ${bytes.length} bytes is shorter than its header`);
+    if (bytes.length < HEADER_BYTES)
+      throw new DecodeError(`bloom: ${bytes.length} bytes is shorter than its header`);
     const hashCount = bytes[0];
     const bitCount = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(1, true);
-    if (hashCount < 1 || hashCount > BLOOM_HASH_COUNT_MAX) throw new DecodeError(`bloom: bad hash count ${hashCount}`);
+    if (hashCount < 1 || hashCount > BLOOM_HASH_COUNT_MAX)
+      throw new DecodeError(`bloom: bad hash count ${hashCount}`);
     if (bitCount < 8 || bitCount % 8 !== 0) throw new DecodeError(`bloom: bad bit count ${bitCount}`);
     if (bytes.length !== HEADER_BYTES + bitCount / 8) {
-      throw new DecodeError(`bloom: ${bytes.length} bytes, expected ${HEADER_BYTES + bitCount / 8} for ${bitCount} bits`);
+      throw new DecodeError(
+        `bloom: ${bytes.length} bytes, expected ${HEADER_BYTES + bitCount / 8} for ${bitCount} bits`,
+      );
     }
     return new BloomFilter(bitCount, hashCount, bytes.slice(HEADER_BYTES));
   }

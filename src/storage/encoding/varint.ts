@@ -188,7 +188,8 @@ export class ByteWriter {
       return;
     }
     const { written } = utf8Encoder.encodeInto(text, this.buf.subarray(this.pos, this.pos + byteLength));
-    if (written !== byteLength) throw new Error(`writeUtf8: encoded ${written} bytes, expected ${byteLength}`);
+    if (written !== byteLength)
+      throw new Error(`writeUtf8: encoded ${written} bytes, expected ${byteLength}`);
     this.pos += byteLength;
   }
 
@@ -227,7 +228,9 @@ export class ByteReader {
 
   private need(count: number, what: string): void {
     if (this.end - this.pos < count) {
-      throw new DecodeError(`read past end: ${what} needs ${count} bytes at offset ${this.pos}, ${this.end - this.pos} left`);
+      throw new DecodeError(
+        `read past end: ${what} needs ${count} bytes at offset ${this.pos}, ${this.end - this.pos} left`,
+      );
     }
   }
 
@@ -258,7 +261,8 @@ export class ByteReader {
       const b = bytes[pos++];
       result += (b & 0x7f) * mul;
       if (b < 0x80) {
-        if (result > VARUINT_MAX) throw new DecodeError(`varint ${result} exceeds 2^53 at offset ${this.pos}`);
+        if (result > VARUINT_MAX)
+          throw new DecodeError(`varint ${result} exceeds 2^53 at offset ${this.pos}`);
         this.pos = pos;
         return result;
       }
@@ -279,7 +283,8 @@ export class ByteReader {
     // u = rest * 128 + low, v = (u >> 1) ^ -(u & 1): computed without forming u past 2^53.
     const half = rest * 64 + (low >>> 1);
     const value = (low & 1) === 0 ? half : -(half + 1);
-    if (!Number.isSafeInteger(value)) throw new DecodeError(`zigzag varint exceeds a safe integer at offset ${this.pos}`);
+    if (!Number.isSafeInteger(value))
+      throw new DecodeError(`zigzag varint exceeds a safe integer at offset ${this.pos}`);
     return value;
   }
 
@@ -291,7 +296,8 @@ export class ByteReader {
       u |= BigInt(b & 0x7f) << shift;
       if (b < 0x80) {
         const value = u & 1n ? -((u + 1n) >> 1n) : u >> 1n;
-        if ((value < 0n ? -value : value) > BIG_ABS_MAX) throw new DecodeError(`big zigzag ${value} exceeds 10^38 - 1`);
+        if ((value < 0n ? -value : value) > BIG_ABS_MAX)
+          throw new DecodeError(`big zigzag ${value} exceeds 10^38 - 1`);
         return value;
       }
       shift += 7n;
@@ -313,7 +319,8 @@ export class ByteReader {
   }
 
   private dataView(): DataView {
-    if (this.view === null) this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+    if (this.view === null)
+      this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
     return this.view;
   }
 

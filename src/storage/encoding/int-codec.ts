@@ -1,0 +1,300 @@
+/**
+ * Integer column codecs. Each encoder turns a run of values into a few byte streams (the chunk
+ * layer compresses each stream on its own, so a skewed stream keeps its own entropy coder and
+ * random bits are stored raw); each decoder fills an output array from those streams.
+ *
+ * - runs:       (value, run length) varint pairs; sorted key columns and `kind` shrink to bytes.
+ * - planes:     fixed-width little-endian byte planes (all low bytes, then the next ...); codes.
+ * - bit-class:  per value a class byte (bit length, +64 if negative) and its mantissa bits
+ *               below the leading one, bit-packed. Classes compress well, mantissas are noise.
+ * - delta bit-class: bit-class of successive differences (timestamps).
+ * - value dict: the distinct values (delta varints) and per-row plane codes into them
+ *               (ingested_at_ms: a few dozen distinct instants in random row order).
+ *
+ * Invariants:
+ * - decode(encode(x)) === x exactly for the documented domain of each codec;
+ * - decoders validate what they produce (value limits, stream lengths) and throw DecodeError.
+ */
+
+import { BitWriter } from './bits.ts';
+import { ByteReader, ByteWriter, DecodeError } from './varint.ts';
+
+export type Streams = Uint8Array[];
+
+/** Class byte of a big quantity (its value lives in a separate stream). */
+export const CLASS_BIG = 255;
+const CLASS_NEGATIVE = 64;
+const BIT_LENGTH_MAX = 53;
+
+function expectStreams(streams: Streams, count: number, codec: string): void {
+  if (streams.length !== count)
+    throw new DecodeError(`${codec}: ${streams.length} streams, expected ${count}`);
+}
+
+function expectConsumed(reader: ByteReader, what: string): void {
+  if (!reader.atEnd()) throw new DecodeError(`${what}: ${reader.remaining} trailing bytes`);
+}
+
+// ---- runs ------------------------------------------------------------------------------
+
+/** Values must be integers in [0, 2^32). */
+export function encodeRuns(values: ArrayLike<number>): Streams {
+  const vals = new ByteWriter(64);
+  const runs = new ByteWriter(64);
+  let i = 0;
+  const n = values.length;
+  while (i < n) {
+    const v = values[i];
+    let j = i + 1;
+    while (j < n && values[j] === v) j++;
+    vals.writeVarUint(v);
+    runs.writeVarUint(j - i);
+    i = j;
+  }
+  return [vals.finish(), runs.finish()];
+}
+
+/** Fills `out` (its whole length) and checks every value is below `limit`. */
+export function decodeRunsInto(streams: Streams, out: Uint8Array | Uint32Array, limit: number): void {
+  expectStreams(streams, 2, 'runs');
+  const vals = new ByteReader(streams[0]);
+  const runs = new ByteReader(streams[1]);
+  let pos = 0;
+  while (pos < out.length) {
+    const v = vals.readVarUint();
+    const run = runs.readVarUint();
+    if (v >= limit) throw new DecodeError(`runs: value ${v} is not below ${limit}`);
+    if (run === 0 || run > out.length - pos)
+      throw new DecodeError(`runs: run of ${run} at row ${pos} of ${out.length}`);
+    out.fill(v, pos, pos + run);
+    pos += run;
+  }
+  expectConsumed(vals, 'runs values');
+  expectConsumed(runs, 'runs lengths');
+}
+
+// ---- planes ----------------------------------------------------------------------------
+
+function byteWidth(max: number): number {
+  return max < 0x100 ? 1 : max < 0x10000 ? 2 : max < 0x1000000 ? 3 : 4;
+}
+
+/** Values must be integers in [0, 2^32). One stream: u8 width, then `width` planes. */
+export function encodePlanes(values: ArrayLike<number>): Streams {
+  const n = values.length;
+  let max = 0;
+  for (let i = 0; i < n; i++) if (values[i] > max) max = values[i];
+  const width = byteWidth(max);
+  const out = new Uint8Array(1 + width * n);
+  out[0] = width;
+  for (let p = 0; p < width; p++) {
+    const base = 1 + p * n;
+    const shift = 8 * p;
+    for (let i = 0; i < n; i++) out[base + i] = values[i] >>> shift;
+  }
+  return [out];
+}
+
+export function decodePlanesInto(streams: Streams, out: Uint8Array | Uint32Array, limit: number): void {
+  expectStreams(streams, 1, 'planes');
+  const bytes = streams[0];
+  const n = out.length;
+  const width = bytes.length > 0 ? bytes[0] : 0;
+  if (width < 1 || width > 4 || bytes.length !== 1 + width * n) {
+    throw new DecodeError(`planes: ${bytes.length} bytes for ${n} values of width ${width}`);
+  }
+  for (let i = 0; i < n; i++) out[i] = bytes[1 + i];
+  for (let p = 1; p < width; p++) {
+    const base = 1 + p * n;
+    const shift = 8 * p;
+    for (let i = 0; i < n; i++) out[i] |= bytes[base + i] << shift;
+  }
+  // Uint32Array wraps negative int32 results of the last shift back to unsigned.
+  for (let i = 0; i < n; i++)
+    if (out[i] >= limit) throw new DecodeError(`planes: value ${out[i]} is not below ${limit}`);
+}
+
+// ---- bit-class -------------------------------------------------------------------------
+
+function bitLength(abs: number): number {
+  // 32 - clz32 for int32 range; larger magnitudes go through the exponent.
+  if (abs < 0x80000000) return 32 - Math.clz32(abs);
+  let bits = 31;
+  let v = Math.floor(abs / 0x80000000);
+  while (v > 0) {
+    bits++;
+    v = Math.floor(v / 2);
+  }
+  return bits;
+}
+
+/** Accumulates bit-class coded safe integers. */
+export class BitClassWriter {
+  readonly classes: Uint8Array;
+  private readonly mantissas = new BitWriter(256);
+  private count = 0;
+
+  constructor(capacity: number) {
+    this.classes = new Uint8Array(capacity);
+  }
+
+  /** A safe integer (the caller guarantees it; checked by the column encoders). */
+  put(value: number): void {
+    const negative = value < 0;
+    const abs = negative ? -value : value;
+    const bits = bitLength(abs);
+    this.classes[this.count++] = bits + (negative ? CLASS_NEGATIVE : 0);
+    if (bits <= 1) return;
+    // The leading one is implied by the class: store the bits below it.
+    const rest = bits - 1;
+    if (rest <= 24) this.mantissas.writeBits(abs - 2 ** rest, rest);
+    else this.mantissas.writeWide(abs - 2 ** rest, rest);
+  }
+
+  /** A class with no mantissa (e.g. CLASS_BIG). */
+  putClass(cls: number): void {
+    this.classes[this.count++] = cls;
+  }
+
+  finish(): Streams {
+    if (this.count !== this.classes.length)
+      throw new Error(`bit-class: wrote ${this.count} of ${this.classes.length} values`);
+    return [this.classes, this.mantissas.finish()];
+  }
+}
+
+/** 2^k for k in 0..53: the implied leading one of a class. */
+const POW2 = Float64Array.from({ length: BIT_LENGTH_MAX + 1 }, (_, k) => 2 ** k);
+
+/**
+ * Decodes bit-class values into `out` (one per class byte). With `delta`, values are running
+ * sums of the decoded differences. With `bigRows`, class CLASS_BIG is allowed: the row gets NaN
+ * and its index is appended. The bit reader lives in locals: this is the query hot path.
+ */
+export function decodeBitClassInto(
+  classes: Uint8Array,
+  mantissas: Uint8Array,
+  out: Float64Array,
+  delta: boolean,
+  bigRows: number[] | null,
+): void {
+  if (classes.length !== out.length)
+    throw new DecodeError(`bit-class: ${classes.length} classes for ${out.length} rows`);
+  const m = mantissas;
+  const end = m.length;
+  let pos = 0;
+  let acc = 0;
+  let accBits = 0;
+  let prev = 0;
+  for (let i = 0; i < classes.length; i++) {
+    const cls = classes[i];
+    let value: number;
+    if (cls <= 1) {
+      value = cls;
+    } else {
+      if (cls === CLASS_BIG && bigRows !== null) {
+        out[i] = Number.NaN;
+        bigRows.push(i);
+        continue;
+      }
+      const bits = cls & 63;
+      if ((cls & ~(CLASS_NEGATIVE | 63)) !== 0 || bits > BIT_LENGTH_MAX)
+        throw new DecodeError(`bit-class: bad class byte ${cls}`);
+      let abs = bits;
+      if (bits > 1) {
+        let rest = bits - 1;
+        abs = POW2[rest];
+        let scale = 1;
+        while (rest > 0) {
+          const n = Math.min(rest, 24);
+          while (accBits < n) {
+            if (pos >= end) throw new DecodeError(`bit-class: mantissas end at ${end} bytes`);
+            acc |= m[pos++] << accBits;
+            accBits += 8;
+          }
+          abs += (acc & ((1 << n) - 1)) * scale;
+          acc >>>= n;
+          accBits -= n;
+          scale *= 0x1000000;
+          rest -= n;
+        }
+      }
+      value = cls & CLASS_NEGATIVE ? -abs : abs;
+    }
+    if (delta) {
+      prev += value;
+      out[i] = prev;
+    } else {
+      out[i] = value;
+    }
+  }
+  if (pos !== end) throw new DecodeError(`bit-class: ${end - pos} mantissa bytes left`);
+}
+
+/** Safe integers; deltas of successive values must be safe too (true for values in [0, 2^53)). */
+export function encodeDeltaBitClass(values: Float64Array): Streams {
+  const writer = new BitClassWriter(values.length);
+  let prev = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    writer.put(v - prev);
+    prev = v;
+  }
+  return writer.finish();
+}
+
+export function decodeDeltaBitClassInto(streams: Streams, out: Float64Array): void {
+  expectStreams(streams, 2, 'delta bit-class');
+  decodeBitClassInto(streams[0], streams[1], out, true, null);
+  for (let i = 0; i < out.length; i++) {
+    if (!Number.isSafeInteger(out[i]))
+      throw new DecodeError(`delta bit-class: row ${i} is not a safe integer`);
+  }
+}
+
+// ---- value dictionary ------------------------------------------------------------------
+
+/**
+ * Integers in [0, 2^53). Streams: distinct values ascending as delta varints, then plane codes.
+ * Returns null when more than `distinctMax` values are distinct (the dictionary cannot pay off).
+ */
+export function encodeValueDict(values: Float64Array, distinctMax = values.length): Streams | null {
+  const seen = new Set<number>();
+  for (let i = 0; i < values.length; i++) {
+    seen.add(values[i]);
+    if (seen.size > distinctMax) return null;
+  }
+  const distinct = Float64Array.from(seen).sort();
+  const index = new Map<number, number>();
+  const dictStream = new ByteWriter(16 + distinct.length * 4);
+  dictStream.writeVarUint(distinct.length);
+  let prev = 0;
+  for (let i = 0; i < distinct.length; i++) {
+    index.set(distinct[i], i);
+    dictStream.writeVarUint(distinct[i] - prev);
+    prev = distinct[i];
+  }
+  const codes = new Uint32Array(values.length);
+  for (let i = 0; i < values.length; i++) codes[i] = index.get(values[i]) as number;
+  return [dictStream.finish(), ...encodePlanes(codes)];
+}
+
+export function decodeValueDictInto(streams: Streams, out: Float64Array): void {
+  expectStreams(streams, 2, 'value dict');
+  const reader = new ByteReader(streams[0]);
+  const count = reader.readVarUint();
+  if (count > streams[0].length)
+    throw new DecodeError(`value dict: ${count} values in ${streams[0].length} bytes`);
+  const distinct = new Float64Array(count);
+  let prev = 0;
+  for (let i = 0; i < count; i++) {
+    prev += reader.readVarUint();
+    distinct[i] = prev;
+  }
+  expectConsumed(reader, 'value dict');
+  if (count > 0 && !Number.isSafeInteger(prev))
+    throw new DecodeError(`value dict: value ${prev} is not a safe integer`);
+  const codes = new Uint32Array(out.length);
+  decodePlanesInto([streams[1]], codes, count);
+  for (let i = 0; i < out.length; i++) out[i] = distinct[codes[i]];
+}

@@ -1,0 +1,377 @@
+/**
+ * String column codecs (UTF-8 bytes; decoded back to identical JS strings):
+ *
+ * - strings:          stream 0 = u8 flags (bit 0: all ASCII) + varint byte length per value,
+ *                     stream 1 = the concatenated bytes. The general form for any strings.
+ * - nullable strings: stream 0 = alternating run lengths of nulls and non-nulls (a null run
+ *                     first, possibly empty), then the two `strings` streams of the non-nulls.
+ * - radix strings:    for equal-length values (random ids: `evt_` + base62, UUIDs, hex): every
+ *                     byte position is constant or draws from one shared alphabet; the variable
+ *                     positions are cut into groups whose radix^digits stays within 2^31, and
+ *                     each group is one integer of ceil(log2(radix^digits)) bits, bit-packed.
+ *                     20 base62 chars cost 4 x 30 = 120 bits: within one bit of their entropy.
+ * - front coding:     sorted dictionaries (varint shared-prefix bytes, suffix); used in footers.
+ *
+ * Invariants:
+ * - decode(encode(values)) equals values exactly (strings must be well-formed UTF-16: a lone
+ *   surrogate would not survive UTF-8, so encoders reject it);
+ * - decoders validate lengths and bit widths and throw DecodeError, never return a guess.
+ */
+
+import { BitReader, BitWriter } from './bits.ts';
+import type { Streams } from './int-codec.ts';
+import { ByteReader, ByteWriter, DecodeError, decodeUtf8, utf8Length } from './varint.ts';
+
+const FLAG_ASCII = 1;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** Radix packing is for ids; longer equal-length values go through `strings`. */
+const RADIX_VALUE_BYTES_MAX = 1024;
+/** A group of digits is one integer below 2^31: int32 arithmetic, and at most a bit of slack per group. */
+const RADIX_GROUP_MAX = 2 ** 31;
+
+function expectStreams(streams: Streams, count: number, codec: string): void {
+  if (streams.length !== count)
+    throw new DecodeError(`${codec}: ${streams.length} streams, expected ${count}`);
+}
+
+/** UTF-8 length of a value, rejecting strings UTF-8 cannot carry exactly. */
+function checkedUtf8Length(text: string): number {
+  const byteLength = utf8Length(text);
+  if (byteLength !== text.length && LONE_SURROGATE.test(text)) {
+    throw new RangeError(
+      `string ${JSON.stringify(text.slice(0, 40))} holds a lone surrogate (not valid UTF-8)`,
+    );
+  }
+  return byteLength;
+}
+
+/** Turns concatenated bytes + byte offsets into strings; all-ASCII text decodes in one call. */
+function sliceStrings(
+  bytes: Uint8Array,
+  offsets: Float64Array | number[],
+  count: number,
+  ascii: boolean,
+): string[] {
+  const out = new Array<string>(count);
+  if (ascii) {
+    const all = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+    for (let i = 0; i < count; i++) out[i] = all.substring(offsets[i], offsets[i + 1]);
+    return out;
+  }
+  for (let i = 0; i < count; i++) out[i] = decodeUtf8(bytes, offsets[i], offsets[i + 1]);
+  return out;
+}
+
+// ---- strings ---------------------------------------------------------------------------
+
+export function encodeStrings(values: readonly string[]): Streams {
+  const lengths = new ByteWriter(8 + values.length * 2);
+  const lens = new Array<number>(values.length);
+  let total = 0;
+  let ascii = true;
+  for (let i = 0; i < values.length; i++) {
+    const len = checkedUtf8Length(values[i]);
+    lens[i] = len;
+    total += len;
+    if (len !== values[i].length) ascii = false;
+  }
+  lengths.writeU8(ascii ? FLAG_ASCII : 0);
+  for (const len of lens) lengths.writeVarUint(len);
+  const bytes = new ByteWriter(total);
+  for (let i = 0; i < values.length; i++) bytes.writeUtf8(values[i], lens[i]);
+  return [lengths.finish(), bytes.finish()];
+}
+
+export function decodeStrings(streams: Streams, count: number): string[] {
+  expectStreams(streams, 2, 'strings');
+  const reader = new ByteReader(streams[0]);
+  const flags = reader.readU8();
+  if ((flags & ~FLAG_ASCII) !== 0) throw new DecodeError(`strings: unknown flags ${flags}`);
+  const bytes = streams[1];
+  const offsets = new Float64Array(count + 1);
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    total += reader.readVarUint();
+    offsets[i + 1] = total;
+  }
+  if (!reader.atEnd()) throw new DecodeError(`strings: ${reader.remaining} trailing length bytes`);
+  if (total !== bytes.length)
+    throw new DecodeError(`strings: lengths sum to ${total}, have ${bytes.length} bytes`);
+  return sliceStrings(bytes, offsets, count, (flags & FLAG_ASCII) !== 0);
+}
+
+// ---- nullable strings ------------------------------------------------------------------
+
+export function encodeNullableStrings(values: readonly (string | null)[]): Streams {
+  const runs = new ByteWriter(16);
+  const present: string[] = [];
+  let i = 0;
+  let wantNull = true;
+  while (i < values.length) {
+    let j = i;
+    while (j < values.length && (values[j] === null) === wantNull) j++;
+    runs.writeVarUint(j - i);
+    if (!wantNull) for (let k = i; k < j; k++) present.push(values[k] as string);
+    i = j;
+    wantNull = !wantNull;
+  }
+  return [runs.finish(), ...encodeStrings(present)];
+}
+
+export function decodeNullableStrings(streams: Streams, count: number): (string | null)[] {
+  expectStreams(streams, 3, 'nullable strings');
+  const runs = new ByteReader(streams[0]);
+  const isNull = new Uint8Array(count);
+  let pos = 0;
+  let presentCount = 0;
+  let nullRun = true;
+  while (pos < count) {
+    const run = runs.readVarUint();
+    if (run > count - pos || (run === 0 && pos > 0))
+      throw new DecodeError(`nullable strings: run of ${run} at row ${pos} of ${count}`);
+    if (nullRun) isNull.fill(1, pos, pos + run);
+    else presentCount += run;
+    pos += run;
+    nullRun = !nullRun;
+  }
+  if (!runs.atEnd()) throw new DecodeError(`nullable strings: ${runs.remaining} trailing run bytes`);
+  const present = decodeStrings([streams[1], streams[2]], presentCount);
+  const out = new Array<string | null>(count);
+  let next = 0;
+  for (let r = 0; r < count; r++) out[r] = isNull[r] ? null : present[next++];
+  return out;
+}
+
+// ---- radix strings ---------------------------------------------------------------------
+
+interface RadixLayout {
+  byteLength: number;
+  /** Per position: -1 when variable, else the constant byte. */
+  constants: Int16Array;
+  variablePositions: number[];
+  alphabet: Uint8Array;
+  /** Variable positions are cut into groups of `groupDigits` (the last may be shorter). */
+  groupDigits: number;
+  /** Per group: radix^digits, and the bits that hold a value below it. */
+  groupRadix: number[];
+  groupBits: number[];
+  valueBits: number;
+}
+
+function radixLayout(byteLength: number, constants: Int16Array, alphabet: Uint8Array): RadixLayout {
+  const variablePositions: number[] = [];
+  for (let p = 0; p < byteLength; p++) if (constants[p] < 0) variablePositions.push(p);
+  const radix = Math.max(2, alphabet.length);
+  let groupDigits = 1;
+  while (radix ** (groupDigits + 1) <= RADIX_GROUP_MAX) groupDigits++;
+  const groupRadix: number[] = [];
+  const groupBits: number[] = [];
+  let valueBits = 0;
+  for (let g = 0; g < variablePositions.length; g += groupDigits) {
+    const digits = Math.min(groupDigits, variablePositions.length - g);
+    const groupMax = radix ** digits;
+    const bits = 32 - Math.clz32(groupMax - 1);
+    groupRadix.push(groupMax);
+    groupBits.push(bits);
+    valueBits += bits;
+  }
+  return {
+    byteLength,
+    constants,
+    variablePositions,
+    alphabet,
+    groupDigits,
+    groupRadix,
+    groupBits,
+    valueBits,
+  };
+}
+
+/** Alphabet as byte ranges: varint count, then (start, length - 1) byte pairs. */
+function writeAlphabet(w: ByteWriter, alphabet: Uint8Array): void {
+  const ranges: [number, number][] = [];
+  for (const b of alphabet) {
+    const last = ranges[ranges.length - 1];
+    if (last !== undefined && last[0] + last[1] === b) last[1]++;
+    else ranges.push([b, 1]);
+  }
+  w.writeVarUint(ranges.length);
+  for (const [start, length] of ranges) {
+    w.writeU8(start);
+    w.writeU8(length - 1);
+  }
+}
+
+function readAlphabet(r: ByteReader): Uint8Array {
+  const rangeCount = r.readVarUint();
+  if (rangeCount > 256) throw new DecodeError(`radix strings: ${rangeCount} alphabet ranges`);
+  const bytes: number[] = [];
+  let prevEnd = -1;
+  for (let i = 0; i < rangeCount; i++) {
+    const start = r.readU8();
+    const length = r.readU8() + 1;
+    if (start <= prevEnd || start + length > 256)
+      throw new DecodeError('radix strings: alphabet ranges out of order');
+    for (let b = start; b < start + length; b++) bytes.push(b);
+    prevEnd = start + length;
+  }
+  return Uint8Array.from(bytes);
+}
+
+/**
+ * Radix-packs values of one UTF-8 byte length; returns null when they are not all the same
+ * length (or too long), so the caller falls back to `strings`.
+ */
+export function encodeRadixStrings(values: readonly string[]): Streams | null {
+  const n = values.length;
+  if (n === 0) return null;
+  const byteLength = checkedUtf8Length(values[0]);
+  if (byteLength === 0 || byteLength > RADIX_VALUE_BYTES_MAX) return null;
+  const all = new ByteWriter(n * byteLength);
+  for (const v of values) {
+    if (checkedUtf8Length(v) !== byteLength) return null;
+    all.writeUtf8(v, byteLength);
+  }
+  const bytes = all.finish();
+  const constants = new Int16Array(byteLength);
+  for (let p = 0; p < byteLength; p++) constants[p] = bytes[p];
+  const seen = new Uint8Array(256);
+  for (let p = 0; p < byteLength; p++) {
+    const first = bytes[p];
+    for (let r = 1; r < n; r++) {
+      if (bytes[r * byteLength + p] !== first) {
+        constants[p] = -1;
+        break;
+      }
+    }
+    if (constants[p] < 0) for (let r = 0; r < n; r++) seen[bytes[r * byteLength + p]] = 1;
+  }
+  const alphabetList: number[] = [];
+  const rank = new Uint8Array(256);
+  for (let b = 0; b < 256; b++) {
+    if (seen[b]) {
+      rank[b] = alphabetList.length;
+      alphabetList.push(b);
+    }
+  }
+  const layout = radixLayout(byteLength, constants, Uint8Array.from(alphabetList));
+
+  const header = new ByteWriter(32 + byteLength);
+  header.writeVarUint(byteLength);
+  for (let p = 0; p < byteLength; p += 8) {
+    let mask = 0;
+    for (let k = 0; k < 8 && p + k < byteLength; k++) if (constants[p + k] < 0) mask |= 1 << k;
+    header.writeU8(mask);
+  }
+  for (let p = 0; p < byteLength; p++) if (constants[p] >= 0) header.writeU8(constants[p]);
+  writeAlphabet(header, layout.alphabet);
+
+  const packed = new BitWriter(Math.ceil((n * layout.valueBits) / 8) + 8);
+  const radix = layout.alphabet.length;
+  const vars = layout.variablePositions;
+  const groupDigits = layout.groupDigits;
+  for (let r = 0; r < n; r++) {
+    const base = r * byteLength;
+    for (let g = 0, group = 0; g < vars.length; g += groupDigits, group++) {
+      const end = Math.min(vars.length, g + groupDigits);
+      let value = 0;
+      for (let k = g; k < end; k++) value = value * radix + rank[bytes[base + vars[k]]];
+      packed.writeWide(value, layout.groupBits[group]);
+    }
+  }
+  return [header.finish(), packed.finish()];
+}
+
+export function decodeRadixStrings(streams: Streams, count: number): string[] {
+  expectStreams(streams, 2, 'radix strings');
+  const header = new ByteReader(streams[0]);
+  const byteLength = header.readVarUint();
+  if (byteLength === 0 || byteLength > RADIX_VALUE_BYTES_MAX)
+    throw new DecodeError(`radix strings: bad byte length ${byteLength}`);
+  const constants = new Int16Array(byteLength);
+  const masks = header.readBytes(Math.ceil(byteLength / 8));
+  for (let p = 0; p < byteLength; p++) if ((masks[p >> 3] >> (p & 7)) & 1) constants[p] = -1;
+  for (let p = 0; p < byteLength; p++) if (constants[p] === 0) constants[p] = header.readU8();
+  const alphabet = readAlphabet(header);
+  if (!header.atEnd()) throw new DecodeError(`radix strings: ${header.remaining} trailing header bytes`);
+  const layout = radixLayout(byteLength, constants, alphabet);
+  const vars = layout.variablePositions;
+  if (vars.length > 0 && alphabet.length < 2)
+    throw new DecodeError(`radix strings: alphabet of ${alphabet.length} for variable positions`);
+  if (streams[1].length !== Math.ceil((count * layout.valueBits) / 8)) {
+    throw new DecodeError(
+      `radix strings: ${streams[1].length} packed bytes for ${count} values of ${layout.valueBits} bits`,
+    );
+  }
+
+  const out = new Uint8Array(count * byteLength);
+  let ascii = true;
+  for (let p = 0; p < byteLength; p++) {
+    if (constants[p] < 0) continue;
+    if (constants[p] >= 0x80) ascii = false;
+    for (let r = 0; r < count; r++) out[r * byteLength + p] = constants[p];
+  }
+  if (vars.length > 0 && alphabet[alphabet.length - 1] >= 0x80) ascii = false;
+
+  const bits = new BitReader(streams[1]);
+  const radix = alphabet.length;
+  const groupDigits = layout.groupDigits;
+  const groupCount = layout.groupRadix.length;
+  for (let r = 0; r < count; r++) {
+    const base = r * byteLength;
+    for (let group = 0; group < groupCount; group++) {
+      let value = bits.readWide(layout.groupBits[group]);
+      if (value >= layout.groupRadix[group])
+        throw new DecodeError(`radix strings: value ${r} exceeds its radix range`);
+      const first = group * groupDigits;
+      // Least significant digit last: peel digits off the end of the group.
+      for (let k = Math.min(vars.length, first + groupDigits) - 1; k >= first; k--) {
+        const q = (value / radix) | 0;
+        out[base + vars[k]] = alphabet[value - q * radix];
+        value = q;
+      }
+    }
+  }
+  const offsets = new Float64Array(count + 1);
+  for (let r = 0; r <= count; r++) offsets[r] = r * byteLength;
+  return sliceStrings(out, offsets, count, ascii);
+}
+
+// ---- front coding ----------------------------------------------------------------------
+
+/** Writes a list of strings (best sorted) as varint count + (shared prefix, suffix) pairs. */
+export function writeFrontCoded(w: ByteWriter, values: readonly string[]): void {
+  w.writeVarUint(values.length);
+  let prev: Buffer = Buffer.alloc(0);
+  for (const v of values) {
+    checkedUtf8Length(v);
+    const cur = Buffer.from(v, 'utf8');
+    const limit = Math.min(prev.length, cur.length);
+    let shared = 0;
+    while (shared < limit && prev[shared] === cur[shared]) shared++;
+    w.writeVarUint(shared);
+    w.writeVarUint(cur.length - shared);
+    w.writeBytes(cur.subarray(shared));
+    prev = cur;
+  }
+}
+
+export function readFrontCoded(r: ByteReader, countMax: number): string[] {
+  const count = r.readVarUint();
+  if (count > countMax) throw new DecodeError(`front coded: ${count} values, at most ${countMax} expected`);
+  const out = new Array<string>(count);
+  let prev = new Uint8Array(0);
+  for (let i = 0; i < count; i++) {
+    const shared = r.readVarUint();
+    const suffixLength = r.readVarUint();
+    if (shared > prev.length)
+      throw new DecodeError(`front coded: shared prefix ${shared} longer than ${prev.length}`);
+    const suffix = r.readBytes(suffixLength);
+    const cur = new Uint8Array(shared + suffixLength);
+    cur.set(prev.subarray(0, shared));
+    cur.set(suffix, shared);
+    out[i] = decodeUtf8(cur, 0, cur.length);
+    prev = cur;
+  }
+  return out;
+}
