@@ -25,7 +25,7 @@ import { type Clock, systemClock } from './storage/clock.ts';
 import { BloomFilter } from './storage/encoding/bloom-filter.ts';
 import { crc32c } from './storage/encoding/crc32c.ts';
 import { flushColumns } from './storage/flush.ts';
-import { type FileSystem, joinPath } from './storage/fs/file-system.ts';
+import { type FileSystem, dirName, joinPath } from './storage/fs/file-system.ts';
 import { NodeFileSystem } from './storage/fs/node-file-system.ts';
 import { ID_FILTER_DIR, MANIFEST_DIR, RAW_DIR, TMP_DIR, WAL_DIR, idFilterPath } from './storage/layout.ts';
 import { DirectoryLock } from './storage/lock.ts';
@@ -187,6 +187,7 @@ export class UsageDb {
     const limits = { ...DEFAULT_LIMITS, ...options.limits };
     const root = options.dir;
     await fs.mkdirp(root);
+    await fs.syncDir(dirName(root));
     const lock = await DirectoryLock.acquire(fs, root, clock.nowMs());
     try {
       for (const d of [MANIFEST_DIR, WAL_DIR, RAW_DIR, ID_FILTER_DIR, TMP_DIR]) await fs.mkdirp(joinPath(root, d));
@@ -373,21 +374,23 @@ export class UsageDb {
     }
     const target = { offset: this.wal.sizeBytes, rowsAfter: this.memtable.rowCount };
     if (this.durability === 'strict') {
-      await this.awaitDurable(target);
+      await this.awaitDurable(target, true);
       return null;
     }
     return target;
   }
 
-  private async awaitDurable(target: { offset: number; rowsAfter: number }): Promise<void> {
+  /** `holdingMutex`: the caller already holds the ingest mutex (strict mode). */
+  private async awaitDurable(target: { offset: number; rowsAfter: number }, holdingMutex = false): Promise<void> {
     const wal = this.wal;
+    const repair = () => (holdingMutex ? this.repairWal() : this.ingestMutex.run(() => this.repairWal()));
     if (this.durability === 'fast') {
-      wal.syncTo(target.offset).catch(() => this.ingestMutex.run(() => this.repairWal()).catch(() => undefined));
+      wal.syncTo(target.offset).catch(() => repair().catch(() => undefined));
     } else {
       try {
         await wal.syncTo(target.offset);
       } catch (err) {
-        await this.ingestMutex.run(() => this.repairWal()).catch(() => undefined);
+        await repair().catch(() => undefined);
         throw new UsageDbError('USAGEDB_ERR_WAL_WRITE', `cannot fsync the WAL: ${(err as Error).message}`, { cause: err });
       }
     }

@@ -70,7 +70,8 @@ function parseManifestFileName(name: string): number | null {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const PREFIX = '{"crc32c":"';
-const PREFIX_BYTES = PREFIX.length + 8 + '","manifest":'.length;
+const INFIX = '","manifest":';
+const PREFIX_BYTES = PREFIX.length + 8 + INFIX.length;
 
 export function encodeManifest(state: ManifestState): Uint8Array {
   const body = JSON.stringify(state);
@@ -83,7 +84,9 @@ export function decodeManifest(bytes: Uint8Array, expectedGeneration: number): M
   const text = decoder.decode(bytes);
   const fail = (what: string) =>
     new UsageDbError('USAGEDB_ERR_MANIFEST_CORRUPT', `manifest generation ${expectedGeneration}: ${what}`);
-  if (!text.startsWith(PREFIX) || !text.endsWith('}\n')) throw fail('malformed envelope');
+  if (!text.startsWith(PREFIX) || text.slice(PREFIX.length + 8, PREFIX_BYTES) !== INFIX || !text.endsWith('}\n')) {
+    throw fail('malformed envelope');
+  }
   const crc = text.slice(PREFIX.length, PREFIX.length + 8);
   const body = text.slice(PREFIX_BYTES, text.length - 2);
   if (crc32c(encoder.encode(body)).toString(16).padStart(8, '0') !== crc) throw fail('checksum mismatch');

@@ -80,14 +80,14 @@ describe('faults', () => {
         await db.ingest(batches[5]).then(ack(batches[5]));
         await db.close();
       };
-      const clean = simDb(11, { durability });
+      const clean = simDb(11, { durability, bucketCount: 2 });
       const start = clean.fs.callCount;
       await workload(await clean.open(), new Set());
       const totalCalls = clean.fs.callCount - start;
       expect(totalCalls).toBeGreaterThan(50);
       const submitted = new Set(Array.from({ length: 48 }, (_, i) => `evt_${i}`));
       for (let n = 1; n <= totalCalls; n++) {
-        const sim = simDb(11, { durability });
+        const sim = simDb(11, { durability, bucketCount: 2 });
         const acked = new Set<string>();
         let db: UsageDb | null = null;
         sim.fs.crashAt(sim.fs.callCount + n, { tornWrites: n % 2 === 0 });
@@ -108,7 +108,7 @@ describe('faults', () => {
         for (const id of unique) expect(submitted.has(id), `crash at call ${n}: invented ${id}`).toBe(true);
         await reopened.close();
       }
-    });
+    }, 300_000);
   }
 
   it('recovers a torn WAL tail (fast mode, crash before fsync)', async () => {

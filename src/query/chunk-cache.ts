@@ -1,0 +1,198 @@
+/**
+ * A bounded LRU cache of decoded column chunks, keyed by (segment store, segment, column,
+ * block), so repeated queries do not verify and decompress the same chunks again.
+ *
+ * Invariants:
+ * - the charged bytes of the entries held never exceed `maxBytes` after an insert returns
+ *   (a chunk larger than the whole budget is returned but not kept);
+ * - an entry is only served for the same store object, segment id and file CRC32C it was
+ *   decoded from; segments are immutable, so a hit is always the bytes on disk;
+ * - cached chunks are shared by every query: callers treat them as read-only.
+ */
+import { COLUMN_NAMES, type ColumnBatch, type ColumnName, type EventColumns } from '../model/columns.ts';
+import type { SegmentEntry } from '../storage/manifest.ts';
+
+export const DEFAULT_QUERY_CACHE_BYTES = 128 * 1024 * 1024;
+
+export type ColumnChunk = EventColumns[ColumnName];
+
+const COLUMN_INDEX = new Map<ColumnName, number>(COLUMN_NAMES.map((name, i) => [name, i]));
+
+interface Entry {
+  owner: SegmentChunks;
+  column: number;
+  block: number;
+  value: ColumnChunk;
+  bytes: number;
+  /** LRU list: `prev` is older, `next` is newer. */
+  prev: Entry | null;
+  next: Entry | null;
+}
+
+interface SegmentChunks {
+  store: object;
+  segmentId: number;
+  crc: number;
+  /** Per column index, per block. */
+  byColumn: (Entry | undefined)[][];
+  entries: number;
+}
+
+export interface CacheCounters {
+  cacheHits: number;
+  cacheMisses: number;
+}
+
+/** Memory a decoded chunk holds (strings at 2 bytes a code unit plus object overhead). */
+export function chunkBytes(value: ColumnChunk): number {
+  if (ArrayBuffer.isView(value)) return value.byteLength;
+  if (Array.isArray(value)) {
+    let bytes = value.length * 8;
+    for (const s of value) if (s !== null) bytes += 24 + s.length * 2;
+    return bytes;
+  }
+  if ('codes' in value) return value.codes.byteLength + value.dict.length * 8;
+  return value.values.byteLength + (value.big === null ? 0 : value.big.size * 64);
+}
+
+export class ChunkCache {
+  readonly maxBytes: number;
+  private bytes = 0;
+  private count = 0;
+  private oldest: Entry | null = null;
+  private newest: Entry | null = null;
+  private readonly stores = new WeakMap<object, Map<number, SegmentChunks>>();
+
+  constructor(maxBytes = DEFAULT_QUERY_CACHE_BYTES) {
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new RangeError(`cacheBytes must be a non-negative integer, got ${maxBytes}`);
+    this.maxBytes = maxBytes;
+  }
+
+  get sizeBytes(): number {
+    return this.bytes;
+  }
+
+  get entryCount(): number {
+    return this.count;
+  }
+
+  /** The cached chunks of one segment, created on first use. */
+  private segment(store: object, entry: SegmentEntry): SegmentChunks {
+    let bySegment = this.stores.get(store);
+    if (bySegment === undefined) {
+      bySegment = new Map();
+      this.stores.set(store, bySegment);
+    }
+    let seg = bySegment.get(entry.id);
+    if (seg !== undefined && seg.crc !== entry.crc32c) {
+      this.dropSegment(seg);
+      seg = undefined;
+    }
+    if (seg === undefined) {
+      seg = { store, segmentId: entry.id, crc: entry.crc32c, byColumn: COLUMN_NAMES.map(() => []), entries: 0 };
+      bySegment.set(entry.id, seg);
+    }
+    return seg;
+  }
+
+  /**
+   * Columns `names` of one block: cached chunks, and the missing ones decoded in one call to
+   * `decode` (which reads exactly that block) and cached.
+   */
+  block(
+    store: object,
+    entry: SegmentEntry,
+    block: number,
+    rowCount: number,
+    names: readonly ColumnName[],
+    decode: (names: readonly ColumnName[]) => ColumnBatch,
+    counters: CacheCounters,
+  ): ColumnBatch {
+    const seg = this.segment(store, entry);
+    const batch: ColumnBatch = { rowCount };
+    let missing: ColumnName[] | null = null;
+    for (const name of names) {
+      const e = seg.byColumn[COLUMN_INDEX.get(name) as number][block];
+      if (e === undefined) {
+        (missing ??= []).push(name);
+        continue;
+      }
+      counters.cacheHits++;
+      this.touch(e);
+      setColumn(batch, name, e.value);
+    }
+    if (missing !== null) {
+      const decoded = decode(missing);
+      for (const name of missing) {
+        const value = decoded[name];
+        if (value === undefined) throw new Error(`decode returned no ${name} column`);
+        counters.cacheMisses++;
+        setColumn(batch, name, value);
+        this.insert(seg, COLUMN_INDEX.get(name) as number, block, value);
+      }
+    }
+    return batch;
+  }
+
+  private insert(seg: SegmentChunks, column: number, block: number, value: ColumnChunk): void {
+    const bytes = chunkBytes(value) + 96;
+    if (bytes > this.maxBytes) return;
+    // Two queries may decode the same chunk concurrently; keep one.
+    if (seg.byColumn[column][block] !== undefined) return;
+    const e: Entry = { owner: seg, column, block, value, bytes, prev: this.newest, next: null };
+    if (this.newest !== null) this.newest.next = e;
+    this.newest = e;
+    this.oldest ??= e;
+    seg.byColumn[column][block] = e;
+    seg.entries++;
+    if (seg.entries === 1) this.stores.get(seg.store)?.set(seg.segmentId, seg);
+    this.bytes += bytes;
+    this.count++;
+    while (this.bytes > this.maxBytes && this.oldest !== null) this.remove(this.oldest);
+  }
+
+  private touch(e: Entry): void {
+    if (this.newest === e) return;
+    this.unlink(e);
+    e.prev = this.newest;
+    e.next = null;
+    if (this.newest !== null) this.newest.next = e;
+    this.newest = e;
+    this.oldest ??= e;
+  }
+
+  private unlink(e: Entry): void {
+    if (e.prev !== null) e.prev.next = e.next;
+    else this.oldest = e.next;
+    if (e.next !== null) e.next.prev = e.prev;
+    else this.newest = e.prev;
+    e.prev = null;
+    e.next = null;
+  }
+
+  private remove(e: Entry): void {
+    this.unlink(e);
+    this.bytes -= e.bytes;
+    this.count--;
+    const seg = e.owner;
+    seg.byColumn[e.column][e.block] = undefined;
+    seg.entries--;
+    // An empty segment record goes too, so the maps do not grow with every segment ever read.
+    if (seg.entries === 0) this.stores.get(seg.store)?.delete(seg.segmentId);
+  }
+
+  private dropSegment(seg: SegmentChunks): void {
+    for (const blocks of seg.byColumn) for (const e of blocks) if (e !== undefined) this.remove(e);
+    this.stores.get(seg.store)?.delete(seg.segmentId);
+  }
+
+  /** Drops everything (tests, or after a memory-pressure signal). */
+  clear(): void {
+    while (this.oldest !== null) this.remove(this.oldest);
+  }
+}
+
+/** Assigns a decoded chunk to its column of a batch (the names and value types correspond). */
+function setColumn(batch: ColumnBatch, name: ColumnName, value: ColumnChunk): void {
+  (batch as Record<ColumnName, ColumnChunk>)[name] = value;
+}

@@ -1,0 +1,207 @@
+/**
+ * Query shapes: the JSON query of DESIGN §4 (wire form), its validated form, results, stats,
+ * the audit page, and the narrow views of the storage layer that the engine reads through.
+ *
+ * Invariants:
+ * - a `Query` only comes out of `parseJsonQuery` or the SQL translator: validated, from < to,
+ *   group keys unique, every filter list non-empty;
+ * - in result rows, `sum`/`min`/`max` are decimal strings and `count` is an exact integer;
+ * - the storage views are structural subsets of `ReadSnapshot` (src/db.ts), so a snapshot of
+ *   the real database is accepted as is, and tests may hand-build one.
+ */
+import type { ColumnBatch, ColumnName, EventColumns, EventKind } from '../model/columns.ts';
+import type { WireEvent } from '../model/event.ts';
+import type { SegmentEntry } from '../storage/manifest.ts';
+
+// ---------------------------------------------------------------- wire (JSON) form
+
+export type QuerySource = 'auto' | 'rollup' | 'raw';
+export const QUERY_SOURCES: readonly QuerySource[] = ['auto', 'rollup', 'raw'];
+
+export const METRICS = ['sum', 'count', 'min', 'max'] as const;
+export type Metric = (typeof METRICS)[number];
+
+export const BASE_GROUP_KEYS = [
+  'account_id',
+  'subscription_id',
+  'product_id',
+  'meter_id',
+  'model_id',
+  'unit',
+  'source',
+  'kind',
+  'day',
+  'hour',
+] as const;
+export type BaseGroupKey = (typeof BASE_GROUP_KEYS)[number];
+export const DIMENSION_KEY_PREFIX = 'dimensions.';
+export type DimensionGroupKey = `dimensions.${string}`;
+export type GroupKey = BaseGroupKey | DimensionGroupKey;
+
+/** Columns that `filters` may constrain by value (a value or a list of values). */
+export const FILTER_COLUMNS = ['product_id', 'meter_id', 'model_id', 'source', 'unit', 'kind', 'subscription_id'] as const;
+export type FilterColumn = (typeof FILTER_COLUMNS)[number];
+/** Filter columns that may hold null (a filter value of null matches those events). */
+export const NULLABLE_FILTER_COLUMNS: readonly FilterColumn[] = ['model_id', 'subscription_id'];
+
+/** A time bound: RFC 3339 text or milliseconds since the epoch (UTC). */
+export type TimeInput = string | number;
+
+export type OrderDir = 'asc' | 'desc';
+export interface OrderBy {
+  /** A metric (`sum`, `count`, `min`, `max`) or one of the query's group keys. */
+  key: string;
+  dir?: OrderDir;
+}
+
+export interface JsonQueryFilters {
+  product_id?: string | string[];
+  meter_id?: string | string[];
+  model_id?: string | null | (string | null)[];
+  source?: string | string[];
+  unit?: string | string[];
+  kind?: EventKind | EventKind[];
+  subscription_id?: string | null | (string | null)[];
+  /** Every listed dimension must be present with exactly this value. */
+  dimensions?: Record<string, string>;
+}
+
+/** POST /v1/query/json and `db.query()` (DESIGN §4). */
+export interface JsonQuery {
+  source?: QuerySource;
+  account_id?: string;
+  from: TimeInput;
+  to: TimeInput;
+  group_by?: string[];
+  filters?: JsonQueryFilters;
+  metrics?: Metric[];
+  order_by?: OrderBy[];
+  limit?: number;
+}
+
+// ---------------------------------------------------------------- validated form
+
+export interface QueryOrder {
+  key: Metric | GroupKey;
+  dir: OrderDir;
+}
+
+export interface Query {
+  source: QuerySource;
+  /** null = every account; otherwise the allowed accounts (the SQL `IN` form may give several). */
+  accountIds: readonly string[] | null;
+  /** Half-open [fromMs, toMs). */
+  fromMs: number;
+  toMs: number;
+  groupBy: readonly GroupKey[];
+  /** Allowed values per filtered column (null allowed only in nullable columns). */
+  filters: Readonly<Partial<Record<FilterColumn, readonly (string | null)[]>>>;
+  /** AND of dimension key = value. */
+  dimensions: readonly (readonly [string, string])[];
+  metrics: readonly Metric[];
+  orderBy: readonly QueryOrder[];
+  limit: number | null;
+}
+
+// ---------------------------------------------------------------- results
+
+export type RowValue = string | number | null;
+/** Group keys (flat, `dimensions.<key>` for dimension keys) and the requested metrics. */
+export type QueryRow = Record<string, RowValue>;
+
+/** What a query touched: pruning is visible (and tested) through these counts. */
+export interface QueryStats {
+  /** The path that produced the numbers (rollups arrive later; raw answers everything now). */
+  path: 'raw';
+  /** Segments in the snapshot. */
+  segmentsConsidered: number;
+  /** Segments left out by the manifest (bucket, time range, account range) without opening. */
+  segmentsPruned: number;
+  /** Segments whose reader was opened (and then maybe left out by their value sets). */
+  segmentsOpened: number;
+  /** Opened segments from which at least one block was read. */
+  segmentsScanned: number;
+  blocksRead: number;
+  /** Blocks of opened segments that were not read (block metadata or value sets ruled them out). */
+  blocksSkipped: number;
+  /** Rows examined: every row of every block read, plus memtable rows. */
+  rowsScanned: number;
+  memtableRows: number;
+  /** Decoded column chunks served from / added to the chunk cache by this query. */
+  cacheHits: number;
+  cacheMisses: number;
+}
+
+export interface QueryResult {
+  rows: QueryRow[];
+  stats: QueryStats;
+}
+
+export interface SqlResult {
+  /** The alias, else the lower-cased expression such as `sum(quantity)`. */
+  columns: string[];
+  rows: RowValue[][];
+  stats: QueryStats;
+}
+
+// ---------------------------------------------------------------- raw audit
+
+/** `db.events()` and GET /v1/accounts/{id}/usage/events. */
+export interface EventsParams {
+  account_id: string;
+  from: TimeInput;
+  to: TimeInput;
+  meter_id?: string;
+  product_id?: string;
+  /** null = events without a model. */
+  model_id?: string | null;
+  /** Default 1,000; at most 10,000 (more is rejected). */
+  limit?: number;
+  /** `next_cursor` of the previous page. */
+  cursor?: string | null;
+}
+
+export interface EventsPage {
+  events: WireEvent[];
+  /** null on the last page. */
+  next_cursor: string | null;
+}
+
+// ---------------------------------------------------------------- storage views
+
+export interface BlockMetaView {
+  firstRow: number;
+  rowCount: number;
+  minTimestampMs: number;
+  maxTimestampMs: number;
+  minAccountId: string;
+  maxAccountId: string;
+}
+
+export interface SegmentMetaView {
+  rowCount: number;
+  accountIds: readonly string[];
+  productIds: readonly string[];
+  meterIds: readonly string[];
+  modelIds: readonly (string | null)[];
+  blocks: readonly BlockMetaView[];
+}
+
+export interface SegmentReaderView {
+  readonly meta: SegmentMetaView;
+  selectBlocks(filter: { accountId?: string; fromMs?: number; toMs?: number }): number[];
+}
+
+export interface SegmentSource {
+  reader(entry: SegmentEntry): Promise<SegmentReaderView>;
+  /** Decodes columns of the given blocks (rows concatenated in block order). */
+  decode(entry: SegmentEntry, reader: SegmentReaderView, names: readonly ColumnName[], blocks?: readonly number[]): ColumnBatch;
+}
+
+/** A consistent point-in-time view: committed segments + acknowledged memtable rows. */
+export interface QuerySnapshot {
+  bucketCount: number;
+  segments: readonly SegmentEntry[];
+  store: SegmentSource;
+  memtables: readonly EventColumns[];
+}

@@ -1,0 +1,218 @@
+/**
+ * One (column, block) chunk: the column's values for the block's rows, as an encoding id and
+ * its streams, each stream stored raw or zstd-compressed, whichever is smaller:
+ *
+ *   u8 encoding | varint stream count | per stream: varint (storedLength << 1 | zstd) | streams
+ *
+ * The writer tries every candidate encoding of the column kind and keeps the smallest chunk.
+ *
+ * Invariants:
+ * - decodeChunkInto(packChunk(encode(values))) reproduces the values exactly;
+ * - a chunk names its encoding, and the reader accepts only the encodings of the column kind.
+ */
+
+import type { QuantityColumn } from '../../model/columns.ts';
+import {
+  decodeDeltaBitClassInto,
+  decodePlanesInto,
+  decodeRunsInto,
+  decodeValueDictInto,
+  encodeDeltaBitClass,
+  encodePlanes,
+  encodeRuns,
+  encodeValueDict,
+  type Streams,
+} from '../encoding/int-codec.ts';
+import { decodeQuantitiesInto, encodeQuantities } from '../encoding/quantity-codec.ts';
+import {
+  decodeNullableStrings,
+  decodeRadixStrings,
+  decodeStrings,
+  encodeNullableStrings,
+  encodeRadixStrings,
+  encodeStrings,
+} from '../encoding/string-codec.ts';
+import { ByteReader, ByteWriter, DecodeError } from '../encoding/varint.ts';
+import { zstdCompress, zstdDecompress } from '../encoding/zstd.ts';
+import {
+  type ColumnKind,
+  ENCODINGS_BY_KIND,
+  Encoding,
+  type EncodingId,
+  STREAM_COMPRESS_MIN_BYTES,
+} from './segment-format.ts';
+
+/** A stream count no encoding exceeds (guards the parser against a corrupt count). */
+const STREAMS_PER_CHUNK_MAX = 8;
+
+export interface Candidate {
+  encoding: EncodingId;
+  streams: Streams;
+}
+
+/**
+ * Serializes a chunk, compressing each stream with zstd when that makes it smaller. Streams
+ * whose `tryZstd` entry is false are stored raw without trying.
+ */
+export function packChunk(candidate: Candidate, zstdLevel: number, tryZstd?: readonly boolean[]): Packed {
+  const stored: Uint8Array[] = [];
+  const compressed: boolean[] = [];
+  const header = new ByteWriter(32);
+  header.writeU8(candidate.encoding);
+  header.writeVarUint(candidate.streams.length);
+  let total = 0;
+  candidate.streams.forEach((stream, i) => {
+    let bytes = stream;
+    let zstd = false;
+    if (stream.length >= STREAM_COMPRESS_MIN_BYTES && tryZstd?.[i] !== false) {
+      const z = zstdCompress(stream, zstdLevel);
+      if (z.length < stream.length) {
+        bytes = z;
+        zstd = true;
+      }
+    }
+    header.writeVarUint(bytes.length * 2 + (zstd ? 1 : 0));
+    stored.push(bytes);
+    compressed.push(zstd);
+    total += bytes.length;
+  });
+  const head = header.finish();
+  const out = new Uint8Array(head.length + total);
+  out.set(head);
+  let pos = head.length;
+  for (const bytes of stored) {
+    out.set(bytes, pos);
+    pos += bytes.length;
+  }
+  return { bytes: out, compressed };
+}
+
+export interface Packed {
+  bytes: Uint8Array;
+  /** Per stream: stored zstd-compressed. */
+  compressed: boolean[];
+}
+
+/** zstd level of the probe that ranks candidates: fast, and it ranks like the higher levels. */
+const PROBE_ZSTD_LEVEL = 1;
+
+/**
+ * Keeps the smallest candidate (first wins ties). A fast level-1 probe ranks the candidates and
+ * tells which streams compress at all; only the winner's compressible streams are compressed
+ * again at `zstdLevel`. Compressing every candidate (e.g. 100 KB of event-id text) or noise
+ * (mantissa bits, packed ids) at the stored level would dominate the cost of writing a segment.
+ */
+export function packSmallest(candidates: readonly Candidate[], zstdLevel: number): Uint8Array {
+  if (candidates.length === 0) throw new Error('packSmallest: no candidate encoding');
+  let best = candidates[0];
+  let bestProbe: Packed | null = null;
+  for (const c of candidates) {
+    const probe = packChunk(c, PROBE_ZSTD_LEVEL);
+    if (bestProbe === null || probe.bytes.length < bestProbe.bytes.length) {
+      best = c;
+      bestProbe = probe;
+    }
+  }
+  const probe = bestProbe as Packed;
+  if (zstdLevel === PROBE_ZSTD_LEVEL || !probe.compressed.includes(true)) return probe.bytes;
+  const packed = packChunk(best, zstdLevel, probe.compressed).bytes;
+  return packed.length <= probe.bytes.length ? packed : probe.bytes;
+}
+
+/** Parses a chunk and decompresses its streams; checks the encoding belongs to `kind`. */
+export function unpackChunk(chunk: Uint8Array, kind: ColumnKind): { encoding: EncodingId; streams: Streams } {
+  const reader = new ByteReader(chunk);
+  const encoding = reader.readU8() as EncodingId;
+  if (!ENCODINGS_BY_KIND[kind].includes(encoding))
+    throw new DecodeError(`encoding ${encoding} is not valid for a ${kind} column`);
+  const count = reader.readVarUint();
+  if (count > STREAMS_PER_CHUNK_MAX) throw new DecodeError(`chunk declares ${count} streams`);
+  const lengths: number[] = [];
+  for (let i = 0; i < count; i++) lengths.push(reader.readVarUint());
+  const streams: Streams = [];
+  for (const word of lengths) {
+    const bytes = reader.readBytes(Math.floor(word / 2));
+    streams.push(word % 2 === 1 ? zstdDecompress(bytes) : bytes);
+  }
+  if (!reader.atEnd()) throw new DecodeError(`chunk has ${reader.remaining} trailing bytes`);
+  return { encoding, streams };
+}
+
+// ---- candidates per column kind ----------------------------------------------------------
+
+export function eventIdCandidates(ids: readonly string[]): Candidate[] {
+  const candidates: Candidate[] = [];
+  const radix = encodeRadixStrings(ids);
+  if (radix !== null) candidates.push({ encoding: Encoding.RADIX_STRINGS, streams: radix });
+  candidates.push({ encoding: Encoding.STRINGS, streams: encodeStrings(ids) });
+  return candidates;
+}
+
+/** Small non-negative integers: `kind` and stored dictionary codes. */
+export function smallIntCandidates(values: Uint8Array | Uint32Array): Candidate[] {
+  return [
+    { encoding: Encoding.RUNS, streams: encodeRuns(values) },
+    { encoding: Encoding.PLANES, streams: encodePlanes(values) },
+  ];
+}
+
+export function nullableStringCandidates(values: readonly (string | null)[]): Candidate[] {
+  return [{ encoding: Encoding.NULLABLE_STRINGS, streams: encodeNullableStrings(values) }];
+}
+
+/** Integers in [0, 2^53). A value dictionary is tried only when at most a quarter of the values are distinct. */
+export function timestampCandidates(values: Float64Array): Candidate[] {
+  const candidates: Candidate[] = [
+    { encoding: Encoding.DELTA_BIT_CLASS, streams: encodeDeltaBitClass(values) },
+  ];
+  const dict = encodeValueDict(values, Math.max(16, values.length >> 2));
+  if (dict !== null) candidates.push({ encoding: Encoding.VALUE_DICT, streams: dict });
+  return candidates;
+}
+
+export function quantityCandidates(col: QuantityColumn, start: number, end: number): Candidate[] {
+  return [{ encoding: Encoding.QUANTITY_BIT_CLASS, streams: encodeQuantities(col, start, end) }];
+}
+
+// ---- decoders (one per column kind) ------------------------------------------------------
+
+export function decodeEventIds(chunk: Uint8Array, count: number): string[] {
+  const { encoding, streams } = unpackChunk(chunk, 'event_id');
+  return encoding === Encoding.RADIX_STRINGS
+    ? decodeRadixStrings(streams, count)
+    : decodeStrings(streams, count);
+}
+
+/** Fills `out` with values below `limit`. */
+export function decodeSmallIntsInto(
+  chunk: Uint8Array,
+  kind: 'kind' | 'dict',
+  out: Uint8Array | Uint32Array,
+  limit: number,
+): void {
+  const { encoding, streams } = unpackChunk(chunk, kind);
+  if (encoding === Encoding.RUNS) decodeRunsInto(streams, out, limit);
+  else decodePlanesInto(streams, out, limit);
+}
+
+export function decodeNullableStringChunk(chunk: Uint8Array, count: number): (string | null)[] {
+  const { streams } = unpackChunk(chunk, 'nullable_string');
+  return decodeNullableStrings(streams, count);
+}
+
+export function decodeTimestampsInto(chunk: Uint8Array, out: Float64Array): void {
+  const { encoding, streams } = unpackChunk(chunk, 'timestamp');
+  if (encoding === Encoding.DELTA_BIT_CLASS) decodeDeltaBitClassInto(streams, out);
+  else decodeValueDictInto(streams, out);
+}
+
+export function decodeQuantityChunkInto(
+  chunk: Uint8Array,
+  values: Float64Array,
+  offset: number,
+  count: number,
+  big: Map<number, bigint>,
+): void {
+  const { streams } = unpackChunk(chunk, 'quantity');
+  decodeQuantitiesInto(streams, values, offset, count, big);
+}

@@ -1,0 +1,354 @@
+/**
+ * Reads raw segment files (`.useg`, docs/segment-format.md): verifies, parses the footer once,
+ * and decodes projected columns of chosen blocks. This is the query hot path: dictionaries are
+ * decoded once per reader and shared by every DictColumn it returns (treat them as read-only).
+ *
+ * Invariants:
+ * - nothing is decoded from bytes whose CRC32C was not checked first: the trailer's footer CRC
+ *   at open, the Bloom filter's CRC at open, each chunk's CRC on every read;
+ * - the regions tile the file exactly: magic | chunks | bloom | footer | trailer;
+ * - every failure to verify or decode throws SegmentCorruptError naming the region.
+ */
+
+import {
+  COLUMN_NAMES,
+  type ColumnBatch,
+  type ColumnName,
+  DICT_COLUMN_NAMES,
+  type DictColumnName,
+  NULL_CODE,
+} from '../../model/columns.ts';
+import { BloomFilter } from '../encoding/bloom-filter.ts';
+import { crc32c } from '../encoding/crc32c.ts';
+import type { ReadFile } from '../fs/file-system.ts';
+import {
+  decodeEventIds,
+  decodeNullableStringChunk,
+  decodeQuantityChunkInto,
+  decodeSmallIntsInto,
+  decodeTimestampsInto,
+} from './column-chunk.ts';
+import { decodeFooter, decodeTrailer, type FooterData, metaOf } from './segment-footer.ts';
+import {
+  COLUMN_ID,
+  COLUMN_KIND,
+  FOOTER_TAIL_READ_BYTES,
+  HEADER_BYTES,
+  KIND_LIMIT,
+  type RegionRef,
+  SEGMENT_MAGIC,
+  SegmentCorruptError,
+  type SegmentMeta,
+  TRAILER_BYTES,
+} from './segment-format.ts';
+
+export type { BlockMeta, SegmentMeta } from './segment-format.ts';
+export { SegmentCorruptError } from './segment-format.ts';
+
+interface ParsedTail {
+  footer: FooterData;
+  meta: SegmentMeta;
+  bloom: RegionRef;
+  /** Column-major chunk regions: chunks[column * blockCount + block]. */
+  chunks: RegionRef[];
+}
+
+function corrupt(what: string, err?: unknown): SegmentCorruptError {
+  const detail = err === undefined ? '' : `: ${(err as Error).message}`;
+  return new SegmentCorruptError(`${what}${detail}`, err === undefined ? undefined : { cause: err });
+}
+
+/**
+ * Parses trailer and footer given the file size and a function that returns bytes at absolute
+ * offsets inside [tailStart, size). Returns the layout with absolute chunk offsets.
+ */
+function parseTail(size: number, tail: Uint8Array, tailStart: number): ParsedTail {
+  if (size < HEADER_BYTES + TRAILER_BYTES)
+    throw corrupt(`segment is ${size} bytes, too short for header and trailer`);
+  let trailer: { footerLength: number; footerCrc: number };
+  try {
+    trailer = decodeTrailer(tail.subarray(tail.length - TRAILER_BYTES));
+  } catch (err) {
+    throw corrupt('segment trailer', err);
+  }
+  const footerEnd = size - TRAILER_BYTES;
+  const footerStart = footerEnd - trailer.footerLength;
+  if (trailer.footerLength < 1 || footerStart < HEADER_BYTES)
+    throw corrupt(`segment trailer: footer length ${trailer.footerLength} does not fit the file`);
+  if (footerStart < tailStart) throw new RangeError('parseTail: footer is outside the bytes given');
+  const footerBytes = tail.subarray(footerStart - tailStart, footerEnd - tailStart);
+  if (crc32c(footerBytes) !== trailer.footerCrc) throw corrupt('segment footer: checksum mismatch (footer or trailer damaged)');
+  let footer: FooterData;
+  try {
+    footer = decodeFooter(footerBytes);
+  } catch (err) {
+    throw corrupt('segment footer', err);
+  }
+  // Chunks are contiguous after the magic; the filter follows them, the footer follows it.
+  const chunks: RegionRef[] = [];
+  let offset = HEADER_BYTES;
+  for (const c of footer.chunks) {
+    chunks.push({ offset, length: c.length, crc: c.crc });
+    offset += c.length;
+  }
+  const bloom: RegionRef = { offset, length: footer.bloom.length, crc: footer.bloom.crc };
+  if (offset + bloom.length !== footerStart) {
+    throw corrupt(
+      `segment footer: chunks and filter end at ${offset + bloom.length}, footer starts at ${footerStart}`,
+    );
+  }
+  return { footer, meta: metaOf(footer), bloom, chunks };
+}
+
+function parseBloom(bytes: Uint8Array, region: RegionRef): BloomFilter {
+  if (crc32c(bytes) !== region.crc) throw corrupt('segment event-id filter: checksum mismatch');
+  try {
+    return BloomFilter.fromBytes(bytes);
+  } catch (err) {
+    throw corrupt('segment event-id filter', err);
+  }
+}
+
+export class SegmentReader {
+  readonly meta: SegmentMeta;
+  /** The event-id filter (shared; do not mutate). */
+  readonly filter: BloomFilter;
+  private readonly bytes: Uint8Array;
+  private readonly footer: FooterData;
+  private readonly chunks: RegionRef[];
+  private readonly blockCount: number;
+  private readonly bloomBytes: number;
+
+  private constructor(bytes: Uint8Array, tail: ParsedTail, filter: BloomFilter) {
+    this.bytes = bytes;
+    this.footer = tail.footer;
+    this.meta = tail.meta;
+    this.chunks = tail.chunks;
+    this.filter = filter;
+    this.blockCount = tail.footer.blocks.length;
+    this.bloomBytes = tail.bloom.length;
+  }
+
+  /**
+   * Verifies and opens a whole segment held in memory. With `expected` (from the manifest),
+   * the size and whole-file CRC32C must match first. Throws SegmentCorruptError.
+   */
+  static fromBytes(bytes: Uint8Array, expected?: { sizeBytes: number; checksum: number }): SegmentReader {
+    if (expected !== undefined) {
+      if (bytes.length !== expected.sizeBytes)
+        throw corrupt(`segment is ${bytes.length} bytes, manifest says ${expected.sizeBytes}`);
+      const crc = crc32c(bytes);
+      if (crc !== expected.checksum >>> 0)
+        throw corrupt(`segment checksum ${crc} does not match manifest checksum ${expected.checksum}`);
+    }
+    for (let i = 0; i < SEGMENT_MAGIC.length; i++) {
+      if (bytes[i] !== SEGMENT_MAGIC[i]) throw corrupt('segment header magic is not USEG');
+    }
+    const tail = parseTail(bytes.length, bytes, 0);
+    const filter = parseBloom(
+      bytes.subarray(tail.bloom.offset, tail.bloom.offset + tail.bloom.length),
+      tail.bloom,
+    );
+    return new SegmentReader(bytes, tail, filter);
+  }
+
+  mayContainEventId(h1: number, h2: number): boolean {
+    return this.filter.mayContain(h1, h2);
+  }
+
+  /** Block indexes that may hold rows of `accountId` with timestamp in [fromMs, toMs). */
+  selectBlocks(filter: { accountId?: string; fromMs?: number; toMs?: number }): number[] {
+    const out: number[] = [];
+    this.meta.blocks.forEach((b, i) => {
+      if (
+        filter.accountId !== undefined &&
+        (filter.accountId < b.minAccountId || filter.accountId > b.maxAccountId)
+      )
+        return;
+      if (filter.fromMs !== undefined && b.maxTimestampMs < filter.fromMs) return;
+      if (filter.toMs !== undefined && b.minTimestampMs >= filter.toMs) return;
+      out.push(i);
+    });
+    return out;
+  }
+
+  /**
+   * Decodes `names` for the given blocks (strictly ascending; all blocks when omitted), rows
+   * concatenated in block order. Every chunk's CRC is verified before it is decoded.
+   * Dict columns carry the segment dictionary (shared, read-only) and NULL_CODE for null.
+   */
+  readColumns(names: readonly ColumnName[], blockIndexes?: readonly number[]): ColumnBatch {
+    const blocks = blockIndexes ?? this.meta.blocks.map((_, i) => i);
+    let rowCount = 0;
+    for (let i = 0; i < blocks.length; i++) {
+      const b = blocks[i];
+      if (!(Number.isInteger(b) && b >= 0 && b < this.blockCount))
+        throw new RangeError(`readColumns: no block ${b} (segment has ${this.blockCount})`);
+      if (i > 0 && b <= blocks[i - 1])
+        throw new RangeError('readColumns: block indexes must be strictly ascending');
+      rowCount += this.footer.blocks[b].rowCount;
+    }
+    const batch: ColumnBatch = { rowCount };
+    for (const name of names) {
+      if (COLUMN_ID[name] === undefined) throw new RangeError(`readColumns: unknown column ${String(name)}`);
+      this.readColumn(batch, name, blocks, rowCount);
+    }
+    return batch;
+  }
+
+  /** The verified bytes of chunk (column, block). */
+  private chunk(name: ColumnName, block: number): Uint8Array {
+    const region = this.chunks[COLUMN_ID[name] * this.blockCount + block];
+    const bytes = this.bytes.subarray(region.offset, region.offset + region.length);
+    if (crc32c(bytes) !== region.crc)
+      throw corrupt(`segment chunk ${name} block ${block}: checksum mismatch`);
+    return bytes;
+  }
+
+  private readColumn(
+    batch: ColumnBatch,
+    name: ColumnName,
+    blocks: readonly number[],
+    rowCount: number,
+  ): void {
+    const kind = COLUMN_KIND[name];
+    let block = -1;
+    try {
+      switch (kind) {
+        case 'event_id':
+        case 'nullable_string': {
+          const out: (string | null)[] = [];
+          for (block of blocks) {
+            const count = this.footer.blocks[block].rowCount;
+            const part =
+              kind === 'event_id'
+                ? decodeEventIds(this.chunk(name, block), count)
+                : decodeNullableStringChunk(this.chunk(name, block), count);
+            for (let i = 0; i < part.length; i++) out.push(part[i]);
+          }
+          if (name === 'event_id') batch.event_id = out as string[];
+          else if (name === 'correction_original_event_id') batch.correction_original_event_id = out;
+          else batch.correction_reason = out;
+          return;
+        }
+        case 'kind': {
+          const out = new Uint8Array(rowCount);
+          let pos = 0;
+          for (block of blocks) {
+            const count = this.footer.blocks[block].rowCount;
+            decodeSmallIntsInto(this.chunk(name, block), 'kind', out.subarray(pos, pos + count), KIND_LIMIT);
+            pos += count;
+          }
+          batch.kind = out;
+          return;
+        }
+        case 'dict': {
+          const dictName = name as DictColumnName;
+          const dict = this.footer.dicts[DICT_COLUMN_NAMES.indexOf(dictName)];
+          const codes = new Uint32Array(rowCount);
+          const shift = dict.hasNull ? 1 : 0;
+          let pos = 0;
+          for (block of blocks) {
+            const count = this.footer.blocks[block].rowCount;
+            decodeSmallIntsInto(
+              this.chunk(name, block),
+              'dict',
+              codes.subarray(pos, pos + count),
+              dict.values.length + shift,
+            );
+            pos += count;
+          }
+          // Stored codes are shifted by one when the column has nulls: 0 -> NULL_CODE.
+          if (shift === 1)
+            for (let i = 0; i < rowCount; i++) codes[i] = codes[i] === 0 ? NULL_CODE : codes[i] - 1;
+          batch[dictName] = { dict: dict.values, codes };
+          return;
+        }
+        case 'timestamp': {
+          const out = new Float64Array(rowCount);
+          let pos = 0;
+          for (block of blocks) {
+            const count = this.footer.blocks[block].rowCount;
+            decodeTimestampsInto(this.chunk(name, block), out.subarray(pos, pos + count));
+            pos += count;
+          }
+          if (name === 'timestamp_ms') batch.timestamp_ms = out;
+          else batch.ingested_at_ms = out;
+          return;
+        }
+        case 'quantity': {
+          const values = new Float64Array(rowCount);
+          const big = new Map<number, bigint>();
+          let pos = 0;
+          for (block of blocks) {
+            const count = this.footer.blocks[block].rowCount;
+            decodeQuantityChunkInto(this.chunk(name, block), values, pos, count, big);
+            pos += count;
+          }
+          batch.quantity = { values, big: big.size > 0 ? big : null };
+          return;
+        }
+      }
+    } catch (err) {
+      if (err instanceof SegmentCorruptError) throw err;
+      throw corrupt(`segment chunk ${name} block ${block}`, err);
+    }
+  }
+
+  /** Where each chunk lives in the file (for inspection tools and size reports). */
+  chunkLayout(): { column: ColumnName; block: number; offset: number; length: number }[] {
+    const out: { column: ColumnName; block: number; offset: number; length: number }[] = [];
+    COLUMN_NAMES.forEach((column, c) => {
+      for (let block = 0; block < this.blockCount; block++) {
+        const region = this.chunks[c * this.blockCount + block];
+        out.push({ column, block, offset: region.offset, length: region.length });
+      }
+    });
+    return out;
+  }
+
+  /** Stored bytes per column (all blocks) and of the other regions: for size reports. */
+  sizeBreakdown(): Record<ColumnName | 'header' | 'bloom' | 'footer' | 'trailer', number> {
+    const out = { header: HEADER_BYTES, bloom: this.bloomBytes, trailer: TRAILER_BYTES, footer: 0 } as Record<
+      ColumnName | 'header' | 'bloom' | 'footer' | 'trailer',
+      number
+    >;
+    let used = HEADER_BYTES + this.bloomBytes + TRAILER_BYTES;
+    for (const name of COLUMN_NAMES) out[name] = 0;
+    for (const chunk of this.chunkLayout()) {
+      out[chunk.column] += chunk.length;
+      used += chunk.length;
+    }
+    out.footer = this.bytes.length - used;
+    return out;
+  }
+}
+
+/**
+ * Reads only the tail of a segment file (trailer, footer, filter) to get its metadata and
+ * event-id filter without reading column data. Usually one read.
+ */
+export async function readSegmentFooter(file: ReadFile): Promise<{ meta: SegmentMeta; filter: BloomFilter }> {
+  const size = file.sizeBytes;
+  if (size < HEADER_BYTES + TRAILER_BYTES)
+    throw corrupt(`segment ${file.path} is ${size} bytes, too short for header and trailer`);
+  let tailStart = Math.max(0, size - FOOTER_TAIL_READ_BYTES);
+  let tail = await file.read(tailStart, size - tailStart);
+  const footerLength = new DataView(tail.buffer, tail.byteOffset + tail.length - TRAILER_BYTES, 4).getUint32(
+    0,
+    true,
+  );
+  // The footer must be in hand before the filter's place is known; read more when it is not.
+  const needFrom = size - TRAILER_BYTES - footerLength;
+  if (needFrom < tailStart && needFrom >= HEADER_BYTES) {
+    tailStart = needFrom;
+    tail = await file.read(tailStart, size - tailStart);
+  }
+  const parsed = parseTail(size, tail, tailStart);
+  const bloom = parsed.bloom;
+  const bloomBytes =
+    bloom.offset >= tailStart
+      ? tail.subarray(bloom.offset - tailStart, bloom.offset - tailStart + bloom.length)
+      : await file.read(bloom.offset, bloom.length);
+  return { meta: parsed.meta, filter: parseBloom(bloomBytes, bloom) };
+}
