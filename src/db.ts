@@ -146,7 +146,7 @@ export class UsageDb {
   private storedRetracted = new Set<string>();
   private flushInFlight: Promise<void> | null = null;
   /** wal_start of the generation before the current one (see afterCommit). */
-  private previousWalStart = 1;
+  private walStartOfPrevious = 1;
   private closed = false;
 
   private constructor(init: {
@@ -212,7 +212,7 @@ export class UsageDb {
           ? await WalWriter.create(fs, walDir, manifest.wal_start)
           : await WalWriter.reopen(fs, walDir, replayed.last.fileNumber, replayed.last.validBytes);
       const db = new UsageDb({ options, fs, clock, lock, manifestStore, manifest, segments, wal, limits });
-      db.previousWalStart = loaded?.keptStates[1]?.wal_start ?? manifest.wal_start;
+      db.walStartOfPrevious = loaded?.keptStates[1]?.wal_start ?? manifest.wal_start;
       await db.loadIdFilters();
       db.restoreMemtable(replayed.events);
       return db;
@@ -265,7 +265,7 @@ export class UsageDb {
     for (const e of events) {
       // A replayed id can only repeat if it was already stored: the WAL only holds accepted events.
       if (this.memtable.findRow(e.event_id) !== undefined) continue;
-      this.memtable.append(e);
+      this.memtable.append(e, e.ingested_at_ms);
     }
     this.durableRowsBase = this.memtable.rowCount;
     this.visibleRows = this.memtable.rowCount;
@@ -330,8 +330,7 @@ export class UsageDb {
         continue;
       }
       const event = checked.event;
-      const payload = canonicalPayload(event);
-      const found = await this.lookup(event, payload, batch);
+      const found = await this.lookup(event, batch);
       if (found.kind === 'duplicate') {
         result.duplicates++;
         continue;
@@ -369,7 +368,7 @@ export class UsageDb {
         await this.repairWal().catch(() => undefined);
         throw new UsageDbError('USAGEDB_ERR_WAL_WRITE', `cannot write the WAL: ${(err as Error).message}`, { cause: err });
       }
-      for (const e of accepted) this.memtable.append({ ...e, ingested_at_ms: nowMs });
+      for (const e of accepted) this.memtable.append(e, nowMs);
       this.walMarks.push({ endOffset, rowsAfter: this.memtable.rowCount });
     }
     const target = { offset: this.wal.sizeBytes, rowsAfter: this.memtable.rowCount };
@@ -452,22 +451,28 @@ export class UsageDb {
     return this.frozen.some((f) => f.memtable.retractedOriginals.has(originalId));
   }
 
-  /** Duplicate, conflict or new — against the batch, memtables, hot cache and segments. */
-  private async lookup(event: UsageEvent, payload: string, batch: Map<string, UsageEvent>): Promise<Lookup> {
-    const same = (other: string): Lookup => (other === payload ? { kind: 'duplicate' } : { kind: 'conflict' });
-    const inBatch = batch.get(event.event_id);
+  /**
+   * Duplicate, conflict or new — against the batch, memtables, hot cache and segments. The
+   * canonical payload is only built on an id hit: most events are new.
+   */
+  private async lookup(event: UsageEvent, batch: Map<string, UsageEvent>): Promise<Lookup> {
+    const id = event.event_id;
+    const same = (other: string): Lookup =>
+      other === canonicalPayload(event) ? { kind: 'duplicate' } : { kind: 'conflict' };
+    const inBatch = batch.get(id);
     if (inBatch) return same(canonicalPayload(inBatch));
     for (const m of this.memtables()) {
-      const row = m.findRow(event.event_id);
+      const row = m.findRow(id);
       if (row !== undefined) return same(canonicalPayload(eventOfRow(m.columns(), row)));
     }
-    const hotHash = this.hot.get(event.event_id);
-    if (hotHash !== undefined) return hotHash === hash128Key(payload) ? { kind: 'duplicate' } : { kind: 'conflict' };
-    const hit = await this.finder.find(
-      event.event_id,
-      utcDay(event.timestamp_ms),
-      accountBucket(event.account_id, this.manifest.bucket_count),
-    );
+    const hotHash = this.hot.get(id);
+    if (hotHash !== undefined) {
+      return hotHash === hash128Key(canonicalPayload(event)) ? { kind: 'duplicate' } : { kind: 'conflict' };
+    }
+    const hit = await this.finder.find(id, () => ({
+      day: utcDay(event.timestamp_ms),
+      bucket: accountBucket(event.account_id, this.manifest.bucket_count),
+    }));
     if (hit) return same(canonicalPayload(hit.event));
     return { kind: 'new' };
   }
@@ -482,8 +487,7 @@ export class UsageDb {
       const row = m.findRow(eventId);
       if (row !== undefined) return eventOfRow(m.columns(), row);
     }
-    const bucket = accountHint === null ? null : accountBucket(accountHint, this.manifest.bucket_count);
-    const hit = await this.finder.find(eventId, null, bucket);
+    const hit = await this.finder.find(eventId, () => null);
     return hit?.event ?? null;
   }
 
@@ -558,9 +562,8 @@ export class UsageDb {
           segments: [...this.manifest.segments, ...flushed.segments],
           id_filters: [...this.manifest.id_filters, flushed.idFilter],
         };
-        await this.manifestStore.commit(next);
+        await this.commitManifest(next);
         // Synchronous from here: readers switch from the frozen memtable to the segments at once.
-        this.manifest = next;
         this.segments.setEntries(next.segments);
         this.finder.addFlushFilter({ id: flushed.idFilter.id, filter: flushed.filter });
         for (const s of flushed.segments) for (const id of s.retracted ?? []) this.storedRetracted.add(id);
@@ -580,19 +583,25 @@ export class UsageDb {
     }
   }
 
+  /** Commits `next` as the newest generation (caller holds the manifest mutex). */
+  private async commitManifest(next: ManifestState): Promise<void> {
+    assert(next.generation === this.manifest.generation + 1, 'manifest generations advance by one');
+    await this.manifestStore.commit(next);
+    this.walStartOfPrevious = this.manifest.wal_start;
+    this.manifest = next;
+  }
+
   /**
    * Housekeeping after a manifest commit. WAL files are deleted one generation late: those
    * below the *previous* generation's wal_start. So rolling back past one corrupt generation
    * always finds the WAL it needs and loses nothing.
    */
   private async afterCommit(): Promise<void> {
-    const deleteBelow = this.previousWalStart;
-    this.previousWalStart = this.manifest.wal_start;
     const walDir = joinPath(this.dir, WAL_DIR);
     let deleted = 0;
     for (const name of await this.fs.readdir(walDir)) {
       const n = parseWalFileName(name);
-      if (n !== null && n < deleteBelow) {
+      if (n !== null && n < this.walStartOfPrevious) {
         await this.fs.unlink(joinPath(walDir, name));
         deleted++;
       }
@@ -603,12 +612,8 @@ export class UsageDb {
 
   /** Commits an unchanged generation so WAL files covered by the last flush can go (at close). */
   private async checkpoint(): Promise<void> {
-    if (this.previousWalStart >= this.manifest.wal_start) return;
-    await this.manifestMutex.run(async () => {
-      const next = { ...this.manifest, generation: this.manifest.generation + 1 };
-      await this.manifestStore.commit(next);
-      this.manifest = next;
-    });
+    if (this.walStartOfPrevious >= this.manifest.wal_start) return;
+    await this.manifestMutex.run(() => this.commitManifest({ ...this.manifest, generation: this.manifest.generation + 1 }));
     await this.afterCommit();
   }
 

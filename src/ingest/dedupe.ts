@@ -97,13 +97,17 @@ export class StoredEventFinder {
     return false;
   }
 
-  /** Finds a stored (flushed) event by id; `day`/`bucket` name the partition to try first. */
-  async find(eventId: string, day: string | null, bucket: number | null): Promise<StoredHit | null> {
+  /**
+   * Finds a stored (flushed) event by id. `partitionHint` names the partition to try first
+   * (called only when some filter says maybe, so the common "new id" path skips it).
+   */
+  async find(eventId: string, partitionHint: () => { day: string; bucket: number } | null): Promise<StoredHit | null> {
     const h = hash128(eventId);
     if (!this.mayBeStored(h)) return null;
     const tried = new Set<number>();
-    if (day !== null && bucket !== null) {
-      for (const entry of this.segments.inPartition(day, bucket)) {
+    const hint = partitionHint();
+    if (hint !== null) {
+      for (const entry of this.segments.inPartition(hint.day, hint.bucket)) {
         tried.add(entry.id);
         const hit = await this.tryEntry(entry, eventId, h);
         if (hit) return hit;

@@ -15,7 +15,7 @@ import {
   NULL_CODE,
   type QuantityColumn,
 } from '../model/columns.ts';
-import type { StoredEvent } from '../model/event.ts';
+import type { UsageEvent } from '../model/event.ts';
 import { assert } from '../errors.ts';
 
 const INITIAL_CAPACITY = 1024;
@@ -120,7 +120,7 @@ export class Memtable {
     return this.idToRow.get(eventId);
   }
 
-  append(e: StoredEvent): number {
+  append(e: UsageEvent, ingestedAtMs: number): number {
     assert(!this.idToRow.has(e.event_id), `memtable already holds event ${e.event_id}`);
     const row = this.rows;
     this.idToRow.set(e.event_id, row);
@@ -144,7 +144,7 @@ export class Memtable {
       this.big ??= new Map();
       this.big.set(row, e.quantity);
     }
-    this.ingestedAt.push(row, e.ingested_at_ms);
+    this.ingestedAt.push(row, ingestedAtMs);
     if (e.kind === 'Retraction' && e.correction_ref) this.retractedOriginals.add(e.correction_ref.original_event_id);
     if (e.timestamp_ms < this.minTimestampMs) this.minTimestampMs = e.timestamp_ms;
     if (e.timestamp_ms > this.maxTimestampMs) this.maxTimestampMs = e.timestamp_ms;

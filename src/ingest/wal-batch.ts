@@ -9,7 +9,6 @@ import type { StoredEvent, UsageEvent } from '../model/event.ts';
 import { type Quantity, quantityToString, toQuantity } from '../model/quantity.ts';
 
 const BATCH_FORMAT = 1;
-const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 type Row = [
@@ -53,7 +52,7 @@ function encodeRow(e: UsageEvent): Row {
 }
 
 export function encodeWalBatch(events: readonly UsageEvent[], ingestedAtMs: number): Uint8Array {
-  return encoder.encode(JSON.stringify([BATCH_FORMAT, ingestedAtMs, events.map(encodeRow)]));
+  return Buffer.from(JSON.stringify([BATCH_FORMAT, ingestedAtMs, events.map(encodeRow)]), 'utf8');
 }
 
 export function decodeWalBatch(payload: Uint8Array): StoredEvent[] {

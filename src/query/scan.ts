@@ -18,7 +18,7 @@ import type { ColumnBatch, ColumnName } from '../model/columns.ts';
 import type { SegmentEntry } from '../storage/manifest.ts';
 import { accountBucket } from '../storage/partition.ts';
 import type { ChunkCache } from './chunk-cache.ts';
-import type { BlockMetaView, QuerySnapshot, QueryStats, SegmentMetaView } from './types.ts';
+import type { BlockMetaView, QuerySnapshot, QueryStats, SegmentMetaView, SegmentReaderView } from './types.ts';
 
 /** What a scan may skip by: necessary conditions on rows, in storage terms. */
 export interface ScanTarget {
@@ -35,7 +35,7 @@ export interface ScanTarget {
 export interface BlockVisitor {
   /** Columns to decode for this block (may depend on whether the block is inside the range). */
   columnsFor(block: BlockMetaView): readonly ColumnName[];
-  visit(batch: ColumnBatch, block: BlockMetaView, segment: SegmentEntry, blockIndex: number): void;
+  visit(batch: ColumnBatch, block: BlockMetaView, segment: SegmentEntry, blockIndex: number, reader: SegmentReaderView): void;
 }
 
 export function emptyStats(segmentsConsidered: number): QueryStats {
@@ -152,7 +152,7 @@ export async function scanSegments(
       const batch = cache.block(store, entry, b, block.rowCount, names, (missing) => store.decode(entry, reader, missing, [b]), stats);
       stats.blocksRead++;
       stats.rowsScanned += block.rowCount;
-      visitor.visit(batch, block, entry, b);
+      visitor.visit(batch, block, entry, b, reader);
     }
   }
 }
