@@ -19,21 +19,38 @@ import { EXPORT_COLUMNS, EXPORT_SCHEMA } from './schema.ts';
 const TWO_POW_32 = 4294967296;
 const UTF8_BYTES_PER_UNIT_MAX = 3;
 
-/** UTF-8 of each dictionary entry, encoded once per dictionary (segment dictionaries are shared by blocks). */
-const encodedDicts = new WeakMap<readonly string[], Buffer[]>();
+/** UTF-8 of every entry of one dictionary, in one exact-size buffer: entry i is bytes[starts[i], starts[i+1]). */
+interface EncodedDict {
+  bytes: Buffer;
+  starts: Uint32Array;
+  entries: number;
+}
 
-function encodedDict(dict: readonly string[]): Buffer[] {
+/**
+ * Encoded dictionaries, by dictionary identity (a segment's dictionary is shared by its
+ * blocks). One unpooled buffer each: small pooled Buffers would pin an 8 KiB slab per entry.
+ */
+const encodedDicts = new WeakMap<readonly string[], EncodedDict>();
+
+function encodeDict(dict: readonly string[]): EncodedDict {
+  const starts = new Uint32Array(dict.length + 1);
+  for (let i = 0; i < dict.length; i++) starts[i + 1] = starts[i] + Buffer.byteLength(dict[i], 'utf8');
+  const bytes = Buffer.allocUnsafeSlow(starts[dict.length]);
+  for (let i = 0; i < dict.length; i++) bytes.write(dict[i], starts[i], 'utf8');
+  return { bytes, starts, entries: dict.length };
+}
+
+function encodedDict(dict: readonly string[]): EncodedDict {
   let out = encodedDicts.get(dict);
-  if (out === undefined) {
-    out = [];
+  // A memtable dictionary is live and only grows (memtable invariant): re-encode when it grew.
+  if (out === undefined || out.entries < dict.length) {
+    out = encodeDict(dict);
     encodedDicts.set(dict, out);
   }
-  // A memtable dictionary is live and only grows (memtable invariant): encode the new tail.
-  for (let code = out.length; code < dict.length; code++) out.push(Buffer.from(dict[code], 'utf8'));
   return out;
 }
 
-const KIND_BYTES = KIND_NAMES.map((k) => Buffer.from(k, 'utf8'));
+const KIND_DICT = encodeDict(KIND_NAMES);
 
 /** A Utf8 column under construction: offsets, bytes and (if nullable) a validity bitmap. */
 class Utf8Builder {
@@ -74,13 +91,20 @@ class Utf8Builder {
     this.offsets[this.length] = start + written;
   }
 
-  appendBytes(value: Buffer): void {
-    this.ensure(value.length);
+  /** Appends entry `code` of an encoded dictionary. */
+  appendEncoded(dict: EncodedDict, code: number): void {
+    const from = dict.starts[code];
+    const size = dict.starts[code + 1] - from;
+    this.ensure(size);
     const start = this.offsets[this.length];
-    value.copy(this.bytes, start);
+    const target = this.bytes;
+    const source = dict.bytes;
+    // Most ids are short: a plain loop beats a native copy call for them.
+    if (size <= 32) for (let i = 0; i < size; i++) target[start + i] = source[from + i];
+    else source.copy(target, start, from, from + size);
     this.markValid();
     this.length++;
-    this.offsets[this.length] = start + value.length;
+    this.offsets[this.length] = start + size;
   }
 
   appendNull(): void {
@@ -230,7 +254,7 @@ export class RowGroupBuilder {
     for (let i = 0; i < rows.length; i++) {
       const row = rows[i];
       eventId.appendString(c.event_id[row]);
-      kind.appendBytes(KIND_BYTES[c.kind[row]]);
+      kind.appendEncoded(KIND_DICT, c.kind[row]);
       const original = c.correction_original_event_id[row];
       if (original === null) originalId.appendNull();
       else originalId.appendString(original);
@@ -272,7 +296,7 @@ export class RowGroupBuilder {
     for (let i = 0; i < rows.length; i++) {
       const code = col.codes[rows[i]];
       if (code === NULL_CODE) b.appendNull();
-      else b.appendBytes(encoded[code]);
+      else b.appendEncoded(encoded, code);
     }
   }
 
