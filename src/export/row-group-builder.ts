@@ -83,9 +83,18 @@ class Utf8Builder {
   }
 
   appendString(value: string): void {
-    this.ensure(value.length * UTF8_BYTES_PER_UNIT_MAX);
+    const n = value.length;
+    this.ensure(n * UTF8_BYTES_PER_UNIT_MAX);
     const start = this.offsets[this.length];
-    const written = this.bytes.write(value, start, 'utf8');
+    const bytes = this.bytes;
+    // ASCII fast path (ids almost always are): a JS loop beats a native write per short string.
+    let i = 0;
+    for (; i < n; i++) {
+      const unit = value.charCodeAt(i);
+      if (unit >= 0x80) break;
+      bytes[start + i] = unit;
+    }
+    const written = i === n ? n : bytes.write(value, start, 'utf8');
     this.markValid();
     this.length++;
     this.offsets[this.length] = start + written;

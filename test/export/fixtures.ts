@@ -40,6 +40,7 @@ export function firstBatch(): Wire[] {
     usage('midnight-1', { timestamp_ms: T0 + DAY_MS, account_id: 'acct-c' }),
     usage('before-midnight-1', { timestamp_ms: T0 + DAY_MS - 1, account_id: 'acct-c' }),
     usage('midnight-2', { timestamp_ms: T0 + 2 * DAY_MS, quantity: '123456789012345678901234567890' }),
+    usage('ключ-€-🚀', { account_id: 'acct-ü', subscription_id: 'sub-ü' }),
     usage('to-retract', { account_id: 'acct-b', quantity: '18446744073709551999', meter_id: 'tokens.output' }),
   ];
   for (let i = 0; i < 400; i++) {
@@ -71,7 +72,7 @@ export function secondBatch(): Wire[] {
     }),
     usage('fix-big-negative', {
       kind: 'Correction',
-      correction_ref: { original_event_id: 'beyond-2^63', reason: 'double send' },
+      correction_ref: { original_event_id: 'beyond-2^63', reason: 'doppelt gezählt 🚀' },
       account_id: 'acct-b',
       meter_id: 'tokens.output',
       quantity: '-9223372036854775809',
