@@ -4,7 +4,8 @@
  *
  * Invariants:
  * - a `Query` only comes out of `parseJsonQuery` or the SQL translator: validated, from < to,
- *   group keys unique, every filter list non-empty;
+ *   group keys unique; value lists are non-empty from JSON, and empty only when SQL
+ *   conditions contradict each other (a = 'x' AND a = 'y'): an empty list matches nothing;
  * - in result rows, `sum`/`min`/`max` are decimal strings and `count` is an exact integer;
  * - the storage views are structural subsets of `ReadSnapshot` (src/db.ts), so a snapshot of
  *   the real database is accepted as is, and tests may hand-build one.
