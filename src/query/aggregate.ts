@@ -17,11 +17,24 @@
  * - scratch buffers are only used inside one synchronous `visit`, so concurrent queries (which
  *   interleave only at awaits) may share them.
  */
-import { UsageDbError, assert } from '../errors.ts';
-import { type ColumnBatch, type ColumnName, type DictColumn, type DictColumnName, KIND_NAMES } from '../model/columns.ts';
-import { type Quantity, compareQuantity, toQuantity } from '../model/quantity.ts';
-import { DAY_MS, HOUR_MS, dayLabel, hourLabel } from './time.ts';
-import { DIMENSION_KEY_PREFIX, type FilterColumn, type GroupKey, type Metric, type Query, type RowValue } from './types.ts';
+import { assert, UsageDbError } from '../errors.ts';
+import {
+  type ColumnBatch,
+  type ColumnName,
+  type DictColumn,
+  type DictColumnName,
+  KIND_NAMES,
+} from '../model/columns.ts';
+import { compareQuantity, type Quantity, toQuantity } from '../model/quantity.ts';
+import { DAY_MS, dayLabel, HOUR_MS, hourLabel } from './time.ts';
+import {
+  DIMENSION_KEY_PREFIX,
+  type FilterColumn,
+  type GroupKey,
+  type Metric,
+  type Query,
+  type RowValue,
+} from './types.ts';
 
 /** More groups than this is not a billing question; the query must be narrowed. */
 export const QUERY_GROUPS_MAX = 2_000_000;
@@ -180,11 +193,19 @@ function keySpec(key: GroupKey): KeySpec {
   if (key === 'kind') return { type: 'kind' };
   if (key === 'day') return { type: 'day' };
   if (key === 'hour') return { type: 'hour' };
-  if (key.startsWith(DIMENSION_KEY_PREFIX)) return { type: 'dim', dimKey: key.slice(DIMENSION_KEY_PREFIX.length) };
+  if (key.startsWith(DIMENSION_KEY_PREFIX))
+    return { type: 'dim', dimKey: key.slice(DIMENSION_KEY_PREFIX.length) };
   return { type: 'dict', column: key as DictColumnName };
 }
 
-const DICT_FILTER_COLUMNS: readonly Exclude<FilterColumn, 'kind'>[] = ['product_id', 'meter_id', 'model_id', 'source', 'unit', 'subscription_id'];
+const DICT_FILTER_COLUMNS: readonly Exclude<FilterColumn, 'kind'>[] = [
+  'product_id',
+  'meter_id',
+  'model_id',
+  'source',
+  'unit',
+  'subscription_id',
+];
 
 export class Aggregator {
   private readonly fromMs: number;
@@ -217,14 +238,17 @@ export class Aggregator {
     }
     this.accountFilter = query.accountIds === null ? null : new DictFilter('account_id', query.accountIds);
     const kinds = query.filters.kind;
-    this.kindMask = kinds === undefined ? null : Uint8Array.from(KIND_NAMES, (k) => (kinds.includes(k) ? 1 : 0));
+    this.kindMask =
+      kinds === undefined ? null : Uint8Array.from(KIND_NAMES, (k) => (kinds.includes(k) ? 1 : 0));
     this.dimFilter = query.dimensions;
     this.dimKeyCodes = this.keys.map(() => new Map());
     this.needQuantity = needed.has('sum') || needed.has('min') || needed.has('max');
     this.needMinMax = needed.has('min') || needed.has('max');
     this.interners = this.keys.map(() => new Interner());
     this.translations = this.keys.map(() => new Map());
-    this.columnSets = [false, true].map((time) => [false, true].map((account) => this.columns(time, account)));
+    this.columnSets = [false, true].map((time) =>
+      [false, true].map((account) => this.columns(time, account)),
+    );
   }
 
   private columns(timeFilter: boolean, accountColumn: boolean): ColumnName[] {
@@ -246,7 +270,9 @@ export class Aggregator {
 
   /** Columns a chunk needs, given whether it needs the time and account filters. */
   columnsFor(timeFilter: boolean, accountFilter: boolean): readonly ColumnName[] {
-    const accountColumn = (accountFilter && this.accountFilter !== null) || this.keys.some((k) => k.type === 'dict' && k.column === 'account_id');
+    const accountColumn =
+      (accountFilter && this.accountFilter !== null) ||
+      this.keys.some((k) => k.type === 'dict' && k.column === 'account_id');
     return this.columnSets[timeFilter ? 1 : 0][accountColumn ? 1 : 0];
   }
 
@@ -400,7 +426,7 @@ export class Aggregator {
     for (let j = 0; j < n; j++) {
       const row = sel[j];
       const key = grouped ? keys[j] : 0;
-      let s = useDense ? dense[key] : (sparse as Map<number, number>).get(key) ?? -1;
+      let s = useDense ? dense[key] : ((sparse as Map<number, number>).get(key) ?? -1);
       if (s < 0) {
         s = used++;
         if (useDense) dense[key] = s;
@@ -415,7 +441,8 @@ export class Aggregator {
       cnt[s]++;
       if (values === undefined) continue;
       const v = values[row];
-      if (v === v) {
+      // NaN marks a quantity beyond 2^53 (its exact value is in the big map).
+      if (!Number.isNaN(v)) {
         const t = sum[s] + v;
         if (t <= SAFE_MAX && t >= -SAFE_MAX) {
           sum[s] = t;
@@ -469,9 +496,19 @@ export class Aggregator {
     let g = this.groupMap.get(gk);
     if (g === undefined) {
       if (this.groupMap.size >= QUERY_GROUPS_MAX) {
-        throw new UsageDbError('USAGEDB_ERR_INVALID_QUERY', `the query produces more than ${QUERY_GROUPS_MAX} groups; narrow its range or group_by`);
+        throw new UsageDbError(
+          'USAGEDB_ERR_INVALID_QUERY',
+          `the query produces more than ${QUERY_GROUPS_MAX} groups; narrow its range or group_by`,
+        );
       }
-      g = { values: keys.map((_, k) => this.valueOf(k, batch, row)), count: 0, sum: 0, sumBig: null, min: null, max: null };
+      g = {
+        values: keys.map((_, k) => this.valueOf(k, batch, row)),
+        count: 0,
+        sum: 0,
+        sumBig: null,
+        min: null,
+        max: null,
+      };
       this.groupMap.set(gk, g);
     }
     return g;
@@ -539,7 +576,13 @@ function mergeMinMax(g: Group, lo: Quantity, hi: Quantity): void {
 
 // ---------------------------------------------------------------- tight loops (monomorphic)
 
-function filterByMask(sel: Uint32Array, n: number, codes: Uint32Array, bits: Uint8Array, out: Uint32Array): number {
+function filterByMask(
+  sel: Uint32Array,
+  n: number,
+  codes: Uint32Array,
+  bits: Uint8Array,
+  out: Uint32Array,
+): number {
   let m = 0;
   for (let j = 0; j < n; j++) {
     const row = sel[j];
@@ -548,7 +591,13 @@ function filterByMask(sel: Uint32Array, n: number, codes: Uint32Array, bits: Uin
   return m;
 }
 
-function filterKind(sel: Uint32Array, n: number, kind: Uint8Array, allowed: Uint8Array, out: Uint32Array): number {
+function filterKind(
+  sel: Uint32Array,
+  n: number,
+  kind: Uint8Array,
+  allowed: Uint8Array,
+  out: Uint32Array,
+): number {
   let m = 0;
   for (let j = 0; j < n; j++) {
     const row = sel[j];
@@ -557,7 +606,14 @@ function filterKind(sel: Uint32Array, n: number, kind: Uint8Array, allowed: Uint
   return m;
 }
 
-function filterTime(sel: Uint32Array, n: number, ts: Float64Array, fromMs: number, toMs: number, out: Uint32Array): number {
+function filterTime(
+  sel: Uint32Array,
+  n: number,
+  ts: Float64Array,
+  fromMs: number,
+  toMs: number,
+  out: Uint32Array,
+): number {
   let m = 0;
   for (let j = 0; j < n; j++) {
     const row = sel[j];
@@ -578,12 +634,27 @@ function addKindKey(keys: Float64Array, sel: Uint32Array, n: number, kind: Uint8
   else for (let j = 0; j < n; j++) keys[j] = keys[j] * card + kind[sel[j]];
 }
 
-function addMappedKey(keys: Float64Array, sel: Uint32Array, n: number, codes: Uint32Array, local: Uint32Array, card: number): void {
+function addMappedKey(
+  keys: Float64Array,
+  sel: Uint32Array,
+  n: number,
+  codes: Uint32Array,
+  local: Uint32Array,
+  card: number,
+): void {
   if (card === 0) for (let j = 0; j < n; j++) keys[j] = local[(codes[sel[j]] + 1) >>> 0];
   else for (let j = 0; j < n; j++) keys[j] = keys[j] * card + local[(codes[sel[j]] + 1) >>> 0];
 }
 
-function addTimeKey(keys: Float64Array, sel: Uint32Array, n: number, ts: Float64Array, unit: number, lo: number, card: number): void {
+function addTimeKey(
+  keys: Float64Array,
+  sel: Uint32Array,
+  n: number,
+  ts: Float64Array,
+  unit: number,
+  lo: number,
+  card: number,
+): void {
   if (card === 0) for (let j = 0; j < n; j++) keys[j] = Math.floor(ts[sel[j]] / unit) - lo;
   else for (let j = 0; j < n; j++) keys[j] = keys[j] * card + (Math.floor(ts[sel[j]] / unit) - lo);
 }
@@ -624,4 +695,3 @@ function densify(keys: Float64Array, n: number): number {
   }
   return Math.max(1, ids.size);
 }
-

@@ -64,7 +64,8 @@ export class ChunkCache {
   private readonly stores = new WeakMap<object, Map<number, SegmentChunks>>();
 
   constructor(maxBytes = DEFAULT_QUERY_CACHE_BYTES) {
-    if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new RangeError(`cacheBytes must be a non-negative integer, got ${maxBytes}`);
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 0)
+      throw new RangeError(`cacheBytes must be a non-negative integer, got ${maxBytes}`);
     this.maxBytes = maxBytes;
   }
 
@@ -89,7 +90,13 @@ export class ChunkCache {
       seg = undefined;
     }
     if (seg === undefined) {
-      seg = { store, segmentId: entry.id, crc: entry.crc32c, byColumn: COLUMN_NAMES.map(() => []), entries: 0 };
+      seg = {
+        store,
+        segmentId: entry.id,
+        crc: entry.crc32c,
+        byColumn: COLUMN_NAMES.map(() => []),
+        entries: 0,
+      };
       bySegment.set(entry.id, seg);
     }
     return seg;
@@ -110,18 +117,18 @@ export class ChunkCache {
   ): ColumnBatch {
     const seg = this.segment(store, entry);
     const batch: ColumnBatch = { rowCount };
-    let missing: ColumnName[] | null = null;
+    const missing: ColumnName[] = [];
     for (const name of names) {
       const e = seg.byColumn[COLUMN_INDEX.get(name) as number][block];
       if (e === undefined) {
-        (missing ??= []).push(name);
+        missing.push(name);
         continue;
       }
       counters.cacheHits++;
       this.touch(e);
       setColumn(batch, name, e.value);
     }
-    if (missing !== null) {
+    if (missing.length > 0) {
       const decoded = decode(missing);
       for (const name of missing) {
         const value = decoded[name];

@@ -14,7 +14,16 @@ import { executeEvents } from './events.ts';
 import { type EngineContext, executeQuery } from './execute.ts';
 import { parseJsonQuery } from './parse-json.ts';
 import { translateSql } from './sql.ts';
-import type { EventsPage, EventsParams, Query, QueryResult, QuerySnapshot, QueryStats, RowValue, SqlResult } from './types.ts';
+import type {
+  EventsPage,
+  EventsParams,
+  Query,
+  QueryResult,
+  QuerySnapshot,
+  QueryStats,
+  RowValue,
+  SqlResult,
+} from './types.ts';
 
 export interface QueryEngineOptions {
   /** Memory for decoded column chunks. Default 128 MiB; 0 disables the cache. */
@@ -56,7 +65,10 @@ export class QueryEngine {
   }
 
   /** The same page with what it touched (tests, explain). */
-  listEventsWithStats(snapshot: QuerySnapshot, params: EventsParams): Promise<{ page: EventsPage; stats: QueryStats }> {
+  listEventsWithStats(
+    snapshot: QuerySnapshot,
+    params: EventsParams,
+  ): Promise<{ page: EventsPage; stats: QueryStats }> {
     return executeEvents(this.ctx, snapshot, params);
   }
 }

@@ -13,16 +13,30 @@
  *   can hold a key below the page's last one, so a page costs about one page of segments.
  */
 import { UsageDbError } from '../errors.ts';
-import { COLUMN_NAMES, type ColumnBatch, type ColumnName, type DictColumn, type EventColumns, NULL_CODE } from '../model/columns.ts';
-import { type WireEvent, eventOfRow } from '../model/event.ts';
+import {
+  COLUMN_NAMES,
+  type ColumnBatch,
+  type ColumnName,
+  type DictColumn,
+  type EventColumns,
+  NULL_CODE,
+} from '../model/columns.ts';
+import { eventOfRow, type WireEvent } from '../model/event.ts';
 import { quantityToString } from '../model/quantity.ts';
 import type { SegmentEntry } from '../storage/manifest.ts';
 import type { DimensionsCache } from './aggregate.ts';
 import type { EngineContext } from './execute.ts';
 import { ID_BYTES_MAX } from './parse-json.ts';
-import { type ScanTarget, bucketsOf, emptyStats, scanSegments, segmentMayMatch } from './scan.ts';
+import { bucketsOf, emptyStats, type ScanTarget, scanSegments, segmentMayMatch } from './scan.ts';
 import { parseRange } from './time.ts';
-import type { BlockMetaView, EventsPage, EventsParams, QuerySnapshot, QueryStats, SegmentReaderView } from './types.ts';
+import type {
+  BlockMetaView,
+  EventsPage,
+  EventsParams,
+  QuerySnapshot,
+  QueryStats,
+  SegmentReaderView,
+} from './types.ts';
 
 export const EVENTS_LIMIT_DEFAULT = 1_000;
 export const EVENTS_LIMIT_MAX = 10_000;
@@ -50,7 +64,8 @@ function checkId(value: unknown, what: string, nullable = false): string | null 
   if (value === null && nullable) return null;
   if (typeof value !== 'string') throw invalid(`events.${what} must be a string`);
   const bytes = encoder.encode(value).length;
-  if (bytes < 1 || bytes > ID_BYTES_MAX) throw invalid(`events.${what} must be 1-${ID_BYTES_MAX} bytes, got ${bytes}`);
+  if (bytes < 1 || bytes > ID_BYTES_MAX)
+    throw invalid(`events.${what} must be 1-${ID_BYTES_MAX} bytes, got ${bytes}`);
   return value;
 }
 
@@ -75,23 +90,31 @@ export function decodeCursor(cursor: string): { ts: number; id: string } {
   } catch {
     throw invalid('events.cursor is malformed: pass next_cursor of the previous page unchanged');
   }
-  if (!Array.isArray(parsed) || parsed.length !== 2 || !Number.isSafeInteger(parsed[0]) || typeof parsed[1] !== 'string') {
+  if (
+    !Array.isArray(parsed) ||
+    parsed.length !== 2 ||
+    !Number.isSafeInteger(parsed[0]) ||
+    typeof parsed[1] !== 'string'
+  ) {
     throw invalid('events.cursor is malformed: pass next_cursor of the previous page unchanged');
   }
   return { ts: parsed[0] as number, id: parsed[1] };
 }
 
 export function parseEventsParams(input: unknown): ParsedParams {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw invalid('events parameters must be an object');
+  if (typeof input !== 'object' || input === null || Array.isArray(input))
+    throw invalid('events parameters must be an object');
   const p = input as Record<string, unknown>;
   for (const key of Object.keys(p)) {
-    if (!PARAMS.includes(key)) throw invalid(`events: unknown parameter "${key}"; parameters are ${PARAMS.join(', ')}`);
+    if (!PARAMS.includes(key))
+      throw invalid(`events: unknown parameter "${key}"; parameters are ${PARAMS.join(', ')}`);
   }
   const accountId = checkId(p.account_id, 'account_id');
   if (typeof accountId !== 'string') throw invalid('events.account_id is required');
   const { fromMs, toMs } = parseRange(p.from, p.to, 'events');
   const cursor = p.cursor;
-  if (cursor !== undefined && cursor !== null && typeof cursor !== 'string') throw invalid('events.cursor must be a string');
+  if (cursor !== undefined && cursor !== null && typeof cursor !== 'string')
+    throw invalid('events.cursor must be a string');
   return {
     accountId,
     fromMs,
@@ -107,7 +130,13 @@ export function parseEventsParams(input: unknown): ParsedParams {
 /** Where a candidate's whole event is read from: a memtable, or one block of a segment. */
 type CandidateSource =
   | { columns: EventColumns }
-  | { entry: SegmentEntry; block: number; rowCount: number; reader: SegmentReaderView; full: EventColumns | null };
+  | {
+      entry: SegmentEntry;
+      block: number;
+      rowCount: number;
+      reader: SegmentReaderView;
+      full: EventColumns | null;
+    };
 
 /** A matching row: its key and where to read the whole event from. */
 interface Candidate {
@@ -165,7 +194,11 @@ function matchRows(
 }
 
 /** One page of the audit listing, with what it touched. */
-export async function executeEvents(ctx: EngineContext, snapshot: QuerySnapshot, params: EventsParams): Promise<{ page: EventsPage; stats: QueryStats }> {
+export async function executeEvents(
+  ctx: EngineContext,
+  snapshot: QuerySnapshot,
+  params: EventsParams,
+): Promise<{ page: EventsPage; stats: QueryStats }> {
   const p = parseEventsParams(params);
   const stats = emptyStats(snapshot.segments.length);
   const lowMs = p.after === null ? p.fromMs : Math.max(p.fromMs, p.after.ts);
@@ -174,7 +207,15 @@ export async function executeEvents(ctx: EngineContext, snapshot: QuerySnapshot,
   for (const columns of snapshot.memtables) {
     stats.memtableRows += columns.rowCount;
     stats.rowsScanned += columns.rowCount;
-    matchRows(columns, columns.rowCount, p, lowMs, true, () => columns.event_id, (ts, id, row) => candidates.push({ ts, id, row, source: { columns } }));
+    matchRows(
+      columns,
+      columns.rowCount,
+      p,
+      lowMs,
+      true,
+      () => columns.event_id,
+      (ts, id, row) => candidates.push({ ts, id, row, source: { columns } }),
+    );
   }
   const target: ScanTarget = {
     accountIds: [p.accountId],
@@ -186,7 +227,9 @@ export async function executeEvents(ctx: EngineContext, snapshot: QuerySnapshot,
   };
   // Manifest pruning first, so only this account's segments are sorted by time.
   const buckets = bucketsOf(target, snapshot.bucketCount);
-  const segments = snapshot.segments.filter((e) => segmentMayMatch(e, target, buckets)).sort((a, b) => a.min_ts - b.min_ts);
+  const segments = snapshot.segments
+    .filter((e) => segmentMayMatch(e, target, buckets))
+    .sort((a, b) => a.min_ts - b.min_ts);
   stats.segmentsPruned += snapshot.segments.length - segments.length;
   const keep = p.limit + 1;
   let sorted = 0;
@@ -216,10 +259,24 @@ export async function executeEvents(ctx: EngineContext, snapshot: QuerySnapshot,
         checkAccount = !(block.minAccountId === p.accountId && block.maxAccountId === p.accountId);
         return checkAccount ? withAccount : filterColumns;
       },
-      visit(batch: ColumnBatch, block: BlockMetaView, entry: SegmentEntry, blockIndex: number, reader: SegmentReaderView) {
-        const source: CandidateSource = { entry, block: blockIndex, rowCount: block.rowCount, reader, full: null };
+      visit(
+        batch: ColumnBatch,
+        block: BlockMetaView,
+        entry: SegmentEntry,
+        blockIndex: number,
+        reader: SegmentReaderView,
+      ) {
+        const source: CandidateSource = {
+          entry,
+          block: blockIndex,
+          rowCount: block.rowCount,
+          reader,
+          full: null,
+        };
         const ids = () => readBlock(ctx, snapshot, source, ['event_id'], stats).event_id as string[];
-        matchRows(batch, block.rowCount, p, lowMs, checkAccount, ids, (ts, id, row) => candidates.push({ ts, id, row, source }));
+        matchRows(batch, block.rowCount, p, lowMs, checkAccount, ids, (ts, id, row) =>
+          candidates.push({ ts, id, row, source }),
+        );
       },
     },
     stopBefore,
@@ -240,10 +297,23 @@ function readBlock(
   stats: QueryStats,
 ): ColumnBatch {
   const { entry, block, rowCount, reader } = source;
-  return ctx.cache.block(snapshot.store, entry, block, rowCount, names, (missing) => snapshot.store.decode(entry, reader, missing, [block]), stats);
+  return ctx.cache.block(
+    snapshot.store,
+    entry,
+    block,
+    rowCount,
+    names,
+    (missing) => snapshot.store.decode(entry, reader, missing, [block]),
+    stats,
+  );
 }
 
-function materialize(ctx: EngineContext, snapshot: QuerySnapshot, c: Candidate, stats: QueryStats): WireEvent {
+function materialize(
+  ctx: EngineContext,
+  snapshot: QuerySnapshot,
+  c: Candidate,
+  stats: QueryStats,
+): WireEvent {
   const source = c.source;
   if ('columns' in source) return wireEventOf(source.columns, c.row, ctx.dims);
   // Every column of the block, once per block of the page.

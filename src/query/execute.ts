@@ -12,8 +12,8 @@ import type { ColumnBatch } from '../model/columns.ts';
 import { quantityToString } from '../model/quantity.ts';
 import { Aggregator, type DimensionsCache, groupSum } from './aggregate.ts';
 import type { ChunkCache } from './chunk-cache.ts';
-import { type ResultGroup, comparatorFor, orderAndLimit } from './order.ts';
-import { type ScanTarget, emptyStats, scanSegments } from './scan.ts';
+import { comparatorFor, orderAndLimit, type ResultGroup } from './order.ts';
+import { emptyStats, type ScanTarget, scanSegments } from './scan.ts';
 import type { BlockMetaView, Metric, Query, QueryResult, QueryRow, QuerySnapshot } from './types.ts';
 
 export interface EngineContext {
@@ -38,7 +38,11 @@ export function scanTargetOf(query: Query): ScanTarget {
 
 const METRIC_NAMES: readonly string[] = ['sum', 'count', 'min', 'max'];
 
-export async function executeQuery(ctx: EngineContext, snapshot: QuerySnapshot, query: Query): Promise<QueryResult> {
+export async function executeQuery(
+  ctx: EngineContext,
+  snapshot: QuerySnapshot,
+  query: Query,
+): Promise<QueryResult> {
   const needed = new Set<Metric>(query.metrics);
   for (const o of query.orderBy) if (METRIC_NAMES.includes(o.key)) needed.add(o.key as Metric);
   const agg = new Aggregator(query, needed, ctx.dims);
@@ -51,7 +55,11 @@ export async function executeQuery(ctx: EngineContext, snapshot: QuerySnapshot, 
   await scanSegments(snapshot, snapshot.segments, target, ctx.cache, stats, {
     columnsFor(block: BlockMetaView) {
       timeFilter = !(block.minTimestampMs >= query.fromMs && block.maxTimestampMs < query.toMs);
-      accountFilter = !(accounts !== null && block.minAccountId === block.maxAccountId && accounts.has(block.minAccountId));
+      accountFilter = !(
+        accounts !== null &&
+        block.minAccountId === block.maxAccountId &&
+        accounts.has(block.minAccountId)
+      );
       return agg.columnsFor(timeFilter, accountFilter);
     },
     visit(batch: ColumnBatch, block: BlockMetaView) {
@@ -64,9 +72,11 @@ export async function executeQuery(ctx: EngineContext, snapshot: QuerySnapshot, 
     agg.visit(m, { rowCount: m.rowCount, timeFilter: true, accountFilter: true });
   }
   const groups: ResultGroup[] = [];
-  for (const g of agg.groups()) groups.push({ values: g.values, count: g.count, sum: groupSum(g), min: g.min, max: g.max });
+  for (const g of agg.groups())
+    groups.push({ values: g.values, count: g.count, sum: groupSum(g), min: g.min, max: g.max });
   // No group keys: exactly one row of totals, zeros when nothing matched.
-  if (query.groupBy.length === 0 && groups.length === 0) groups.push({ values: [], count: 0, sum: 0, min: null, max: null });
+  if (query.groupBy.length === 0 && groups.length === 0)
+    groups.push({ values: [], count: 0, sum: 0, min: null, max: null });
   const ordered = orderAndLimit(groups, comparatorFor(query.orderBy, query.groupBy), query.limit);
   return { rows: ordered.map((g) => toRow(g, query)), stats };
 }

@@ -5,12 +5,12 @@
 import { defaultQueryEngine } from './engine.ts';
 import type { EventsPage, EventsParams, Query, QueryResult, QuerySnapshot, SqlResult } from './types.ts';
 
-export { parseJsonQuery } from './parse-json.ts';
-export { QueryEngine, createQueryEngine, defaultQueryEngine } from './engine.ts';
-export type { QueryEngineOptions } from './engine.ts';
-export { DEFAULT_QUERY_CACHE_BYTES } from './chunk-cache.ts';
-export { EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX } from './events.ts';
 export { QUERY_GROUPS_MAX } from './aggregate.ts';
+export { DEFAULT_QUERY_CACHE_BYTES } from './chunk-cache.ts';
+export type { QueryEngineOptions } from './engine.ts';
+export { createQueryEngine, defaultQueryEngine, QueryEngine } from './engine.ts';
+export { EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX } from './events.ts';
+export { parseJsonQuery } from './parse-json.ts';
 export { translateSql } from './sql.ts';
 export type * from './types.ts';
 export { BASE_GROUP_KEYS, FILTER_COLUMNS, METRICS } from './types.ts';

@@ -8,7 +8,7 @@
  *   heap selection and a full sort give the same rows;
  * - ascending order: null first, then strings by UTF-16 code units, quantities numerically.
  */
-import { type Quantity, compareQuantity } from '../model/quantity.ts';
+import { compareQuantity, type Quantity } from '../model/quantity.ts';
 import type { GroupKey, Metric, QueryOrder, RowValue } from './types.ts';
 
 /** A finished group: key values in group_by order and final metrics. */
@@ -53,7 +53,10 @@ export function comparatorFor(orderBy: readonly QueryOrder[], groupBy: readonly 
   const parts: Compare[] = orderBy.map((o) => {
     const base: Compare = METRIC_NAMES.includes(o.key)
       ? metricCompare(o.key as Metric)
-      : ((i) => (a: ResultGroup, b: ResultGroup) => compareValue(a.values[i], b.values[i]))(groupBy.indexOf(o.key as GroupKey));
+      : (
+          (i) => (a: ResultGroup, b: ResultGroup) =>
+            compareValue(a.values[i], b.values[i])
+        )(groupBy.indexOf(o.key as GroupKey));
     return o.dir === 'desc' ? (a, b) => base(b, a) : base;
   });
   for (let i = 0; i < groupBy.length; i++) parts.push((a, b) => compareValue(a.values[i], b.values[i]));

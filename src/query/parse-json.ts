@@ -18,9 +18,9 @@ import {
   METRICS,
   type Metric,
   NULLABLE_FILTER_COLUMNS,
+  QUERY_SOURCES,
   type Query,
   type QueryOrder,
-  QUERY_SOURCES,
   type QuerySource,
 } from './types.ts';
 
@@ -50,7 +50,8 @@ function describe(value: unknown): string {
 function checkId(value: unknown, what: string): string {
   if (typeof value !== 'string') throw invalid(`${what} must be a string, got ${describe(value)}`);
   const bytes = encoder.encode(value).length;
-  if (bytes < 1 || bytes > ID_BYTES_MAX) throw invalid(`${what} must be 1-${ID_BYTES_MAX} bytes, got ${bytes}`);
+  if (bytes < 1 || bytes > ID_BYTES_MAX)
+    throw invalid(`${what} must be 1-${ID_BYTES_MAX} bytes, got ${bytes}`);
   return value;
 }
 
@@ -63,13 +64,16 @@ export function checkGroupKey(value: unknown, what: string): GroupKey {
       return value as GroupKey;
     }
   }
-  throw invalid(`${what}: unknown group key ${describe(value)}; use one of ${BASE_GROUP_KEYS.join(', ')} or dimensions.<key>`);
+  throw invalid(
+    `${what}: unknown group key ${describe(value)}; use one of ${BASE_GROUP_KEYS.join(', ')} or dimensions.<key>`,
+  );
 }
 
 function parseGroupBy(value: unknown): GroupKey[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) throw invalid('query.group_by must be an array of group keys');
-  if (value.length > GROUP_BY_MAX) throw invalid(`query.group_by has ${value.length} keys; at most ${GROUP_BY_MAX}`);
+  if (value.length > GROUP_BY_MAX)
+    throw invalid(`query.group_by has ${value.length} keys; at most ${GROUP_BY_MAX}`);
   const keys = value.map((k, i) => checkGroupKey(k, `query.group_by[${i}]`));
   const seen = new Set<string>();
   for (const k of keys) {
@@ -97,12 +101,16 @@ function parseFilterValues(column: FilterColumn, value: unknown): (string | null
   const what = `query.filters.${column}`;
   const list = Array.isArray(value) ? value : [value];
   if (list.length === 0) throw invalid(`${what} is an empty list (it would match nothing)`);
-  if (list.length > FILTER_VALUES_MAX) throw invalid(`${what} has ${list.length} values; at most ${FILTER_VALUES_MAX}`);
+  if (list.length > FILTER_VALUES_MAX)
+    throw invalid(`${what} has ${list.length} values; at most ${FILTER_VALUES_MAX}`);
   const nullable = NULLABLE_FILTER_COLUMNS.includes(column);
   return list.map((v: unknown, i) => {
     const at = Array.isArray(value) ? `${what}[${i}]` : what;
     if (v === null) {
-      if (!nullable) throw invalid(`${at}: ${column} is never null; null is only allowed for ${NULLABLE_FILTER_COLUMNS.join(', ')}`);
+      if (!nullable)
+        throw invalid(
+          `${at}: ${column} is never null; null is only allowed for ${NULLABLE_FILTER_COLUMNS.join(', ')}`,
+        );
       return null;
     }
     if (column === 'kind') {
@@ -118,7 +126,8 @@ function parseFilterValues(column: FilterColumn, value: unknown): (string | null
 function parseDimensionFilter(value: unknown): [string, string][] {
   if (!isPlainObject(value)) throw invalid('query.filters.dimensions must be an object of key -> value');
   const entries = Object.entries(value);
-  if (entries.length > DIMENSION_FILTERS_MAX) throw invalid(`query.filters.dimensions has ${entries.length} keys; at most ${DIMENSION_FILTERS_MAX}`);
+  if (entries.length > DIMENSION_FILTERS_MAX)
+    throw invalid(`query.filters.dimensions has ${entries.length} keys; at most ${DIMENSION_FILTERS_MAX}`);
   return entries.map(([k, v]) => {
     checkId(k, 'query.filters.dimensions key');
     return [k, checkId(v, `query.filters.dimensions.${k}`)];
@@ -137,7 +146,9 @@ function parseFilters(value: unknown): Pick<Query, 'filters' | 'dimensions'> {
       filters[key as FilterColumn] = parseFilterValues(key as FilterColumn, v);
     } else {
       const hint = key === 'account_id' ? ' (account_id is a top-level field of the query)' : '';
-      throw invalid(`query.filters: unknown filter "${key}"${hint}; use ${FILTER_COLUMNS.join(', ')} or dimensions`);
+      throw invalid(
+        `query.filters: unknown filter "${key}"${hint}; use ${FILTER_COLUMNS.join(', ')} or dimensions`,
+      );
     }
   }
   return { filters, dimensions };
@@ -146,19 +157,24 @@ function parseFilters(value: unknown): Pick<Query, 'filters' | 'dimensions'> {
 function parseOrderBy(value: unknown, groupBy: readonly GroupKey[]): QueryOrder[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) throw invalid('query.order_by must be an array of { key, dir }');
-  if (value.length > ORDER_BY_MAX) throw invalid(`query.order_by has ${value.length} entries; at most ${ORDER_BY_MAX}`);
+  if (value.length > ORDER_BY_MAX)
+    throw invalid(`query.order_by has ${value.length} entries; at most ${ORDER_BY_MAX}`);
   return value.map((o: unknown, i) => {
     const what = `query.order_by[${i}]`;
     if (!isPlainObject(o)) throw invalid(`${what} must be an object { key, dir }`);
-    for (const k of Object.keys(o)) if (k !== 'key' && k !== 'dir') throw invalid(`${what}: unknown field "${k}"`);
+    for (const k of Object.keys(o))
+      if (k !== 'key' && k !== 'dir') throw invalid(`${what}: unknown field "${k}"`);
     const key = o.key;
     const isMetric = typeof key === 'string' && (METRICS as readonly string[]).includes(key);
     const isGroupKey = typeof key === 'string' && (groupBy as readonly string[]).includes(key);
     if (!isMetric && !isGroupKey) {
-      throw invalid(`${what}: key ${describe(key)} is neither a metric (sum, count, min, max) nor one of the query's group_by keys`);
+      throw invalid(
+        `${what}: key ${describe(key)} is neither a metric (sum, count, min, max) nor one of the query's group_by keys`,
+      );
     }
     const dir = o.dir ?? 'asc';
-    if (dir !== 'asc' && dir !== 'desc') throw invalid(`${what}: dir must be "asc" or "desc", got ${describe(dir)}`);
+    if (dir !== 'asc' && dir !== 'desc')
+      throw invalid(`${what}: dir must be "asc" or "desc", got ${describe(dir)}`);
     return { key: key as QueryOrder['key'], dir };
   });
 }
@@ -171,16 +187,28 @@ export function parseLimit(value: unknown, what: string): number | null {
   return value;
 }
 
-const QUERY_FIELDS = ['source', 'account_id', 'from', 'to', 'group_by', 'filters', 'metrics', 'order_by', 'limit'];
+const QUERY_FIELDS = [
+  'source',
+  'account_id',
+  'from',
+  'to',
+  'group_by',
+  'filters',
+  'metrics',
+  'order_by',
+  'limit',
+];
 
 /** Validates a JSON query (DESIGN §4) and returns its normalised form. */
 export function parseJsonQuery(input: unknown): Query {
   if (!isPlainObject(input)) throw invalid('a query must be a JSON object');
   for (const key of Object.keys(input)) {
-    if (!QUERY_FIELDS.includes(key)) throw invalid(`query: unknown field "${key}"; fields are ${QUERY_FIELDS.join(', ')}`);
+    if (!QUERY_FIELDS.includes(key))
+      throw invalid(`query: unknown field "${key}"; fields are ${QUERY_FIELDS.join(', ')}`);
   }
   const source = (input.source ?? 'auto') as QuerySource;
-  if (!QUERY_SOURCES.includes(source)) throw invalid(`query.source must be auto, rollup or raw, got ${describe(input.source)}`);
+  if (!QUERY_SOURCES.includes(source))
+    throw invalid(`query.source must be auto, rollup or raw, got ${describe(input.source)}`);
   const accountIds = input.account_id === undefined ? null : [checkId(input.account_id, 'query.account_id')];
   const { fromMs, toMs } = parseRange(input.from, input.to, 'query');
   const groupBy = parseGroupBy(input.group_by);

@@ -18,7 +18,13 @@ import type { ColumnBatch, ColumnName } from '../model/columns.ts';
 import type { SegmentEntry } from '../storage/manifest.ts';
 import { accountBucket } from '../storage/partition.ts';
 import type { ChunkCache } from './chunk-cache.ts';
-import type { BlockMetaView, QuerySnapshot, QueryStats, SegmentMetaView, SegmentReaderView } from './types.ts';
+import type {
+  BlockMetaView,
+  QuerySnapshot,
+  QueryStats,
+  SegmentMetaView,
+  SegmentReaderView,
+} from './types.ts';
 
 /** What a scan may skip by: necessary conditions on rows, in storage terms. */
 export interface ScanTarget {
@@ -35,7 +41,13 @@ export interface ScanTarget {
 export interface BlockVisitor {
   /** Columns to decode for this block (may depend on whether the block is inside the range). */
   columnsFor(block: BlockMetaView): readonly ColumnName[];
-  visit(batch: ColumnBatch, block: BlockMetaView, segment: SegmentEntry, blockIndex: number, reader: SegmentReaderView): void;
+  visit(
+    batch: ColumnBatch,
+    block: BlockMetaView,
+    segment: SegmentEntry,
+    blockIndex: number,
+    reader: SegmentReaderView,
+  ): void;
 }
 
 export function emptyStats(segmentsConsidered: number): QueryStats {
@@ -72,14 +84,21 @@ export function anyAccountInRange(accounts: readonly string[], min: string, max:
   return i < accounts.length && accounts[i] <= max;
 }
 
-function anyPresent(allowed: ReadonlySet<string | null> | null, present: readonly (string | null)[]): boolean {
+function anyPresent(
+  allowed: ReadonlySet<string | null> | null,
+  present: readonly (string | null)[],
+): boolean {
   if (allowed === null) return true;
   for (const v of present) if (allowed.has(v)) return true;
   return false;
 }
 
 /** Manifest-level pruning: no file is touched. */
-export function segmentMayMatch(entry: SegmentEntry, target: ScanTarget, buckets: ReadonlySet<number> | null): boolean {
+export function segmentMayMatch(
+  entry: SegmentEntry,
+  target: ScanTarget,
+  buckets: ReadonlySet<number> | null,
+): boolean {
   if (entry.max_ts < target.fromMs || entry.min_ts >= target.toMs) return false;
   const accounts = target.accountIds;
   if (accounts === null) return true;
@@ -90,7 +109,11 @@ export function segmentMayMatch(entry: SegmentEntry, target: ScanTarget, buckets
 /** Segment-metadata pruning: value sets of the opened segment. */
 export function segmentMetaMayMatch(meta: SegmentMetaView, target: ScanTarget): boolean {
   if (target.accountIds !== null && !target.accountIds.some((a) => meta.accountIds.includes(a))) return false;
-  return anyPresent(target.productIds, meta.productIds) && anyPresent(target.meterIds, meta.meterIds) && anyPresent(target.modelIds, meta.modelIds);
+  return (
+    anyPresent(target.productIds, meta.productIds) &&
+    anyPresent(target.meterIds, meta.meterIds) &&
+    anyPresent(target.modelIds, meta.modelIds)
+  );
 }
 
 export function bucketsOf(target: ScanTarget, bucketCount: number): Set<number> | null {
@@ -100,7 +123,10 @@ export function bucketsOf(target: ScanTarget, bucketCount: number): Set<number> 
 
 /** The blocks of an opened segment that may hold matching rows. */
 export function selectBlocks(
-  reader: { meta: SegmentMetaView; selectBlocks(f: { accountId?: string; fromMs?: number; toMs?: number }): number[] },
+  reader: {
+    meta: SegmentMetaView;
+    selectBlocks(f: { accountId?: string; fromMs?: number; toMs?: number }): number[];
+  },
   target: ScanTarget,
 ): number[] {
   const accounts = target.accountIds;
@@ -149,7 +175,15 @@ export async function scanSegments(
     for (const b of blocks) {
       const block = meta.blocks[b];
       const names = visitor.columnsFor(block);
-      const batch = cache.block(store, entry, b, block.rowCount, names, (missing) => store.decode(entry, reader, missing, [b]), stats);
+      const batch = cache.block(
+        store,
+        entry,
+        b,
+        block.rowCount,
+        names,
+        (missing) => store.decode(entry, reader, missing, [b]),
+        stats,
+      );
       stats.blocksRead++;
       stats.rowsScanned += block.rowCount;
       visitor.visit(batch, block, entry, b, reader);

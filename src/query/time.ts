@@ -27,14 +27,26 @@ function daysInMonth(year: number, month: number): number {
 /** Parses RFC 3339 (`2026-05-01T00:00:00Z`, offsets, fractions; a bare date = 00:00 UTC). */
 export function parseRfc3339(text: string, what: string): number {
   const m = RFC3339.exec(text);
-  if (m === null) throw invalid(what, `"${text}" is not an RFC 3339 time (e.g. 2026-05-01T00:00:00Z) or epoch milliseconds`);
+  if (m === null)
+    throw invalid(
+      what,
+      `"${text}" is not an RFC 3339 time (e.g. 2026-05-01T00:00:00Z) or epoch milliseconds`,
+    );
   const year = Number(m[1]);
   const month = Number(m[2]);
   const day = Number(m[3]);
   const hour = Number(m[4] ?? 0);
   const minute = Number(m[5] ?? 0);
   const second = Number(m[6] ?? 0);
-  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) || hour > 23 || minute > 59 || second > 59) {
+  if (
+    month < 1 ||
+    month > 12 ||
+    day < 1 ||
+    day > daysInMonth(year, month) ||
+    hour > 23 ||
+    minute > 59 ||
+    second > 59
+  ) {
     throw invalid(what, `"${text}" is not a valid calendar time`);
   }
   let ms = Date.UTC(year, month - 1, day, hour, minute, second);
@@ -59,7 +71,8 @@ export function parseRfc3339(text: string, what: string): number {
 /** A `from`/`to` bound: RFC 3339 text or non-negative integer milliseconds. */
 export function parseTimeInput(value: unknown, what: string): number {
   if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value) || value < 0) throw invalid(what, `${value} is not a non-negative integer of milliseconds`);
+    if (!Number.isSafeInteger(value) || value < 0)
+      throw invalid(what, `${value} is not a non-negative integer of milliseconds`);
     return value;
   }
   if (typeof value === 'string') {
@@ -76,7 +89,10 @@ export function parseRange(from: unknown, to: unknown, where: string): { fromMs:
   const fromMs = parseTimeInput(from, `${where}.from`);
   const toMs = parseTimeInput(to, `${where}.to`);
   if (fromMs >= toMs) {
-    throw invalid(where, `from (${new Date(fromMs).toISOString()}) must be before to (${new Date(toMs).toISOString()}); the range is half-open [from, to)`);
+    throw invalid(
+      where,
+      `from (${new Date(fromMs).toISOString()}) must be before to (${new Date(toMs).toISOString()}); the range is half-open [from, to)`,
+    );
   }
   return { fromMs, toMs };
 }

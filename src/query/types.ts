@@ -40,7 +40,15 @@ export type DimensionGroupKey = `dimensions.${string}`;
 export type GroupKey = BaseGroupKey | DimensionGroupKey;
 
 /** Columns that `filters` may constrain by value (a value or a list of values). */
-export const FILTER_COLUMNS = ['product_id', 'meter_id', 'model_id', 'source', 'unit', 'kind', 'subscription_id'] as const;
+export const FILTER_COLUMNS = [
+  'product_id',
+  'meter_id',
+  'model_id',
+  'source',
+  'unit',
+  'kind',
+  'subscription_id',
+] as const;
 export type FilterColumn = (typeof FILTER_COLUMNS)[number];
 /** Filter columns that may hold null (a filter value of null matches those events). */
 export const NULLABLE_FILTER_COLUMNS: readonly FilterColumn[] = ['model_id', 'subscription_id'];
@@ -196,7 +204,12 @@ export interface SegmentReaderView {
 export interface SegmentSource {
   reader(entry: SegmentEntry): Promise<SegmentReaderView>;
   /** Decodes columns of the given blocks (rows concatenated in block order). */
-  decode(entry: SegmentEntry, reader: SegmentReaderView, names: readonly ColumnName[], blocks?: readonly number[]): ColumnBatch;
+  decode(
+    entry: SegmentEntry,
+    reader: SegmentReaderView,
+    names: readonly ColumnName[],
+    blocks?: readonly number[],
+  ): ColumnBatch;
 }
 
 /** A consistent point-in-time view: committed segments + acknowledged memtable rows. */

@@ -6,9 +6,9 @@
  */
 import fc from 'fast-check';
 import { UsageDb } from '../../src/db.ts';
+import type { JsonQuery, QueryRow, RowValue } from '../../src/query/types.ts';
 import { ManualClock } from '../../src/storage/clock.ts';
 import { SimFileSystem } from '../../src/storage/fs/sim-file-system.ts';
-import type { JsonQuery, QueryRow, RowValue } from '../../src/query/types.ts';
 
 export const MAY = Date.UTC(2026, 4, 1);
 export const JUNE = Date.UTC(2026, 5, 1);
@@ -143,7 +143,10 @@ export interface Fixture {
  * A database holding `events` in several flushes (several segments per partition, blocks of
  * 64 rows) with the last batch left in the memtable.
  */
-export async function openFixture(events: PlainEvent[], options: { batches?: number; bucketCount?: number; blockRows?: number } = {}): Promise<Fixture> {
+export async function openFixture(
+  events: PlainEvent[],
+  options: { batches?: number; bucketCount?: number; blockRows?: number } = {},
+): Promise<Fixture> {
   const db = await UsageDb.open({
     dir: '/db',
     fs: new SimFileSystem({ seed: 1 }),
@@ -157,7 +160,8 @@ export async function openFixture(events: PlainEvent[], options: { batches?: num
     const batch = events.slice(b * size, (b + 1) * size);
     if (batch.length === 0) continue;
     const r = await db.ingest(batch.map(toWire));
-    if (r.accepted !== batch.length) throw new Error(`fixture ingest rejected events: ${JSON.stringify(r.errors.slice(0, 3))}`);
+    if (r.accepted !== batch.length)
+      throw new Error(`fixture ingest rejected events: ${JSON.stringify(r.errors.slice(0, 3))}`);
     if (b < batches - 1) await db.flush();
   }
   return { db, events };
@@ -200,12 +204,23 @@ export function referenceQuery(events: readonly PlainEvent[], q: JsonQuery): Que
   const groupBy = q.group_by ?? [];
   const metrics = q.metrics ?? ['sum', 'count'];
   const f = q.filters ?? {};
-  const groups = new Map<string, { values: RowValue[]; count: number; sum: bigint; min: bigint | null; max: bigint | null }>();
+  const groups = new Map<
+    string,
+    { values: RowValue[]; count: number; sum: bigint; min: bigint | null; max: bigint | null }
+  >();
   for (const e of events) {
     if (e.timestamp_ms < from || e.timestamp_ms >= to) continue;
     if (q.account_id !== undefined && e.account_id !== q.account_id) continue;
     let ok = true;
-    for (const col of ['product_id', 'meter_id', 'model_id', 'source', 'unit', 'kind', 'subscription_id'] as const) {
+    for (const col of [
+      'product_id',
+      'meter_id',
+      'model_id',
+      'source',
+      'unit',
+      'kind',
+      'subscription_id',
+    ] as const) {
       const allowed = asList(f[col] as RowValue | RowValue[] | undefined);
       if (allowed !== undefined && !allowed.includes(e[col])) ok = false;
     }
@@ -223,7 +238,8 @@ export function referenceQuery(events: readonly PlainEvent[], q: JsonQuery): Que
     if (g.min === null || e.quantity < g.min) g.min = e.quantity;
     if (g.max === null || e.quantity > g.max) g.max = e.quantity;
   }
-  if (groupBy.length === 0 && groups.size === 0) groups.set('[]', { values: [], count: 0, sum: 0n, min: null, max: null });
+  if (groupBy.length === 0 && groups.size === 0)
+    groups.set('[]', { values: [], count: 0, sum: 0n, min: null, max: null });
   const list = [...groups.values()];
   list.sort((a, b) => {
     for (const o of q.order_by ?? []) {
@@ -280,13 +296,18 @@ function filterArb<T>(domain: readonly T[]): fc.Arbitrary<T | T[] | undefined> {
   return fc.oneof(
     { weight: 12, arbitrary: fc.constant(undefined) },
     { weight: 1, arbitrary: fc.constantFrom(...domain) },
-    { weight: 1, arbitrary: fc.uniqueArray(fc.constantFrom(...domain), { minLength: 1, maxLength: domain.length }) },
+    {
+      weight: 1,
+      arbitrary: fc.uniqueArray(fc.constantFrom(...domain), { minLength: 1, maxLength: domain.length }),
+    },
   );
 }
 
 /** A time bound as ms or as RFC 3339 text. */
 const timeArb = (lo: number, hi: number): fc.Arbitrary<number | string> =>
-  fc.tuple(fc.integer({ min: lo, max: hi }), fc.boolean()).map(([t, asText]) => (asText ? new Date(t).toISOString() : t));
+  fc
+    .tuple(fc.integer({ min: lo, max: hi }), fc.boolean())
+    .map(([t, asText]) => (asText ? new Date(t).toISOString() : t));
 
 export interface QueryArbOptions {
   /** Only what SQL can express (no null filter values). */
@@ -309,8 +330,17 @@ export function jsonQueryArb(options: QueryArbOptions = {}): fc.Arbitrary<JsonQu
       unit: filterArb(UNITS),
       kind: filterArb(['Usage', 'Correction', 'Retraction'] as const),
       subscription_id: filterArb(subs),
-      dims: fc.option(fc.dictionary(fc.constantFrom(...DIM_KEYS), fc.constantFrom(...DIM_VALUES), { maxKeys: 2 }), { nil: undefined, freq: 4 }),
-      metrics: fc.option(fc.uniqueArray(fc.constantFrom('sum', 'count', 'min', 'max' as const), { minLength: options.sqlOnly ? 1 : 0, maxLength: 4 }), { nil: undefined }),
+      dims: fc.option(
+        fc.dictionary(fc.constantFrom(...DIM_KEYS), fc.constantFrom(...DIM_VALUES), { maxKeys: 2 }),
+        { nil: undefined, freq: 4 },
+      ),
+      metrics: fc.option(
+        fc.uniqueArray(fc.constantFrom('sum', 'count', 'min', 'max' as const), {
+          minLength: options.sqlOnly ? 1 : 0,
+          maxLength: 4,
+        }),
+        { nil: undefined },
+      ),
       order: fc.array(fc.tuple(fc.nat(), fc.constantFrom('asc', 'desc' as const)), { maxLength: 2 }),
       limit: fc.option(fc.integer({ min: 0, max: 12 }), { nil: undefined }),
     })
@@ -319,7 +349,15 @@ export function jsonQueryArb(options: QueryArbOptions = {}): fc.Arbitrary<JsonQu
       const fromMs = parseTime(from);
       const toMs = fromMs + r.range[1];
       const filters: NonNullable<JsonQuery['filters']> = {};
-      for (const col of ['product_id', 'meter_id', 'model_id', 'source', 'unit', 'kind', 'subscription_id'] as const) {
+      for (const col of [
+        'product_id',
+        'meter_id',
+        'model_id',
+        'source',
+        'unit',
+        'kind',
+        'subscription_id',
+      ] as const) {
         const v = r[col];
         if (v !== undefined) (filters as Record<string, unknown>)[col] = v;
       }

@@ -5,8 +5,8 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseJsonQuery, runQuery } from '../../src/query/index.ts';
 import { createQueryEngine } from '../../src/query/engine.ts';
+import { parseJsonQuery, runQuery } from '../../src/query/index.ts';
 import { type Fixture, generateEvents, jsonQueryArb, openFixture, referenceQuery } from './fixtures.ts';
 
 const SEED = Number(process.env.FC_SEED ?? Date.now() % 1_000_000);
@@ -42,7 +42,8 @@ describe('runQuery equals the brute-force reference', () => {
     await fc.assert(
       fc.asyncProperty(jsonQueryArb(), async (q) => {
         const want = referenceQuery(fx.events, q);
-        for (const engine of engines) expect((await engine.runQuery(fx.db.readSnapshot(), parseJsonQuery(q))).rows).toEqual(want);
+        for (const engine of engines)
+          expect((await engine.runQuery(fx.db.readSnapshot(), parseJsonQuery(q))).rows).toEqual(want);
         expect(engines[1].cache.sizeBytes).toBeLessThanOrEqual(20_000);
       }),
       { seed: SEED + 1, numRuns: 60 },
@@ -50,13 +51,20 @@ describe('runQuery equals the brute-force reference', () => {
   });
 
   it('group_by [] gives one row of totals, zeros and null min/max when nothing matches', async () => {
-    const q = { from: '2020-01-01T00:00:00Z', to: '2020-02-01T00:00:00Z', metrics: ['sum', 'count', 'min', 'max'] as const };
+    const q = {
+      from: '2020-01-01T00:00:00Z',
+      to: '2020-02-01T00:00:00Z',
+      metrics: ['sum', 'count', 'min', 'max'] as const,
+    };
     const { rows } = await runQuery(fx.db.readSnapshot(), parseJsonQuery({ ...q, metrics: [...q.metrics] }));
     expect(rows).toEqual([{ sum: '0', count: 0, min: null, max: null }]);
   });
 
   it('sums beyond 2^53 and 10^38 stay exact', async () => {
-    const { rows } = await runQuery(fx.db.readSnapshot(), parseJsonQuery({ from: 0, to: Date.UTC(2027, 0, 1) }));
+    const { rows } = await runQuery(
+      fx.db.readSnapshot(),
+      parseJsonQuery({ from: 0, to: Date.UTC(2027, 0, 1) }),
+    );
     const exact = fx.events.reduce((s, e) => s + e.quantity, 0n);
     expect(exact > 10n ** 38n).toBe(true);
     expect(rows).toEqual([{ sum: exact.toString(), count: fx.events.length }]);
@@ -75,7 +83,9 @@ describe('over generated datasets', () => {
           const fx = await openFixture(generateEvents(dataSeed, count, 3), { batches, blockRows: 16 });
           try {
             for (const q of queries) {
-              expect((await runQuery(fx.db.readSnapshot(), parseJsonQuery(q))).rows).toEqual(referenceQuery(fx.events, q));
+              expect((await runQuery(fx.db.readSnapshot(), parseJsonQuery(q))).rows).toEqual(
+                referenceQuery(fx.events, q),
+              );
             }
           } finally {
             await fx.db.close();
