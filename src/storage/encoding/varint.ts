@@ -27,7 +27,8 @@ export class DecodeError extends Error {
 }
 
 const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is data (a string may start with it), not a byte-order mark to drop.
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** UTF-8 byte length of a string without encoding it. */
 export function utf8Length(text: string): number {
@@ -40,12 +41,20 @@ export function decodeUtf8(bytes: Uint8Array, start: number, end: number): strin
     let text = '';
     for (let i = start; i < end; i++) {
       const b = bytes[i];
-      if (b >= 0x80) return utf8Decoder.decode(bytes.subarray(start, end));
+      if (b >= 0x80) return decodeUtf8Native(bytes, start, end);
       text += String.fromCharCode(b);
     }
     return text;
   }
-  return utf8Decoder.decode(bytes.subarray(start, end));
+  return decodeUtf8Native(bytes, start, end);
+}
+
+function decodeUtf8Native(bytes: Uint8Array, start: number, end: number): string {
+  try {
+    return utf8Decoder.decode(bytes.subarray(start, end));
+  } catch {
+    throw new DecodeError(`invalid UTF-8 in bytes [${start}, ${end})`);
+  }
 }
 
 export class ByteWriter {

@@ -77,7 +77,8 @@ function parseTail(size: number, tail: Uint8Array, tailStart: number): ParsedTai
     throw corrupt(`segment trailer: footer length ${trailer.footerLength} does not fit the file`);
   if (footerStart < tailStart) throw new RangeError('parseTail: footer is outside the bytes given');
   const footerBytes = tail.subarray(footerStart - tailStart, footerEnd - tailStart);
-  if (crc32c(footerBytes) !== trailer.footerCrc) throw corrupt('segment footer: checksum mismatch (footer or trailer damaged)');
+  if (crc32c(footerBytes) !== trailer.footerCrc)
+    throw corrupt('segment footer: checksum mismatch (footer or trailer damaged)');
   let footer: FooterData;
   try {
     footer = decodeFooter(footerBytes);

@@ -59,6 +59,17 @@ describe('strings', () => {
     );
   });
 
+  it('keep a leading U+FEFF in every codec', () => {
+    const values = ['\uFEFF', '\uFEFFx', 'a\uFEFF'];
+    expect(decodeStrings(encodeStrings(values), 3)).toEqual(values);
+    expect(decodeNullableStrings(encodeNullableStrings([null, ...values]), 4)).toEqual([null, ...values]);
+    const same = ['\uFEFFa', '\uFEFFb'];
+    expect(decodeRadixStrings(encodeRadixStrings(same) as Uint8Array[], 2)).toEqual(same);
+    const w = new ByteWriter();
+    writeFrontCoded(w, values);
+    expect(readFrontCoded(new ByteReader(w.finish()), 3)).toEqual(values);
+  });
+
   it('reject a lone surrogate (UTF-8 cannot carry it)', () => {
     expect(() => encodeStrings(['ok', 'bad\uD800'])).toThrow(/lone surrogate/);
     expect(() => encodeRadixStrings(['a\uDC00'])).toThrow(/lone surrogate/);

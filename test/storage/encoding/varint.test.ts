@@ -207,6 +207,19 @@ describe('ByteWriter / ByteReader', () => {
     expect(() => new ByteReader(new Uint8Array(20).fill(0xff)).readBigZigZag()).toThrow(DecodeError);
   });
 
+  it('rejects invalid UTF-8 with DecodeError', () => {
+    expect(() => decodeUtf8(Uint8Array.of(0x61, 0xff), 0, 2)).toThrow(DecodeError);
+    expect(() => decodeUtf8(new Uint8Array(30).fill(0xc3), 0, 30)).toThrow(DecodeError);
+  });
+
+  it('keeps a leading U+FEFF (not a byte-order mark here)', () => {
+    for (const s of ['\uFEFF', '\uFEFFabc', `\uFEFF${'x'.repeat(40)}`]) {
+      const w = new ByteWriter();
+      w.writeString(s);
+      expect(new ByteReader(w.finish()).readString()).toBe(s);
+    }
+  });
+
   it('decodes UTF-8 exactly, with and without the ASCII fast path', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'binary', maxLength: 60 }), (s) => {

@@ -3,7 +3,7 @@
 import fc from 'fast-check';
 import { KIND_NAMES } from '../../../src/model/columns.ts';
 import { BIG_ABS_MAX } from '../../../src/storage/encoding/varint.ts';
-import { type Row, canonicalDimensions, sortRows } from './generate-columns.ts';
+import { canonicalDimensions, type Row, sortRows } from './generate-columns.ts';
 
 const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
@@ -27,7 +27,10 @@ const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
 /** Short strings that collide often (runs in sorted key columns), plus arbitrary Unicode. */
 const keyString = fc.oneof(
-  { weight: 4, arbitrary: fc.constantFrom('a', 'b', 'acct_1', 'acct_2', 'Z', 'é', '😀') },
+  {
+    weight: 4,
+    arbitrary: fc.constantFrom('a', 'b', 'acct_1', 'acct_2', 'Z', 'é', '😀', '\uFEFF', '\uFEFFa'),
+  },
   { weight: 1, arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 6 }) },
 );
 
@@ -45,16 +48,23 @@ const timestamp = fc.oneof(
 );
 
 const dimensions = fc.oneof(
-  fc.dictionary(fc.constantFrom('region', 'tier', 'k'), fc.constantFrom('eu', 'us', 'x"y'), { maxKeys: 3 }).map(canonicalDimensions),
+  fc
+    .dictionary(fc.constantFrom('region', 'tier', 'k'), fc.constantFrom('eu', 'us', 'x"y'), { maxKeys: 3 })
+    .map(canonicalDimensions),
   fc.string({ maxLength: 10 }), // not canonical JSON: stored as plain strings
 );
 
 /** Event ids in one style per segment: any strings, evt_ + base62, or UUIDs. */
 const eventIds = (count: number) =>
   fc.oneof(
-    fc.uniqueArray(fc.string({ unit: 'binary', minLength: 1, maxLength: 12 }), { minLength: count, maxLength: count }),
+    fc.uniqueArray(fc.string({ unit: 'binary', minLength: 1, maxLength: 12 }), {
+      minLength: count,
+      maxLength: count,
+    }),
     fc.uniqueArray(
-      fc.array(fc.constantFrom(...BASE62), { minLength: 20, maxLength: 20 }).map((cs) => `evt_${cs.join('')}`),
+      fc
+        .array(fc.constantFrom(...BASE62), { minLength: 20, maxLength: 20 })
+        .map((cs) => `evt_${cs.join('')}`),
       { minLength: count, maxLength: count },
     ),
     fc.uniqueArray(fc.uuid(), { minLength: count, maxLength: count }),
@@ -63,7 +73,13 @@ const eventIds = (count: number) =>
 const rowFields = fc.record({
   kind: fc.constantFrom(...KIND_NAMES),
   correction_original_event_id: fc.option(fc.string({ minLength: 1, maxLength: 10 }), { nil: null, freq: 3 }),
-  correction_reason: fc.option(fc.string({ unit: 'binary', maxLength: 10 }), { nil: null, freq: 3 }),
+  correction_reason: fc.option(
+    fc.oneof(fc.string({ unit: 'binary', maxLength: 10 }), fc.constantFrom('\uFEFF', '\uFEFF\u00e9')),
+    {
+      nil: null,
+      freq: 3,
+    },
+  ),
   account_id: keyString,
   subscription_id: fc.option(keyString, { nil: null }),
   product_id: keyString,

@@ -24,7 +24,12 @@ export function measureSize(rows: Row[], options: EncodeSegmentOptions = {}): Si
   const breakdown = SegmentReader.fromBytes(encoded.bytes).sizeBreakdown();
   const perEvent: Record<string, number> = {};
   for (const [name, bytes] of Object.entries(breakdown)) perEvent[name] = bytes / rows.length;
-  return { rows: rows.length, totalBytes: encoded.bytes.length, bytesPerEvent: encoded.bytes.length / rows.length, perEvent };
+  return {
+    rows: rows.length,
+    totalBytes: encoded.bytes.length,
+    bytesPerEvent: encoded.bytes.length / rows.length,
+    perEvent,
+  };
 }
 
 function bestMs(fn: () => void, rounds: number): number {
@@ -49,7 +54,19 @@ export function measureSpeed(rows: Row[], rounds = 15): Record<string, number> {
     openRowsPerSec: perSec(bestMs(() => SegmentReader.fromBytes(encoded.bytes, expected), rounds)),
     decodeAllRowsPerSec: perSec(bestMs(() => reader.readColumns(COLUMN_NAMES), rounds)),
     decodeBillingRowsPerSec: perSec(
-      bestMs(() => reader.readColumns(['account_id', 'product_id', 'meter_id', 'model_id', 'unit', 'timestamp_ms', 'quantity']), rounds),
+      bestMs(
+        () =>
+          reader.readColumns([
+            'account_id',
+            'product_id',
+            'meter_id',
+            'model_id',
+            'unit',
+            'timestamp_ms',
+            'quantity',
+          ]),
+        rounds,
+      ),
     ),
     decodeEventIdsRowsPerSec: perSec(bestMs(() => reader.readColumns(['event_id']), rounds)),
   };
@@ -64,7 +81,8 @@ function main(): void {
     for (const [name, perEvent] of Object.entries(size.perEvent).sort((a, b) => b[1] - a[1])) {
       console.log(`  ${name.padEnd(30)} ${perEvent.toFixed(3)}`);
     }
-    for (const [name, value] of Object.entries(measureSpeed(rows))) console.log(`  ${name.padEnd(30)} ${value.toLocaleString('en')}`);
+    for (const [name, value] of Object.entries(measureSpeed(rows)))
+      console.log(`  ${name.padEnd(30)} ${value.toLocaleString('en')}`);
   }
 }
 

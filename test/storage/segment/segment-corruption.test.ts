@@ -2,7 +2,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { COLUMN_NAMES } from '../../../src/model/columns.ts';
 import { HEADER_BYTES, TRAILER_BYTES } from '../../../src/storage/segment/segment-format.ts';
-import { SegmentCorruptError, SegmentReader, readSegmentFooter } from '../../../src/storage/segment/segment-reader.ts';
+import {
+  readSegmentFooter,
+  SegmentCorruptError,
+  SegmentReader,
+} from '../../../src/storage/segment/segment-reader.ts';
 import { encodeSegment } from '../../../src/storage/segment/segment-writer.ts';
 import { realisticRows, rowsToColumns } from './generate-columns.ts';
 import { MemoryReadFile } from './memory-file.ts';
@@ -56,11 +60,16 @@ describe('segment corruption', () => {
   });
 
   it('with the manifest checksum, a truncated or extended file fails at open', () => {
-    expectCorrupt(() => SegmentReader.fromBytes(bytes.subarray(0, bytes.length - 1), expected), /bytes, manifest says/);
+    expectCorrupt(
+      () => SegmentReader.fromBytes(bytes.subarray(0, bytes.length - 1), expected),
+      /bytes, manifest says/,
+    );
     const longer = new Uint8Array(bytes.length + 1);
     longer.set(bytes);
     expectCorrupt(() => SegmentReader.fromBytes(longer, expected), /bytes, manifest says/);
-    expectCorrupt(() => SegmentReader.fromBytes(bytes, { sizeBytes: bytes.length, checksum: (encoded.checksum + 1) >>> 0 }));
+    expectCorrupt(() =>
+      SegmentReader.fromBytes(bytes, { sizeBytes: bytes.length, checksum: (encoded.checksum + 1) >>> 0 }),
+    );
   });
 
   it('without it, a flip in header, filter, footer or trailer fails at open; a flip in a chunk fails when that chunk is read', () => {
@@ -68,7 +77,10 @@ describe('segment corruption', () => {
       const region = regionOf(position);
       const damaged = flipped(position, position % 8);
       if (!region.startsWith('chunk')) {
-        expectCorrupt(() => SegmentReader.fromBytes(damaged), new RegExp(region === 'bloom' ? 'filter' : region));
+        expectCorrupt(
+          () => SegmentReader.fromBytes(damaged),
+          new RegExp(region === 'bloom' ? 'filter' : region),
+        );
         continue;
       }
       const reader = SegmentReader.fromBytes(damaged);

@@ -4,7 +4,13 @@ import { COLUMN_NAMES, type ColumnName, type EventColumns } from '../../../src/m
 import { SegmentReader } from '../../../src/storage/segment/segment-reader.ts';
 import { encodeSegment } from '../../../src/storage/segment/segment-writer.ts';
 import { arbitraryRows } from './arbitrary-rows.ts';
-import { type Row, columnsToRows, normaliseQuantity, realisticRows, rowsToColumns } from './generate-columns.ts';
+import {
+  columnsToRows,
+  normaliseQuantity,
+  type Row,
+  realisticRows,
+  rowsToColumns,
+} from './generate-columns.ts';
 
 const INFO = { segmentId: 1, day: '2026-05-14', bucket: 0, createdAtMs: 1 };
 
@@ -22,11 +28,17 @@ describe('segment projection and block selection', () => {
         fc.subarray([...COLUMN_NAMES], { minLength: 1 }),
         fc.infiniteStream(fc.boolean()),
         (rows, blockRows, names, picks) => {
-          const encoded = encodeSegment(rowsToColumns(rows), INFO, { blockRows, zstdLevel: 1, verify: false });
+          const encoded = encodeSegment(rowsToColumns(rows), INFO, {
+            blockRows,
+            zstdLevel: 1,
+            verify: false,
+          });
           const reader = SegmentReader.fromBytes(encoded.bytes);
           const blockCount = reader.meta.blocks.length;
           const iterator = picks[Symbol.iterator]();
-          const chosen = Array.from({ length: blockCount }, (_, i) => i).filter(() => iterator.next().value === true);
+          const chosen = Array.from({ length: blockCount }, (_, i) => i).filter(
+            () => iterator.next().value === true,
+          );
           const batch = reader.readColumns(names, chosen);
           const expectedRows = chosen.flatMap((b) => {
             const block = reader.meta.blocks[b];
@@ -37,11 +49,14 @@ describe('segment projection and block selection', () => {
           // Rebuild rows from the projection (other columns borrowed from the expected rows).
           const like = rowsToColumns(expectedRows);
           const back = expectedRows.length === 0 ? [] : columnsToRows(withDefaults(batch, like));
-          const project = (r: Row) => Object.fromEntries(names.map((n) => [n, n === 'quantity' ? normaliseQuantity(r.quantity) : r[n as keyof Row]]));
+          const project = (r: Row) =>
+            Object.fromEntries(
+              names.map((n) => [n, n === 'quantity' ? normaliseQuantity(r.quantity) : r[n as keyof Row]]),
+            );
           expect(back.map(project)).toEqual(expectedRows.map(project));
         },
       ),
-      { numRuns: Number(process.env.PROJ_RUNS ?? 150) },
+      { numRuns: 150 },
     );
   });
 
@@ -54,7 +69,9 @@ describe('segment projection and block selection', () => {
         fc.option(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), { nil: undefined }),
         fc.option(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), { nil: undefined }),
         (rows, blockRows, accountId, fromMs, toMs) => {
-          const reader = SegmentReader.fromBytes(encodeSegment(rowsToColumns(rows), INFO, { blockRows, zstdLevel: 1, verify: false }).bytes);
+          const reader = SegmentReader.fromBytes(
+            encodeSegment(rowsToColumns(rows), INFO, { blockRows, zstdLevel: 1, verify: false }).bytes,
+          );
           const selected = reader.selectBlocks({ accountId, fromMs, toMs });
           expect([...selected].sort((a, b) => a - b)).toEqual(selected);
           reader.meta.blocks.forEach((block, i) => {
@@ -68,7 +85,8 @@ describe('segment projection and block selection', () => {
             if (matches) expect(selected).toContain(i);
             // Exactness w.r.t. the block metadata: dropped only when the ranges cannot overlap.
             const overlaps =
-              (accountId === undefined || (accountId >= block.minAccountId && accountId <= block.maxAccountId)) &&
+              (accountId === undefined ||
+                (accountId >= block.minAccountId && accountId <= block.maxAccountId)) &&
               (fromMs === undefined || block.maxTimestampMs >= fromMs) &&
               (toMs === undefined || block.minTimestampMs < toMs);
             expect(selected.includes(i)).toBe(overlaps);
@@ -81,7 +99,9 @@ describe('segment projection and block selection', () => {
 
   it('skips most blocks of a realistic segment for one account', () => {
     const rows = realisticRows({ rows: 20_000, seed: 3 });
-    const reader = SegmentReader.fromBytes(encodeSegment(rowsToColumns(rows), INFO, { blockRows: 1024 }).bytes);
+    const reader = SegmentReader.fromBytes(
+      encodeSegment(rowsToColumns(rows), INFO, { blockRows: 1024 }).bytes,
+    );
     const account = rows[rows.length - 1].account_id;
     const selected = reader.selectBlocks({ accountId: account });
     expect(selected.length).toBeLessThan(reader.meta.blocks.length / 2);
@@ -93,7 +113,9 @@ describe('segment projection and block selection', () => {
   });
 
   it('rejects unknown, repeated or unordered block indexes and unknown columns', () => {
-    const reader = SegmentReader.fromBytes(encodeSegment(rowsToColumns(realisticRows({ rows: 30, seed: 1 })), INFO, { blockRows: 10 }).bytes);
+    const reader = SegmentReader.fromBytes(
+      encodeSegment(rowsToColumns(realisticRows({ rows: 30, seed: 1 })), INFO, { blockRows: 10 }).bytes,
+    );
     expect(() => reader.readColumns(['kind'], [3])).toThrow(/no block 3/);
     expect(() => reader.readColumns(['kind'], [1, 1])).toThrow(/ascending/);
     expect(() => reader.readColumns(['kind'], [2, 0])).toThrow(/ascending/);

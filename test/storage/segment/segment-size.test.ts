@@ -9,7 +9,10 @@ describe('segment size on realistic data', () => {
   it('a 5,000-row segment stays within the per-event budget', () => {
     for (const seed of [42, 43]) {
       const report = measureSize(realisticRows({ rows: 5000, seed }));
-      console.log(`5000 rows (seed ${seed}): ${report.bytesPerEvent.toFixed(3)} bytes/event`, report.perEvent);
+      console.log(
+        `5000 rows (seed ${seed}): ${report.bytesPerEvent.toFixed(3)} bytes/event`,
+        report.perEvent,
+      );
       expect(report.bytesPerEvent).toBeLessThanOrEqual(BYTES_PER_EVENT_MAX);
       // Random ids (evt_ + 20 base62) carry ~14.9 bytes of entropy: 15 bytes is the floor we hit.
       expect(report.perEvent.event_id).toBeLessThan(15.1);

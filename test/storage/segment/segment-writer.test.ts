@@ -14,9 +14,13 @@ describe('encodeSegment preconditions', () => {
     const rows = realisticRows({ rows: 50, seed: 21 });
     const swapped = [...rows];
     [swapped[10], swapped[40]] = [swapped[40], swapped[10]];
-    expect(() => encodeSegment(rowsToColumns(swapped), INFO)).toThrow(/rows \d+ and \d+ are not sorted by \(account_id, product_id, meter_id, model_id, timestamp_ms\)/);
+    expect(() => encodeSegment(rowsToColumns(swapped), INFO)).toThrow(
+      /rows \d+ and \d+ are not sorted by \(account_id, product_id, meter_id, model_id, timestamp_ms\)/,
+    );
     const reversedTime = sortRows(rows).map((r, i) => (i === 1 ? { ...r, timestamp_ms: 1 } : r));
-    const sameKeys = reversedTime[0].account_id === reversedTime[1].account_id && reversedTime[0].meter_id === reversedTime[1].meter_id;
+    const sameKeys =
+      reversedTime[0].account_id === reversedTime[1].account_id &&
+      reversedTime[0].meter_id === reversedTime[1].meter_id;
     if (sameKeys) expect(() => encodeSegment(rowsToColumns(reversedTime), INFO)).toThrow(/not sorted/);
   });
 
