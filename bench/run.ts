@@ -578,8 +578,8 @@ function printQueries(results: QueryResult[], o: Options, accounts: number): voi
   const headers = ['query (ms)', 'rows p50'];
   for (const e of present) headers.push(`${e} p50`, `${e} p95`);
   const hasU = by.has('usagedb');
-  if (hasU && by.has('duckdb')) headers.push('p95 speedup vs duckdb');
-  if (hasU && by.has('sqlite')) headers.push('p95 speedup vs sqlite');
+  if (hasU && by.has('duckdb')) headers.push('p95 vs duckdb');
+  if (hasU && by.has('sqlite')) headers.push('p95 vs sqlite');
   const rows: string[][] = [];
   for (const kind of QUERY_KINDS) {
     const stats = new Map(present.map((e) => [e, queryStats(by.get(e)!, kind)]));
@@ -595,7 +595,7 @@ function printQueries(results: QueryResult[], o: Options, accounts: number): voi
     `peak RSS MiB: ${present.map((e) => `${e} ${mib(by.get(e)!.maxRssBytes)}`).join(', ')}\n` +
       (by.has('duckdb') ? `duckdb quantity column: ${duckdbQuantityLabel(o)}\n` : '') +
       'times: call to fully materialised JS rows, after one untimed warm-up pass on another account;\n' +
-      'speedup: other engine p95 / usagedb p95 (above 1× means usagedb is faster).',
+      'p95 vs X: X p95 / usagedb p95 (above 1× means usagedb is faster).',
   );
 }
 
