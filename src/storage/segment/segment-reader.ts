@@ -218,14 +218,16 @@ export class SegmentReader {
       switch (kind) {
         case 'event_id':
         case 'nullable_string': {
-          const out: (string | null)[] = [];
+          let out: (string | null)[] = [];
           for (block of blocks) {
             const count = this.footer.blocks[block].rowCount;
             const part =
               kind === 'event_id'
                 ? decodeEventIds(this.chunk(name, block), count)
                 : decodeNullableStringChunk(this.chunk(name, block), count);
-            for (let i = 0; i < part.length; i++) out.push(part[i]);
+            // One block (the common projection) needs no copy.
+            if (blocks.length === 1) out = part;
+            else for (let i = 0; i < part.length; i++) out.push(part[i]);
           }
           if (name === 'event_id') batch.event_id = out as string[];
           else if (name === 'correction_original_event_id') batch.correction_original_event_id = out;
