@@ -624,7 +624,7 @@ function checkAnswers(results: QueryResult[], files: Map<Engine, string>): void 
     for (const [k, want] of refDigests) {
       const got = mine.get(k);
       if (got?.digest === want.digest) continue;
-      let detail = got ? `${got.rows} rows vs ${want.rows}` : 'missing answer';
+      let detail = got ? `${r.engine} ${got.rows} rows, ${ref.engine} ${want.rows} rows` : 'missing answer';
       // Show the first differing row for the first few mismatches of each engine.
       if (got && detailed++ < 5) {
         try {
