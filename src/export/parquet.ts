@@ -21,10 +21,18 @@ import { writeParquetFile } from './parquet-file-writer.ts';
 import { RowGroupBuilder } from './row-group-builder.ts';
 import { readBackTotals } from './verify.ts';
 
-/** Rows per Parquet row group by default: ~20–30 MiB of Arrow data per group for typical events. */
-export const ROW_GROUP_ROWS_DEFAULT = 131_072;
+/**
+ * Rows per Parquet row group by default: ~10 MiB of Arrow data for typical events, ~0.5 MiB
+ * compressed. Memory per export grows with it (Arrow buffers, IPC copy, WebAssembly writer).
+ */
+export const ROW_GROUP_ROWS_DEFAULT = 65_536;
 /** Upper bound on rows per row group: keeps string offsets (int32) and memory in range. */
 export const ROW_GROUP_ROWS_MAX = 1_048_576;
+/**
+ * Rows decoded from segments at a time, independent of the row group size: decoded columns
+ * (JS strings) cost more than the builder's bytes, so they are kept small.
+ */
+export const DECODE_CHUNK_ROWS = 16_384;
 /** The one file inside each `date=YYYY-MM-DD/` partition directory. */
 export const PARTITION_FILE_NAME = 'part-00000.parquet';
 
@@ -166,7 +174,7 @@ async function writeVerifiedFile(
   onRowGroup: (rows: number) => void,
 ): Promise<Totals> {
   const builder = new RowGroupBuilder(options.rowGroupRows);
-  const chunks = concatChunks(snapshot, job.days, options.filter, options.rowGroupRows);
+  const chunks = concatChunks(snapshot, job.days, options.filter, DECODE_CHUNK_ROWS);
   const { bytes } = await writeParquetFile(job.tmpPath, rowGroups(chunks, builder, onRowGroup), {
     rowGroupRows: options.rowGroupRows,
     createdBy: 'usagedb',

@@ -64,7 +64,8 @@ class Utf8Builder {
   constructor(capacityRows: number, nullable: boolean) {
     this.nullable = nullable;
     this.offsets = new Int32Array(capacityRows + 1);
-    this.bytes = Buffer.allocUnsafe(Math.max(1024, capacityRows * 16));
+    // Start small: mostly-null columns stay small, busy ones grow once and keep their size.
+    this.bytes = Buffer.allocUnsafeSlow(Math.max(1024, capacityRows * 4));
     this.validity = new Uint8Array(nullable ? Math.ceil(capacityRows / 8) : 0);
   }
 
@@ -73,7 +74,7 @@ class Utf8Builder {
     if (need <= this.bytes.length) return;
     // Offsets are int32: one row group's strings stay under 2 GiB by construction (row limit).
     assert(need < 2 ** 31, 'a row group holds more than 2 GiB of one string column');
-    const next = Buffer.allocUnsafe(Math.min(2 ** 31 - 1, Math.max(need, this.bytes.length * 2)));
+    const next = Buffer.allocUnsafeSlow(Math.min(2 ** 31 - 1, Math.max(need, this.bytes.length * 2)));
     this.bytes.copy(next, 0, 0, this.offsets[this.length]);
     this.bytes = next;
   }
