@@ -22,23 +22,19 @@ import { hash128Key } from './model/hash.ts';
 import { negateQuantity } from './model/quantity.ts';
 import { DEFAULT_FUTURE_SKEW_MS, type PendingEvent, type RejectReason, validateEvent } from './model/validate.ts';
 import { type Clock, systemClock } from './storage/clock.ts';
-import { BloomFilter } from './storage/encoding/bloom-filter.ts';
-import { crc32c } from './storage/encoding/crc32c.ts';
 import { flushColumns } from './storage/flush.ts';
 import { type FileSystem, dirName, joinPath } from './storage/fs/file-system.ts';
 import { NodeFileSystem } from './storage/fs/node-file-system.ts';
-import { ID_FILTER_DIR, MANIFEST_DIR, RAW_DIR, TMP_DIR, WAL_DIR, idFilterPath } from './storage/layout.ts';
+import { MANIFEST_DIR, RAW_DIR, TMP_DIR, WAL_DIR } from './storage/layout.ts';
 import { DirectoryLock } from './storage/lock.ts';
 import {
-  type IdFilterEntry,
   MANIFEST_FORMAT_VERSION,
   type ManifestState,
   ManifestStore,
-  type SegmentEntry,
 } from './storage/manifest.ts';
 import { DEFAULT_BUCKET_COUNT, accountBucket } from './storage/partition.ts';
 import { loadManifest, removeTmpFiles, replayWal } from './storage/recovery.ts';
-import { DEFAULT_SEGMENT_CACHE_BYTES, SegmentStore } from './storage/segment-store.ts';
+import { DEFAULT_SEGMENT_CACHE_BYTES, type PartitionSlice, SegmentStore } from './storage/segment-store.ts';
 import { AsyncMutex } from './util/async-mutex.ts';
 
 export type Durability = 'strict' | 'balanced' | 'fast';
@@ -103,7 +99,7 @@ export interface IngestResult {
 /** What a reader sees: committed segments + acknowledged memtable rows (see readSnapshot). */
 export interface ReadSnapshot {
   bucketCount: number;
-  segments: readonly SegmentEntry[];
+  segments: readonly PartitionSlice[];
   store: SegmentStore;
   memtables: EventColumns[];
 }
@@ -190,7 +186,7 @@ export class UsageDb {
     await fs.syncDir(dirName(root));
     const lock = await DirectoryLock.acquire(fs, root, clock.nowMs());
     try {
-      for (const d of [MANIFEST_DIR, WAL_DIR, RAW_DIR, ID_FILTER_DIR, TMP_DIR]) await fs.mkdirp(joinPath(root, d));
+      for (const d of [MANIFEST_DIR, WAL_DIR, RAW_DIR, TMP_DIR]) await fs.mkdirp(joinPath(root, d));
       await fs.syncDir(root);
       await removeTmpFiles(fs, root);
       const manifestStore = new ManifestStore(fs, joinPath(root, MANIFEST_DIR));
@@ -203,7 +199,8 @@ export class UsageDb {
         manifest = loaded.state;
       }
       await manifestStore.prune(manifest.generation);
-      const segments = new SegmentStore(fs, root, limits.segmentCacheBytes);
+      const segments = new SegmentStore(fs, root, manifest.bucket_count, limits.segmentCacheBytes);
+      for (const entry of manifest.segments) await segments.prepare(entry);
       segments.setEntries(manifest.segments);
       const replayed = await replayWal(fs, root, manifest.wal_start);
       const walDir = joinPath(root, WAL_DIR);
@@ -213,7 +210,7 @@ export class UsageDb {
           : await WalWriter.reopen(fs, walDir, replayed.last.fileNumber, replayed.last.validBytes);
       const db = new UsageDb({ options, fs, clock, lock, manifestStore, manifest, segments, wal, limits });
       db.walStartOfPrevious = loaded?.keptStates[1]?.wal_start ?? manifest.wal_start;
-      await db.loadIdFilters();
+      db.storedRetracted = new Set(manifest.segments.flatMap((e) => e.retracted ?? []));
       db.restoreMemtable(replayed.events);
       return db;
     } catch (err) {
@@ -235,29 +232,11 @@ export class UsageDb {
       bucket_count: bucketCount,
       created_at_ms: now,
       next_segment_id: 1,
-      next_filter_id: 1,
       wal_start: 1,
       segments: [],
-      id_filters: [],
       rollups: [],
       periods: [],
     };
-  }
-
-  private async loadIdFilters(): Promise<void> {
-    const handles = [];
-    for (const entry of this.manifest.id_filters) handles.push({ id: entry.id, filter: await this.readIdFilter(entry) });
-    this.finder.setFlushFilters(handles);
-    this.storedRetracted = new Set(this.manifest.segments.flatMap((s) => s.retracted ?? []));
-  }
-
-  private async readIdFilter(entry: IdFilterEntry): Promise<BloomFilter> {
-    const path = idFilterPath(this.dir, entry.id);
-    const bytes = await this.fs.readFile(path);
-    if (bytes.length !== entry.size_bytes || crc32c(bytes) !== entry.crc32c) {
-      throw new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', `id filter ${path} fails its checksum; refusing to start`);
-    }
-    return BloomFilter.fromBytes(bytes);
   }
 
   /** Puts replayed WAL events back into the memtable (they are durable: visible at once). */
@@ -543,36 +522,31 @@ export class UsageDb {
     while (this.frozen.length > 0) {
       const job = this.frozen[0];
       const columns = job.memtable.columns();
-      const out = await this.manifestMutex.run(async () => {
-        const flushed = await flushColumns(columns, {
+      await this.manifestMutex.run(async () => {
+        const segment = await flushColumns(columns, {
           fs: this.fs,
           root: this.dir,
           clock: this.clock,
           bucketCount: this.manifest.bucket_count,
-          firstSegmentId: this.manifest.next_segment_id,
-          filterId: this.manifest.next_filter_id,
+          segmentId: this.manifest.next_segment_id,
           blockRows: this.limits.blockRows,
         });
+        await this.segments.prepare(segment);
         const next: ManifestState = {
           ...this.manifest,
           generation: this.manifest.generation + 1,
-          next_segment_id: this.manifest.next_segment_id + flushed.segments.length,
-          next_filter_id: this.manifest.next_filter_id + 1,
+          next_segment_id: this.manifest.next_segment_id + 1,
           wal_start: job.lastWalNumber + 1,
-          segments: [...this.manifest.segments, ...flushed.segments],
-          id_filters: [...this.manifest.id_filters, flushed.idFilter],
+          segments: [...this.manifest.segments, segment],
         };
         await this.commitManifest(next);
-        // Synchronous from here: readers switch from the frozen memtable to the segments at once.
+        // Synchronous from here: readers switch from the frozen memtable to the segment at once.
         this.segments.setEntries(next.segments);
-        this.finder.addFlushFilter({ id: flushed.idFilter.id, filter: flushed.filter });
-        for (const s of flushed.segments) for (const id of s.retracted ?? []) this.storedRetracted.add(id);
+        for (const id of segment.retracted ?? []) this.storedRetracted.add(id);
         this.frozen.shift();
-        return flushed;
       });
       this.rememberFlushed(columns);
       await this.afterCommit();
-      assert(out.segments.length > 0, 'a flush wrote no segment');
     }
   }
 
@@ -632,13 +606,13 @@ export class UsageDb {
     };
     const memSources = this.memtableSnapshots();
     const bucket = accountBucket(accountId, this.manifest.bucket_count);
-    for (const entry of [...this.segments.inBucket(bucket)]) {
-      if (entry.max_ts < fromMs || entry.min_ts >= toMs) continue;
-      if (accountId < entry.min_account || accountId > entry.max_account) continue;
-      const reader = await this.segments.reader(entry);
+    for (const slice of [...this.segments.inBucket(bucket)]) {
+      if (slice.max_ts < fromMs || slice.min_ts >= toMs) continue;
+      if (accountId < slice.min_account || accountId > slice.max_account) continue;
+      const reader = await this.segments.reader(slice);
       const blocks = reader.selectBlocks({ accountId, fromMs, toMs });
       if (blocks.length === 0) continue;
-      const c = this.segments.decode(entry, reader, COLUMN_NAMES, blocks) as EventColumns;
+      const c = this.segments.decode(slice, reader, COLUMN_NAMES, blocks) as EventColumns;
       for (let row = 0; row < c.rowCount; row++) take(c, row);
     }
     for (const c of memSources) for (let row = 0; row < c.rowCount; row++) take(c, row);
@@ -654,7 +628,7 @@ export class UsageDb {
     this.assertOpen();
     return {
       bucketCount: this.manifest.bucket_count,
-      segments: this.manifest.segments,
+      segments: this.segments.slices(),
       store: this.segments,
       memtables: this.memtableSnapshots(),
     };

@@ -2,21 +2,20 @@
  * Permanent idempotency: finding whether an event id was ever stored, at any age.
  *
  * Lookup order for an id (DESIGN §1): memtables (exact, in the caller) -> hot cache of
- * recently flushed ids -> id filters of every flush (in memory, a "no" is final) -> segments
- * of the event's own (day, bucket) partition -> every other segment whose own id filter says
- * maybe (a retry whose timestamp or account changed: a conflict, rare).
+ * recently flushed ids -> the id filter of every segment file (in memory; a "no" is final) ->
+ * in a segment that says maybe, the blocks of the event's own (day, bucket) partition first,
+ * then the rest (a retry whose timestamp or account changed: a conflict, rare).
  *
  * Invariants:
- * - a "not found" is only returned when every flush's id filter, or every segment, says no:
- *   filters have no false negatives, so an id that was ever flushed is always found;
+ * - a "not found" is only returned when every segment's id filter, or a search of the whole
+ *   segment, says no: filters have no false negatives, so a flushed id is always found;
  * - every hit is confirmed against the exact event_id string; hashes never decide alone.
  */
 import type { Clock } from '../storage/clock.ts';
-import type { BloomFilter } from '../storage/encoding/bloom-filter.ts';
-import type { SegmentEntry } from '../storage/manifest.ts';
-import type { SegmentStore } from '../storage/segment-store.ts';
+import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
+import type { PartitionSlice, SegmentStore } from '../storage/segment-store.ts';
 import { type StoredEvent, eventOfRow } from '../model/event.ts';
-import { type Hash128, hash128 } from '../model/hash.ts';
+import { hash128 } from '../model/hash.ts';
 
 export const DEFAULT_HOT_IDS_MAX = 1_000_000;
 export const DEFAULT_HOT_ID_TTL_MS = 6 * 60 * 60 * 1000;
@@ -63,70 +62,51 @@ export class HotIdCache {
   }
 }
 
-export interface IdFilterHandle {
-  id: number;
-  filter: BloomFilter;
-}
-
 /** Where a stored event was found. */
 export interface StoredHit {
-  entry: SegmentEntry;
-  row: number;
+  segmentId: number;
   event: StoredEvent;
 }
 
 export class StoredEventFinder {
   private readonly segments: SegmentStore;
-  private flushFilters: IdFilterHandle[] = [];
 
   constructor(segments: SegmentStore) {
     this.segments = segments;
   }
 
-  setFlushFilters(filters: IdFilterHandle[]): void {
-    this.flushFilters = filters;
-  }
-
-  addFlushFilter(filter: IdFilterHandle): void {
-    this.flushFilters = [...this.flushFilters, filter];
-  }
-
-  /** False means the id was never flushed (no false negatives). */
-  mayBeStored(h: Hash128): boolean {
-    for (const f of this.flushFilters) if (f.filter.mayContain(h.h1, h.h2)) return true;
-    return false;
-  }
-
   /**
-   * Finds a stored (flushed) event by id. `partitionHint` names the partition to try first
-   * (called only when some filter says maybe, so the common "new id" path skips it).
+   * Finds a stored (flushed) event by id. `partitionHint` names the partition to try first; it
+   * is called only when some segment's id filter says maybe, so the common "new id" path
+   * costs one hash and a few filter probes.
    */
   async find(eventId: string, partitionHint: () => { day: string; bucket: number } | null): Promise<StoredHit | null> {
     const h = hash128(eventId);
-    if (!this.mayBeStored(h)) return null;
-    const tried = new Set<number>();
+    const candidates = this.segments.filesMayContain(h.h1, h.h2);
+    if (candidates.length === 0) return null;
     const hint = partitionHint();
-    if (hint !== null) {
-      for (const entry of this.segments.inPartition(hint.day, hint.bucket)) {
-        tried.add(entry.id);
-        const hit = await this.tryEntry(entry, eventId, h);
-        if (hit) return hit;
-      }
-    }
-    for (const entry of this.segments.entries()) {
-      if (tried.has(entry.id)) continue;
-      const hit = await this.tryEntry(entry, eventId, h);
+    for (const entry of candidates) {
+      const slices = this.segments.slicesOfSegment(entry.id);
+      const first = hint === null ? [] : slices.filter((s) => s.day === hint.day && s.bucket === hint.bucket);
+      const hit = (await this.search(entry.id, first, eventId)) ?? (await this.search(entry.id, slices, eventId));
       if (hit) return hit;
     }
     return null;
   }
 
-  private async tryEntry(entry: SegmentEntry, eventId: string, h: Hash128): Promise<StoredHit | null> {
-    const filter = await this.segments.filter(entry);
-    if (!filter.mayContain(h.h1, h.h2)) return null;
-    const row = await this.segments.findRow(entry, eventId);
-    if (row === undefined) return null;
-    const columns = await this.segments.allColumns(entry);
-    return { entry, row, event: eventOfRow(columns, row) };
+  /** Looks for the id in the given slices' blocks, decoding only event ids until it is found. */
+  private async search(segmentId: number, slices: readonly PartitionSlice[], eventId: string): Promise<StoredHit | null> {
+    if (slices.length === 0) return null;
+    const reader = await this.segments.fileReader(segmentId);
+    for (const slice of slices) {
+      for (let b = slice.first_block; b < slice.first_block + slice.block_count; b++) {
+        const ids = this.segments.decodeBlocks(segmentId, reader, ['event_id'], [b]).event_id ?? [];
+        const row = ids.indexOf(eventId);
+        if (row < 0) continue;
+        const block = this.segments.decodeBlocks(segmentId, reader, COLUMN_NAMES, [b]) as EventColumns;
+        return { segmentId, event: eventOfRow(block, row) };
+      }
+    }
+    return null;
   }
 }

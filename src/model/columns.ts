@@ -181,10 +181,11 @@ export function dictRanks(col: DictColumn): (code: number) => number {
 }
 
 /**
- * Row indexes sorted by the segment order (account_id, product_id, meter_id, model_id,
- * timestamp_ms), ties by event_id so the order is total and deterministic.
+ * Row indexes sorted by `partitionOf(row)` (a number: the (day, bucket) partition), then the
+ * segment order (account_id, product_id, meter_id, model_id, timestamp_ms), ties by event_id
+ * so the order is total and deterministic.
  */
-export function sortRowsForSegment(c: EventColumns, rows: Uint32Array): Uint32Array {
+export function sortRowsForSegment(c: EventColumns, partitionOf: (row: number) => number): Uint32Array {
   const acc = dictRanks(c.account_id);
   const prod = dictRanks(c.product_id);
   const met = dictRanks(c.meter_id);
@@ -195,9 +196,12 @@ export function sortRowsForSegment(c: EventColumns, rows: Uint32Array): Uint32Ar
   const rd = c.model_id.codes;
   const ts = c.timestamp_ms;
   const ids = c.event_id;
-  const out = Array.from(rows);
+  const part = new Float64Array(c.rowCount);
+  for (let row = 0; row < c.rowCount; row++) part[row] = partitionOf(row);
+  const out = Array.from({ length: c.rowCount }, (_, i) => i);
   out.sort(
     (x, y) =>
+      part[x] - part[y] ||
       acc(ra[x]) - acc(ra[y]) ||
       prod(rp[x]) - prod(rp[y]) ||
       met(rm[x]) - met(rm[y]) ||

@@ -16,29 +16,21 @@ import { type FileSystem, isFsError, joinPath } from './fs/file-system.ts';
 export const MANIFEST_FORMAT_VERSION = 1;
 export const MANIFEST_GENERATIONS_KEPT = 10;
 
-/** A raw segment: one (day, bucket) partition's events from one flush or compaction. */
+/**
+ * A raw segment file: the events of one flush (or compaction), clustered by (UTC day, bucket)
+ * partition and then account. Each partition is a contiguous run of blocks inside the file;
+ * the partition index lives in the file's footer, so the manifest stays small.
+ */
 export interface SegmentEntry {
   id: number;
-  day: string;
-  bucket: number;
   rows: number;
   min_ts: number;
   max_ts: number;
-  min_account: string;
-  max_account: string;
   size_bytes: number;
   /** CRC32C of the whole file: a misdirected or swapped file is caught. */
   crc32c: number;
   /** Original event ids that Retractions in this segment retract (usually absent). */
   retracted?: string[];
-}
-
-/** A filter over the event ids of one flush: the first, cheap step of the cold dedupe check. */
-export interface IdFilterEntry {
-  id: number;
-  keys: number;
-  size_bytes: number;
-  crc32c: number;
 }
 
 export interface ManifestState {
@@ -48,11 +40,9 @@ export interface ManifestState {
   bucket_count: number;
   created_at_ms: number;
   next_segment_id: number;
-  next_filter_id: number;
   /** WAL files numbered >= wal_start hold events not yet in segments. */
   wal_start: number;
   segments: SegmentEntry[];
-  id_filters: IdFilterEntry[];
   /** Reserved for rollup segments (coverage by raw segment id) and period snapshots. */
   rollups: unknown[];
   periods: unknown[];

@@ -1,192 +1,287 @@
 /**
- * The committed raw segments: their manifest entries indexed for pruning, and a bounded cache
- * of opened readers (verified bytes, decoded columns, id -> row maps).
+ * The committed raw segments, as readers see them: each segment file is cut into partition
+ * slices (one per (UTC day, bucket) run of blocks, from the file's footer), which is what the
+ * query engine and the export prune and scan. Also a bounded cache of verified file readers.
  *
  * Invariants:
  * - a reader is only built from bytes whose size and CRC32C equal the manifest entry
  *   (fail closed: a corrupt or swapped file raises USAGEDB_ERR_SEGMENT_CORRUPT, never data);
- * - cached memory stays under `cacheBytesMax` (least recently used entries are dropped).
+ * - footers (partition index + id filter) of every committed segment are in memory, loaded by
+ *   `prepare` before the segment becomes visible, so the switch itself is synchronous;
+ * - cached file bytes stay under `cacheBytesMax` (least recently used dropped first).
  */
-import { UsageDbError } from '../errors.ts';
-import { type ColumnName, COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
+import { UsageDbError, assert } from '../errors.ts';
+import type { ColumnBatch, ColumnName } from '../model/columns.ts';
 import type { BloomFilter } from './encoding/bloom-filter.ts';
 import type { FileSystem } from './fs/file-system.ts';
-import { rawSegmentPath } from './layout.ts';
+import { segmentPath } from './layout.ts';
 import type { SegmentEntry } from './manifest.ts';
-import { partitionKey } from './partition.ts';
+import { accountBucket, partitionKey, utcDay } from './partition.ts';
+import type { BlockMeta, SegmentMeta } from './segment/segment-format.ts';
 import { SegmentReader, readSegmentFooter } from './segment/segment-reader.ts';
 
-interface CachedSegment {
-  reader: SegmentReader;
-  costBytes: number;
-  idToRow: Map<string, number> | null;
-  all: EventColumns | null;
+/** One (day, bucket) partition inside a segment file: a contiguous run of its blocks. */
+export interface PartitionSlice {
+  /** Unique per slice: segment_id * 2^20 + index of the slice in its file. */
+  id: number;
+  segment_id: number;
+  first_block: number;
+  block_count: number;
+  day: string;
+  bucket: number;
+  rows: number;
+  min_ts: number;
+  max_ts: number;
+  min_account: string;
+  max_account: string;
+  /** The segment file's CRC32C (identifies the bytes, for caches). */
+  crc32c: number;
+  /** This slice's share of the file's bytes (for cache accounting). */
+  size_bytes: number;
 }
 
+/** What a scan needs of a slice: its metadata and block selection (indexes relative to the slice). */
+export interface SliceReader {
+  readonly meta: {
+    rowCount: number;
+    accountIds: readonly string[];
+    productIds: readonly string[];
+    meterIds: readonly string[];
+    modelIds: readonly (string | null)[];
+    blocks: readonly BlockMeta[];
+  };
+  selectBlocks(filter: { accountId?: string; fromMs?: number; toMs?: number }): number[];
+}
+
+interface SegmentFile {
+  entry: SegmentEntry;
+  meta: SegmentMeta;
+  filter: BloomFilter;
+  slices: PartitionSlice[];
+}
+
+const SLICE_ID_FACTOR = 2 ** 20;
 export const DEFAULT_SEGMENT_CACHE_BYTES = 256 * 1024 * 1024;
+
+function corrupt(entryId: number, what: string, cause?: unknown): UsageDbError {
+  return new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', `segment ${entryId}: ${what}`, { cause });
+}
+
+/** Cuts a file's blocks into partition slices: blocks never span partitions (flush.ts). */
+function slicesOf(entry: SegmentEntry, meta: SegmentMeta, bucketCount: number): PartitionSlice[] {
+  const slices: PartitionSlice[] = [];
+  let current: PartitionSlice | null = null;
+  meta.blocks.forEach((b, index) => {
+    const day = utcDay(b.minTimestampMs);
+    const bucket = accountBucket(b.minAccountId, bucketCount);
+    if (current === null || current.day !== day || current.bucket !== bucket) {
+      current = {
+        id: entry.id * SLICE_ID_FACTOR + slices.length,
+        segment_id: entry.id,
+        first_block: index,
+        block_count: 0,
+        day,
+        bucket,
+        rows: 0,
+        min_ts: b.minTimestampMs,
+        max_ts: b.maxTimestampMs,
+        min_account: b.minAccountId,
+        max_account: b.maxAccountId,
+        crc32c: entry.crc32c,
+        size_bytes: 0,
+      };
+      slices.push(current);
+    }
+    assert(utcDay(b.maxTimestampMs) === day, `segment ${entry.id} block ${index} spans two days`);
+    current.block_count++;
+    current.rows += b.rowCount;
+    current.min_ts = Math.min(current.min_ts, b.minTimestampMs);
+    current.max_ts = Math.max(current.max_ts, b.maxTimestampMs);
+    if (b.maxAccountId > current.max_account) current.max_account = b.maxAccountId;
+  });
+  assert(slices.length < SLICE_ID_FACTOR, `segment ${entry.id} has too many partitions`);
+  for (const slice of slices) slice.size_bytes = Math.ceil((entry.size_bytes * slice.rows) / Math.max(1, meta.rowCount));
+  return slices;
+}
+
+function overlaps(b: BlockMeta, filter: { accountId?: string; fromMs?: number; toMs?: number }): boolean {
+  if (filter.fromMs !== undefined && b.maxTimestampMs < filter.fromMs) return false;
+  if (filter.toMs !== undefined && b.minTimestampMs >= filter.toMs) return false;
+  if (filter.accountId !== undefined && (filter.accountId < b.minAccountId || filter.accountId > b.maxAccountId)) {
+    return false;
+  }
+  return true;
+}
 
 export class SegmentStore {
   private readonly fs: FileSystem;
   private readonly root: string;
+  private readonly bucketCount: number;
   private readonly cacheBytesMax: number;
-  private readonly cache = new Map<number, CachedSegment>();
+  private readonly readers = new Map<number, SegmentReader>();
+  /** The file reader behind each slice reader handed out (it outlives cache eviction). */
+  private readonly fileOfSlice = new WeakMap<SliceReader, SegmentReader>();
   private cacheBytes = 0;
-  private readonly filters = new Map<number, BloomFilter>();
-  private entriesById = new Map<number, SegmentEntry>();
-  private entriesByPartition = new Map<string, SegmentEntry[]>();
-  private entriesByBucket = new Map<number, SegmentEntry[]>();
+  private readonly prepared = new Map<number, SegmentFile>();
+  private files: SegmentFile[] = [];
+  private allSlices: PartitionSlice[] = [];
+  private byPartition = new Map<string, PartitionSlice[]>();
+  private byBucket = new Map<number, PartitionSlice[]>();
 
-  constructor(fs: FileSystem, root: string, cacheBytesMax = DEFAULT_SEGMENT_CACHE_BYTES) {
+  constructor(fs: FileSystem, root: string, bucketCount: number, cacheBytesMax = DEFAULT_SEGMENT_CACHE_BYTES) {
     this.fs = fs;
     this.root = root;
+    this.bucketCount = bucketCount;
     this.cacheBytesMax = cacheBytesMax;
   }
 
-  /** Replaces the set of committed segments (after a manifest commit or at open). */
-  setEntries(entries: readonly SegmentEntry[]): void {
-    const byId = new Map<number, SegmentEntry>();
-    const byPartition = new Map<string, SegmentEntry[]>();
-    const byBucket = new Map<number, SegmentEntry[]>();
-    for (const e of entries) {
-      byId.set(e.id, e);
-      const pk = partitionKey(e.day, e.bucket);
-      byPartition.set(pk, [...(byPartition.get(pk) ?? []), e]);
-      const inBucket = byBucket.get(e.bucket);
-      if (inBucket) inBucket.push(e);
-      else byBucket.set(e.bucket, [e]);
+  /** Reads the footer (partition index, id filter) of a segment about to become visible. */
+  async prepare(entry: SegmentEntry): Promise<void> {
+    if (this.prepared.has(entry.id)) return;
+    const path = segmentPath(this.root, entry.id);
+    let footer: { meta: SegmentMeta; filter: BloomFilter };
+    try {
+      const file = await this.fs.openRead(path);
+      try {
+        if (file.sizeBytes !== entry.size_bytes) throw new Error(`size ${file.sizeBytes}, manifest says ${entry.size_bytes}`);
+        footer = await readSegmentFooter(file);
+      } finally {
+        await file.close();
+      }
+    } catch (err) {
+      throw corrupt(entry.id, `footer of ${path} cannot be read: ${(err as Error).message}`, err);
     }
-    for (const id of this.cache.keys()) if (!byId.has(id)) this.evict(id);
-    for (const id of this.filters.keys()) if (!byId.has(id)) this.filters.delete(id);
-    this.entriesById = byId;
-    this.entriesByPartition = byPartition;
-    this.entriesByBucket = byBucket;
+    if (footer.meta.segmentId !== entry.id || footer.meta.rowCount !== entry.rows) {
+      throw corrupt(entry.id, `${path} holds segment ${footer.meta.segmentId} with ${footer.meta.rowCount} rows`);
+    }
+    const slices = slicesOf(entry, footer.meta, this.bucketCount);
+    this.prepared.set(entry.id, { entry, meta: footer.meta, filter: footer.filter, slices });
   }
 
-  entries(): IterableIterator<SegmentEntry> {
-    return this.entriesById.values();
+  /** Makes exactly `entries` visible (each must be prepared). Synchronous on purpose. */
+  setEntries(entries: readonly SegmentEntry[]): void {
+    const files: SegmentFile[] = [];
+    for (const e of entries) {
+      const f = this.prepared.get(e.id);
+      assert(f !== undefined, `segment ${e.id} made visible before prepare`);
+      files.push(f);
+    }
+    const live = new Set(entries.map((e) => e.id));
+    for (const id of [...this.prepared.keys()]) if (!live.has(id)) this.prepared.delete(id);
+    for (const id of [...this.readers.keys()]) if (!live.has(id)) this.evict(id);
+    const byPartition = new Map<string, PartitionSlice[]>();
+    const byBucket = new Map<number, PartitionSlice[]>();
+    const all: PartitionSlice[] = [];
+    for (const f of files) {
+      for (const s of f.slices) {
+        all.push(s);
+        const pk = partitionKey(s.day, s.bucket);
+        byPartition.set(pk, [...(byPartition.get(pk) ?? []), s]);
+        byBucket.set(s.bucket, [...(byBucket.get(s.bucket) ?? []), s]);
+      }
+    }
+    this.files = files;
+    this.allSlices = all;
+    this.byPartition = byPartition;
+    this.byBucket = byBucket;
   }
 
   get segmentCount(): number {
-    return this.entriesById.size;
+    return this.files.length;
   }
 
-  inPartition(day: string, bucket: number): readonly SegmentEntry[] {
-    return this.entriesByPartition.get(partitionKey(day, bucket)) ?? [];
+  slices(): readonly PartitionSlice[] {
+    return this.allSlices;
   }
 
-  inBucket(bucket: number): readonly SegmentEntry[] {
-    return this.entriesByBucket.get(bucket) ?? [];
+  inPartition(day: string, bucket: number): readonly PartitionSlice[] {
+    return this.byPartition.get(partitionKey(day, bucket)) ?? [];
   }
 
-  path(entry: SegmentEntry): string {
-    return rawSegmentPath(this.root, entry.day, entry.bucket, entry.id);
+  inBucket(bucket: number): readonly PartitionSlice[] {
+    return this.byBucket.get(bucket) ?? [];
+  }
+
+  /** Segment files whose id filter may hold `h` (no false negatives). */
+  filesMayContain(h1: number, h2: number): SegmentEntry[] {
+    return this.files.filter((f) => f.filter.mayContain(h1, h2)).map((f) => f.entry);
+  }
+
+  slicesOfSegment(segmentId: number): readonly PartitionSlice[] {
+    return this.prepared.get(segmentId)?.slices ?? [];
   }
 
   private evict(id: number): void {
-    const cached = this.cache.get(id);
-    if (!cached) return;
-    this.cacheBytes -= cached.costBytes;
-    this.cache.delete(id);
+    const r = this.readers.get(id);
+    if (!r) return;
+    this.cacheBytes -= this.prepared.get(id)?.entry.size_bytes ?? 0;
+    this.readers.delete(id);
   }
 
-  private touch(id: number, cached: CachedSegment): void {
-    this.cache.delete(id);
-    this.cache.set(id, cached);
-  }
-
-  private charge(cached: CachedSegment, bytes: number): void {
-    cached.costBytes += bytes;
-    this.cacheBytes += bytes;
-    for (const [id] of this.cache) {
-      if (this.cacheBytes <= this.cacheBytesMax || this.cache.size <= 1) break;
-      this.evict(id);
+  /** The verified reader of a whole segment file (cached). */
+  async fileReader(segmentId: number): Promise<SegmentReader> {
+    const cached = this.readers.get(segmentId);
+    if (cached) {
+      this.readers.delete(segmentId);
+      this.readers.set(segmentId, cached);
+      return cached;
     }
-  }
-
-  private async load(entry: SegmentEntry): Promise<CachedSegment> {
-    const hit = this.cache.get(entry.id);
-    if (hit) {
-      this.touch(entry.id, hit);
-      return hit;
-    }
-    const path = this.path(entry);
-    let bytes: Uint8Array;
-    try {
-      bytes = await this.fs.readFile(path);
-    } catch (err) {
-      throw new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', `segment ${entry.id} (${path}) cannot be read`, { cause: err });
-    }
+    const file = this.prepared.get(segmentId);
+    assert(file !== undefined, `segment ${segmentId} is not committed`);
+    const path = segmentPath(this.root, segmentId);
     let reader: SegmentReader;
     try {
-      reader = SegmentReader.fromBytes(bytes, { sizeBytes: entry.size_bytes, checksum: entry.crc32c });
+      const bytes = await this.fs.readFile(path);
+      reader = SegmentReader.fromBytes(bytes, { sizeBytes: file.entry.size_bytes, checksum: file.entry.crc32c });
     } catch (err) {
-      throw new UsageDbError(
-        'USAGEDB_ERR_SEGMENT_CORRUPT',
-        `segment ${entry.id} (${path}) failed verification: ${(err as Error).message}`,
-        { cause: err },
-      );
+      throw corrupt(segmentId, `${path} failed verification: ${(err as Error).message}`, err);
     }
-    const cached: CachedSegment = { reader, costBytes: 0, idToRow: null, all: null };
-    this.cache.set(entry.id, cached);
-    this.charge(cached, bytes.length);
-    return cached;
+    this.readers.set(segmentId, reader);
+    this.cacheBytes += file.entry.size_bytes;
+    for (const id of this.readers.keys()) {
+      if (this.cacheBytes <= this.cacheBytesMax || this.readers.size <= 1) break;
+      this.evict(id);
+    }
+    return reader;
   }
 
-  async reader(entry: SegmentEntry): Promise<SegmentReader> {
-    return (await this.load(entry)).reader;
+  /** A reader of one partition slice (block indexes relative to the slice). */
+  async reader(slice: PartitionSlice): Promise<SliceReader> {
+    const file = await this.fileReader(slice.segment_id);
+    const meta = file.meta;
+    const blocks = meta.blocks.slice(slice.first_block, slice.first_block + slice.block_count);
+    const base = blocks[0].firstRow;
+    const relative = blocks.map((b) => ({ ...b, firstRow: b.firstRow - base }));
+    const accountIds = meta.accountIds.filter((a) => a >= slice.min_account && a <= slice.max_account);
+    const view: SliceReader = {
+      meta: {
+        rowCount: slice.rows,
+        accountIds,
+        productIds: meta.productIds,
+        meterIds: meta.meterIds,
+        modelIds: meta.modelIds,
+        blocks: relative,
+      },
+      selectBlocks: (filter) => relative.flatMap((b, i) => (overlaps(b, filter) ? [i] : [])),
+    };
+    this.fileOfSlice.set(view, file);
+    return view;
   }
 
-  /** Decodes columns, turning a chunk checksum failure into a clear corruption error. */
-  decode(entry: SegmentEntry, reader: SegmentReader, names: readonly ColumnName[], blocks?: readonly number[]) {
+  /** Decodes columns of a slice's blocks (relative indexes; all when omitted). */
+  decode(slice: PartitionSlice, view: SliceReader, names: readonly ColumnName[], blocks?: readonly number[]): ColumnBatch {
+    const reader = this.fileOfSlice.get(view);
+    assert(reader !== undefined, `segment ${slice.segment_id} decoded with a reader it did not hand out`);
+    const absolute = (blocks ?? Array.from({ length: slice.block_count }, (_, i) => i)).map((b) => slice.first_block + b);
+    return this.decodeBlocks(slice.segment_id, reader, names, absolute);
+  }
+
+  /** Decodes columns of absolute block indexes of a file, as a corruption error on a bad chunk. */
+  decodeBlocks(segmentId: number, reader: SegmentReader, names: readonly ColumnName[], blocks: readonly number[]): ColumnBatch {
     try {
       return reader.readColumns(names, blocks);
     } catch (err) {
-      throw new UsageDbError(
-        'USAGEDB_ERR_SEGMENT_CORRUPT',
-        `segment ${entry.id} (${this.path(entry)}): ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-  }
-
-  /** All columns of a segment, decoded once and cached. */
-  async allColumns(entry: SegmentEntry): Promise<EventColumns> {
-    const cached = await this.load(entry);
-    if (cached.all === null) {
-      cached.all = this.decode(entry, cached.reader, COLUMN_NAMES) as EventColumns;
-      this.charge(cached, cached.all.rowCount * 160);
-    }
-    return cached.all;
-  }
-
-  /** The row of `eventId` in the segment, or undefined. */
-  async findRow(entry: SegmentEntry, eventId: string): Promise<number | undefined> {
-    const cached = await this.load(entry);
-    if (cached.idToRow === null) {
-      const ids = this.decode(entry, cached.reader, ['event_id']).event_id ?? [];
-      const map = new Map<string, number>();
-      for (let row = 0; row < ids.length; row++) map.set(ids[row], row);
-      cached.idToRow = map;
-      this.charge(cached, ids.length * 64);
-    }
-    return cached.idToRow.get(eventId);
-  }
-
-  /** The segment's event-id filter, from the cached reader or by reading only its footer. */
-  async filter(entry: SegmentEntry): Promise<BloomFilter> {
-    const known = this.filters.get(entry.id);
-    if (known) return known;
-    const file = await this.fs.openRead(this.path(entry));
-    try {
-      const { filter } = await readSegmentFooter(file);
-      this.filters.set(entry.id, filter);
-      return filter;
-    } catch (err) {
-      throw new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', `segment ${entry.id} footer: ${(err as Error).message}`, {
-        cause: err,
-      });
-    } finally {
-      await file.close();
+      throw corrupt(segmentId, (err as Error).message, err);
     }
   }
 }

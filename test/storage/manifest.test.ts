@@ -5,7 +5,7 @@ import { SimFileSystem } from '../../src/storage/fs/sim-file-system.ts';
 function state(generation: number): ManifestState {
   return {
     format_version: 1, generation, database_id: 'd', bucket_count: 64, created_at_ms: 1, next_segment_id: generation,
-    next_filter_id: 1, wal_start: 1, segments: [], id_filters: [], rollups: [], periods: [],
+    wal_start: 1, segments: [], rollups: [], periods: [],
   };
 }
 

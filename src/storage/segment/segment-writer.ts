@@ -69,6 +69,12 @@ export interface EncodeSegmentOptions {
   bloomBitsPerKey?: number;
   /** Decode the result and compare it with the input before returning; default true. */
   verify?: boolean;
+  /**
+   * Rows where a new partition run starts (ascending, first 0). A block never spans two runs,
+   * and rows need only be sorted within a run: one file then holds many (day, bucket)
+   * partitions, each a contiguous range of blocks. Default: one run.
+   */
+  runStarts?: readonly number[];
 }
 
 /** A dict column re-coded against its segment dictionary. */
@@ -90,9 +96,11 @@ export function encodeSegment(
   checkColumns(columns);
   const dicts = new Map<DictColumnName, SegmentDictColumn>();
   for (const name of DICT_COLUMN_NAMES) dicts.set(name, segmentDict(columns[name], name, columns.rowCount));
-  checkSorted(columns, dicts);
+  const runStarts = options.runStarts ?? [0];
+  checkRunStarts(runStarts, columns.rowCount);
+  checkSorted(columns, dicts, runStarts);
 
-  const blocks = cutBlocks(columns, dicts.get('account_id') as SegmentDictColumn, blockRows);
+  const blocks = cutBlocks(columns, dicts.get('account_id') as SegmentDictColumn, blockRows, runStarts);
   const chunkBytes: Uint8Array[] = [];
   for (const name of COLUMN_NAMES) {
     let start = 0;
@@ -269,12 +277,23 @@ export function segmentDict(col: DictColumn, name: DictColumnName, rowCount: num
 }
 
 /** The segment order over stored codes (code order is value order; null model is 0). */
-function checkSorted(c: EventColumns, dicts: Map<DictColumnName, SegmentDictColumn>): void {
+function checkRunStarts(runStarts: readonly number[], rowCount: number): void {
+  if (runStarts[0] !== 0) throw new Error('encodeSegment: runStarts must begin with 0');
+  for (let i = 1; i < runStarts.length; i++) {
+    if (!(runStarts[i] > runStarts[i - 1] && runStarts[i] < rowCount)) {
+      throw new Error(`encodeSegment: runStarts[${i}] = ${runStarts[i]} is not ascending inside 0..${rowCount - 1}`);
+    }
+  }
+}
+
+function checkSorted(c: EventColumns, dicts: Map<DictColumnName, SegmentDictColumn>, runStarts: readonly number[]): void {
   const keys = (['account_id', 'product_id', 'meter_id', 'model_id'] as const).map(
     (k) => (dicts.get(k) as SegmentDictColumn).stored,
   );
   const ts = c.timestamp_ms;
+  const newRun = new Set(runStarts);
   for (let i = 1; i < c.rowCount; i++) {
+    if (newRun.has(i)) continue;
     let order = 0;
     for (let k = 0; k < keys.length && order === 0; k++) order = keys[k][i - 1] - keys[k][i];
     if (order === 0) order = ts[i - 1] - ts[i];
@@ -286,10 +305,18 @@ function checkSorted(c: EventColumns, dicts: Map<DictColumnName, SegmentDictColu
   }
 }
 
-function cutBlocks(c: EventColumns, accounts: SegmentDictColumn, blockRows: number): FooterBlock[] {
+function cutBlocks(
+  c: EventColumns,
+  accounts: SegmentDictColumn,
+  blockRows: number,
+  runStarts: readonly number[],
+): FooterBlock[] {
   const blocks: FooterBlock[] = [];
-  for (let start = 0; start < c.rowCount; start += blockRows) {
-    const end = Math.min(c.rowCount, start + blockRows);
+  let nextRun = 1;
+  for (let start = 0, end = 0; start < c.rowCount; start = end) {
+    while (nextRun < runStarts.length && runStarts[nextRun] <= start) nextRun++;
+    const runEnd = nextRun < runStarts.length ? runStarts[nextRun] : c.rowCount;
+    end = Math.min(runEnd, start + blockRows);
     let minTs = c.timestamp_ms[start];
     let maxTs = minTs;
     for (let i = start + 1; i < end; i++) {
