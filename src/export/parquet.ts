@@ -16,7 +16,7 @@ import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { ReadSnapshot } from '../db.ts';
 import { UsageDbError, assert } from '../errors.ts';
-import { type DayPlan, type RowChunk, type RowFilter, dayChunks, planExport } from './plan.ts';
+import { type DayPlan, type ExportPlan, type RowChunk, type RowFilter, dayChunks, planExport } from './plan.ts';
 import { writeParquetFile } from './parquet-file-writer.ts';
 import { RowGroupBuilder } from './row-group-builder.ts';
 import { readBackTotals } from './verify.ts';
@@ -42,7 +42,6 @@ export interface ExportProgress {
   rowsWritten: number;
   /** Upper bound from segment metadata (block and row filters can only lower it). */
   rowsEstimated: number;
-  filesWritten: number;
 }
 
 export interface ExportParquetOptions {
@@ -128,11 +127,18 @@ async function fsyncDir(path: string): Promise<void> {
   }
 }
 
-async function* concatChunks(snapshot: ReadSnapshot, days: readonly DayPlan[], filter: RowFilter, chunkRows: number) {
-  for (const day of days) yield* dayChunks(snapshot, day, filter, chunkRows);
+/** The matching rows of several days, in day order. */
+async function* concatChunks(snapshot: ReadSnapshot, days: readonly DayPlan[], filter: RowFilter): AsyncGenerator<RowChunk> {
+  for (const day of days) yield* dayChunks(snapshot, day, filter, DECODE_CHUNK_ROWS);
 }
 
-/** Row groups (Arrow IPC) from chunks; an export with no rows still yields one empty group for the schema. */
+/** `first`, then the rest of `rest`. */
+async function* prepend(first: RowChunk, rest: AsyncIterator<RowChunk>): AsyncGenerator<RowChunk> {
+  yield first;
+  for (let next = await rest.next(); !next.done; next = await rest.next()) yield next.value;
+}
+
+/** Row groups (Arrow IPC) from chunks; a file with no rows still gets one empty group for the schema. */
 async function* rowGroups(chunks: AsyncIterable<RowChunk>, builder: RowGroupBuilder, onRowGroup: (rows: number) => void) {
   let yielded = false;
   for await (const chunk of chunks) {
@@ -155,49 +161,72 @@ async function* rowGroups(chunks: AsyncIterable<RowChunk>, builder: RowGroupBuil
   }
 }
 
-interface FileJob {
-  tmpPath: string;
-  finalPath: string;
-  days: DayPlan[];
-}
-
 interface Totals {
   rows: number;
   quantitySum: bigint;
   bytes: number;
 }
 
+/** Writes `chunks` to `tmpPath`, fsyncs it, reads it back and checks it holds exactly what was read. */
 async function writeVerifiedFile(
-  snapshot: ReadSnapshot,
-  job: FileJob,
+  tmpPath: string,
+  finalPath: string,
+  chunks: AsyncIterable<RowChunk>,
   options: NormalizedOptions,
   onRowGroup: (rows: number) => void,
 ): Promise<Totals> {
   const builder = new RowGroupBuilder(options.rowGroupRows);
-  const chunks = concatChunks(snapshot, job.days, options.filter, DECODE_CHUNK_ROWS);
-  const { bytes } = await writeParquetFile(job.tmpPath, rowGroups(chunks, builder, onRowGroup), {
+  const { bytes } = await writeParquetFile(tmpPath, rowGroups(chunks, builder, onRowGroup), {
     rowGroupRows: options.rowGroupRows,
     createdBy: 'usagedb',
   });
   const read = builder.takeTotals();
-  const written = await readBackTotals(job.tmpPath);
+  const written = await readBackTotals(tmpPath);
   if (written.rows !== read.rows || written.quantitySum !== read.quantitySum) {
     throw new UsageDbError(
       'USAGEDB_ERR_INTERNAL',
-      `export check failed for ${job.finalPath}: read ${read.rows} rows summing to ${read.quantitySum} from the database, ` +
+      `export check failed for ${finalPath}: read ${read.rows} rows summing to ${read.quantitySum} from the database, ` +
         `the file holds ${written.rows} rows summing to ${written.quantitySum}`,
     );
   }
   return { rows: read.rows, quantitySum: read.quantitySum, bytes };
 }
 
-function fileJobs(days: DayPlan[], target: string, tmp: string, partition: ExportPartition): FileJob[] {
-  if (partition === 'none') return [{ tmpPath: tmp, finalPath: target, days }];
-  return days.map((day) => ({
-    tmpPath: join(tmp, `date=${day.day}`, PARTITION_FILE_NAME),
-    finalPath: join(target, `date=${day.day}`, PARTITION_FILE_NAME),
-    days: [day],
-  }));
+/** Writes every file of the export under `tmp`; returns the final paths and totals. */
+async function writeFiles(
+  snapshot: ReadSnapshot,
+  plan: ExportPlan,
+  target: string,
+  tmp: string,
+  options: NormalizedOptions,
+  onRowGroup: (rows: number) => void,
+): Promise<{ files: string[]; total: Totals }> {
+  const total: Totals = { rows: 0, quantitySum: 0n, bytes: 0 };
+  const files: string[] = [];
+  const add = (t: Totals, finalPath: string) => {
+    total.rows += t.rows;
+    total.quantitySum += t.quantitySum;
+    total.bytes += t.bytes;
+    files.push(finalPath);
+  };
+  if (options.partition === 'none') {
+    add(await writeVerifiedFile(tmp, target, concatChunks(snapshot, plan.days, options.filter), options, onRowGroup), target);
+    return { files, total };
+  }
+  await mkdir(tmp);
+  for (const day of plan.days) {
+    const chunks = dayChunks(snapshot, day, options.filter, DECODE_CHUNK_ROWS);
+    const first = await chunks.next();
+    // A day in the plan may hold no matching row (its segments' ranges only overlap it): no partition.
+    if (first.done) continue;
+    const dir = `date=${day.day}`;
+    await mkdir(join(tmp, dir));
+    const finalPath = join(target, dir, PARTITION_FILE_NAME);
+    add(await writeVerifiedFile(join(tmp, dir, PARTITION_FILE_NAME), finalPath, prepend(first.value, chunks), options, onRowGroup), finalPath);
+    await fsyncDir(join(tmp, dir));
+  }
+  await fsyncDir(tmp);
+  return { files, total };
 }
 
 /**
@@ -213,32 +242,17 @@ export async function exportParquet(
   const normalized = normalizeOptions(options);
   const target = resolve(outPath);
   await checkTarget(target, normalized.partition);
-  const days = planExport(snapshot, normalized.filter);
+  const plan = planExport(snapshot, normalized.filter);
   // Not the pid of another live export: a leftover here is from a crashed run with a reused pid.
   const tmp = join(dirname(target), `${basename(target)}.tmp-${process.pid}`);
   await rm(tmp, { recursive: true, force: true });
-  const jobs = fileJobs(days, target, tmp, normalized.partition);
-  const progress: ExportProgress = {
-    rowsWritten: 0,
-    rowsEstimated: days.reduce((n, d) => n + d.estimatedRows, 0),
-    filesWritten: 0,
-  };
-  const total: Totals = { rows: 0, quantitySum: 0n, bytes: 0 };
+  const progress: ExportProgress = { rowsWritten: 0, rowsEstimated: plan.estimatedRows };
+  let written: { files: string[]; total: Totals };
   try {
-    if (normalized.partition === 'day') await mkdir(tmp);
-    for (const job of jobs) {
-      await mkdir(dirname(job.tmpPath), { recursive: true });
-      const t = await writeVerifiedFile(snapshot, job, normalized, (rows) => {
-        progress.rowsWritten += rows;
-        options.onProgress?.({ ...progress });
-      });
-      if (normalized.partition === 'day') await fsyncDir(dirname(job.tmpPath));
-      total.rows += t.rows;
-      total.quantitySum += t.quantitySum;
-      total.bytes += t.bytes;
-      progress.filesWritten++;
-    }
-    if (normalized.partition === 'day') await fsyncDir(tmp);
+    written = await writeFiles(snapshot, plan, target, tmp, normalized, (rows) => {
+      progress.rowsWritten += rows;
+      options.onProgress?.({ ...progress });
+    });
     await rename(tmp, target);
     await fsyncDir(dirname(target));
   } catch (err) {
@@ -246,6 +260,7 @@ export async function exportParquet(
     if (err instanceof UsageDbError) throw err;
     throw new UsageDbError('USAGEDB_ERR_IO', `export to ${target} failed: ${(err as Error).message}`, { cause: err });
   }
+  const { files, total } = written;
   assert(progress.rowsWritten === total.rows, 'progress and totals disagree on the rows written');
-  return { rows: total.rows, quantitySum: total.quantitySum.toString(), files: jobs.map((j) => j.finalPath), bytes: total.bytes };
+  return { rows: total.rows, quantitySum: total.quantitySum.toString(), files, bytes: total.bytes };
 }

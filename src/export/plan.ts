@@ -1,18 +1,20 @@
 /**
- * Which stored rows an export reads, grouped by UTC day: committed segments pruned by account
- * bucket and time metadata, then by block metadata, then row by row; plus the acknowledged
- * memtable rows of the snapshot.
+ * Which stored rows an export reads, grouped by UTC day: the snapshot's partition slices (one
+ * (day, bucket) run of blocks inside a segment file) pruned by time range, account bucket and
+ * account range, then blocks by their metadata (a block never spans two days), then row by
+ * row; plus the acknowledged memtable rows of the snapshot.
  *
  * Invariants:
  * - a row is exported iff fromMs <= timestamp_ms < toMs and (no account filter or
  *   account_id === accountId): pruning only skips what cannot match;
- * - every row of the snapshot is visited at most once (a snapshot holds no event twice);
+ * - each row of the snapshot is visited once: by the day holding its timestamp, and a snapshot
+ *   holds no event twice;
  * - decoded chunks hold at most max(chunkRows, one block) rows, so reading stays bounded.
  */
 import type { ReadSnapshot } from '../db.ts';
 import { assert } from '../errors.ts';
 import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
-import type { SegmentEntry } from '../storage/manifest.ts';
+import type { PartitionSlice } from '../storage/segment-store.ts';
 import { accountBucket, utcDay } from '../storage/partition.ts';
 
 const DAY_MS = 86_400_000;
@@ -33,29 +35,29 @@ export interface RowChunk {
 
 export interface DayPlan {
   day: string;
-  /** In (bucket, segment id) order. */
-  segments: SegmentEntry[];
+  /** The day's bounds intersected with the filter's: [fromMs, toMs). */
+  fromMs: number;
+  toMs: number;
+  /** Slices whose time range overlaps the day, in (segment, slice) order. */
+  segments: PartitionSlice[];
   memtableChunks: RowChunk[];
-  /** Upper bound on the rows this day exports (segment rows are counted before block pruning). */
+}
+
+export interface ExportPlan {
+  days: DayPlan[];
+  /** Upper bound on the rows exported (segment rows counted before block pruning). */
   estimatedRows: number;
 }
 
-function segmentMayMatch(entry: SegmentEntry, filter: RowFilter, bucket: number | null): boolean {
-  if (entry.max_ts < filter.fromMs || entry.min_ts >= filter.toMs) return false;
-  if (filter.accountId === null) return true;
-  if (entry.bucket !== bucket) return false;
-  return filter.accountId >= entry.min_account && filter.accountId <= entry.max_account;
-}
-
-/** Indexes of the rows of `c` (within [start, end)) that pass the filter. */
-export function matchingRows(c: EventColumns, filter: RowFilter, start = 0, end = c.rowCount): Uint32Array {
+/** Indexes of the rows of `c` that pass the filter. */
+export function matchingRows(c: EventColumns, filter: RowFilter): Uint32Array {
   const accountCode = filter.accountId === null ? null : c.account_id.dict.indexOf(filter.accountId);
   if (accountCode === -1) return new Uint32Array(0);
-  const out = new Uint32Array(end - start);
+  const out = new Uint32Array(c.rowCount);
   let n = 0;
   const ts = c.timestamp_ms;
   const codes = c.account_id.codes;
-  for (let row = start; row < end; row++) {
+  for (let row = 0; row < c.rowCount; row++) {
     const t = ts[row];
     if (t < filter.fromMs || t >= filter.toMs) continue;
     if (accountCode !== null && codes[row] !== accountCode) continue;
@@ -64,51 +66,66 @@ export function matchingRows(c: EventColumns, filter: RowFilter, start = 0, end 
   return out.subarray(0, n);
 }
 
-/** Memtable rows that pass the filter, split by UTC day (memtable order kept within a day). */
-function memtableRowsByDay(memtables: readonly EventColumns[], filter: RowFilter): Map<string, RowChunk[]> {
-  const byDay = new Map<string, RowChunk[]>();
+/** Memtable rows that pass the filter, split by UTC day index (memtable order kept within a day). */
+function memtableRowsByDay(memtables: readonly EventColumns[], filter: RowFilter): Map<number, RowChunk[]> {
+  const byDay = new Map<number, RowChunk[]>();
   for (const columns of memtables) {
-    const rows = matchingRows(columns, filter);
     const perDay = new Map<number, number[]>();
-    for (const row of rows) {
+    for (const row of matchingRows(columns, filter)) {
       const dayIndex = Math.floor(columns.timestamp_ms[row] / DAY_MS);
       let list = perDay.get(dayIndex);
       if (list === undefined) perDay.set(dayIndex, (list = []));
       list.push(row);
     }
     for (const [dayIndex, list] of perDay) {
-      const day = utcDay(dayIndex * DAY_MS);
-      const chunks = byDay.get(day) ?? [];
+      const chunks = byDay.get(dayIndex) ?? [];
       chunks.push({ columns, rows: Uint32Array.from(list) });
-      byDay.set(day, chunks);
+      byDay.set(dayIndex, chunks);
     }
   }
   return byDay;
 }
 
-/** The export plan: one entry per UTC day that may hold matching rows, days ascending. */
-export function planExport(snapshot: ReadSnapshot, filter: RowFilter): DayPlan[] {
-  const bucket = filter.accountId === null ? null : accountBucket(filter.accountId, snapshot.bucketCount);
-  const days = new Map<string, DayPlan>();
-  const dayPlan = (day: string): DayPlan => {
-    let plan = days.get(day);
-    if (plan === undefined) days.set(day, (plan = { day, segments: [], memtableChunks: [], estimatedRows: 0 }));
+function sliceMayHoldAccount(slice: PartitionSlice, accountId: string | null, bucket: number | null): boolean {
+  if (accountId === null) return true;
+  return slice.bucket === bucket && accountId >= slice.min_account && accountId <= slice.max_account;
+}
+
+/** The export plan: the UTC days that may hold matching rows, ascending. */
+export function planExport(snapshot: ReadSnapshot, filter: RowFilter): ExportPlan {
+  const days = new Map<number, DayPlan>();
+  const dayPlan = (dayIndex: number): DayPlan => {
+    let plan = days.get(dayIndex);
+    if (plan === undefined) {
+      const start = dayIndex * DAY_MS;
+      plan = {
+        day: utcDay(start),
+        fromMs: Math.max(start, filter.fromMs),
+        toMs: Math.min(start + DAY_MS, filter.toMs),
+        segments: [],
+        memtableChunks: [],
+      };
+      days.set(dayIndex, plan);
+    }
     return plan;
   };
-  for (const entry of snapshot.segments) {
-    if (!segmentMayMatch(entry, filter, bucket)) continue;
-    const plan = dayPlan(entry.day);
-    plan.segments.push(entry);
-    plan.estimatedRows += entry.rows;
+  let estimatedRows = 0;
+  const bucket = filter.accountId === null ? null : accountBucket(filter.accountId, snapshot.bucketCount);
+  const segments = [...snapshot.segments].sort((a, b) => a.id - b.id);
+  for (const entry of segments) {
+    if (!sliceMayHoldAccount(entry, filter.accountId, bucket)) continue;
+    const from = Math.max(entry.min_ts, filter.fromMs);
+    const last = Math.min(entry.max_ts, filter.toMs - 1);
+    if (from > last) continue;
+    estimatedRows += entry.rows;
+    for (let d = Math.floor(from / DAY_MS); d <= Math.floor(last / DAY_MS); d++) dayPlan(d).segments.push(entry);
   }
-  for (const [day, chunks] of memtableRowsByDay(snapshot.memtables, filter)) {
-    const plan = dayPlan(day);
-    plan.memtableChunks.push(...chunks);
-    for (const c of chunks) plan.estimatedRows += c.rows.length;
+  for (const [dayIndex, chunks] of memtableRowsByDay(snapshot.memtables, filter)) {
+    dayPlan(dayIndex).memtableChunks.push(...chunks);
+    for (const c of chunks) estimatedRows += c.rows.length;
   }
-  const out = [...days.values()].sort((a, b) => (a.day < b.day ? -1 : a.day > b.day ? 1 : 0));
-  for (const plan of out) plan.segments.sort((a, b) => a.bucket - b.bucket || a.id - b.id);
-  return out;
+  const ordered = [...days.entries()].sort(([a], [b]) => a - b).map(([, plan]) => plan);
+  return { days: ordered, estimatedRows };
 }
 
 /** Splits ascending block indexes into runs of at most `chunkRows` rows (a bigger block stands alone). */
@@ -136,22 +153,19 @@ export async function* dayChunks(
   filter: RowFilter,
   chunkRows: number,
 ): AsyncGenerator<RowChunk> {
-  const blockFilter = {
-    accountId: filter.accountId ?? undefined,
-    fromMs: Number.isFinite(filter.fromMs) ? filter.fromMs : undefined,
-    toMs: Number.isFinite(filter.toMs) ? filter.toMs : undefined,
-  };
+  const dayFilter: RowFilter = { fromMs: plan.fromMs, toMs: plan.toMs, accountId: filter.accountId };
+  const blockFilter = { accountId: filter.accountId ?? undefined, fromMs: plan.fromMs, toMs: plan.toMs };
   for (const entry of plan.segments) {
     const reader = await snapshot.store.reader(entry);
     const blocks = reader.selectBlocks(blockFilter);
+    if (blocks.length === 0) continue;
     const rowCounts = reader.meta.blocks.map((b) => b.rowCount);
     for (const run of blockRuns(blocks, rowCounts, chunkRows)) {
       const columns = snapshot.store.decode(entry, reader, COLUMN_NAMES, run) as EventColumns;
       assert(columns.account_id.codes.length === columns.rowCount, 'decoded segment columns are incomplete');
-      const rows = matchingRows(columns, filter);
+      const rows = matchingRows(columns, dayFilter);
       if (rows.length > 0) yield { columns, rows };
     }
   }
   for (const chunk of plan.memtableChunks) yield chunk;
 }
-

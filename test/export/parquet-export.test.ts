@@ -217,6 +217,13 @@ describe('exportParquet: partitions and filters', () => {
       expect(result.rows).toBe(expected.length);
       await expectExactly(result.files, expected);
     }
+    // Day partitions of one account: a directory only for the days where it has rows.
+    const mine = [...events.values()].filter((e) => e.account_id === 'acct-c' && e.timestamp_ms < T0 + DAY_MS + 5_000);
+    const dir = outPath('acct-c-by-day');
+    const byDay = await exportParquet(db.readSnapshot(), dir, { account_id: 'acct-c', to: T0 + DAY_MS + 5_000, partition: 'day' });
+    expect(readdirSync(dir).sort()).toEqual([...new Set(mine.map((e) => `date=${utcDayOf(e.timestamp_ms)}`))].sort());
+    await expectExactly(byDay.files, mine);
+
     const from = T0 + 3_600_000;
     const to = T0 + DAY_MS;
     const expected = [...events.values()].filter((e) => e.account_id === 'acct-a' && e.timestamp_ms >= from && e.timestamp_ms < to);
