@@ -23,8 +23,8 @@ import { accountBucket, utcDay } from './partition.ts';
 import { encodeSegment } from './segment/segment-writer.ts';
 
 const DAY_MS = 86_400_000;
-/** Bits per event id in the segment's Bloom filter: ~1% false positives, ~1.25 bytes/event. */
-export const SEGMENT_BLOOM_BITS_PER_KEY = 10;
+/** Bits per event id in the segment's Bloom filter: ~2% false positives, 1 byte/event. */
+export const SEGMENT_BLOOM_BITS_PER_KEY = 8;
 
 export interface FlushContext {
   fs: FileSystem;
