@@ -36,6 +36,15 @@ import { DEFAULT_BUCKET_COUNT, accountBucket } from './storage/partition.ts';
 import { loadManifest, removeTmpFiles, replayWal } from './storage/recovery.ts';
 import { DEFAULT_SEGMENT_CACHE_BYTES, type PartitionSlice, SegmentStore } from './storage/segment-store.ts';
 import { AsyncMutex } from './util/async-mutex.ts';
+import { type ExportParquetOptions, type ExportParquetResult, exportParquet } from './export/parquet.ts';
+import {
+  DEFAULT_QUERY_CACHE_BYTES,
+  type EventsPage,
+  type QueryEngine,
+  type QueryResult,
+  type SqlResult,
+  createQueryEngine,
+} from './query/index.ts';
 
 export type Durability = 'strict' | 'balanced' | 'fast';
 
@@ -55,6 +64,8 @@ export interface UsageDbLimits {
   segmentCacheBytes: number;
   /** Rows per block inside a segment. Default 4096. */
   blockRows: number;
+  /** Memory for decoded column chunks kept by the query engine. Default 128 MiB. */
+  queryCacheBytes: number;
 }
 
 export const DEFAULT_LIMITS: UsageDbLimits = {
@@ -66,6 +77,7 @@ export const DEFAULT_LIMITS: UsageDbLimits = {
   hotIdTtlMs: DEFAULT_HOT_ID_TTL_MS,
   segmentCacheBytes: DEFAULT_SEGMENT_CACHE_BYTES,
   blockRows: 4096,
+  queryCacheBytes: DEFAULT_QUERY_CACHE_BYTES,
 };
 
 export interface UsageDbOptions {
@@ -130,6 +142,7 @@ export class UsageDb {
   private readonly segments: SegmentStore;
   private readonly finder: StoredEventFinder;
   private readonly hot: HotIdCache;
+  private readonly queryEngine: QueryEngine;
   private readonly ingestMutex = new AsyncMutex();
   private readonly manifestMutex = new AsyncMutex();
   private memtable: Memtable;
@@ -166,6 +179,7 @@ export class UsageDb {
     this.manifest = init.manifest;
     this.segments = init.segments;
     this.finder = new StoredEventFinder(this.segments);
+    this.queryEngine = createQueryEngine({ cacheBytes: this.limits.queryCacheBytes });
     this.hot = new HotIdCache(this.limits.hotIdsMax, this.limits.hotIdTtlMs, this.clock);
     this.wal = init.wal;
     this.memtable = new Memtable();
@@ -618,6 +632,34 @@ export class UsageDb {
     for (const c of memSources) for (let row = 0; row < c.rowCount; row++) take(c, row);
     out.sort((a, b) => a.timestamp_ms - b.timestamp_ms || (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0));
     return out;
+  }
+
+  /** The JSON query of DESIGN §4 (`POST /v1/query/json`): `{ rows, stats }`. */
+  async query(input: unknown): Promise<QueryResult> {
+    this.assertOpen();
+    return this.queryEngine.queryJson(this.readSnapshot(), input);
+  }
+
+  /** The strict SQL subset of DESIGN §4 (`POST /v1/query/sql`): `{ columns, rows, stats }`. */
+  async sql(text: string): Promise<SqlResult> {
+    this.assertOpen();
+    return this.queryEngine.runSql(this.readSnapshot(), text);
+  }
+
+  /** One page of the raw audit of one account (`/usage/events`): `{ events, next_cursor }`. */
+  async events(params: unknown): Promise<EventsPage> {
+    this.assertOpen();
+    return this.queryEngine.listEvents(this.readSnapshot(), params as Parameters<QueryEngine['listEvents']>[1]);
+  }
+
+  /**
+   * Exports to Parquet (DESIGN §6). Flushes first, so the export holds every event
+   * acknowledged before the call; events acknowledged while it runs are not in it.
+   */
+  async exportParquet(outPath: string, options: ExportParquetOptions = {}): Promise<ExportParquetResult> {
+    this.assertOpen();
+    await this.flush();
+    return exportParquet(this.readSnapshot(), outPath, options);
   }
 
   /**
