@@ -317,13 +317,20 @@ export class UsageDb {
     const batch = new Map<string, UsageEvent>();
     const batchRetracted = new Set<string>();
     for (const { index, event: pending } of valid) {
-      const checked = await this.resolveCorrection(pending, batch);
-      if ('reason' in checked) {
-        this.reject(result, index, pending.event_id, checked.reason, checked.message);
-        continue;
+      let event: UsageEvent;
+      if (pending.kind === 'Usage') {
+        event = pending as UsageEvent;
+      } else {
+        const checked = await this.resolveCorrection(pending, batch);
+        if ('reason' in checked) {
+          this.reject(result, index, pending.event_id, checked.reason, checked.message);
+          continue;
+        }
+        event = checked.event;
       }
-      const event = checked.event;
-      const found = await this.lookup(event, batch);
+      // Most events are new and settle without awaiting: only a filter hit goes to the segments.
+      let found = this.lookupInMemory(event, batch);
+      if (found === 'maybe_stored') found = await this.lookupStored(event);
       if (found.kind === 'duplicate') {
         result.duplicates++;
         continue;
@@ -445,32 +452,39 @@ export class UsageDb {
   }
 
   /**
-   * Duplicate, conflict or new — against the batch, memtables, hot cache and segments. The
-   * canonical payload is only built on an id hit: most events are new.
+   * Duplicate, conflict or new against the batch, the memtables and the hot cache; or
+   * 'maybe_stored' when a segment's id filter says the id may be stored. The canonical payload
+   * is only built on an id hit: most events are new.
    */
-  private async lookup(event: UsageEvent, batch: Map<string, UsageEvent>): Promise<Lookup> {
+  private lookupInMemory(event: UsageEvent, batch: Map<string, UsageEvent>): Lookup | 'maybe_stored' {
     const id = event.event_id;
-    const same = (other: string): Lookup =>
-      other === canonicalPayload(event) ? { kind: 'duplicate' } : { kind: 'conflict' };
     const inBatch = batch.get(id);
-    if (inBatch) return same(canonicalPayload(inBatch));
+    if (inBatch) return this.compare(event, canonicalPayload(inBatch));
     for (const m of this.memtables()) {
       const row = m.findRow(id);
-      if (row !== undefined) return same(canonicalPayload(eventOfRow(m.columns(), row)));
+      if (row !== undefined) return this.compare(event, canonicalPayload(eventOfRow(m.columns(), row)));
     }
     const hotHash = this.hot.get(id);
     if (hotHash !== undefined) {
       return hotHash === hash128Key(canonicalPayload(event)) ? { kind: 'duplicate' } : { kind: 'conflict' };
     }
-    const hit = await this.finder.find(id, () => ({
+    return this.finder.mayBeStored(id) ? 'maybe_stored' : { kind: 'new' };
+  }
+
+  private async lookupStored(event: UsageEvent): Promise<Lookup> {
+    const hit = await this.finder.find(event.event_id, () => ({
       day: utcDay(event.timestamp_ms),
       bucket: accountBucket(event.account_id, this.manifest.bucket_count),
     }));
-    if (hit) return same(canonicalPayload(hit.event));
-    return { kind: 'new' };
+    return hit ? this.compare(event, canonicalPayload(hit.event)) : { kind: 'new' };
+  }
+
+  private compare(event: UsageEvent, storedPayload: string): Lookup {
+    return storedPayload === canonicalPayload(event) ? { kind: 'duplicate' } : { kind: 'conflict' };
   }
 
   private memtables(): Memtable[] {
+    if (this.frozen.length === 0) return [this.memtable];
     return [this.memtable, ...this.frozen.map((f) => f.memtable)];
   }
 

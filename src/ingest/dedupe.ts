@@ -75,6 +75,12 @@ export class StoredEventFinder {
     this.segments = segments;
   }
 
+  /** False means the id was never flushed (filters have no false negatives). */
+  mayBeStored(eventId: string): boolean {
+    const h = hash128(eventId);
+    return this.segments.anyFileMayContain(h.h1, h.h2);
+  }
+
   /**
    * Finds a stored (flushed) event by id. `partitionHint` names the partition to try first; it
    * is called only when some segment's id filter says maybe, so the common "new id" path

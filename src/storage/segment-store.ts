@@ -202,6 +202,11 @@ export class SegmentStore {
     return this.byBucket.get(bucket) ?? [];
   }
 
+  anyFileMayContain(h1: number, h2: number): boolean {
+    for (const f of this.files) if (f.filter.mayContain(h1, h2)) return true;
+    return false;
+  }
+
   /** Segment files whose id filter may hold `h` (no false negatives). */
   filesMayContain(h1: number, h2: number): SegmentEntry[] {
     return this.files.filter((f) => f.filter.mayContain(h1, h2)).map((f) => f.entry);
