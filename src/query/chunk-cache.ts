@@ -1,6 +1,7 @@
 /**
  * A bounded LRU cache of decoded column chunks, keyed by (segment store, segment, column,
- * block), so repeated queries do not verify and decompress the same chunks again.
+ * block), so repeated queries do not verify and decompress the same chunks again; it also
+ * keeps the opened reader of each segment it serves, so a warm scan never waits.
  *
  * Invariants:
  * - the charged bytes of the entries held never exceed `maxBytes` after an insert returns
@@ -10,31 +11,36 @@
  * - cached chunks are shared by every query: callers treat them as read-only.
  */
 import { COLUMN_NAMES, type ColumnBatch, type ColumnName, type EventColumns } from '../model/columns.ts';
-import type { SegmentEntry } from '../storage/manifest.ts';
+import type { SegmentEntryView, SegmentReaderView, SegmentSource } from './types.ts';
 
 export const DEFAULT_QUERY_CACHE_BYTES = 128 * 1024 * 1024;
 
 export type ColumnChunk = EventColumns[ColumnName];
 
 const COLUMN_INDEX = new Map<ColumnName, number>(COLUMN_NAMES.map((name, i) => [name, i]));
+/** The slot of a segment's opened reader (kept so warm scans need no await). */
+const READER_SLOT = -1;
 
 interface Entry {
   owner: SegmentChunks;
+  /** Column index, or READER_SLOT. */
   column: number;
   block: number;
-  value: ColumnChunk;
+  value: ColumnChunk | SegmentReaderView;
   bytes: number;
   /** LRU list: `prev` is older, `next` is newer. */
   prev: Entry | null;
   next: Entry | null;
 }
 
-interface SegmentChunks {
-  store: object;
-  segmentId: number;
-  crc: number;
+/** The cached state of one segment: its opened reader and decoded chunks. */
+export interface SegmentChunks {
+  readonly store: object;
+  readonly segmentId: number;
+  readonly crc: number;
   /** Per column index, per block. */
-  byColumn: (Entry | undefined)[][];
+  readonly byColumn: (Entry | undefined)[][];
+  reader: Entry | null;
   entries: number;
 }
 
@@ -77,8 +83,8 @@ export class ChunkCache {
     return this.count;
   }
 
-  /** The cached chunks of one segment, created on first use. */
-  private segment(store: object, entry: SegmentEntry): SegmentChunks {
+  /** The cache record of one segment, created on first use. */
+  segment(store: object, entry: SegmentEntryView): SegmentChunks {
     let bySegment = this.stores.get(store);
     if (bySegment === undefined) {
       bySegment = new Map();
@@ -95,6 +101,7 @@ export class ChunkCache {
         segmentId: entry.id,
         crc: entry.crc32c,
         byColumn: COLUMN_NAMES.map(() => []),
+        reader: null,
         entries: 0,
       };
       bySegment.set(entry.id, seg);
@@ -102,55 +109,77 @@ export class ChunkCache {
     return seg;
   }
 
+  /** The segment's reader if this cache still holds it. */
+  reader(seg: SegmentChunks): SegmentReaderView | null {
+    const e = seg.reader;
+    if (e === null) return null;
+    this.touch(e);
+    return e.value as SegmentReaderView;
+  }
+
+  /** Keeps an opened reader, charged with the segment's file size (the bytes it holds). */
+  keepReader(seg: SegmentChunks, reader: SegmentReaderView, sizeBytes: number): void {
+    if (seg.reader === null) this.insert(seg, READER_SLOT, 0, reader, sizeBytes + 4096);
+  }
+
   /**
-   * Columns `names` of one block: cached chunks, and the missing ones decoded in one call to
-   * `decode` (which reads exactly that block) and cached.
+   * Columns `names` of one block: cached chunks, and the missing ones decoded in one call
+   * (exactly that block) and cached.
    */
   block(
-    store: object,
-    entry: SegmentEntry,
+    seg: SegmentChunks,
+    source: SegmentSource,
+    entry: SegmentEntryView,
+    reader: SegmentReaderView,
     block: number,
     rowCount: number,
     names: readonly ColumnName[],
-    decode: (names: readonly ColumnName[]) => ColumnBatch,
     counters: CacheCounters,
   ): ColumnBatch {
-    const seg = this.segment(store, entry);
     const batch: ColumnBatch = { rowCount };
-    const missing: ColumnName[] = [];
-    for (const name of names) {
+    let missing: ColumnName[] | null = null;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i];
       const e = seg.byColumn[COLUMN_INDEX.get(name) as number][block];
       if (e === undefined) {
+        if (missing === null) missing = [];
         missing.push(name);
         continue;
       }
       counters.cacheHits++;
       this.touch(e);
-      setColumn(batch, name, e.value);
+      setColumn(batch, name, e.value as ColumnChunk);
     }
-    if (missing.length > 0) {
-      const decoded = decode(missing);
+    if (missing !== null) {
+      const decoded = source.decode(entry, reader, missing, [block]);
       for (const name of missing) {
         const value = decoded[name];
         if (value === undefined) throw new Error(`decode returned no ${name} column`);
         counters.cacheMisses++;
         setColumn(batch, name, value);
-        this.insert(seg, COLUMN_INDEX.get(name) as number, block, value);
+        this.insert(seg, COLUMN_INDEX.get(name) as number, block, value, chunkBytes(value) + 96);
       }
     }
     return batch;
   }
 
-  private insert(seg: SegmentChunks, column: number, block: number, value: ColumnChunk): void {
-    const bytes = chunkBytes(value) + 96;
+  private insert(
+    seg: SegmentChunks,
+    column: number,
+    block: number,
+    value: ColumnChunk | SegmentReaderView,
+    bytes: number,
+  ): void {
     if (bytes > this.maxBytes) return;
     // Two queries may decode the same chunk concurrently; keep one.
-    if (seg.byColumn[column][block] !== undefined) return;
+    const existing = column === READER_SLOT ? seg.reader : seg.byColumn[column][block];
+    if (existing !== null && existing !== undefined) return;
     const e: Entry = { owner: seg, column, block, value, bytes, prev: this.newest, next: null };
     if (this.newest !== null) this.newest.next = e;
     this.newest = e;
     this.oldest ??= e;
-    seg.byColumn[column][block] = e;
+    if (column === READER_SLOT) seg.reader = e;
+    else seg.byColumn[column][block] = e;
     seg.entries++;
     if (seg.entries === 1) this.stores.get(seg.store)?.set(seg.segmentId, seg);
     this.bytes += bytes;
@@ -182,13 +211,15 @@ export class ChunkCache {
     this.bytes -= e.bytes;
     this.count--;
     const seg = e.owner;
-    seg.byColumn[e.column][e.block] = undefined;
+    if (e.column === READER_SLOT) seg.reader = null;
+    else seg.byColumn[e.column][e.block] = undefined;
     seg.entries--;
     // An empty segment record goes too, so the maps do not grow with every segment ever read.
     if (seg.entries === 0) this.stores.get(seg.store)?.delete(seg.segmentId);
   }
 
   private dropSegment(seg: SegmentChunks): void {
+    if (seg.reader !== null) this.remove(seg.reader);
     for (const blocks of seg.byColumn) for (const e of blocks) if (e !== undefined) this.remove(e);
     this.stores.get(seg.store)?.delete(seg.segmentId);
   }

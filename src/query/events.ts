@@ -23,7 +23,6 @@ import {
 } from '../model/columns.ts';
 import { eventOfRow, type WireEvent } from '../model/event.ts';
 import { quantityToString } from '../model/quantity.ts';
-import type { SegmentEntry } from '../storage/manifest.ts';
 import type { DimensionsCache } from './aggregate.ts';
 import type { EngineContext } from './execute.ts';
 import { ID_BYTES_MAX } from './parse-json.ts';
@@ -35,6 +34,7 @@ import type {
   EventsParams,
   QuerySnapshot,
   QueryStats,
+  SegmentEntryView,
   SegmentReaderView,
 } from './types.ts';
 
@@ -131,7 +131,7 @@ export function parseEventsParams(input: unknown): ParsedParams {
 type CandidateSource =
   | { columns: EventColumns }
   | {
-      entry: SegmentEntry;
+      entry: SegmentEntryView;
       block: number;
       rowCount: number;
       reader: SegmentReaderView;
@@ -233,7 +233,7 @@ export async function executeEvents(
   stats.segmentsPruned += snapshot.segments.length - segments.length;
   const keep = p.limit + 1;
   let sorted = 0;
-  const stopBefore = (entry: SegmentEntry): boolean => {
+  const stopBefore = (entry: SegmentEntryView): boolean => {
     if (candidates.length < keep) return false;
     if (sorted !== candidates.length) {
       candidates.sort(compareCandidates);
@@ -262,7 +262,7 @@ export async function executeEvents(
       visit(
         batch: ColumnBatch,
         block: BlockMetaView,
-        entry: SegmentEntry,
+        entry: SegmentEntryView,
         blockIndex: number,
         reader: SegmentReaderView,
       ) {
@@ -292,18 +292,19 @@ export async function executeEvents(
 function readBlock(
   ctx: EngineContext,
   snapshot: QuerySnapshot,
-  source: { entry: SegmentEntry; block: number; rowCount: number; reader: SegmentReaderView },
+  source: { entry: SegmentEntryView; block: number; rowCount: number; reader: SegmentReaderView },
   names: readonly ColumnName[],
   stats: QueryStats,
 ): ColumnBatch {
   const { entry, block, rowCount, reader } = source;
   return ctx.cache.block(
+    ctx.cache.segment(snapshot.store, entry),
     snapshot.store,
     entry,
+    reader,
     block,
     rowCount,
     names,
-    (missing) => snapshot.store.decode(entry, reader, missing, [block]),
     stats,
   );
 }

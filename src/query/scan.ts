@@ -2,10 +2,15 @@
  * The planner's pruning and the block iteration shared by aggregate queries and the audit
  * listing: which segments to open, which blocks to read, and which columns of each block.
  *
- * Pruning order (cheapest first): manifest (bucket of the account, time range, account
- * range) -> segment metadata (account/product/meter/model value sets) -> block metadata
- * (time and account range, via `selectBlocks`). Only the requested columns of the chosen
- * blocks are decoded, through the chunk cache.
+ * Pruning order (cheapest first):
+ * 1. manifest entry: time range; and, when the entry names its partition (one segment per
+ *    (day, bucket) layout), the bucket of the account and the account range;
+ * 2. segment metadata of the opened segment: its sorted account set and its
+ *    product/meter/model value sets against the equality filters;
+ * 3. block metadata: time and account range (`selectBlocks`), and the bucket of the block's
+ *    accounts — a block never spans two (day, bucket) partitions, whether a segment file
+ *    holds one partition or a whole flush clustered by partition.
+ * Only the requested columns of the chosen blocks are decoded, through the chunk cache.
  *
  * Invariants:
  * - pruning only drops segments and blocks that cannot hold a matching row: every check here
@@ -15,13 +20,13 @@
  *   blocksSkipped.
  */
 import type { ColumnBatch, ColumnName } from '../model/columns.ts';
-import type { SegmentEntry } from '../storage/manifest.ts';
 import { accountBucket } from '../storage/partition.ts';
 import type { ChunkCache } from './chunk-cache.ts';
 import type {
   BlockMetaView,
   QuerySnapshot,
   QueryStats,
+  SegmentEntryView,
   SegmentMetaView,
   SegmentReaderView,
 } from './types.ts';
@@ -44,7 +49,7 @@ export interface BlockVisitor {
   visit(
     batch: ColumnBatch,
     block: BlockMetaView,
-    segment: SegmentEntry,
+    segment: SegmentEntryView,
     blockIndex: number,
     reader: SegmentReaderView,
   ): void;
@@ -84,6 +89,15 @@ export function anyAccountInRange(accounts: readonly string[], min: string, max:
   return i < accounts.length && accounts[i] <= max;
 }
 
+/** Whether two sorted lists share a value. */
+function anyShared(allowed: readonly string[], present: readonly string[]): boolean {
+  for (const a of allowed) {
+    const i = lowerBound(present, a);
+    if (i < present.length && present[i] === a) return true;
+  }
+  return false;
+}
+
 function anyPresent(
   allowed: ReadonlySet<string | null> | null,
   present: readonly (string | null)[],
@@ -95,20 +109,25 @@ function anyPresent(
 
 /** Manifest-level pruning: no file is touched. */
 export function segmentMayMatch(
-  entry: SegmentEntry,
+  entry: SegmentEntryView,
   target: ScanTarget,
   buckets: ReadonlySet<number> | null,
 ): boolean {
   if (entry.max_ts < target.fromMs || entry.min_ts >= target.toMs) return false;
   const accounts = target.accountIds;
   if (accounts === null) return true;
-  if (buckets !== null && !buckets.has(entry.bucket)) return false;
-  return anyAccountInRange(accounts, entry.min_account, entry.max_account);
+  if (accounts.length === 0) return false;
+  const hints = entry;
+  if (buckets !== null && hints.bucket !== undefined && !buckets.has(hints.bucket)) return false;
+  if (hints.min_account !== undefined && hints.max_account !== undefined) {
+    return anyAccountInRange(accounts, hints.min_account, hints.max_account);
+  }
+  return true;
 }
 
-/** Segment-metadata pruning: value sets of the opened segment. */
+/** Segment-metadata pruning: value sets of the opened segment (accountIds is sorted). */
 export function segmentMetaMayMatch(meta: SegmentMetaView, target: ScanTarget): boolean {
-  if (target.accountIds !== null && !target.accountIds.some((a) => meta.accountIds.includes(a))) return false;
+  if (target.accountIds !== null && !anyShared(target.accountIds, meta.accountIds)) return false;
   return (
     anyPresent(target.productIds, meta.productIds) &&
     anyPresent(target.meterIds, meta.meterIds) &&
@@ -121,22 +140,59 @@ export function bucketsOf(target: ScanTarget, bucketCount: number): Set<number> 
   return new Set(target.accountIds.map((a) => accountBucket(a, bucketCount)));
 }
 
+/** Bucket of each block (of its accounts), computed once per segment reader. */
+const blockBucketCache = new WeakMap<
+  readonly BlockMetaView[],
+  { bucketCount: number; buckets: Int32Array }
+>();
+
+function blockBuckets(blocks: readonly BlockMetaView[], bucketCount: number): Int32Array {
+  let known = blockBucketCache.get(blocks);
+  if (known === undefined || known.bucketCount !== bucketCount) {
+    const buckets = new Int32Array(blocks.length);
+    for (let b = 0; b < blocks.length; b++) buckets[b] = accountBucket(blocks[b].minAccountId, bucketCount);
+    known = { bucketCount, buckets };
+    blockBucketCache.set(blocks, known);
+  }
+  return known.buckets;
+}
+
+const ALL_BLOCKS: number[][] = [];
+
+/** [0, 1, ..., n-1], shared. */
+function allBlocks(n: number): readonly number[] {
+  let list = ALL_BLOCKS[n];
+  if (list === undefined) {
+    list = Array.from({ length: n }, (_, i) => i);
+    ALL_BLOCKS[n] = list;
+  }
+  return list;
+}
+
 /** The blocks of an opened segment that may hold matching rows. */
 export function selectBlocks(
-  reader: {
-    meta: SegmentMetaView;
-    selectBlocks(f: { accountId?: string; fromMs?: number; toMs?: number }): number[];
-  },
+  reader: SegmentReaderView,
   target: ScanTarget,
-): number[] {
+  entry: SegmentEntryView,
+  buckets: ReadonlySet<number> | null,
+  bucketCount: number,
+): readonly number[] {
   const accounts = target.accountIds;
-  if (accounts !== null && accounts.length === 1) {
-    return reader.selectBlocks({ accountId: accounts[0], fromMs: target.fromMs, toMs: target.toMs });
-  }
-  const inRange = reader.selectBlocks({ fromMs: target.fromMs, toMs: target.toMs });
-  if (accounts === null) return inRange;
   const blocks = reader.meta.blocks;
-  return inRange.filter((b) => anyAccountInRange(accounts, blocks[b].minAccountId, blocks[b].maxAccountId));
+  if (accounts === null) {
+    // The whole segment inside the range: every block (the common case of month queries).
+    if (entry.min_ts >= target.fromMs && entry.max_ts < target.toMs) return allBlocks(blocks.length);
+    return reader.selectBlocks({ fromMs: target.fromMs, toMs: target.toMs });
+  }
+  const candidates =
+    accounts.length === 1
+      ? reader.selectBlocks({ accountId: accounts[0], fromMs: target.fromMs, toMs: target.toMs })
+      : reader
+          .selectBlocks({ fromMs: target.fromMs, toMs: target.toMs })
+          .filter((b) => anyAccountInRange(accounts, blocks[b].minAccountId, blocks[b].maxAccountId));
+  if (buckets === null) return candidates;
+  const ofBlock = blockBuckets(blocks, bucketCount);
+  return candidates.filter((b) => buckets.has(ofBlock[b]));
 }
 
 /**
@@ -146,12 +202,12 @@ export function selectBlocks(
  */
 export async function scanSegments(
   snapshot: QuerySnapshot,
-  segments: readonly SegmentEntry[],
+  segments: readonly SegmentEntryView[],
   target: ScanTarget,
   cache: ChunkCache,
   stats: QueryStats,
   visitor: BlockVisitor,
-  stopBefore?: (entry: SegmentEntry) => boolean,
+  stopBefore?: (entry: SegmentEntryView) => boolean,
 ): Promise<void> {
   const buckets = bucketsOf(target, snapshot.bucketCount);
   const store = snapshot.store;
@@ -165,23 +221,31 @@ export async function scanSegments(
       stats.segmentsPruned++;
       continue;
     }
-    const reader = await store.reader(entry);
+    const seg = cache.segment(store, entry);
+    let reader = cache.reader(seg);
+    if (reader === null) {
+      reader = await store.reader(entry);
+      cache.keepReader(seg, reader, entry.size_bytes);
+    }
     stats.segmentsOpened++;
     const meta = reader.meta;
-    const blocks = segmentMetaMayMatch(meta, target) ? selectBlocks(reader, target) : [];
+    const blocks = segmentMetaMayMatch(meta, target)
+      ? selectBlocks(reader, target, entry, buckets, snapshot.bucketCount)
+      : [];
     stats.blocksSkipped += meta.blocks.length - blocks.length;
     if (blocks.length === 0) continue;
     stats.segmentsScanned++;
-    for (const b of blocks) {
+    for (let k = 0; k < blocks.length; k++) {
+      const b = blocks[k];
       const block = meta.blocks[b];
-      const names = visitor.columnsFor(block);
       const batch = cache.block(
+        seg,
         store,
         entry,
+        reader,
         b,
         block.rowCount,
-        names,
-        (missing) => store.decode(entry, reader, missing, [b]),
+        visitor.columnsFor(block),
         stats,
       );
       stats.blocksRead++;

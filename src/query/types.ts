@@ -12,7 +12,6 @@
  */
 import type { ColumnBatch, ColumnName, EventColumns, EventKind } from '../model/columns.ts';
 import type { WireEvent } from '../model/event.ts';
-import type { SegmentEntry } from '../storage/manifest.ts';
 
 // ---------------------------------------------------------------- wire (JSON) form
 
@@ -196,16 +195,34 @@ export interface SegmentMetaView {
   blocks: readonly BlockMetaView[];
 }
 
+/**
+ * What the engine needs of a snapshot entry: a segment file, or one (day, bucket) partition
+ * slice of one. The partition fields, when present, let the planner prune without opening.
+ */
+export interface SegmentEntryView {
+  /** Unique among the entries of a store, for as long as the entry exists. */
+  id: number;
+  rows: number;
+  min_ts: number;
+  max_ts: number;
+  size_bytes: number;
+  /** CRC32C of the file's bytes: identifies them for caches. */
+  crc32c: number;
+  bucket?: number;
+  min_account?: string;
+  max_account?: string;
+}
+
 export interface SegmentReaderView {
   readonly meta: SegmentMetaView;
   selectBlocks(filter: { accountId?: string; fromMs?: number; toMs?: number }): number[];
 }
 
 export interface SegmentSource {
-  reader(entry: SegmentEntry): Promise<SegmentReaderView>;
+  reader(entry: SegmentEntryView): Promise<SegmentReaderView>;
   /** Decodes columns of the given blocks (rows concatenated in block order). */
   decode(
-    entry: SegmentEntry,
+    entry: SegmentEntryView,
     reader: SegmentReaderView,
     names: readonly ColumnName[],
     blocks?: readonly number[],
@@ -215,7 +232,7 @@ export interface SegmentSource {
 /** A consistent point-in-time view: committed segments + acknowledged memtable rows. */
 export interface QuerySnapshot {
   bucketCount: number;
-  segments: readonly SegmentEntry[];
+  segments: readonly SegmentEntryView[];
   store: SegmentSource;
   memtables: readonly EventColumns[];
 }
