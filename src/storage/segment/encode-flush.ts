@@ -1,0 +1,59 @@
+/**
+ * The CPU part of a flush: cluster the rows by (UTC day, bucket) partition, then account, and
+ * encode them as one segment. Pure (no I/O), so it runs in a worker thread or inline.
+ */
+import { type EventColumns, KIND_RETRACTION, selectRows, sortRowsForSegment } from '../../model/columns.ts';
+import { accountBucket, utcDay } from '../partition.ts';
+import type { SegmentMeta } from './segment-format.ts';
+import { encodeSegment } from './segment-writer.ts';
+
+const DAY_MS = 86_400_000;
+
+export interface EncodeRequest {
+  columns: EventColumns;
+  segmentId: number;
+  bucketCount: number;
+  createdAtMs: number;
+  blockRows?: number;
+  bloomBitsPerKey: number;
+}
+
+export interface EncodeResult {
+  bytes: Uint8Array;
+  meta: SegmentMeta;
+  checksum: number;
+  /** Original event ids retracted by Retractions in the segment. */
+  retracted: string[];
+}
+
+/** Rows sorted for the segment, and the rows where each (day, bucket) partition starts. */
+export function clusterRows(c: EventColumns, bucketCount: number): { rows: Uint32Array; runStarts: number[] } {
+  const bucketOfCode = c.account_id.dict.map((a) => accountBucket(a, bucketCount));
+  const partitionOf = (row: number) =>
+    Math.floor(c.timestamp_ms[row] / DAY_MS) * 65_536 + bucketOfCode[c.account_id.codes[row]];
+  const rows = sortRowsForSegment(c, partitionOf);
+  const runStarts: number[] = [];
+  let previous = -1;
+  for (let i = 0; i < rows.length; i++) {
+    const p = partitionOf(rows[i]);
+    if (p !== previous) runStarts.push(i);
+    previous = p;
+  }
+  return { rows, runStarts };
+}
+
+export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
+  const { rows, runStarts } = clusterRows(req.columns, req.bucketCount);
+  const sorted = selectRows(req.columns, rows);
+  const encoded = encodeSegment(
+    sorted,
+    { segmentId: req.segmentId, day: utcDay(sorted.timestamp_ms[0]), bucket: 0, createdAtMs: req.createdAtMs },
+    { runStarts, bloomBitsPerKey: req.bloomBitsPerKey, ...(req.blockRows ? { blockRows: req.blockRows } : {}) },
+  );
+  const retracted: string[] = [];
+  for (let row = 0; row < sorted.rowCount; row++) {
+    const original = sorted.correction_original_event_id[row];
+    if (sorted.kind[row] === KIND_RETRACTION && original !== null) retracted.push(original);
+  }
+  return { bytes: encoded.bytes, meta: encoded.meta, checksum: encoded.checksum, retracted };
+}
