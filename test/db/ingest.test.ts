@@ -127,3 +127,27 @@ describe('UsageDb ingest and idempotency', () => {
     await reopened.close();
   });
 });
+
+describe('flush in the encoder worker', () => {
+  it('a flush above the inline limit encodes in the worker thread and reads back exactly', async () => {
+    const { open } = simDb();
+    const db = await open();
+    const total = 25_000;
+    for (let i = 0; i < total; i += 5000) await db.ingest(usageBatch(i, 5000));
+    await db.flush();
+    expect(db.stats().segments).toBe(1);
+    let seen = 0;
+    let sum = 0;
+    for (let a = 0; a < 7; a++) {
+      for (const e of await db.scan(`acct_${a}`, 0, Number.MAX_SAFE_INTEGER)) {
+        seen++;
+        sum += Number(e.quantity);
+      }
+    }
+    expect(seen).toBe(total);
+    let expected = 0;
+    for (let i = 0; i < total; i++) expected += (i * 37) % 1000;
+    expect(sum).toBe(expected);
+    await db.close();
+  });
+});
