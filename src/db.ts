@@ -472,10 +472,7 @@ export class UsageDb {
   }
 
   private async lookupStored(event: UsageEvent): Promise<Lookup> {
-    const hit = await this.finder.find(event.event_id, () => ({
-      day: utcDay(event.timestamp_ms),
-      bucket: accountBucket(event.account_id, this.manifest.bucket_count),
-    }));
+    const hit = await this.finder.find(event.event_id);
     return hit ? this.compare(event, canonicalPayload(hit.event)) : { kind: 'new' };
   }
 
@@ -494,7 +491,7 @@ export class UsageDb {
       const row = m.findRow(eventId);
       if (row !== undefined) return eventOfRow(m.columns(), row);
     }
-    const hit = await this.finder.find(eventId, () => null);
+    const hit = await this.finder.find(eventId);
     return hit?.event ?? null;
   }
 

@@ -3,17 +3,18 @@
  *
  * Lookup order for an id (DESIGN §1): memtables (exact, in the caller) -> hot cache of
  * recently flushed ids -> the id filter of every segment file (in memory; a "no" is final) ->
- * in a segment that says maybe, the blocks of the event's own (day, bucket) partition first,
- * then the rest (a retry whose timestamp or account changed: a conflict, rare).
+ * in a file that says maybe, its id index (sorted id hashes with their block) -> the exact
+ * id in that block. Works whatever partition the stored event is in (a retry whose timestamp
+ * or account changed is a conflict, and is found).
  *
  * Invariants:
- * - a "not found" is only returned when every segment's id filter, or a search of the whole
- *   segment, says no: filters have no false negatives, so a flushed id is always found;
+ * - a "not found" is only returned when every segment's id filter or id index says no:
+ *   neither has false negatives, so a flushed id is always found;
  * - every hit is confirmed against the exact event_id string; hashes never decide alone.
  */
 import type { Clock } from '../storage/clock.ts';
 import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
-import type { PartitionSlice, SegmentStore } from '../storage/segment-store.ts';
+import type { SegmentStore } from '../storage/segment-store.ts';
 import { type StoredEvent, eventOfRow } from '../model/event.ts';
 import { hash128 } from '../model/hash.ts';
 
@@ -82,37 +83,39 @@ export class StoredEventFinder {
   }
 
   /**
-   * Finds a stored (flushed) event by id. `partitionHint` names the partition to try first; it
-   * is called only when some segment's id filter says maybe, so the common "new id" path
-   * costs one hash and a few filter probes.
+   * Finds a stored (flushed) event by id, at any age and whatever partition it is in: every
+   * segment file whose id filter says maybe is searched through its id index (a binary search
+   * on the id hash, then the exact id in the one block it names).
    */
-  async find(eventId: string, partitionHint: () => { day: string; bucket: number } | null): Promise<StoredHit | null> {
+  async find(eventId: string): Promise<StoredHit | null> {
     const h = hash128(eventId);
-    const candidates = this.segments.filesMayContain(h.h1, h.h2);
-    if (candidates.length === 0) return null;
-    const hint = partitionHint();
-    for (const entry of candidates) {
-      const slices = this.segments.slicesOfSegment(entry.id);
-      const first = hint === null ? [] : slices.filter((s) => s.day === hint.day && s.bucket === hint.bucket);
-      const hit = (await this.search(entry.id, first, eventId)) ?? (await this.search(entry.id, slices, eventId));
-      if (hit) return hit;
-    }
-    return null;
-  }
-
-  /** Looks for the id in the given slices' blocks, decoding only event ids until it is found. */
-  private async search(segmentId: number, slices: readonly PartitionSlice[], eventId: string): Promise<StoredHit | null> {
-    if (slices.length === 0) return null;
-    const reader = await this.segments.fileReader(segmentId);
-    for (const slice of slices) {
-      for (let b = slice.first_block; b < slice.first_block + slice.block_count; b++) {
-        const ids = this.segments.decodeBlocks(segmentId, reader, ['event_id'], [b]).event_id ?? [];
-        const row = ids.indexOf(eventId);
-        if (row < 0) continue;
-        const block = this.segments.decodeBlocks(segmentId, reader, COLUMN_NAMES, [b]) as EventColumns;
-        return { segmentId, event: eventOfRow(block, row) };
+    for (const entry of this.segments.filesMayContain(h.h1, h.h2)) {
+      const index = await this.segments.idIndex(entry.id);
+      for (let i = lowerBound(index.hashes, h.h3); i < index.hashes.length && index.hashes[i] === h.h3; i++) {
+        const hit = await this.searchBlock(entry.id, index.blocks[i], eventId);
+        if (hit) return hit;
       }
     }
     return null;
   }
+
+  private async searchBlock(segmentId: number, block: number, eventId: string): Promise<StoredHit | null> {
+    const reader = await this.segments.fileReader(segmentId);
+    const ids = this.segments.decodeBlocks(segmentId, reader, ['event_id'], [block]).event_id ?? [];
+    const row = ids.indexOf(eventId);
+    if (row < 0) return null;
+    const columns = this.segments.decodeBlocks(segmentId, reader, COLUMN_NAMES, [block]) as EventColumns;
+    return { segmentId, event: eventOfRow(columns, row) };
+  }
+}
+
+function lowerBound(sorted: Uint32Array, value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

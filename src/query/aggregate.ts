@@ -3,19 +3,24 @@
  *
  * Per chunk (a segment block or a memtable): filters narrow a selection vector of row indexes,
  * one tight pass per filter, with dictionary filters turned into a mask over the chunk's
- * dictionary once per dictionary; group keys become one integer per row (mixed radix of
- * per-key local codes); rows accumulate into chunk-local slots; then each slot merges into
- * the query's groups by global value ids. Strings are touched once per dictionary entry or
- * per slot, never per row; BigInt only for rows or sums beyond 2^53.
+ * dictionary once per dictionary. Then one of two paths:
+ * - direct (no group key, or one dictionary key such as account_id): each row adds into
+ *   query-wide accumulators indexed by the engine's value id of its code (a table per
+ *   dictionary), with no per-chunk state at all;
+ * - slots (anything else): group keys become one integer per row (mixed radix of per-key
+ *   local codes), rows accumulate into chunk-local slots, and each slot merges into the
+ *   query's groups by value ids.
+ * Strings are touched once per dictionary entry or per slot, never per row; BigInt only for
+ * rows or sums beyond 2^53.
  *
  * Invariants:
- * - sums are exact: a slot's float sum only holds safe integers, and an addition whose result
- *   leaves the safe range moves to the slot's BigInt part instead (both inputs are safe
- *   integers, so an in-range float result is the exact result);
+ * - sums are exact: a float sum only ever holds safe integers, and an addition whose result
+ *   leaves the safe range moves to the BigInt part instead (both inputs are safe integers,
+ *   so an in-range float result is the exact result);
  * - a composite key never exceeds 2^52 (keys are re-numbered densely before they could), so
  *   distinct key tuples never collide;
- * - scratch buffers are only used inside one synchronous `visit`, so concurrent queries (which
- *   interleave only at awaits) may share them.
+ * - the shared scratch is only used inside one synchronous `visit`, so concurrent queries
+ *   (which interleave only at awaits) may share it.
  */
 import { assert, UsageDbError } from '../errors.ts';
 import {
@@ -24,8 +29,25 @@ import {
   type DictColumn,
   type DictColumnName,
   KIND_NAMES,
+  type QuantityColumn,
 } from '../model/columns.ts';
 import { compareQuantity, type Quantity, toQuantity } from '../model/quantity.ts';
+import {
+  addDictKey,
+  addKindKey,
+  addLocalKey,
+  addMappedKey,
+  addTimeKey,
+  DENSE_SLOTS_MAX,
+  densify,
+  filterByMask,
+  filterKind,
+  filterTime,
+  scratch,
+  timeUnitRange,
+  timeUnits,
+} from './kernels.ts';
+import type { ResultGroup } from './order.ts';
 import { DAY_MS, dayLabel, HOUR_MS, hourLabel } from './time.ts';
 import {
   DIMENSION_KEY_PREFIX,
@@ -35,10 +57,10 @@ import {
   type Query,
   type RowValue,
 } from './types.ts';
+import type { DimensionsCache, ValueIds } from './value-ids.ts';
 
 /** More groups than this is not a billing question; the query must be narrowed. */
 export const QUERY_GROUPS_MAX = 2_000_000;
-const DENSE_SLOTS_MAX = 1 << 16;
 const KEY_SPACE_MAX = 2 ** 52;
 const SAFE_MAX = Number.MAX_SAFE_INTEGER;
 
@@ -49,8 +71,8 @@ type KeySpec =
   | { type: 'hour' }
   | { type: 'dim'; dimKey: string };
 
-/** A query group: decoded key values and exact accumulators. */
-export interface Group {
+/** A query group of the slot path: decoded key values and exact accumulators. */
+interface Group {
   values: RowValue[];
   count: number;
   sum: number;
@@ -59,23 +81,13 @@ export interface Group {
   max: Quantity | null;
 }
 
-export function groupSum(g: Group): Quantity {
-  return g.sumBig === null ? g.sum : toQuantity(g.sumBig + BigInt(g.sum));
-}
-
-/** Parsed dimension sets per dictionary, kept across queries (dictionaries only grow). */
-export class DimensionsCache {
-  private readonly parsed = new WeakMap<readonly string[], Record<string, string>[]>();
-
-  of(dict: readonly string[]): Record<string, string>[] {
-    let list = this.parsed.get(dict);
-    if (list === undefined) {
-      list = [];
-      this.parsed.set(dict, list);
-    }
-    for (let c = list.length; c < dict.length; c++) list.push(JSON.parse(dict[c]) as Record<string, string>);
-    return list;
-  }
+/** A chunk's size, and which per-chunk work can be skipped. */
+export interface ChunkInfo {
+  rowCount: number;
+  /** Rows may lie outside [from, to): apply the time filter. */
+  timeFilter: boolean;
+  /** Rows may belong to accounts outside the query's: apply the account filter. */
+  accountFilter: boolean;
 }
 
 /** A mask over a dictionary, indexed by code + 1 (index 0 = null). */
@@ -122,71 +134,10 @@ class DictFilter {
   }
 }
 
-/** Interns key values to dense ids, per group key. */
-class Interner {
-  readonly values: (string | null)[] = [];
-  private readonly ids = new Map<string | null, number>();
-
-  id(value: string | null): number {
-    let id = this.ids.get(value);
-    if (id === undefined) {
-      id = this.values.length;
-      this.values.push(value);
-      this.ids.set(value, id);
-    }
-    return id;
-  }
-}
-
 /** A dimension key's local values over one dimensions dictionary: code + 1 -> local id (0 = absent). */
 interface DimKeyCodes {
   local: Uint32Array;
   values: (string | null)[];
-}
-
-/** Scratch shared by every aggregation (see the invariants). */
-class Scratch {
-  identity = new Uint32Array(0);
-  sel = new Uint32Array(0);
-  keys = new Float64Array(0);
-  dense = new Int32Array(DENSE_SLOTS_MAX).fill(-1);
-  slotKey = new Float64Array(0);
-  rep = new Uint32Array(0);
-  cnt = new Float64Array(0);
-  sum = new Float64Array(0);
-  min = new Float64Array(0);
-  max = new Float64Array(0);
-
-  ensureRows(n: number): void {
-    if (this.identity.length >= n) return;
-    const size = Math.max(n, this.identity.length * 2, 1024);
-    this.identity = new Uint32Array(size);
-    for (let i = 0; i < size; i++) this.identity[i] = i;
-    this.sel = new Uint32Array(size);
-    this.keys = new Float64Array(size);
-  }
-
-  ensureSlots(n: number): void {
-    if (this.slotKey.length >= n) return;
-    const size = Math.max(n, this.slotKey.length * 2, 256);
-    this.slotKey = new Float64Array(size);
-    this.rep = new Uint32Array(size);
-    this.cnt = new Float64Array(size);
-    this.sum = new Float64Array(size);
-    this.min = new Float64Array(size);
-    this.max = new Float64Array(size);
-  }
-}
-
-const scratch = new Scratch();
-
-/** A chunk's size, and which per-chunk work can be skipped. */
-export interface ChunkInfo {
-  rowCount: number;
-  /** Rows may lie outside [from, to): apply the time filter. */
-  timeFilter: boolean;
-  /** Rows may belong to accounts outside the query's: apply the account filter. */
-  accountFilter: boolean;
 }
 
 function keySpec(key: GroupKey): KeySpec {
@@ -207,6 +158,69 @@ const DICT_FILTER_COLUMNS: readonly Exclude<FilterColumn, 'kind'>[] = [
   'subscription_id',
 ];
 
+/** Query-wide accumulators indexed by value id (the direct path). */
+class DirectGroups {
+  cnt = new Float64Array(0);
+  sum = new Float64Array(0);
+  min = new Float64Array(0);
+  max = new Float64Array(0);
+  sumBig: Map<number, bigint> | null = null;
+  minBig: Map<number, Quantity> | null = null;
+  maxBig: Map<number, Quantity> | null = null;
+  readonly touched: number[] = [];
+
+  ensure(size: number): void {
+    if (this.cnt.length >= size) return;
+    const next = Math.max(size, this.cnt.length * 2, 64);
+    const grow = (a: Float64Array, fill: number) => {
+      const b = new Float64Array(next).fill(fill);
+      b.set(a);
+      return b;
+    };
+    this.cnt = grow(this.cnt, 0);
+    this.sum = grow(this.sum, 0);
+    this.min = grow(this.min, Number.POSITIVE_INFINITY);
+    this.max = grow(this.max, Number.NEGATIVE_INFINITY);
+  }
+
+  /** Adds a row beyond 2^53 (rare). */
+  addBig(g: number, q: bigint, needMinMax: boolean): void {
+    this.sumBig ??= new Map();
+    this.sumBig.set(g, (this.sumBig.get(g) ?? 0n) + q);
+    if (!needMinMax) return;
+    this.minBig ??= new Map();
+    this.maxBig ??= new Map();
+    const lo = this.minBig.get(g);
+    const hi = this.maxBig.get(g);
+    if (lo === undefined || compareQuantity(q, lo) < 0) this.minBig.set(g, q);
+    if (hi === undefined || compareQuantity(q, hi) > 0) this.maxBig.set(g, q);
+  }
+
+  /** Moves a float sum that would leave the safe range into the BigInt part. */
+  spill(g: number, v: number): void {
+    this.sumBig ??= new Map();
+    this.sumBig.set(g, (this.sumBig.get(g) ?? 0n) + BigInt(this.sum[g]) + BigInt(v));
+    this.sum[g] = 0;
+  }
+
+  result(g: number, values: RowValue[]): ResultGroup {
+    const big = this.sumBig?.get(g);
+    const sum = big === undefined ? this.sum[g] : toQuantity(big + BigInt(this.sum[g]));
+    let min: Quantity | null = this.min[g] === Number.POSITIVE_INFINITY ? null : this.min[g];
+    let max: Quantity | null = this.max[g] === Number.NEGATIVE_INFINITY ? null : this.max[g];
+    const lo = this.minBig?.get(g);
+    const hi = this.maxBig?.get(g);
+    if (lo !== undefined && (min === null || compareQuantity(lo, min) < 0)) min = lo;
+    if (hi !== undefined && (max === null || compareQuantity(hi, max) > 0)) max = hi;
+    return { values, count: this.cnt[g], sum, min, max };
+  }
+}
+
+export interface AggregatorCaches {
+  dims: DimensionsCache;
+  ids: ValueIds;
+}
+
 export class Aggregator {
   private readonly fromMs: number;
   private readonly toMs: number;
@@ -220,16 +234,19 @@ export class Aggregator {
   private readonly needQuantity: boolean;
   private readonly needMinMax: boolean;
   private readonly dims: DimensionsCache;
+  private readonly ids: ValueIds;
   /** Columns per chunk kind: [timeFilter][accountColumn]. */
   private readonly columnSets: ColumnName[][][];
-  private readonly interners: Interner[];
-  private readonly translations: Map<readonly string[], Int32Array>[];
+  private readonly groupsAccount: boolean;
+  /** The direct path's accumulators, or null on the slot path. */
+  private readonly direct: DirectGroups | null;
   private readonly groupMap = new Map<number | string, Group>();
 
-  constructor(query: Query, needed: ReadonlySet<Metric>, dims: DimensionsCache) {
+  constructor(query: Query, needed: ReadonlySet<Metric>, caches: AggregatorCaches) {
     this.fromMs = query.fromMs;
     this.toMs = query.toMs;
-    this.dims = dims;
+    this.dims = caches.dims;
+    this.ids = caches.ids;
     this.keys = query.groupBy.map(keySpec);
     this.dictFilters = [];
     for (const column of DICT_FILTER_COLUMNS) {
@@ -244,8 +261,9 @@ export class Aggregator {
     this.dimKeyCodes = this.keys.map(() => new Map());
     this.needQuantity = needed.has('sum') || needed.has('min') || needed.has('max');
     this.needMinMax = needed.has('min') || needed.has('max');
-    this.interners = this.keys.map(() => new Interner());
-    this.translations = this.keys.map(() => new Map());
+    this.groupsAccount = this.keys.some((k) => k.type === 'dict' && k.column === 'account_id');
+    const directable = this.keys.length === 0 || (this.keys.length === 1 && this.keys[0].type === 'dict');
+    this.direct = directable ? new DirectGroups() : null;
     this.columnSets = [false, true].map((time) =>
       [false, true].map((account) => this.columns(time, account)),
     );
@@ -270,18 +288,104 @@ export class Aggregator {
 
   /** Columns a chunk needs, given whether it needs the time and account filters. */
   columnsFor(timeFilter: boolean, accountFilter: boolean): readonly ColumnName[] {
-    const accountColumn =
-      (accountFilter && this.accountFilter !== null) ||
-      this.keys.some((k) => k.type === 'dict' && k.column === 'account_id');
+    const accountColumn = (accountFilter && this.accountFilter !== null) || this.groupsAccount;
     return this.columnSets[timeFilter ? 1 : 0][accountColumn ? 1 : 0];
   }
 
-  get groupCount(): number {
-    return this.groupMap.size;
+  /** Filters, groups and accumulates one chunk. */
+  visit(batch: ColumnBatch, chunk: ChunkInfo): void {
+    const n0 = chunk.rowCount;
+    if (n0 === 0) return;
+    const sc = scratch;
+    sc.ensureRows(n0);
+    let sel = sc.identity;
+    let n = n0;
+    if (this.accountFilter !== null && chunk.accountFilter) {
+      const col = batch.account_id as DictColumn;
+      const m = this.accountFilter.maskFor(col.dict);
+      if (!m.any) return;
+      if (!m.all) {
+        n = filterByMask(sel, n, col.codes, m.bits, sc.sel);
+        sel = sc.sel;
+      }
+    }
+    for (let i = 0; i < this.dictFilters.length && n > 0; i++) {
+      const f = this.dictFilters[i];
+      const col = batch[f.column] as DictColumn;
+      const m = f.maskFor(col.dict);
+      if (!m.any) return;
+      if (!m.all) {
+        n = filterByMask(sel, n, col.codes, m.bits, sc.sel);
+        sel = sc.sel;
+      }
+    }
+    if (this.kindMask !== null && n > 0) {
+      n = filterKind(sel, n, batch.kind as Uint8Array, this.kindMask, sc.sel);
+      sel = sc.sel;
+    }
+    if (this.dimFilter.length > 0 && n > 0) {
+      const col = batch.dimensions as DictColumn;
+      const m = this.dimMask(col.dict);
+      if (!m.any) return;
+      if (!m.all) {
+        n = filterByMask(sel, n, col.codes, m.bits, sc.sel);
+        sel = sc.sel;
+      }
+    }
+    if (chunk.timeFilter && n > 0) {
+      n = filterTime(sel, n, batch.timestamp_ms as Float64Array, this.fromMs, this.toMs, sc.sel);
+      sel = sc.sel;
+    }
+    if (n === 0) return;
+    if (this.direct !== null) {
+      this.accumulateDirect(this.direct, batch, sel, n);
+      return;
+    }
+    const cap = this.computeKeys(batch, sel, n);
+    this.accumulateSlots(batch, sel, n, cap);
   }
 
-  groups(): IterableIterator<Group> {
-    return this.groupMap.values();
+  private accumulateDirect(d: DirectGroups, batch: ColumnBatch, sel: Uint32Array, n: number): void {
+    const spec = this.keys[0];
+    let codes: Uint32Array | null = null;
+    let gids: Int32Array | null = null;
+    if (spec !== undefined && spec.type === 'dict') {
+      const col = batch[spec.column] as DictColumn;
+      codes = col.codes;
+      gids = this.ids.codes(col.dict);
+      d.ensure(this.ids.size);
+    } else {
+      d.ensure(1);
+    }
+    const quantity = this.needQuantity ? (batch.quantity as QuantityColumn) : null;
+    if (quantity === null) {
+      countDirect(d, sel, n, codes, gids);
+      return;
+    }
+    const { cnt, sum, min, max, touched } = d;
+    const values = quantity.values;
+    const needMinMax = this.needMinMax;
+    for (let j = 0; j < n; j++) {
+      const row = sel[j];
+      const g = codes === null ? 0 : (gids as Int32Array)[(codes[row] + 1) >>> 0];
+      if (cnt[g] === 0) touched.push(g);
+      cnt[g]++;
+      const v = values[row];
+      // NaN marks a quantity beyond 2^53 (its exact value is in the big map).
+      if (Number.isNaN(v)) {
+        const q = quantity.big?.get(row);
+        assert(q !== undefined, `quantity row ${row} is NaN without a big value`);
+        d.addBig(g, q, needMinMax);
+        continue;
+      }
+      const t = sum[g] + v;
+      if (t <= SAFE_MAX && t >= -SAFE_MAX) sum[g] = t;
+      else d.spill(g, v);
+      if (needMinMax) {
+        if (v < min[g]) min[g] = v;
+        if (v > max[g]) max[g] = v;
+      }
+    }
   }
 
   private dimMask(dict: readonly string[]): Mask {
@@ -317,50 +421,6 @@ export class Aggregator {
       byDict.set(dict, codes);
     }
     return codes;
-  }
-
-  /** Filters, groups and accumulates one chunk. */
-  visit(batch: ColumnBatch, chunk: ChunkInfo): void {
-    const n0 = chunk.rowCount;
-    if (n0 === 0) return;
-    const sc = scratch;
-    sc.ensureRows(n0);
-    let sel = sc.identity;
-    let n = n0;
-    const narrow = (bits: Uint8Array, codes: Uint32Array): void => {
-      n = filterByMask(sel, n, codes, bits, sc.sel);
-      sel = sc.sel;
-    };
-    if (this.accountFilter !== null && chunk.accountFilter) {
-      const col = batch.account_id as DictColumn;
-      const m = this.accountFilter.maskFor(col.dict);
-      if (!m.any) return;
-      if (!m.all) narrow(m.bits, col.codes);
-    }
-    for (const f of this.dictFilters) {
-      if (n === 0) return;
-      const col = batch[f.column] as DictColumn;
-      const m = f.maskFor(col.dict);
-      if (!m.any) return;
-      if (!m.all) narrow(m.bits, col.codes);
-    }
-    if (this.kindMask !== null && n > 0) {
-      n = filterKind(sel, n, batch.kind as Uint8Array, this.kindMask, sc.sel);
-      sel = sc.sel;
-    }
-    if (this.dimFilter.length > 0 && n > 0) {
-      const col = batch.dimensions as DictColumn;
-      const m = this.dimMask(col.dict);
-      if (!m.any) return;
-      if (!m.all) narrow(m.bits, col.codes);
-    }
-    if (chunk.timeFilter && n > 0) {
-      n = filterTime(sel, n, batch.timestamp_ms as Float64Array, this.fromMs, this.toMs, sc.sel);
-      sel = sc.sel;
-    }
-    if (n === 0) return;
-    const cap = this.computeKeys(batch, sel, n);
-    this.accumulate(batch, sel, n, cap);
   }
 
   /** Writes each selected row's composite key into scratch.keys; returns the key space size. */
@@ -407,16 +467,14 @@ export class Aggregator {
     return cap;
   }
 
-  private accumulate(batch: ColumnBatch, sel: Uint32Array, n: number, cap: number): void {
+  private accumulateSlots(batch: ColumnBatch, sel: Uint32Array, n: number, cap: number): void {
     const sc = scratch;
-    const slots = Math.min(n, cap);
-    sc.ensureSlots(slots);
+    sc.ensureSlots(Math.min(n, cap));
     const { keys, slotKey, rep, cnt, sum, min, max } = sc;
-    const grouped = this.keys.length > 0;
     const useDense = cap <= DENSE_SLOTS_MAX;
     const dense = sc.dense;
     const sparse = useDense ? null : new Map<number, number>();
-    const quantity = this.needQuantity ? batch.quantity : undefined;
+    const quantity = this.needQuantity ? (batch.quantity as QuantityColumn) : null;
     const values = quantity?.values;
     const needMinMax = this.needMinMax;
     let bigSum: (bigint | undefined)[] | null = null;
@@ -425,12 +483,12 @@ export class Aggregator {
     let used = 0;
     for (let j = 0; j < n; j++) {
       const row = sel[j];
-      const key = grouped ? keys[j] : 0;
-      let s = useDense ? dense[key] : ((sparse as Map<number, number>).get(key) ?? -1);
+      const key = keys[j];
+      let s = sparse === null ? dense[key] : (sparse.get(key) ?? -1);
       if (s < 0) {
         s = used++;
-        if (useDense) dense[key] = s;
-        else (sparse as Map<number, number>).set(key, s);
+        if (sparse === null) dense[key] = s;
+        else sparse.set(key, s);
         slotKey[s] = key;
         rep[s] = row;
         cnt[s] = 0;
@@ -441,7 +499,6 @@ export class Aggregator {
       cnt[s]++;
       if (values === undefined) continue;
       const v = values[row];
-      // NaN marks a quantity beyond 2^53 (its exact value is in the big map).
       if (!Number.isNaN(v)) {
         const t = sum[s] + v;
         if (t <= SAFE_MAX && t >= -SAFE_MAX) {
@@ -472,7 +529,7 @@ export class Aggregator {
       }
     }
     for (let s = 0; s < used; s++) {
-      if (useDense) dense[slotKey[s]] = -1;
+      if (sparse === null) dense[slotKey[s]] = -1;
       const g = this.groupOf(batch, rep[s]);
       g.count += cnt[s];
       addToGroup(g, sum[s], bigSum?.[s]);
@@ -485,7 +542,7 @@ export class Aggregator {
     }
   }
 
-  /** The query group of a chunk row (the slot's representative), created on first sight. */
+  /** The query group of a chunk row (a slot's representative), created on first sight. */
   private groupOf(batch: ColumnBatch, row: number): Group {
     const keys = this.keys;
     let gk: number | string = 0;
@@ -495,12 +552,7 @@ export class Aggregator {
     }
     let g = this.groupMap.get(gk);
     if (g === undefined) {
-      if (this.groupMap.size >= QUERY_GROUPS_MAX) {
-        throw new UsageDbError(
-          'USAGEDB_ERR_INVALID_QUERY',
-          `the query produces more than ${QUERY_GROUPS_MAX} groups; narrow its range or group_by`,
-        );
-      }
+      if (this.groupMap.size >= QUERY_GROUPS_MAX) throw tooManyGroups();
       g = {
         values: keys.map((_, k) => this.valueOf(k, batch, row)),
         count: 0,
@@ -526,24 +578,12 @@ export class Aggregator {
         return Math.floor((batch.timestamp_ms as Float64Array)[row] / HOUR_MS);
       case 'dict': {
         const col = batch[spec.column] as DictColumn;
-        const local = (col.codes[row] + 1) >>> 0;
-        const byDict = this.translations[k];
-        let trans = byDict.get(col.dict);
-        if (trans === undefined || trans.length < col.dict.length + 1) {
-          trans = new Int32Array(col.dict.length + 1).fill(-1);
-          byDict.set(col.dict, trans);
-        }
-        let id = trans[local];
-        if (id < 0) {
-          id = this.interners[k].id(local === 0 ? null : col.dict[local - 1]);
-          trans[local] = id;
-        }
-        return id;
+        return this.ids.codes(col.dict)[(col.codes[row] + 1) >>> 0];
       }
       case 'dim': {
         const col = batch.dimensions as DictColumn;
         const codes = this.dimCodes(k, spec.dimKey, col.dict);
-        return this.interners[k].id(codes.values[codes.local[(col.codes[row] + 1) >>> 0]]);
+        return this.ids.id(codes.values[codes.local[(col.codes[row] + 1) >>> 0]]);
       }
     }
   }
@@ -554,7 +594,52 @@ export class Aggregator {
     if (spec.type === 'kind') return KIND_NAMES[id];
     if (spec.type === 'day') return dayLabel(id);
     if (spec.type === 'hour') return hourLabel(id);
-    return this.interners[k].values[id];
+    return this.ids.values[id];
+  }
+
+  /** The finished groups (unordered). */
+  results(): ResultGroup[] {
+    const out: ResultGroup[] = [];
+    const d = this.direct;
+    if (d !== null) {
+      if (d.touched.length > QUERY_GROUPS_MAX) throw tooManyGroups();
+      const keyed = this.keys.length === 1;
+      for (const g of d.touched) out.push(d.result(g, keyed ? [this.ids.values[g]] : []));
+      return out;
+    }
+    for (const g of this.groupMap.values()) {
+      const sum = g.sumBig === null ? g.sum : toQuantity(g.sumBig + BigInt(g.sum));
+      out.push({ values: g.values, count: g.count, sum, min: g.min, max: g.max });
+    }
+    return out;
+  }
+}
+
+function tooManyGroups(): UsageDbError {
+  return new UsageDbError(
+    'USAGEDB_ERR_INVALID_QUERY',
+    `the query produces more than ${QUERY_GROUPS_MAX} groups; narrow its range or group_by`,
+  );
+}
+
+/** Count-only direct accumulation (no quantity column read). */
+function countDirect(
+  d: DirectGroups,
+  sel: Uint32Array,
+  n: number,
+  codes: Uint32Array | null,
+  gids: Int32Array | null,
+): void {
+  const { cnt, touched } = d;
+  if (codes === null || gids === null) {
+    if (cnt[0] === 0) touched.push(0);
+    cnt[0] += n;
+    return;
+  }
+  for (let j = 0; j < n; j++) {
+    const g = gids[(codes[sel[j]] + 1) >>> 0];
+    if (cnt[g] === 0) touched.push(g);
+    cnt[g]++;
   }
 }
 
@@ -572,126 +657,4 @@ function addToGroup(g: Group, small: number, big: bigint | undefined): void {
 function mergeMinMax(g: Group, lo: Quantity, hi: Quantity): void {
   if (g.min === null || compareQuantity(lo, g.min) < 0) g.min = lo;
   if (g.max === null || compareQuantity(hi, g.max) > 0) g.max = hi;
-}
-
-// ---------------------------------------------------------------- tight loops (monomorphic)
-
-function filterByMask(
-  sel: Uint32Array,
-  n: number,
-  codes: Uint32Array,
-  bits: Uint8Array,
-  out: Uint32Array,
-): number {
-  let m = 0;
-  for (let j = 0; j < n; j++) {
-    const row = sel[j];
-    if (bits[(codes[row] + 1) >>> 0] === 1) out[m++] = row;
-  }
-  return m;
-}
-
-function filterKind(
-  sel: Uint32Array,
-  n: number,
-  kind: Uint8Array,
-  allowed: Uint8Array,
-  out: Uint32Array,
-): number {
-  let m = 0;
-  for (let j = 0; j < n; j++) {
-    const row = sel[j];
-    if (allowed[kind[row]] === 1) out[m++] = row;
-  }
-  return m;
-}
-
-function filterTime(
-  sel: Uint32Array,
-  n: number,
-  ts: Float64Array,
-  fromMs: number,
-  toMs: number,
-  out: Uint32Array,
-): number {
-  let m = 0;
-  for (let j = 0; j < n; j++) {
-    const row = sel[j];
-    const t = ts[row];
-    if (t >= fromMs && t < toMs) out[m++] = row;
-  }
-  return m;
-}
-
-/** keys[j] = keys[j] * card + local code (card 0: first key, keys start fresh). */
-function addDictKey(keys: Float64Array, sel: Uint32Array, n: number, codes: Uint32Array, card: number): void {
-  if (card === 0) for (let j = 0; j < n; j++) keys[j] = (codes[sel[j]] + 1) >>> 0;
-  else for (let j = 0; j < n; j++) keys[j] = keys[j] * card + ((codes[sel[j]] + 1) >>> 0);
-}
-
-function addKindKey(keys: Float64Array, sel: Uint32Array, n: number, kind: Uint8Array, card: number): void {
-  if (card === 0) for (let j = 0; j < n; j++) keys[j] = kind[sel[j]];
-  else for (let j = 0; j < n; j++) keys[j] = keys[j] * card + kind[sel[j]];
-}
-
-function addMappedKey(
-  keys: Float64Array,
-  sel: Uint32Array,
-  n: number,
-  codes: Uint32Array,
-  local: Uint32Array,
-  card: number,
-): void {
-  if (card === 0) for (let j = 0; j < n; j++) keys[j] = local[(codes[sel[j]] + 1) >>> 0];
-  else for (let j = 0; j < n; j++) keys[j] = keys[j] * card + local[(codes[sel[j]] + 1) >>> 0];
-}
-
-function addTimeKey(
-  keys: Float64Array,
-  sel: Uint32Array,
-  n: number,
-  ts: Float64Array,
-  unit: number,
-  lo: number,
-  card: number,
-): void {
-  if (card === 0) for (let j = 0; j < n; j++) keys[j] = Math.floor(ts[sel[j]] / unit) - lo;
-  else for (let j = 0; j < n; j++) keys[j] = keys[j] * card + (Math.floor(ts[sel[j]] / unit) - lo);
-}
-
-/** [min, max] of the time units (days or hours since the epoch) of the selected rows. */
-function timeUnitRange(ts: Float64Array, sel: Uint32Array, n: number, unit: number): [number, number] {
-  let lo = Number.POSITIVE_INFINITY;
-  let hi = Number.NEGATIVE_INFINITY;
-  for (let j = 0; j < n; j++) {
-    const u = Math.floor(ts[sel[j]] / unit);
-    if (u < lo) lo = u;
-    if (u > hi) hi = u;
-  }
-  return [lo, hi];
-}
-
-function timeUnits(ts: Float64Array, sel: Uint32Array, n: number, unit: number): Float64Array {
-  const units = new Float64Array(n);
-  for (let j = 0; j < n; j++) units[j] = Math.floor(ts[sel[j]] / unit);
-  return units;
-}
-
-function addLocalKey(keys: Float64Array, n: number, local: Float64Array, card: number): void {
-  if (card === 0) for (let j = 0; j < n; j++) keys[j] = local[j];
-  else for (let j = 0; j < n; j++) keys[j] = keys[j] * card + local[j];
-}
-
-/** Renumbers keys[0..n) densely (first-seen order); returns the new key space size. */
-function densify(keys: Float64Array, n: number): number {
-  const ids = new Map<number, number>();
-  for (let j = 0; j < n; j++) {
-    let id = ids.get(keys[j]);
-    if (id === undefined) {
-      id = ids.size;
-      ids.set(keys[j], id);
-    }
-    keys[j] = id;
-  }
-  return Math.max(1, ids.size);
 }

@@ -5,10 +5,10 @@
  * Invariants:
  * - the engine holds no database state: every call reads only the snapshot it is given, so a
  *   result is one consistent point in time whatever ingest and flushes do meanwhile;
- * - the caches are bounded (chunk cache by bytes; dimension cache keyed weakly by
- *   dictionaries, which live as long as their segment readers or memtables).
+ * - the caches are bounded: the chunk cache by bytes; dimension sets and value-id tables are
+ *   keyed weakly by dictionaries (which live as long as their readers or memtables), and the
+ *   value ids are replaced once past VALUE_IDS_MAX distinct values.
  */
-import { DimensionsCache } from './aggregate.ts';
 import { ChunkCache, DEFAULT_QUERY_CACHE_BYTES } from './chunk-cache.ts';
 import { executeEvents } from './events.ts';
 import { type EngineContext, executeQuery } from './execute.ts';
@@ -24,6 +24,7 @@ import type {
   RowValue,
   SqlResult,
 } from './types.ts';
+import { DimensionsCache, ValueIds } from './value-ids.ts';
 
 export interface QueryEngineOptions {
   /** Memory for decoded column chunks. Default 128 MiB; 0 disables the cache. */
@@ -36,7 +37,7 @@ export class QueryEngine {
 
   constructor(options: QueryEngineOptions = {}) {
     this.cache = new ChunkCache(options.cacheBytes ?? DEFAULT_QUERY_CACHE_BYTES);
-    this.ctx = { cache: this.cache, dims: new DimensionsCache() };
+    this.ctx = { cache: this.cache, dims: new DimensionsCache(), ids: new ValueIds() };
   }
 
   /** Runs a validated query (see parseJsonQuery). */

@@ -23,7 +23,6 @@ import {
 } from '../model/columns.ts';
 import { eventOfRow, type WireEvent } from '../model/event.ts';
 import { quantityToString } from '../model/quantity.ts';
-import type { DimensionsCache } from './aggregate.ts';
 import type { EngineContext } from './execute.ts';
 import { ID_BYTES_MAX } from './parse-json.ts';
 import { bucketsOf, emptyStats, type ScanTarget, scanSegments, segmentMayMatch } from './scan.ts';
@@ -37,6 +36,7 @@ import type {
   SegmentEntryView,
   SegmentReaderView,
 } from './types.ts';
+import type { DimensionsCache } from './value-ids.ts';
 
 export const EVENTS_LIMIT_DEFAULT = 1_000;
 export const EVENTS_LIMIT_MAX = 10_000;

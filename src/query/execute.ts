@@ -10,15 +10,18 @@
  */
 import type { ColumnBatch } from '../model/columns.ts';
 import { quantityToString } from '../model/quantity.ts';
-import { Aggregator, type DimensionsCache, groupSum } from './aggregate.ts';
+import { Aggregator } from './aggregate.ts';
 import type { ChunkCache } from './chunk-cache.ts';
 import { comparatorFor, orderAndLimit, type ResultGroup } from './order.ts';
 import { emptyStats, type ScanTarget, scanSegments } from './scan.ts';
 import type { BlockMetaView, Metric, Query, QueryResult, QueryRow, QuerySnapshot } from './types.ts';
+import { type DimensionsCache, VALUE_IDS_MAX, ValueIds } from './value-ids.ts';
 
 export interface EngineContext {
   cache: ChunkCache;
   dims: DimensionsCache;
+  /** Replaced (between queries) when it has grown past VALUE_IDS_MAX. */
+  ids: ValueIds;
 }
 
 function valueSet(values: readonly (string | null)[] | undefined): ReadonlySet<string | null> | null {
@@ -45,7 +48,8 @@ export async function executeQuery(
 ): Promise<QueryResult> {
   const needed = new Set<Metric>(query.metrics);
   for (const o of query.orderBy) if (METRIC_NAMES.includes(o.key)) needed.add(o.key as Metric);
-  const agg = new Aggregator(query, needed, ctx.dims);
+  if (ctx.ids.size > VALUE_IDS_MAX) ctx.ids = new ValueIds();
+  const agg = new Aggregator(query, needed, ctx);
   const stats = emptyStats(snapshot.segments.length);
   const target = scanTargetOf(query);
   const accounts = target.accountIds === null ? null : new Set(target.accountIds);
@@ -71,9 +75,7 @@ export async function executeQuery(
     stats.rowsScanned += m.rowCount;
     agg.visit(m, { rowCount: m.rowCount, timeFilter: true, accountFilter: true });
   }
-  const groups: ResultGroup[] = [];
-  for (const g of agg.groups())
-    groups.push({ values: g.values, count: g.count, sum: groupSum(g), min: g.min, max: g.max });
+  const groups: ResultGroup[] = agg.results();
   // No group keys: exactly one row of totals, zeros when nothing matched.
   if (query.groupBy.length === 0 && groups.length === 0)
     groups.push({ values: [], count: 0, sum: 0, min: null, max: null });

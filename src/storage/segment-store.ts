@@ -12,6 +12,7 @@
  */
 import { UsageDbError, assert } from '../errors.ts';
 import type { ColumnBatch, ColumnName } from '../model/columns.ts';
+import { hash128 } from '../model/hash.ts';
 import type { BloomFilter } from './encoding/bloom-filter.ts';
 import type { FileSystem } from './fs/file-system.ts';
 import { segmentPath } from './layout.ts';
@@ -58,6 +59,18 @@ interface SegmentFile {
   meta: SegmentMeta;
   filter: BloomFilter;
   slices: PartitionSlice[];
+  /** Built on first need (see idIndex). */
+  idIndex: IdIndex | null;
+}
+
+/**
+ * Event-id hashes of a segment file, sorted, with the block of each: finds the block holding an
+ * id with one binary search. Derived from the file (not stored: it would cost ~6 bytes/event),
+ * built on the first filter hit for the file, ~6 bytes/event of memory.
+ */
+export interface IdIndex {
+  hashes: Uint32Array;
+  blocks: Uint32Array;
 }
 
 const SLICE_ID_FACTOR = 2 ** 20;
@@ -155,7 +168,7 @@ export class SegmentStore {
       throw corrupt(entry.id, `${path} holds segment ${footer.meta.segmentId} with ${footer.meta.rowCount} rows`);
     }
     const slices = slicesOf(entry, footer.meta, this.bucketCount);
-    this.prepared.set(entry.id, { entry, meta: footer.meta, filter: footer.filter, slices });
+    this.prepared.set(entry.id, { entry, meta: footer.meta, filter: footer.filter, slices, idIndex: null });
   }
 
   /** Makes exactly `entries` visible (each must be prepared). Synchronous on purpose. */
@@ -214,6 +227,32 @@ export class SegmentStore {
 
   slicesOfSegment(segmentId: number): readonly PartitionSlice[] {
     return this.prepared.get(segmentId)?.slices ?? [];
+  }
+
+  /** The id index of a committed segment file (built once, then kept with its footer). */
+  async idIndex(segmentId: number): Promise<IdIndex> {
+    const file = this.prepared.get(segmentId);
+    assert(file !== undefined, `segment ${segmentId} is not committed`);
+    if (file.idIndex !== null) return file.idIndex;
+    const reader = await this.fileReader(segmentId);
+    const n = file.meta.rowCount;
+    const keyed = new Float64Array(n);
+    let row = 0;
+    for (let b = 0; b < file.meta.blocks.length; b++) {
+      const ids = this.decodeBlocks(segmentId, reader, ['event_id'], [b]).event_id ?? [];
+      // hash (32 bits) * 2^20 + block: one sortable number per row.
+      for (const id of ids) keyed[row++] = hash128(id).h3 * 1_048_576 + b;
+    }
+    assert(row === n && file.meta.blocks.length <= 1_048_576, `segment ${segmentId}: id index row count`);
+    keyed.sort();
+    const hashes = new Uint32Array(n);
+    const blocks = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      hashes[i] = Math.floor(keyed[i] / 1_048_576);
+      blocks[i] = keyed[i] % 1_048_576;
+    }
+    file.idIndex = { hashes, blocks };
+    return file.idIndex;
   }
 
   private evict(id: number): void {
