@@ -6,11 +6,11 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UsageDb } from '../../src/db.ts';
 import { eventOfRow, toWireEvent } from '../../src/model/event.ts';
-import { DimensionsCache } from '../../src/query/aggregate.ts';
 import { createQueryEngine } from '../../src/query/engine.ts';
 import { wireEventOf } from '../../src/query/events.ts';
 import { listEvents } from '../../src/query/index.ts';
 import type { EventsParams } from '../../src/query/types.ts';
+import { DimensionsCache } from '../../src/query/value-ids.ts';
 import {
   ACCOUNTS,
   DAY,

@@ -90,7 +90,15 @@ describe('pruning by bucket, manifest ranges and segment value sets', () => {
     const events: PlainEvent[] = [];
     for (let i = 0; i < 400; i++) {
       const day = i % 2;
-      events.push({ ...generateEvents(5, 1, 1)[0], event_id: `v${i}`, kind: 'Usage', correction_ref: null, account_id: 'acct-a', meter_id: day === 0 ? 'tokens.input' : 'requests', timestamp_ms: MAY + day * DAY + i * 1000 });
+      events.push({
+        ...generateEvents(5, 1, 1)[0],
+        event_id: `v${i}`,
+        kind: 'Usage',
+        correction_ref: null,
+        account_id: 'acct-a',
+        meter_id: day === 0 ? 'tokens.input' : 'requests',
+        timestamp_ms: MAY + day * DAY + i * 1000,
+      });
     }
     const f = await openFixture(events, { batches: 2 });
     try {
@@ -99,7 +107,8 @@ describe('pruning by bucket, manifest ranges and segment value sets', () => {
       const { rows, stats } = await createQueryEngine().runQuery(snap, parseJsonQuery(q));
       expect(rows).toEqual(referenceQuery(events, q));
       let withoutMeter = 0;
-      for (const entry of snap.segments) if (!(await snap.store.reader(entry)).meta.meterIds.includes('requests')) withoutMeter++;
+      for (const entry of snap.segments)
+        if (!(await snap.store.reader(entry)).meta.meterIds.includes('requests')) withoutMeter++;
       expect(stats.segmentsOpened - stats.segmentsScanned).toBe(withoutMeter);
     } finally {
       await f.db.close();
