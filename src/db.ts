@@ -60,7 +60,7 @@ export interface UsageDbLimits {
   /** Hot dedupe cache: ids kept and how long. Default 1M ids, 6 h. */
   hotIdsMax: number;
   hotIdTtlMs: number;
-  /** Memory for opened segments and decoded columns. Default 256 MiB. */
+  /** Memory for opened segment files (verified bytes). Default 128 MiB. */
   segmentCacheBytes: number;
   /** Rows per block inside a segment. Default 4096. */
   blockRows: number;

@@ -74,7 +74,7 @@ export interface IdIndex {
 }
 
 const SLICE_ID_FACTOR = 2 ** 20;
-export const DEFAULT_SEGMENT_CACHE_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_SEGMENT_CACHE_BYTES = 128 * 1024 * 1024;
 
 function corrupt(entryId: number, what: string, cause?: unknown): UsageDbError {
   return new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', `segment ${entryId}: ${what}`, { cause });
