@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * Entry point of the `usagedb` binary (package.json bin -> dist/cli/main.js). Sets the exit
- * code and lets pending output drain instead of calling process.exit.
+ * Entry point of the `usagedb` binary (package.json bin -> dist/cli/main.js): checks the Node
+ * version, runs the command, flushes stdout/stderr, exits with the command's code.
  */
 
 /** package.json engines.node: the engine needs node:zlib zstd, among others. */
@@ -14,9 +14,14 @@ if (major < NODE_MIN[0] || (major === NODE_MIN[0] && minor < NODE_MIN[1])) {
   process.exitCode = 1;
 } else {
   const { runCli } = await import('./program.ts');
-  process.exitCode = await runCli(process.argv.slice(2), {
+  const code = await runCli(process.argv.slice(2), {
     stdout: process.stdout,
     stderr: process.stderr,
     stdin: process.stdin,
   });
+  // The command is finished: exit once output is flushed, even if a background handle of the
+  // engine (a worker thread, a timer) would keep the event loop alive.
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  await new Promise<void>((resolve) => process.stderr.write('', () => resolve()));
+  process.exit(code);
 }

@@ -203,11 +203,12 @@ describe('usagedb ingest and export-parquet', () => {
 
 describe('usagedb demo', () => {
   it('generates, ingests, totals, reopens and exits 0', () => {
-    const r = usagedb(['demo', '--events', '4000', '--json']);
+    // Enough events for the engine to flush in its worker thread: the process must still exit.
+    const r = usagedb(['demo', '--events', '20000', '--json']);
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.ok).toBe(true);
-    expect(out.ingest.accepted).toBeGreaterThan(3_000);
+    expect(out.ingest.accepted).toBeGreaterThan(15_000);
     expect(out.ingest.duplicates).toBeGreaterThan(0);
     expect(out.ingest.conflicts).toBe(1);
     expect(out.totals).toHaveLength(3);
