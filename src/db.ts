@@ -11,40 +11,46 @@
  * - an event is in exactly one place a reader looks: the current memtable, a frozen memtable,
  *   or a committed segment (the switch from frozen memtable to segments is synchronous).
  */
-import { UsageDbError, assert } from './errors.ts';
-import { DEFAULT_HOT_IDS_MAX, DEFAULT_HOT_ID_TTL_MS, HotIdCache, StoredEventFinder } from './ingest/dedupe.ts';
-import { Memtable } from './ingest/memtable.ts';
-import { encodeWalBatch } from './ingest/wal-batch.ts';
-import { WalWriter, parseWalFileName } from './ingest/wal.ts';
-import { COLUMN_NAMES, type EventColumns } from './model/columns.ts';
-import { type StoredEvent, type UsageEvent, canonicalPayload, eventOfRow, utcDay } from './model/event.ts';
-import { hash128Key } from './model/hash.ts';
-import { negateQuantity } from './model/quantity.ts';
-import { DEFAULT_FUTURE_SKEW_MS, type PendingEvent, type RejectReason, validateEvent } from './model/validate.ts';
-import { type Clock, systemClock } from './storage/clock.ts';
-import { flushColumns } from './storage/flush.ts';
-import { type FileSystem, dirName, joinPath } from './storage/fs/file-system.ts';
-import { NodeFileSystem } from './storage/fs/node-file-system.ts';
-import { MANIFEST_DIR, RAW_DIR, TMP_DIR, WAL_DIR } from './storage/layout.ts';
-import { DirectoryLock } from './storage/lock.ts';
-import {
-  MANIFEST_FORMAT_VERSION,
-  type ManifestState,
-  ManifestStore,
-} from './storage/manifest.ts';
-import { DEFAULT_BUCKET_COUNT, accountBucket } from './storage/partition.ts';
-import { loadManifest, removeTmpFiles, replayWal } from './storage/recovery.ts';
-import { DEFAULT_SEGMENT_CACHE_BYTES, type PartitionSlice, SegmentStore } from './storage/segment-store.ts';
-import { AsyncMutex } from './util/async-mutex.ts';
+import { assert, UsageDbError } from './errors.ts';
 import { type ExportParquetOptions, type ExportParquetResult, exportParquet } from './export/parquet.ts';
 import {
+  DEFAULT_HOT_ID_TTL_MS,
+  DEFAULT_HOT_IDS_MAX,
+  HotIdCache,
+  StoredEventFinder,
+} from './ingest/dedupe.ts';
+import { Memtable } from './ingest/memtable.ts';
+import { parseWalFileName, WalWriter } from './ingest/wal.ts';
+import { encodeWalBatch } from './ingest/wal-batch.ts';
+import { COLUMN_NAMES, type EventColumns } from './model/columns.ts';
+import { canonicalPayload, eventOfRow, type StoredEvent, type UsageEvent } from './model/event.ts';
+import { hash128Key } from './model/hash.ts';
+import { negateQuantity } from './model/quantity.ts';
+import {
+  DEFAULT_FUTURE_SKEW_MS,
+  type PendingEvent,
+  type RejectReason,
+  validateEvent,
+} from './model/validate.ts';
+import {
+  createQueryEngine,
   DEFAULT_QUERY_CACHE_BYTES,
   type EventsPage,
   type QueryEngine,
   type QueryResult,
   type SqlResult,
-  createQueryEngine,
 } from './query/index.ts';
+import { type Clock, systemClock } from './storage/clock.ts';
+import { flushColumns } from './storage/flush.ts';
+import { dirName, type FileSystem, joinPath } from './storage/fs/file-system.ts';
+import { NodeFileSystem } from './storage/fs/node-file-system.ts';
+import { MANIFEST_DIR, RAW_DIR, TMP_DIR, WAL_DIR } from './storage/layout.ts';
+import { DirectoryLock } from './storage/lock.ts';
+import { MANIFEST_FORMAT_VERSION, type ManifestState, ManifestStore } from './storage/manifest.ts';
+import { accountBucket, DEFAULT_BUCKET_COUNT } from './storage/partition.ts';
+import { loadManifest, removeTmpFiles, replayWal } from './storage/recovery.ts';
+import { DEFAULT_SEGMENT_CACHE_BYTES, type PartitionSlice, SegmentStore } from './storage/segment-store.ts';
+import { AsyncMutex } from './util/async-mutex.ts';
 
 export type Durability = 'strict' | 'balanced' | 'fast';
 
@@ -190,7 +196,10 @@ export class UsageDb {
   static async open(options: UsageDbOptions): Promise<UsageDb> {
     const durability = options.durability ?? 'balanced';
     if (!['strict', 'balanced', 'fast'].includes(durability)) {
-      throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', `durability must be strict, balanced or fast, got ${durability}`);
+      throw new UsageDbError(
+        'USAGEDB_ERR_INVALID_ARGUMENT',
+        `durability must be strict, balanced or fast, got ${durability}`,
+      );
     }
     const fs = options.fs ?? new NodeFileSystem();
     const clock = options.clock ?? systemClock;
@@ -236,7 +245,10 @@ export class UsageDb {
   private static initialManifest(options: UsageDbOptions, clock: Clock): ManifestState {
     const bucketCount = options.bucketCount ?? DEFAULT_BUCKET_COUNT;
     if (!Number.isInteger(bucketCount) || bucketCount < 1 || bucketCount > 4096) {
-      throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', `bucketCount must be an integer in 1..4096, got ${bucketCount}`);
+      throw new UsageDbError(
+        'USAGEDB_ERR_INVALID_ARGUMENT',
+        `bucketCount must be an integer in 1..4096, got ${bucketCount}`,
+      );
     }
     const now = clock.nowMs();
     return {
@@ -277,7 +289,8 @@ export class UsageDb {
   /** Ingests a batch of wire events (DESIGN §1). Bad events are rejected one by one. */
   async ingest(events: readonly unknown[]): Promise<IngestResult> {
     this.assertOpen();
-    if (!Array.isArray(events)) throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', 'ingest expects an array of events');
+    if (!Array.isArray(events))
+      throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', 'ingest expects an array of events');
     if (events.length > this.limits.batchEventsMax) {
       throw new UsageDbError(
         'USAGEDB_ERR_BATCH_TOO_LARGE',
@@ -300,7 +313,13 @@ export class UsageDb {
     return result;
   }
 
-  private reject(result: IngestResult, index: number, eventId: string | null, reason: RejectReason, message: string): void {
+  private reject(
+    result: IngestResult,
+    index: number,
+    eventId: string | null,
+    reason: RejectReason,
+    message: string,
+  ): void {
     result.rejected++;
     result.errors.push({ index, event_id: eventId, status: 'rejected', reason, message });
   }
@@ -349,7 +368,13 @@ export class UsageDb {
       const original = event.correction_ref?.original_event_id;
       if (event.kind === 'Retraction' && original !== undefined) {
         if (batchRetracted.has(original) || this.isRetracted(original)) {
-          this.reject(result, index, event.event_id, 'already_retracted', `event ${original} is already retracted`);
+          this.reject(
+            result,
+            index,
+            event.event_id,
+            'already_retracted',
+            `event ${original} is already retracted`,
+          );
           continue;
         }
         batchRetracted.add(original);
@@ -366,7 +391,9 @@ export class UsageDb {
         endOffset = await this.wal.append(payload);
       } catch (err) {
         await this.repairWal().catch(() => undefined);
-        throw new UsageDbError('USAGEDB_ERR_WAL_WRITE', `cannot write the WAL: ${(err as Error).message}`, { cause: err });
+        throw new UsageDbError('USAGEDB_ERR_WAL_WRITE', `cannot write the WAL: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
       for (const e of accepted) this.memtable.append(e, nowMs);
       this.walMarks.push({ endOffset, rowsAfter: this.memtable.rowCount });
@@ -380,7 +407,10 @@ export class UsageDb {
   }
 
   /** `holdingMutex`: the caller already holds the ingest mutex (strict mode). */
-  private async awaitDurable(target: { offset: number; rowsAfter: number }, holdingMutex = false): Promise<void> {
+  private async awaitDurable(
+    target: { offset: number; rowsAfter: number },
+    holdingMutex = false,
+  ): Promise<void> {
     const wal = this.wal;
     const repair = () => (holdingMutex ? this.repairWal() : this.ingestMutex.run(() => this.repairWal()));
     if (this.durability === 'fast') {
@@ -390,11 +420,14 @@ export class UsageDb {
         await wal.syncTo(target.offset);
       } catch (err) {
         await repair().catch(() => undefined);
-        throw new UsageDbError('USAGEDB_ERR_WAL_WRITE', `cannot fsync the WAL: ${(err as Error).message}`, { cause: err });
+        throw new UsageDbError('USAGEDB_ERR_WAL_WRITE', `cannot fsync the WAL: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
     }
     // The WAL may have rotated meanwhile (a freeze syncs it fully first): then all rows are frozen.
-    if (wal === this.wal) this.visibleRows = Math.max(this.visibleRows, Math.min(target.rowsAfter, this.memtable.rowCount));
+    if (wal === this.wal)
+      this.visibleRows = Math.max(this.visibleRows, Math.min(target.rowsAfter, this.memtable.rowCount));
   }
 
   /**
@@ -420,12 +453,18 @@ export class UsageDb {
   ): Promise<{ event: UsageEvent } | { reason: RejectReason; message: string }> {
     const ref = pending.correction_ref;
     if (pending.kind === 'Usage' || ref === null) return { event: pending as UsageEvent };
-    const original = batch.get(ref.original_event_id) ?? (await this.findEvent(ref.original_event_id, pending.account_id));
+    const original = batch.get(ref.original_event_id) ?? (await this.findEvent(ref.original_event_id));
     if (original === null) {
-      return { reason: 'unknown_original', message: `original event ${ref.original_event_id} does not exist` };
+      return {
+        reason: 'unknown_original',
+        message: `original event ${ref.original_event_id} does not exist`,
+      };
     }
     if (original.kind !== 'Usage') {
-      return { reason: 'correction_mismatch', message: `original event ${ref.original_event_id} is not a Usage event` };
+      return {
+        reason: 'correction_mismatch',
+        message: `original event ${ref.original_event_id} is not a Usage event`,
+      };
     }
     for (const field of ['account_id', 'product_id', 'meter_id', 'unit'] as const) {
       if (original[field] !== pending[field]) {
@@ -486,7 +525,7 @@ export class UsageDb {
   }
 
   /** Finds a stored or pending event by id (memtables first, then segments). */
-  private async findEvent(eventId: string, accountHint: string | null): Promise<StoredEvent | null> {
+  private async findEvent(eventId: string): Promise<StoredEvent | null> {
     for (const m of this.memtables()) {
       const row = m.findRow(eventId);
       if (row !== undefined) return eventOfRow(m.columns(), row);
@@ -506,7 +545,8 @@ export class UsageDb {
   async tick(): Promise<void> {
     this.assertOpen();
     const aged =
-      this.memtable.rowCount > 0 && this.clock.nowMs() - this.memtableCreatedMs >= this.limits.flushIntervalMs;
+      this.memtable.rowCount > 0 &&
+      this.clock.nowMs() - this.memtableCreatedMs >= this.limits.flushIntervalMs;
     if (aged || this.frozen.length > 0) await this.startFlush();
   }
 
@@ -612,7 +652,9 @@ export class UsageDb {
   /** Commits an unchanged generation so WAL files covered by the last flush can go (at close). */
   private async checkpoint(): Promise<void> {
     if (this.walStartOfPrevious >= this.manifest.wal_start) return;
-    await this.manifestMutex.run(() => this.commitManifest({ ...this.manifest, generation: this.manifest.generation + 1 }));
+    await this.manifestMutex.run(() =>
+      this.commitManifest({ ...this.manifest, generation: this.manifest.generation + 1 }),
+    );
     await this.afterCommit();
   }
 
@@ -627,7 +669,8 @@ export class UsageDb {
     const out: StoredEvent[] = [];
     const take = (c: EventColumns, row: number) => {
       const t = c.timestamp_ms[row];
-      if (t >= fromMs && t < toMs && c.account_id.dict[c.account_id.codes[row]] === accountId) out.push(eventOfRow(c, row));
+      if (t >= fromMs && t < toMs && c.account_id.dict[c.account_id.codes[row]] === accountId)
+        out.push(eventOfRow(c, row));
     };
     const memSources = this.memtableSnapshots();
     const bucket = accountBucket(accountId, this.manifest.bucket_count);
@@ -641,7 +684,10 @@ export class UsageDb {
       for (let row = 0; row < c.rowCount; row++) take(c, row);
     }
     for (const c of memSources) for (let row = 0; row < c.rowCount; row++) take(c, row);
-    out.sort((a, b) => a.timestamp_ms - b.timestamp_ms || (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0));
+    out.sort(
+      (a, b) =>
+        a.timestamp_ms - b.timestamp_ms || (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0),
+    );
     return out;
   }
 
@@ -660,7 +706,10 @@ export class UsageDb {
   /** One page of the raw audit of one account (`/usage/events`): `{ events, next_cursor }`. */
   async events(params: unknown): Promise<EventsPage> {
     this.assertOpen();
-    return this.queryEngine.listEvents(this.readSnapshot(), params as Parameters<QueryEngine['listEvents']>[1]);
+    return this.queryEngine.listEvents(
+      this.readSnapshot(),
+      params as Parameters<QueryEngine['listEvents']>[1],
+    );
   }
 
   /**
@@ -693,7 +742,13 @@ export class UsageDb {
   }
 
   /** Counts for tests and tools. */
-  stats(): { segments: number; memtableRows: number; frozenMemtables: number; manifestGeneration: number; walFile: number } {
+  stats(): {
+    segments: number;
+    memtableRows: number;
+    frozenMemtables: number;
+    manifestGeneration: number;
+    walFile: number;
+  } {
     return {
       segments: this.segments.segmentCount,
       memtableRows: this.memtable.rowCount,
@@ -735,4 +790,3 @@ export class UsageDb {
     this.lock.abandon();
   }
 }
-

@@ -1,10 +1,10 @@
-export { UsageDb, DEFAULT_LIMITS } from './db.ts';
 export type { Durability, IngestError, IngestResult, UsageDbLimits, UsageDbOptions } from './db.ts';
-export { UsageDbError, ERROR_CATALOGUE } from './errors.ts';
+export { DEFAULT_LIMITS, UsageDb } from './db.ts';
 export type { ErrorCode } from './errors.ts';
+export { ERROR_CATALOGUE, UsageDbError } from './errors.ts';
 export type { StoredEvent, UsageEvent, WireEvent } from './model/event.ts';
+export type { Clock } from './storage/clock.ts';
+export { ManualClock, systemClock } from './storage/clock.ts';
 export type { FileSystem } from './storage/fs/file-system.ts';
 export { NodeFileSystem } from './storage/fs/node-file-system.ts';
 export { SimFileSystem } from './storage/fs/sim-file-system.ts';
-export { ManualClock, systemClock } from './storage/clock.ts';
-export type { Clock } from './storage/clock.ts';

@@ -12,11 +12,12 @@
  *   neither has false negatives, so a flushed id is always found;
  * - every hit is confirmed against the exact event_id string; hashes never decide alone.
  */
-import type { Clock } from '../storage/clock.ts';
+
 import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
-import type { SegmentStore } from '../storage/segment-store.ts';
-import { type StoredEvent, eventOfRow } from '../model/event.ts';
+import { eventOfRow, type StoredEvent } from '../model/event.ts';
 import { hash128 } from '../model/hash.ts';
+import type { Clock } from '../storage/clock.ts';
+import type { SegmentStore } from '../storage/segment-store.ts';
 
 export const DEFAULT_HOT_IDS_MAX = 1_000_000;
 export const DEFAULT_HOT_ID_TTL_MS = 6 * 60 * 60 * 1000;

@@ -8,6 +8,8 @@
  *   were never acknowledged (a failed WAL write); snapshots only cover acknowledged rows;
  * - dictionaries only grow, so codes in old snapshots stay valid.
  */
+
+import { assert } from '../errors.ts';
 import {
   type DictColumn,
   type EventColumns,
@@ -16,7 +18,6 @@ import {
   type QuantityColumn,
 } from '../model/columns.ts';
 import type { UsageEvent } from '../model/event.ts';
-import { assert } from '../errors.ts';
 
 const INITIAL_CAPACITY = 1024;
 /** Rough fixed cost of a row beyond its strings, for the size-based flush trigger. */
@@ -145,10 +146,12 @@ export class Memtable {
       this.big.set(row, e.quantity);
     }
     this.ingestedAt.push(row, ingestedAtMs);
-    if (e.kind === 'Retraction' && e.correction_ref) this.retractedOriginals.add(e.correction_ref.original_event_id);
+    if (e.kind === 'Retraction' && e.correction_ref)
+      this.retractedOriginals.add(e.correction_ref.original_event_id);
     if (e.timestamp_ms < this.minTimestampMs) this.minTimestampMs = e.timestamp_ms;
     if (e.timestamp_ms > this.maxTimestampMs) this.maxTimestampMs = e.timestamp_ms;
-    this.bytes += ROW_OVERHEAD_BYTES + 2 * (e.event_id.length + e.account_id.length + e.dimensions_json.length);
+    this.bytes +=
+      ROW_OVERHEAD_BYTES + 2 * (e.event_id.length + e.account_id.length + e.dimensions_json.length);
     this.rows = row + 1;
     return row;
   }

@@ -9,7 +9,7 @@
  * - bytes after `durableOffset` may be lost by a crash; a failed append or sync is undone by
  *   cutting the file back to `durableOffset` before the log is used again.
  */
-import { UsageDbError, assert } from '../errors.ts';
+import { assert, UsageDbError } from '../errors.ts';
 import { crc32c } from '../storage/encoding/crc32c.ts';
 import type { AppendFile, FileSystem } from '../storage/fs/file-system.ts';
 import { joinPath } from '../storage/fs/file-system.ts';
@@ -56,7 +56,10 @@ export function encodeRecord(payload: Uint8Array): Uint8Array {
 
 export class WalCorruptError extends UsageDbError {
   constructor(path: string, offset: number, what: string) {
-    super('USAGEDB_ERR_WAL_CORRUPT', `WAL ${path} is corrupt at byte ${offset}: ${what}; refusing to guess past it`);
+    super(
+      'USAGEDB_ERR_WAL_CORRUPT',
+      `WAL ${path} is corrupt at byte ${offset}: ${what}; refusing to guess past it`,
+    );
   }
 }
 
@@ -78,7 +81,12 @@ function isAllZero(bytes: Uint8Array): boolean {
  * `allowTornTail` (the newest file) and nothing valid could follow it; anything else is
  * corruption and throws WalCorruptError.
  */
-export function readWalFile(path: string, bytes: Uint8Array, fileNumber: number, allowTornTail: boolean): WalReadResult {
+export function readWalFile(
+  path: string,
+  bytes: Uint8Array,
+  fileNumber: number,
+  allowTornTail: boolean,
+): WalReadResult {
   const torn = (offset: number, what: string): WalReadResult => {
     if (!allowTornTail) throw new WalCorruptError(path, offset, what);
     return { records, validBytes: offset, tornTail: true };
@@ -92,8 +100,10 @@ export function readWalFile(path: string, bytes: Uint8Array, fileNumber: number,
   if (view.getUint32(0, true) !== WAL_MAGIC || view.getUint32(12, true) !== crc32c(bytes.subarray(0, 12))) {
     throw new WalCorruptError(path, 0, 'bad file header');
   }
-  if (view.getUint8(4) !== WAL_VERSION) throw new WalCorruptError(path, 0, `unsupported version ${view.getUint8(4)}`);
-  if (view.getUint32(8, true) !== fileNumber) throw new WalCorruptError(path, 0, 'file number does not match its name');
+  if (view.getUint8(4) !== WAL_VERSION)
+    throw new WalCorruptError(path, 0, `unsupported version ${view.getUint8(4)}`);
+  if (view.getUint32(8, true) !== fileNumber)
+    throw new WalCorruptError(path, 0, 'file number does not match its name');
   let offset = WAL_HEADER_BYTES;
   while (offset < bytes.length) {
     if (bytes.length - offset < RECORD_HEADER_BYTES) return torn(offset, 'partial record header');
@@ -103,7 +113,8 @@ export function readWalFile(path: string, bytes: Uint8Array, fileNumber: number,
       if (isAllZero(bytes.subarray(offset))) return torn(offset, 'zero-filled tail');
       throw new WalCorruptError(path, offset, 'record length checksum mismatch');
     }
-    if (length === 0 || length > RECORD_BYTES_MAX) throw new WalCorruptError(path, offset, `impossible record length ${length}`);
+    if (length === 0 || length > RECORD_BYTES_MAX)
+      throw new WalCorruptError(path, offset, `impossible record length ${length}`);
     const end = offset + RECORD_HEADER_BYTES + length;
     if (end > bytes.length) return torn(offset, 'record extends past end of file');
     const payload = bytes.subarray(offset + RECORD_HEADER_BYTES, end);
@@ -148,7 +159,12 @@ export class WalWriter {
   }
 
   /** Reopens an existing WAL file after recovery, cut back to its valid prefix. */
-  static async reopen(fs: FileSystem, walDir: string, fileNumber: number, validBytes: number): Promise<WalWriter> {
+  static async reopen(
+    fs: FileSystem,
+    walDir: string,
+    fileNumber: number,
+    validBytes: number,
+  ): Promise<WalWriter> {
     const path = joinPath(walDir, walFileName(fileNumber));
     const file = await fs.openAppend(path);
     if (file.size() !== validBytes) {

@@ -174,7 +174,9 @@ export function selectRows(c: EventColumns, rows: ArrayLike<number>): EventColum
 
 /** Rank of each dictionary code in sorted value order (NULL_CODE ranks first). */
 export function dictRanks(col: DictColumn): (code: number) => number {
-  const order = col.dict.map((_, i) => i).sort((a, b) => (col.dict[a] < col.dict[b] ? -1 : col.dict[a] > col.dict[b] ? 1 : 0));
+  const order = col.dict
+    .map((_, i) => i)
+    .sort((a, b) => (col.dict[a] < col.dict[b] ? -1 : col.dict[a] > col.dict[b] ? 1 : 0));
   const rank = new Uint32Array(col.dict.length);
   for (let i = 0; i < order.length; i++) rank[order[i]] = i + 1;
   return (code) => (code === NULL_CODE ? 0 : rank[code]);

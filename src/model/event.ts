@@ -8,7 +8,14 @@
  * - `canonicalPayload(e)` and `canonicalPayloadOfRow(columns, row)` produce the same text for
  *   the same event, so stored events and incoming retries compare exactly.
  */
-import { type EventColumns, type EventKind, KIND_NAMES, NULL_CODE, dictValue, quantityAt } from './columns.ts';
+import {
+  dictValue,
+  type EventColumns,
+  type EventKind,
+  KIND_NAMES,
+  NULL_CODE,
+  quantityAt,
+} from './columns.ts';
 import { type Quantity, quantityToString } from './quantity.ts';
 
 export interface CorrectionRef {

@@ -26,13 +26,20 @@ export type QuantityParseResult = { ok: true; value: Quantity } | { ok: false; m
 export function parseQuantity(raw: unknown): QuantityParseResult {
   if (typeof raw === 'number') {
     if (!Number.isSafeInteger(raw)) {
-      return { ok: false, message: 'quantity must be an integer within ±(2^53 − 1) as a JSON number; send larger values as a decimal string' };
+      return {
+        ok: false,
+        message:
+          'quantity must be an integer within ±(2^53 − 1) as a JSON number; send larger values as a decimal string',
+      };
     }
     return { ok: true, value: raw === 0 ? 0 : raw };
   }
   if (typeof raw === 'string') {
     if (!DECIMAL_PATTERN.test(raw)) {
-      return { ok: false, message: 'quantity string must be a decimal integer (digits with an optional leading -)' };
+      return {
+        ok: false,
+        message: 'quantity string must be a decimal integer (digits with an optional leading -)',
+      };
     }
     const value = BigInt(raw);
     if (value > QUANTITY_ABS_MAX || value < -QUANTITY_ABS_MAX) {

@@ -6,8 +6,8 @@
  * come back with `quantity: null`, to be filled with the original's negation by the caller.
  */
 import { type EventKind, KIND_NAMES } from './columns.ts';
-import { type CorrectionRef, type UsageEvent, canonicalDimensionsJson } from './event.ts';
-import { type Quantity, isNegative, parseQuantity } from './quantity.ts';
+import { type CorrectionRef, canonicalDimensionsJson, type UsageEvent } from './event.ts';
+import { isNegative, parseQuantity, type Quantity } from './quantity.ts';
 
 export const ID_BYTES_MAX = 256;
 export const DIMENSIONS_MAX = 16;
@@ -85,8 +85,10 @@ function checkText(value: unknown, field: string, id: boolean, required: boolean
   }
   if (typeof value !== 'string') throw new Rejection('invalid_field', `${field} must be a string`);
   if (value.length === 0) throw new Rejection('invalid_field', `${field} must not be empty`);
-  if (utf8Bytes(value) > ID_BYTES_MAX) throw new Rejection('invalid_field', `${field} exceeds ${ID_BYTES_MAX} bytes`);
-  if (!value.isWellFormed()) throw new Rejection('invalid_field', `${field} is not valid UTF-8 (lone surrogate)`);
+  if (utf8Bytes(value) > ID_BYTES_MAX)
+    throw new Rejection('invalid_field', `${field} exceeds ${ID_BYTES_MAX} bytes`);
+  if (!value.isWellFormed())
+    throw new Rejection('invalid_field', `${field} is not valid UTF-8 (lone surrogate)`);
   if (id && CONTROL_CHARS.test(value)) {
     throw new Rejection('invalid_field', `${field} contains a control character`);
   }
@@ -103,14 +105,19 @@ function optionalId(value: unknown, field: string): string | null {
 
 function checkKind(value: unknown): EventKind {
   if (value === undefined || value === null) return 'Usage';
-  if (typeof value === 'string' && (KIND_NAMES as readonly string[]).includes(value)) return value as EventKind;
+  if (typeof value === 'string' && (KIND_NAMES as readonly string[]).includes(value))
+    return value as EventKind;
   throw new Rejection('invalid_kind', 'kind must be "Usage", "Correction" or "Retraction"');
 }
 
 function checkCorrectionRef(value: unknown, kind: EventKind): CorrectionRef | null {
   const absent = value === undefined || value === null;
   if (kind === 'Usage') {
-    if (!absent) throw new Rejection('unexpected_correction_ref', 'correction_ref is only allowed on Correction and Retraction');
+    if (!absent)
+      throw new Rejection(
+        'unexpected_correction_ref',
+        'correction_ref is only allowed on Correction and Retraction',
+      );
     return null;
   }
   if (absent) throw new Rejection('missing_correction_ref', `${kind} requires correction_ref`);
@@ -119,7 +126,8 @@ function checkCorrectionRef(value: unknown, kind: EventKind): CorrectionRef | nu
   }
   const ref = value as Record<string, unknown>;
   for (const k of Object.keys(ref)) {
-    if (k !== 'original_event_id' && k !== 'reason') throw new Rejection('unknown_field', `correction_ref.${k} is not a known field`);
+    if (k !== 'original_event_id' && k !== 'reason')
+      throw new Rejection('unknown_field', `correction_ref.${k} is not a known field`);
   }
   return {
     original_event_id: requiredId(ref.original_event_id, 'correction_ref.original_event_id'),
@@ -133,7 +141,10 @@ function checkTimestamp(value: unknown, nowMs: number, limits: ValidationLimits)
     throw new Rejection('invalid_timestamp', 'timestamp_ms must be a positive integer (ms since epoch)');
   }
   if (value > nowMs + limits.futureSkewMs) {
-    throw new Rejection('timestamp_in_future', `timestamp_ms is more than ${limits.futureSkewMs} ms in the future`);
+    throw new Rejection(
+      'timestamp_in_future',
+      `timestamp_ms is more than ${limits.futureSkewMs} ms in the future`,
+    );
   }
   return value;
 }
@@ -159,7 +170,10 @@ function checkDimensions(value: unknown): string {
   const dims = value as Record<string, unknown>;
   const keys = Object.keys(dims);
   if (keys.length > DIMENSIONS_MAX) {
-    throw new Rejection('too_many_dimensions', `at most ${DIMENSIONS_MAX} dimensions are allowed, got ${keys.length}`);
+    throw new Rejection(
+      'too_many_dimensions',
+      `at most ${DIMENSIONS_MAX} dimensions are allowed, got ${keys.length}`,
+    );
   }
   const clean: Record<string, string> = {};
   for (const k of keys) {
@@ -205,7 +219,8 @@ export function validateEvent(raw: unknown, nowMs: number, limits: ValidationLim
     };
     return { ok: true, event };
   } catch (err) {
-    if (err instanceof Rejection) return { ok: false, reason: err.reason, message: err.message, event_id: eventId };
+    if (err instanceof Rejection)
+      return { ok: false, reason: err.reason, message: err.message, event_id: eventId };
     throw err;
   }
 }

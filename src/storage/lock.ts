@@ -30,7 +30,10 @@ function processAlive(pid: number): boolean {
 
 function lockedError(dir: string, owner: LockOwner | null): UsageDbError {
   const who = owner ? `process ${owner.pid} on ${owner.hostname}` : 'another process';
-  return new UsageDbError('USAGEDB_ERR_LOCKED', `data directory ${dir} is locked by ${who} (${joinPath(dir, 'LOCK')})`);
+  return new UsageDbError(
+    'USAGEDB_ERR_LOCKED',
+    `data directory ${dir} is locked by ${who} (${joinPath(dir, 'LOCK')})`,
+  );
 }
 
 async function readOwner(fs: FileSystem, path: string): Promise<LockOwner | null> {

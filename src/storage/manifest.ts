@@ -9,7 +9,7 @@
  * - the newest valid generation is the state of the database; with none valid, open fails;
  * - the last MANIFEST_GENERATIONS_KEPT generations are kept for rollback.
  */
-import { UsageDbError, assert } from '../errors.ts';
+import { assert, UsageDbError } from '../errors.ts';
 import { crc32c } from './encoding/crc32c.ts';
 import { type FileSystem, isFsError, joinPath } from './fs/file-system.ts';
 
@@ -74,7 +74,11 @@ export function decodeManifest(bytes: Uint8Array, expectedGeneration: number): M
   const text = decoder.decode(bytes);
   const fail = (what: string) =>
     new UsageDbError('USAGEDB_ERR_MANIFEST_CORRUPT', `manifest generation ${expectedGeneration}: ${what}`);
-  if (!text.startsWith(PREFIX) || text.slice(PREFIX.length + 8, PREFIX_BYTES) !== INFIX || !text.endsWith('}\n')) {
+  if (
+    !text.startsWith(PREFIX) ||
+    text.slice(PREFIX.length + 8, PREFIX_BYTES) !== INFIX ||
+    !text.endsWith('}\n')
+  ) {
     throw fail('malformed envelope');
   }
   const crc = text.slice(PREFIX.length, PREFIX.length + 8);
@@ -86,7 +90,8 @@ export function decodeManifest(bytes: Uint8Array, expectedGeneration: number): M
   } catch {
     throw fail('body is not JSON');
   }
-  if (state.format_version !== MANIFEST_FORMAT_VERSION) throw fail(`unsupported format ${state.format_version}`);
+  if (state.format_version !== MANIFEST_FORMAT_VERSION)
+    throw fail(`unsupported format ${state.format_version}`);
   if (state.generation !== expectedGeneration) throw fail('generation does not match its file name');
   return state;
 }

@@ -9,8 +9,8 @@
  *   file `wal_start` of the generation we roll back to must still exist, otherwise refuse.
  */
 import { UsageDbError } from '../errors.ts';
-import { decodeWalBatch } from '../ingest/wal-batch.ts';
 import { parseWalFileName, readWalFile, walFileName } from '../ingest/wal.ts';
+import { decodeWalBatch } from '../ingest/wal-batch.ts';
 import type { StoredEvent } from '../model/event.ts';
 import { type FileSystem, isFsError, joinPath } from './fs/file-system.ts';
 import { MANIFEST_DIR, TMP_DIR, WAL_DIR } from './layout.ts';
@@ -66,7 +66,10 @@ export async function replayWal(fs: FileSystem, root: string, walStart: number):
   for (let i = 0; i < live.length; i++) {
     const n = live[i];
     if (i > 0 && n !== live[i - 1] + 1) {
-      throw new UsageDbError('USAGEDB_ERR_WAL_CORRUPT', `WAL file ${live[i - 1] + 1} is missing (found ${n})`);
+      throw new UsageDbError(
+        'USAGEDB_ERR_WAL_CORRUPT',
+        `WAL file ${live[i - 1] + 1} is missing (found ${n})`,
+      );
     }
     const path = joinPath(root, WAL_DIR, walFileName(n));
     const isLast = i === live.length - 1;

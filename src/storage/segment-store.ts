@@ -10,7 +10,7 @@
  *   `prepare` before the segment becomes visible, so the switch itself is synchronous;
  * - cached file bytes stay under `cacheBytesMax` (least recently used dropped first).
  */
-import { UsageDbError, assert } from '../errors.ts';
+import { assert, UsageDbError } from '../errors.ts';
 import type { ColumnBatch, ColumnName } from '../model/columns.ts';
 import { hash128 } from '../model/hash.ts';
 import type { BloomFilter } from './encoding/bloom-filter.ts';
@@ -19,7 +19,7 @@ import { segmentPath } from './layout.ts';
 import type { SegmentEntry } from './manifest.ts';
 import { accountBucket, partitionKey, utcDay } from './partition.ts';
 import type { BlockMeta, SegmentMeta } from './segment/segment-format.ts';
-import { SegmentReader, readSegmentFooter } from './segment/segment-reader.ts';
+import { readSegmentFooter, SegmentReader } from './segment/segment-reader.ts';
 
 /** One (day, bucket) partition inside a segment file: a contiguous run of its blocks. */
 export interface PartitionSlice {
@@ -113,14 +113,18 @@ function slicesOf(entry: SegmentEntry, meta: SegmentMeta, bucketCount: number): 
     if (b.maxAccountId > current.max_account) current.max_account = b.maxAccountId;
   });
   assert(slices.length < SLICE_ID_FACTOR, `segment ${entry.id} has too many partitions`);
-  for (const slice of slices) slice.size_bytes = Math.ceil((entry.size_bytes * slice.rows) / Math.max(1, meta.rowCount));
+  for (const slice of slices)
+    slice.size_bytes = Math.ceil((entry.size_bytes * slice.rows) / Math.max(1, meta.rowCount));
   return slices;
 }
 
 function overlaps(b: BlockMeta, filter: { accountId?: string; fromMs?: number; toMs?: number }): boolean {
   if (filter.fromMs !== undefined && b.maxTimestampMs < filter.fromMs) return false;
   if (filter.toMs !== undefined && b.minTimestampMs >= filter.toMs) return false;
-  if (filter.accountId !== undefined && (filter.accountId < b.minAccountId || filter.accountId > b.maxAccountId)) {
+  if (
+    filter.accountId !== undefined &&
+    (filter.accountId < b.minAccountId || filter.accountId > b.maxAccountId)
+  ) {
     return false;
   }
   return true;
@@ -141,7 +145,12 @@ export class SegmentStore {
   private byPartition = new Map<string, PartitionSlice[]>();
   private byBucket = new Map<number, PartitionSlice[]>();
 
-  constructor(fs: FileSystem, root: string, bucketCount: number, cacheBytesMax = DEFAULT_SEGMENT_CACHE_BYTES) {
+  constructor(
+    fs: FileSystem,
+    root: string,
+    bucketCount: number,
+    cacheBytesMax = DEFAULT_SEGMENT_CACHE_BYTES,
+  ) {
     this.fs = fs;
     this.root = root;
     this.bucketCount = bucketCount;
@@ -156,7 +165,8 @@ export class SegmentStore {
     try {
       const file = await this.fs.openRead(path);
       try {
-        if (file.sizeBytes !== entry.size_bytes) throw new Error(`size ${file.sizeBytes}, manifest says ${entry.size_bytes}`);
+        if (file.sizeBytes !== entry.size_bytes)
+          throw new Error(`size ${file.sizeBytes}, manifest says ${entry.size_bytes}`);
         footer = await readSegmentFooter(file);
       } finally {
         await file.close();
@@ -165,7 +175,10 @@ export class SegmentStore {
       throw corrupt(entry.id, `footer of ${path} cannot be read: ${(err as Error).message}`, err);
     }
     if (footer.meta.segmentId !== entry.id || footer.meta.rowCount !== entry.rows) {
-      throw corrupt(entry.id, `${path} holds segment ${footer.meta.segmentId} with ${footer.meta.rowCount} rows`);
+      throw corrupt(
+        entry.id,
+        `${path} holds segment ${footer.meta.segmentId} with ${footer.meta.rowCount} rows`,
+      );
     }
     const slices = slicesOf(entry, footer.meta, this.bucketCount);
     this.prepared.set(entry.id, { entry, meta: footer.meta, filter: footer.filter, slices, idIndex: null });
@@ -276,7 +289,10 @@ export class SegmentStore {
     let reader: SegmentReader;
     try {
       const bytes = await this.fs.readFile(path);
-      reader = SegmentReader.fromBytes(bytes, { sizeBytes: file.entry.size_bytes, checksum: file.entry.crc32c });
+      reader = SegmentReader.fromBytes(bytes, {
+        sizeBytes: file.entry.size_bytes,
+        checksum: file.entry.crc32c,
+      });
     } catch (err) {
       throw corrupt(segmentId, `${path} failed verification: ${(err as Error).message}`, err);
     }
@@ -313,15 +329,27 @@ export class SegmentStore {
   }
 
   /** Decodes columns of a slice's blocks (relative indexes; all when omitted). */
-  decode(slice: PartitionSlice, view: SliceReader, names: readonly ColumnName[], blocks?: readonly number[]): ColumnBatch {
+  decode(
+    slice: PartitionSlice,
+    view: SliceReader,
+    names: readonly ColumnName[],
+    blocks?: readonly number[],
+  ): ColumnBatch {
     const reader = this.fileOfSlice.get(view);
     assert(reader !== undefined, `segment ${slice.segment_id} decoded with a reader it did not hand out`);
-    const absolute = (blocks ?? Array.from({ length: slice.block_count }, (_, i) => i)).map((b) => slice.first_block + b);
+    const absolute = (blocks ?? Array.from({ length: slice.block_count }, (_, i) => i)).map(
+      (b) => slice.first_block + b,
+    );
     return this.decodeBlocks(slice.segment_id, reader, names, absolute);
   }
 
   /** Decodes columns of absolute block indexes of a file, as a corruption error on a bad chunk. */
-  decodeBlocks(segmentId: number, reader: SegmentReader, names: readonly ColumnName[], blocks: readonly number[]): ColumnBatch {
+  decodeBlocks(
+    segmentId: number,
+    reader: SegmentReader,
+    names: readonly ColumnName[],
+    blocks: readonly number[],
+  ): ColumnBatch {
     try {
       return reader.readColumns(names, blocks);
     } catch (err) {

@@ -2,13 +2,14 @@ import { describe, expect, it } from 'vitest';
 import type { UsageDb } from '../../src/db.ts';
 import { SimulatedCrashError } from '../../src/storage/fs/sim-file-system.ts';
 import { manifestFileName } from '../../src/storage/manifest.ts';
-import { DAY_MS, T0, type WireInput, simDb, usage, usageBatch } from '../support/events.ts';
+import { DAY_MS, simDb, T0, usage, usageBatch, type WireInput } from '../support/events.ts';
 
 const ACCOUNTS = Array.from({ length: 7 }, (_, i) => `acct_${i}`);
 
 async function allIds(db: UsageDb): Promise<string[]> {
   const ids: string[] = [];
-  for (const a of [...ACCOUNTS, 'acct_other']) for (const e of await db.scan(a, 0, Number.MAX_SAFE_INTEGER)) ids.push(e.event_id);
+  for (const a of [...ACCOUNTS, 'acct_other'])
+    for (const e of await db.scan(a, 0, Number.MAX_SAFE_INTEGER)) ids.push(e.event_id);
   return ids;
 }
 
@@ -22,7 +23,9 @@ describe('faults', () => {
     const sim = simDb();
     const db = await sim.open();
     await db.ingest([small(1)]);
-    const remove = sim.fs.injectFault((c) => (c.op === 'append' && c.path.includes('/wal/') ? 'EIO' : undefined));
+    const remove = sim.fs.injectFault((c) =>
+      c.op === 'append' && c.path.includes('/wal/') ? 'EIO' : undefined,
+    );
     await expect(db.ingest([small(2), small(3)])).rejects.toMatchObject({ code: 'USAGEDB_ERR_WAL_WRITE' });
     remove();
     const r = await db.ingest([small(2), small(3), small(1)]);
@@ -37,7 +40,9 @@ describe('faults', () => {
     const sim = simDb();
     const db = await sim.open();
     await db.ingest([small(1)]);
-    const remove = sim.fs.injectFault((c) => (c.op === 'sync' && c.path.includes('/wal/') ? 'EIO' : undefined));
+    const remove = sim.fs.injectFault((c) =>
+      c.op === 'sync' && c.path.includes('/wal/') ? 'EIO' : undefined,
+    );
     await expect(db.ingest([small(2)])).rejects.toMatchObject({ code: 'USAGEDB_ERR_WAL_WRITE' });
     remove();
     expect(await allIds(db)).toEqual(['evt_1']);
@@ -52,7 +57,9 @@ describe('faults', () => {
     const sim = simDb();
     const db = await sim.open();
     await db.ingest(usageBatch(0, 30).map((e, i) => ({ ...e, ...small(i) })));
-    const remove = sim.fs.injectFault((c) => (c.op === 'writeFile' && c.path.endsWith('.useg') ? 'ENOSPC' : undefined));
+    const remove = sim.fs.injectFault((c) =>
+      c.op === 'writeFile' && c.path.endsWith('.useg') ? 'ENOSPC' : undefined,
+    );
     await expect(db.flush()).rejects.toThrow();
     remove();
     expect((await allIds(db)).length).toBe(30);
@@ -72,7 +79,10 @@ describe('faults', () => {
           return r;
         };
         await db.ingest(batches[0]).then(ack(batches[0]));
-        await Promise.all([db.ingest(batches[1]).then(ack(batches[1])), db.ingest(batches[2]).then(ack(batches[2]))]);
+        await Promise.all([
+          db.ingest(batches[1]).then(ack(batches[1])),
+          db.ingest(batches[2]).then(ack(batches[2])),
+        ]);
         await db.flush();
         await db.ingest(batches[3]).then(ack(batches[3]));
         await db.ingest([...batches[4], small(3)]).then(ack(batches[4]));
@@ -104,7 +114,8 @@ describe('faults', () => {
         const ids = await allIds(reopened);
         const unique = new Set(ids);
         expect(unique.size, `crash at call ${n}: an event is stored twice`).toBe(ids.length);
-        for (const id of acked) expect(unique.has(id), `crash at call ${n}: acknowledged ${id} lost`).toBe(true);
+        for (const id of acked)
+          expect(unique.has(id), `crash at call ${n}: acknowledged ${id} lost`).toBe(true);
         for (const id of unique) expect(submitted.has(id), `crash at call ${n}: invented ${id}`).toBe(true);
         await reopened.close();
       }
@@ -137,7 +148,9 @@ describe('faults', () => {
     expect(seg).toBeDefined();
     sim.fs.flipBit(seg as string, 40, 3);
     const db2 = await sim.open();
-    await expect(db2.scan('acct_1', 0, Number.MAX_SAFE_INTEGER)).rejects.toMatchObject({ code: 'USAGEDB_ERR_SEGMENT_CORRUPT' });
+    await expect(db2.scan('acct_1', 0, Number.MAX_SAFE_INTEGER)).rejects.toMatchObject({
+      code: 'USAGEDB_ERR_SEGMENT_CORRUPT',
+    });
     await db2.close({ flushMemtable: false });
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { UsageDbError } from '../../src/errors.ts';
-import { T0, simDb, usage, usageBatch } from '../support/events.ts';
+import { simDb, T0, usage, usageBatch } from '../support/events.ts';
 
 describe('UsageDb ingest and idempotency', () => {
   it('accepts, then counts exact retries as duplicates and changed payloads as conflicts', async () => {
@@ -76,7 +76,14 @@ describe('UsageDb ingest and idempotency', () => {
     const r = await db.ingest([
       { ...base, event_id: 'c1', kind: 'Correction', quantity: -10, correction_ref: ref('evt_1') },
       { ...base, event_id: 'c2', kind: 'Correction', quantity: 1, correction_ref: ref('missing') },
-      { ...base, event_id: 'c3', kind: 'Correction', quantity: 1, meter_id: 'other', correction_ref: ref('evt_1') },
+      {
+        ...base,
+        event_id: 'c3',
+        kind: 'Correction',
+        quantity: 1,
+        meter_id: 'other',
+        correction_ref: ref('evt_1'),
+      },
       { ...base, event_id: 'r1', kind: 'Retraction', quantity: undefined, correction_ref: ref('evt_1') },
       { ...base, event_id: 'r2', kind: 'Retraction', quantity: undefined, correction_ref: ref('evt_1') },
       { ...usage(2), event_id: 'r3', kind: 'Retraction', quantity: 5, correction_ref: ref('evt_2') },
@@ -89,12 +96,16 @@ describe('UsageDb ingest and idempotency', () => {
       ['r3', 'retraction_quantity_mismatch'],
     ]);
     // A retry of the accepted Retraction is a duplicate, not "already retracted".
-    const retry = await db.ingest([{ ...base, event_id: 'r1', kind: 'Retraction', quantity: undefined, correction_ref: ref('evt_1') }]);
+    const retry = await db.ingest([
+      { ...base, event_id: 'r1', kind: 'Retraction', quantity: undefined, correction_ref: ref('evt_1') },
+    ]);
     expect(retry.duplicates).toBe(1);
     await db.flush();
     await db.close();
     db = await sim.open();
-    const again = await db.ingest([{ ...base, event_id: 'r9', kind: 'Retraction', quantity: '-100', correction_ref: ref('evt_1') }]);
+    const again = await db.ingest([
+      { ...base, event_id: 'r9', kind: 'Retraction', quantity: '-100', correction_ref: ref('evt_1') },
+    ]);
     expect(again.errors[0]?.reason).toBe('already_retracted');
     const events = await db.scan(base.account_id as string, 0, Number.MAX_SAFE_INTEGER);
     const r1 = events.find((e) => e.event_id === 'r1');

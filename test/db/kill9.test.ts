@@ -6,9 +6,13 @@ import { describe, expect, it } from 'vitest';
 import { UsageDb } from '../../src/db.ts';
 
 async function ingestThenKill(dir: string, durability: string, ackedBatchesWanted: number): Promise<number> {
-  const child = spawn(process.execPath, [join(import.meta.dirname, 'fixtures/ingest-forever.ts'), dir, durability], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [join(import.meta.dirname, 'fixtures/ingest-forever.ts'), dir, durability],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let acked = -1;
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
@@ -47,7 +51,8 @@ describe('kill -9 of an ingesting process', () => {
         expect(acked).toBeGreaterThanOrEqual(60);
         const db = await UsageDb.open({ dir });
         const ids = new Set<string>();
-        for (let a = 0; a < 5; a++) for (const e of await db.scan(`acct_${a}`, 0, Number.MAX_SAFE_INTEGER)) ids.add(e.event_id);
+        for (let a = 0; a < 5; a++)
+          for (const e of await db.scan(`acct_${a}`, 0, Number.MAX_SAFE_INTEGER)) ids.add(e.event_id);
         for (let i = 0; i < (acked + 1) * 50; i++) expect(ids.has(`k9_${i}`), `k9_${i}`).toBe(true);
         // Nothing invented: only ids the child generated, each once.
         for (const id of ids) expect(/^k9_\d+$/.test(id)).toBe(true);

@@ -7,16 +7,28 @@ import { describe, expect, it } from 'vitest';
 import type { UsageDb } from '../../src/db.ts';
 import { canonicalDimensionsJson } from '../../src/model/event.ts';
 import { SimulatedCrashError } from '../../src/storage/fs/sim-file-system.ts';
-import { DAY_MS, T0, type WireInput, rng, simDb } from '../support/events.ts';
+import { DAY_MS, rng, simDb, T0, type WireInput } from '../support/events.ts';
 
 const ACCOUNTS = ['a0', 'a1', 'a2', 'a3', 'a4'];
 
 function payloadKey(e: WireInput): string {
   const dims = (e.dimensions as Record<string, string> | undefined) ?? {};
-  return JSON.stringify([e.account_id, e.meter_id, e.timestamp_ms, String(e.quantity), canonicalDimensionsJson(dims)]);
+  return JSON.stringify([
+    e.account_id,
+    e.meter_id,
+    e.timestamp_ms,
+    String(e.quantity),
+    canonicalDimensionsJson(dims),
+  ]);
 }
 
-function storedKey(e: { account_id: string; meter_id: string; timestamp_ms: number; quantity: number | bigint; dimensions_json: string }): string {
+function storedKey(e: {
+  account_id: string;
+  meter_id: string;
+  timestamp_ms: number;
+  quantity: number | bigint;
+  dimensions_json: string;
+}): string {
   return JSON.stringify([e.account_id, e.meter_id, e.timestamp_ms, String(e.quantity), e.dimensions_json]);
 }
 
@@ -35,7 +47,10 @@ async function runSimulation(seed: number, steps: number): Promise<void> {
   const random = rng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
   const durability = pick(['strict', 'balanced', 'fast'] as const);
-  const sim = simDb(seed, { durability, limits: { memtableBytesMax: 4096 + Math.floor(random() * 20000), blockRows: 16 } });
+  const sim = simDb(seed, {
+    durability,
+    limits: { memtableBytesMax: 4096 + Math.floor(random() * 20000), blockRows: 16 },
+  });
   /** Acknowledged (durable per mode) events: id -> payload key. */
   const acked = new Map<string, string>();
   /** Events whose outcome is unknown (their call was interrupted, or fast mode before a crash). */
@@ -91,7 +106,9 @@ async function runSimulation(seed: number, steps: number): Promise<void> {
     const op = random();
     if (op < 0.6) {
       const batch = Array.from({ length: 1 + Math.floor(random() * 12) }, makeEvent);
-      const fresh = batch.filter((e) => typeof e.event_id === 'string' && !acked.has(e.event_id) && e.quantity !== undefined);
+      const fresh = batch.filter(
+        (e) => typeof e.event_id === 'string' && !acked.has(e.event_id) && e.quantity !== undefined,
+      );
       const r = await db.ingest(batch);
       expect(r.accepted + r.duplicates + r.conflicts + r.rejected, `seed ${seed}`).toBe(batch.length);
       const seen = new Set<string>();
@@ -119,7 +136,9 @@ async function runSimulation(seed: number, steps: number): Promise<void> {
       try {
         for (let k = 0; k < 3; k++) {
           const batch = Array.from({ length: 1 + Math.floor(random() * 8) }, makeEvent);
-          const fresh = batch.filter((e) => typeof e.event_id === 'string' && !acked.has(e.event_id) && e.quantity !== undefined);
+          const fresh = batch.filter(
+            (e) => typeof e.event_id === 'string' && !acked.has(e.event_id) && e.quantity !== undefined,
+          );
           for (const e of fresh) maybe.set(e.event_id as string, payloadKey(e));
           const r = await db.ingest(batch);
           if (durability !== 'fast' && r.accepted >= 0) {
@@ -152,7 +171,9 @@ async function runSimulation(seed: number, steps: number): Promise<void> {
 }
 
 describe('deterministic simulation against a reference model', () => {
-  const fixed = process.env.SIM_SEED ? [Number(process.env.SIM_SEED)] : [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+  const fixed = process.env.SIM_SEED
+    ? [Number(process.env.SIM_SEED)]
+    : [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
   for (const seed of fixed) {
     it(`seed ${seed}`, async () => {
       await runSimulation(seed, 60);

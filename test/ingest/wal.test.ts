@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { WalCorruptError, WalWriter, readWalFile, walFileName } from '../../src/ingest/wal.ts';
+import { readWalFile, WalCorruptError, WalWriter, walFileName } from '../../src/ingest/wal.ts';
 import { decodeWalBatch, encodeWalBatch } from '../../src/ingest/wal-batch.ts';
-import { SimFileSystem } from '../../src/storage/fs/sim-file-system.ts';
 import type { UsageEvent } from '../../src/model/event.ts';
+import { SimFileSystem } from '../../src/storage/fs/sim-file-system.ts';
 
 const enc = new TextEncoder();
 
@@ -85,9 +85,19 @@ describe('WAL', () => {
 
   it('batch codec round-trips events including big quantities', () => {
     const e: UsageEvent = {
-      event_id: 'e1', kind: 'Correction', correction_ref: { original_event_id: 'o', reason: 'fix' }, account_id: 'a',
-      subscription_id: null, product_id: 'p', meter_id: 'm', model_id: 'gpt', unit: 'tokens', source: 's',
-      timestamp_ms: 1_700_000_000_000, quantity: -(10n ** 38n - 1n), dimensions_json: '{"a":"b"}',
+      event_id: 'e1',
+      kind: 'Correction',
+      correction_ref: { original_event_id: 'o', reason: 'fix' },
+      account_id: 'a',
+      subscription_id: null,
+      product_id: 'p',
+      meter_id: 'm',
+      model_id: 'gpt',
+      unit: 'tokens',
+      source: 's',
+      timestamp_ms: 1_700_000_000_000,
+      quantity: -(10n ** 38n - 1n),
+      dimensions_json: '{"a":"b"}',
     };
     const [back] = decodeWalBatch(encodeWalBatch([e], 123));
     expect(back).toEqual({ ...e, ingested_at_ms: 123 });

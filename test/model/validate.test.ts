@@ -58,24 +58,52 @@ describe('validateEvent', () => {
     ['zero timestamp', base({ timestamp_ms: 0 }), 'invalid_timestamp'],
     ['float timestamp', base({ timestamp_ms: 1.5 }), 'invalid_timestamp'],
     ['future timestamp', base({ timestamp_ms: NOW + 25 * 3600 * 1000 }), 'timestamp_in_future'],
-    ['17 dimensions', base({ dimensions: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }), 'too_many_dimensions'],
+    [
+      '17 dimensions',
+      base({ dimensions: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }),
+      'too_many_dimensions',
+    ],
     ['non-string dimension', base({ dimensions: { a: 1 } }), 'invalid_dimensions'],
     ['empty dimension value', base({ dimensions: { a: '' } }), 'invalid_dimensions'],
     ['dimension array', base({ dimensions: ['a'] }), 'invalid_dimensions'],
-    ['usage with ref', base({ correction_ref: { original_event_id: 'e', reason: 'r' } }), 'unexpected_correction_ref'],
+    [
+      'usage with ref',
+      base({ correction_ref: { original_event_id: 'e', reason: 'r' } }),
+      'unexpected_correction_ref',
+    ],
     ['correction without ref', base({ kind: 'Correction' }), 'missing_correction_ref'],
-    ['correction empty reason', base({ kind: 'Correction', correction_ref: { original_event_id: 'e', reason: '' } }), 'invalid_field'],
+    [
+      'correction empty reason',
+      base({ kind: 'Correction', correction_ref: { original_event_id: 'e', reason: '' } }),
+      'invalid_field',
+    ],
   ])('rejects %s', (_name, input, reason) => {
     expect(reasonOf(validateEvent(input, NOW, LIMITS))).toBe(reason);
   });
 
   it('accepts the quantity extremes and a Retraction without quantity', () => {
-    const max = (QUANTITY_ABS_MAX).toString();
-    const r1 = validateEvent(base({ kind: 'Correction', quantity: `-${max}`, correction_ref: { original_event_id: 'o', reason: 'r' } }), NOW, LIMITS);
+    const max = QUANTITY_ABS_MAX.toString();
+    const r1 = validateEvent(
+      base({
+        kind: 'Correction',
+        quantity: `-${max}`,
+        correction_ref: { original_event_id: 'o', reason: 'r' },
+      }),
+      NOW,
+      LIMITS,
+    );
     expect(r1.ok && r1.event.quantity === -QUANTITY_ABS_MAX).toBe(true);
     const r2 = validateEvent(base({ quantity: max }), NOW, LIMITS);
     expect(r2.ok && r2.event.quantity === QUANTITY_ABS_MAX).toBe(true);
-    const r3 = validateEvent(base({ kind: 'Retraction', quantity: undefined, correction_ref: { original_event_id: 'o', reason: 'r' } }), NOW, LIMITS);
+    const r3 = validateEvent(
+      base({
+        kind: 'Retraction',
+        quantity: undefined,
+        correction_ref: { original_event_id: 'o', reason: 'r' },
+      }),
+      NOW,
+      LIMITS,
+    );
     expect(r3.ok && r3.event.quantity === null).toBe(true);
   });
 
@@ -83,13 +111,24 @@ describe('validateEvent', () => {
     fc.assert(
       fc.property(
         fc.bigInt({ min: 0n, max: QUANTITY_ABS_MAX }),
-        fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }).filter((s) => !/[\u0000-\u001f\u007f]/.test(s) && s.isWellFormed()), fc.string({ minLength: 1, maxLength: 8 }).filter((s) => s.isWellFormed()), { maxKeys: 16 }),
+        fc.dictionary(
+          fc
+            .string({ minLength: 1, maxLength: 8 })
+            // biome-ignore lint/suspicious/noControlCharactersInRegex: keys with control characters are the ones refused
+            .filter((s) => !/[\u0000-\u001f\u007f]/.test(s) && s.isWellFormed()),
+          fc.string({ minLength: 1, maxLength: 8 }).filter((s) => s.isWellFormed()),
+          { maxKeys: 16 },
+        ),
         fc.integer({ min: 1, max: 2 ** 40 }),
         (q, dims, ingested) => {
           const asString = validateEvent(base({ quantity: q.toString(), dimensions: dims }), NOW, LIMITS);
           const reversed = Object.fromEntries(Object.entries(dims).reverse());
           const other = validateEvent(
-            base({ quantity: q <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(q) : q.toString(), dimensions: reversed, ingested_at_ms: ingested }),
+            base({
+              quantity: q <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(q) : q.toString(),
+              dimensions: reversed,
+              ingested_at_ms: ingested,
+            }),
             NOW,
             LIMITS,
           );

@@ -1,11 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import { type ManifestState, ManifestStore, decodeManifest, encodeManifest, manifestFileName } from '../../src/storage/manifest.ts';
 import { SimFileSystem } from '../../src/storage/fs/sim-file-system.ts';
+import {
+  decodeManifest,
+  encodeManifest,
+  type ManifestState,
+  ManifestStore,
+  manifestFileName,
+} from '../../src/storage/manifest.ts';
 
 function state(generation: number): ManifestState {
   return {
-    format_version: 1, generation, database_id: 'd', bucket_count: 64, created_at_ms: 1, next_segment_id: generation,
-    wal_start: 1, segments: [], rollups: [], periods: [],
+    format_version: 1,
+    generation,
+    database_id: 'd',
+    bucket_count: 64,
+    created_at_ms: 1,
+    next_segment_id: generation,
+    wal_start: 1,
+    segments: [],
+    rollups: [],
+    periods: [],
   };
 }
 

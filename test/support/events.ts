@@ -30,7 +30,7 @@ export function usage(i: number, overrides: WireInput = {}): WireInput {
     unit: ['tokens', 'tokens', 'requests'][i % 3],
     model_id: i % 5 === 0 ? null : `model-${i % 4}`,
     source: 'gateway',
-    timestamp_ms: T0 + ((i * 7919) % (30 * DAY_MS / 1000)) * 1000,
+    timestamp_ms: T0 + ((i * 7919) % ((30 * DAY_MS) / 1000)) * 1000,
     quantity: (i * 37) % 1000,
     dimensions: i % 2 === 0 ? { region: i % 4 === 0 ? 'us' : 'eu' } : undefined,
     ...overrides,

@@ -27,7 +27,10 @@ export interface EncodeResult {
 }
 
 /** Rows sorted for the segment, and the rows where each (day, bucket) partition starts. */
-export function clusterRows(c: EventColumns, bucketCount: number): { rows: Uint32Array; runStarts: number[] } {
+export function clusterRows(
+  c: EventColumns,
+  bucketCount: number,
+): { rows: Uint32Array; runStarts: number[] } {
   const bucketOfCode = c.account_id.dict.map((a) => accountBucket(a, bucketCount));
   const partitionOf = (row: number) =>
     Math.floor(c.timestamp_ms[row] / DAY_MS) * 65_536 + bucketOfCode[c.account_id.codes[row]];
@@ -47,8 +50,17 @@ export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
   const sorted = selectRows(req.columns, rows);
   const encoded = encodeSegment(
     sorted,
-    { segmentId: req.segmentId, day: utcDay(sorted.timestamp_ms[0]), bucket: 0, createdAtMs: req.createdAtMs },
-    { runStarts, bloomBitsPerKey: req.bloomBitsPerKey, ...(req.blockRows ? { blockRows: req.blockRows } : {}) },
+    {
+      segmentId: req.segmentId,
+      day: utcDay(sorted.timestamp_ms[0]),
+      bucket: 0,
+      createdAtMs: req.createdAtMs,
+    },
+    {
+      runStarts,
+      bloomBitsPerKey: req.bloomBitsPerKey,
+      ...(req.blockRows ? { blockRows: req.blockRows } : {}),
+    },
   );
   const retracted: string[] = [];
   for (let row = 0; row < sorted.rowCount; row++) {

@@ -13,7 +13,9 @@ import type { EventColumns } from '../../model/columns.ts';
 import { type EncodeRequest, type EncodeResult, encodeFlushSegment } from './encode-flush.ts';
 
 type Pending = { resolve: (r: EncodeResult) => void; reject: (e: Error) => void };
-type Reply = { jobId: number; ok: true; result: EncodeResult } | { jobId: number; ok: false; message: string };
+type Reply =
+  | { jobId: number; ok: true; result: EncodeResult }
+  | { jobId: number; ok: false; message: string };
 
 let worker: Worker | null = null;
 let nextJobId = 1;
