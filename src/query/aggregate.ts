@@ -3,22 +3,20 @@
  *
  * Per chunk (a segment block or a memtable): filters narrow a selection vector of row indexes,
  * one tight pass per filter, with dictionary filters turned into a mask over the chunk's
- * dictionary once per dictionary. Then one of two paths:
- * - direct (no group key, or one dictionary key such as account_id): each row adds into
- *   query-wide accumulators indexed by the engine's value id of its code (a table per
- *   dictionary), with no per-chunk state at all;
- * - slots (anything else): group keys become one integer per row (mixed radix of per-key
- *   local codes), rows accumulate into chunk-local slots, and each slot merges into the
- *   query's groups by value ids.
- * Strings are touched once per dictionary entry or per slot, never per row; BigInt only for
- * rows or sums beyond 2^53.
+ * dictionary once per dictionary. Group keys become one integer per row: a mixed radix of
+ * per-key local codes. Chunks that share their dictionaries (every block of a segment file)
+ * share a key context, whose table maps that integer to a query group index once; rows then
+ * add straight into query-wide accumulator arrays indexed by group. Strings are touched once
+ * per dictionary entry or per new (context, group), never per row; BigInt only for rows or
+ * sums beyond 2^53. A key space too large for one number falls back to chunk-local keys.
  *
  * Invariants:
  * - sums are exact: a float sum only ever holds safe integers, and an addition whose result
  *   leaves the safe range moves to the BigInt part instead (both inputs are safe integers,
  *   so an in-range float result is the exact result);
- * - a composite key never exceeds 2^52 (keys are re-numbered densely before they could), so
- *   distinct key tuples never collide;
+ * - within a context, a key number identifies one tuple of key values (cards are fixed when
+ *   the context is made, and a composite key stays below 2^52), so the table never conflates
+ *   groups; across contexts, groups meet through engine-wide value ids;
  * - the shared scratch is only used inside one synchronous `visit`, so concurrent queries
  *   (which interleave only at awaits) may share it.
  */
@@ -38,8 +36,8 @@ import {
   addLocalKey,
   addMappedKey,
   addTimeKey,
-  DENSE_SLOTS_MAX,
   densify,
+  filterAllByMask,
   filterByMask,
   filterKind,
   filterTime,
@@ -62,6 +60,8 @@ import type { DimensionsCache, ValueIds } from './value-ids.ts';
 /** More groups than this is not a billing question; the query must be narrowed. */
 export const QUERY_GROUPS_MAX = 2_000_000;
 const KEY_SPACE_MAX = 2 ** 52;
+/** Key spaces up to this size get a dense table per context (4 bytes an entry). */
+const CONTEXT_TABLE_MAX = 1 << 20;
 const SAFE_MAX = Number.MAX_SAFE_INTEGER;
 
 type KeySpec =
@@ -70,16 +70,6 @@ type KeySpec =
   | { type: 'day' }
   | { type: 'hour' }
   | { type: 'dim'; dimKey: string };
-
-/** A query group of the slot path: decoded key values and exact accumulators. */
-interface Group {
-  values: RowValue[];
-  count: number;
-  sum: number;
-  sumBig: bigint | null;
-  min: Quantity | null;
-  max: Quantity | null;
-}
 
 /** A chunk's size, and which per-chunk work can be skipped. */
 export interface ChunkInfo {
@@ -158,8 +148,8 @@ const DICT_FILTER_COLUMNS: readonly Exclude<FilterColumn, 'kind'>[] = [
   'subscription_id',
 ];
 
-/** Query-wide accumulators indexed by value id (the direct path). */
-class DirectGroups {
+/** Query-wide accumulators indexed by group. */
+class GroupAccumulators {
   cnt = new Float64Array(0);
   sum = new Float64Array(0);
   min = new Float64Array(0);
@@ -167,7 +157,6 @@ class DirectGroups {
   sumBig: Map<number, bigint> | null = null;
   minBig: Map<number, Quantity> | null = null;
   maxBig: Map<number, Quantity> | null = null;
-  readonly touched: number[] = [];
 
   ensure(size: number): void {
     if (this.cnt.length >= size) return;
@@ -238,9 +227,14 @@ export class Aggregator {
   /** Columns per chunk kind: [timeFilter][accountColumn]. */
   private readonly columnSets: ColumnName[][][];
   private readonly groupsAccount: boolean;
-  /** The direct path's accumulators, or null on the slot path. */
-  private readonly direct: DirectGroups | null;
-  private readonly groupMap = new Map<number | string, Group>();
+  private readonly acc = new GroupAccumulators();
+  /** Group key (value ids) -> group index, and each group's decoded key values. */
+  private readonly groupIndex = new Map<number | string, number>();
+  private readonly groupValues: RowValue[][] = [];
+  private readonly contexts: KeyContext[] = [];
+  /** Cards of day/hour keys: the query's range in those units. */
+  private readonly timeBase: number[];
+  private readonly timeCard: number[];
 
   constructor(query: Query, needed: ReadonlySet<Metric>, caches: AggregatorCaches) {
     this.fromMs = query.fromMs;
@@ -262,8 +256,17 @@ export class Aggregator {
     this.needQuantity = needed.has('sum') || needed.has('min') || needed.has('max');
     this.needMinMax = needed.has('min') || needed.has('max');
     this.groupsAccount = this.keys.some((k) => k.type === 'dict' && k.column === 'account_id');
-    const directable = this.keys.length === 0 || (this.keys.length === 1 && this.keys[0].type === 'dict');
-    this.direct = directable ? new DirectGroups() : null;
+    this.timeBase = this.keys.map((k) =>
+      k.type === 'day'
+        ? Math.floor(query.fromMs / DAY_MS)
+        : k.type === 'hour'
+          ? Math.floor(query.fromMs / HOUR_MS)
+          : 0,
+    );
+    this.timeCard = this.keys.map((k, i) => {
+      if (k.type !== 'day' && k.type !== 'hour') return 0;
+      return Math.floor((query.toMs - 1) / (k.type === 'day' ? DAY_MS : HOUR_MS)) - this.timeBase[i] + 1;
+    });
     this.columnSets = [false, true].map((time) =>
       [false, true].map((account) => this.columns(time, account)),
     );
@@ -305,7 +308,10 @@ export class Aggregator {
       const m = this.accountFilter.maskFor(col.dict);
       if (!m.any) return;
       if (!m.all) {
-        n = filterByMask(sel, n, col.codes, m.bits, sc.sel);
+        n =
+          sel === sc.identity
+            ? filterAllByMask(n, col.codes, m.bits, sc.sel)
+            : filterByMask(sel, n, col.codes, m.bits, sc.sel);
         sel = sc.sel;
       }
     }
@@ -315,7 +321,10 @@ export class Aggregator {
       const m = f.maskFor(col.dict);
       if (!m.any) return;
       if (!m.all) {
-        n = filterByMask(sel, n, col.codes, m.bits, sc.sel);
+        n =
+          sel === sc.identity
+            ? filterAllByMask(n, col.codes, m.bits, sc.sel)
+            : filterByMask(sel, n, col.codes, m.bits, sc.sel);
         sel = sc.sel;
       }
     }
@@ -328,7 +337,10 @@ export class Aggregator {
       const m = this.dimMask(col.dict);
       if (!m.any) return;
       if (!m.all) {
-        n = filterByMask(sel, n, col.codes, m.bits, sc.sel);
+        n =
+          sel === sc.identity
+            ? filterAllByMask(n, col.codes, m.bits, sc.sel)
+            : filterByMask(sel, n, col.codes, m.bits, sc.sel);
         sel = sc.sel;
       }
     }
@@ -337,54 +349,90 @@ export class Aggregator {
       sel = sc.sel;
     }
     if (n === 0) return;
-    if (this.direct !== null) {
-      this.accumulateDirect(this.direct, batch, sel, n);
+    if (this.keys.length === 0 && !this.needQuantity) {
+      // A plain count: no per-row work at all.
+      if (this.groupValues.length === 0) this.groupValues.push([]);
+      this.acc.ensure(1);
+      this.acc.cnt[0] += n;
       return;
     }
-    const cap = this.computeKeys(batch, sel, n);
-    this.accumulateSlots(batch, sel, n, cap);
+    const ctx = this.contextOf(batch);
+    if (ctx !== null) {
+      if (ctx.single) {
+        const spec = this.keys[0] as { type: 'dict'; column: DictColumnName };
+        this.accumulate(batch, sel, n, (batch[spec.column] as DictColumn).codes, ctx.table, ctx.sparse);
+      } else {
+        if (this.keys.length > 0) this.contextKeys(batch, sel, n, ctx);
+        this.accumulate(batch, sel, n, null, ctx.table, ctx.sparse);
+      }
+      return;
+    }
+    // Key space beyond one number: chunk-local dense keys and a chunk-local table.
+    this.computeKeys(batch, sel, n);
+    this.accumulate(batch, sel, n, null, null, new Map());
   }
 
-  private accumulateDirect(d: DirectGroups, batch: ColumnBatch, sel: Uint32Array, n: number): void {
-    const spec = this.keys[0];
-    let codes: Uint32Array | null = null;
-    let gids: Int32Array | null = null;
-    if (spec !== undefined && spec.type === 'dict') {
-      const col = batch[spec.column] as DictColumn;
-      codes = col.codes;
-      gids = this.ids.codes(col.dict);
-      d.ensure(this.ids.size);
-    } else {
-      d.ensure(1);
+  /**
+   * The key context of a chunk: found by its dictionaries (a handful per query), made on first
+   * sight; null when the key space does not fit one number (the chunk-local fallback).
+   */
+  private contextOf(batch: ColumnBatch): KeyContext | null {
+    const keys = this.keys;
+    const dicts: (readonly string[] | null)[] = keys.map((k) =>
+      k.type === 'dict'
+        ? (batch[k.column] as DictColumn).dict
+        : k.type === 'dim'
+          ? (batch.dimensions as DictColumn).dict
+          : null,
+    );
+    search: for (const c of this.contexts) {
+      for (let k = 0; k < dicts.length; k++) if (c.dicts[k] !== dicts[k]) continue search;
+      // A grown memtable dictionary changes the cards: that context no longer fits.
+      if (c.lengths.every((len, k) => dicts[k] === null || (dicts[k] as readonly string[]).length === len))
+        return c;
     }
-    const quantity = this.needQuantity ? (batch.quantity as QuantityColumn) : null;
-    if (quantity === null) {
-      countDirect(d, sel, n, codes, gids);
-      return;
-    }
-    const { cnt, sum, min, max, touched } = d;
-    const values = quantity.values;
-    const needMinMax = this.needMinMax;
-    for (let j = 0; j < n; j++) {
-      const row = sel[j];
-      const g = codes === null ? 0 : (gids as Int32Array)[(codes[row] + 1) >>> 0];
-      if (cnt[g] === 0) touched.push(g);
-      cnt[g]++;
-      const v = values[row];
-      // NaN marks a quantity beyond 2^53 (its exact value is in the big map).
-      if (Number.isNaN(v)) {
-        const q = quantity.big?.get(row);
-        assert(q !== undefined, `quantity row ${row} is NaN without a big value`);
-        d.addBig(g, q, needMinMax);
-        continue;
-      }
-      const t = sum[g] + v;
-      if (t <= SAFE_MAX && t >= -SAFE_MAX) sum[g] = t;
-      else d.spill(g, v);
-      if (needMinMax) {
-        if (v < min[g]) min[g] = v;
-        if (v > max[g]) max[g] = v;
-      }
+    const cards = keys.map((k, i) => {
+      if (k.type === 'dict') return (dicts[i] as readonly string[]).length + 1;
+      if (k.type === 'dim') return this.dimCodes(i, k.dimKey, dicts[i] as readonly string[]).values.length;
+      if (k.type === 'kind') return KIND_NAMES.length;
+      return this.timeCard[i];
+    });
+    const cap = cards.reduce((a, b) => a * b, 1);
+    if (cap > KEY_SPACE_MAX) return null;
+    const dense = cap <= CONTEXT_TABLE_MAX;
+    const ctx: KeyContext = {
+      dicts,
+      lengths: dicts.map((d) => (d === null ? 0 : d.length)),
+      cards,
+      table: dense ? new Int32Array(cap).fill(-1) : null,
+      sparse: dense ? null : new Map(),
+      single: keys.length === 1 && keys[0].type === 'dict',
+    };
+    this.contexts.push(ctx);
+    return ctx;
+  }
+
+  /** Composite keys with the context's fixed cards (stable across the context's chunks). */
+  private contextKeys(batch: ColumnBatch, sel: Uint32Array, n: number, ctx: KeyContext): void {
+    const keys = scratch.keys;
+    for (let k = 0; k < this.keys.length; k++) {
+      const spec = this.keys[k];
+      const card = k === 0 ? 0 : ctx.cards[k];
+      if (spec.type === 'dict') addDictKey(keys, sel, n, (batch[spec.column] as DictColumn).codes, card);
+      else if (spec.type === 'kind') addKindKey(keys, sel, n, batch.kind as Uint8Array, card);
+      else if (spec.type === 'dim') {
+        const col = batch.dimensions as DictColumn;
+        addMappedKey(keys, sel, n, col.codes, this.dimCodes(k, spec.dimKey, col.dict).local, card);
+      } else
+        addTimeKey(
+          keys,
+          sel,
+          n,
+          batch.timestamp_ms as Float64Array,
+          spec.type === 'day' ? DAY_MS : HOUR_MS,
+          this.timeBase[k],
+          card,
+        );
     }
   }
 
@@ -467,101 +515,120 @@ export class Aggregator {
     return cap;
   }
 
-  private accumulateSlots(batch: ColumnBatch, sel: Uint32Array, n: number, cap: number): void {
-    const sc = scratch;
-    sc.ensureSlots(Math.min(n, cap));
-    const { keys, slotKey, rep, cnt, sum, min, max } = sc;
-    const useDense = cap <= DENSE_SLOTS_MAX;
-    const dense = sc.dense;
-    const sparse = useDense ? null : new Map<number, number>();
-    const quantity = this.needQuantity ? (batch.quantity as QuantityColumn) : null;
-    const values = quantity?.values;
-    const needMinMax = this.needMinMax;
-    let bigSum: (bigint | undefined)[] | null = null;
-    let bigMin: (Quantity | undefined)[] | null = null;
-    let bigMax: (Quantity | undefined)[] | null = null;
-    let used = 0;
-    for (let j = 0; j < n; j++) {
-      const row = sel[j];
-      const key = keys[j];
-      let s = sparse === null ? dense[key] : (sparse.get(key) ?? -1);
-      if (s < 0) {
-        s = used++;
-        if (sparse === null) dense[key] = s;
-        else sparse.set(key, s);
-        slotKey[s] = key;
-        rep[s] = row;
-        cnt[s] = 0;
-        sum[s] = 0;
-        min[s] = Number.POSITIVE_INFINITY;
-        max[s] = Number.NEGATIVE_INFINITY;
-      }
-      cnt[s]++;
-      if (values === undefined) continue;
-      const v = values[row];
-      if (!Number.isNaN(v)) {
-        const t = sum[s] + v;
-        if (t <= SAFE_MAX && t >= -SAFE_MAX) {
-          sum[s] = t;
-        } else {
-          bigSum ??= [];
-          bigSum[s] = (bigSum[s] ?? 0n) + BigInt(sum[s]) + BigInt(v);
-          sum[s] = 0;
+  /**
+   * Adds the selected rows into the query groups. The key of a row is `(codes[row] + 1)` with
+   * one dictionary key (`single`), else scratch.keys[j]; `table` or `sparse` maps it to a group.
+   * Two passes, each a tight loop: resolve every row's group, then add.
+   */
+  private accumulate(
+    batch: ColumnBatch,
+    sel: Uint32Array,
+    n: number,
+    single: Uint32Array | null,
+    table: Int32Array | null,
+    sparse: Map<number, number> | null,
+  ): void {
+    const groups = scratch.groups;
+    if (this.keys.length === 0) {
+      if (this.groupValues.length === 0) this.groupFor(batch, sel[0]);
+      groups.fill(0, 0, n);
+    } else if (table !== null) {
+      const missing =
+        single !== null
+          ? groupsBySingle(groups, sel, n, single, table)
+          : groupsByKeys(groups, n, scratch.keys, table);
+      // A key first seen: make its group, then resolve the remaining rows again.
+      if (missing >= 0) this.resolveMissing(batch, sel, n, single, table, missing);
+    } else {
+      const keys = scratch.keys;
+      const map = sparse as Map<number, number>;
+      for (let j = 0; j < n; j++) {
+        let g = map.get(keys[j]);
+        if (g === undefined) {
+          g = this.groupFor(batch, sel[j]);
+          map.set(keys[j], g);
         }
-        if (needMinMax) {
-          if (v < min[s]) min[s] = v;
-          if (v > max[s]) max[s] = v;
-        }
-      } else {
-        // Beyond 2^53: the exact value is in the big map (rare).
-        const q = quantity?.big?.get(row);
-        assert(q !== undefined, `quantity row ${row} is NaN without a big value`);
-        bigSum ??= [];
-        bigSum[s] = (bigSum[s] ?? 0n) + q;
-        if (needMinMax) {
-          bigMin ??= [];
-          bigMax ??= [];
-          const lo = bigMin[s];
-          const hi = bigMax[s];
-          if (lo === undefined || compareQuantity(q, lo) < 0) bigMin[s] = q;
-          if (hi === undefined || compareQuantity(q, hi) > 0) bigMax[s] = q;
-        }
+        groups[j] = g;
       }
     }
-    for (let s = 0; s < used; s++) {
-      if (sparse === null) dense[slotKey[s]] = -1;
-      const g = this.groupOf(batch, rep[s]);
-      g.count += cnt[s];
-      addToGroup(g, sum[s], bigSum?.[s]);
+    const d = this.acc;
+    d.ensure(this.groupValues.length);
+    const quantity = this.needQuantity ? (batch.quantity as QuantityColumn) : null;
+    if (quantity === null) {
+      countRows(d.cnt, groups, n);
+      return;
+    }
+    const slow = this.needMinMax
+      ? addRowsMinMax(d, groups, sel, n, quantity.values)
+      : addRows(d, groups, sel, n, quantity.values);
+    // Rows the tight loop left out: quantities beyond 2^53 and sums leaving the safe range.
+    if (slow) this.addSlowRows(d, groups, sel, n, quantity);
+  }
+
+  private resolveMissing(
+    batch: ColumnBatch,
+    sel: Uint32Array,
+    n: number,
+    single: Uint32Array | null,
+    table: Int32Array,
+    from: number,
+  ): void {
+    const groups = scratch.groups;
+    const keys = scratch.keys;
+    for (let j = from; j < n; j++) {
+      const key = single !== null ? (single[sel[j]] + 1) >>> 0 : keys[j] | 0;
+      let g = table[key];
+      if (g < 0) {
+        g = this.groupFor(batch, sel[j]);
+        table[key] = g;
+      }
+      groups[j] = g;
+    }
+  }
+
+  private addSlowRows(
+    d: GroupAccumulators,
+    groups: Int32Array,
+    sel: Uint32Array,
+    n: number,
+    quantity: QuantityColumn,
+  ): void {
+    const { cnt, min, max } = d;
+    const needMinMax = this.needMinMax;
+    for (let j = 0; j < n; j++) {
+      if (groups[j] >= 0) continue;
+      const g = ~groups[j];
+      const row = sel[j];
+      const v = quantity.values[row];
+      cnt[g]++;
+      if (Number.isNaN(v)) {
+        const q = quantity.big?.get(row);
+        assert(q !== undefined, `quantity row ${row} is NaN without a big value`);
+        d.addBig(g, q, needMinMax);
+        continue;
+      }
+      d.spill(g, v);
       if (needMinMax) {
-        if (min[s] !== Number.POSITIVE_INFINITY) mergeMinMax(g, min[s], max[s]);
-        const lo = bigMin?.[s];
-        const hi = bigMax?.[s];
-        if (lo !== undefined && hi !== undefined) mergeMinMax(g, lo, hi);
+        if (v < min[g]) min[g] = v;
+        if (v > max[g]) max[g] = v;
       }
     }
   }
 
-  /** The query group of a chunk row (a slot's representative), created on first sight. */
-  private groupOf(batch: ColumnBatch, row: number): Group {
+  /** The query group of a row, by the engine-wide value ids of its keys; created on first sight. */
+  private groupFor(batch: ColumnBatch, row: number): number {
     const keys = this.keys;
     let gk: number | string = 0;
     for (let k = 0; k < keys.length; k++) {
       const id = this.valueId(k, batch, row);
       gk = k === 0 ? id : `${gk}|${id}`;
     }
-    let g = this.groupMap.get(gk);
+    let g = this.groupIndex.get(gk);
     if (g === undefined) {
-      if (this.groupMap.size >= QUERY_GROUPS_MAX) throw tooManyGroups();
-      g = {
-        values: keys.map((_, k) => this.valueOf(k, batch, row)),
-        count: 0,
-        sum: 0,
-        sumBig: null,
-        min: null,
-        max: null,
-      };
-      this.groupMap.set(gk, g);
+      if (this.groupValues.length >= QUERY_GROUPS_MAX) throw tooManyGroups();
+      g = this.groupValues.length;
+      this.groupValues.push(keys.map((_, k) => this.valueOf(k, batch, row)));
+      this.groupIndex.set(gk, g);
     }
     return g;
   }
@@ -599,20 +666,103 @@ export class Aggregator {
 
   /** The finished groups (unordered). */
   results(): ResultGroup[] {
-    const out: ResultGroup[] = [];
-    const d = this.direct;
-    if (d !== null) {
-      if (d.touched.length > QUERY_GROUPS_MAX) throw tooManyGroups();
-      const keyed = this.keys.length === 1;
-      for (const g of d.touched) out.push(d.result(g, keyed ? [this.ids.values[g]] : []));
-      return out;
-    }
-    for (const g of this.groupMap.values()) {
-      const sum = g.sumBig === null ? g.sum : toQuantity(g.sumBig + BigInt(g.sum));
-      out.push({ values: g.values, count: g.count, sum, min: g.min, max: g.max });
-    }
-    return out;
+    return this.groupValues.map((values, g) => this.acc.result(g, values));
   }
+}
+
+/** Chunks sharing these dictionaries share key numbers and their table. */
+interface KeyContext {
+  dicts: (readonly string[] | null)[];
+  lengths: number[];
+  cards: number[];
+  table: Int32Array | null;
+  sparse: Map<number, number> | null;
+  /** One dictionary key: the key is the code + 1 itself (no key pass). */
+  single: boolean;
+}
+
+/** groups[j] = table[codes[sel[j]] + 1]; returns the first j whose key has no group yet, or -1. */
+function groupsBySingle(
+  groups: Int32Array,
+  sel: Uint32Array,
+  n: number,
+  codes: Uint32Array,
+  table: Int32Array,
+): number {
+  for (let j = 0; j < n; j++) {
+    const g = table[(codes[sel[j]] + 1) >>> 0];
+    if (g < 0) return j;
+    groups[j] = g;
+  }
+  return -1;
+}
+
+function groupsByKeys(groups: Int32Array, n: number, keys: Float64Array, table: Int32Array): number {
+  for (let j = 0; j < n; j++) {
+    // `| 0`: an int32 index keeps the typed-array access on V8's fast path.
+    const g = table[keys[j] | 0];
+    if (g < 0) return j;
+    groups[j] = g;
+  }
+  return -1;
+}
+
+function countRows(cnt: Float64Array, groups: Int32Array, n: number): void {
+  for (let j = 0; j < n; j++) cnt[groups[j]]++;
+}
+
+/**
+ * cnt/sum for rows whose quantity is a number and whose sum stays safe; every other row is
+ * marked (groups[j] = ~g) for addSlowRows. Returns whether any was.
+ */
+function addRows(
+  d: GroupAccumulators,
+  groups: Int32Array,
+  sel: Uint32Array,
+  n: number,
+  values: Float64Array,
+): boolean {
+  const { cnt, sum } = d;
+  let slow = false;
+  for (let j = 0; j < n; j++) {
+    const g = groups[j];
+    const t = sum[g] + values[sel[j]];
+    // NaN (a quantity beyond 2^53) fails both comparisons too.
+    if (t <= SAFE_MAX && t >= -SAFE_MAX) {
+      sum[g] = t;
+      cnt[g]++;
+    } else {
+      groups[j] = ~g;
+      slow = true;
+    }
+  }
+  return slow;
+}
+
+function addRowsMinMax(
+  d: GroupAccumulators,
+  groups: Int32Array,
+  sel: Uint32Array,
+  n: number,
+  values: Float64Array,
+): boolean {
+  const { cnt, sum, min, max } = d;
+  let slow = false;
+  for (let j = 0; j < n; j++) {
+    const g = groups[j];
+    const v = values[sel[j]];
+    const t = sum[g] + v;
+    if (t <= SAFE_MAX && t >= -SAFE_MAX) {
+      sum[g] = t;
+      cnt[g]++;
+      if (v < min[g]) min[g] = v;
+      if (v > max[g]) max[g] = v;
+    } else {
+      groups[j] = ~g;
+      slow = true;
+    }
+  }
+  return slow;
 }
 
 function tooManyGroups(): UsageDbError {
@@ -620,41 +770,4 @@ function tooManyGroups(): UsageDbError {
     'USAGEDB_ERR_INVALID_QUERY',
     `the query produces more than ${QUERY_GROUPS_MAX} groups; narrow its range or group_by`,
   );
-}
-
-/** Count-only direct accumulation (no quantity column read). */
-function countDirect(
-  d: DirectGroups,
-  sel: Uint32Array,
-  n: number,
-  codes: Uint32Array | null,
-  gids: Int32Array | null,
-): void {
-  const { cnt, touched } = d;
-  if (codes === null || gids === null) {
-    if (cnt[0] === 0) touched.push(0);
-    cnt[0] += n;
-    return;
-  }
-  for (let j = 0; j < n; j++) {
-    const g = gids[(codes[sel[j]] + 1) >>> 0];
-    if (cnt[g] === 0) touched.push(g);
-    cnt[g]++;
-  }
-}
-
-function addToGroup(g: Group, small: number, big: bigint | undefined): void {
-  const t = g.sum + small;
-  if (t <= SAFE_MAX && t >= -SAFE_MAX) {
-    g.sum = t;
-  } else {
-    g.sumBig = (g.sumBig ?? 0n) + BigInt(g.sum) + BigInt(small);
-    g.sum = 0;
-  }
-  if (big !== undefined) g.sumBig = (g.sumBig ?? 0n) + big;
-}
-
-function mergeMinMax(g: Group, lo: Quantity, hi: Quantity): void {
-  if (g.min === null || compareQuantity(lo, g.min) < 0) g.min = lo;
-  if (g.max === null || compareQuantity(hi, g.max) > 0) g.max = hi;
 }

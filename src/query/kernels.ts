@@ -10,20 +10,13 @@
  * - the shared scratch is only used inside one synchronous chunk step.
  */
 
-export const DENSE_SLOTS_MAX = 1 << 16;
-
 /** Scratch shared by every aggregation (see the invariants). */
 export class Scratch {
   identity = new Uint32Array(0);
   sel = new Uint32Array(0);
   keys = new Float64Array(0);
-  dense = new Int32Array(DENSE_SLOTS_MAX).fill(-1);
-  slotKey = new Float64Array(0);
-  rep = new Uint32Array(0);
-  cnt = new Float64Array(0);
-  sum = new Float64Array(0);
-  min = new Float64Array(0);
-  max = new Float64Array(0);
+  /** Group index of each selected row (negative: left for the slow path). */
+  groups = new Int32Array(0);
 
   ensureRows(n: number): void {
     if (this.identity.length >= n) return;
@@ -32,17 +25,7 @@ export class Scratch {
     for (let i = 0; i < size; i++) this.identity[i] = i;
     this.sel = new Uint32Array(size);
     this.keys = new Float64Array(size);
-  }
-
-  ensureSlots(n: number): void {
-    if (this.slotKey.length >= n) return;
-    const size = Math.max(n, this.slotKey.length * 2, 256);
-    this.slotKey = new Float64Array(size);
-    this.rep = new Uint32Array(size);
-    this.cnt = new Float64Array(size);
-    this.sum = new Float64Array(size);
-    this.min = new Float64Array(size);
-    this.max = new Float64Array(size);
+    this.groups = new Int32Array(size);
   }
 }
 
@@ -59,6 +42,19 @@ export function filterByMask(
   for (let j = 0; j < n; j++) {
     const row = sel[j];
     if (bits[(codes[row] + 1) >>> 0] === 1) out[m++] = row;
+  }
+  return m;
+}
+
+/**
+ * The first filter of a chunk (the selection is every row): no indirection through `sel`,
+ * and a branchless store, since a selective filter's branch mispredicts.
+ */
+export function filterAllByMask(n: number, codes: Uint32Array, bits: Uint8Array, out: Uint32Array): number {
+  let m = 0;
+  for (let row = 0; row < n; row++) {
+    out[m] = row;
+    m += bits[(codes[row] + 1) >>> 0];
   }
   return m;
 }

@@ -50,6 +50,31 @@ describe('runQuery equals the brute-force reference', () => {
     );
   });
 
+  it('large key spaces: a sparse table (hours of a year) and chunk-local keys (beyond 2^52)', async () => {
+    const keys = ['hour', 'account_id', 'product_id', 'meter_id', 'model_id', 'dimensions.region'];
+    for (const q of [
+      {
+        from: '2026-01-01T00:00:00Z',
+        to: '2027-01-01T00:00:00Z',
+        group_by: keys,
+        metrics: ['sum', 'count', 'min', 'max'] as const,
+      },
+      {
+        from: 0,
+        to: 2 ** 52,
+        group_by: keys,
+        metrics: ['sum', 'count', 'min', 'max'] as const,
+        order_by: [{ key: 'sum', dir: 'desc' as const }],
+        limit: 50,
+      },
+    ]) {
+      const json = { ...q, metrics: [...q.metrics] };
+      expect((await runQuery(fx.db.readSnapshot(), parseJsonQuery(json))).rows).toEqual(
+        referenceQuery(fx.events, json),
+      );
+    }
+  });
+
   it('group_by [] gives one row of totals, zeros and null min/max when nothing matches', async () => {
     const q = {
       from: '2020-01-01T00:00:00Z',
