@@ -61,7 +61,6 @@ const KNOWN_FIELDS = new Set([
   'dimensions',
   'ingested_at_ms',
 ]);
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 
 class Rejection {

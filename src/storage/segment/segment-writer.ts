@@ -313,10 +313,11 @@ function cutBlocks(
 ): FooterBlock[] {
   const blocks: FooterBlock[] = [];
   let nextRun = 1;
-  for (let start = 0, end = 0; start < c.rowCount; start = end) {
+  let start = 0;
+  while (start < c.rowCount) {
     while (nextRun < runStarts.length && runStarts[nextRun] <= start) nextRun++;
     const runEnd = nextRun < runStarts.length ? runStarts[nextRun] : c.rowCount;
-    end = Math.min(runEnd, start + blockRows);
+    const end = Math.min(runEnd, start + blockRows);
     let minTs = c.timestamp_ms[start];
     let maxTs = minTs;
     for (let i = start + 1; i < end; i++) {
@@ -332,6 +333,7 @@ function cutBlocks(
       minAccountCode: accounts.stored[start],
       maxAccountCode: accounts.stored[end - 1],
     });
+    start = end;
   }
   return blocks;
 }
