@@ -135,6 +135,7 @@ export class ChunkCache {
     rowCount: number,
     names: readonly ColumnName[],
     counters: CacheCounters,
+    coldInsert = false,
   ): ColumnBatch {
     const batch: ColumnBatch = { rowCount };
     let missing: ColumnName[] | null = null;
@@ -157,34 +158,42 @@ export class ChunkCache {
         if (value === undefined) throw new Error(`decode returned no ${name} column`);
         counters.cacheMisses++;
         setColumn(batch, name, value);
-        this.insert(seg, COLUMN_INDEX.get(name) as number, block, value, chunkBytes(value) + 96);
+        this.insert(seg, COLUMN_INDEX.get(name) as number, block, value, chunkBytes(value) + 96, coldInsert);
       }
     }
     return batch;
   }
 
-  private insert(
-    seg: SegmentChunks,
-    column: number,
-    block: number,
-    value: ColumnChunk | SegmentReaderView,
-    bytes: number,
-  ): void {
+  /**
+   * Adds an entry at the recent end, or with `cold` at the old end: one-off wide reads (the
+   * audit listing's whole events) then go first and do not push out the columns that
+   * aggregate queries reuse.
+   */
+  private insert(seg: SegmentChunks, column: number, block: number, value: ColumnChunk | SegmentReaderView, bytes: number, cold = false): void {
     if (bytes > this.maxBytes) return;
     // Two queries may decode the same chunk concurrently; keep one.
     const existing = column === READER_SLOT ? seg.reader : seg.byColumn[column][block];
     if (existing !== null && existing !== undefined) return;
-    const e: Entry = { owner: seg, column, block, value, bytes, prev: this.newest, next: null };
-    if (this.newest !== null) this.newest.next = e;
-    this.newest = e;
-    this.oldest ??= e;
+    // Room first, so a cold entry is not its own first victim.
+    while (this.bytes + bytes > this.maxBytes && this.oldest !== null) this.remove(this.oldest);
+    const e: Entry = { owner: seg, column, block, value, bytes, prev: null, next: null };
+    if (cold) {
+      e.next = this.oldest;
+      if (this.oldest !== null) this.oldest.prev = e;
+      this.oldest = e;
+      this.newest ??= e;
+    } else {
+      e.prev = this.newest;
+      if (this.newest !== null) this.newest.next = e;
+      this.newest = e;
+      this.oldest ??= e;
+    }
     if (column === READER_SLOT) seg.reader = e;
     else seg.byColumn[column][block] = e;
     seg.entries++;
     if (seg.entries === 1) this.stores.get(seg.store)?.set(seg.segmentId, seg);
     this.bytes += bytes;
     this.count++;
-    while (this.bytes > this.maxBytes && this.oldest !== null) this.remove(this.oldest);
   }
 
   private touch(e: Entry): void {

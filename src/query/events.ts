@@ -289,6 +289,7 @@ export async function executeEvents(
   return { page: { events, next_cursor }, stats };
 }
 
+/** Columns of one block, cached at the cold end (one-off wide reads; see ChunkCache). */
 function readBlock(
   ctx: EngineContext,
   snapshot: QuerySnapshot,
@@ -297,16 +298,8 @@ function readBlock(
   stats: QueryStats,
 ): ColumnBatch {
   const { entry, block, rowCount, reader } = source;
-  return ctx.cache.block(
-    ctx.cache.segment(snapshot.store, entry),
-    snapshot.store,
-    entry,
-    reader,
-    block,
-    rowCount,
-    names,
-    stats,
-  );
+  const seg = ctx.cache.segment(snapshot.store, entry);
+  return ctx.cache.block(seg, snapshot.store, entry, reader, block, rowCount, names, stats, true);
 }
 
 function materialize(
