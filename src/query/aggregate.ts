@@ -32,6 +32,7 @@ import {
 import { compareQuantity, type Quantity, toQuantity } from '../model/quantity.ts';
 import {
   addDictKey,
+  addDictKeys,
   addKindKey,
   addLocalKey,
   addMappedKey,
@@ -407,6 +408,7 @@ export class Aggregator {
       table: dense ? new Int32Array(cap).fill(-1) : null,
       sparse: dense ? null : new Map(),
       single: keys.length === 1 && keys[0].type === 'dict',
+      allDict: keys.every((k) => k.type === 'dict'),
     };
     this.contexts.push(ctx);
     return ctx;
@@ -415,6 +417,12 @@ export class Aggregator {
   /** Composite keys with the context's fixed cards (stable across the context's chunks). */
   private contextKeys(batch: ColumnBatch, sel: Uint32Array, n: number, ctx: KeyContext): void {
     const keys = scratch.keys;
+    if (ctx.allDict && this.keys.length <= 4) {
+      // One pass for up to four dictionary keys (a billing line: product, meter, model, unit).
+      const codes = this.keys.map((k) => (batch[(k as { column: DictColumnName }).column] as DictColumn).codes);
+      addDictKeys(keys, sel, n, codes, ctx.cards);
+      return;
+    }
     for (let k = 0; k < this.keys.length; k++) {
       const spec = this.keys[k];
       const card = k === 0 ? 0 : ctx.cards[k];
@@ -533,12 +541,17 @@ export class Aggregator {
       if (this.groupValues.length === 0) this.groupFor(batch, sel[0]);
       groups.fill(0, 0, n);
     } else if (table !== null) {
-      const missing =
-        single !== null
-          ? groupsBySingle(groups, sel, n, single, table)
-          : groupsByKeys(groups, n, scratch.keys, table);
-      // A key first seen: make its group, then resolve the remaining rows again.
-      if (missing >= 0) this.resolveMissing(batch, sel, n, single, table, missing);
+      // Tight loop until a key without a group; make it; go on from the next row.
+      const keys = scratch.keys;
+      let j = 0;
+      while (j < n) {
+        j = single !== null ? groupsBySingle(groups, sel, j, n, single, table) : groupsByKeys(groups, j, n, keys, table);
+        if (j >= n) break;
+        const key = single !== null ? (single[sel[j]] + 1) >>> 0 : keys[j] | 0;
+        const g = this.groupFor(batch, sel[j]);
+        table[key] = g;
+        groups[j++] = g;
+      }
     } else {
       const keys = scratch.keys;
       const map = sparse as Map<number, number>;
@@ -563,27 +576,6 @@ export class Aggregator {
       : addRows(d, groups, sel, n, quantity.values);
     // Rows the tight loop left out: quantities beyond 2^53 and sums leaving the safe range.
     if (slow) this.addSlowRows(d, groups, sel, n, quantity);
-  }
-
-  private resolveMissing(
-    batch: ColumnBatch,
-    sel: Uint32Array,
-    n: number,
-    single: Uint32Array | null,
-    table: Int32Array,
-    from: number,
-  ): void {
-    const groups = scratch.groups;
-    const keys = scratch.keys;
-    for (let j = from; j < n; j++) {
-      const key = single !== null ? (single[sel[j]] + 1) >>> 0 : keys[j] | 0;
-      let g = table[key];
-      if (g < 0) {
-        g = this.groupFor(batch, sel[j]);
-        table[key] = g;
-      }
-      groups[j] = g;
-    }
   }
 
   private addSlowRows(
@@ -679,32 +671,27 @@ interface KeyContext {
   sparse: Map<number, number> | null;
   /** One dictionary key: the key is the code + 1 itself (no key pass). */
   single: boolean;
+  allDict: boolean;
 }
 
-/** groups[j] = table[codes[sel[j]] + 1]; returns the first j whose key has no group yet, or -1. */
-function groupsBySingle(
-  groups: Int32Array,
-  sel: Uint32Array,
-  n: number,
-  codes: Uint32Array,
-  table: Int32Array,
-): number {
-  for (let j = 0; j < n; j++) {
+/** groups[j] = table[codes[sel[j]] + 1] from j = `from`; returns the first j without a group, or n. */
+function groupsBySingle(groups: Int32Array, sel: Uint32Array, from: number, n: number, codes: Uint32Array, table: Int32Array): number {
+  for (let j = from; j < n; j++) {
     const g = table[(codes[sel[j]] + 1) >>> 0];
     if (g < 0) return j;
     groups[j] = g;
   }
-  return -1;
+  return n;
 }
 
-function groupsByKeys(groups: Int32Array, n: number, keys: Float64Array, table: Int32Array): number {
-  for (let j = 0; j < n; j++) {
+function groupsByKeys(groups: Int32Array, from: number, n: number, keys: Float64Array, table: Int32Array): number {
+  for (let j = from; j < n; j++) {
     // `| 0`: an int32 index keeps the typed-array access on V8's fast path.
     const g = table[keys[j] | 0];
     if (g < 0) return j;
     groups[j] = g;
   }
-  return -1;
+  return n;
 }
 
 function countRows(cnt: Float64Array, groups: Int32Array, n: number): void {

@@ -103,6 +103,33 @@ export function addDictKey(
   else for (let j = 0; j < n; j++) keys[j] = keys[j] * card + ((codes[sel[j]] + 1) >>> 0);
 }
 
+const EMPTY_CODES = new Uint32Array(0);
+
+/**
+ * All keys at once for 1-4 dictionary keys: key = ((c0 * k1 + c1) * k2 + c2) * k3 + c3 over
+ * codes + 1. Absent keys are skipped by loop-invariant flags (their arrays are never read).
+ */
+export function addDictKeys(keys: Float64Array, sel: Uint32Array, n: number, codes: readonly Uint32Array[], cards: readonly number[]): void {
+  const c0 = codes[0];
+  const c1 = codes[1] ?? EMPTY_CODES;
+  const c2 = codes[2] ?? EMPTY_CODES;
+  const c3 = codes[3] ?? EMPTY_CODES;
+  const k1 = codes.length > 1 ? cards[1] : 1;
+  const k2 = codes.length > 2 ? cards[2] : 1;
+  const k3 = codes.length > 3 ? cards[3] : 1;
+  const has1 = codes.length > 1 ? 1 : 0;
+  const has2 = codes.length > 2 ? 1 : 0;
+  const has3 = codes.length > 3 ? 1 : 0;
+  for (let j = 0; j < n; j++) {
+    const row = sel[j];
+    let key = (c0[row] + 1) >>> 0;
+    if (has1 === 1) key = key * k1 + ((c1[row] + 1) >>> 0);
+    if (has2 === 1) key = key * k2 + ((c2[row] + 1) >>> 0);
+    if (has3 === 1) key = key * k3 + ((c3[row] + 1) >>> 0);
+    keys[j] = key;
+  }
+}
+
 export function addKindKey(
   keys: Float64Array,
   sel: Uint32Array,

@@ -322,7 +322,7 @@ export function jsonQueryArb(options: QueryArbOptions = {}): fc.Arbitrary<JsonQu
     .record({
       account: fc.option(fc.constantFrom(...ACCOUNTS, 'acct-none'), { nil: undefined }),
       range: fc.tuple(timeArb(MAY - DAY, MAY + 6 * DAY), fc.integer({ min: 1, max: 8 * DAY })),
-      groupBy: fc.uniqueArray(fc.constantFrom(...GROUP_KEYS), { maxLength: 3 }),
+      groupBy: fc.uniqueArray(fc.constantFrom(...GROUP_KEYS), { maxLength: 4 }),
       product_id: filterArb([...PRODUCTS, 'no-such-product']),
       meter_id: filterArb(METERS),
       model_id: filterArb(models),
