@@ -419,7 +419,9 @@ export class Aggregator {
     const keys = scratch.keys;
     if (ctx.allDict && this.keys.length <= 4) {
       // One pass for up to four dictionary keys (a billing line: product, meter, model, unit).
-      const codes = this.keys.map((k) => (batch[(k as { column: DictColumnName }).column] as DictColumn).codes);
+      const codes = this.keys.map(
+        (k) => (batch[(k as { column: DictColumnName }).column] as DictColumn).codes,
+      );
       addDictKeys(keys, sel, n, codes, ctx.cards);
       return;
     }
@@ -545,7 +547,10 @@ export class Aggregator {
       const keys = scratch.keys;
       let j = 0;
       while (j < n) {
-        j = single !== null ? groupsBySingle(groups, sel, j, n, single, table) : groupsByKeys(groups, j, n, keys, table);
+        j =
+          single !== null
+            ? groupsBySingle(groups, sel, j, n, single, table)
+            : groupsByKeys(groups, j, n, keys, table);
         if (j >= n) break;
         const key = single !== null ? (single[sel[j]] + 1) >>> 0 : keys[j] | 0;
         const g = this.groupFor(batch, sel[j]);
@@ -675,7 +680,14 @@ interface KeyContext {
 }
 
 /** groups[j] = table[codes[sel[j]] + 1] from j = `from`; returns the first j without a group, or n. */
-function groupsBySingle(groups: Int32Array, sel: Uint32Array, from: number, n: number, codes: Uint32Array, table: Int32Array): number {
+function groupsBySingle(
+  groups: Int32Array,
+  sel: Uint32Array,
+  from: number,
+  n: number,
+  codes: Uint32Array,
+  table: Int32Array,
+): number {
   for (let j = from; j < n; j++) {
     const g = table[(codes[sel[j]] + 1) >>> 0];
     if (g < 0) return j;
@@ -684,7 +696,13 @@ function groupsBySingle(groups: Int32Array, sel: Uint32Array, from: number, n: n
   return n;
 }
 
-function groupsByKeys(groups: Int32Array, from: number, n: number, keys: Float64Array, table: Int32Array): number {
+function groupsByKeys(
+  groups: Int32Array,
+  from: number,
+  n: number,
+  keys: Float64Array,
+  table: Int32Array,
+): number {
   for (let j = from; j < n; j++) {
     // `| 0`: an int32 index keeps the typed-array access on V8's fast path.
     const g = table[keys[j] | 0];

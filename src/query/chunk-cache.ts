@@ -169,7 +169,14 @@ export class ChunkCache {
    * audit listing's whole events) then go first and do not push out the columns that
    * aggregate queries reuse.
    */
-  private insert(seg: SegmentChunks, column: number, block: number, value: ColumnChunk | SegmentReaderView, bytes: number, cold = false): void {
+  private insert(
+    seg: SegmentChunks,
+    column: number,
+    block: number,
+    value: ColumnChunk | SegmentReaderView,
+    bytes: number,
+    cold = false,
+  ): void {
     if (bytes > this.maxBytes) return;
     // Two queries may decode the same chunk concurrently; keep one.
     const existing = column === READER_SLOT ? seg.reader : seg.byColumn[column][block];

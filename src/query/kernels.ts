@@ -109,7 +109,13 @@ const EMPTY_CODES = new Uint32Array(0);
  * All keys at once for 1-4 dictionary keys: key = ((c0 * k1 + c1) * k2 + c2) * k3 + c3 over
  * codes + 1. Absent keys are skipped by loop-invariant flags (their arrays are never read).
  */
-export function addDictKeys(keys: Float64Array, sel: Uint32Array, n: number, codes: readonly Uint32Array[], cards: readonly number[]): void {
+export function addDictKeys(
+  keys: Float64Array,
+  sel: Uint32Array,
+  n: number,
+  codes: readonly Uint32Array[],
+  cards: readonly number[],
+): void {
   const c0 = codes[0];
   const c1 = codes[1] ?? EMPTY_CODES;
   const c2 = codes[2] ?? EMPTY_CODES;

@@ -18,7 +18,12 @@ const reader: SegmentReaderView = {
 function source(log: string[]): SegmentSource {
   return {
     reader: async () => reader,
-    decode: (e: SegmentEntryView, _r: SegmentReaderView, names: readonly ColumnName[], blocks?: readonly number[]): ColumnBatch => {
+    decode: (
+      e: SegmentEntryView,
+      _r: SegmentReaderView,
+      names: readonly ColumnName[],
+      blocks?: readonly number[],
+    ): ColumnBatch => {
       log.push(`${e.id}:${names.join(',')}:${blocks?.join(',')}`);
       return { rowCount: ROWS, timestamp_ms: new Float64Array(ROWS).fill(e.id) };
     },
@@ -31,7 +36,18 @@ describe('ChunkCache', () => {
     const log: string[] = [];
     const src = source(log);
     const counters = { cacheHits: 0, cacheMisses: 0 };
-    const read = (id: number, cold = false) => cache.block(cache.segment(src, entry(id)), src, entry(id), reader, 0, ROWS, ['timestamp_ms'], counters, cold);
+    const read = (id: number, cold = false) =>
+      cache.block(
+        cache.segment(src, entry(id)),
+        src,
+        entry(id),
+        reader,
+        0,
+        ROWS,
+        ['timestamp_ms'],
+        counters,
+        cold,
+      );
     read(1);
     read(2);
     read(3);
@@ -54,7 +70,18 @@ describe('ChunkCache', () => {
     const log: string[] = [];
     const src = source(log);
     const counters = { cacheHits: 0, cacheMisses: 0 };
-    const read = (id: number, cold = false) => cache.block(cache.segment(src, entry(id)), src, entry(id), reader, 0, ROWS, ['timestamp_ms'], counters, cold);
+    const read = (id: number, cold = false) =>
+      cache.block(
+        cache.segment(src, entry(id)),
+        src,
+        entry(id),
+        reader,
+        0,
+        ROWS,
+        ['timestamp_ms'],
+        counters,
+        cold,
+      );
     read(1);
     read(2);
     for (let id = 10; id < 20; id++) read(id, true);
@@ -82,7 +109,8 @@ describe('ChunkCache', () => {
     const log: string[] = [];
     const src = source(log);
     const counters = { cacheHits: 0, cacheMisses: 0 };
-    for (let i = 0; i < 3; i++) cache.block(cache.segment(src, entry(1)), src, entry(1), reader, 0, ROWS, ['timestamp_ms'], counters);
+    for (let i = 0; i < 3; i++)
+      cache.block(cache.segment(src, entry(1)), src, entry(1), reader, 0, ROWS, ['timestamp_ms'], counters);
     expect(log).toHaveLength(3);
     expect(cache.entryCount).toBe(0);
   });
