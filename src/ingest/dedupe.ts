@@ -101,11 +101,10 @@ export class StoredEventFinder {
   }
 
   private async searchBlock(segmentId: number, block: number, eventId: string): Promise<StoredHit | null> {
-    const reader = await this.segments.fileReader(segmentId);
-    const ids = this.segments.decodeBlocks(segmentId, reader, ['event_id'], [block]).event_id ?? [];
+    const ids = (await this.segments.readBlocks(segmentId, ['event_id'], [block])).event_id ?? [];
     const row = ids.indexOf(eventId);
     if (row < 0) return null;
-    const columns = this.segments.decodeBlocks(segmentId, reader, COLUMN_NAMES, [block]) as EventColumns;
+    const columns = (await this.segments.readBlocks(segmentId, COLUMN_NAMES, [block])) as EventColumns;
     return { segmentId, event: eventOfRow(columns, row) };
   }
 }

@@ -11,10 +11,10 @@
  * - cached file bytes stay under `cacheBytesMax` (least recently used dropped first).
  */
 import { assert, UsageDbError } from '../errors.ts';
-import type { ColumnBatch, ColumnName } from '../model/columns.ts';
+import { COLUMN_NAMES, type ColumnBatch, type ColumnName } from '../model/columns.ts';
 import { hash128 } from '../model/hash.ts';
 import type { BloomFilter } from './encoding/bloom-filter.ts';
-import type { FileSystem } from './fs/file-system.ts';
+import type { FileSystem, ReadFile } from './fs/file-system.ts';
 import { segmentPath } from './layout.ts';
 import type { SegmentEntry } from './manifest.ts';
 import { accountBucket, partitionKey, utcDay } from './partition.ts';
@@ -74,6 +74,22 @@ export interface IdIndex {
 }
 
 const SLICE_ID_FACTOR = 2 ** 20;
+/** Memory for point-lookup images (only the chunks actually read are resident). */
+const POINT_CACHE_BYTES_MAX = 64 * 1024 * 1024;
+
+/**
+ * A segment file image for point lookups: a zero-filled buffer of the file's size in which only
+ * the header, the footer region and the chunks read so far hold the file's bytes. Each chunk's
+ * CRC is verified when decoded, so no unread byte is ever trusted.
+ */
+interface PointImage {
+  image: Uint8Array;
+  reader: SegmentReader;
+  loaded: Set<number>;
+  loadedBytes: number;
+}
+/** Tail read when opening a point image: footer and filter usually fit. */
+const TAIL_READ_BYTES = 1024 * 1024;
 export const DEFAULT_SEGMENT_CACHE_BYTES = 128 * 1024 * 1024;
 
 function corrupt(entryId: number, what: string, cause?: unknown): UsageDbError {
@@ -136,6 +152,8 @@ export class SegmentStore {
   private readonly bucketCount: number;
   private readonly cacheBytesMax: number;
   private readonly readers = new Map<number, SegmentReader>();
+  private readonly points = new Map<number, PointImage>();
+  private pointBytes = 0;
   /** The file reader behind each slice reader handed out (it outlives cache eviction). */
   private readonly fileOfSlice = new WeakMap<SliceReader, SegmentReader>();
   private cacheBytes = 0;
@@ -195,6 +213,7 @@ export class SegmentStore {
     const live = new Set(entries.map((e) => e.id));
     for (const id of [...this.prepared.keys()]) if (!live.has(id)) this.prepared.delete(id);
     for (const id of [...this.readers.keys()]) if (!live.has(id)) this.evict(id);
+    for (const id of [...this.points.keys()]) if (!live.has(id)) this.evictPoint(id);
     const byPartition = new Map<string, PartitionSlice[]>();
     const byBucket = new Map<number, PartitionSlice[]>();
     const all: PartitionSlice[] = [];
@@ -247,16 +266,18 @@ export class SegmentStore {
     const file = this.prepared.get(segmentId);
     assert(file !== undefined, `segment ${segmentId} is not committed`);
     if (file.idIndex !== null) return file.idIndex;
-    const reader = await this.fileReader(segmentId);
+    const blockCount = file.meta.blocks.length;
+    const all = Array.from({ length: blockCount }, (_, b) => b);
+    const point = await this.pointColumns(segmentId, ['event_id'], all);
     const n = file.meta.rowCount;
     const keyed = new Float64Array(n);
     let row = 0;
-    for (let b = 0; b < file.meta.blocks.length; b++) {
-      const ids = this.decodeBlocks(segmentId, reader, ['event_id'], [b]).event_id ?? [];
+    for (let b = 0; b < blockCount; b++) {
+      const ids = this.decodeBlocks(segmentId, point.reader, ['event_id'], [b]).event_id ?? [];
       // hash (32 bits) * 2^20 + block: one sortable number per row.
       for (const id of ids) keyed[row++] = hash128(id).h3 * 1_048_576 + b;
     }
-    assert(row === n && file.meta.blocks.length <= 1_048_576, `segment ${segmentId}: id index row count`);
+    assert(row === n && blockCount <= 1_048_576, `segment ${segmentId}: id index row count`);
     keyed.sort();
     const hashes = new Uint32Array(n);
     const blocks = new Uint32Array(n);
@@ -266,6 +287,99 @@ export class SegmentStore {
     }
     file.idIndex = { hashes, blocks };
     return file.idIndex;
+  }
+
+  /**
+   * Decodes columns of a few blocks of a file, reading only their chunks (point lookups:
+   * dedupe, corrections), not the whole file.
+   */
+  async readBlocks(
+    segmentId: number,
+    names: readonly ColumnName[],
+    blocks: readonly number[],
+  ): Promise<ColumnBatch> {
+    const point = await this.pointColumns(segmentId, names, blocks);
+    return this.decodeBlocks(segmentId, point.reader, names, blocks);
+  }
+
+  private async pointColumns(
+    segmentId: number,
+    names: readonly ColumnName[],
+    blocks: readonly number[],
+  ): Promise<PointImage> {
+    const file = this.prepared.get(segmentId);
+    assert(file !== undefined, `segment ${segmentId} is not committed`);
+    const path = segmentPath(this.root, segmentId);
+    const handle = await this.fs.openRead(path);
+    try {
+      let point = this.points.get(segmentId);
+      if (point === undefined) {
+        point = await this.loadPointImage(segmentId, handle, file.entry);
+        this.points.set(segmentId, point);
+      } else {
+        this.points.delete(segmentId);
+        this.points.set(segmentId, point);
+      }
+      const layout = point.reader.chunkLayout();
+      const blockCount = file.meta.blocks.length;
+      const wanted = new Set(names);
+      // Column-major layout: one column's chunks for consecutive blocks are contiguous, so
+      // read each column's missing span in one go.
+      for (let c = 0; c < COLUMN_NAMES.length; c++) {
+        if (!wanted.has(COLUMN_NAMES[c])) continue;
+        const missing = blocks.filter((b) => !point.loaded.has(c * blockCount + b));
+        if (missing.length === 0) continue;
+        const first = layout[c * blockCount + missing[0]];
+        const last = layout[c * blockCount + missing[missing.length - 1]];
+        const bytes = await handle.read(first.offset, last.offset + last.length - first.offset);
+        point.image.set(bytes, first.offset);
+        for (let b = missing[0]; b <= missing[missing.length - 1]; b++) point.loaded.add(c * blockCount + b);
+        point.loadedBytes += bytes.length;
+        this.pointBytes += bytes.length;
+      }
+    } catch (err) {
+      throw corrupt(segmentId, `${path}: ${(err as Error).message}`, err);
+    } finally {
+      await handle.close();
+    }
+    const point = this.points.get(segmentId) as PointImage;
+    for (const id of this.points.keys()) {
+      if (this.pointBytes <= POINT_CACHE_BYTES_MAX || id === segmentId) break;
+      this.evictPoint(id);
+    }
+    return point;
+  }
+
+  private async loadPointImage(
+    segmentId: number,
+    handle: ReadFile,
+    entry: SegmentEntry,
+  ): Promise<PointImage> {
+    if (handle.sizeBytes !== entry.size_bytes)
+      throw new Error(`size ${handle.sizeBytes}, manifest says ${entry.size_bytes}`);
+    const image = new Uint8Array(entry.size_bytes);
+    image.set(await handle.read(0, Math.min(64, entry.size_bytes)), 0);
+    const tailStart = Math.max(0, entry.size_bytes - TAIL_READ_BYTES);
+    let tail = await handle.read(tailStart, entry.size_bytes - tailStart);
+    image.set(tail, tailStart);
+    let reader: SegmentReader;
+    try {
+      reader = SegmentReader.fromBytes(image);
+    } catch {
+      // The footer is longer than the tail read: read the whole region before the chunks.
+      tail = await handle.read(0, entry.size_bytes);
+      image.set(tail, 0);
+      reader = SegmentReader.fromBytes(image);
+    }
+    assert(reader.meta.segmentId === segmentId, `segment ${segmentId}: image holds another segment`);
+    return { image, reader, loaded: new Set(), loadedBytes: 0 };
+  }
+
+  private evictPoint(id: number): void {
+    const p = this.points.get(id);
+    if (!p) return;
+    this.pointBytes -= p.loadedBytes;
+    this.points.delete(id);
   }
 
   private evict(id: number): void {

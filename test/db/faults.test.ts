@@ -154,6 +154,19 @@ describe('faults', () => {
     await db2.close({ flushMemtable: false });
   });
 
+  it('a flipped bit in a stored event id chunk fails a retry closed instead of storing it twice', async () => {
+    const sim = simDb();
+    const db = await sim.open();
+    await db.ingest([small(1), small(8)]);
+    await db.flush();
+    await db.close();
+    const seg = sim.fs.listAll().find((p) => p.endsWith('.useg')) as string;
+    sim.fs.flipBit(seg, 6, 0); // inside the first event_id chunk (right after the 4-byte magic)
+    const db2 = await sim.open();
+    await expect(db2.ingest([small(1)])).rejects.toMatchObject({ code: 'USAGEDB_ERR_SEGMENT_CORRUPT' });
+    await db2.close({ flushMemtable: false });
+  });
+
   it('a flipped bit in the middle of the WAL refuses the open', async () => {
     const sim = simDb();
     const db = await sim.open();
