@@ -25,7 +25,14 @@ import { eventOfRow, type WireEvent } from '../model/event.ts';
 import { quantityToString } from '../model/quantity.ts';
 import type { EngineContext } from './execute.ts';
 import { ID_BYTES_MAX } from './parse-json.ts';
-import { bucketsOf, emptyStats, type ScanTarget, scanSegments, segmentMayMatch } from './scan.ts';
+import {
+  bucketsOf,
+  candidateEntries,
+  emptyStats,
+  type ScanTarget,
+  scanSegments,
+  segmentMayMatch,
+} from './scan.ts';
 import { parseRange } from './time.ts';
 import type {
   BlockMetaView,
@@ -227,7 +234,7 @@ export async function executeEvents(
   };
   // Manifest pruning first, so only this account's segments are sorted by time.
   const buckets = bucketsOf(target, snapshot.bucketCount);
-  const segments = snapshot.segments
+  const segments = candidateEntries(snapshot, buckets)
     .filter((e) => segmentMayMatch(e, target, buckets))
     .sort((a, b) => a.min_ts - b.min_ts);
   stats.segmentsPruned += snapshot.segments.length - segments.length;

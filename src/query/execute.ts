@@ -13,7 +13,7 @@ import { quantityToString } from '../model/quantity.ts';
 import { Aggregator } from './aggregate.ts';
 import type { ChunkCache } from './chunk-cache.ts';
 import { comparatorFor, orderAndLimit, type ResultGroup } from './order.ts';
-import { emptyStats, type ScanTarget, scanSegments } from './scan.ts';
+import { bucketsOf, candidateEntries, emptyStats, type ScanTarget, scanSegments } from './scan.ts';
 import type { BlockMetaView, Metric, Query, QueryResult, QueryRow, QuerySnapshot } from './types.ts';
 import { type DimensionsCache, VALUE_IDS_MAX, ValueIds } from './value-ids.ts';
 
@@ -56,7 +56,9 @@ export async function executeQuery(
   // Set by columnsFor, used by the visit of the same block right after.
   let timeFilter = true;
   let accountFilter = true;
-  await scanSegments(snapshot, snapshot.segments, target, ctx.cache, stats, {
+  const entries = candidateEntries(snapshot, bucketsOf(target, snapshot.bucketCount));
+  stats.segmentsPruned += snapshot.segments.length - entries.length;
+  await scanSegments(snapshot, entries, target, ctx.cache, stats, {
     columnsFor(block: BlockMetaView) {
       timeFilter = !(block.minTimestampMs >= query.fromMs && block.maxTimestampMs < query.toMs);
       accountFilter = !(

@@ -140,6 +140,46 @@ export function bucketsOf(target: ScanTarget, bucketCount: number): Set<number> 
   return new Set(target.accountIds.map((a) => accountBucket(a, bucketCount)));
 }
 
+/** Entries by bucket, per entry list (a snapshot's list is one array until the next flush). */
+interface BucketIndex {
+  bucketCount: number;
+  byBucket: Map<number, SegmentEntryView[]>;
+  /** Entries that do not name a bucket (a segment file of many partitions). */
+  anyBucket: SegmentEntryView[];
+}
+
+const bucketIndexes = new WeakMap<readonly SegmentEntryView[], BucketIndex>();
+
+/**
+ * The entries a scan must consider, in snapshot order: all of them, or for given accounts
+ * only the entries of their buckets (and any entry that does not name its bucket). The rest
+ * are pruned by the manifest without being looked at one by one.
+ */
+export function candidateEntries(
+  snapshot: QuerySnapshot,
+  buckets: ReadonlySet<number> | null,
+): readonly SegmentEntryView[] {
+  const all = snapshot.segments;
+  if (buckets === null) return all;
+  let index = bucketIndexes.get(all);
+  if (index === undefined || index.bucketCount !== snapshot.bucketCount) {
+    index = { bucketCount: snapshot.bucketCount, byBucket: new Map(), anyBucket: [] };
+    for (const e of all) {
+      if (e.bucket === undefined) {
+        index.anyBucket.push(e);
+        continue;
+      }
+      const list = index.byBucket.get(e.bucket);
+      if (list === undefined) index.byBucket.set(e.bucket, [e]);
+      else list.push(e);
+    }
+    bucketIndexes.set(all, index);
+  }
+  const parts: SegmentEntryView[][] = [index.anyBucket];
+  for (const b of buckets) parts.push(index.byBucket.get(b) ?? []);
+  return parts.length === 2 && parts[0].length === 0 ? parts[1] : parts.flat();
+}
+
 /** Bucket of each block (of its accounts), computed once per segment reader. */
 const blockBucketCache = new WeakMap<
   readonly BlockMetaView[],
