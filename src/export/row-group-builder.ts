@@ -11,7 +11,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { type Data, type DataType, RecordBatch, Struct, Table, makeData, tableToIPC } from 'apache-arrow';
-import { assert } from '../errors.ts';
+import { UsageDbError, assert } from '../errors.ts';
 import { type DictColumn, type EventColumns, KIND_NAMES, NULL_CODE } from '../model/columns.ts';
 import { ExactSum, QUANTITY_ABS_MAX } from '../model/quantity.ts';
 import { EXPORT_COLUMNS, EXPORT_SCHEMA } from './schema.ts';
@@ -79,49 +79,68 @@ class Utf8Builder {
     this.bytes = next;
   }
 
-  private markValid(): void {
-    if (this.nullable) this.validity[this.length >> 3] |= 1 << (this.length & 7);
-  }
-
-  appendString(value: string): void {
-    const n = value.length;
-    this.ensure(n * UTF8_BYTES_PER_UNIT_MAX);
-    const start = this.offsets[this.length];
+  /** Appends `values[rows[i]]` (null allowed only in a nullable column). */
+  appendStrings(values: readonly (string | null)[], rows: ArrayLike<number>): void {
+    let units = 0;
+    for (let i = 0; i < rows.length; i++) units += values[rows[i]]?.length ?? 0;
+    this.ensure(units * UTF8_BYTES_PER_UNIT_MAX);
     const bytes = this.bytes;
-    // ASCII fast path (ids almost always are): a JS loop beats a native write per short string.
-    let i = 0;
-    for (; i < n; i++) {
-      const unit = value.charCodeAt(i);
-      if (unit >= 0x80) break;
-      bytes[start + i] = unit;
+    const offsets = this.offsets;
+    let length = this.length;
+    let pos = offsets[length];
+    for (let i = 0; i < rows.length; i++) {
+      const value = values[rows[i]];
+      if (value === null) {
+        if (!this.nullable) throw new UsageDbError('USAGEDB_ERR_INTERNAL', 'invariant violated: null in a required column');
+        this.nulls++;
+      } else {
+        // ASCII fast path (ids almost always are): a JS loop beats a native write per short string.
+        const n = value.length;
+        let k = 0;
+        for (; k < n; k++) {
+          const unit = value.charCodeAt(k);
+          if (unit >= 0x80) break;
+          bytes[pos + k] = unit;
+        }
+        pos += k === n ? n : bytes.write(value, pos, 'utf8');
+        if (this.nullable) this.validity[length >> 3] |= 1 << (length & 7);
+      }
+      offsets[++length] = pos;
     }
-    const written = i === n ? n : bytes.write(value, start, 'utf8');
-    this.markValid();
-    this.length++;
-    this.offsets[this.length] = start + written;
+    this.length = length;
   }
 
-  /** Appends entry `code` of an encoded dictionary. */
-  appendEncoded(dict: EncodedDict, code: number): void {
-    const from = dict.starts[code];
-    const size = dict.starts[code + 1] - from;
-    this.ensure(size);
-    const start = this.offsets[this.length];
-    const target = this.bytes;
+  /** Appends entry `codes[rows[i]]` of an encoded dictionary (NULL_CODE is a null). */
+  appendCodes(dict: EncodedDict, codes: ArrayLike<number>, rows: ArrayLike<number>): void {
+    const starts = dict.starts;
+    let total = 0;
+    for (let i = 0; i < rows.length; i++) {
+      const code = codes[rows[i]];
+      if (code !== NULL_CODE) total += starts[code + 1] - starts[code];
+    }
+    this.ensure(total);
     const source = dict.bytes;
-    // Most ids are short: a plain loop beats a native copy call for them.
-    if (size <= 32) for (let i = 0; i < size; i++) target[start + i] = source[from + i];
-    else source.copy(target, start, from, from + size);
-    this.markValid();
-    this.length++;
-    this.offsets[this.length] = start + size;
-  }
-
-  appendNull(): void {
-    assert(this.nullable, 'null appended to a required column');
-    this.nulls++;
-    this.length++;
-    this.offsets[this.length] = this.offsets[this.length - 1];
+    const target = this.bytes;
+    const offsets = this.offsets;
+    let length = this.length;
+    let pos = offsets[length];
+    for (let i = 0; i < rows.length; i++) {
+      const code = codes[rows[i]];
+      if (code === NULL_CODE) {
+        if (!this.nullable) throw new UsageDbError('USAGEDB_ERR_INTERNAL', 'invariant violated: null in a required column');
+        this.nulls++;
+      } else {
+        const from = starts[code];
+        const size = starts[code + 1] - from;
+        // Most values are short: a plain loop beats a native copy call for them.
+        if (size <= 32) for (let k = 0; k < size; k++) target[pos + k] = source[from + k];
+        else source.copy(target, pos, from, from + size);
+        pos += size;
+        if (this.nullable) this.validity[length >> 3] |= 1 << (length & 7);
+      }
+      offsets[++length] = pos;
+    }
+    this.length = length;
   }
 
   /** Arrow data over the builder's buffers: valid until the next `reset()`. */
@@ -156,14 +175,20 @@ class WordBuilder {
     this.wordsPerValue = wordsPerValue;
   }
 
-  /** Appends a non-negative safe integer as int64 (timestamps). */
-  appendInt64(value: number): void {
-    assert(Number.isSafeInteger(value) && value >= 0, `int64 column value ${value} is not a non-negative safe integer`);
-    const at = this.length * 2;
-    const lo = value >>> 0;
-    this.words[at] = lo;
-    this.words[at + 1] = (value - lo) / TWO_POW_32;
-    this.length++;
+  /** Appends `values[rows[i]]`, each a non-negative safe integer, as int64 (timestamps). */
+  appendInt64s(values: Float64Array, rows: ArrayLike<number>): void {
+    const words = this.words;
+    let at = this.length * 2;
+    for (let i = 0; i < rows.length; i++) {
+      const value = values[rows[i]];
+      if (!(value >= 0 && value <= Number.MAX_SAFE_INTEGER && Math.floor(value) === value)) {
+        throw new UsageDbError('USAGEDB_ERR_INTERNAL', `invariant violated: int64 column value ${value} is not a non-negative safe integer`);
+      }
+      const lo = value >>> 0;
+      words[at++] = lo;
+      words[at++] = (value - lo) / TWO_POW_32;
+    }
+    this.length += rows.length;
   }
 
   /** Appends a safe integer as the two's complement i128. */
@@ -254,60 +279,49 @@ export class RowGroupBuilder {
     return b;
   }
 
-  /** Appends `rows` (indexes into `c`, at most `spaceRows` of them) in order. */
+  /** Appends `rows` (indexes into `c`, at most `spaceRows` of them) in order, column by column. */
   append(c: EventColumns, rows: ArrayLike<number>): void {
     assert(rows.length <= this.spaceRows, 'append past the row group capacity');
-    const eventId = this.str('event_id');
-    const kind = this.str('kind');
-    const originalId = this.str('correction_original_event_id');
-    const reason = this.str('correction_reason');
-    for (let i = 0; i < rows.length; i++) {
-      const row = rows[i];
-      eventId.appendString(c.event_id[row]);
-      kind.appendEncoded(KIND_DICT, c.kind[row]);
-      const original = c.correction_original_event_id[row];
-      if (original === null) originalId.appendNull();
-      else originalId.appendString(original);
-      const why = c.correction_reason[row];
-      if (why === null) reason.appendNull();
-      else reason.appendString(why);
-      this.timestamp.appendInt64(c.timestamp_ms[row]);
-      this.ingestedAt.appendInt64(c.ingested_at_ms[row]);
-      this.appendQuantity(c, row);
-    }
-    this.appendDict(this.str('account_id'), c.account_id, rows);
-    this.appendDict(this.str('subscription_id'), c.subscription_id, rows);
-    this.appendDict(this.str('product_id'), c.product_id, rows);
-    this.appendDict(this.str('meter_id'), c.meter_id, rows);
-    this.appendDict(this.str('model_id'), c.model_id, rows);
-    this.appendDict(this.str('unit'), c.unit, rows);
-    this.appendDict(this.str('source'), c.source, rows);
-    this.appendDict(this.str('dimensions_canonical'), c.dimensions, rows);
+    this.str('event_id').appendStrings(c.event_id, rows);
+    this.str('kind').appendCodes(KIND_DICT, c.kind, rows);
+    this.str('correction_original_event_id').appendStrings(c.correction_original_event_id, rows);
+    this.str('correction_reason').appendStrings(c.correction_reason, rows);
+    this.appendDict('account_id', c.account_id, rows);
+    this.appendDict('subscription_id', c.subscription_id, rows);
+    this.appendDict('product_id', c.product_id, rows);
+    this.appendDict('meter_id', c.meter_id, rows);
+    this.appendDict('model_id', c.model_id, rows);
+    this.timestamp.appendInt64s(c.timestamp_ms, rows);
+    this.appendQuantities(c, rows);
+    this.appendDict('unit', c.unit, rows);
+    this.appendDict('source', c.source, rows);
+    this.appendDict('dimensions_canonical', c.dimensions, rows);
+    this.ingestedAt.appendInt64s(c.ingested_at_ms, rows);
     this.buffered += rows.length;
     this.rowsAppended += rows.length;
   }
 
-  private appendQuantity(c: EventColumns, row: number): void {
-    const v = c.quantity.values[row];
-    if (!Number.isNaN(v)) {
-      assert(Number.isSafeInteger(v), `quantity ${v} is not an exact integer`);
-      this.quantity.appendDecimalNumber(v);
-      this.quantitySum.add(v);
-      return;
+  private appendQuantities(c: EventColumns, rows: ArrayLike<number>): void {
+    const values = c.quantity.values;
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i];
+      const v = values[row];
+      if (Number.isSafeInteger(v)) {
+        this.quantity.appendDecimalNumber(v);
+        this.quantitySum.add(v);
+        continue;
+      }
+      const big = c.quantity.big?.get(row);
+      if (!Number.isNaN(v) || big === undefined) {
+        throw new UsageDbError('USAGEDB_ERR_INTERNAL', `invariant violated: quantity of row ${row} is neither a safe integer nor exact`);
+      }
+      this.quantity.appendDecimalBig(big);
+      this.quantitySum.add(big);
     }
-    const big = c.quantity.big?.get(row);
-    assert(big !== undefined, `quantity of row ${row} is NaN with no exact value`);
-    this.quantity.appendDecimalBig(big);
-    this.quantitySum.add(big);
   }
 
-  private appendDict(b: Utf8Builder, col: DictColumn, rows: ArrayLike<number>): void {
-    const encoded = encodedDict(col.dict);
-    for (let i = 0; i < rows.length; i++) {
-      const code = col.codes[rows[i]];
-      if (code === NULL_CODE) b.appendNull();
-      else b.appendEncoded(encoded, code);
-    }
+  private appendDict(name: string, col: DictColumn, rows: ArrayLike<number>): void {
+    this.str(name).appendCodes(encodedDict(col.dict), col.codes, rows);
   }
 
   /** Serialises the buffered rows as an Arrow IPC stream of one RecordBatch and empties the builder. */
