@@ -1,7 +1,7 @@
 /**
  * `usagedb demo`: a month of AI usage, ingested durably (balanced: concurrent batches share
  * fsyncs), with retries (duplicates), a conflict and a correction; then account totals per
- * billing line with timings; then close, reopen, and the same totals again. Exits when done.
+ * billing line (db.query) with timings; then close, reopen, and the same totals again.
  *
  * Invariant: the command fails (non-zero) unless the totals after reopening equal the totals
  * before closing, exactly.
@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { type IngestResult, UsageDb } from '../../db.ts';
 import { UsageDbError } from '../../errors.ts';
-import { ExactSum } from '../../model/quantity.ts';
 import type { CliContext } from '../context.ts';
 import { type DemoEvent, demoAccounts, demoBatches, previousMonth } from '../demo-data.ts';
 import { count, quantity, seconds, table } from '../format.ts';
@@ -110,24 +109,28 @@ async function ingestMonth(db: UsageDb, traffic: Iterable<DemoEvent[]>, onProgre
   return tally;
 }
 
-/** Billing lines per (product, meter, model, unit), summed exactly from the raw events. */
+const LINE_KEYS = ['product_id', 'meter_id', 'model_id', 'unit'] as const;
+
+function text(value: unknown): string | null {
+  return value === null || value === undefined ? null : String(value);
+}
+
+/** Billing lines per (product, meter, model, unit) from the query engine (exact decimal sums). */
 async function accountTotals(db: UsageDb, account: string, startMs: number, endMs: number): Promise<AccountTotals> {
   const t0 = performance.now();
-  const lines = new Map<string, { line: Omit<BillingLine, 'quantity'>; sum: ExactSum }>();
-  for (const e of await db.scan(account, startMs, endMs)) {
-    const key = JSON.stringify([e.product_id, e.meter_id, e.model_id, e.unit]);
-    let entry = lines.get(key);
-    if (entry === undefined) {
-      entry = { line: { product_id: e.product_id, meter_id: e.meter_id, model_id: e.model_id, unit: e.unit, event_count: 0 }, sum: new ExactSum() };
-      lines.set(key, entry);
-    }
-    entry.sum.add(e.quantity);
-    entry.line.event_count++;
-  }
-  const out = [...lines.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([, { line, sum }]) => ({ ...line, quantity: sum.toString() }));
-  return { account_id: account, ms: performance.now() - t0, lines: out };
+  const result = await db.query({ account_id: account, from: startMs, to: endMs, group_by: [...LINE_KEYS] });
+  const ms = performance.now() - t0;
+  const lines: BillingLine[] = result.rows.map((row) => ({
+    product_id: String(row.product_id),
+    meter_id: String(row.meter_id),
+    model_id: text(row.model_id),
+    unit: String(row.unit),
+    quantity: String(row.sum),
+    event_count: Number(row.count),
+  }));
+  const key = (l: BillingLine) => JSON.stringify(LINE_KEYS.map((k) => l[k]));
+  lines.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  return { account_id: account, ms, lines };
 }
 
 async function allTotals(db: UsageDb, accounts: string[], month: { startMs: number; endMs: number }): Promise<AccountTotals[]> {

@@ -4,7 +4,7 @@
  */
 import { Option, type Command } from 'commander';
 import { UsageDbError } from '../../errors.ts';
-import { ROW_GROUP_ROWS_DEFAULT, ROW_GROUP_ROWS_MAX, exportParquet, type ExportPartition } from '../../export/parquet.ts';
+import { type ExportParquetResult, type ExportPartition, ROW_GROUP_ROWS_DEFAULT, ROW_GROUP_ROWS_MAX } from '../../export/parquet.ts';
 import type { CliContext } from '../context.ts';
 import { count, megabytes, quantity, seconds } from '../format.ts';
 import { openExistingDb } from '../open-db.ts';
@@ -48,11 +48,11 @@ export function registerExportParquet(program: Command, ctx: CliContext): void {
       const rowGroupRows = parseRowGroupRows(flags.rowGroupRows);
       const started = performance.now();
       const db = await openExistingDb(g.dbRoot);
-      let result: Awaited<ReturnType<typeof exportParquet>>;
+      let result: ExportParquetResult;
       try {
-        await db.flush();
         const bar = startProgress(ctx.progressEnabled(command), ctx.io.stderr, 'export', 0, 'events');
-        result = await exportParquet(db.readSnapshot(), out, {
+        // Flushes the memtable, then exports a snapshot (docs/export.md).
+        result = await db.exportParquet(out, {
           from,
           to,
           account_id: flags.account,
