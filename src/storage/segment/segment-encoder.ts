@@ -32,7 +32,6 @@ function getWorker(): Worker {
   // The worker file sits beside this one: .ts when running from source, .js from dist.
   const ext = extname(fileURLToPath(import.meta.url));
   const w = new Worker(new URL(`./encode-worker${ext}`, import.meta.url));
-  w.unref();
   w.on('message', (reply: Reply) => {
     const job = pending.get(reply.jobId);
     if (!job) return;
@@ -42,6 +41,8 @@ function getWorker(): Worker {
   });
   w.on('error', (err) => failAll(err));
   w.on('exit', (code) => failAll(new Error(`segment encoder worker exited with code ${code}`)));
+  // After the listeners: adding a 'message' listener refs the worker again.
+  w.unref();
   worker = w;
   return w;
 }
