@@ -2,9 +2,9 @@
  * Runs flush encoding in one shared worker thread, so a flush of hundreds of thousands of
  * events (seconds of CPU) never stalls ingest on the main thread.
  *
- * Invariants: jobs are answered in order by a single worker; the worker is unref'd (it never
- * keeps the process alive); a crashed worker fails its pending jobs and is replaced on the
- * next job.
+ * Invariants: jobs are answered in order by a single worker; the worker is referenced exactly
+ * while a job is pending (an idle worker never keeps the process alive); a crashed worker
+ * fails its pending jobs and is replaced on the next job.
  */
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +36,7 @@ function getWorker(): Worker {
     const job = pending.get(reply.jobId);
     if (!job) return;
     pending.delete(reply.jobId);
+    if (pending.size === 0) w.unref();
     if (reply.ok) job.resolve(reply.result);
     else job.reject(new Error(`segment encoding failed: ${reply.message}`));
   });
@@ -77,6 +78,9 @@ export function encodeFlush(req: EncodeRequest, options: { inline: boolean }): P
   const w = getWorker();
   const jobId = nextJobId++;
   return new Promise<EncodeResult>((resolve, reject) => {
+    // Referenced only while a job is pending: an idle worker never keeps the process alive,
+    // a busy one does (the caller is waiting for it).
+    if (pending.size === 0) w.ref();
     pending.set(jobId, { resolve, reject });
     w.postMessage({ ...req, columns: compact(req.columns), jobId });
   });
