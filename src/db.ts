@@ -587,8 +587,8 @@ export class UsageDb {
     while (this.frozen.length > 0) {
       const job = this.frozen[0];
       const columns = job.memtable.columns();
-      await this.manifestMutex.run(async () => {
-        const segment = await flushColumns(columns, {
+      const hashKeys = await this.manifestMutex.run(async () => {
+        const { segment, payloadHashKeys } = await flushColumns(columns, {
           fs: this.fs,
           root: this.dir,
           clock: this.clock,
@@ -609,17 +609,17 @@ export class UsageDb {
         this.segments.setEntries(next.segments);
         for (const id of segment.retracted ?? []) this.storedRetracted.add(id);
         this.frozen.shift();
+        return payloadHashKeys;
       });
-      this.rememberFlushed(columns);
+      this.rememberFlushed(columns, hashKeys);
       await this.afterCommit();
     }
   }
 
   /** Recently flushed ids go to the hot cache, so their retries skip the segment lookup. */
-  private rememberFlushed(columns: EventColumns): void {
-    for (let row = 0; row < columns.rowCount; row++) {
-      this.hot.set(columns.event_id[row], hash128Key(canonicalPayload(eventOfRow(columns, row))));
-    }
+  private rememberFlushed(columns: EventColumns, payloadHashKeys: readonly string[]): void {
+    assert(payloadHashKeys.length === columns.rowCount, 'one payload hash per flushed row');
+    for (let row = 0; row < columns.rowCount; row++) this.hot.set(columns.event_id[row], payloadHashKeys[row]);
   }
 
   /** Commits `next` as the newest generation (caller holds the manifest mutex). */

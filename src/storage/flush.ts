@@ -36,7 +36,13 @@ export interface FlushContext {
   blockRows?: number;
 }
 
-export async function flushColumns(columns: EventColumns, ctx: FlushContext): Promise<SegmentEntry> {
+export interface FlushOutput {
+  segment: SegmentEntry;
+  /** Payload hash key per memtable row, for the hot dedupe cache. */
+  payloadHashKeys: string[];
+}
+
+export async function flushColumns(columns: EventColumns, ctx: FlushContext): Promise<FlushOutput> {
   assert(columns.rowCount > 0, 'flush of an empty memtable');
   const encoded = await encodeFlush(
     {
@@ -52,7 +58,7 @@ export async function flushColumns(columns: EventColumns, ctx: FlushContext): Pr
   assert(encoded.meta.rowCount === columns.rowCount, 'flush segment lost or invented rows');
   await ctx.fs.writeFile(segmentPath(ctx.root, ctx.segmentId), encoded.bytes, { sync: true });
   await ctx.fs.syncDir(joinPath(ctx.root, RAW_DIR));
-  return {
+  const segment: SegmentEntry = {
     id: ctx.segmentId,
     rows: encoded.meta.rowCount,
     min_ts: encoded.meta.minTimestampMs,
@@ -61,4 +67,5 @@ export async function flushColumns(columns: EventColumns, ctx: FlushContext): Pr
     crc32c: encoded.checksum,
     ...(encoded.retracted.length > 0 ? { retracted: encoded.retracted } : {}),
   };
+  return { segment, payloadHashKeys: encoded.payloadHashKeys };
 }
