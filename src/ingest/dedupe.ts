@@ -18,6 +18,7 @@ import { eventOfRow, type StoredEvent } from '../model/event.ts';
 import { hash128 } from '../model/hash.ts';
 import type { Clock } from '../storage/clock.ts';
 import type { SegmentStore } from '../storage/segment-store.ts';
+import { lowerBound } from '../util/lower-bound.ts';
 
 export const DEFAULT_HOT_IDS_MAX = 1_000_000;
 export const DEFAULT_HOT_ID_TTL_MS = 6 * 60 * 60 * 1000;
@@ -107,15 +108,4 @@ export class StoredEventFinder {
     const columns = (await this.segments.readBlocks(segmentId, COLUMN_NAMES, [block])) as EventColumns;
     return { segmentId, event: eventOfRow(columns, row) };
   }
-}
-
-function lowerBound(sorted: Uint32Array, value: number): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (sorted[mid] < value) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

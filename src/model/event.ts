@@ -46,21 +46,9 @@ export interface StoredEvent extends UsageEvent {
 }
 
 /** An event as returned to users (DESIGN §1 wire form; quantities as decimal strings). */
-export interface WireEvent {
-  event_id: string;
-  kind: EventKind;
-  correction_ref: CorrectionRef | null;
-  account_id: string;
-  subscription_id: string | null;
-  product_id: string;
-  meter_id: string;
-  model_id: string | null;
-  unit: string;
-  source: string;
-  timestamp_ms: number;
+export interface WireEvent extends Omit<StoredEvent, 'quantity' | 'dimensions_json'> {
   quantity: string;
   dimensions: Record<string, string>;
-  ingested_at_ms: number;
 }
 
 /** The canonical payload text: the normalised event without `ingested_at_ms`. */

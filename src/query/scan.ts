@@ -22,6 +22,7 @@
 import type { ColumnBatch, ColumnName } from '../model/columns.ts';
 import { accountBucket } from '../storage/partition.ts';
 import type { ChunkCache } from './chunk-cache.ts';
+import { lowerBound } from '../util/lower-bound.ts';
 import type {
   BlockMetaView,
   QuerySnapshot,
@@ -69,18 +70,6 @@ export function emptyStats(segmentsConsidered: number): QueryStats {
     cacheHits: 0,
     cacheMisses: 0,
   };
-}
-
-/** Smallest index i with sorted[i] >= value. */
-function lowerBound(sorted: readonly string[], value: string): number {
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (sorted[mid] < value) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** Whether some allowed account lies in [min, max] (accounts sorted). */
