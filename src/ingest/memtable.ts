@@ -20,8 +20,8 @@ import {
 import type { UsageEvent } from '../model/event.ts';
 
 const INITIAL_CAPACITY = 1024;
-/** Rough fixed cost of a row beyond its strings, for the size-based flush trigger. */
-const ROW_OVERHEAD_BYTES = 96;
+/** Fixed heap cost of a row beyond its strings (id map entry, column slots), measured ~150 bytes: the flush trigger then tracks real memory. */
+const ROW_OVERHEAD_BYTES = 150;
 
 class GrowableF64 {
   data = new Float64Array(INITIAL_CAPACITY);

@@ -325,17 +325,29 @@ export class SegmentStore {
       const wanted = new Set(names);
       // Column-major layout: one column's chunks for consecutive blocks are contiguous, so
       // read each column's missing span in one go.
+      const reads: Promise<void>[] = [];
       for (let c = 0; c < COLUMN_NAMES.length; c++) {
         if (!wanted.has(COLUMN_NAMES[c])) continue;
         const missing = blocks.filter((b) => !point.loaded.has(c * blockCount + b));
         if (missing.length === 0) continue;
         const first = layout[c * blockCount + missing[0]];
         const last = layout[c * blockCount + missing[missing.length - 1]];
-        const bytes = await handle.read(first.offset, last.offset + last.length - first.offset);
-        point.image.set(bytes, first.offset);
         for (let b = missing[0]; b <= missing[missing.length - 1]; b++) point.loaded.add(c * blockCount + b);
-        point.loadedBytes += bytes.length;
-        this.pointBytes += bytes.length;
+        // Columns lie far apart (column-major): read them concurrently, not one after another.
+        reads.push(
+          handle.read(first.offset, last.offset + last.length - first.offset).then((bytes) => {
+            point.image.set(bytes, first.offset);
+            point.loadedBytes += bytes.length;
+            this.pointBytes += bytes.length;
+          }),
+        );
+      }
+      const settled = await Promise.allSettled(reads);
+      const failed = settled.find((r) => r.status === 'rejected');
+      if (failed) {
+        // Forget what this call meant to load: a later call must read it again.
+        this.evictPoint(segmentId);
+        throw (failed as PromiseRejectedResult).reason;
       }
     } catch (err) {
       throw corrupt(segmentId, `${path}: ${(err as Error).message}`, err);
