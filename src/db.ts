@@ -619,7 +619,8 @@ export class UsageDb {
   /** Recently flushed ids go to the hot cache, so their retries skip the segment lookup. */
   private rememberFlushed(columns: EventColumns, payloadHashKeys: readonly string[]): void {
     assert(payloadHashKeys.length === columns.rowCount, 'one payload hash per flushed row');
-    for (let row = 0; row < columns.rowCount; row++) this.hot.set(columns.event_id[row], payloadHashKeys[row]);
+    for (let row = 0; row < columns.rowCount; row++)
+      this.hot.set(columns.event_id[row], payloadHashKeys[row]);
   }
 
   /** Commits `next` as the newest generation (caller holds the manifest mutex). */

@@ -15,7 +15,18 @@ export interface DemoOptions {
 
 export type DemoEvent = Record<string, unknown> & { event_id: string; account_id: string; quantity: number };
 
-const ACCOUNT_NAMES = ['acme-corp', 'globex', 'initech', 'umbrella', 'hooli', 'stark-ind', 'wayne-ent', 'tyrell', 'cyberdyne', 'soylent'];
+const ACCOUNT_NAMES = [
+  'acme-corp',
+  'globex',
+  'initech',
+  'umbrella',
+  'hooli',
+  'stark-ind',
+  'wayne-ent',
+  'tyrell',
+  'cyberdyne',
+  'soylent',
+];
 const LLM_MODELS = ['gpt-4.1', 'claude-sonnet-4', 'llama-3.1-70b'];
 const EMBEDDING_MODEL = 'text-embedding-3-large';
 const REGIONS = ['us-east-1', 'eu-west-1'];
@@ -33,7 +44,10 @@ export function seededRandom(seed: number): () => number {
 }
 
 export function demoAccounts(n: number): string[] {
-  return Array.from({ length: n }, (_, i) => ACCOUNT_NAMES[i % ACCOUNT_NAMES.length] + (i >= ACCOUNT_NAMES.length ? `-${i}` : ''));
+  return Array.from(
+    { length: n },
+    (_, i) => ACCOUNT_NAMES[i % ACCOUNT_NAMES.length] + (i >= ACCOUNT_NAMES.length ? `-${i}` : ''),
+  );
 }
 
 /** The previous full calendar month (UTC) before `nowMs`: every timestamp is in the past. */
@@ -50,7 +64,10 @@ function requestEvents(rand: () => number, account: string, seq: number, timesta
     account_id: account,
     source: 'gateway',
     timestamp_ms: timestampMs,
-    dimensions: { region: REGIONS[Math.floor(rand() * REGIONS.length)], api_key: `key-${Math.floor(rand() * 4)}` },
+    dimensions: {
+      region: REGIONS[Math.floor(rand() * REGIONS.length)],
+      api_key: `key-${Math.floor(rand() * 4)}`,
+    },
   };
   const id = (meter: string) => `gw:${account}:${seq}:${meter}`;
   const kind = rand();
@@ -60,22 +77,56 @@ function requestEvents(rand: () => number, account: string, seq: number, timesta
     const llm = { ...base, product_id: 'llm-api', model_id: model };
     return [
       { ...llm, event_id: id('tokens.input'), meter_id: 'tokens.input', unit: 'tokens', quantity: input },
-      { ...llm, event_id: id('tokens.output'), meter_id: 'tokens.output', unit: 'tokens', quantity: 50 + Math.floor(rand() * 2000) },
-      { ...llm, event_id: id('tokens.cached'), meter_id: 'tokens.cached', unit: 'tokens', quantity: Math.floor(rand() * (input / 2)) },
+      {
+        ...llm,
+        event_id: id('tokens.output'),
+        meter_id: 'tokens.output',
+        unit: 'tokens',
+        quantity: 50 + Math.floor(rand() * 2000),
+      },
+      {
+        ...llm,
+        event_id: id('tokens.cached'),
+        meter_id: 'tokens.cached',
+        unit: 'tokens',
+        quantity: Math.floor(rand() * (input / 2)),
+      },
       { ...llm, event_id: id('requests'), meter_id: 'requests', unit: 'requests', quantity: 1 },
     ];
   }
   if (kind < 0.85) {
     const emb = { ...base, product_id: 'embeddings', model_id: EMBEDDING_MODEL };
     return [
-      { ...emb, event_id: id('tokens.embedding'), meter_id: 'tokens.embedding', unit: 'tokens', quantity: 100 + Math.floor(rand() * 20_000) },
+      {
+        ...emb,
+        event_id: id('tokens.embedding'),
+        meter_id: 'tokens.embedding',
+        unit: 'tokens',
+        quantity: 100 + Math.floor(rand() * 20_000),
+      },
       { ...emb, event_id: id('requests'), meter_id: 'requests', unit: 'requests', quantity: 1 },
     ];
   }
-  const agent = { ...base, product_id: 'agents', model_id: LLM_MODELS[Math.floor(rand() * LLM_MODELS.length)] };
+  const agent = {
+    ...base,
+    product_id: 'agents',
+    model_id: LLM_MODELS[Math.floor(rand() * LLM_MODELS.length)],
+  };
   return [
-    { ...agent, event_id: id('tool_calls'), meter_id: 'tool_calls', unit: 'calls', quantity: 1 + Math.floor(rand() * 8) },
-    { ...agent, event_id: id('agent_runtime'), meter_id: 'agent_runtime', unit: 'seconds', quantity: 1 + Math.floor(rand() * 300) },
+    {
+      ...agent,
+      event_id: id('tool_calls'),
+      meter_id: 'tool_calls',
+      unit: 'calls',
+      quantity: 1 + Math.floor(rand() * 8),
+    },
+    {
+      ...agent,
+      event_id: id('agent_runtime'),
+      meter_id: 'agent_runtime',
+      unit: 'seconds',
+      quantity: 1 + Math.floor(rand() * 300),
+    },
   ];
 }
 

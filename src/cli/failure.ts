@@ -40,7 +40,8 @@ export function toFailure(err: unknown): CliFailure {
   const errno = errnoOf(err);
   const message = err instanceof Error ? err.message : String(err);
   if (errno !== null && NOT_FOUND_ERRNOS.has(errno)) return failure('USAGEDB_ERR_NOT_FOUND', message);
-  if (errno !== null && INVALID_PATH_ERRNOS.has(errno)) return failure('USAGEDB_ERR_INVALID_ARGUMENT', message);
+  if (errno !== null && INVALID_PATH_ERRNOS.has(errno))
+    return failure('USAGEDB_ERR_INVALID_ARGUMENT', message);
   if (errno !== null) return failure('USAGEDB_ERR_IO', message);
   return failure('USAGEDB_ERR_INTERNAL', message);
 }

@@ -19,10 +19,16 @@ async function isDirectory(path: string): Promise<boolean> {
 /** Opens an existing database; USAGEDB_ERR_NOT_FOUND when `dir` is missing or holds none. */
 export async function openExistingDb(dir: string): Promise<UsageDb> {
   if (!(await isDirectory(dir))) {
-    throw new UsageDbError('USAGEDB_ERR_NOT_FOUND', `database directory ${dir} does not exist (set --db-root)`);
+    throw new UsageDbError(
+      'USAGEDB_ERR_NOT_FOUND',
+      `database directory ${dir} does not exist (set --db-root)`,
+    );
   }
   if (!(await isDirectory(join(dir, MANIFEST_DIR)))) {
-    throw new UsageDbError('USAGEDB_ERR_NOT_FOUND', `${dir} holds no usagedb database (no ${MANIFEST_DIR}/ directory)`);
+    throw new UsageDbError(
+      'USAGEDB_ERR_NOT_FOUND',
+      `${dir} holds no usagedb database (no ${MANIFEST_DIR}/ directory)`,
+    );
   }
   return UsageDb.open({ dir });
 }

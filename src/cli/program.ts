@@ -23,7 +23,9 @@ export const DEFAULT_DB_ROOT = './data';
 function packageVersion(): string {
   try {
     // src/cli and dist/cli both sit two levels below the package root.
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version?: string;
+    };
     return pkg.version ?? '0.0.0';
   } catch {
     return '0.0.0';
@@ -66,7 +68,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     globals(command: Command): GlobalOptions {
       const raw = command.optsWithGlobals<RawGlobals>();
       const source = program?.getOptionValueSource('dbRoot');
-      return { dbRoot: raw.dbRoot, dbRootGiven: source === 'cli' || source === 'env', json: raw.json === true };
+      return {
+        dbRoot: raw.dbRoot,
+        dbRootGiven: source === 'cli' || source === 'env',
+        json: raw.json === true,
+      };
     },
     finish(result) {
       outcome = result;
@@ -78,11 +84,18 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   program = createProgram(ctx);
   try {
     if (argv.length === 0) {
-      throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', 'no command given; run usagedb --help for the commands');
+      throw new UsageDbError(
+        'USAGEDB_ERR_INVALID_ARGUMENT',
+        'no command given; run usagedb --help for the commands',
+      );
     }
     await program.parseAsync([...argv], { from: 'user' });
   } catch (err) {
-    if (err instanceof CommanderError && (err.code === 'commander.helpDisplayed' || err.code === 'commander.version')) return 0;
+    if (
+      err instanceof CommanderError &&
+      (err.code === 'commander.helpDisplayed' || err.code === 'commander.version')
+    )
+      return 0;
     const failure = toFailure(err);
     io.stderr.write(formatFailure(failure, jsonRequested));
     return failure.exitCode;
@@ -90,11 +103,18 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const done = outcome as CommandOutcome | null;
   if (done === null) {
     // A command always calls finish(); reaching here means a program bug, reported like any failure.
-    io.stderr.write(formatFailure(toFailure(new UsageDbError('USAGEDB_ERR_INTERNAL', 'the command produced no result')), jsonRequested));
+    io.stderr.write(
+      formatFailure(
+        toFailure(new UsageDbError('USAGEDB_ERR_INTERNAL', 'the command produced no result')),
+        jsonRequested,
+      ),
+    );
     return 1;
   }
   const json = program.opts<RawGlobals>().json === true;
-  io.stdout.write(json ? `${JSON.stringify({ ok: done.failure === undefined, ...done.data })}\n` : done.human);
+  io.stdout.write(
+    json ? `${JSON.stringify({ ok: done.failure === undefined, ...done.data })}\n` : done.human,
+  );
   if (done.failure !== undefined) {
     const failure = toFailure(done.failure);
     io.stderr.write(formatFailure(failure, json));

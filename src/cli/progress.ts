@@ -13,7 +13,13 @@ export interface Progress {
 const SILENT: Progress = { update: () => undefined, stop: () => undefined };
 
 /** `unit` names what is counted ("bytes", "events"); `total` 0 means unknown. */
-export function startProgress(enabled: boolean, stream: TextSink, label: string, total: number, unit: string): Progress {
+export function startProgress(
+  enabled: boolean,
+  stream: TextSink,
+  label: string,
+  total: number,
+  unit: string,
+): Progress {
   if (!enabled) return SILENT;
   const bar = new cliProgress.SingleBar(
     {

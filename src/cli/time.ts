@@ -28,7 +28,8 @@ export function parseTime(text: string, flag: string): number {
   const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
   const [hour, minute, second] = m[4] === undefined ? [0, 0, 0] : [Number(m[4]), Number(m[5]), Number(m[6])];
   if (m[4] !== undefined && m[8] === undefined) throw bad(flag, text, 'a date-time needs Z or an offset');
-  if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59) throw bad(flag, text, 'field out of range');
+  if (month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59)
+    throw bad(flag, text, 'field out of range');
   const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
   if (day < 1 || day > daysInMonth) throw bad(flag, text, 'no such day');
   // Sub-millisecond digits are dropped: stored timestamps are whole milliseconds.

@@ -40,8 +40,10 @@ function writerProperties(options: ParquetWriteOptions): parquet.WriterPropertie
     .setCreatedBy(options.createdBy)
     .setDictionaryEnabled(false)
     .setStatisticsEnabled(parquet.EnabledStatistics.None);
-  for (const name of COLUMNS_WITH_STATISTICS) builder = builder.setColumnStatisticsEnabled(name, parquet.EnabledStatistics.Chunk);
-  for (const name of DELTA_COLUMNS) builder = builder.setColumnEncoding(name, parquet.Encoding.DELTA_BINARY_PACKED);
+  for (const name of COLUMNS_WITH_STATISTICS)
+    builder = builder.setColumnStatisticsEnabled(name, parquet.EnabledStatistics.Chunk);
+  for (const name of DELTA_COLUMNS)
+    builder = builder.setColumnEncoding(name, parquet.Encoding.DELTA_BINARY_PACKED);
   return builder.build();
 }
 
@@ -50,7 +52,8 @@ function wasmBatch(ipc: Uint8Array): parquet.RecordBatch {
   const table = parquet.Table.fromIPCStream(ipc);
   try {
     const batch = table.recordBatch(0);
-    if (batch === undefined || table.numBatches !== 1) throw new Error('expected exactly one record batch per row group');
+    if (batch === undefined || table.numBatches !== 1)
+      throw new Error('expected exactly one record batch per row group');
     return batch;
   } finally {
     table.free();
@@ -87,7 +90,10 @@ export async function writeParquetFile(
   let bytes = 0;
   let ok = false;
   try {
-    const output = (await parquet.transformParquetStream(input, writerProperties(options))) as ReadableStream<Uint8Array>;
+    const output = (await parquet.transformParquetStream(
+      input,
+      writerProperties(options),
+    )) as ReadableStream<Uint8Array>;
     const reader = output.getReader();
     try {
       for (;;) {
@@ -106,7 +112,9 @@ export async function writeParquetFile(
   } catch (err) {
     throw err instanceof UsageDbError
       ? err
-      : new UsageDbError('USAGEDB_ERR_IO', `cannot write Parquet file ${path}: ${(err as Error).message}`, { cause: err });
+      : new UsageDbError('USAGEDB_ERR_IO', `cannot write Parquet file ${path}: ${(err as Error).message}`, {
+          cause: err,
+        });
   } finally {
     await handle.close().catch(() => undefined);
     if (!ok) await rm(path, { force: true }).catch(() => undefined);

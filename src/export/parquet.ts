@@ -16,7 +16,14 @@ import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { ReadSnapshot } from '../db.ts';
 import { UsageDbError, assert } from '../errors.ts';
-import { type DayPlan, type ExportPlan, type RowChunk, type RowFilter, dayChunks, planExport } from './plan.ts';
+import {
+  type DayPlan,
+  type ExportPlan,
+  type RowChunk,
+  type RowFilter,
+  dayChunks,
+  planExport,
+} from './plan.ts';
 import { writeParquetFile } from './parquet-file-writer.ts';
 import { RowGroupBuilder } from './row-group-builder.ts';
 import { readBackTotals } from './verify.ts';
@@ -76,19 +83,33 @@ function invalid(message: string): UsageDbError {
 }
 
 function normalizeOptions(options: ExportParquetOptions): NormalizedOptions {
-  const { from, to, account_id: accountId, partition = 'none', rowGroupRows = ROW_GROUP_ROWS_DEFAULT } = options;
-  if (from !== undefined && !Number.isSafeInteger(from)) throw invalid(`from must be an integer number of ms, got ${from}`);
-  if (to !== undefined && !Number.isSafeInteger(to)) throw invalid(`to must be an integer number of ms, got ${to}`);
-  if (from !== undefined && to !== undefined && from > to) throw invalid(`from (${from}) is after to (${to})`);
+  const {
+    from,
+    to,
+    account_id: accountId,
+    partition = 'none',
+    rowGroupRows = ROW_GROUP_ROWS_DEFAULT,
+  } = options;
+  if (from !== undefined && !Number.isSafeInteger(from))
+    throw invalid(`from must be an integer number of ms, got ${from}`);
+  if (to !== undefined && !Number.isSafeInteger(to))
+    throw invalid(`to must be an integer number of ms, got ${to}`);
+  if (from !== undefined && to !== undefined && from > to)
+    throw invalid(`from (${from}) is after to (${to})`);
   if (accountId !== undefined && (typeof accountId !== 'string' || accountId.length === 0)) {
     throw invalid('account_id must be a non-empty string');
   }
-  if (partition !== 'none' && partition !== 'day') throw invalid(`partition must be 'none' or 'day', got ${String(partition)}`);
+  if (partition !== 'none' && partition !== 'day')
+    throw invalid(`partition must be 'none' or 'day', got ${String(partition)}`);
   if (!Number.isInteger(rowGroupRows) || rowGroupRows < 1 || rowGroupRows > ROW_GROUP_ROWS_MAX) {
     throw invalid(`rowGroupRows must be an integer in 1..${ROW_GROUP_ROWS_MAX}, got ${rowGroupRows}`);
   }
   return {
-    filter: { fromMs: from ?? Number.NEGATIVE_INFINITY, toMs: to ?? Number.POSITIVE_INFINITY, accountId: accountId ?? null },
+    filter: {
+      fromMs: from ?? Number.NEGATIVE_INFINITY,
+      toMs: to ?? Number.POSITIVE_INFINITY,
+      accountId: accountId ?? null,
+    },
     partition,
     rowGroupRows,
   };
@@ -106,16 +127,19 @@ async function statOrNull(path: string) {
 /** Refuses outputs that cannot be published atomically or would mix with other data. */
 async function checkTarget(target: string, partition: ExportPartition): Promise<void> {
   const parent = await statOrNull(dirname(target));
-  if (parent === null || !parent.isDirectory()) throw invalid(`output directory ${dirname(target)} does not exist`);
+  if (parent === null || !parent.isDirectory())
+    throw invalid(`output directory ${dirname(target)} does not exist`);
   const existing = await statOrNull(target);
   if (existing === null) return;
   if (partition === 'none') {
     // A file is replaced atomically by the rename; a directory cannot be.
-    if (existing.isDirectory()) throw invalid(`output ${target} is a directory; use partition 'day' or another path`);
+    if (existing.isDirectory())
+      throw invalid(`output ${target} is a directory; use partition 'day' or another path`);
     return;
   }
   if (!existing.isDirectory()) throw invalid(`output ${target} exists and is not a directory`);
-  if ((await readdir(target)).length > 0) throw invalid(`output directory ${target} already exists and is not empty`);
+  if ((await readdir(target)).length > 0)
+    throw invalid(`output directory ${target} already exists and is not empty`);
 }
 
 async function fsyncDir(path: string): Promise<void> {
@@ -128,7 +152,11 @@ async function fsyncDir(path: string): Promise<void> {
 }
 
 /** The matching rows of several days, in day order. */
-async function* concatChunks(snapshot: ReadSnapshot, days: readonly DayPlan[], filter: RowFilter): AsyncGenerator<RowChunk> {
+async function* concatChunks(
+  snapshot: ReadSnapshot,
+  days: readonly DayPlan[],
+  filter: RowFilter,
+): AsyncGenerator<RowChunk> {
   for (const day of days) yield* dayChunks(snapshot, day, filter, DECODE_CHUNK_ROWS);
 }
 
@@ -139,7 +167,11 @@ async function* prepend(first: RowChunk, rest: AsyncIterator<RowChunk>): AsyncGe
 }
 
 /** Row groups (Arrow IPC) from chunks; a file with no rows still gets one empty group for the schema. */
-async function* rowGroups(chunks: AsyncIterable<RowChunk>, builder: RowGroupBuilder, onRowGroup: (rows: number) => void) {
+async function* rowGroups(
+  chunks: AsyncIterable<RowChunk>,
+  builder: RowGroupBuilder,
+  onRowGroup: (rows: number) => void,
+) {
   let yielded = false;
   for await (const chunk of chunks) {
     let start = 0;
@@ -210,7 +242,16 @@ async function writeFiles(
     files.push(finalPath);
   };
   if (options.partition === 'none') {
-    add(await writeVerifiedFile(tmp, target, concatChunks(snapshot, plan.days, options.filter), options, onRowGroup), target);
+    add(
+      await writeVerifiedFile(
+        tmp,
+        target,
+        concatChunks(snapshot, plan.days, options.filter),
+        options,
+        onRowGroup,
+      ),
+      target,
+    );
     return { files, total };
   }
   await mkdir(tmp);
@@ -222,7 +263,16 @@ async function writeFiles(
     const dir = `date=${day.day}`;
     await mkdir(join(tmp, dir));
     const finalPath = join(target, dir, PARTITION_FILE_NAME);
-    add(await writeVerifiedFile(join(tmp, dir, PARTITION_FILE_NAME), finalPath, prepend(first.value, chunks), options, onRowGroup), finalPath);
+    add(
+      await writeVerifiedFile(
+        join(tmp, dir, PARTITION_FILE_NAME),
+        finalPath,
+        prepend(first.value, chunks),
+        options,
+        onRowGroup,
+      ),
+      finalPath,
+    );
     await fsyncDir(join(tmp, dir));
   }
   await fsyncDir(tmp);
@@ -258,7 +308,9 @@ export async function exportParquet(
   } catch (err) {
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     if (err instanceof UsageDbError) throw err;
-    throw new UsageDbError('USAGEDB_ERR_IO', `export to ${target} failed: ${(err as Error).message}`, { cause: err });
+    throw new UsageDbError('USAGEDB_ERR_IO', `export to ${target} failed: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   const { files, total } = written;
   assert(progress.rowsWritten === total.rows, 'progress and totals disagree on the rows written');

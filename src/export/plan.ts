@@ -86,7 +86,11 @@ function memtableRowsByDay(memtables: readonly EventColumns[], filter: RowFilter
   return byDay;
 }
 
-function sliceMayHoldAccount(slice: PartitionSlice, accountId: string | null, bucket: number | null): boolean {
+function sliceMayHoldAccount(
+  slice: PartitionSlice,
+  accountId: string | null,
+  bucket: number | null,
+): boolean {
   if (accountId === null) return true;
   return slice.bucket === bucket && accountId >= slice.min_account && accountId <= slice.max_account;
 }
@@ -118,7 +122,8 @@ export function planExport(snapshot: ReadSnapshot, filter: RowFilter): ExportPla
     const last = Math.min(entry.max_ts, filter.toMs - 1);
     if (from > last) continue;
     estimatedRows += entry.rows;
-    for (let d = Math.floor(from / DAY_MS); d <= Math.floor(last / DAY_MS); d++) dayPlan(d).segments.push(entry);
+    for (let d = Math.floor(from / DAY_MS); d <= Math.floor(last / DAY_MS); d++)
+      dayPlan(d).segments.push(entry);
   }
   for (const [dayIndex, chunks] of memtableRowsByDay(snapshot.memtables, filter)) {
     dayPlan(dayIndex).memtableChunks.push(...chunks);

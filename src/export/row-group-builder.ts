@@ -91,7 +91,8 @@ class Utf8Builder {
     for (let i = 0; i < rows.length; i++) {
       const value = values[rows[i]];
       if (value === null) {
-        if (!this.nullable) throw new UsageDbError('USAGEDB_ERR_INTERNAL', 'invariant violated: null in a required column');
+        if (!this.nullable)
+          throw new UsageDbError('USAGEDB_ERR_INTERNAL', 'invariant violated: null in a required column');
         this.nulls++;
       } else {
         // ASCII fast path (ids almost always are): a JS loop beats a native write per short string.
@@ -127,7 +128,8 @@ class Utf8Builder {
     for (let i = 0; i < rows.length; i++) {
       const code = codes[rows[i]];
       if (code === NULL_CODE) {
-        if (!this.nullable) throw new UsageDbError('USAGEDB_ERR_INTERNAL', 'invariant violated: null in a required column');
+        if (!this.nullable)
+          throw new UsageDbError('USAGEDB_ERR_INTERNAL', 'invariant violated: null in a required column');
         this.nulls++;
       } else {
         const from = starts[code];
@@ -182,7 +184,10 @@ class WordBuilder {
     for (let i = 0; i < rows.length; i++) {
       const value = values[rows[i]];
       if (!(value >= 0 && value <= Number.MAX_SAFE_INTEGER && Math.floor(value) === value)) {
-        throw new UsageDbError('USAGEDB_ERR_INTERNAL', `invariant violated: int64 column value ${value} is not a non-negative safe integer`);
+        throw new UsageDbError(
+          'USAGEDB_ERR_INTERNAL',
+          `invariant violated: int64 column value ${value} is not a non-negative safe integer`,
+        );
       }
       const lo = value >>> 0;
       words[at++] = lo;
@@ -229,7 +234,9 @@ class WordBuilder {
       this.wordsPerValue === 2
         ? new BigInt64Array(this.words.buffer, this.words.byteOffset, this.length)
         : new Uint32Array(this.words.buffer, this.words.byteOffset, bytes / 4);
-    return makeData({ type, length: this.length, nullCount: 0, data: view } as Parameters<typeof makeData>[0]);
+    return makeData({ type, length: this.length, nullCount: 0, data: view } as Parameters<
+      typeof makeData
+    >[0]);
   }
 
   reset(): void {
@@ -249,9 +256,13 @@ export class RowGroupBuilder {
   private quantitySum = new ExactSum();
 
   constructor(capacityRows: number) {
-    assert(Number.isInteger(capacityRows) && capacityRows > 0, 'row group capacity must be a positive integer');
+    assert(
+      Number.isInteger(capacityRows) && capacityRows > 0,
+      'row group capacity must be a positive integer',
+    );
     this.capacityRows = capacityRows;
-    for (const c of EXPORT_COLUMNS) if (c.kind === 'string') this.strings.set(c.name, new Utf8Builder(capacityRows, c.nullable));
+    for (const c of EXPORT_COLUMNS)
+      if (c.kind === 'string') this.strings.set(c.name, new Utf8Builder(capacityRows, c.nullable));
     this.timestamp = new WordBuilder(capacityRows, 2);
     this.ingestedAt = new WordBuilder(capacityRows, 2);
     this.quantity = new WordBuilder(capacityRows, 4);
@@ -313,7 +324,10 @@ export class RowGroupBuilder {
       }
       const big = c.quantity.big?.get(row);
       if (!Number.isNaN(v) || big === undefined) {
-        throw new UsageDbError('USAGEDB_ERR_INTERNAL', `invariant violated: quantity of row ${row} is neither a safe integer nor exact`);
+        throw new UsageDbError(
+          'USAGEDB_ERR_INTERNAL',
+          `invariant violated: quantity of row ${row} is neither a safe integer nor exact`,
+        );
       }
       this.quantity.appendDecimalBig(big);
       this.quantitySum.add(big);
@@ -333,7 +347,12 @@ export class RowGroupBuilder {
       return this.str(field.name).data(field.type);
     });
     for (const child of children) assert(child.length === this.buffered, 'export columns differ in length');
-    const struct = makeData({ type: new Struct(EXPORT_SCHEMA.fields), length: this.buffered, nullCount: 0, children });
+    const struct = makeData({
+      type: new Struct(EXPORT_SCHEMA.fields),
+      length: this.buffered,
+      nullCount: 0,
+      children,
+    });
     const ipc = tableToIPC(new Table([new RecordBatch(EXPORT_SCHEMA, struct)]), 'stream');
     this.buffered = 0;
     for (const b of this.strings.values()) b.reset();

@@ -47,4 +47,6 @@ function arrowType(kind: ExportColumnKind): Utf8 | Int64 | Decimal {
 }
 
 /** The Arrow schema every exported RecordBatch carries. */
-export const EXPORT_SCHEMA = new Schema(EXPORT_COLUMNS.map((c) => new Field(c.name, arrowType(c.kind), c.nullable)));
+export const EXPORT_SCHEMA = new Schema(
+  EXPORT_COLUMNS.map((c) => new Field(c.name, arrowType(c.kind), c.nullable)),
+);

@@ -52,9 +52,11 @@ function checkFooter(path: string, file: parquet.ParquetFile): { rows: number; r
     for (let g = 0; g < groups.length; g++) {
       const columns = groups[g].columns();
       const names = columns.map((c) => c.columnPath().join('.'));
-      if (names.join(',') !== EXPORT_COLUMN_NAMES.join(',')) throw mismatch(path, `row group ${g} has columns ${names.join(',')}`);
+      if (names.join(',') !== EXPORT_COLUMN_NAMES.join(','))
+        throw mismatch(path, `row group ${g} has columns ${names.join(',')}`);
       for (const c of columns) {
-        if (c.compression() !== parquet.Compression.ZSTD) throw mismatch(path, `column ${c.columnPath().join('.')} is not zstd`);
+        if (c.compression() !== parquet.Compression.ZSTD)
+          throw mismatch(path, `column ${c.columnPath().join('.')} is not zstd`);
         c.free();
       }
       groups[g].free();
@@ -70,7 +72,10 @@ export async function readBackTotals(path: string): Promise<WrittenTotals> {
   const file = await parquet.ParquetFile.fromFile(await openAsBlob(path));
   try {
     const footer = checkFooter(path, file);
-    const stream = (await file.stream({ columns: ['quantity'], batchSize: READ_BACK_BATCH_ROWS })) as ReadableStream<parquet.RecordBatch>;
+    const stream = (await file.stream({
+      columns: ['quantity'],
+      batchSize: READ_BACK_BATCH_ROWS,
+    })) as ReadableStream<parquet.RecordBatch>;
     let rows = 0;
     let sum = 0n;
     for await (const batch of stream) {
@@ -83,7 +88,8 @@ export async function readBackTotals(path: string): Promise<WrittenTotals> {
         rows += data.length;
       }
     }
-    if (rows !== footer.rows) throw mismatch(path, `footer says ${footer.rows} rows, the quantity column holds ${rows}`);
+    if (rows !== footer.rows)
+      throw mismatch(path, `footer says ${footer.rows} rows, the quantity column holds ${rows}`);
     return { rows, quantitySum: sum, rowGroups: footer.rowGroups };
   } finally {
     file.free();

@@ -24,7 +24,12 @@ interface Run {
 }
 
 function usagedb(args: string[], input?: string): Run {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: root, input, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: root,
+    input,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -61,7 +66,8 @@ describe('usagedb --help', () => {
   it('prints help for the program and each command, exit 0', () => {
     const top = usagedb(['--help']);
     expect(top.status).toBe(0);
-    for (const command of ['ingest', 'export-parquet', 'demo', '--db-root', '--json']) expect(top.stdout).toContain(command);
+    for (const command of ['ingest', 'export-parquet', 'demo', '--db-root', '--json'])
+      expect(top.stdout).toContain(command);
     for (const command of ['ingest', 'export-parquet', 'demo']) {
       const r = usagedb([command, '--help']);
       expect(r.status).toBe(0);
@@ -74,7 +80,11 @@ describe('usagedb --help', () => {
     expectOneLineFailure(usagedb([]), 2, /no command given/);
     expectOneLineFailure(usagedb(['frobnicate']), 2, /unknown command 'frobnicate'/);
     expectOneLineFailure(usagedb(['export-parquet', 'x.parquet', '--bogus']), 2, /unknown option '--bogus'/);
-    expectOneLineFailure(usagedb(['export-parquet', 'x.parquet', '--partition', 'week']), 2, /week.*none, day/);
+    expectOneLineFailure(
+      usagedb(['export-parquet', 'x.parquet', '--partition', 'week']),
+      2,
+      /week.*none, day/,
+    );
     expectOneLineFailure(usagedb(['--jsn', 'demo']), 2, /unknown option '--jsn'.*--json/);
   });
 });
@@ -99,7 +109,14 @@ describe('usagedb ingest and export-parquet', () => {
   it('ingests a JSON Lines file in batches, then a re-run is all duplicates (exit 0)', () => {
     const first = usagedb(['ingest', 'events.jsonl', '--db-root', db, '--json']);
     expect(first.status, first.stderr).toBe(0);
-    expect(JSON.parse(first.stdout)).toMatchObject({ ok: true, lines: 2_500, accepted: 2_500, duplicates: 0, rejected: 0, errors: [] });
+    expect(JSON.parse(first.stdout)).toMatchObject({
+      ok: true,
+      lines: 2_500,
+      accepted: 2_500,
+      duplicates: 0,
+      rejected: 0,
+      errors: [],
+    });
     const again = usagedb(['--db-root', db, 'ingest', 'events.jsonl']);
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toMatch(/duplicates\s+2,500/);
@@ -132,7 +149,10 @@ describe('usagedb ingest and export-parquet', () => {
   });
 
   it('reads events from stdin with -', () => {
-    const r = usagedb(['ingest', '-', '--db-root', db, '--json'], jsonl([usage('stdin-1', { account_id: 'acct-x' })]));
+    const r = usagedb(
+      ['ingest', '-', '--db-root', db, '--json'],
+      jsonl([usage('stdin-1', { account_id: 'acct-x' })]),
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ accepted: 1, source: '-' });
   });
@@ -143,8 +163,15 @@ describe('usagedb ingest and export-parquet', () => {
     expect(r.status, r.stderr).toBe(0);
     const result = JSON.parse(r.stdout);
     const expectedSum = total + 3n; // good-1, good-2, stdin-1 have quantity 1
-    expect(result).toMatchObject({ ok: true, rows: 2_503, quantity_sum: expectedSum.toString(), files: [out] });
-    const [back] = await duck.rows(`SELECT count(*)::INTEGER AS n, sum(quantity)::VARCHAR AS s FROM ${lit(out)}`);
+    expect(result).toMatchObject({
+      ok: true,
+      rows: 2_503,
+      quantity_sum: expectedSum.toString(),
+      files: [out],
+    });
+    const [back] = await duck.rows(
+      `SELECT count(*)::INTEGER AS n, sum(quantity)::VARCHAR AS s FROM ${lit(out)}`,
+    );
     expect(back).toEqual({ n: 2_503, s: expectedSum.toString() });
     const human = usagedb(['export-parquet', join(root, 'again.parquet'), '--db-root', db]);
     expect(human.status, human.stderr).toBe(0);
@@ -155,7 +182,21 @@ describe('usagedb ingest and export-parquet', () => {
     const out = join(root, 'window');
     const from = new Date(T0 + 600 * 60_000).toISOString();
     const to = String(T0 + 1_800 * 60_000);
-    const r = usagedb(['export-parquet', out, '--db-root', db, '--from', from, '--to', to, '--account', 'acct-1', '--partition', 'day', '--json']);
+    const r = usagedb([
+      'export-parquet',
+      out,
+      '--db-root',
+      db,
+      '--from',
+      from,
+      '--to',
+      to,
+      '--account',
+      'acct-1',
+      '--partition',
+      'day',
+      '--json',
+    ]);
     expect(r.status, r.stderr).toBe(0);
     const expected = events.filter((e, i) => i >= 600 && i < 1_800 && e.account_id === 'acct-1');
     const result = JSON.parse(r.stdout);
@@ -165,25 +206,62 @@ describe('usagedb ingest and export-parquet', () => {
       `SELECT count(*)::INTEGER AS n, min(timestamp_ms)::BIGINT AS lo, max(timestamp_ms)::BIGINT AS hi, count(DISTINCT account_id)::INTEGER AS a
        FROM read_parquet(${lit(join(out, '*', '*.parquet'))})`,
     );
-    expect(back).toEqual({ n: expected.length, lo: String(expected[0].timestamp_ms), hi: String(expected.at(-1)?.timestamp_ms), a: 1 });
+    expect(back).toEqual({
+      n: expected.length,
+      lo: String(expected[0].timestamp_ms),
+      hi: String(expected.at(-1)?.timestamp_ms),
+      a: 1,
+    });
   });
 
   it('refuses a bad time, a reversed range and a bad row-group size before opening the database', () => {
-    expectOneLineFailure(usagedb(['export-parquet', 'x.parquet', '--db-root', db, '--from', 'yesterday']), 2, /--from "yesterday" is not a valid time/);
-    expectOneLineFailure(usagedb(['export-parquet', 'x.parquet', '--db-root', db, '--to', '2026-02-30']), 2, /--to "2026-02-30".*no such day/);
-    expectOneLineFailure(usagedb(['export-parquet', 'x.parquet', '--db-root', db, '--from', '2026-05-02', '--to', '2026-05-01']), 2, /after --to/);
-    expectOneLineFailure(usagedb(['export-parquet', 'x.parquet', '--db-root', db, '--row-group-rows', '0']), 2, /--row-group-rows/);
+    expectOneLineFailure(
+      usagedb(['export-parquet', 'x.parquet', '--db-root', db, '--from', 'yesterday']),
+      2,
+      /--from "yesterday" is not a valid time/,
+    );
+    expectOneLineFailure(
+      usagedb(['export-parquet', 'x.parquet', '--db-root', db, '--to', '2026-02-30']),
+      2,
+      /--to "2026-02-30".*no such day/,
+    );
+    expectOneLineFailure(
+      usagedb(['export-parquet', 'x.parquet', '--db-root', db, '--from', '2026-05-02', '--to', '2026-05-01']),
+      2,
+      /after --to/,
+    );
+    expectOneLineFailure(
+      usagedb(['export-parquet', 'x.parquet', '--db-root', db, '--row-group-rows', '0']),
+      2,
+      /--row-group-rows/,
+    );
     const json = usagedb(['export-parquet', 'x.parquet', '--db-root', db, '--from', 'soon', '--json']);
     expectOneLineFailure(json, 2, /^\{"error":\{"code":"USAGEDB_ERR_INVALID_ARGUMENT","message":/);
   });
 
   it('refuses a missing database directory, an unreadable input and a non-empty partition target', () => {
-    expectOneLineFailure(usagedb(['export-parquet', 'x.parquet', '--db-root', join(root, 'nowhere')]), 3, /does not exist/);
+    expectOneLineFailure(
+      usagedb(['export-parquet', 'x.parquet', '--db-root', join(root, 'nowhere')]),
+      3,
+      /does not exist/,
+    );
     mkdirSync(join(root, 'empty-dir'));
-    expectOneLineFailure(usagedb(['export-parquet', 'x.parquet', '--db-root', join(root, 'empty-dir')]), 3, /holds no usagedb database/);
-    expectOneLineFailure(usagedb(['ingest', 'missing.jsonl', '--db-root', db]), 3, /cannot read missing.jsonl/);
+    expectOneLineFailure(
+      usagedb(['export-parquet', 'x.parquet', '--db-root', join(root, 'empty-dir')]),
+      3,
+      /holds no usagedb database/,
+    );
+    expectOneLineFailure(
+      usagedb(['ingest', 'missing.jsonl', '--db-root', db]),
+      3,
+      /cannot read missing.jsonl/,
+    );
     expectOneLineFailure(usagedb(['ingest', '.', '--db-root', db]), 2, /is not a file/);
-    expectOneLineFailure(usagedb(['export-parquet', root, '--db-root', db, '--partition', 'day']), 2, /not empty/);
+    expectOneLineFailure(
+      usagedb(['export-parquet', root, '--db-root', db, '--partition', 'day']),
+      2,
+      /not empty/,
+    );
   });
 
   it('fails with one line when another process holds the directory lock', async () => {
@@ -193,7 +271,11 @@ describe('usagedb ingest and export-parquet', () => {
         ['export-parquet', join(root, 'locked.parquet'), '--db-root', db],
         ['ingest', 'events.jsonl', '--db-root', db],
       ]) {
-        expectOneLineFailure(usagedb(args), 4, new RegExp(`locked by process ${process.pid}.*USAGEDB_ERR_LOCKED`));
+        expectOneLineFailure(
+          usagedb(args),
+          4,
+          new RegExp(`locked by process ${process.pid}.*USAGEDB_ERR_LOCKED`),
+        );
       }
     } finally {
       await holder.close();

@@ -30,8 +30,16 @@ export function usage(id: string, overrides: Wire = {}): Wire {
 export function firstBatch(): Wire[] {
   const events: Wire[] = [
     usage('max', { quantity: MAX, model_id: 'gpt-x', subscription_id: 'sub-1' }),
-    usage('beyond-2^63', { account_id: 'acct-b', quantity: '9223372036854775813', meter_id: 'tokens.output' }),
-    usage('beyond-2^64', { account_id: 'acct-b', quantity: '18446744073709551621', meter_id: 'tokens.output' }),
+    usage('beyond-2^63', {
+      account_id: 'acct-b',
+      quantity: '9223372036854775813',
+      meter_id: 'tokens.output',
+    }),
+    usage('beyond-2^64', {
+      account_id: 'acct-b',
+      quantity: '18446744073709551621',
+      meter_id: 'tokens.output',
+    }),
     usage('2^53+1', { account_id: 'acct-c', quantity: '9007199254740993', product_id: 'embeddings' }),
     usage('dims', { dimensions: { region: 'eu', '10': 'ten', b: 'ü', a: '1' }, model_id: 'gpt-x' }),
     usage('empty-dims', { dimensions: {}, account_id: 'acct-ü' }),
@@ -41,7 +49,11 @@ export function firstBatch(): Wire[] {
     usage('before-midnight-1', { timestamp_ms: T0 + DAY_MS - 1, account_id: 'acct-c' }),
     usage('midnight-2', { timestamp_ms: T0 + 2 * DAY_MS, quantity: '123456789012345678901234567890' }),
     usage('ключ-€-🚀', { account_id: 'acct-ü', subscription_id: 'sub-ü' }),
-    usage('to-retract', { account_id: 'acct-b', quantity: '18446744073709551999', meter_id: 'tokens.output' }),
+    usage('to-retract', {
+      account_id: 'acct-b',
+      quantity: '18446744073709551999',
+      meter_id: 'tokens.output',
+    }),
   ];
   for (let i = 0; i < 400; i++) {
     events.push(

@@ -143,7 +143,9 @@ describe('exportParquet: one file', () => {
   });
 
   it('has the exact row count, SUM(quantity) and SUM per account, beyond 2^63 and at ±(10^38 − 1)', async () => {
-    const [totals] = await duck.rows(`SELECT count(*)::VARCHAR AS n, sum(quantity)::VARCHAR AS s FROM ${lit(file)}`);
+    const [totals] = await duck.rows(
+      `SELECT count(*)::VARCHAR AS n, sum(quantity)::VARCHAR AS s FROM ${lit(file)}`,
+    );
     expect(totals).toEqual({ n: String(events.size), s: sumOf(events.values()) });
     const perAccount = await duck.rows(
       `SELECT account_id, sum(quantity)::VARCHAR AS s, count(*)::INTEGER AS n FROM ${lit(file)} GROUP BY account_id ORDER BY account_id`,
@@ -178,7 +180,10 @@ describe('exportParquet: partitions and filters', () => {
     expect(result.files).toEqual(days.map((d) => join(dir, `date=${d}`, PARTITION_FILE_NAME)));
     for (const [i, day] of days.entries()) {
       expect(readdirSync(join(dir, `date=${day}`))).toEqual([PARTITION_FILE_NAME]);
-      await expectExactly([result.files[i]], [...events.values()].filter((e) => utcDayOf(e.timestamp_ms) === day));
+      await expectExactly(
+        [result.files[i]],
+        [...events.values()].filter((e) => utcDayOf(e.timestamp_ms) === day),
+      );
     }
     const hive = await duck.rows(
       `SELECT date::VARCHAR AS date, count(*)::INTEGER AS n, sum(quantity)::VARCHAR AS s
@@ -203,7 +208,11 @@ describe('exportParquet: partitions and filters', () => {
     expect(atTo.length).toBeGreaterThan(0);
     const expected = [...events.values()].filter((e) => e.timestamp_ms >= from && e.timestamp_ms < to);
     for (const partition of ['none', 'day'] as const) {
-      const result = await exportParquet(db.readSnapshot(), outPath(`window-${partition}`), { from, to, partition });
+      const result = await exportParquet(db.readSnapshot(), outPath(`window-${partition}`), {
+        from,
+        to,
+        partition,
+      });
       expect(result.rows).toBe(expected.length);
       expect(result.quantitySum).toBe(sumOf(expected));
       await expectExactly(result.files, expected);
@@ -213,21 +222,37 @@ describe('exportParquet: partitions and filters', () => {
   it('filters by account, alone and with a time range', async () => {
     for (const account of ACCOUNTS) {
       const expected = [...events.values()].filter((e) => e.account_id === account);
-      const result = await exportParquet(db.readSnapshot(), outPath(`acct-${account}.parquet`), { account_id: account });
+      const result = await exportParquet(db.readSnapshot(), outPath(`acct-${account}.parquet`), {
+        account_id: account,
+      });
       expect(result.rows).toBe(expected.length);
       await expectExactly(result.files, expected);
     }
     // Day partitions of one account: a directory only for the days where it has rows.
-    const mine = [...events.values()].filter((e) => e.account_id === 'acct-c' && e.timestamp_ms < T0 + DAY_MS + 5_000);
+    const mine = [...events.values()].filter(
+      (e) => e.account_id === 'acct-c' && e.timestamp_ms < T0 + DAY_MS + 5_000,
+    );
     const dir = outPath('acct-c-by-day');
-    const byDay = await exportParquet(db.readSnapshot(), dir, { account_id: 'acct-c', to: T0 + DAY_MS + 5_000, partition: 'day' });
-    expect(readdirSync(dir).sort()).toEqual([...new Set(mine.map((e) => `date=${utcDayOf(e.timestamp_ms)}`))].sort());
+    const byDay = await exportParquet(db.readSnapshot(), dir, {
+      account_id: 'acct-c',
+      to: T0 + DAY_MS + 5_000,
+      partition: 'day',
+    });
+    expect(readdirSync(dir).sort()).toEqual(
+      [...new Set(mine.map((e) => `date=${utcDayOf(e.timestamp_ms)}`))].sort(),
+    );
     await expectExactly(byDay.files, mine);
 
     const from = T0 + 3_600_000;
     const to = T0 + DAY_MS;
-    const expected = [...events.values()].filter((e) => e.account_id === 'acct-a' && e.timestamp_ms >= from && e.timestamp_ms < to);
-    const result = await exportParquet(db.readSnapshot(), outPath('acct-window.parquet'), { account_id: 'acct-a', from, to });
+    const expected = [...events.values()].filter(
+      (e) => e.account_id === 'acct-a' && e.timestamp_ms >= from && e.timestamp_ms < to,
+    );
+    const result = await exportParquet(db.readSnapshot(), outPath('acct-window.parquet'), {
+      account_id: 'acct-a',
+      from,
+      to,
+    });
     await expectExactly(result.files, expected);
     expect(result.quantitySum).toBe(sumOf(expected));
   });
@@ -301,7 +326,9 @@ describe('exportParquet: publication is atomic', () => {
     for (const partition of ['none', 'day'] as const) {
       readers = 0;
       const target = outPath(`broken-${partition}`);
-      const err = await exportParquet(broken, target, { partition, rowGroupRows: 10 }).catch((e: unknown) => e);
+      const err = await exportParquet(broken, target, { partition, rowGroupRows: 10 }).catch(
+        (e: unknown) => e,
+      );
       expect((err as UsageDbError).code).toBe('USAGEDB_ERR_SEGMENT_CORRUPT');
       expect(existsSync(target)).toBe(false);
       expect(readdirSync(outDir).filter((n) => n.includes('.tmp-'))).toEqual([]);

@@ -27,7 +27,10 @@ function columnsOf(quantities: readonly bigint[], accounts: string[]): EventColu
     kind: new Uint8Array(n),
     correction_original_event_id: new Array<string | null>(n).fill(null),
     correction_reason: new Array<string | null>(n).fill(null),
-    account_id: dict(quantities.map((_, i) => i % accounts.length), accounts),
+    account_id: dict(
+      quantities.map((_, i) => i % accounts.length),
+      accounts,
+    ),
     subscription_id: dict(new Array<number>(n).fill(NULL_CODE), []),
     product_id: dict(zeros, ['p']),
     meter_id: dict(zeros, ['m']),
@@ -44,7 +47,19 @@ function columnsOf(quantities: readonly bigint[], accounts: string[]): EventColu
 const quantity = fc.oneof(
   fc.bigInt({ min: -QUANTITY_ABS_MAX, max: QUANTITY_ABS_MAX }),
   fc.bigInt({ min: -(2n ** 53n), max: 2n ** 53n }),
-  fc.constantFrom(0n, 1n, -1n, 2n ** 32n, -(2n ** 32n), 2n ** 53n - 1n, -(2n ** 53n - 1n), 2n ** 63n, -(2n ** 64n), QUANTITY_ABS_MAX, -QUANTITY_ABS_MAX),
+  fc.constantFrom(
+    0n,
+    1n,
+    -1n,
+    2n ** 32n,
+    -(2n ** 32n),
+    2n ** 53n - 1n,
+    -(2n ** 53n - 1n),
+    2n ** 63n,
+    -(2n ** 64n),
+    QUANTITY_ABS_MAX,
+    -QUANTITY_ABS_MAX,
+  ),
 );
 
 describe('RowGroupBuilder', () => {

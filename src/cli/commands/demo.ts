@@ -48,7 +48,10 @@ interface AccountTotals {
 function positiveInt(text: string, flag: string, max: number): number {
   const n = /^[0-9]+$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isSafeInteger(n) || n < 1 || n > max) {
-    throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', `${flag} must be an integer in 1..${max}, got ${JSON.stringify(text)}`);
+    throw new UsageDbError(
+      'USAGEDB_ERR_INVALID_ARGUMENT',
+      `${flag} must be an integer in 1..${max}, got ${JSON.stringify(text)}`,
+    );
   }
   return n;
 }
@@ -63,14 +66,26 @@ function addResult(t: Tally, r: IngestResult): void {
   const conflict = r.errors.find((e) => e.status === 'conflict');
   if (t.firstConflict === null && conflict) t.firstConflict = `${conflict.event_id}: ${conflict.message}`;
   const rejected = r.errors.find((e) => e.status === 'rejected');
-  if (rejected) throw new UsageDbError('USAGEDB_ERR_INTERNAL', `demo event rejected: ${rejected.reason}: ${rejected.message}`);
+  if (rejected)
+    throw new UsageDbError(
+      'USAGEDB_ERR_INTERNAL',
+      `demo event rejected: ${rejected.reason}: ${rejected.message}`,
+    );
 }
 
 /** The month's batches plus the retries, a conflicting re-send and a correction. */
-function* demoTraffic(events: number, accounts: number, seed: number, month: { startMs: number; endMs: number }) {
+function* demoTraffic(
+  events: number,
+  accounts: number,
+  seed: number,
+  month: { startMs: number; endMs: number },
+) {
   let first: DemoEvent | null = null;
   let n = 0;
-  for (const batch of demoBatches({ events, accounts, seed, monthStartMs: month.startMs, monthEndMs: month.endMs }, DEMO_BATCH_EVENTS)) {
+  for (const batch of demoBatches(
+    { events, accounts, seed, monthStartMs: month.startMs, monthEndMs: month.endMs },
+    DEMO_BATCH_EVENTS,
+  )) {
     first ??= batch[0];
     yield batch;
     // The first batch is retried too, so even a small demo shows idempotency.
@@ -91,7 +106,11 @@ function* demoTraffic(events: number, accounts: number, seed: number, month: { s
   ];
 }
 
-async function ingestMonth(db: UsageDb, traffic: Iterable<DemoEvent[]>, onProgress: (events: number) => void): Promise<Tally> {
+async function ingestMonth(
+  db: UsageDb,
+  traffic: Iterable<DemoEvent[]>,
+  onProgress: (events: number) => void,
+): Promise<Tally> {
   const tally: Tally = { accepted: 0, duplicates: 0, conflicts: 0, rejected: 0, firstConflict: null };
   const inFlight = new Set<Promise<void>>();
   let sent = 0;
@@ -116,7 +135,12 @@ function text(value: unknown): string | null {
 }
 
 /** Billing lines per (product, meter, model, unit) from the query engine (exact decimal sums). */
-async function accountTotals(db: UsageDb, account: string, startMs: number, endMs: number): Promise<AccountTotals> {
+async function accountTotals(
+  db: UsageDb,
+  account: string,
+  startMs: number,
+  endMs: number,
+): Promise<AccountTotals> {
   const t0 = performance.now();
   const result = await db.query({ account_id: account, from: startMs, to: endMs, group_by: [...LINE_KEYS] });
   const ms = performance.now() - t0;
@@ -133,14 +157,25 @@ async function accountTotals(db: UsageDb, account: string, startMs: number, endM
   return { account_id: account, ms, lines };
 }
 
-async function allTotals(db: UsageDb, accounts: string[], month: { startMs: number; endMs: number }): Promise<AccountTotals[]> {
+async function allTotals(
+  db: UsageDb,
+  accounts: string[],
+  month: { startMs: number; endMs: number },
+): Promise<AccountTotals[]> {
   const out: AccountTotals[] = [];
   for (const account of accounts) out.push(await accountTotals(db, account, month.startMs, month.endMs));
   return out;
 }
 
 function totalsTable(t: AccountTotals): string {
-  const rows = t.lines.map((l) => [l.product_id, l.meter_id, l.model_id ?? '-', l.unit, quantity(l.quantity), count(l.event_count)]);
+  const rows = t.lines.map((l) => [
+    l.product_id,
+    l.meter_id,
+    l.model_id ?? '-',
+    l.unit,
+    quantity(l.quantity),
+    count(l.event_count),
+  ]);
   return `account ${t.account_id}: ${t.lines.length} billing lines in ${seconds(t.ms)}\n${table(
     ['product', 'meter', 'model', 'unit', 'quantity', 'events'],
     rows,
@@ -151,7 +186,9 @@ function totalsTable(t: AccountTotals): string {
 export function registerDemo(program: Command, ctx: CliContext): void {
   program
     .command('demo')
-    .description('generate a month of AI usage, ingest it durably, print account totals, reopen and check them (uses a fresh temporary directory unless --db-root is given)')
+    .description(
+      'generate a month of AI usage, ingest it durably, print account totals, reopen and check them (uses a fresh temporary directory unless --db-root is given)',
+    )
     .option('--events <n>', 'approximate number of usage events', '100000')
     .option('--accounts <n>', 'number of accounts', '5')
     .option('--seed <n>', 'seed of the generated data', '42')
@@ -163,7 +200,9 @@ export function registerDemo(program: Command, ctx: CliContext): void {
       const month = previousMonth(Date.now());
       const dir = g.dbRootGiven ? g.dbRoot : await mkdtemp(join(tmpdir(), 'usagedb-demo-'));
       const shown = demoAccounts(accountCount).slice(0, ACCOUNTS_SHOWN);
-      const human: string[] = [`usagedb demo: ${month.label} (UTC), ${accountCount} accounts, database at ${dir}`];
+      const human: string[] = [
+        `usagedb demo: ${month.label} (UTC), ${accountCount} accounts, database at ${dir}`,
+      ];
       try {
         let db = await UsageDb.open({ dir, durability: 'balanced' });
         const t0 = performance.now();
@@ -200,8 +239,13 @@ export function registerDemo(program: Command, ctx: CliContext): void {
         } finally {
           await db.close();
         }
-        const identical = JSON.stringify(before.map((t) => t.lines)) === JSON.stringify(after.map((t) => t.lines));
-        if (!identical) throw new UsageDbError('USAGEDB_ERR_INTERNAL', 'account totals differ after reopening the database');
+        const identical =
+          JSON.stringify(before.map((t) => t.lines)) === JSON.stringify(after.map((t) => t.lines));
+        if (!identical)
+          throw new UsageDbError(
+            'USAGEDB_ERR_INTERNAL',
+            'account totals differ after reopening the database',
+          );
         human.push(
           `closed in ${seconds(closeMs)} (memtable flushed to segments), reopened in ${seconds(reopenMs)}: ` +
             `totals of ${after.length} accounts identical (${after.map((t) => `${t.account_id} ${seconds(t.ms)}`).join(', ')})`,

@@ -4,7 +4,12 @@
  */
 import { Option, type Command } from 'commander';
 import { UsageDbError } from '../../errors.ts';
-import { type ExportParquetResult, type ExportPartition, ROW_GROUP_ROWS_DEFAULT, ROW_GROUP_ROWS_MAX } from '../../export/parquet.ts';
+import {
+  type ExportParquetResult,
+  type ExportPartition,
+  ROW_GROUP_ROWS_DEFAULT,
+  ROW_GROUP_ROWS_MAX,
+} from '../../export/parquet.ts';
 import type { CliContext } from '../context.ts';
 import { count, megabytes, quantity, seconds } from '../format.ts';
 import { openExistingDb } from '../open-db.ts';
@@ -22,7 +27,10 @@ interface ExportFlags {
 function parseRowGroupRows(text: string): number {
   const n = /^[0-9]+$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isSafeInteger(n) || n < 1 || n > ROW_GROUP_ROWS_MAX) {
-    throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', `--row-group-rows must be an integer in 1..${ROW_GROUP_ROWS_MAX}, got ${JSON.stringify(text)}`);
+    throw new UsageDbError(
+      'USAGEDB_ERR_INVALID_ARGUMENT',
+      `--row-group-rows must be an integer in 1..${ROW_GROUP_ROWS_MAX}, got ${JSON.stringify(text)}`,
+    );
   }
   return n;
 }
@@ -30,12 +38,18 @@ function parseRowGroupRows(text: string): number {
 export function registerExportParquet(program: Command, ctx: CliContext): void {
   program
     .command('export-parquet')
-    .description('export events to Parquet (zstd; one file, or date=YYYY-MM-DD/ partitions); the memtable is flushed first')
+    .description(
+      'export events to Parquet (zstd; one file, or date=YYYY-MM-DD/ partitions); the memtable is flushed first',
+    )
     .argument('<out>', 'output file (--partition none) or directory (--partition day)')
     .option('--from <time>', 'inclusive start: RFC 3339 or ms since the epoch')
     .option('--to <time>', 'exclusive end: RFC 3339 or ms since the epoch')
     .option('--account <id>', 'only this account_id')
-    .addOption(new Option('--partition <layout>', 'one file, or one directory per UTC day').choices(['none', 'day']).default('none'))
+    .addOption(
+      new Option('--partition <layout>', 'one file, or one directory per UTC day')
+        .choices(['none', 'day'])
+        .default('none'),
+    )
     .option('--row-group-rows <n>', 'rows per Parquet row group', String(ROW_GROUP_ROWS_DEFAULT))
     .action(async (out: string, flags: ExportFlags, command: Command) => {
       const g = ctx.globals(command);
@@ -43,7 +57,10 @@ export function registerExportParquet(program: Command, ctx: CliContext): void {
       const from = flags.from === undefined ? undefined : parseTime(flags.from, '--from');
       const to = flags.to === undefined ? undefined : parseTime(flags.to, '--to');
       if (from !== undefined && to !== undefined && from > to) {
-        throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', `--from (${flags.from}) is after --to (${flags.to})`);
+        throw new UsageDbError(
+          'USAGEDB_ERR_INVALID_ARGUMENT',
+          `--from (${flags.from}) is after --to (${flags.to})`,
+        );
       }
       const rowGroupRows = parseRowGroupRows(flags.rowGroupRows);
       const started = performance.now();
@@ -68,7 +85,8 @@ export function registerExportParquet(program: Command, ctx: CliContext): void {
       }
       const elapsedMs = performance.now() - started;
       const rate = result.rows / Math.max(elapsedMs / 1000, 1e-9);
-      const where = result.files.length === 1 ? result.files[0] : `${count(result.files.length)} files under ${out}`;
+      const where =
+        result.files.length === 1 ? result.files[0] : `${count(result.files.length)} files under ${out}`;
       ctx.finish({
         data: {
           db_root: g.dbRoot,

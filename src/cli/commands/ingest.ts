@@ -53,7 +53,9 @@ async function openInput(file: string, stdin: Readable): Promise<{ stream: Reada
   try {
     info = await stat(file);
   } catch (err) {
-    throw new UsageDbError('USAGEDB_ERR_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    throw new UsageDbError('USAGEDB_ERR_NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   if (!info.isFile()) throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', `${file} is not a file`);
   const stream = createReadStream(file);
@@ -67,7 +69,12 @@ async function openInput(file: string, stdin: Readable): Promise<{ stream: Reada
   return { stream, sizeBytes: info.size };
 }
 
-async function sendBatch(db: UsageDb, events: unknown[], lineNumbers: number[], totals: IngestTotals): Promise<void> {
+async function sendBatch(
+  db: UsageDb,
+  events: unknown[],
+  lineNumbers: number[],
+  totals: IngestTotals,
+): Promise<void> {
   if (events.length === 0) return;
   const r: IngestResult = await db.ingest(events);
   totals.accepted += r.accepted;
@@ -75,13 +82,26 @@ async function sendBatch(db: UsageDb, events: unknown[], lineNumbers: number[], 
   totals.conflicts += r.conflicts;
   totals.rejected += r.rejected;
   for (const e of r.errors) {
-    noteError(totals, { line: lineNumbers[e.index], event_id: e.event_id, status: e.status, reason: e.reason, message: e.message });
+    noteError(totals, {
+      line: lineNumbers[e.index],
+      event_id: e.event_id,
+      status: e.status,
+      reason: e.reason,
+      message: e.message,
+    });
   }
 }
 
 /** Reads lines, batches parsed events, ingests each batch; bad JSON is rejected by line. */
 async function ingestLines(db: UsageDb, input: Readable, onBatch: () => void): Promise<IngestTotals> {
-  const totals: IngestTotals = { lines: 0, accepted: 0, duplicates: 0, conflicts: 0, rejected: 0, errors: [] };
+  const totals: IngestTotals = {
+    lines: 0,
+    accepted: 0,
+    duplicates: 0,
+    conflicts: 0,
+    rejected: 0,
+    errors: [],
+  };
   let events: unknown[] = [];
   let lineNumbers: number[] = [];
   const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
@@ -93,7 +113,13 @@ async function ingestLines(db: UsageDb, input: Readable, onBatch: () => void): P
       lineNumbers.push(totals.lines);
     } catch (err) {
       totals.rejected++;
-      noteError(totals, { line: totals.lines, event_id: null, status: 'rejected', reason: 'invalid_json', message: (err as Error).message });
+      noteError(totals, {
+        line: totals.lines,
+        event_id: null,
+        status: 'rejected',
+        reason: 'invalid_json',
+        message: (err as Error).message,
+      });
     }
     if (events.length >= INGEST_BATCH_LINES) {
       await sendBatch(db, events, lineNumbers, totals);
@@ -118,7 +144,10 @@ function humanSummary(source: string, t: IngestTotals, elapsedMs: number): strin
   if (t.errors.length > 0) {
     const more = t.rejected + t.conflicts - t.errors.length;
     out.push(`first problems${more > 0 ? ` (${count(more)} more not shown)` : ''}:`);
-    for (const e of t.errors) out.push(`  line ${e.line}: ${e.status} ${e.reason}${e.event_id ? ` (${e.event_id})` : ''}: ${e.message}`);
+    for (const e of t.errors)
+      out.push(
+        `  line ${e.line}: ${e.status} ${e.reason}${e.event_id ? ` (${e.event_id})` : ''}: ${e.message}`,
+      );
   }
   return `${out.join('\n')}\n`;
 }
@@ -136,7 +165,9 @@ function failureOf(t: IngestTotals): UsageDbError | undefined {
 export function registerIngest(program: Command, ctx: CliContext): void {
   program
     .command('ingest')
-    .description(`bulk-load usage events from a JSON Lines file (one event per line; - reads stdin), ${INGEST_BATCH_LINES} lines per batch`)
+    .description(
+      `bulk-load usage events from a JSON Lines file (one event per line; - reads stdin), ${INGEST_BATCH_LINES} lines per batch`,
+    )
     .argument('<file>', 'FILE.jsonl, or - for standard input')
     .action(async (file: string, _options: unknown, command: Command) => {
       const g = ctx.globals(command);
@@ -145,7 +176,13 @@ export function registerIngest(program: Command, ctx: CliContext): void {
       const db = await openOrCreateDb(g.dbRoot);
       let totals: IngestTotals;
       try {
-        const bar = startProgress(ctx.progressEnabled(command) && sizeBytes > 0, ctx.io.stderr, 'ingest', sizeBytes, 'bytes');
+        const bar = startProgress(
+          ctx.progressEnabled(command) && sizeBytes > 0,
+          ctx.io.stderr,
+          'ingest',
+          sizeBytes,
+          'bytes',
+        );
         totals = await ingestLines(db, stream, () => bar.update((stream as ReadStream).bytesRead ?? 0));
         bar.stop();
         // Close drains the memtable into segments and releases the lock before we report.

@@ -13,7 +13,8 @@
  * Paths are plain strings joined with '/'; implementations never interpret '..'.
  */
 
-export type FsErrorCode = 'ENOENT' | 'EEXIST' | 'EIO' | 'ENOSPC' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EBADF';
+export type FsErrorCode =
+  'ENOENT' | 'EEXIST' | 'EIO' | 'ENOSPC' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EBADF';
 
 export class FsError extends Error {
   readonly code: FsErrorCode;

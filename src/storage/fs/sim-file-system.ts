@@ -169,8 +169,7 @@ interface Directory {
 }
 
 type Entry =
-  | { readonly kind: 'file'; readonly inode: Inode }
-  | { readonly kind: 'dir'; readonly dir: Directory };
+  { readonly kind: 'file'; readonly inode: Inode } | { readonly kind: 'dir'; readonly dir: Directory };
 
 interface Resolved {
   /** Undefined only for the root, which has no parent. */

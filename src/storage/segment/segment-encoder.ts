@@ -14,8 +14,7 @@ import { type EncodeRequest, type EncodeResult, encodeFlushSegment } from './enc
 
 type Pending = { resolve: (r: EncodeResult) => void; reject: (e: Error) => void };
 type Reply =
-  | { jobId: number; ok: true; result: EncodeResult }
-  | { jobId: number; ok: false; message: string };
+  { jobId: number; ok: true; result: EncodeResult } | { jobId: number; ok: false; message: string };
 
 let worker: Worker | null = null;
 let nextJobId = 1;

@@ -281,12 +281,18 @@ function checkRunStarts(runStarts: readonly number[], rowCount: number): void {
   if (runStarts[0] !== 0) throw new Error('encodeSegment: runStarts must begin with 0');
   for (let i = 1; i < runStarts.length; i++) {
     if (!(runStarts[i] > runStarts[i - 1] && runStarts[i] < rowCount)) {
-      throw new Error(`encodeSegment: runStarts[${i}] = ${runStarts[i]} is not ascending inside 0..${rowCount - 1}`);
+      throw new Error(
+        `encodeSegment: runStarts[${i}] = ${runStarts[i]} is not ascending inside 0..${rowCount - 1}`,
+      );
     }
   }
 }
 
-function checkSorted(c: EventColumns, dicts: Map<DictColumnName, SegmentDictColumn>, runStarts: readonly number[]): void {
+function checkSorted(
+  c: EventColumns,
+  dicts: Map<DictColumnName, SegmentDictColumn>,
+  runStarts: readonly number[],
+): void {
   const keys = (['account_id', 'product_id', 'meter_id', 'model_id'] as const).map(
     (k) => (dicts.get(k) as SegmentDictColumn).stored,
   );
