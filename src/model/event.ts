@@ -16,7 +16,7 @@ import {
   NULL_CODE,
   quantityAt,
 } from './columns.ts';
-import { type Quantity, quantityToString } from './quantity.ts';
+import { type Quantity, parseQuantityString, quantityToString } from './quantity.ts';
 
 export interface CorrectionRef {
   original_event_id: string;
@@ -53,7 +53,33 @@ export interface WireEvent extends Omit<StoredEvent, 'quantity' | 'dimensions_js
 
 /** The canonical payload text: the normalised event without `ingested_at_ms`. */
 export function canonicalPayload(e: UsageEvent): string {
-  return JSON.stringify([
+  return JSON.stringify(payloadTuple(e));
+}
+
+/**
+ * The canonical payload as a tuple, in its persisted field order (WAL records hold exactly
+ * these tuples — never reorder): event_id, kind, original id, reason, account, subscription,
+ * product, meter, model, unit, source, timestamp_ms, quantity (decimal string), dimensions.
+ */
+export type PayloadTuple = [
+  string,
+  EventKind,
+  string | null,
+  string | null,
+  string,
+  string | null,
+  string,
+  string,
+  string | null,
+  string,
+  string,
+  number,
+  string,
+  string,
+];
+
+export function payloadTuple(e: UsageEvent): PayloadTuple {
+  return [
     e.event_id,
     e.kind,
     e.correction_ref?.original_event_id ?? null,
@@ -68,7 +94,26 @@ export function canonicalPayload(e: UsageEvent): string {
     e.timestamp_ms,
     quantityToString(e.quantity),
     e.dimensions_json,
-  ]);
+  ];
+}
+
+/** Inverse of payloadTuple. */
+export function eventOfPayloadTuple(t: PayloadTuple): UsageEvent {
+  return {
+    event_id: t[0],
+    kind: t[1],
+    correction_ref: t[2] === null ? null : { original_event_id: t[2], reason: t[3] ?? '' },
+    account_id: t[4],
+    subscription_id: t[5],
+    product_id: t[6],
+    meter_id: t[7],
+    model_id: t[8],
+    unit: t[9],
+    source: t[10],
+    timestamp_ms: t[11],
+    quantity: parseQuantityString(t[12]),
+    dimensions_json: t[13],
+  };
 }
 
 /** Reads one stored row back into an event. */

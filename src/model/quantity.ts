@@ -50,6 +50,12 @@ export function parseQuantity(raw: unknown): QuantityParseResult {
   return { ok: false, message: 'quantity must be an integer (JSON number or decimal string)' };
 }
 
+/** Parses a decimal string written by quantityToString (trusted input: WAL, storage). */
+export function parseQuantityString(text: string): Quantity {
+  if (text.length <= 15) return Number(text);
+  return toQuantity(BigInt(text));
+}
+
 export function quantityToString(q: Quantity): string {
   return typeof q === 'bigint' ? q.toString() : String(q);
 }
