@@ -304,10 +304,9 @@ export class Aggregator {
     sc.ensureRows(n0);
     let sel = sc.identity;
     let n = n0;
-    if (this.accountFilter !== null && chunk.accountFilter) {
-      const col = batch.account_id as DictColumn;
-      const m = this.accountFilter.maskFor(col.dict);
-      if (!m.any) return;
+    // Keeps the selected rows whose code the mask allows; false when none can match.
+    const narrow = (col: DictColumn, m: { any: boolean; all: boolean; bits: Uint8Array }): boolean => {
+      if (!m.any) return false;
       if (!m.all) {
         n =
           sel === sc.identity
@@ -315,19 +314,16 @@ export class Aggregator {
             : filterByMask(sel, n, col.codes, m.bits, sc.sel);
         sel = sc.sel;
       }
+      return true;
+    };
+    if (this.accountFilter !== null && chunk.accountFilter) {
+      const col = batch.account_id as DictColumn;
+      if (!narrow(col, this.accountFilter.maskFor(col.dict))) return;
     }
     for (let i = 0; i < this.dictFilters.length && n > 0; i++) {
       const f = this.dictFilters[i];
       const col = batch[f.column] as DictColumn;
-      const m = f.maskFor(col.dict);
-      if (!m.any) return;
-      if (!m.all) {
-        n =
-          sel === sc.identity
-            ? filterAllByMask(n, col.codes, m.bits, sc.sel)
-            : filterByMask(sel, n, col.codes, m.bits, sc.sel);
-        sel = sc.sel;
-      }
+      if (!narrow(col, f.maskFor(col.dict))) return;
     }
     if (this.kindMask !== null && n > 0) {
       n = filterKind(sel, n, batch.kind as Uint8Array, this.kindMask, sc.sel);
@@ -335,15 +331,7 @@ export class Aggregator {
     }
     if (this.dimFilter.length > 0 && n > 0) {
       const col = batch.dimensions as DictColumn;
-      const m = this.dimMask(col.dict);
-      if (!m.any) return;
-      if (!m.all) {
-        n =
-          sel === sc.identity
-            ? filterAllByMask(n, col.codes, m.bits, sc.sel)
-            : filterByMask(sel, n, col.codes, m.bits, sc.sel);
-        sel = sc.sel;
-      }
+      if (!narrow(col, this.dimMask(col.dict))) return;
     }
     if (chunk.timeFilter && n > 0) {
       n = filterTime(sel, n, batch.timestamp_ms as Float64Array, this.fromMs, this.toMs, sc.sel);
