@@ -170,6 +170,25 @@ export const row = (...cells: (string | number | null)[]): string => JSON.string
 /** q1/q2 rows have no defined order: compare as sorted sets. q3/q4 order is part of the answer. */
 export const sortedRows = (rows: string[]): string[] => rows.sort();
 
+const text = (v: unknown): string => String(v);
+const textOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+
+/** The q1 answer from rows keyed product_id, meter_id, model_id, unit, sum, count (SQLite and usagedb rows). */
+export function q1AnswerOfRecords(rows: readonly Record<string, unknown>[]): string[] {
+  return sortedRows(
+    rows.map((r) =>
+      row(
+        text(r.product_id),
+        text(r.meter_id),
+        textOrNull(r.model_id),
+        text(r.unit),
+        text(r.sum),
+        Number(r.count),
+      ),
+    ),
+  );
+}
+
 export function errorMessage(e: unknown): string {
   if (e instanceof Error) return e.message.split('\n')[0];
   return String(e);

@@ -20,6 +20,7 @@ import {
   now,
   type PendingAnswer,
   row,
+  q1AnswerOfRecords,
   sortedRows,
 } from './common.ts';
 import { Q3_LIMIT, Q3_METER, type QueryRunner } from './queries.ts';
@@ -204,19 +205,7 @@ export function sqliteQueryRunner(dir: string): QueryRunner & { close(): void } 
   return {
     async q1(a): Promise<PendingAnswer> {
       const rows = all(q1, a.account_id, ...range);
-      return () =>
-        sortedRows(
-          rows.map((r) =>
-            row(
-              str(r.product_id),
-              str(r.meter_id),
-              strOrNull(r.model_id),
-              str(r.unit),
-              str(r.sum),
-              Number(r.count),
-            ),
-          ),
-        );
+      return () => q1AnswerOfRecords(rows);
     },
     async q2(a): Promise<PendingAnswer> {
       const rows = all(q2, a.account_id, ...range);

@@ -22,6 +22,7 @@ import {
   type PendingAnswer,
   type ReopenResult,
   row,
+  q1AnswerOfRecords,
   sortedRows,
 } from './common.ts';
 import { Q3_LIMIT, Q3_METER, type QueryRunner } from './queries.ts';
@@ -243,8 +244,6 @@ export async function reopenUsagedb(dir: string, expected: WorkloadTotals): Prom
 }
 
 const str = (v: string | number | bigint | null | undefined): string => String(v);
-const strOrNull = (v: string | number | null | undefined): string | null =>
-  v === null || v === undefined ? null : String(v);
 
 export async function usagedbQueryRunner(
   dir: string,
@@ -264,19 +263,7 @@ export async function usagedbQueryRunner(
         group_by: ['product_id', 'meter_id', 'model_id', 'unit'],
         metrics: ['sum', 'count'],
       });
-      return () =>
-        sortedRows(
-          rows.map((r) =>
-            row(
-              str(r.product_id),
-              str(r.meter_id),
-              strOrNull(r.model_id),
-              str(r.unit),
-              str(r.sum),
-              Number(r.count),
-            ),
-          ),
-        );
+      return () => q1AnswerOfRecords(rows);
     },
     async q2(a): Promise<PendingAnswer> {
       const { rows } = await query({
