@@ -5,8 +5,8 @@
  * Invariants:
  * - a UsageEvent is always validated and normalised (see validate.ts): kind set, nullable
  *   fields null rather than absent, dimensions sorted by key, quantity a canonical Quantity;
- * - `canonicalPayload(e)` and `canonicalPayloadOfRow(columns, row)` produce the same text for
- *   the same event, so stored events and incoming retries compare exactly.
+ * - `canonicalPayload(e)` of an incoming event and `canonicalPayload(eventOfRow(columns, row))`
+ *   of its stored row produce the same text, so stored events and retries compare exactly.
  */
 import {
   dictValue,
@@ -141,10 +141,6 @@ export function eventOfRow(c: EventColumns, row: number): StoredEvent {
 function requiredDict(dict: string[], code: number): string {
   if (code === NULL_CODE) throw new Error('required column holds a null');
   return dict[code];
-}
-
-export function canonicalPayloadOfRow(c: EventColumns, row: number): string {
-  return canonicalPayload(eventOfRow(c, row));
 }
 
 export function toWireEvent(e: StoredEvent): WireEvent {

@@ -10,6 +10,7 @@
 import { hostname } from 'node:os';
 import { UsageDbError } from '../errors.ts';
 import { type FileSystem, isFsError, joinPath } from './fs/file-system.ts';
+import { LOCK_FILE } from './layout.ts';
 
 interface LockOwner {
   pid: number;
@@ -32,7 +33,7 @@ function lockedError(dir: string, owner: LockOwner | null): UsageDbError {
   const who = owner ? `process ${owner.pid} on ${owner.hostname}` : 'another process';
   return new UsageDbError(
     'USAGEDB_ERR_LOCKED',
-    `data directory ${dir} is locked by ${who} (${joinPath(dir, 'LOCK')})`,
+    `data directory ${dir} is locked by ${who} (${joinPath(dir, LOCK_FILE)})`,
   );
 }
 
@@ -55,7 +56,7 @@ export class DirectoryLock {
   }
 
   static async acquire(fs: FileSystem, dir: string, nowMs: number): Promise<DirectoryLock> {
-    const path = joinPath(dir, 'LOCK');
+    const path = joinPath(dir, LOCK_FILE);
     const held = heldByThisProcess.get(fs) ?? new Set<string>();
     heldByThisProcess.set(fs, held);
     if (held.has(path)) throw lockedError(dir, { pid: process.pid, hostname: hostname(), acquired_at_ms: 0 });

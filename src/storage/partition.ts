@@ -23,10 +23,6 @@ export function accountBucket(accountId: string, bucketCount: number): number {
   return fnv1a32(accountId) % bucketCount;
 }
 
-export function partitionKey(day: string, bucket: number): string {
-  return `${day}/${bucket}`;
-}
-
 export { utcDay };
 
 const DAY_MS = 86_400_000;

@@ -17,7 +17,7 @@ import type { BloomFilter } from './encoding/bloom-filter.ts';
 import type { FileSystem, ReadFile } from './fs/file-system.ts';
 import { segmentPath } from './layout.ts';
 import type { SegmentEntry } from './manifest.ts';
-import { accountBucket, partitionKey, utcDay } from './partition.ts';
+import { accountBucket, utcDay } from './partition.ts';
 import type { BlockMeta, SegmentMeta } from './segment/segment-format.ts';
 import { readSegmentFooter, SegmentReader } from './segment/segment-reader.ts';
 
@@ -160,7 +160,6 @@ export class SegmentStore {
   private readonly prepared = new Map<number, SegmentFile>();
   private files: SegmentFile[] = [];
   private allSlices: PartitionSlice[] = [];
-  private byPartition = new Map<string, PartitionSlice[]>();
   private byBucket = new Map<number, PartitionSlice[]>();
 
   constructor(
@@ -214,20 +213,16 @@ export class SegmentStore {
     for (const id of [...this.prepared.keys()]) if (!live.has(id)) this.prepared.delete(id);
     for (const id of [...this.readers.keys()]) if (!live.has(id)) this.evict(id);
     for (const id of [...this.points.keys()]) if (!live.has(id)) this.evictPoint(id);
-    const byPartition = new Map<string, PartitionSlice[]>();
     const byBucket = new Map<number, PartitionSlice[]>();
     const all: PartitionSlice[] = [];
     for (const f of files) {
       for (const s of f.slices) {
         all.push(s);
-        const pk = partitionKey(s.day, s.bucket);
-        byPartition.set(pk, [...(byPartition.get(pk) ?? []), s]);
         byBucket.set(s.bucket, [...(byBucket.get(s.bucket) ?? []), s]);
       }
     }
     this.files = files;
     this.allSlices = all;
-    this.byPartition = byPartition;
     this.byBucket = byBucket;
   }
 
@@ -237,10 +232,6 @@ export class SegmentStore {
 
   slices(): readonly PartitionSlice[] {
     return this.allSlices;
-  }
-
-  inPartition(day: string, bucket: number): readonly PartitionSlice[] {
-    return this.byPartition.get(partitionKey(day, bucket)) ?? [];
   }
 
   inBucket(bucket: number): readonly PartitionSlice[] {
@@ -255,10 +246,6 @@ export class SegmentStore {
   /** Segment files whose id filter may hold `h` (no false negatives). */
   filesMayContain(h1: number, h2: number): SegmentEntry[] {
     return this.files.filter((f) => f.filter.mayContain(h1, h2)).map((f) => f.entry);
-  }
-
-  slicesOfSegment(segmentId: number): readonly PartitionSlice[] {
-    return this.prepared.get(segmentId)?.slices ?? [];
   }
 
   /** The id index of a committed segment file (built once, then kept with its footer). */
