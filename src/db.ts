@@ -13,18 +13,14 @@
  */
 import { assert, UsageDbError } from './errors.ts';
 import { type ExportParquetOptions, type ExportParquetResult, exportParquet } from './export/parquet.ts';
-import {
-  DEFAULT_HOT_ID_TTL_MS,
-  DEFAULT_HOT_IDS_MAX,
-  HotIdCache,
-  StoredEventFinder,
-} from './ingest/dedupe.ts';
+import { StoredEventFinder } from './ingest/dedupe.ts';
 import { Memtable } from './ingest/memtable.ts';
 import { parseWalFileName, WalWriter } from './ingest/wal.ts';
+import { DEFAULT_HOT_ID_TTL_MS, DEFAULT_HOT_IDS_MAX, RecentIds } from './ingest/recent-ids.ts';
 import { encodeWalBatch } from './ingest/wal-batch.ts';
 import { COLUMN_NAMES, type EventColumns } from './model/columns.ts';
 import { canonicalPayload, eventOfRow, type StoredEvent, type UsageEvent } from './model/event.ts';
-import { hash128Key } from './model/hash.ts';
+import { type Hash128, hash128 } from './model/hash.ts';
 import { negateQuantity } from './model/quantity.ts';
 import {
   DEFAULT_FUTURE_SKEW_MS,
@@ -63,7 +59,7 @@ export interface UsageDbLimits {
   memtableBytesMax: number;
   /** Memtable age that triggers a flush on `tick()`. Default 10 min. */
   flushIntervalMs: number;
-  /** Hot dedupe cache: ids kept and how long. Default 1M ids, 6 h. */
+  /** Hot dedupe window: flushed ids kept in memory, and for how long. Default 1M ids, 6 h. */
   hotIdsMax: number;
   hotIdTtlMs: number;
   /** Memory for opened segment files (verified bytes). Default 128 MiB. */
@@ -147,7 +143,7 @@ export class UsageDb {
   private manifest: ManifestState;
   private readonly segments: SegmentStore;
   private readonly finder: StoredEventFinder;
-  private readonly hot: HotIdCache;
+  private readonly recent: RecentIds;
   private readonly queryEngine: QueryEngine;
   private readonly ingestMutex = new AsyncMutex();
   private readonly manifestMutex = new AsyncMutex();
@@ -186,9 +182,10 @@ export class UsageDb {
     this.segments = init.segments;
     this.finder = new StoredEventFinder(this.segments);
     this.queryEngine = createQueryEngine({ cacheBytes: this.limits.queryCacheBytes });
-    this.hot = new HotIdCache(this.limits.hotIdsMax, this.limits.hotIdTtlMs, this.clock);
+    this.recent = new RecentIds(this.limits.hotIdsMax, this.limits.hotIdTtlMs);
     this.wal = init.wal;
     this.memtable = new Memtable();
+    this.recent.startMemtable(this.memtable);
     this.memtableCreatedMs = this.clock.nowMs();
   }
 
@@ -269,8 +266,8 @@ export class UsageDb {
   private restoreMemtable(events: StoredEvent[]): void {
     for (const e of events) {
       // A replayed id can only repeat if it was already stored: the WAL only holds accepted events.
-      if (this.memtable.findRow(e.event_id) !== undefined) continue;
-      this.memtable.append(e, e.ingested_at_ms);
+      if (this.recent.lookup(e.event_id) !== undefined) continue;
+      this.recent.add(e.event_id, this.memtable.append(e, e.ingested_at_ms));
     }
     this.durableRowsBase = this.memtable.rowCount;
     this.visibleRows = this.memtable.rowCount;
@@ -333,6 +330,7 @@ export class UsageDb {
     this.assertOpen();
     if (this.wal.failed) await this.repairWal();
     const accepted: UsageEvent[] = [];
+    const acceptedIdHashes: Hash128[] = [];
     const batch = new Map<string, UsageEvent>();
     const batchRetracted = new Set<string>();
     for (const { index, event: pending } of valid) {
@@ -348,7 +346,8 @@ export class UsageDb {
         event = checked.event;
       }
       // Most events are new and settle without awaiting: only a filter hit goes to the segments.
-      let found = this.lookupInMemory(event, batch);
+      const idHash = hash128(event.event_id);
+      let found = this.lookupInMemory(event, idHash, batch);
       if (found === 'maybe_stored') found = await this.lookupStored(event);
       if (found.kind === 'duplicate') {
         result.duplicates++;
@@ -380,6 +379,7 @@ export class UsageDb {
         batchRetracted.add(original);
       }
       accepted.push(event);
+      acceptedIdHashes.push(idHash);
       batch.set(event.event_id, event);
     }
     result.accepted = accepted.length;
@@ -395,7 +395,10 @@ export class UsageDb {
           cause: err,
         });
       }
-      for (const e of accepted) this.memtable.append(e, nowMs);
+      for (let i = 0; i < accepted.length; i++) {
+        const e = accepted[i];
+        this.recent.add(e.event_id, this.memtable.append(e, nowMs), acceptedIdHashes[i]);
+      }
       this.walMarks.push({ endOffset, rowsAfter: this.memtable.rowCount });
     }
     const target = { offset: this.wal.sizeBytes, rowsAfter: this.memtable.rowCount };
@@ -441,6 +444,8 @@ export class UsageDb {
     let keepRows = this.durableRowsBase;
     for (const mark of this.walMarks) if (mark.endOffset <= durable) keepRows = mark.rowsAfter;
     this.walMarks = this.walMarks.filter((m) => m.endOffset <= durable);
+    const ids = this.memtable.eventIds;
+    for (let row = keepRows; row < this.memtable.rowCount; row++) this.recent.remove(ids[row], row);
     this.memtable.truncate(keepRows);
     this.visibleRows = Math.min(this.visibleRows, keepRows);
     await this.wal.cutToDurable();
@@ -491,23 +496,28 @@ export class UsageDb {
   }
 
   /**
-   * Duplicate, conflict or new against the batch, the memtables and the hot cache; or
+   * Duplicate, conflict or new against the batch, the memtables and the hot window; or
    * 'maybe_stored' when a segment's id filter says the id may be stored. The canonical payload
    * is only built on an id hit: most events are new.
    */
-  private lookupInMemory(event: UsageEvent, batch: Map<string, UsageEvent>): Lookup | 'maybe_stored' {
-    const id = event.event_id;
-    const inBatch = batch.get(id);
+  private lookupInMemory(
+    event: UsageEvent,
+    idHash: Hash128,
+    batch: Map<string, UsageEvent>,
+  ): Lookup | 'maybe_stored' {
+    const inBatch = batch.get(event.event_id);
     if (inBatch) return this.compare(event, canonicalPayload(inBatch));
-    for (const m of this.memtables()) {
-      const row = m.findRow(id);
-      if (row !== undefined) return this.compare(event, canonicalPayload(eventOfRow(m.columns(), row)));
+    const hit = this.recent.lookup(event.event_id, idHash);
+    if (hit?.kind === 'memtable') {
+      return this.compare(event, canonicalPayload(eventOfRow(hit.memtable.columns(), hit.row)));
     }
-    const hotHash = this.hot.get(id);
-    if (hotHash !== undefined) {
-      return hotHash === hash128Key(canonicalPayload(event)) ? { kind: 'duplicate' } : { kind: 'conflict' };
+    if (hit?.kind === 'flushed') {
+      const h = hash128(canonicalPayload(event));
+      const p = hit.payloadHash;
+      const same = h.h1 === p.h1 && h.h2 === p.h2 && h.h3 === p.h3 && h.h4 === p.h4;
+      return same ? { kind: 'duplicate' } : { kind: 'conflict' };
     }
-    return this.finder.mayBeStored(id) ? 'maybe_stored' : { kind: 'new' };
+    return this.finder.mayBeStored(idHash) ? 'maybe_stored' : { kind: 'new' };
   }
 
   private async lookupStored(event: UsageEvent): Promise<Lookup> {
@@ -519,17 +529,10 @@ export class UsageDb {
     return storedPayload === canonicalPayload(event) ? { kind: 'duplicate' } : { kind: 'conflict' };
   }
 
-  private memtables(): Memtable[] {
-    if (this.frozen.length === 0) return [this.memtable];
-    return [this.memtable, ...this.frozen.map((f) => f.memtable)];
-  }
-
   /** Finds a stored or pending event by id (memtables first, then segments). */
   private async findEvent(eventId: string): Promise<StoredEvent | null> {
-    for (const m of this.memtables()) {
-      const row = m.findRow(eventId);
-      if (row !== undefined) return eventOfRow(m.columns(), row);
-    }
+    const recent = this.recent.lookup(eventId);
+    if (recent?.kind === 'memtable') return eventOfRow(recent.memtable.columns(), recent.row);
     const hit = await this.finder.find(eventId);
     return hit?.event ?? null;
   }
@@ -547,6 +550,7 @@ export class UsageDb {
     const aged =
       this.memtable.rowCount > 0 &&
       this.clock.nowMs() - this.memtableCreatedMs >= this.limits.flushIntervalMs;
+    this.recent.evict(this.clock.nowMs());
     if (aged || this.frozen.length > 0) await this.startFlush();
   }
 
@@ -578,6 +582,7 @@ export class UsageDb {
     this.walMarks = [];
     this.durableRowsBase = 0;
     this.memtable = new Memtable();
+    this.recent.startMemtable(this.memtable);
     this.visibleRows = 0;
     this.memtableCreatedMs = this.clock.nowMs();
   }
@@ -587,8 +592,8 @@ export class UsageDb {
     while (this.frozen.length > 0) {
       const job = this.frozen[0];
       const columns = job.memtable.columns();
-      const hashKeys = await this.manifestMutex.run(async () => {
-        const { segment, payloadHashKeys } = await flushColumns(columns, {
+      await this.manifestMutex.run(async () => {
+        const { segment, payloadHashes } = await flushColumns(columns, {
           fs: this.fs,
           root: this.dir,
           clock: this.clock,
@@ -609,18 +614,11 @@ export class UsageDb {
         this.segments.setEntries(next.segments);
         for (const id of segment.retracted ?? []) this.storedRetracted.add(id);
         this.frozen.shift();
-        return payloadHashKeys;
+        // Recently flushed ids stay in memory, so their retries skip the segment lookup.
+        this.recent.markFlushed(job.memtable, payloadHashes, this.clock.nowMs());
       });
-      this.rememberFlushed(columns, hashKeys);
       await this.afterCommit();
     }
-  }
-
-  /** Recently flushed ids go to the hot cache, so their retries skip the segment lookup. */
-  private rememberFlushed(columns: EventColumns, payloadHashKeys: readonly string[]): void {
-    assert(payloadHashKeys.length === columns.rowCount, 'one payload hash per flushed row');
-    for (let row = 0; row < columns.rowCount; row++)
-      this.hot.set(columns.event_id[row], payloadHashKeys[row]);
   }
 
   /** Commits `next` as the newest generation (caller holds the manifest mutex). */

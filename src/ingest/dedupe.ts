@@ -1,8 +1,8 @@
 /**
  * Permanent idempotency: finding whether an event id was ever stored, at any age.
  *
- * Lookup order for an id (DESIGN §1): memtables (exact, in the caller) -> hot cache of
- * recently flushed ids -> the id filter of every segment file (in memory; a "no" is final) ->
+ * Lookup order for an id (DESIGN §1): memtables and the hot window of recently flushed ids
+ * (RecentIds, in the caller) -> the id filter of every segment file (in memory; a "no" is final) ->
  * in a file that says maybe, its id index (sorted id hashes with their block) -> the exact
  * id in that block. Works whatever partition the stored event is in (a retry whose timestamp
  * or account changed is a conflict, and is found).
@@ -15,55 +15,9 @@
 
 import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
 import { eventOfRow, type StoredEvent } from '../model/event.ts';
-import { hash128 } from '../model/hash.ts';
-import type { Clock } from '../storage/clock.ts';
+import { type Hash128, hash128 } from '../model/hash.ts';
 import type { SegmentStore } from '../storage/segment-store.ts';
 import { lowerBound } from '../util/lower-bound.ts';
-
-export const DEFAULT_HOT_IDS_MAX = 1_000_000;
-export const DEFAULT_HOT_ID_TTL_MS = 6 * 60 * 60 * 1000;
-
-/**
- * Recently flushed ids -> payload hash, bounded in count and age. Two generations: ids live
- * between ttl/2 and ttl (or until 2 x maxIds/2 newer ones arrived), with no per-entry clock.
- */
-export class HotIdCache {
-  private current = new Map<string, string>();
-  private previous = new Map<string, string>();
-  private readonly generationIds: number;
-  private readonly generationMs: number;
-  private readonly clock: Clock;
-  private generationStartMs: number;
-
-  constructor(maxIds: number, ttlMs: number, clock: Clock) {
-    this.generationIds = Math.max(1, Math.floor(maxIds / 2));
-    this.generationMs = Math.max(1, Math.floor(ttlMs / 2));
-    this.clock = clock;
-    this.generationStartMs = clock.nowMs();
-  }
-
-  get size(): number {
-    return this.current.size + this.previous.size;
-  }
-
-  private rotateIfDue(): void {
-    const now = this.clock.nowMs();
-    if (this.current.size >= this.generationIds || now - this.generationStartMs >= this.generationMs) {
-      this.previous = now - this.generationStartMs >= 2 * this.generationMs ? new Map() : this.current;
-      this.current = new Map();
-      this.generationStartMs = now;
-    }
-  }
-
-  get(eventId: string): string | undefined {
-    return this.current.get(eventId) ?? this.previous.get(eventId);
-  }
-
-  set(eventId: string, payloadHashKey: string): void {
-    this.rotateIfDue();
-    this.current.set(eventId, payloadHashKey);
-  }
-}
 
 /** Where a stored event was found. */
 export interface StoredHit {
@@ -78,9 +32,8 @@ export class StoredEventFinder {
     this.segments = segments;
   }
 
-  /** False means the id was never flushed (filters have no false negatives). */
-  mayBeStored(eventId: string): boolean {
-    const h = hash128(eventId);
+  /** `h` = hash128(event id). False means the id was never flushed (filters have no false negatives). */
+  mayBeStored(h: Hash128): boolean {
     return this.segments.anyFileMayContain(h.h1, h.h2);
   }
 

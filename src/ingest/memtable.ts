@@ -3,7 +3,7 @@
  * growable columns so queries and flushes read them without copying.
  *
  * Invariants:
- * - rows are in append (WAL) order; event ids are unique within the memtable;
+ * - rows are in append (WAL) order; the caller keeps event ids unique (RecentIds);
  * - rows [0, rowCount) never change once appended, except that `truncate` may cut rows that
  *   were never acknowledged (a failed WAL write); snapshots only cover acknowledged rows;
  * - dictionaries only grow, so codes in old snapshots stay valid.
@@ -20,7 +20,7 @@ import {
 import type { UsageEvent } from '../model/event.ts';
 
 const INITIAL_CAPACITY = 1024;
-/** Fixed heap cost of a row beyond its strings (id map entry, column slots), measured ~150 bytes: the flush trigger then tracks real memory. */
+/** Fixed heap cost of a row beyond its strings (its RecentIds entry, column slots), measured ~150 bytes: the flush trigger then tracks real memory. */
 const ROW_OVERHEAD_BYTES = 150;
 
 class GrowableF64 {
@@ -86,7 +86,6 @@ class DictBuilder {
 export class Memtable {
   private rows = 0;
   private bytes = 0;
-  private readonly idToRow = new Map<string, number>();
   private readonly eventId: string[] = [];
   private readonly kind = new GrowableU8();
   private readonly originalId: (string | null)[] = [];
@@ -117,14 +116,13 @@ export class Memtable {
     return this.bytes;
   }
 
-  findRow(eventId: string): number | undefined {
-    return this.idToRow.get(eventId);
+  /** Event id per row (the caller keeps ids unique: see ingest/recent-ids.ts). */
+  get eventIds(): readonly string[] {
+    return this.eventId;
   }
 
   append(e: UsageEvent, ingestedAtMs: number): number {
-    assert(!this.idToRow.has(e.event_id), `memtable already holds event ${e.event_id}`);
     const row = this.rows;
-    this.idToRow.set(e.event_id, row);
     this.eventId[row] = e.event_id;
     this.kind.push(row, KIND_NAMES.indexOf(e.kind));
     this.originalId[row] = e.correction_ref?.original_event_id ?? null;
@@ -160,7 +158,6 @@ export class Memtable {
   truncate(rowCount: number): void {
     assert(rowCount <= this.rows, 'memtable truncate beyond end');
     for (let row = rowCount; row < this.rows; row++) {
-      this.idToRow.delete(this.eventId[row]);
       this.big?.delete(row);
       const original = this.originalId[row];
       if (this.kind.data[row] === 2 && original !== null) this.retractedOriginals.delete(original);

@@ -38,8 +38,8 @@ export interface FlushContext {
 
 export interface FlushOutput {
   segment: SegmentEntry;
-  /** Payload hash key per memtable row, for the hot dedupe cache. */
-  payloadHashKeys: string[];
+  /** Payload hash per memtable row (four words each), for the hot dedupe window. */
+  payloadHashes: Uint32Array;
 }
 
 export async function flushColumns(columns: EventColumns, ctx: FlushContext): Promise<FlushOutput> {
@@ -67,5 +67,5 @@ export async function flushColumns(columns: EventColumns, ctx: FlushContext): Pr
     crc32c: encoded.checksum,
     ...(encoded.retracted.length > 0 ? { retracted: encoded.retracted } : {}),
   };
-  return { segment, payloadHashKeys: encoded.payloadHashKeys };
+  return { segment, payloadHashes: encoded.payloadHashes };
 }

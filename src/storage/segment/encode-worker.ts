@@ -10,7 +10,10 @@ const port = parentPort;
 port.on('message', (request: EncodeRequest & { jobId: number }) => {
   try {
     const result = encodeFlushSegment(request);
-    port.postMessage({ jobId: request.jobId, ok: true, result }, [result.bytes.buffer as ArrayBuffer]);
+    port.postMessage({ jobId: request.jobId, ok: true, result }, [
+      result.bytes.buffer as ArrayBuffer,
+      result.payloadHashes.buffer as ArrayBuffer,
+    ]);
   } catch (err) {
     port.postMessage({ jobId: request.jobId, ok: false, message: (err as Error).stack ?? String(err) });
   }

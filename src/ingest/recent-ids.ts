@@ -1,0 +1,151 @@
+/**
+ * Every event id the ingest path can answer from memory: the ids of the memtables (exact rows)
+ * and of the most recently flushed memtables (the hot window: a 128-bit payload hash per id).
+ * One table from id hash to a sequence number answers both (id-table.ts), so a new event
+ * costs a single probe.
+ *
+ * Sequence numbers: each memtable is a *generation* that owns the contiguous numbers
+ * [base, base + rows); row r of the memtable is base + r. A flushed generation keeps only its
+ * id array (to delete its ids when it leaves the window) and the payload hashes the flush
+ * computed, so the memtable's columns can be freed.
+ *
+ * Invariants:
+ * - an id of an unflushed memtable is always in the table (generations leave the window only
+ *   once flushed), so dedupe against memtables is exact whatever the window size;
+ * - an id is in the table at most once, under the number of its row;
+ * - the hot window holds whole flushed generations, oldest dropped first, while it holds more
+ *   than `maxFlushedIds` ids or the oldest was flushed more than `ttlMs` ago.
+ */
+import { assert } from '../errors.ts';
+import { type Hash128, hash128 } from '../model/hash.ts';
+import { IdSeqTable } from './id-table.ts';
+import type { Memtable } from './memtable.ts';
+
+export const DEFAULT_HOT_IDS_MAX = 1_000_000;
+export const DEFAULT_HOT_ID_TTL_MS = 6 * 60 * 60 * 1000;
+
+interface Generation {
+  base: number;
+  /** Set while the generation is a memtable (current or frozen). */
+  memtable: Memtable | null;
+  /** Row count, fixed once flushed. */
+  rows: number;
+  eventIds: readonly string[];
+  /** Four 32-bit words per row once flushed (hash128 of the canonical payload). */
+  payloadHashes: Uint32Array | null;
+  flushedAtMs: number;
+}
+
+export type RecentHit =
+  { kind: 'memtable'; memtable: Memtable; row: number } | { kind: 'flushed'; payloadHash: Hash128 };
+
+export class RecentIds {
+  private readonly seqOf = new IdSeqTable();
+  /** Oldest first; the last one is the current memtable. */
+  private readonly generations: Generation[] = [];
+  private flushedIds = 0;
+  private readonly maxFlushedIds: number;
+  private readonly ttlMs: number;
+
+  constructor(maxFlushedIds: number, ttlMs: number) {
+    this.maxFlushedIds = Math.max(0, maxFlushedIds);
+    this.ttlMs = ttlMs;
+  }
+
+  get size(): number {
+    return this.seqOf.size;
+  }
+
+  /** Starts the generation of a new, empty current memtable. */
+  startMemtable(memtable: Memtable): void {
+    assert(memtable.rowCount === 0, 'a generation starts with an empty memtable');
+    const last = this.generations.at(-1);
+    const base = last === undefined ? 0 : last.base + (last.memtable?.rowCount ?? last.rows);
+    this.generations.push({
+      base,
+      memtable,
+      rows: 0,
+      eventIds: memtable.eventIds,
+      payloadHashes: null,
+      flushedAtMs: 0,
+    });
+  }
+
+  /** Records row `row` of the current memtable (call right after appending it); `h` = hash128(eventId). */
+  add(eventId: string, row: number, h: Hash128 = hash128(eventId)): void {
+    const current = this.generations.at(-1);
+    assert(current?.memtable != null, 'no current memtable generation');
+    assert(current.memtable.eventIds[row] === eventId, `row ${row} does not hold event ${eventId}`);
+    assert(this.seqOf.find(h.h1, h.h2, (seq) => this.idAt(seq) === eventId) < 0, `event ${eventId} is already held in memory`);
+    this.seqOf.insert(h.h1, h.h2, current.base + row);
+  }
+
+  /** Forgets row `row` of the current memtable, about to be cut (never acknowledged). */
+  remove(eventId: string, row: number): void {
+    const current = this.generations.at(-1);
+    assert(current?.memtable != null, 'no current memtable generation');
+    const h = hash128(eventId);
+    this.seqOf.delete(h.h1, h.h2, current.base + row);
+  }
+
+  /** `h` = hash128(eventId), when the caller has it. */
+  lookup(eventId: string, h: Hash128 = hash128(eventId)): RecentHit | undefined {
+    const seq = this.seqOf.find(h.h1, h.h2, (s) => this.idAt(s) === eventId);
+    if (seq < 0) return undefined;
+    for (let i = this.generations.length - 1; i >= 0; i--) {
+      const g = this.generations[i];
+      if (seq < g.base) continue;
+      const row = seq - g.base;
+      if (g.memtable !== null) {
+        assert(g.memtable.eventIds[row] === eventId, `recent id ${eventId} points at another row`);
+        return { kind: 'memtable', memtable: g.memtable, row };
+      }
+      const h = g.payloadHashes as Uint32Array;
+      const o = row * 4;
+      return { kind: 'flushed', payloadHash: { h1: h[o], h2: h[o + 1], h3: h[o + 2], h4: h[o + 3] } };
+    }
+    throw new Error(`recent id ${eventId} has no generation`);
+  }
+
+  /** The event id under a sequence number, or undefined. */
+  private idAt(seq: number): string | undefined {
+    for (let i = this.generations.length - 1; i >= 0; i--) {
+      const g = this.generations[i];
+      if (seq >= g.base) return g.eventIds[seq - g.base];
+    }
+    return undefined;
+  }
+
+  /**
+   * The memtable is now in a committed segment: its generation keeps only ids and payload
+   * hashes (four words per memtable row). Then old generations leave the window.
+   */
+  markFlushed(memtable: Memtable, payloadHashes: Uint32Array, nowMs: number): void {
+    const g = this.generations.find((x) => x.memtable === memtable);
+    assert(g !== undefined, 'flushed memtable has no generation');
+    assert(g !== this.generations.at(-1), 'the current memtable cannot be flushed');
+    assert(payloadHashes.length === memtable.rowCount * 4, 'one payload hash per flushed row');
+    g.rows = memtable.rowCount;
+    g.memtable = null;
+    g.payloadHashes = payloadHashes;
+    g.flushedAtMs = nowMs;
+    this.flushedIds += g.rows;
+    this.evict(nowMs);
+  }
+
+  /** Drops flushed generations beyond the window's size or age (also runs on tick). */
+  evict(nowMs: number): void {
+    while (this.generations.length > 1) {
+      const oldest = this.generations[0];
+      if (oldest.memtable !== null) break;
+      if (this.flushedIds <= this.maxFlushedIds && nowMs - oldest.flushedAtMs < this.ttlMs) break;
+      for (let row = 0; row < oldest.rows; row++) {
+        const h = hash128(oldest.eventIds[row]);
+        const removed = this.seqOf.delete(h.h1, h.h2, oldest.base + row);
+        assert(removed, 'a flushed id left the recent table early');
+      }
+      this.flushedIds -= oldest.rows;
+      this.generations.shift();
+    }
+  }
+}
