@@ -76,7 +76,10 @@ export class RecentIds {
     const current = this.generations.at(-1);
     assert(current?.memtable != null, 'no current memtable generation');
     assert(current.memtable.eventIds[row] === eventId, `row ${row} does not hold event ${eventId}`);
-    assert(this.seqOf.find(h.h1, h.h2, (seq) => this.idAt(seq) === eventId) < 0, `event ${eventId} is already held in memory`);
+    assert(
+      this.seqOf.find(h.h1, h.h2, (seq) => this.idAt(seq) === eventId) < 0,
+      `event ${eventId} is already held in memory`,
+    );
     this.seqOf.insert(h.h1, h.h2, current.base + row);
   }
 

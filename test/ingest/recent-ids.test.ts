@@ -28,7 +28,10 @@ describe('RecentIds', () => {
     expect(recent.lookup('evt_2')).toMatchObject({ kind: 'memtable', memtable: a, row: 2 });
     const hashes = Uint32Array.from({ length: 20 }, (_, k) => k);
     recent.markFlushed(a, hashes, NOW);
-    expect(recent.lookup('evt_2')).toEqual({ kind: 'flushed', payloadHash: { h1: 8, h2: 9, h3: 10, h4: 11 } });
+    expect(recent.lookup('evt_2')).toEqual({
+      kind: 'flushed',
+      payloadHash: { h1: 8, h2: 9, h3: 10, h4: 11 },
+    });
     expect(recent.lookup('evt_7')).toMatchObject({ kind: 'memtable', memtable: b, row: 2 });
     expect(recent.lookup('evt_99')).toBeUndefined();
   });
@@ -66,7 +69,7 @@ describe('RecentIds', () => {
     fill(recent, m, 0, 2);
     expect(() => recent.add('evt_0', 2)).toThrow(/does not hold/);
     expect(() => recent.add('evt_0', m.append(event(0), NOW))).toThrow(/already held/);
-    recent.remove("evt_1", 1);
+    recent.remove('evt_1', 1);
     expect(recent.lookup('evt_1')).toBeUndefined();
   });
 });
