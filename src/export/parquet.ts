@@ -24,9 +24,8 @@ import {
   dayChunks,
   planExport,
 } from './plan.ts';
-import { writeParquetFile } from './parquet-file-writer.ts';
 import { RowGroupBuilder } from './row-group-builder.ts';
-import { readBackTotals } from './verify.ts';
+import { ParquetWriterThread } from './writer-thread.ts';
 
 /**
  * Rows per Parquet row group by default: ~10 MiB of Arrow data for typical events, ~0.5 MiB
@@ -199,8 +198,12 @@ interface Totals {
   bytes: number;
 }
 
-/** Writes `chunks` to `tmpPath`, fsyncs it, reads it back and checks it holds exactly what was read. */
+/**
+ * Writes `chunks` to `tmpPath` (in the writer thread, which fsyncs it and reads it back) and
+ * checks the file holds exactly what was read from the database.
+ */
 async function writeVerifiedFile(
+  writer: ParquetWriterThread,
   tmpPath: string,
   finalPath: string,
   chunks: AsyncIterable<RowChunk>,
@@ -208,12 +211,11 @@ async function writeVerifiedFile(
   onRowGroup: (rows: number) => void,
 ): Promise<Totals> {
   const builder = new RowGroupBuilder(options.rowGroupRows);
-  const { bytes } = await writeParquetFile(tmpPath, rowGroups(chunks, builder, onRowGroup), {
+  const written = await writer.writeFile(tmpPath, rowGroups(chunks, builder, onRowGroup), {
     rowGroupRows: options.rowGroupRows,
     createdBy: 'usagedb',
   });
   const read = builder.takeTotals();
-  const written = await readBackTotals(tmpPath);
   if (written.rows !== read.rows || written.quantitySum !== read.quantitySum) {
     throw new UsageDbError(
       'USAGEDB_ERR_INTERNAL',
@@ -221,11 +223,12 @@ async function writeVerifiedFile(
         `the file holds ${written.rows} rows summing to ${written.quantitySum}`,
     );
   }
-  return { rows: read.rows, quantitySum: read.quantitySum, bytes };
+  return { rows: read.rows, quantitySum: read.quantitySum, bytes: written.bytes };
 }
 
 /** Writes every file of the export under `tmp`; returns the final paths and totals. */
 async function writeFiles(
+  writer: ParquetWriterThread,
   snapshot: ReadSnapshot,
   plan: ExportPlan,
   target: string,
@@ -244,6 +247,7 @@ async function writeFiles(
   if (options.partition === 'none') {
     add(
       await writeVerifiedFile(
+        writer,
         tmp,
         target,
         concatChunks(snapshot, plan.days, options.filter),
@@ -265,6 +269,7 @@ async function writeFiles(
     const finalPath = join(target, dir, PARTITION_FILE_NAME);
     add(
       await writeVerifiedFile(
+        writer,
         join(tmp, dir, PARTITION_FILE_NAME),
         finalPath,
         prepend(first.value, chunks),
@@ -298,8 +303,9 @@ export async function exportParquet(
   await rm(tmp, { recursive: true, force: true });
   const progress: ExportProgress = { rowsWritten: 0, rowsEstimated: plan.estimatedRows };
   let written: { files: string[]; total: Totals };
+  const writer = new ParquetWriterThread();
   try {
-    written = await writeFiles(snapshot, plan, target, tmp, normalized, (rows) => {
+    written = await writeFiles(writer, snapshot, plan, target, tmp, normalized, (rows) => {
       progress.rowsWritten += rows;
       options.onProgress?.({ ...progress });
     });
@@ -311,6 +317,8 @@ export async function exportParquet(
     throw new UsageDbError('USAGEDB_ERR_IO', `export to ${target} failed: ${(err as Error).message}`, {
       cause: err,
     });
+  } finally {
+    await writer.close();
   }
   const { files, total } = written;
   assert(progress.rowsWritten === total.rows, 'progress and totals disagree on the rows written');
