@@ -21,6 +21,7 @@ import { encodeWalBatch } from './ingest/wal-batch.ts';
 import { COLUMN_NAMES, type EventColumns } from './model/columns.ts';
 import { canonicalPayload, eventOfRow, type StoredEvent, type UsageEvent } from './model/event.ts';
 import { type Hash128, hash128 } from './model/hash.ts';
+import { payloadHash } from './model/payload-hash.ts';
 import { negateQuantity } from './model/quantity.ts';
 import {
   DEFAULT_FUTURE_SKEW_MS,
@@ -512,7 +513,7 @@ export class UsageDb {
       return this.compare(event, canonicalPayload(eventOfRow(hit.memtable.columns(), hit.row)));
     }
     if (hit?.kind === 'flushed') {
-      const h = hash128(canonicalPayload(event));
+      const h = payloadHash(event);
       const p = hit.payloadHash;
       const same = h.h1 === p.h1 && h.h2 === p.h2 && h.h3 === p.h3 && h.h4 === p.h4;
       return same ? { kind: 'duplicate' } : { kind: 'conflict' };

@@ -31,7 +31,7 @@ interface Generation {
   /** Row count, fixed once flushed. */
   rows: number;
   eventIds: readonly string[];
-  /** Four 32-bit words per row once flushed (hash128 of the canonical payload). */
+  /** Four 32-bit words per row once flushed (model/payload-hash.ts). */
   payloadHashes: Uint32Array | null;
   flushedAtMs: number;
 }

@@ -3,8 +3,7 @@
  * encode them as one segment. Pure (no I/O), so it runs in a worker thread or inline.
  */
 import { type EventColumns, KIND_RETRACTION, selectRows, sortRowsForSegment } from '../../model/columns.ts';
-import { canonicalPayload, eventOfRow } from '../../model/event.ts';
-import { hash128 } from '../../model/hash.ts';
+import { payloadHashesOfColumns } from '../../model/payload-hash.ts';
 import { accountBucket, utcDay } from '../partition.ts';
 import type { SegmentMeta } from './segment-format.ts';
 import { encodeSegment } from './segment-writer.ts';
@@ -28,8 +27,7 @@ export interface EncodeResult {
   retracted: string[];
   /**
    * Per input row (memtable order): the 128-bit hash of its canonical payload as four 32-bit
-   * words, for the hot dedupe window. Computed here so the main thread does not spend ~2 µs
-   * per flushed row.
+   * words, for the hot dedupe window. Computed here, off the main thread.
    */
   payloadHashes: Uint32Array;
 }
@@ -75,13 +73,6 @@ export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
     const original = sorted.correction_original_event_id[row];
     if (sorted.kind[row] === KIND_RETRACTION && original !== null) retracted.push(original);
   }
-  const payloadHashes = new Uint32Array(req.columns.rowCount * 4);
-  for (let row = 0; row < req.columns.rowCount; row++) {
-    const h = hash128(canonicalPayload(eventOfRow(req.columns, row)));
-    payloadHashes[row * 4] = h.h1;
-    payloadHashes[row * 4 + 1] = h.h2;
-    payloadHashes[row * 4 + 2] = h.h3;
-    payloadHashes[row * 4 + 3] = h.h4;
-  }
+  const payloadHashes = payloadHashesOfColumns(req.columns);
   return { bytes: encoded.bytes, meta: encoded.meta, checksum: encoded.checksum, retracted, payloadHashes };
 }
