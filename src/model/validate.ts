@@ -117,10 +117,6 @@ function requiredId(value: unknown, field: string): string {
   return checkText(value, field, true, true) as string;
 }
 
-function optionalId(value: unknown, field: string): string | null {
-  return checkText(value, field, true, false);
-}
-
 function checkKind(value: unknown): EventKind {
   if (value === undefined || value === null) return 'Usage';
   if (typeof value === 'string' && (KIND_NAMES as readonly string[]).includes(value))
