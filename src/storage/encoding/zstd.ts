@@ -11,6 +11,7 @@
 
 import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { DecodeError } from './varint.ts';
+import { decodeZstdFrame } from './zstd-decode.ts';
 
 const ZSTD_MAGIC = Uint8Array.of(0x28, 0xb5, 0x2f, 0xfd);
 /** Largest decompressed stream accepted: far above any chunk a segment writer produces. */
@@ -32,8 +33,24 @@ export function zstdCompress(data: Uint8Array, level: number): Uint8Array {
   return frame.subarray(4);
 }
 
-/** Inverse of zstdCompress; a malformed frame throws DecodeError. */
+/**
+ * Inverse of zstdCompress; a malformed frame throws DecodeError. Frames are decoded in
+ * TypeScript (zstd-decode.ts: no per-call setup, which matters for thousands of small chunk
+ * streams); a frame it does not handle, or rejects, goes through node:zlib, which has the
+ * last word on malformed input.
+ */
 export function zstdDecompress(magicless: Uint8Array): Uint8Array {
+  try {
+    const out = decodeZstdFrame(magicless, DECOMPRESSED_BYTES_MAX);
+    if (out !== null) return out;
+  } catch {
+    // Fall through: node:zlib decodes it or reports why not.
+  }
+  return zlibDecompress(magicless);
+}
+
+/** zstd through node:zlib only (the reference the TypeScript decoder is tested against). */
+export function zlibDecompress(magicless: Uint8Array): Uint8Array {
   const frame = new Uint8Array(magicless.length + 4);
   frame.set(ZSTD_MAGIC);
   frame.set(magicless, 4);
