@@ -29,7 +29,9 @@ const wireArb = fc.record({
   reason: fc.constantFrom('fix', ''),
 });
 
-function validated(w: fc.infer<typeof wireArb>): UsageEvent | null {
+type Wire = typeof wireArb extends fc.Arbitrary<infer T> ? T : never;
+
+function validated(w: Wire): UsageEvent | null {
   const { reason, ...rest } = w;
   const raw =
     rest.kind === 'Usage'
