@@ -23,6 +23,16 @@ import { UsageDbError } from '../errors.ts';
 const COLUMNS_WITH_STATISTICS = ['timestamp_ms', 'account_id'];
 /** Nearly sorted integers: delta encoding halves the file (measured) and every engine reads it. */
 const DELTA_COLUMNS = ['timestamp_ms', 'ingested_at_ms'];
+/**
+ * Event ids share their prefix: prefix-delta encoding makes the same file but halves the
+ * column's encoding time (zstd then sees only the suffixes; measured 133 vs 250 ms per 1M rows).
+ */
+const PREFIX_DELTA_COLUMNS = ['event_id'];
+/**
+ * Few distinct long values: a dictionary costs less than zstd over the repeated JSON
+ * (measured 83 vs 136 ms per 1M rows, 5x smaller). For the short ids it costs more than it saves.
+ */
+const DICTIONARY_COLUMNS = ['dimensions_canonical'];
 
 export interface ParquetWriteOptions {
   rowGroupRows: number;
@@ -30,8 +40,8 @@ export interface ParquetWriteOptions {
 }
 
 /**
- * No dictionary encoding: zstd already removes the repetition of ids (files ~10% larger) and
- * building dictionaries cost ~30% of the writer's time (measured).
+ * No dictionary encoding except DICTIONARY_COLUMNS: zstd already removes the repetition of
+ * short ids, and hashing every value into a dictionary costs more (measured).
  */
 function writerProperties(options: ParquetWriteOptions): parquet.WriterProperties {
   let builder = new parquet.WriterPropertiesBuilder()
@@ -44,6 +54,9 @@ function writerProperties(options: ParquetWriteOptions): parquet.WriterPropertie
     builder = builder.setColumnStatisticsEnabled(name, parquet.EnabledStatistics.Chunk);
   for (const name of DELTA_COLUMNS)
     builder = builder.setColumnEncoding(name, parquet.Encoding.DELTA_BINARY_PACKED);
+  for (const name of PREFIX_DELTA_COLUMNS)
+    builder = builder.setColumnEncoding(name, parquet.Encoding.DELTA_BYTE_ARRAY);
+  for (const name of DICTIONARY_COLUMNS) builder = builder.setColumnDictionaryEnabled(name, true);
   return builder.build();
 }
 

@@ -12,6 +12,7 @@
 import { parentPort } from 'node:worker_threads';
 import { UsageDbError } from '../errors.ts';
 import { type ParquetWriteOptions, writeParquetFile } from './parquet-file-writer.ts';
+import { type RawRowGroup, rowGroupIpc } from './row-group-builder.ts';
 import { readBackTotals } from './verify.ts';
 import type { WorkerReply, WorkerRequest } from './writer-thread.ts';
 
@@ -21,7 +22,7 @@ const port = parentPort;
 /** The file being written (messages about any other file are stale and ignored). */
 let current = -1;
 /** Row groups posted by the main thread and not yet taken by the encoder. */
-let queue: Uint8Array[] = [];
+let queue: RawRowGroup[] = [];
 let ended = false;
 let aborted = false;
 let wake: (() => void) | null = null;
@@ -42,7 +43,7 @@ async function* rowGroups(): AsyncGenerator<Uint8Array> {
     const next = queue.shift();
     if (next !== undefined) {
       post({ type: 'taken', file: current });
-      yield next;
+      yield rowGroupIpc(next);
       continue;
     }
     if (ended) return;
@@ -84,7 +85,7 @@ port.on('message', (request: WorkerRequest) => {
   if (request.file !== current) return;
   switch (request.type) {
     case 'batch':
-      queue.push(request.ipc);
+      queue.push(request.group);
       break;
     case 'end':
       ended = true;

@@ -165,7 +165,7 @@ async function* prepend(first: RowChunk, rest: AsyncIterator<RowChunk>): AsyncGe
   for (let next = await rest.next(); !next.done; next = await rest.next()) yield next.value;
 }
 
-/** Row groups (Arrow IPC) from chunks; a file with no rows still gets one empty group for the schema. */
+/** Row groups from chunks; a file with no rows still gets one empty group for the schema. */
 async function* rowGroups(
   chunks: AsyncIterable<RowChunk>,
   builder: RowGroupBuilder,
@@ -180,14 +180,14 @@ async function* rowGroups(
       start += take;
       if (builder.spaceRows === 0) {
         yielded = true;
-        yield builder.takeIpc();
+        yield builder.take();
         onRowGroup(builder.capacityRows);
       }
     }
   }
   if (builder.bufferedRows > 0 || !yielded) {
     const rows = builder.bufferedRows;
-    yield builder.takeIpc();
+    yield builder.take();
     onRowGroup(rows);
   }
 }

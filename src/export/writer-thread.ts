@@ -1,7 +1,7 @@
 /**
- * The main-thread side of the Parquet writer thread (parquet-worker.ts): streams Arrow row
- * groups (IPC bytes, transferred, not copied) to the worker, which encodes, writes, fsyncs and
- * reads each file back. Decoding the next row groups here overlaps with encoding there, so an
+ * The main-thread side of the Parquet writer thread (parquet-worker.ts): streams row groups
+ * (Arrow buffers, transferred, not copied) to the worker, which serialises them as Arrow IPC,
+ * encodes, writes, fsyncs and reads each file back. Decoding the next row groups here overlaps with encoding there, so an
  * export uses two cores.
  *
  * Invariants:
@@ -15,10 +15,11 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { type ErrorCode, UsageDbError } from '../errors.ts';
 import type { ParquetWriteOptions } from './parquet-file-writer.ts';
+import { type RawRowGroup, rowGroupBuffers } from './row-group-builder.ts';
 
 export type WorkerRequest =
   | { type: 'open'; file: number; path: string; options: ParquetWriteOptions }
-  | { type: 'batch'; file: number; ipc: Uint8Array }
+  | { type: 'batch'; file: number; group: RawRowGroup }
   | { type: 'end'; file: number }
   | { type: 'abort'; file: number };
 
@@ -112,12 +113,13 @@ export class ParquetWriterThread {
   }
 
   /**
-   * Writes `rowGroups` (Arrow IPC streams, one RecordBatch each; see writeParquetFile) to
-   * `path`, then returns what the worker read back from the fsynced file.
+   * Writes `rowGroups` (never empty except for a lone empty group that carries the schema) to
+   * `path`, one Parquet row group each, then returns what the worker read back from the
+   * fsynced file. The groups' buffers are transferred: the caller must not touch them again.
    */
   async writeFile(
     path: string,
-    rowGroups: AsyncIterable<Uint8Array>,
+    rowGroups: AsyncIterable<RawRowGroup>,
     options: ParquetWriteOptions,
   ): Promise<WrittenFile> {
     const file = this.nextFile++;
@@ -125,10 +127,9 @@ export class ParquetWriterThread {
     let ahead = 0;
     let workerError: Error | null = null;
     try {
-      for await (const ipc of rowGroups) {
-        // Transfer, not copy: the buffer must hold exactly these bytes.
-        const own = ipc.byteOffset === 0 && ipc.byteLength === ipc.buffer.byteLength ? ipc : ipc.slice();
-        this.post({ type: 'batch', file, ipc: own }, [own.buffer as ArrayBuffer]);
+      for await (const group of rowGroups) {
+        // Transferred, not copied: the builder has started new buffers.
+        this.post({ type: 'batch', file, group }, rowGroupBuffers(group));
         ahead++;
         while (ahead > ROW_GROUPS_AHEAD) {
           const reply = await this.next(file);

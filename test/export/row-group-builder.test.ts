@@ -99,6 +99,43 @@ describe('RowGroupBuilder', () => {
     expect(table.getChild('subscription_id')?.toArray()).toEqual([null, null]);
   });
 
+  it('copies dictionary values exactly, in runs of any length, with nulls, across row groups', () => {
+    const entry = fc.oneof(
+      fc.string({ maxLength: 3 }),
+      fc.string({ minLength: 14, maxLength: 90 }),
+      fc.constant('ü€𝄞'),
+    );
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(entry, { minLength: 1, maxLength: 6 }),
+        fc.array(fc.record({ code: fc.nat(6), run: fc.integer({ min: 1, max: 40 }) }), { maxLength: 30 }),
+        (dict, runs) => {
+          const codes: number[] = [];
+          for (const { code, run } of runs)
+            for (let k = 0; k < run; k++) codes.push(code >= dict.length ? NULL_CODE : code);
+          const n = codes.length;
+          const c = columnsOf(
+            codes.map(() => 1n),
+            ['a'],
+          );
+          c.model_id = { dict, codes: Uint32Array.from(codes) };
+          const builder = new RowGroupBuilder(64);
+          const got: (string | null)[] = [];
+          for (let start = 0; start < n; start += 64) {
+            builder.append(
+              c,
+              Uint32Array.from({ length: Math.min(64, n - start) }, (_, i) => start + i),
+            );
+            const column = tableFromIPC(builder.takeIpc()).getChild('model_id');
+            got.push(...(column?.toArray() as (string | null)[]));
+          }
+          expect(got).toEqual(codes.map((code) => (code === NULL_CODE ? null : dict[code])));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
   it('refuses to buffer more than one row group', () => {
     const builder = new RowGroupBuilder(2);
     const c = columnsOf([1n, 2n, 3n], ['a']);
