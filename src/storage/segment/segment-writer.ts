@@ -23,7 +23,7 @@ import {
   KIND_NAMES,
   NULL_CODE,
 } from '../../model/columns.ts';
-import { hash128 } from '../../model/hash.ts';
+import { type Hash128, hash128 } from '../../model/hash.ts';
 import { BloomFilter } from '../encoding/bloom-filter.ts';
 import { crc32c } from '../encoding/crc32c.ts';
 import { ZSTD_LEVEL_MAX, ZSTD_LEVEL_MIN } from '../encoding/zstd.ts';
@@ -99,6 +99,10 @@ export function encodeSegment(
   const runStarts = options.runStarts ?? [0];
   checkRunStarts(runStarts, columns.rowCount);
   checkSorted(columns, dicts, runStarts);
+  const filter = BloomFilter.create(columns.rowCount, bloomBitsPerKey);
+  const idHashes = columns.event_id.map(hash128);
+  checkDistinctIds(columns.event_id, idHashes);
+  for (const h of idHashes) filter.add(h.h1, h.h2);
 
   const blocks = cutBlocks(columns, dicts.get('account_id') as SegmentDictColumn, blockRows, runStarts);
   const chunkBytes: Uint8Array[] = [];
@@ -109,11 +113,6 @@ export function encodeSegment(
       chunkBytes.push(packSmallest(candidatesFor(columns, dicts, name, start, end), zstdLevel));
       start = end;
     }
-  }
-  const filter = BloomFilter.create(columns.rowCount, bloomBitsPerKey);
-  for (const id of columns.event_id) {
-    const h = hash128(id);
-    filter.add(h.h1, h.h2);
   }
   const bloomBytes = filter.toBytes();
   const footer: FooterData = {
@@ -228,14 +227,31 @@ function checkColumns(c: EventColumns): void {
       );
     }
   }
-  const ids = new Set<string>();
   for (let i = 0; i < n; i++) {
     const id = c.event_id[i];
     if (typeof id !== 'string' || id.length === 0)
       throw new Error(`encodeSegment: row ${i} has an empty event_id`);
-    if (ids.has(id))
-      throw new Error(`encodeSegment: event_id ${JSON.stringify(id)} appears twice (row ${i})`);
-    ids.add(id);
+  }
+}
+
+/**
+ * Event ids are distinct. Sorting 52 bits of each id's hash is ~20× cheaper than a Set of
+ * the strings; only when two hashes are equal (a repeat, or a 2^-52 collision) are the
+ * strings compared.
+ */
+function checkDistinctIds(ids: readonly string[], hashes: readonly Hash128[]): void {
+  const keys = new Float64Array(hashes.length);
+  for (let i = 0; i < hashes.length; i++) keys[i] = hashes[i].h1 * 1_048_576 + (hashes[i].h2 & 0xfffff);
+  keys.sort();
+  for (let i = 1; i < keys.length; i++) {
+    if (keys[i] !== keys[i - 1]) continue;
+    const seen = new Set<string>();
+    for (let row = 0; row < ids.length; row++) {
+      if (seen.has(ids[row]))
+        throw new Error(`encodeSegment: event_id ${JSON.stringify(ids[row])} appears twice (row ${row})`);
+      seen.add(ids[row]);
+    }
+    return;
   }
 }
 
