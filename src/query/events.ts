@@ -18,6 +18,7 @@ import {
   type ColumnBatch,
   type ColumnName,
   type DictColumn,
+  type DictColumnName,
   type EventColumns,
   KIND_NAMES,
   NULL_CODE,
@@ -44,7 +45,9 @@ import type {
   QueryStats,
   SegmentEntryView,
   SegmentReaderView,
+  SegmentSource,
 } from './types.ts';
+import { lowerBound } from '../util/lower-bound.ts';
 import type { DimensionsCache } from './value-ids.ts';
 
 export const EVENTS_LIMIT_DEFAULT = 1_000;
@@ -136,27 +139,26 @@ export function parseEventsParams(input: unknown): ParsedParams {
   };
 }
 
+/** A block of a segment that rows of the page come from. */
+interface BlockSource {
+  entry: SegmentEntryView;
+  block: number;
+  rowCount: number;
+  reader: SegmentReaderView;
+  /** Every column but event_id, read once the block has a row on the page. */
+  full: WireColumns | null;
+}
+
 /** Where a candidate's whole event is read from: a memtable, or one block of a segment. */
-type CandidateSource =
-  | { columns: EventColumns }
-  | {
-      entry: SegmentEntryView;
-      block: number;
-      rowCount: number;
-      reader: SegmentReaderView;
-      full: EventColumns | null;
-    };
+type CandidateSource = { columns: EventColumns } | BlockSource;
 
 /** A matching row: its key and where to read the whole event from. */
 interface Candidate {
   ts: number;
-  id: string;
+  /** Known for memtable rows; for segment rows decoded only when an order or the page needs it. */
+  id: string | null;
   row: number;
   source: CandidateSource;
-}
-
-function compareCandidates(a: Candidate, b: Candidate): number {
-  return a.ts - b.ts || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
 /** Code of `value` in a dictionary (NULL_CODE for null, -1 when absent). */
@@ -164,41 +166,189 @@ function codeOf(dict: readonly string[], value: string | null): number {
   return value === null ? NULL_CODE : dict.indexOf(value);
 }
 
-/** Rows of a chunk matching the account, product/meter/model, time range and cursor. */
-function matchRows(
-  batch: ColumnBatch,
-  rowCount: number,
+/** Code of `value` in a segment dictionary (sorted, so a binary search). */
+function sortedCodeOf(dict: readonly string[], value: string | null): number {
+  if (value === null) return NULL_CODE;
+  const i = lowerBound(dict, value);
+  return i < dict.length && dict[i] === value ? i : -1;
+}
+
+/** Rows of a memtable matching the account, product/meter/model, time range and cursor. */
+function matchMemtableRows(
+  columns: EventColumns,
   p: ParsedParams,
   lowMs: number,
-  checkAccount: boolean,
-  ids: () => readonly string[],
   push: (ts: number, id: string, row: number) => void,
 ): void {
   const tests: { codes: Uint32Array; code: number }[] = [];
-  const wanted: [ColumnName, string | null | undefined][] = [
-    ['account_id', checkAccount ? p.accountId : undefined],
+  const wanted: [DictColumnName, string | null | undefined][] = [
+    ['account_id', p.accountId],
     ['product_id', p.productId],
     ['meter_id', p.meterId],
     ['model_id', p.modelId],
   ];
   for (const [name, value] of wanted) {
     if (value === undefined) continue;
-    const col = batch[name] as DictColumn;
+    const col = columns[name];
     const code = codeOf(col.dict, value);
     if (code < 0) return;
     tests.push({ codes: col.codes, code });
   }
-  const ts = batch.timestamp_ms as Float64Array;
+  const ts = columns.timestamp_ms;
   const after = p.after;
-  let eventIds: readonly string[] | null = null;
-  rows: for (let row = 0; row < rowCount; row++) {
+  rows: for (let row = 0; row < columns.rowCount; row++) {
     const t = ts[row];
     if (t < lowMs || t >= p.toMs) continue;
     for (const test of tests) if (test.codes[row] !== test.code) continue rows;
-    eventIds ??= ids();
-    const id = eventIds[row];
+    const id = columns.event_id[row];
     if (after !== null && t === after.ts && id <= after.id) continue;
     push(t, id, row);
+  }
+}
+
+/** Sort key of a stored code: null (NULL_CODE) first, then codes in dictionary order. */
+function keyOf(code: number): number {
+  return (code + 1) >>> 0;
+}
+
+/** First index in [lo, hi) whose key is >= k (keys ascending there). */
+function lowerKey(codes: Uint32Array, lo: number, hi: number, k: number): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keyOf(codes[mid]) < k) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function lowerTime(ts: Float64Array, lo: number, hi: number, t: number): number {
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ts[mid] < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** One level of the block's sort order: its codes, and the wanted key (-1 = any value). */
+interface SortLevel {
+  codes: Uint32Array;
+  key: number;
+}
+
+/** The sort-order columns an audit filter needs: account, then through its last filtered level. */
+const SORT_LEVELS: readonly DictColumnName[] = ['account_id', 'product_id', 'meter_id', 'model_id'];
+
+/**
+ * Rows of a segment block in [lowMs, toMs) matching the filters, appended to `out`. A block's
+ * rows are sorted by (account, product, meter, model, timestamp) (docs/segment-format.md §2),
+ * so the matching rows are a few contiguous ranges found by binary search, not a row scan:
+ * each filtered level narrows the range, an unfiltered level in between is walked run by run,
+ * and the timestamp is searched too when the levels reach the model.
+ */
+function matchSortedRows(
+  batch: ColumnBatch,
+  rowCount: number,
+  levels: readonly (string | null | undefined)[],
+  lowMs: number,
+  toMs: number,
+  out: number[],
+): void {
+  const sort: SortLevel[] = [];
+  for (let i = 0; i < levels.length; i++) {
+    const col = batch[SORT_LEVELS[i]] as DictColumn | undefined;
+    if (col === undefined) continue;
+    const value = levels[i];
+    let key = -1;
+    if (value !== undefined) {
+      const code = sortedCodeOf(col.dict, value);
+      if (code < 0) return;
+      key = keyOf(code);
+    }
+    sort.push({ codes: col.codes, key });
+  }
+  // A leaf range has one value per level (filtered, or walked run by run): its timestamps are
+  // sorted when the levels reach model_id (account_id may be absent: a one-account block).
+  const tsSorted = levels.length === SORT_LEVELS.length;
+  const ts = batch.timestamp_ms as Float64Array;
+  const collect = (depth: number, lo: number, hi: number): void => {
+    if (lo >= hi) return;
+    if (depth === sort.length) {
+      if (tsSorted) {
+        const from = lowerTime(ts, lo, hi, lowMs);
+        const to = lowerTime(ts, from, hi, toMs);
+        for (let r = from; r < to; r++) out.push(r);
+      } else {
+        for (let r = lo; r < hi; r++) if (ts[r] >= lowMs && ts[r] < toMs) out.push(r);
+      }
+      return;
+    }
+    const { codes, key } = sort[depth];
+    if (key >= 0) {
+      const from = lowerKey(codes, lo, hi, key);
+      collect(depth + 1, from, lowerKey(codes, from, hi, key + 1));
+      return;
+    }
+    // Any value here, a filter further down: each value's run is sorted by the next levels.
+    for (let from = lo; from < hi;) {
+      const to = lowerKey(codes, from, hi, keyOf(codes[from]) + 1);
+      collect(depth + 1, from, to);
+      from = to;
+    }
+  };
+  collect(0, 0, rowCount);
+}
+
+/** Fills in the missing ids of `candidates`, one decode per block. */
+function resolveIds(store: SegmentSource, candidates: readonly Candidate[]): void {
+  const byBlock = new Map<BlockSource, Candidate[]>();
+  for (const c of candidates) {
+    if (c.id !== null) continue;
+    const source = c.source as BlockSource;
+    const list = byBlock.get(source);
+    if (list === undefined) byBlock.set(source, [c]);
+    else list.push(c);
+  }
+  for (const [source, list] of byBlock) {
+    const ids = store.decodeEventIds(
+      source.entry,
+      source.reader,
+      source.block,
+      list.map((c) => c.row),
+    );
+    for (let i = 0; i < list.length; i++) list[i].id = ids[i];
+  }
+}
+
+const byId = (a: Candidate, b: Candidate): number => {
+  const x = a.id as string;
+  const y = b.id as string;
+  return x < y ? -1 : x > y ? 1 : 0;
+};
+
+/**
+ * Orders candidates by (timestamp_ms, event_id): by time first, then ids are decoded only
+ * for candidates that share a timestamp with another, and those runs are ordered by id.
+ */
+function orderCandidates(store: SegmentSource, candidates: Candidate[]): void {
+  candidates.sort((a, b) => a.ts - b.ts);
+  const ties: Candidate[] = [];
+  for (let i = 0; i < candidates.length;) {
+    let j = i + 1;
+    while (j < candidates.length && candidates[j].ts === candidates[i].ts) j++;
+    if (j - i > 1) for (let k = i; k < j; k++) ties.push(candidates[k]);
+    i = j;
+  }
+  if (ties.length === 0) return;
+  resolveIds(store, ties);
+  for (let i = 0; i < candidates.length;) {
+    let j = i + 1;
+    while (j < candidates.length && candidates[j].ts === candidates[i].ts) j++;
+    if (j - i > 1) {
+      const run = candidates.slice(i, j).sort(byId);
+      for (let k = i; k < j; k++) candidates[k] = run[k - i];
+    }
+    i = j;
   }
 }
 
@@ -212,18 +362,13 @@ export async function executeEvents(
   const stats = emptyStats(snapshot.segments.length);
   const lowMs = p.after === null ? p.fromMs : Math.max(p.fromMs, p.after.ts);
   if (lowMs >= p.toMs) return { page: { events: [], next_cursor: null }, stats };
+  const store = snapshot.store;
   const candidates: Candidate[] = [];
   for (const columns of snapshot.memtables) {
     stats.memtableRows += columns.rowCount;
     stats.rowsScanned += columns.rowCount;
-    matchRows(
-      columns,
-      columns.rowCount,
-      p,
-      lowMs,
-      true,
-      () => columns.event_id,
-      (ts, id, row) => candidates.push({ ts, id, row, source: { columns } }),
+    matchMemtableRows(columns, p, lowMs, (ts, id, row) =>
+      candidates.push({ ts, id, row, source: { columns } }),
     );
   }
   const target: ScanTarget = {
@@ -241,22 +386,23 @@ export async function executeEvents(
     .sort((a, b) => a.min_ts - b.min_ts);
   stats.segmentsPruned += snapshot.segments.length - segments.length;
   const keep = p.limit + 1;
-  let sorted = 0;
+  let ordered = 0;
   const stopBefore = (entry: SegmentEntryView): boolean => {
     if (candidates.length < keep) return false;
-    if (sorted !== candidates.length) {
-      candidates.sort(compareCandidates);
+    if (ordered !== candidates.length) {
+      orderCandidates(store, candidates);
       candidates.length = keep;
-      sorted = keep;
+      ordered = keep;
     }
     return entry.min_ts > candidates[keep - 1].ts;
   };
-  const filterColumns: ColumnName[] = ['timestamp_ms'];
-  if (p.productId !== undefined) filterColumns.push('product_id');
-  if (p.meterId !== undefined) filterColumns.push('meter_id');
-  if (p.modelId !== undefined) filterColumns.push('model_id');
-  const withAccount: ColumnName[] = [...filterColumns, 'account_id'];
-  let checkAccount = true;
+  // The sort levels through the last filtered one (account always), and their filter values.
+  const levels: (string | null | undefined)[] = [p.accountId, p.productId, p.meterId, p.modelId];
+  while (levels[levels.length - 1] === undefined) levels.pop();
+  const sortColumns: ColumnName[] = ['timestamp_ms', ...SORT_LEVELS.slice(1, levels.length)];
+  const withAccount: ColumnName[] = [...sortColumns, 'account_id'];
+  const after = p.after;
+  const rows: number[] = [];
   await scanSegments(
     snapshot,
     segments,
@@ -265,8 +411,8 @@ export async function executeEvents(
     stats,
     {
       columnsFor(block: BlockMetaView) {
-        checkAccount = !(block.minAccountId === p.accountId && block.maxAccountId === p.accountId);
-        return checkAccount ? withAccount : filterColumns;
+        const single = block.minAccountId === p.accountId && block.maxAccountId === p.accountId;
+        return single ? sortColumns : withAccount;
       },
       visit(
         batch: ColumnBatch,
@@ -275,41 +421,46 @@ export async function executeEvents(
         blockIndex: number,
         reader: SegmentReaderView,
       ) {
-        const source: CandidateSource = {
+        rows.length = 0;
+        matchSortedRows(batch, block.rowCount, levels, lowMs, p.toMs, rows);
+        if (rows.length === 0) return;
+        const source: BlockSource = {
           entry,
           block: blockIndex,
           rowCount: block.rowCount,
           reader,
           full: null,
         };
-        const ids = () => readBlock(ctx, snapshot, source, ['event_id'], stats).event_id as string[];
-        matchRows(batch, block.rowCount, p, lowMs, checkAccount, ids, (ts, id, row) =>
-          candidates.push({ ts, id, row, source }),
-        );
+        const ts = batch.timestamp_ms as Float64Array;
+        const found: Candidate[] = rows.map((row) => ({ ts: ts[row], id: null, row, source }));
+        if (after !== null) {
+          // Rows at the cursor's timestamp are kept only past its id.
+          const atCursor = found.filter((c) => c.ts === after.ts);
+          if (atCursor.length > 0) {
+            resolveIds(store, atCursor);
+            for (const c of found)
+              if (c.ts === after.ts && (c.id as string) <= after.id) continue;
+              else candidates.push(c);
+            return;
+          }
+        }
+        for (const c of found) candidates.push(c);
       },
     },
     stopBefore,
   );
-  candidates.sort(compareCandidates);
+  orderCandidates(store, candidates);
   const page = candidates.slice(0, p.limit);
+  resolveIds(store, page);
   const events = page.map((c) => materialize(ctx, snapshot, c, stats));
   const last = page[page.length - 1];
-  const next_cursor = candidates.length > p.limit ? encodeCursor(last.ts, last.id) : null;
+  const next_cursor = candidates.length > p.limit ? encodeCursor(last.ts, last.id as string) : null;
   return { page: { events, next_cursor }, stats };
 }
 
-/** Columns of one block, cached at the cold end (one-off wide reads; see ChunkCache). */
-function readBlock(
-  ctx: EngineContext,
-  snapshot: QuerySnapshot,
-  source: { entry: SegmentEntryView; block: number; rowCount: number; reader: SegmentReaderView },
-  names: readonly ColumnName[],
-  stats: QueryStats,
-): ColumnBatch {
-  const { entry, block, rowCount, reader } = source;
-  const seg = ctx.cache.segment(snapshot.store, entry);
-  return ctx.cache.block(seg, snapshot.store, entry, reader, block, rowCount, names, stats, true);
-}
+/** Columns a returned event is built from (its id comes separately). */
+const WIRE_COLUMNS: readonly ColumnName[] = COLUMN_NAMES.filter((name) => name !== 'event_id');
+type WireColumns = Omit<EventColumns, 'event_id'>;
 
 function materialize(
   ctx: EngineContext,
@@ -318,10 +469,24 @@ function materialize(
   stats: QueryStats,
 ): WireEvent {
   const source = c.source;
-  if ('columns' in source) return wireEventOf(source.columns, c.row, ctx.dims);
-  // Every column of the block, once per block of the page.
-  source.full ??= readBlock(ctx, snapshot, source, COLUMN_NAMES, stats) as EventColumns;
-  return wireEventOf(source.full, c.row, ctx.dims);
+  if ('columns' in source) return wireEventAt(source.columns, c.row, ctx.dims, c.id as string);
+  if (source.full === null) {
+    // Every column but the ids, once per block of the page, at the cold end of the cache
+    // (one-off wide reads; see ChunkCache).
+    const seg = ctx.cache.segment(snapshot.store, source.entry);
+    source.full = ctx.cache.block(
+      seg,
+      snapshot.store,
+      source.entry,
+      source.reader,
+      source.block,
+      source.rowCount,
+      WIRE_COLUMNS,
+      stats,
+      true,
+    ) as WireColumns;
+  }
+  return wireEventAt(source.full, c.row, ctx.dims, c.id as string);
 }
 
 /** A required dictionary value (the writer never stores null there). */
@@ -341,10 +506,14 @@ function nullable(col: DictColumn, row: number): string | null {
  * holds them equal), built in one step and with parsed dimension sets cached.
  */
 export function wireEventOf(c: EventColumns, row: number, dims: DimensionsCache): WireEvent {
+  return wireEventAt(c, row, dims, c.event_id[row]);
+}
+
+function wireEventAt(c: WireColumns, row: number, dims: DimensionsCache, eventId: string): WireEvent {
   const originalId = c.correction_original_event_id[row];
   const v = c.quantity.values[row];
   return {
-    event_id: c.event_id[row],
+    event_id: eventId,
     kind: KIND_NAMES[c.kind[row]],
     correction_ref:
       originalId === null ? null : { original_event_id: originalId, reason: c.correction_reason[row] ?? '' },

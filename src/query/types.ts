@@ -227,6 +227,13 @@ export interface SegmentSource {
     names: readonly ColumnName[],
     blocks?: readonly number[],
   ): ColumnBatch;
+  /** The event ids of the given rows of one block (what an audit page returns of it). */
+  decodeEventIds(
+    entry: SegmentEntryView,
+    reader: SegmentReaderView,
+    block: number,
+    rows: ArrayLike<number>,
+  ): string[];
 }
 
 /** A consistent point-in-time view: committed segments + acknowledged memtable rows. */

@@ -20,6 +20,7 @@ import type { SegmentEntry } from './manifest.ts';
 import { accountBucket, utcDay } from './partition.ts';
 import type { BlockMeta, SegmentMeta } from './segment/segment-format.ts';
 import { readSegmentFooter, SegmentReader } from './segment/segment-reader.ts';
+import { lowerBound } from '../util/lower-bound.ts';
 
 /** One (day, bucket) partition inside a segment file: a contiguous run of its blocks. */
 export interface PartitionSlice {
@@ -134,6 +135,18 @@ function slicesOf(entry: SegmentEntry, meta: SegmentMeta, bucketCount: number): 
   return slices;
 }
 
+/** Smallest index i with sorted[i] > value. */
+function upperBound(sorted: readonly string[], value: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] <= value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 function overlaps(b: BlockMeta, filter: { accountId?: string; fromMs?: number; toMs?: number }): boolean {
   if (filter.fromMs !== undefined && b.maxTimestampMs < filter.fromMs) return false;
   if (filter.toMs !== undefined && b.minTimestampMs >= filter.toMs) return false;
@@ -156,6 +169,8 @@ export class SegmentStore {
   private pointBytes = 0;
   /** The file reader behind each slice reader handed out (it outlives cache eviction). */
   private readonly fileOfSlice = new WeakMap<SliceReader, SegmentReader>();
+  /** Slice views handed out, per file reader (they live as long as it does). */
+  private readonly sliceViews = new WeakMap<SegmentReader, Map<number, SliceReader>>();
   private cacheBytes = 0;
   private readonly prepared = new Map<number, SegmentFile>();
   private files: SegmentFile[] = [];
@@ -421,11 +436,30 @@ export class SegmentStore {
   /** A reader of one partition slice (block indexes relative to the slice). */
   async reader(slice: PartitionSlice): Promise<SliceReader> {
     const file = await this.fileReader(slice.segment_id);
+    // Views are kept per file reader: a query's first touch of a slice then costs no copying.
+    let views = this.sliceViews.get(file);
+    if (views === undefined) {
+      views = new Map();
+      this.sliceViews.set(file, views);
+    }
+    let view = views.get(slice.id);
+    if (view === undefined) {
+      view = this.sliceView(file, slice);
+      views.set(slice.id, view);
+    }
+    return view;
+  }
+
+  private sliceView(file: SegmentReader, slice: PartitionSlice): SliceReader {
     const meta = file.meta;
     const blocks = meta.blocks.slice(slice.first_block, slice.first_block + slice.block_count);
     const base = blocks[0].firstRow;
     const relative = blocks.map((b) => ({ ...b, firstRow: b.firstRow - base }));
-    const accountIds = meta.accountIds.filter((a) => a >= slice.min_account && a <= slice.max_account);
+    // The dictionary is sorted: the slice's accounts are one contiguous run of it.
+    const accountIds = meta.accountIds.slice(
+      lowerBound(meta.accountIds, slice.min_account),
+      upperBound(meta.accountIds, slice.max_account),
+    );
     const view: SliceReader = {
       meta: {
         rowCount: slice.rows,
@@ -454,6 +488,19 @@ export class SegmentStore {
       (b) => slice.first_block + b,
     );
     return this.decodeBlocks(slice.segment_id, reader, names, absolute);
+  }
+
+  /** The event ids of some rows of one block of a slice (relative block index). */
+  decodeEventIds(slice: PartitionSlice, view: SliceReader, block: number, rows: ArrayLike<number>): string[] {
+    const reader = this.fileOfSlice.get(view);
+    assert(reader !== undefined, `segment ${slice.segment_id} decoded with a reader it did not hand out`);
+    assert(block >= 0 && block < slice.block_count, `slice has no block ${block}`);
+    try {
+      return reader.readEventIdsAt(slice.first_block + block, rows);
+    } catch (err) {
+      if (err instanceof RangeError) throw err;
+      throw corrupt(slice.segment_id, (err as Error).message, err);
+    }
   }
 
   /** Decodes columns of absolute block indexes of a file, as a corruption error on a bad chunk. */

@@ -27,6 +27,7 @@ function source(log: string[]): SegmentSource {
       log.push(`${e.id}:${names.join(',')}:${blocks?.join(',')}`);
       return { rowCount: ROWS, timestamp_ms: new Float64Array(ROWS).fill(e.id) };
     },
+    decodeEventIds: () => [],
   };
 }
 

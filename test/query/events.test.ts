@@ -154,6 +154,26 @@ describe('listEvents', () => {
     ).toEqual([]);
   });
 
+  it('events sharing a timestamp page in event_id order, across segments, blocks and the memtable', async () => {
+    // Few distinct timestamps: every page boundary falls inside a run of equal timestamps.
+    const events = generateEvents(5, 1200, 1, 't').map((e, i) => ({
+      ...e,
+      timestamp_ms: MAY + (i % 7) * 1000,
+    }));
+    const tied = await openFixture(events, { blockRows: 16 });
+    try {
+      for (const filters of [{}, { meter_id: METERS[0] }, { meter_id: METERS[1], model_id: MODELS[1] }]) {
+        for (const limit of [1, 7, 50]) {
+          const p = { account_id: 'acct-a', from: MAY, to: JUNE, ...filters };
+          const got = await allPages(tied.db, { ...p, limit });
+          expect(got.events.map((e) => e.event_id)).toEqual(expected(events, p).map((e) => e.event_id));
+        }
+      }
+    } finally {
+      await tied.db.close();
+    }
+  });
+
   it('a small first page stops early instead of opening every segment of the account', async () => {
     const { page, stats } = await createQueryEngine().listEventsWithStats(fx.db.readSnapshot(), {
       account_id: 'acct-a',

@@ -361,7 +361,11 @@ describe('SQL outside the subset is rejected, naming the construct', () => {
       const snapshot = {
         bucketCount: 1,
         segments: [],
-        store: { reader: () => Promise.reject(new Error('unused')), decode: () => ({ rowCount: 0 }) },
+        store: {
+          reader: () => Promise.reject(new Error('unused')),
+          decode: () => ({ rowCount: 0 }),
+          decodeEventIds: () => [],
+        },
         memtables: [],
       };
       await expect(runSql(snapshot, sql)).rejects.toMatchObject({
@@ -375,7 +379,11 @@ describe('SQL outside the subset is rejected, naming the construct', () => {
     const snapshot = {
       bucketCount: 1,
       segments: [],
-      store: { reader: () => Promise.reject(new Error('unused')), decode: () => ({ rowCount: 0 }) },
+      store: {
+        reader: () => Promise.reject(new Error('unused')),
+        decode: () => ({ rowCount: 0 }),
+        decodeEventIds: () => [],
+      },
       memtables: [],
     };
     await expect(runSql(snapshot, 'SELEC COUNT(*)')).rejects.toMatchObject({

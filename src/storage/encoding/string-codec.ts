@@ -83,6 +83,14 @@ export function encodeStrings(values: readonly string[]): Streams {
 }
 
 export function decodeStrings(streams: Streams, count: number): string[] {
+  const { bytes, offsets, ascii } = decodeStringOffsets(streams, count);
+  return sliceStrings(bytes, offsets, count, ascii);
+}
+
+function decodeStringOffsets(
+  streams: Streams,
+  count: number,
+): { bytes: Uint8Array; offsets: Float64Array; ascii: boolean } {
   expectStreams(streams, 2, 'strings');
   const reader = new ByteReader(streams[0]);
   const flags = reader.readU8();
@@ -97,7 +105,7 @@ export function decodeStrings(streams: Streams, count: number): string[] {
   if (!reader.atEnd()) throw new DecodeError(`strings: ${reader.remaining} trailing length bytes`);
   if (total !== bytes.length)
     throw new DecodeError(`strings: lengths sum to ${total}, have ${bytes.length} bytes`);
-  return sliceStrings(bytes, offsets, count, (flags & FLAG_ASCII) !== 0);
+  return { bytes, offsets, ascii: (flags & FLAG_ASCII) !== 0 };
 }
 
 // ---- nullable strings ------------------------------------------------------------------
@@ -282,7 +290,16 @@ export function encodeRadixStrings(values: readonly string[]): Streams | null {
   return [header.finish(), packed.finish()];
 }
 
-export function decodeRadixStrings(streams: Streams, count: number): string[] {
+interface RadixHeader {
+  byteLength: number;
+  constants: Int16Array;
+  alphabet: Uint8Array;
+  layout: RadixLayout;
+  ascii: boolean;
+}
+
+/** Parses and checks the header stream and the packed stream's length. */
+function readRadixHeader(streams: Streams, count: number): RadixHeader {
   expectStreams(streams, 2, 'radix strings');
   const header = new ByteReader(streams[0]);
   const byteLength = header.readVarUint();
@@ -303,38 +320,121 @@ export function decodeRadixStrings(streams: Streams, count: number): string[] {
       `radix strings: ${streams[1].length} packed bytes for ${count} values of ${layout.valueBits} bits`,
     );
   }
-
-  const out = new Uint8Array(count * byteLength);
   let ascii = true;
+  for (let p = 0; p < byteLength; p++) if (constants[p] >= 0x80) ascii = false;
+  if (vars.length > 0 && alphabet[alphabet.length - 1] >= 0x80) ascii = false;
+  return { byteLength, constants, alphabet, layout, ascii };
+}
+
+/** `count` values' bytes with the constant positions filled in. */
+function radixOutput(h: RadixHeader, count: number): Uint8Array {
+  const { byteLength, constants } = h;
+  const out = new Uint8Array(count * byteLength);
   for (let p = 0; p < byteLength; p++) {
     if (constants[p] < 0) continue;
-    if (constants[p] >= 0x80) ascii = false;
     for (let r = 0; r < count; r++) out[r * byteLength + p] = constants[p];
   }
-  if (vars.length > 0 && alphabet[alphabet.length - 1] >= 0x80) ascii = false;
+  return out;
+}
 
-  const bits = new BitReader(streams[1]);
-  const radix = alphabet.length;
-  const groupDigits = layout.groupDigits;
-  const groupCount = layout.groupRadix.length;
-  for (let r = 0; r < count; r++) {
-    const base = r * byteLength;
-    for (let group = 0; group < groupCount; group++) {
-      let value = bits.readWide(layout.groupBits[group]);
-      if (value >= layout.groupRadix[group])
-        throw new DecodeError(`radix strings: value ${r} exceeds its radix range`);
-      const first = group * groupDigits;
-      // Least significant digit last: peel digits off the end of the group.
-      for (let k = Math.min(vars.length, first + groupDigits) - 1; k >= first; k--) {
-        const q = (value / radix) | 0;
-        out[base + vars[k]] = alphabet[value - q * radix];
-        value = q;
-      }
-    }
-  }
+function fixedOffsets(count: number, byteLength: number): Float64Array {
   const offsets = new Float64Array(count + 1);
   for (let r = 0; r <= count; r++) offsets[r] = r * byteLength;
-  return sliceStrings(out, offsets, count, ascii);
+  return offsets;
+}
+
+/** Writes the digits of one group value (least significant digit last). */
+function putGroup(
+  h: RadixHeader,
+  out: Uint8Array,
+  base: number,
+  group: number,
+  value: number,
+  row: number,
+): void {
+  const { layout, alphabet } = h;
+  if (value >= layout.groupRadix[group])
+    throw new DecodeError(`radix strings: value ${row} exceeds its radix range`);
+  const vars = layout.variablePositions;
+  const radix = alphabet.length;
+  const first = group * layout.groupDigits;
+  for (let k = Math.min(vars.length, first + layout.groupDigits) - 1; k >= first; k--) {
+    const q = (value / radix) | 0;
+    out[base + vars[k]] = alphabet[value - q * radix];
+    value = q;
+  }
+}
+
+export function decodeRadixStrings(streams: Streams, count: number): string[] {
+  const h = readRadixHeader(streams, count);
+  const out = radixOutput(h, count);
+  const bits = new BitReader(streams[1]);
+  const groupBits = h.layout.groupBits;
+  const groupCount = h.layout.groupRadix.length;
+  for (let r = 0; r < count; r++) {
+    const base = r * h.byteLength;
+    for (let group = 0; group < groupCount; group++)
+      putGroup(h, out, base, group, bits.readWide(groupBits[group]), r);
+  }
+  return sliceStrings(out, fixedOffsets(count, h.byteLength), count, h.ascii);
+}
+
+/** `width` (<= 53) bits at bit `pos`, least significant first (the BitWriter order). */
+function readBitsAt(bytes: Uint8Array, pos: number, width: number): number {
+  let value = 0;
+  let scale = 1;
+  while (width > 0) {
+    const offset = pos & 7;
+    const take = Math.min(8 - offset, width);
+    value += ((bytes[pos >> 3] >> offset) & ((1 << take) - 1)) * scale;
+    scale *= 1 << take;
+    pos += take;
+    width -= take;
+  }
+  return value;
+}
+
+/**
+ * The values at `rows` (ascending or not) of a radix-packed chunk of `count` values, without
+ * decoding the others: every value has the same bit width, so row r starts at bit r * width.
+ */
+export function decodeRadixStringsAt(streams: Streams, count: number, rows: ArrayLike<number>): string[] {
+  const h = readRadixHeader(streams, count);
+  const m = rows.length;
+  const out = radixOutput(h, m);
+  const packed = streams[1];
+  const { groupBits, valueBits } = h.layout;
+  const groupCount = h.layout.groupRadix.length;
+  for (let j = 0; j < m; j++) {
+    const r = rows[j];
+    if (!(r >= 0 && r < count)) throw new RangeError(`radix strings: no row ${r} of ${count}`);
+    let pos = r * valueBits;
+    const base = j * h.byteLength;
+    for (let group = 0; group < groupCount; group++) {
+      putGroup(h, out, base, group, readBitsAt(packed, pos, groupBits[group]), r);
+      pos += groupBits[group];
+    }
+  }
+  return sliceStrings(out, fixedOffsets(m, h.byteLength), m, h.ascii);
+}
+
+/** The values at `rows` of a `strings` chunk of `count` values (lengths are scanned, bytes sliced once). */
+export function decodeStringsAt(streams: Streams, count: number, rows: ArrayLike<number>): string[] {
+  const all = decodeStringOffsets(streams, count);
+  const m = rows.length;
+  const out = new Array<string>(m);
+  for (let j = 0; j < m; j++) {
+    const r = rows[j];
+    if (!(r >= 0 && r < count)) throw new RangeError(`strings: no row ${r} of ${count}`);
+    out[j] = all.ascii
+      ? Buffer.from(all.bytes.buffer, all.bytes.byteOffset, all.bytes.byteLength).toString(
+          'latin1',
+          all.offsets[r],
+          all.offsets[r + 1],
+        )
+      : decodeUtf8(all.bytes, all.offsets[r], all.offsets[r + 1]);
+  }
+  return out;
 }
 
 // ---- front coding ----------------------------------------------------------------------

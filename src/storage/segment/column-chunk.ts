@@ -27,7 +27,9 @@ import { decodeQuantitiesInto, encodeQuantities } from '../encoding/quantity-cod
 import {
   decodeNullableStrings,
   decodeRadixStrings,
+  decodeRadixStringsAt,
   decodeStrings,
+  decodeStringsAt,
   encodeNullableStrings,
   encodeRadixStrings,
   encodeStrings,
@@ -192,6 +194,14 @@ export function decodeEventIds(chunk: Uint8Array, count: number): string[] {
   return encoding === Encoding.RADIX_STRINGS
     ? decodeRadixStrings(streams, count)
     : decodeStrings(streams, count);
+}
+
+/** The event ids at `rows` of a chunk of `count` rows, without building the other rows' strings. */
+export function decodeEventIdsAt(chunk: Uint8Array, count: number, rows: ArrayLike<number>): string[] {
+  const { encoding, streams } = unpackChunk(chunk, 'event_id');
+  return encoding === Encoding.RADIX_STRINGS
+    ? decodeRadixStringsAt(streams, count, rows)
+    : decodeStringsAt(streams, count, rows);
 }
 
 /** Fills `out` with values below `limit`. */

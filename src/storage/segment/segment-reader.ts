@@ -23,6 +23,7 @@ import { crc32c } from '../encoding/crc32c.ts';
 import type { ReadFile } from '../fs/file-system.ts';
 import {
   decodeEventIds,
+  decodeEventIdsAt,
   decodeNullableStringChunk,
   decodeQuantityChunkInto,
   decodeSmallIntsInto,
@@ -110,6 +111,44 @@ function parseBloom(bytes: Uint8Array, region: RegionRef): BloomFilter {
   }
 }
 
+/** Bytes per row of each column kind's typed array (0: not a typed array). */
+const TYPED_BYTES_PER_ROW: Record<(typeof COLUMN_KIND)[ColumnName], number> = {
+  event_id: 0,
+  nullable_string: 0,
+  kind: 1,
+  dict: 4,
+  timestamp: 8,
+  quantity: 8,
+};
+
+/** Typed arrays carved from one zeroed buffer, widest first (so each view is aligned). */
+class Slab {
+  private readonly buffer: ArrayBuffer;
+  private pos = 0;
+
+  constructor(bytes: number) {
+    this.buffer = new ArrayBuffer(bytes);
+  }
+
+  f64(n: number): Float64Array {
+    const a = new Float64Array(this.buffer, this.pos, n);
+    this.pos += n * 8;
+    return a;
+  }
+
+  u32(n: number): Uint32Array {
+    const a = new Uint32Array(this.buffer, this.pos, n);
+    this.pos += n * 4;
+    return a;
+  }
+
+  u8(n: number): Uint8Array {
+    const a = new Uint8Array(this.buffer, this.pos, n);
+    this.pos += n;
+    return a;
+  }
+}
+
 export class SegmentReader {
   readonly meta: SegmentMeta;
   /** The event-id filter (shared; do not mutate). */
@@ -119,8 +158,13 @@ export class SegmentReader {
   private readonly chunks: RegionRef[];
   private readonly blockCount: number;
   private readonly bloomBytes: number;
+  /**
+   * The whole file's CRC32C matched the manifest at open: every chunk is then verified
+   * already (the bytes are immutable in memory), so reads skip the per-chunk CRC.
+   */
+  private readonly fileVerified: boolean;
 
-  private constructor(bytes: Uint8Array, tail: ParsedTail, filter: BloomFilter) {
+  private constructor(bytes: Uint8Array, tail: ParsedTail, filter: BloomFilter, fileVerified: boolean) {
     this.bytes = bytes;
     this.footer = tail.footer;
     this.meta = tail.meta;
@@ -128,6 +172,7 @@ export class SegmentReader {
     this.filter = filter;
     this.blockCount = tail.footer.blocks.length;
     this.bloomBytes = tail.bloom.length;
+    this.fileVerified = fileVerified;
   }
 
   /**
@@ -150,7 +195,7 @@ export class SegmentReader {
       bytes.subarray(tail.bloom.offset, tail.bloom.offset + tail.bloom.length),
       tail.bloom,
     );
-    return new SegmentReader(bytes, tail, filter);
+    return new SegmentReader(bytes, tail, filter, expected !== undefined);
   }
 
   mayContainEventId(h1: number, h2: number): boolean {
@@ -175,7 +220,8 @@ export class SegmentReader {
 
   /**
    * Decodes `names` for the given blocks (strictly ascending; all blocks when omitted), rows
-   * concatenated in block order. Every chunk's CRC is verified before it is decoded.
+   * concatenated in block order. Every chunk's CRC is verified before it is decoded (at open
+   * when the whole file's CRC was checked there).
    * Dict columns carry the segment dictionary (shared, read-only) and NULL_CODE for null.
    */
   readColumns(names: readonly ColumnName[], blockIndexes?: readonly number[]): ColumnBatch {
@@ -190,18 +236,45 @@ export class SegmentReader {
       rowCount += this.footer.blocks[b].rowCount;
     }
     const batch: ColumnBatch = { rowCount };
+    // One buffer for every typed column of the call: a typed array allocation costs far more
+    // than its bytes, and a query reads a few columns of one block at a time.
+    let bytes = 0;
     for (const name of names) {
       if (COLUMN_ID[name] === undefined) throw new RangeError(`readColumns: unknown column ${String(name)}`);
-      this.readColumn(batch, name, blocks, rowCount);
+      bytes += TYPED_BYTES_PER_ROW[COLUMN_KIND[name]] * rowCount;
     }
+    const slab = new Slab(bytes);
+    // Widest element first keeps every view aligned.
+    for (const width of [8, 4, 1])
+      for (const name of names)
+        if (TYPED_BYTES_PER_ROW[COLUMN_KIND[name]] === width)
+          this.readColumn(batch, name, blocks, rowCount, slab);
+    for (const name of names)
+      if (TYPED_BYTES_PER_ROW[COLUMN_KIND[name]] === 0) this.readColumn(batch, name, blocks, rowCount, slab);
     return batch;
+  }
+
+  /**
+   * The event ids of the given rows (indexes inside `block`) of one block: for listings that
+   * return a few rows of a block, without building a string for every row.
+   */
+  readEventIdsAt(block: number, rows: ArrayLike<number>): string[] {
+    if (!(Number.isInteger(block) && block >= 0 && block < this.blockCount))
+      throw new RangeError(`readEventIdsAt: no block ${block} (segment has ${this.blockCount})`);
+    const bytes = this.chunk('event_id', block);
+    try {
+      return decodeEventIdsAt(bytes, this.footer.blocks[block].rowCount, rows);
+    } catch (err) {
+      if (err instanceof SegmentCorruptError || err instanceof RangeError) throw err;
+      throw corrupt(`segment chunk event_id block ${block}`, err);
+    }
   }
 
   /** The verified bytes of chunk (column, block). */
   private chunk(name: ColumnName, block: number): Uint8Array {
     const region = this.chunks[COLUMN_ID[name] * this.blockCount + block];
     const bytes = this.bytes.subarray(region.offset, region.offset + region.length);
-    if (crc32c(bytes) !== region.crc)
+    if (!this.fileVerified && crc32c(bytes) !== region.crc)
       throw corrupt(`segment chunk ${name} block ${block}: checksum mismatch`);
     return bytes;
   }
@@ -211,6 +284,7 @@ export class SegmentReader {
     name: ColumnName,
     blocks: readonly number[],
     rowCount: number,
+    slab: Slab,
   ): void {
     const kind = COLUMN_KIND[name];
     let block = -1;
@@ -235,7 +309,7 @@ export class SegmentReader {
           return;
         }
         case 'kind': {
-          const out = new Uint8Array(rowCount);
+          const out = slab.u8(rowCount);
           let pos = 0;
           for (block of blocks) {
             const count = this.footer.blocks[block].rowCount;
@@ -248,7 +322,7 @@ export class SegmentReader {
         case 'dict': {
           const dictName = name as DictColumnName;
           const dict = this.footer.dicts[DICT_COLUMN_NAMES.indexOf(dictName)];
-          const codes = new Uint32Array(rowCount);
+          const codes = slab.u32(rowCount);
           const shift = dict.hasNull ? 1 : 0;
           let pos = 0;
           for (block of blocks) {
@@ -268,7 +342,7 @@ export class SegmentReader {
           return;
         }
         case 'timestamp': {
-          const out = new Float64Array(rowCount);
+          const out = slab.f64(rowCount);
           let pos = 0;
           for (block of blocks) {
             const count = this.footer.blocks[block].rowCount;
@@ -280,7 +354,7 @@ export class SegmentReader {
           return;
         }
         case 'quantity': {
-          const values = new Float64Array(rowCount);
+          const values = slab.f64(rowCount);
           const big = new Map<number, bigint>();
           let pos = 0;
           for (block of blocks) {
