@@ -1,19 +1,17 @@
 /**
- * Worker thread body: encodes Arrow row groups into a Parquet file with parquet-wasm, fsyncs
- * it and reads it back, so the (single-threaded) WebAssembly encoder runs beside the main
- * thread that decodes the next row groups.
+ * Worker thread body: encodes Arrow row groups (IPC) into a Parquet file with parquet-wasm and
+ * fsyncs it, so the (single-threaded) WebAssembly encoder runs beside the main thread that
+ * decodes the next row groups. It imports as little as possible: it starts once per export.
  *
  * Invariants:
  * - one file at a time; `taken` is posted when the encoder takes a row group, which is what
  *   the main thread waits for before it sends more (bounded memory);
- * - `done` is posted only after the file is complete, fsynced and read back; on failure or
- *   abort the file is removed (by writeParquetFile) before the reply.
+ * - `done` is posted only after the file is complete and fsynced; on failure or abort the
+ *   file is removed (by writeParquetFile) before the reply.
  */
 import { parentPort } from 'node:worker_threads';
 import { UsageDbError } from '../errors.ts';
 import { type ParquetWriteOptions, writeParquetFile } from './parquet-file-writer.ts';
-import { type RawRowGroup, rowGroupIpc } from './row-group-builder.ts';
-import { readBackTotals } from './verify.ts';
 import type { WorkerReply, WorkerRequest } from './writer-thread.ts';
 
 if (parentPort === null) throw new Error('parquet-worker must run as a worker thread');
@@ -22,7 +20,7 @@ const port = parentPort;
 /** The file being written (messages about any other file are stale and ignored). */
 let current = -1;
 /** Row groups posted by the main thread and not yet taken by the encoder. */
-let queue: RawRowGroup[] = [];
+let queue: Uint8Array[] = [];
 let ended = false;
 let aborted = false;
 let wake: (() => void) | null = null;
@@ -43,7 +41,7 @@ async function* rowGroups(): AsyncGenerator<Uint8Array> {
     const next = queue.shift();
     if (next !== undefined) {
       post({ type: 'taken', file: current });
-      yield rowGroupIpc(next);
+      yield next;
       continue;
     }
     if (ended) return;
@@ -54,14 +52,7 @@ async function* rowGroups(): AsyncGenerator<Uint8Array> {
 async function writeFile(file: number, path: string, options: ParquetWriteOptions): Promise<void> {
   try {
     const { bytes } = await writeParquetFile(path, rowGroups(), options);
-    const totals = await readBackTotals(path);
-    post({
-      type: 'done',
-      file,
-      bytes,
-      rows: totals.rows,
-      quantitySum: totals.quantitySum.toString(),
-    });
+    post({ type: 'done', file, bytes });
   } catch (err) {
     if (aborted) post({ type: 'aborted', file });
     else {
@@ -85,7 +76,7 @@ port.on('message', (request: WorkerRequest) => {
   if (request.file !== current) return;
   switch (request.type) {
     case 'batch':
-      queue.push(request.group);
+      queue.push(request.ipc);
       break;
     case 'end':
       ended = true;

@@ -25,6 +25,7 @@ import {
   planExport,
 } from './plan.ts';
 import { RowGroupBuilder } from './row-group-builder.ts';
+import { readBackTotals } from './verify.ts';
 import { ParquetWriterThread } from './writer-thread.ts';
 
 /**
@@ -180,14 +181,14 @@ async function* rowGroups(
       start += take;
       if (builder.spaceRows === 0) {
         yielded = true;
-        yield builder.take();
+        yield builder.takeIpc();
         onRowGroup(builder.capacityRows);
       }
     }
   }
   if (builder.bufferedRows > 0 || !yielded) {
     const rows = builder.bufferedRows;
-    yield builder.take();
+    yield builder.takeIpc();
     onRowGroup(rows);
   }
 }
@@ -199,8 +200,8 @@ interface Totals {
 }
 
 /**
- * Writes `chunks` to `tmpPath` (in the writer thread, which fsyncs it and reads it back) and
- * checks the file holds exactly what was read from the database.
+ * Writes `chunks` to `tmpPath` (encoded and fsynced in the writer thread), reads it back and
+ * checks it holds exactly what was read from the database.
  */
 async function writeVerifiedFile(
   writer: ParquetWriterThread,
@@ -211,11 +212,12 @@ async function writeVerifiedFile(
   onRowGroup: (rows: number) => void,
 ): Promise<Totals> {
   const builder = new RowGroupBuilder(options.rowGroupRows);
-  const written = await writer.writeFile(tmpPath, rowGroups(chunks, builder, onRowGroup), {
+  const { bytes } = await writer.writeFile(tmpPath, rowGroups(chunks, builder, onRowGroup), {
     rowGroupRows: options.rowGroupRows,
     createdBy: 'usagedb',
   });
   const read = builder.takeTotals();
+  const written = await readBackTotals(tmpPath);
   if (written.rows !== read.rows || written.quantitySum !== read.quantitySum) {
     throw new UsageDbError(
       'USAGEDB_ERR_INTERNAL',
@@ -223,7 +225,7 @@ async function writeVerifiedFile(
         `the file holds ${written.rows} rows summing to ${written.quantitySum}`,
     );
   }
-  return { rows: read.rows, quantitySum: read.quantitySum, bytes: written.bytes };
+  return { rows: read.rows, quantitySum: read.quantitySum, bytes };
 }
 
 /** Writes every file of the export under `tmp`; returns the final paths and totals. */

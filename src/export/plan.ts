@@ -151,7 +151,22 @@ function blockRuns(blocks: readonly number[], rowCounts: readonly number[], chun
   return runs;
 }
 
-/** The matching rows of one day: segment blocks decoded a run at a time, then memtable rows. */
+/** Consecutive slices of one segment file (a day's slices come in (segment, slice) order). */
+function byFile(slices: readonly PartitionSlice[]): PartitionSlice[][] {
+  const groups: PartitionSlice[][] = [];
+  for (const slice of slices) {
+    const last = groups[groups.length - 1];
+    if (last !== undefined && last[0].segment_id === slice.segment_id) last.push(slice);
+    else groups.push([slice]);
+  }
+  return groups;
+}
+
+/**
+ * The matching rows of one day: per segment file, the blocks of the day's slices that may
+ * match, decoded a run at a time (one file reader and one decode call per run, not per slice:
+ * a slice is often a few hundred rows); then memtable rows.
+ */
 export async function* dayChunks(
   snapshot: ReadSnapshot,
   plan: DayPlan,
@@ -159,14 +174,23 @@ export async function* dayChunks(
   chunkRows: number,
 ): AsyncGenerator<RowChunk> {
   const dayFilter: RowFilter = { fromMs: plan.fromMs, toMs: plan.toMs, accountId: filter.accountId };
-  const blockFilter = { accountId: filter.accountId ?? undefined, fromMs: plan.fromMs, toMs: plan.toMs };
-  for (const entry of plan.segments) {
-    const reader = await snapshot.store.reader(entry);
-    const blocks = reader.selectBlocks(blockFilter);
-    if (blocks.length === 0) continue;
-    const rowCounts = reader.meta.blocks.map((b) => b.rowCount);
+  const account = filter.accountId;
+  for (const slices of byFile(plan.segments)) {
+    const segmentId = slices[0].segment_id;
+    const reader = await snapshot.store.fileReader(segmentId);
+    const metas = reader.meta.blocks;
+    const blocks: number[] = [];
+    for (const slice of slices) {
+      for (let b = slice.first_block; b < slice.first_block + slice.block_count; b++) {
+        const m = metas[b];
+        if (m.maxTimestampMs < plan.fromMs || m.minTimestampMs >= plan.toMs) continue;
+        if (account !== null && (account < m.minAccountId || account > m.maxAccountId)) continue;
+        blocks.push(b);
+      }
+    }
+    const rowCounts = metas.map((m) => m.rowCount);
     for (const run of blockRuns(blocks, rowCounts, chunkRows)) {
-      const columns = snapshot.store.decode(entry, reader, COLUMN_NAMES, run) as EventColumns;
+      const columns = snapshot.store.decodeBlocks(segmentId, reader, COLUMN_NAMES, run) as EventColumns;
       assert(columns.account_id.codes.length === columns.rowCount, 'decoded segment columns are incomplete');
       const rows = matchingRows(columns, dayFilter);
       if (rows.length > 0) yield { columns, rows };

@@ -1,17 +1,16 @@
 /**
- * Builds one Parquet row group at a time: rows of stored EventColumns are appended into Arrow
- * buffers, then handed over as plain buffers (RawRowGroup, transferable to the writer thread,
- * which turns them into the Arrow IPC stream parquet-wasm takes: rowGroupIpc).
+ * Builds one Parquet row group at a time: rows of stored EventColumns are appended into reusable
+ * Arrow buffers and serialised as one Arrow IPC stream (the form parquet-wasm takes).
  *
  * Invariants:
- * - at most `capacityRows` rows are buffered; `take()` hands the buffers over and starts new
- *   ones, so memory stays bounded by one row group (plus those handed over) whatever the size;
+ * - at most `capacityRows` rows are buffered; `takeIpc()` empties the builder, so memory stays
+ *   bounded by one row group whatever the export size;
  * - `rowsAppended` and `quantitySum` count exactly the rows handed to Arrow — what was read
  *   from the database — and are later compared with what the Parquet file holds;
  * - a quantity is written as the two's complement i128 of its exact value (Decimal128(38,0)).
  */
 import { Buffer } from 'node:buffer';
-import { type Data, RecordBatch, Struct, Table, Type, makeData, tableToIPC } from 'apache-arrow';
+import { type Data, type DataType, RecordBatch, Struct, Table, makeData, tableToIPC } from 'apache-arrow';
 import { UsageDbError, assert } from '../errors.ts';
 import { type DictColumn, type EventColumns, KIND_NAMES, NULL_CODE } from '../model/columns.ts';
 import { ExactSum, QUANTITY_ABS_MAX } from '../model/quantity.ts';
@@ -56,78 +55,19 @@ function encodedDict(dict: readonly string[]): EncodedDict {
 
 const KIND_DICT = encodeDict(KIND_NAMES);
 
-/** One column of a row group as plain buffers; each buffer has an ArrayBuffer of its own. */
-export interface RawColumn {
-  /** Utf8 value offsets (rows + 1); absent for fixed-width columns. */
-  offsets?: Int32Array;
-  /** Utf8 bytes, or little-endian words (int64: 2 per value, i128: 4 per value). */
-  data: Uint8Array | Uint32Array;
-  /** Validity bitmap, only when the column holds nulls. */
-  validity?: Uint8Array;
-  nullCount: number;
-}
-
-/** One row group as plain buffers, columns in EXPORT_SCHEMA order. */
-export interface RawRowGroup {
-  rows: number;
-  columns: RawColumn[];
-}
-
-/** The distinct ArrayBuffers of a row group: what to transfer to another thread. */
-export function rowGroupBuffers(group: RawRowGroup): ArrayBuffer[] {
-  const out = new Set<ArrayBuffer>();
-  for (const c of group.columns) {
-    for (const view of [c.offsets, c.data, c.validity])
-      if (view !== undefined) out.add(view.buffer as ArrayBuffer);
-  }
-  return [...out];
-}
-
-/** A row group as an Arrow IPC stream of one RecordBatch (the form parquet-wasm takes). */
-export function rowGroupIpc(group: RawRowGroup): Uint8Array {
-  const children = EXPORT_SCHEMA.fields.map((field, i): Data => {
-    const c = group.columns[i];
-    const props = { type: field.type, length: group.rows, nullCount: c.nullCount };
-    if (c.offsets !== undefined) {
-      return makeData({
-        ...props,
-        nullBitmap: c.nullCount > 0 ? c.validity : undefined,
-        valueOffsets: c.offsets,
-        data: c.data,
-      } as Parameters<typeof makeData>[0]);
-    }
-    const words = c.data as Uint32Array;
-    const data =
-      field.type.typeId === Type.Int ? new BigInt64Array(words.buffer, words.byteOffset, group.rows) : words;
-    return makeData({ ...props, data } as Parameters<typeof makeData>[0]);
-  });
-  const struct = makeData({
-    type: new Struct(EXPORT_SCHEMA.fields),
-    length: group.rows,
-    nullCount: 0,
-    children,
-  });
-  return tableToIPC(new Table([new RecordBatch(EXPORT_SCHEMA, struct)]), 'stream');
-}
-
-/**
- * A Utf8 column under construction: offsets, bytes and (if nullable) a validity bitmap. Each
- * `take()` hands the buffers over and starts new ones, sized by what the last group needed.
- */
+/** A Utf8 column under construction: offsets, bytes and (if nullable) a validity bitmap. */
 class Utf8Builder {
   private readonly nullable: boolean;
-  private readonly capacityRows: number;
-  private offsets: Int32Array;
+  private readonly offsets: Int32Array;
   private bytes: Buffer;
-  private validity: Uint8Array;
+  private readonly validity: Uint8Array;
   private length = 0;
   private nulls = 0;
 
   constructor(capacityRows: number, nullable: boolean) {
     this.nullable = nullable;
-    this.capacityRows = capacityRows;
     this.offsets = new Int32Array(capacityRows + 1);
-    // Start small: mostly-null columns stay small, busy ones grow once, then keep their size.
+    // Start small: mostly-null columns stay small, busy ones grow once and keep their size.
     this.bytes = Buffer.allocUnsafeSlow(Math.max(1024, capacityRows * 4));
     this.validity = new Uint8Array(nullable ? Math.ceil(capacityRows / 8) : 0);
   }
@@ -159,8 +99,47 @@ class Utf8Builder {
     for (let r = from; r < to; r++) validity[r >> 3] |= 1 << (r & 7);
   }
 
-  /** Appends `values[rows[i]]` (null allowed only in a nullable column). */
+  /**
+   * Appends `values[rows[i]]` (null allowed only in a nullable column). The values are joined
+   * and written with one native call: when the text is ASCII (ids almost always are), its
+   * latin1 bytes are its UTF-8 bytes and each value's byte length is its length.
+   */
   appendStrings(values: readonly (string | null)[], rows: ArrayLike<number>): void {
+    const n = rows.length;
+    const parts = new Array<string>(n);
+    let present = 0;
+    let units = 0;
+    for (let i = 0; i < n; i++) {
+      const value = values[rows[i]];
+      if (value === null) continue;
+      parts[present++] = value;
+      units += value.length;
+    }
+    parts.length = present;
+    const joined = parts.join('');
+    if (Buffer.byteLength(joined, 'utf8') !== units) {
+      this.appendStringsUtf8(values, rows);
+      return;
+    }
+    this.ensure(units);
+    const offsets = this.offsets;
+    let length = this.length;
+    let pos = offsets[length];
+    this.bytes.write(joined, pos, 'latin1');
+    for (let i = 0; i < n; i++) {
+      const value = values[rows[i]];
+      if (value === null) this.nullRows(1);
+      else {
+        pos += value.length;
+        if (this.nullable) this.setValid(length, length + 1);
+      }
+      offsets[++length] = pos;
+    }
+    this.length = length;
+  }
+
+  /** appendStrings for text that is not all ASCII: each value encoded on its own. */
+  private appendStringsUtf8(values: readonly (string | null)[], rows: ArrayLike<number>): void {
     let units = 0;
     for (let i = 0; i < rows.length; i++) units += values[rows[i]]?.length ?? 0;
     this.ensure(units * UTF8_BYTES_PER_UNIT_MAX);
@@ -172,16 +151,8 @@ class Utf8Builder {
       const value = values[rows[i]];
       if (value === null) this.nullRows(1);
       else {
-        // ASCII fast path (ids almost always are): a JS loop beats a native write per short string.
-        const n = value.length;
-        let k = 0;
-        for (; k < n; k++) {
-          const unit = value.charCodeAt(k);
-          if (unit >= 0x80) break;
-          bytes[pos + k] = unit;
-        }
-        pos += k === n ? n : bytes.write(value, pos, 'utf8');
-        this.setValid(length, length + 1);
+        pos += bytes.write(value, pos, 'utf8');
+        if (this.nullable) this.setValid(length, length + 1);
       }
       offsets[++length] = pos;
     }
@@ -233,36 +204,34 @@ class Utf8Builder {
     this.length = length;
   }
 
-  /** Hands the buffers over as a RawColumn and starts new ones. */
-  take(): RawColumn {
-    const rows = this.length;
-    const end = this.offsets[rows];
-    const column: RawColumn = {
-      offsets: this.offsets.subarray(0, rows + 1),
-      data: new Uint8Array(this.bytes.buffer, this.bytes.byteOffset, end),
+  /** Arrow data over the builder's buffers: valid until the next `reset()`. */
+  data(type: DataType): Data {
+    const end = this.offsets[this.length];
+    return makeData({
+      type,
+      length: this.length,
       nullCount: this.nulls,
-    };
-    if (this.nulls > 0) column.validity = this.validity.subarray(0, Math.ceil(rows / 8));
-    this.offsets = new Int32Array(this.capacityRows + 1);
-    // The next group likely needs as much: no regrowth.
-    this.bytes = Buffer.allocUnsafeSlow(Math.max(1024, this.bytes.length));
-    if (column.validity !== undefined) this.validity = new Uint8Array(this.validity.length);
-    else this.validity.fill(0);
+      nullBitmap: this.nulls > 0 ? this.validity.subarray(0, Math.ceil(this.length / 8)) : undefined,
+      valueOffsets: this.offsets.subarray(0, this.length + 1),
+      data: new Uint8Array(this.bytes.buffer, this.bytes.byteOffset, end),
+    } as Parameters<typeof makeData>[0]);
+  }
+
+  reset(): void {
     this.length = 0;
     this.nulls = 0;
-    return column;
+    this.offsets[0] = 0;
+    this.validity.fill(0);
   }
 }
 
 /** Fixed-width little-endian words (int64 = 2 words, i128 = 4 words) under construction. */
 class WordBuilder {
-  private readonly capacityRows: number;
   private readonly wordsPerValue: number;
-  words: Uint32Array;
+  readonly words: Uint32Array;
   length = 0;
 
   constructor(capacityRows: number, wordsPerValue: number) {
-    this.capacityRows = capacityRows;
     this.wordsPerValue = wordsPerValue;
     this.words = new Uint32Array(capacityRows * wordsPerValue);
   }
@@ -319,15 +288,19 @@ class WordBuilder {
     this.length++;
   }
 
-  /** Hands the words over as a RawColumn and starts new ones. */
-  take(): RawColumn {
-    const column: RawColumn = {
-      data: this.words.subarray(0, this.length * this.wordsPerValue),
-      nullCount: 0,
-    };
-    this.words = new Uint32Array(this.capacityRows * this.wordsPerValue);
+  /** Arrow data over the builder's words: valid until the next `reset()`. */
+  data(type: DataType): Data {
+    const view =
+      this.wordsPerValue === 2
+        ? new BigInt64Array(this.words.buffer, this.words.byteOffset, this.length)
+        : this.words.subarray(0, this.length * this.wordsPerValue);
+    return makeData({ type, length: this.length, nullCount: 0, data: view } as Parameters<
+      typeof makeData
+    >[0]);
+  }
+
+  reset(): void {
     this.length = 0;
-    return column;
   }
 }
 
@@ -425,21 +398,27 @@ export class RowGroupBuilder {
     this.str(name).appendCodes(encodedDict(col.dict), col.codes, rows);
   }
 
-  /** Hands the buffered rows over as plain buffers and empties the builder. */
-  take(): RawRowGroup {
-    const columns = EXPORT_SCHEMA.fields.map((field) => {
-      if (field.name === 'timestamp_ms') return this.timestamp.take();
-      if (field.name === 'ingested_at_ms') return this.ingestedAt.take();
-      if (field.name === 'quantity') return this.quantity.take();
-      return this.str(field.name).take();
-    });
-    const group = { rows: this.buffered, columns };
-    this.buffered = 0;
-    return group;
-  }
-
-  /** The buffered rows as an Arrow IPC stream of one RecordBatch; empties the builder. */
+  /** Serialises the buffered rows as an Arrow IPC stream of one RecordBatch and empties the builder. */
   takeIpc(): Uint8Array {
-    return rowGroupIpc(this.take());
+    const children = EXPORT_SCHEMA.fields.map((field) => {
+      if (field.name === 'timestamp_ms') return this.timestamp.data(field.type);
+      if (field.name === 'ingested_at_ms') return this.ingestedAt.data(field.type);
+      if (field.name === 'quantity') return this.quantity.data(field.type);
+      return this.str(field.name).data(field.type);
+    });
+    for (const child of children) assert(child.length === this.buffered, 'export columns differ in length');
+    const struct = makeData({
+      type: new Struct(EXPORT_SCHEMA.fields),
+      length: this.buffered,
+      nullCount: 0,
+      children,
+    });
+    const ipc = tableToIPC(new Table([new RecordBatch(EXPORT_SCHEMA, struct)]), 'stream');
+    this.buffered = 0;
+    for (const b of this.strings.values()) b.reset();
+    this.timestamp.reset();
+    this.ingestedAt.reset();
+    this.quantity.reset();
+    return ipc;
   }
 }

@@ -1,13 +1,13 @@
 /**
  * The main-thread side of the Parquet writer thread (parquet-worker.ts): streams row groups
- * (Arrow buffers, transferred, not copied) to the worker, which serialises them as Arrow IPC,
- * encodes, writes, fsyncs and reads each file back. Decoding the next row groups here overlaps with encoding there, so an
- * export uses two cores.
+ * (Arrow IPC bytes, transferred, not copied) to the worker, which encodes, writes and fsyncs
+ * each file. Decoding the next row groups here overlaps with encoding there, so an export uses
+ * two cores.
  *
  * Invariants:
  * - at most ROW_GROUPS_AHEAD row groups wait in the worker beyond the one being encoded, so
  *   memory stays bounded whatever the export size;
- * - a file is reported written only after the worker read it back; on any failure (source,
+ * - a file is reported written only once complete and fsynced; on any failure (source,
  *   worker, thread crash) the worker's file is removed or the thread is gone before this throws.
  */
 import { extname } from 'node:path';
@@ -15,29 +15,21 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { type ErrorCode, UsageDbError } from '../errors.ts';
 import type { ParquetWriteOptions } from './parquet-file-writer.ts';
-import { type RawRowGroup, rowGroupBuffers } from './row-group-builder.ts';
 
 export type WorkerRequest =
   | { type: 'open'; file: number; path: string; options: ParquetWriteOptions }
-  | { type: 'batch'; file: number; group: RawRowGroup }
+  | { type: 'batch'; file: number; ipc: Uint8Array }
   | { type: 'end'; file: number }
   | { type: 'abort'; file: number };
 
 export type WorkerReply =
   | { type: 'taken'; file: number }
-  | { type: 'done'; file: number; bytes: number; rows: number; quantitySum: string }
+  | { type: 'done'; file: number; bytes: number }
   | { type: 'failed'; file: number; code: ErrorCode; message: string }
   | { type: 'aborted'; file: number };
 
 /** Row groups queued in the worker beyond the one it encodes: enough to keep it busy. */
 const ROW_GROUPS_AHEAD = 1;
-
-/** What the worker read back from a written file. */
-export interface WrittenFile {
-  bytes: number;
-  rows: number;
-  quantitySum: bigint;
-}
 
 function unexpected(reply: WorkerReply): UsageDbError {
   if (reply.type === 'failed') return new UsageDbError(reply.code, reply.message);
@@ -113,23 +105,24 @@ export class ParquetWriterThread {
   }
 
   /**
-   * Writes `rowGroups` (never empty except for a lone empty group that carries the schema) to
-   * `path`, one Parquet row group each, then returns what the worker read back from the
-   * fsynced file. The groups' buffers are transferred: the caller must not touch them again.
+   * Writes `rowGroups` (Arrow IPC streams, one RecordBatch each, never empty except for a
+   * lone empty batch that carries the schema) to `path`, one Parquet row group each, and
+   * fsyncs it. Returns the file size. The buffers are transferred: do not touch them again.
    */
   async writeFile(
     path: string,
-    rowGroups: AsyncIterable<RawRowGroup>,
+    rowGroups: AsyncIterable<Uint8Array>,
     options: ParquetWriteOptions,
-  ): Promise<WrittenFile> {
+  ): Promise<{ bytes: number }> {
     const file = this.nextFile++;
     this.post({ type: 'open', file, path, options });
     let ahead = 0;
     let workerError: Error | null = null;
     try {
-      for await (const group of rowGroups) {
-        // Transferred, not copied: the builder has started new buffers.
-        this.post({ type: 'batch', file, group }, rowGroupBuffers(group));
+      for await (const ipc of rowGroups) {
+        // Transferred, not copied: the buffer must hold exactly these bytes.
+        const own = ipc.byteOffset === 0 && ipc.byteLength === ipc.buffer.byteLength ? ipc : ipc.slice();
+        this.post({ type: 'batch', file, ipc: own }, [own.buffer as ArrayBuffer]);
         ahead++;
         while (ahead > ROW_GROUPS_AHEAD) {
           const reply = await this.next(file);
@@ -147,7 +140,7 @@ export class ParquetWriterThread {
       const reply = await this.next(file);
       if (reply.type === 'taken') continue;
       if (reply.type !== 'done') throw unexpected(reply);
-      return { bytes: reply.bytes, rows: reply.rows, quantitySum: BigInt(reply.quantitySum) };
+      return { bytes: reply.bytes };
     }
   }
 

@@ -314,12 +314,12 @@ describe('exportParquet: publication is atomic', () => {
     const snap = db.readSnapshot();
     let readers = 0;
     const failing = {
-      reader: async (entry: Parameters<SegmentStore['reader']>[0]) => {
+      fileReader: async (segmentId: number) => {
         readers++;
         if (readers === 3) throw new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', 'simulated corrupt segment');
-        return snap.store.reader(entry);
+        return snap.store.fileReader(segmentId);
       },
-      decode: snap.store.decode.bind(snap.store),
+      decodeBlocks: snap.store.decodeBlocks.bind(snap.store),
     } as unknown as SegmentStore;
     const broken: ReadSnapshot = { ...snap, store: failing };
     expect(snap.segments.length).toBeGreaterThan(3);
