@@ -780,6 +780,7 @@ export class UsageDb {
       if (!this.wal.failed) await this.wal.syncTo(this.wal.sizeBytes).catch(() => undefined);
       await this.wal.close().catch(() => undefined);
     });
+    await this.segments.close();
     await this.lock.release();
     if (flushError !== null) throw flushError;
   }

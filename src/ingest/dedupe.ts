@@ -3,8 +3,8 @@
  *
  * Lookup order for an id (DESIGN §1): memtables and the hot window of recently flushed ids
  * (RecentIds, in the caller) -> the id filter of every segment file (in memory; a "no" is final) ->
- * in a file that says maybe, its id index (sorted id hashes with their block) -> the exact
- * id in that block. Works whatever partition the stored event is in (a retry whose timestamp
+ * in a file that says maybe, its id index (sorted id hashes with their row) -> the exact
+ * id of that row. Works whatever partition the stored event is in (a retry whose timestamp
  * or account changed is a conflict, and is found).
  *
  * Invariants:
@@ -25,6 +25,8 @@ export interface StoredHit {
   event: StoredEvent;
 }
 
+const OTHER_COLUMNS = COLUMN_NAMES.filter((name) => name !== 'event_id');
+
 export class StoredEventFinder {
   private readonly segments: SegmentStore;
 
@@ -40,25 +42,24 @@ export class StoredEventFinder {
   /**
    * Finds a stored (flushed) event by id, at any age and whatever partition it is in: every
    * segment file whose id filter says maybe is searched through its id index (a binary search
-   * on the id hash, then the exact id in the one block it names).
+   * on the id hash gives candidate rows; only their event ids are decoded, then the whole
+   * block of the one that matches).
    */
   async find(eventId: string): Promise<StoredHit | null> {
     const h = hash128(eventId);
     for (const entry of this.segments.filesMayContain(h.h1, h.h2)) {
       const index = await this.segments.idIndex(entry.id);
       for (let i = lowerBound(index.hashes, h.h3); i < index.hashes.length && index.hashes[i] === h.h3; i++) {
-        const hit = await this.searchBlock(entry.id, index.blocks[i], eventId);
-        if (hit) return hit;
+        const row = index.rows[i];
+        if ((await this.segments.readEventIdAt(entry.id, row)) !== eventId) continue;
+        const { block, rowInBlock } = this.segments.blockOfRow(entry.id, row);
+        // Every column but event_id (known to match): ids are the costliest to decode.
+        const columns = (await this.segments.readBlocks(entry.id, OTHER_COLUMNS, [block])) as EventColumns;
+        const ids: string[] = [];
+        ids[rowInBlock] = eventId;
+        return { segmentId: entry.id, event: eventOfRow({ ...columns, event_id: ids }, rowInBlock) };
       }
     }
     return null;
-  }
-
-  private async searchBlock(segmentId: number, block: number, eventId: string): Promise<StoredHit | null> {
-    const ids = (await this.segments.readBlocks(segmentId, ['event_id'], [block])).event_id ?? [];
-    const row = ids.indexOf(eventId);
-    if (row < 0) return null;
-    const columns = (await this.segments.readBlocks(segmentId, COLUMN_NAMES, [block])) as EventColumns;
-    return { segmentId, event: eventOfRow(columns, row) };
   }
 }

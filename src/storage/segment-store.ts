@@ -65,18 +65,22 @@ interface SegmentFile {
 }
 
 /**
- * Event-id hashes of a segment file, sorted, with the block of each: finds the block holding an
- * id with one binary search. Derived from the file (not stored: it would cost ~6 bytes/event),
- * built on the first filter hit for the file, ~6 bytes/event of memory.
+ * Event-id hashes of a segment file, sorted, with the row of each: finds the row holding an
+ * id with one binary search, so a lookup decodes one event id, not a block of them. Derived
+ * from the file (not stored: it would cost ~8 bytes/event on disk), built on the first filter
+ * hit for the file, 8 bytes/event of memory.
  */
 export interface IdIndex {
   hashes: Uint32Array;
-  blocks: Uint32Array;
+  /** Row in the file of each hash. */
+  rows: Uint32Array;
 }
 
 const SLICE_ID_FACTOR = 2 ** 20;
 /** Memory for point-lookup images (only the chunks actually read are resident). */
 const POINT_CACHE_BYTES_MAX = 64 * 1024 * 1024;
+/** Idle segment file handles kept open for point reads. */
+const OPEN_HANDLES_MAX = 64;
 
 /**
  * A segment file image for point lookups: a zero-filled buffer of the file's size in which only
@@ -86,6 +90,8 @@ const POINT_CACHE_BYTES_MAX = 64 * 1024 * 1024;
 interface PointImage {
   image: Uint8Array;
   reader: SegmentReader;
+  /** reader.chunkLayout(), computed once: ~30k entries for a large flush file. */
+  layout: ReturnType<SegmentReader['chunkLayout']>;
   loaded: Set<number>;
   loadedBytes: number;
 }
@@ -166,6 +172,7 @@ export class SegmentStore {
   private readonly cacheBytesMax: number;
   private readonly readers = new Map<number, SegmentReader>();
   private readonly points = new Map<number, PointImage>();
+  private readonly handles = new Map<number, { file: ReadFile; users: number }>();
   private pointBytes = 0;
   /** The file reader behind each slice reader handed out (it outlives cache eviction). */
   private readonly fileOfSlice = new WeakMap<SliceReader, SegmentReader>();
@@ -228,6 +235,7 @@ export class SegmentStore {
     for (const id of [...this.prepared.keys()]) if (!live.has(id)) this.prepared.delete(id);
     for (const id of [...this.readers.keys()]) if (!live.has(id)) this.evict(id);
     for (const id of [...this.points.keys()]) if (!live.has(id)) this.evictPoint(id);
+    for (const id of [...this.handles.keys()]) if (!live.has(id)) void this.closeHandle(id);
     const byBucket = new Map<number, PartitionSlice[]>();
     const all: PartitionSlice[] = [];
     for (const f of files) {
@@ -272,23 +280,50 @@ export class SegmentStore {
     const all = Array.from({ length: blockCount }, (_, b) => b);
     const point = await this.pointColumns(segmentId, ['event_id'], all);
     const n = file.meta.rowCount;
-    const keyed = new Float64Array(n);
+    const byRow = new Uint32Array(n);
     let row = 0;
     for (let b = 0; b < blockCount; b++) {
       const ids = this.decodeBlocks(segmentId, point.reader, ['event_id'], [b]).event_id ?? [];
-      // hash (32 bits) * 2^20 + block: one sortable number per row.
-      for (const id of ids) keyed[row++] = hash128(id).h3 * 1_048_576 + b;
+      for (const id of ids) byRow[row++] = hash128(id).h3;
     }
-    assert(row === n && blockCount <= 1_048_576, `segment ${segmentId}: id index row count`);
-    keyed.sort();
+    assert(row === n, `segment ${segmentId}: id index row count`);
+    const rows = new Uint32Array(n);
+    for (let i = 0; i < n; i++) rows[i] = i;
+    rows.sort((a, b) => byRow[a] - byRow[b] || a - b);
     const hashes = new Uint32Array(n);
-    const blocks = new Uint32Array(n);
-    for (let i = 0; i < n; i++) {
-      hashes[i] = Math.floor(keyed[i] / 1_048_576);
-      blocks[i] = keyed[i] % 1_048_576;
-    }
-    file.idIndex = { hashes, blocks };
+    for (let i = 0; i < n; i++) hashes[i] = byRow[rows[i]];
+    file.idIndex = { hashes, rows };
     return file.idIndex;
+  }
+
+  /** The block holding a row of a file, and the row's index inside it. */
+  blockOfRow(segmentId: number, row: number): { block: number; rowInBlock: number } {
+    const file = this.prepared.get(segmentId);
+    assert(file !== undefined, `segment ${segmentId} is not committed`);
+    const blocks = file.meta.blocks;
+    let lo = 0;
+    let hi = blocks.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (blocks[mid].firstRow <= row) lo = mid;
+      else hi = mid - 1;
+    }
+    assert(
+      row >= blocks[lo].firstRow && row < blocks[lo].firstRow + blocks[lo].rowCount,
+      `segment ${segmentId} has no row ${row}`,
+    );
+    return { block: lo, rowInBlock: row - blocks[lo].firstRow };
+  }
+
+  /** The event id of one row of a file, decoding only that id (point lookups). */
+  async readEventIdAt(segmentId: number, row: number): Promise<string> {
+    const { block, rowInBlock } = this.blockOfRow(segmentId, row);
+    const point = await this.pointColumns(segmentId, ['event_id'], [block]);
+    try {
+      return point.reader.readEventIdsAt(block, [rowInBlock])[0];
+    } catch (err) {
+      throw corrupt(segmentId, (err as Error).message, err);
+    }
   }
 
   /**
@@ -312,7 +347,8 @@ export class SegmentStore {
     const file = this.prepared.get(segmentId);
     assert(file !== undefined, `segment ${segmentId} is not committed`);
     const path = segmentPath(this.root, segmentId);
-    const handle = await this.fs.openRead(path);
+    const handle = await this.openHandle(segmentId, path);
+    let failed = false;
     try {
       let point = this.points.get(segmentId);
       if (point === undefined) {
@@ -322,7 +358,7 @@ export class SegmentStore {
         this.points.delete(segmentId);
         this.points.set(segmentId, point);
       }
-      const layout = point.reader.chunkLayout();
+      const layout = point.layout;
       const blockCount = file.meta.blocks.length;
       const wanted = new Set(names);
       // Column-major layout: one column's chunks for consecutive blocks are contiguous, so
@@ -352,9 +388,10 @@ export class SegmentStore {
         throw (failed as PromiseRejectedResult).reason;
       }
     } catch (err) {
+      failed = true;
       throw corrupt(segmentId, `${path}: ${(err as Error).message}`, err);
     } finally {
-      await handle.close();
+      await this.releaseHandle(segmentId, failed);
     }
     const point = this.points.get(segmentId) as PointImage;
     for (const id of this.points.keys()) {
@@ -386,7 +423,52 @@ export class SegmentStore {
       reader = SegmentReader.fromBytes(image);
     }
     assert(reader.meta.segmentId === segmentId, `segment ${segmentId}: image holds another segment`);
-    return { image, reader, loaded: new Set(), loadedBytes: 0 };
+    return { image, reader, layout: reader.chunkLayout(), loaded: new Set(), loadedBytes: 0 };
+  }
+
+  /**
+   * An open read handle of a segment file, kept for later point reads: opening and closing
+   * the file cost ~60 µs per dedupe lookup. At most OPEN_HANDLES_MAX idle handles stay open.
+   */
+  private async openHandle(segmentId: number, path: string): Promise<ReadFile> {
+    let h = this.handles.get(segmentId);
+    if (h === undefined) {
+      h = { file: await this.fs.openRead(path), users: 0 };
+      const raced = this.handles.get(segmentId);
+      if (raced !== undefined) {
+        await h.file.close();
+        h = raced;
+      } else this.handles.set(segmentId, h);
+    } else {
+      this.handles.delete(segmentId);
+      this.handles.set(segmentId, h);
+    }
+    h.users++;
+    return h.file;
+  }
+
+  /** Ends one use of a handle; a failed read closes it (the next use reopens the file). */
+  private async releaseHandle(segmentId: number, failed: boolean): Promise<void> {
+    const h = this.handles.get(segmentId);
+    if (h === undefined) return;
+    h.users--;
+    if (failed) await this.closeHandle(segmentId);
+    for (const [id, other] of this.handles) {
+      if (this.handles.size <= OPEN_HANDLES_MAX) break;
+      if (other.users === 0) await this.closeHandle(id);
+    }
+  }
+
+  private async closeHandle(segmentId: number): Promise<void> {
+    const h = this.handles.get(segmentId);
+    if (h === undefined || h.users > 0) return;
+    this.handles.delete(segmentId);
+    await h.file.close().catch(() => undefined);
+  }
+
+  /** Closes every cached file handle (the database is closing). */
+  async close(): Promise<void> {
+    for (const id of [...this.handles.keys()]) await this.closeHandle(id);
   }
 
   private evictPoint(id: number): void {
@@ -431,6 +513,28 @@ export class SegmentStore {
       this.evict(id);
     }
     return reader;
+  }
+
+  /**
+   * The verified reader of a whole segment file for a one-pass scan (export): the cached one
+   * if present, else read and verified like fileReader but not cached, so a scan of every
+   * file neither grows nor flushes the cache.
+   */
+  async scanFileReader(segmentId: number): Promise<SegmentReader> {
+    const cached = this.readers.get(segmentId);
+    if (cached) return cached;
+    const file = this.prepared.get(segmentId);
+    assert(file !== undefined, `segment ${segmentId} is not committed`);
+    const path = segmentPath(this.root, segmentId);
+    try {
+      const bytes = await this.fs.readFile(path);
+      return SegmentReader.fromBytes(bytes, {
+        sizeBytes: file.entry.size_bytes,
+        checksum: file.entry.crc32c,
+      });
+    } catch (err) {
+      throw corrupt(segmentId, `${path} failed verification: ${(err as Error).message}`, err);
+    }
   }
 
   /** A reader of one partition slice (block indexes relative to the slice). */
