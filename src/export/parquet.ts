@@ -16,14 +16,7 @@ import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { ReadSnapshot } from '../db.ts';
 import { UsageDbError, assert } from '../errors.ts';
-import {
-  type DayPlan,
-  type ExportPlan,
-  type RowChunk,
-  type RowFilter,
-  dayChunks,
-  planExport,
-} from './plan.ts';
+import { type ExportPlan, type RowChunk, type RowFilter, dayChunks, fileChunks, planExport } from './plan.ts';
 import { RowGroupBuilder } from './row-group-builder.ts';
 import { readBackTotals } from './verify.ts';
 import { ParquetWriterThread } from './writer-thread.ts';
@@ -151,15 +144,6 @@ async function fsyncDir(path: string): Promise<void> {
   }
 }
 
-/** The matching rows of several days, in day order. */
-async function* concatChunks(
-  snapshot: ReadSnapshot,
-  days: readonly DayPlan[],
-  filter: RowFilter,
-): AsyncGenerator<RowChunk> {
-  for (const day of days) yield* dayChunks(snapshot, day, filter, DECODE_CHUNK_ROWS);
-}
-
 /** `first`, then the rest of `rest`. */
 async function* prepend(first: RowChunk, rest: AsyncIterator<RowChunk>): AsyncGenerator<RowChunk> {
   yield first;
@@ -252,7 +236,7 @@ async function writeFiles(
         writer,
         tmp,
         target,
-        concatChunks(snapshot, plan.days, options.filter),
+        fileChunks(snapshot, plan, options.filter, DECODE_CHUNK_ROWS),
         options,
         onRowGroup,
       ),

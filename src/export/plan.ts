@@ -15,6 +15,7 @@ import type { ReadSnapshot } from '../db.ts';
 import { assert } from '../errors.ts';
 import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
 import type { PartitionSlice } from '../storage/segment-store.ts';
+import type { BlockMeta, SegmentReader } from '../storage/segment/segment-reader.ts';
 import { accountBucket, utcDay } from '../storage/partition.ts';
 
 const DAY_MS = 86_400_000;
@@ -162,6 +163,65 @@ function byFile(slices: readonly PartitionSlice[]): PartitionSlice[][] {
   return groups;
 }
 
+/** Block indexes of `slices` (one file's, in order) whose metadata may match the filter. */
+function selectBlocks(
+  blocks: readonly BlockMeta[],
+  slices: readonly PartitionSlice[],
+  fromMs: number,
+  toMs: number,
+  account: string | null,
+): number[] {
+  const out: number[] = [];
+  for (const slice of slices) {
+    for (let b = slice.first_block; b < slice.first_block + slice.block_count; b++) {
+      const m = blocks[b];
+      if (m.maxTimestampMs < fromMs || m.minTimestampMs >= toMs) continue;
+      if (account !== null && (account < m.minAccountId || account > m.maxAccountId)) continue;
+      out.push(b);
+    }
+  }
+  return out;
+}
+
+/** The matching rows of `blocks` of one file, decoded a run of at most `chunkRows` rows at a time. */
+function* blockChunks(
+  snapshot: ReadSnapshot,
+  segmentId: number,
+  reader: SegmentReader,
+  blocks: readonly number[],
+  filter: RowFilter,
+  chunkRows: number,
+): Generator<RowChunk> {
+  const rowCounts = reader.meta.blocks.map((m) => m.rowCount);
+  for (const run of blockRuns(blocks, rowCounts, chunkRows)) {
+    const columns = snapshot.store.decodeBlocks(segmentId, reader, COLUMN_NAMES, run) as EventColumns;
+    assert(columns.account_id.codes.length === columns.rowCount, 'decoded segment columns are incomplete');
+    const rows = matchingRows(columns, filter);
+    if (rows.length > 0) yield { columns, rows };
+  }
+}
+
+/**
+ * Every matching row of the plan, segment file by segment file: each file is read once,
+ * uncached (store.scanFileReader), and dropped before the next; then the memtable rows, day
+ * by day. For one output file: day by day would read every file once per day.
+ */
+export async function* fileChunks(
+  snapshot: ReadSnapshot,
+  plan: ExportPlan,
+  filter: RowFilter,
+  chunkRows: number,
+): AsyncGenerator<RowChunk> {
+  const slices = [...new Set(plan.days.flatMap((d) => d.segments))].sort((a, b) => a.id - b.id);
+  for (const group of byFile(slices)) {
+    const segmentId = group[0].segment_id;
+    const reader = await snapshot.store.scanFileReader(segmentId);
+    const blocks = selectBlocks(reader.meta.blocks, group, filter.fromMs, filter.toMs, filter.accountId);
+    yield* blockChunks(snapshot, segmentId, reader, blocks, filter, chunkRows);
+  }
+  for (const day of plan.days) yield* day.memtableChunks;
+}
+
 /**
  * The matching rows of one day: per segment file, the blocks of the day's slices that may
  * match, decoded a run at a time (one file reader and one decode call per run, not per slice:
@@ -174,27 +234,11 @@ export async function* dayChunks(
   chunkRows: number,
 ): AsyncGenerator<RowChunk> {
   const dayFilter: RowFilter = { fromMs: plan.fromMs, toMs: plan.toMs, accountId: filter.accountId };
-  const account = filter.accountId;
-  for (const slices of byFile(plan.segments)) {
-    const segmentId = slices[0].segment_id;
+  for (const group of byFile(plan.segments)) {
+    const segmentId = group[0].segment_id;
     const reader = await snapshot.store.fileReader(segmentId);
-    const metas = reader.meta.blocks;
-    const blocks: number[] = [];
-    for (const slice of slices) {
-      for (let b = slice.first_block; b < slice.first_block + slice.block_count; b++) {
-        const m = metas[b];
-        if (m.maxTimestampMs < plan.fromMs || m.minTimestampMs >= plan.toMs) continue;
-        if (account !== null && (account < m.minAccountId || account > m.maxAccountId)) continue;
-        blocks.push(b);
-      }
-    }
-    const rowCounts = metas.map((m) => m.rowCount);
-    for (const run of blockRuns(blocks, rowCounts, chunkRows)) {
-      const columns = snapshot.store.decodeBlocks(segmentId, reader, COLUMN_NAMES, run) as EventColumns;
-      assert(columns.account_id.codes.length === columns.rowCount, 'decoded segment columns are incomplete');
-      const rows = matchingRows(columns, dayFilter);
-      if (rows.length > 0) yield { columns, rows };
-    }
+    const blocks = selectBlocks(reader.meta.blocks, group, plan.fromMs, plan.toMs, filter.accountId);
+    yield* blockChunks(snapshot, segmentId, reader, blocks, dayFilter, chunkRows);
   }
   for (const chunk of plan.memtableChunks) yield chunk;
 }

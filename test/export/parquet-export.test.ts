@@ -12,6 +12,7 @@ import { PARTITION_FILE_NAME, exportParquet } from '../../src/export/parquet.ts'
 import { EXPORT_COLUMNS } from '../../src/export/schema.ts';
 import type { WireEvent } from '../../src/model/event.ts';
 import type { SegmentStore } from '../../src/storage/segment-store.ts';
+import type { SegmentReader } from '../../src/storage/segment/segment-reader.ts';
 import {
   ACCOUNTS,
   DAY_MS,
@@ -312,24 +313,45 @@ describe('exportParquet: publication is atomic', () => {
 
   it('leaves nothing behind when reading fails mid-export (no truncated file that looks complete)', async () => {
     const snap = db.readSnapshot();
-    let readers = 0;
-    const failing = {
-      fileReader: async (segmentId: number) => {
-        readers++;
-        if (readers === 3) throw new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', 'simulated corrupt segment');
-        return snap.store.fileReader(segmentId);
-      },
+    const simulated = () => new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', 'simulated corrupt segment');
+    // A segment file that cannot be read: on the first read for one file, the third for days.
+    let reads = 0;
+    let failAt = 0;
+    const failOnRead = (read: (segmentId: number) => Promise<SegmentReader>) => async (segmentId: number) => {
+      if (++reads === failAt) throw simulated();
+      return read(segmentId);
+    };
+    const failingStore = {
+      fileReader: failOnRead((id) => snap.store.fileReader(id)),
+      scanFileReader: failOnRead((id) => snap.store.scanFileReader(id)),
       decodeBlocks: snap.store.decodeBlocks.bind(snap.store),
     } as unknown as SegmentStore;
-    const broken: ReadSnapshot = { ...snap, store: failing };
+    // Memtable rows that cannot be read: they come after the segment rows, so row groups have
+    // already been written when this fails.
+    expect(snap.memtables.some((m) => m.rowCount > 0)).toBe(true);
+    const failingMemtables = snap.memtables.map((m) =>
+      Object.defineProperty({ ...m }, 'event_id', {
+        get: () => {
+          throw simulated();
+        },
+      }),
+    );
     expect(snap.segments.length).toBeGreaterThan(3);
-    for (const partition of ['none', 'day'] as const) {
-      readers = 0;
-      const target = outPath(`broken-${partition}`);
+    const cases: [string, ReadSnapshot, number][] = [
+      ['store-none', { ...snap, store: failingStore }, 1],
+      ['store-day', { ...snap, store: failingStore }, 3],
+      ['memtable-none', { ...snap, memtables: failingMemtables }, 0],
+      ['memtable-day', { ...snap, memtables: failingMemtables }, 0],
+    ];
+    for (const [name, broken, at] of cases) {
+      reads = 0;
+      failAt = at;
+      const partition = name.endsWith('day') ? 'day' : 'none';
+      const target = outPath(`broken-${name}`);
       const err = await exportParquet(broken, target, { partition, rowGroupRows: 10 }).catch(
         (e: unknown) => e,
       );
-      expect((err as UsageDbError).code).toBe('USAGEDB_ERR_SEGMENT_CORRUPT');
+      expect((err as UsageDbError).code, name).toBe('USAGEDB_ERR_SEGMENT_CORRUPT');
       expect(existsSync(target)).toBe(false);
       expect(readdirSync(outDir).filter((n) => n.includes('.tmp-'))).toEqual([]);
     }
