@@ -232,6 +232,8 @@ export class Aggregator {
   /** Group key (value ids) -> group index, and each group's decoded key values. */
   private readonly groupIndex = new Map<number | string, number>();
   private readonly groupValues: RowValue[][] = [];
+  /** The value ids of the row groupFor is keying. */
+  private readonly idScratch: number[] = [];
   private readonly contexts: KeyContext[] = [];
   /** Cards of day/hour keys: the query's range in those units. */
   private readonly timeBase: number[];
@@ -603,11 +605,18 @@ export class Aggregator {
   /** The query group of a row, by the engine-wide value ids of its keys; created on first sight. */
   private groupFor(batch: ColumnBatch, row: number): number {
     const keys = this.keys;
-    let gk: number | string = 0;
+    // One number when every id fits its share of 52 bits (the usual case), else a string.
+    const width = 2 ** Math.floor(52 / Math.max(1, keys.length));
+    let numeric = 0;
+    let fits = true;
+    const ids = this.idScratch;
     for (let k = 0; k < keys.length; k++) {
       const id = this.valueId(k, batch, row);
-      gk = k === 0 ? id : `${gk}|${id}`;
+      ids[k] = id;
+      if (id < 0 || id >= width) fits = false;
+      numeric = numeric * width + id;
     }
+    const gk: number | string = fits ? numeric : ids.slice(0, keys.length).join('|');
     let g = this.groupIndex.get(gk);
     if (g === undefined) {
       if (this.groupValues.length >= QUERY_GROUPS_MAX) throw tooManyGroups();

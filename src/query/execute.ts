@@ -12,7 +12,7 @@ import type { ColumnBatch } from '../model/columns.ts';
 import { quantityToString } from '../model/quantity.ts';
 import { Aggregator } from './aggregate.ts';
 import type { ChunkCache } from './chunk-cache.ts';
-import { comparatorFor, orderAndLimit, type ResultGroup } from './order.ts';
+import { orderAndLimit, type ResultGroup } from './order.ts';
 import { bucketsOf, candidateEntries, emptyStats, type ScanTarget, scanSegments } from './scan.ts';
 import type { BlockMetaView, Metric, Query, QueryResult, QueryRow, QuerySnapshot } from './types.ts';
 import { type DimensionsCache, VALUE_IDS_MAX, ValueIds } from './value-ids.ts';
@@ -81,7 +81,7 @@ export async function executeQuery(
   // No group keys: exactly one row of totals, zeros when nothing matched.
   if (query.groupBy.length === 0 && groups.length === 0)
     groups.push({ values: [], count: 0, sum: 0, min: null, max: null });
-  const ordered = orderAndLimit(groups, comparatorFor(query.orderBy, query.groupBy), query.limit);
+  const ordered = orderAndLimit(groups, query.orderBy, query.groupBy, query.limit);
   return { rows: ordered.map((g) => toRow(g, query)), stats };
 }
 

@@ -18,6 +18,8 @@ export interface ResultGroup {
   sum: Quantity;
   min: Quantity | null;
   max: Quantity | null;
+  /** Position of the key tuple in ascending key order (set by rankGroups before a full sort). */
+  rank?: number;
 }
 
 type Compare = (a: ResultGroup, b: ResultGroup) => number;
@@ -49,7 +51,35 @@ function metricCompare(metric: Metric): Compare {
 
 const METRIC_NAMES: readonly string[] = ['sum', 'count', 'min', 'max'];
 
-export function comparatorFor(orderBy: readonly QueryOrder[], groupBy: readonly GroupKey[]): Compare {
+/**
+ * Numbers every group by its key tuple in ascending key order (each key's distinct values
+ * sorted once), so the key part of the order is one subtraction instead of a string
+ * comparison per key. False (nothing set) when the tuple space exceeds 2^53.
+ */
+export function rankGroups(groups: readonly ResultGroup[], keyCount: number): boolean {
+  if (keyCount === 0) return false;
+  const ranks: Map<RowValue, number>[] = [];
+  let space = 1;
+  for (let k = 0; k < keyCount; k++) {
+    const distinct = [...new Set(groups.map((g) => g.values[k]))].sort(compareValue);
+    ranks.push(new Map(distinct.map((v, i) => [v, i])));
+    space *= distinct.length;
+  }
+  if (space > Number.MAX_SAFE_INTEGER) return false;
+  for (const g of groups) {
+    let r = 0;
+    for (let k = 0; k < keyCount; k++) r = r * ranks[k].size + (ranks[k].get(g.values[k]) as number);
+    g.rank = r;
+  }
+  return true;
+}
+
+/** The order: `orderBy` entries, then the group keys (by rank when the groups are ranked). */
+export function comparatorFor(
+  orderBy: readonly QueryOrder[],
+  groupBy: readonly GroupKey[],
+  ranked = false,
+): Compare {
   const parts: Compare[] = orderBy.map((o) => {
     const base: Compare = METRIC_NAMES.includes(o.key)
       ? metricCompare(o.key as Metric)
@@ -59,7 +89,12 @@ export function comparatorFor(orderBy: readonly QueryOrder[], groupBy: readonly 
         )(groupBy.indexOf(o.key as GroupKey));
     return o.dir === 'desc' ? (a, b) => base(b, a) : base;
   });
-  for (let i = 0; i < groupBy.length; i++) parts.push((a, b) => compareValue(a.values[i], b.values[i]));
+  if (ranked) {
+    const byRank: Compare = (a, b) => (a.rank as number) - (b.rank as number);
+    if (parts.length === 0) return byRank;
+    parts.push(byRank);
+  } else
+    for (let i = 0; i < groupBy.length; i++) parts.push((a, b) => compareValue(a.values[i], b.values[i]));
   return (a, b) => {
     for (const p of parts) {
       const c = p(a, b);
@@ -69,12 +104,23 @@ export function comparatorFor(orderBy: readonly QueryOrder[], groupBy: readonly 
   };
 }
 
-/** The first `limit` groups in `cmp` order (all of them when limit is null), sorted. */
-export function orderAndLimit(groups: ResultGroup[], cmp: Compare, limit: number | null): ResultGroup[] {
-  if (limit === null || limit >= groups.length) return groups.sort(cmp);
+/**
+ * The first `limit` groups in query order (all of them when limit is null), sorted. A full
+ * sort ranks the key tuples first; a small limit (top 100 of 1,000 accounts) takes a bounded
+ * heap, where most comparisons end at the metric.
+ */
+export function orderAndLimit(
+  groups: ResultGroup[],
+  orderBy: readonly QueryOrder[],
+  groupBy: readonly GroupKey[],
+  limit: number | null,
+): ResultGroup[] {
   if (limit === 0) return [];
-  if (limit * 4 > groups.length) return groups.sort(cmp).slice(0, limit);
-  return topN(groups, limit, cmp);
+  if (limit !== null && limit * 4 <= groups.length)
+    return topN(groups, limit, comparatorFor(orderBy, groupBy));
+  const cmp = comparatorFor(orderBy, groupBy, groups.length > 1 && rankGroups(groups, groupBy.length));
+  const sorted = groups.sort(cmp);
+  return limit === null || limit >= sorted.length ? sorted : sorted.slice(0, limit);
 }
 
 /** Bounded selection: a max-heap (by cmp) of the best k seen; O(n log k). */

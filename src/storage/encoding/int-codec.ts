@@ -16,6 +16,7 @@
  * - decoders validate what they produce (value limits, stream lengths) and throw DecodeError.
  */
 
+import { NULL_CODE } from '../../model/columns.ts';
 import { BitWriter } from './bits.ts';
 import { ByteReader, ByteWriter, DecodeError } from './varint.ts';
 
@@ -54,8 +55,17 @@ export function encodeRuns(values: ArrayLike<number>): Streams {
   return [vals.finish(), runs.finish()];
 }
 
-/** Fills `out` (its whole length) and checks every value is below `limit`. */
-export function decodeRunsInto(streams: Streams, out: Uint8Array | Uint32Array, limit: number): void {
+/**
+ * Fills `out` (its whole length) and checks every value is below `limit`. With `nullShift`,
+ * stored values are dictionary codes + 1: 0 becomes NULL_CODE (2^32 - 1) and v becomes v - 1,
+ * once per run instead of once per row.
+ */
+export function decodeRunsInto(
+  streams: Streams,
+  out: Uint8Array | Uint32Array,
+  limit: number,
+  nullShift = false,
+): void {
   expectStreams(streams, 2, 'runs');
   const vals = new ByteReader(streams[0]);
   const runs = new ByteReader(streams[1]);
@@ -66,7 +76,10 @@ export function decodeRunsInto(streams: Streams, out: Uint8Array | Uint32Array, 
     if (v >= limit) throw new DecodeError(`runs: value ${v} is not below ${limit}`);
     if (run === 0 || run > out.length - pos)
       throw new DecodeError(`runs: run of ${run} at row ${pos} of ${out.length}`);
-    out.fill(v, pos, pos + run);
+    const value = nullShift ? (v === 0 ? NULL_CODE : v - 1) : v;
+    // A builtin fill costs more than a short loop; dictionary codes run short in mixed blocks.
+    if (run < 32) for (let i = pos, end = pos + run; i < end; i++) out[i] = value;
+    else out.fill(value, pos, pos + run);
     pos += run;
   }
   expectConsumed(vals, 'runs values');
@@ -95,7 +108,13 @@ export function encodePlanes(values: ArrayLike<number>): Streams {
   return [out];
 }
 
-export function decodePlanesInto(streams: Streams, out: Uint8Array | Uint32Array, limit: number): void {
+/** Like decodeRunsInto, `nullShift` maps stored code + 1 back to a code or NULL_CODE. */
+export function decodePlanesInto(
+  streams: Streams,
+  out: Uint8Array | Uint32Array,
+  limit: number,
+  nullShift = false,
+): void {
   expectStreams(streams, 1, 'planes');
   const bytes = streams[0];
   const n = out.length;
@@ -112,6 +131,7 @@ export function decodePlanesInto(streams: Streams, out: Uint8Array | Uint32Array
   // Uint32Array wraps negative int32 results of the last shift back to unsigned.
   for (let i = 0; i < n; i++)
     if (out[i] >= limit) throw new DecodeError(`planes: value ${out[i]} is not below ${limit}`);
+  if (nullShift) for (let i = 0; i < n; i++) out[i] = out[i] === 0 ? NULL_CODE : out[i] - 1;
 }
 
 // ---- bit-class -------------------------------------------------------------------------
@@ -201,7 +221,18 @@ export function decodeBitClassInto(
       if ((cls & ~(CLASS_NEGATIVE | 63)) !== 0 || bits > BIT_LENGTH_MAX)
         throw new DecodeError(`bit-class: bad class byte ${cls}`);
       let abs = bits;
-      if (bits > 1) {
+      if (bits > 1 && bits <= 25) {
+        // The common case: the mantissa fits one read of at most 24 bits.
+        const rest = bits - 1;
+        while (accBits < rest) {
+          if (pos >= end) throw new DecodeError(`bit-class: mantissas end at ${end} bytes`);
+          acc |= m[pos++] << accBits;
+          accBits += 8;
+        }
+        abs = POW2[rest] + (acc & ((1 << rest) - 1));
+        acc >>>= rest;
+        accBits -= rest;
+      } else if (bits > 1) {
         let rest = bits - 1;
         abs = POW2[rest];
         let scale = 1;

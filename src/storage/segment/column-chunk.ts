@@ -204,16 +204,17 @@ export function decodeEventIdsAt(chunk: Uint8Array, count: number, rows: ArrayLi
     : decodeStringsAt(streams, count, rows);
 }
 
-/** Fills `out` with values below `limit`. */
+/** Fills `out` with values below `limit`; `nullShift`: stored code + 1, 0 = null (NULL_CODE). */
 export function decodeSmallIntsInto(
   chunk: Uint8Array,
   kind: 'kind' | 'dict',
   out: Uint8Array | Uint32Array,
   limit: number,
+  nullShift = false,
 ): void {
   const { encoding, streams } = unpackChunk(chunk, kind);
-  if (encoding === Encoding.RUNS) decodeRunsInto(streams, out, limit);
-  else decodePlanesInto(streams, out, limit);
+  if (encoding === Encoding.RUNS) decodeRunsInto(streams, out, limit, nullShift);
+  else decodePlanesInto(streams, out, limit, nullShift);
 }
 
 export function decodeNullableStringChunk(chunk: Uint8Array, count: number): (string | null)[] {

@@ -16,7 +16,6 @@ import {
   type ColumnName,
   DICT_COLUMN_NAMES,
   type DictColumnName,
-  NULL_CODE,
 } from '../../model/columns.ts';
 import { BloomFilter } from '../encoding/bloom-filter.ts';
 import { crc32c } from '../encoding/crc32c.ts';
@@ -327,17 +326,16 @@ export class SegmentReader {
           let pos = 0;
           for (block of blocks) {
             const count = this.footer.blocks[block].rowCount;
+            // Stored codes are shifted by one when the column has nulls: 0 -> NULL_CODE.
             decodeSmallIntsInto(
               this.chunk(name, block),
               'dict',
-              codes.subarray(pos, pos + count),
+              blocks.length === 1 ? codes : codes.subarray(pos, pos + count),
               dict.values.length + shift,
+              shift === 1,
             );
             pos += count;
           }
-          // Stored codes are shifted by one when the column has nulls: 0 -> NULL_CODE.
-          if (shift === 1)
-            for (let i = 0; i < rowCount; i++) codes[i] = codes[i] === 0 ? NULL_CODE : codes[i] - 1;
           batch[dictName] = { dict: dict.values, codes };
           return;
         }
