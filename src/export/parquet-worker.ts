@@ -1,17 +1,20 @@
 /**
- * Worker thread body: encodes Arrow row groups (IPC) into a Parquet file with parquet-wasm and
- * fsyncs it, so the (single-threaded) WebAssembly encoder runs beside the main thread that
- * decodes the next row groups. It imports as little as possible: it starts once per export.
+ * Worker thread body: encodes Arrow row groups (IPC) into a Parquet file with parquet-wasm,
+ * fsyncs it and reads it back, so the (single-threaded) WebAssembly encoder runs beside the
+ * main thread that decodes the next row groups. It imports as little as possible (no
+ * apache-arrow): it starts once per export.
  *
  * Invariants:
  * - one file at a time; `taken` is posted when the encoder takes a row group, which is what
  *   the main thread waits for before it sends more (bounded memory);
- * - `done` is posted only after the file is complete and fsynced; on failure or abort the
- *   file is removed (by writeParquetFile) before the reply.
+ * - `done` is posted only after the file is complete, fsynced, its footer checked and its
+ *   whole quantity column posted (`quantities`) for the main thread to sum; on failure or
+ *   abort of the writing the file is removed (by writeParquetFile) before the reply.
  */
 import { parentPort } from 'node:worker_threads';
 import { UsageDbError } from '../errors.ts';
 import { type ParquetWriteOptions, writeParquetFile } from './parquet-file-writer.ts';
+import { readBack } from './verify.ts';
 import type { WorkerReply, WorkerRequest } from './writer-thread.ts';
 
 if (parentPort === null) throw new Error('parquet-worker must run as a worker thread');
@@ -49,10 +52,18 @@ async function* rowGroups(): AsyncGenerator<Uint8Array> {
   }
 }
 
-async function writeFile(file: number, path: string, options: ParquetWriteOptions): Promise<void> {
+async function writeFile(
+  file: number,
+  path: string,
+  options: ParquetWriteOptions,
+  columnNames: readonly string[],
+): Promise<void> {
   try {
     const { bytes } = await writeParquetFile(path, rowGroups(), options);
-    post({ type: 'done', file, bytes });
+    const footer = await readBack(path, columnNames, (ipc) =>
+      port.postMessage({ type: 'quantities', file, ipc } satisfies WorkerReply, [ipc.buffer as ArrayBuffer]),
+    );
+    post({ type: 'done', file, bytes, rows: footer.rows, rowGroups: footer.rowGroups });
   } catch (err) {
     if (aborted) post({ type: 'aborted', file });
     else {
@@ -70,7 +81,7 @@ async function writeFile(file: number, path: string, options: ParquetWriteOption
 port.on('message', (request: WorkerRequest) => {
   if (request.type === 'open') {
     current = request.file;
-    void writeFile(request.file, request.path, request.options);
+    void writeFile(request.file, request.path, request.options, request.columnNames);
     return;
   }
   if (request.file !== current) return;

@@ -18,7 +18,7 @@ import type { ReadSnapshot } from '../db.ts';
 import { UsageDbError, assert } from '../errors.ts';
 import { type ExportPlan, type RowChunk, type RowFilter, dayChunks, fileChunks, planExport } from './plan.ts';
 import { RowGroupBuilder } from './row-group-builder.ts';
-import { readBackTotals } from './verify.ts';
+import { EXPORT_COLUMN_NAMES } from './schema.ts';
 import { ParquetWriterThread } from './writer-thread.ts';
 
 /**
@@ -184,8 +184,8 @@ interface Totals {
 }
 
 /**
- * Writes `chunks` to `tmpPath` (encoded and fsynced in the writer thread), reads it back and
- * checks it holds exactly what was read from the database.
+ * Writes `chunks` to `tmpPath` (encoded, fsynced and read back in the writer thread) and checks
+ * the file holds exactly what was read from the database.
  */
 async function writeVerifiedFile(
   writer: ParquetWriterThread,
@@ -196,20 +196,24 @@ async function writeVerifiedFile(
   onRowGroup: (rows: number) => void,
 ): Promise<Totals> {
   const builder = new RowGroupBuilder(options.rowGroupRows);
-  const { bytes } = await writer.writeFile(tmpPath, rowGroups(chunks, builder, onRowGroup), {
-    rowGroupRows: options.rowGroupRows,
-    createdBy: 'usagedb',
-  });
+  const written = await writer.writeFile(
+    tmpPath,
+    rowGroups(chunks, builder, onRowGroup),
+    { rowGroupRows: options.rowGroupRows, createdBy: 'usagedb' },
+    EXPORT_COLUMN_NAMES,
+  );
   const read = builder.takeTotals();
-  const written = await readBackTotals(tmpPath);
+  const failed = (what: string) =>
+    new UsageDbError('USAGEDB_ERR_INTERNAL', `export check failed for ${finalPath}: ${what}`);
+  if (written.quantityRows !== written.rows)
+    throw failed(`the footer says ${written.rows} rows, the quantity column holds ${written.quantityRows}`);
   if (written.rows !== read.rows || written.quantitySum !== read.quantitySum) {
-    throw new UsageDbError(
-      'USAGEDB_ERR_INTERNAL',
-      `export check failed for ${finalPath}: read ${read.rows} rows summing to ${read.quantitySum} from the database, ` +
+    throw failed(
+      `read ${read.rows} rows summing to ${read.quantitySum} from the database, ` +
         `the file holds ${written.rows} rows summing to ${written.quantitySum}`,
     );
   }
-  return { rows: read.rows, quantitySum: read.quantitySum, bytes };
+  return { rows: read.rows, quantitySum: read.quantitySum, bytes: written.bytes };
 }
 
 /** Writes every file of the export under `tmp`; returns the final paths and totals. */

@@ -1,32 +1,46 @@
 /**
  * The main-thread side of the Parquet writer thread (parquet-worker.ts): streams row groups
- * (Arrow IPC bytes, transferred, not copied) to the worker, which encodes, writes and fsyncs
- * each file. Decoding the next row groups here overlaps with encoding there, so an export uses
- * two cores.
+ * (Arrow IPC bytes, transferred, not copied) to the worker, which encodes, writes, fsyncs and
+ * reads back each file. Decoding the next row groups here overlaps with encoding there, so an
+ * export uses two cores; the read-back quantity column is summed here.
  *
  * Invariants:
  * - at most ROW_GROUPS_AHEAD row groups wait in the worker beyond the one being encoded, so
  *   memory stays bounded whatever the export size;
- * - a file is reported written only once complete and fsynced; on any failure (source,
- *   worker, thread crash) the worker's file is removed or the thread is gone before this throws.
+ * - a file is reported written only once complete, fsynced and read back; on any failure
+ *   (source, worker, thread crash) of the writing, the worker's file is removed or the thread
+ *   is gone before this throws.
  */
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { type ErrorCode, UsageDbError } from '../errors.ts';
 import type { ParquetWriteOptions } from './parquet-file-writer.ts';
+import { sumQuantityIpc } from './quantity-sum.ts';
 
 export type WorkerRequest =
-  | { type: 'open'; file: number; path: string; options: ParquetWriteOptions }
+  | { type: 'open'; file: number; path: string; options: ParquetWriteOptions; columnNames: string[] }
   | { type: 'batch'; file: number; ipc: Uint8Array }
   | { type: 'end'; file: number }
   | { type: 'abort'; file: number };
 
 export type WorkerReply =
   | { type: 'taken'; file: number }
-  | { type: 'done'; file: number; bytes: number }
+  | { type: 'quantities'; file: number; ipc: Uint8Array }
+  | { type: 'done'; file: number; bytes: number; rows: number; rowGroups: number }
   | { type: 'failed'; file: number; code: ErrorCode; message: string }
   | { type: 'aborted'; file: number };
+
+/** What was read back from a written file. */
+export interface WrittenFile {
+  bytes: number;
+  /** Rows according to the footer. */
+  rows: number;
+  rowGroups: number;
+  /** Rows and exact sum of the quantity column as read back. */
+  quantityRows: number;
+  quantitySum: bigint;
+}
 
 /** Row groups queued in the worker beyond the one it encodes: enough to keep it busy. */
 const ROW_GROUPS_AHEAD = 1;
@@ -106,16 +120,18 @@ export class ParquetWriterThread {
 
   /**
    * Writes `rowGroups` (Arrow IPC streams, one RecordBatch each, never empty except for a
-   * lone empty batch that carries the schema) to `path`, one Parquet row group each, and
-   * fsyncs it. Returns the file size. The buffers are transferred: do not touch them again.
+   * lone empty batch that carries the schema) to `path`, one Parquet row group each, fsyncs
+   * it and reads it back: the footer must list `columnNames`, every chunk zstd. The buffers
+   * are transferred: do not touch them again.
    */
   async writeFile(
     path: string,
     rowGroups: AsyncIterable<Uint8Array>,
     options: ParquetWriteOptions,
-  ): Promise<{ bytes: number }> {
+    columnNames: readonly string[],
+  ): Promise<WrittenFile> {
     const file = this.nextFile++;
-    this.post({ type: 'open', file, path, options });
+    this.post({ type: 'open', file, path, options, columnNames: [...columnNames] });
     let ahead = 0;
     let workerError: Error | null = null;
     try {
@@ -136,11 +152,19 @@ export class ParquetWriterThread {
       throw err;
     }
     this.post({ type: 'end', file });
+    let quantityRows = 0;
+    let quantitySum = 0n;
     for (;;) {
       const reply = await this.next(file);
       if (reply.type === 'taken') continue;
+      if (reply.type === 'quantities') {
+        const batch = sumQuantityIpc(reply.ipc);
+        quantityRows += batch.rows;
+        quantitySum += batch.sum;
+        continue;
+      }
       if (reply.type !== 'done') throw unexpected(reply);
-      return { bytes: reply.bytes };
+      return { bytes: reply.bytes, rows: reply.rows, rowGroups: reply.rowGroups, quantityRows, quantitySum };
     }
   }
 

@@ -3,7 +3,7 @@ import { tableFromIPC } from 'apache-arrow';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { RowGroupBuilder } from '../../src/export/row-group-builder.ts';
-import { sumI128Words } from '../../src/export/verify.ts';
+import { sumI128Words } from '../../src/export/quantity-sum.ts';
 import { type EventColumns, NULL_CODE } from '../../src/model/columns.ts';
 import { QUANTITY_ABS_MAX, toQuantity } from '../../src/model/quantity.ts';
 
