@@ -425,12 +425,22 @@ interface FrameState {
 /** Scratch for decoded literals (at most one block's worth). */
 const literalScratch = new Uint8Array(BLOCK_SIZE_MAX);
 
+/** Every byte is written before a frame is accepted (op === size): no zeroing needed. */
+function allocOutput(size: number): Uint8Array {
+  return Buffer.allocUnsafe(size);
+}
+
 /**
  * Decodes one magicless zstd frame that declares its content size. Returns null when the
  * frame uses what this decoder leaves to node:zlib (dictionary, unknown size, size above
- * `maxOutput`); throws on malformed input.
+ * `maxOutput`); throws on malformed input. `alloc` supplies the output buffer (its every
+ * byte is overwritten).
  */
-export function decodeZstdFrame(src: Uint8Array, maxOutput: number): Uint8Array | null {
+export function decodeZstdFrame(
+  src: Uint8Array,
+  maxOutput: number,
+  alloc: (size: number) => Uint8Array = allocOutput,
+): Uint8Array | null {
   const n = src.length;
   if (n < 1) fail('empty frame');
   const fhd = src[0];
@@ -456,8 +466,7 @@ export function decodeZstdFrame(src: Uint8Array, maxOutput: number): Uint8Array 
   pos += fcsBytes;
   if (size > maxOutput) return null;
   const st: FrameState = {
-    // Every byte is written before the frame is accepted (op === size), so unpooled zeroing is not needed.
-    out: Buffer.allocUnsafe(size),
+    out: alloc(size),
     op: 0,
     rep1: 1,
     rep2: 4,

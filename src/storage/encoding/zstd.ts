@@ -37,11 +37,12 @@ export function zstdCompress(data: Uint8Array, level: number): Uint8Array {
  * Inverse of zstdCompress; a malformed frame throws DecodeError. Frames are decoded in
  * TypeScript (zstd-decode.ts: no per-call setup, which matters for thousands of small chunk
  * streams); a frame it does not handle, or rejects, goes through node:zlib, which has the
- * last word on malformed input.
+ * last word on malformed input. `alloc`, when given, supplies the output buffer of the
+ * TypeScript decoder (scratch for callers that consume the bytes at once).
  */
-export function zstdDecompress(magicless: Uint8Array): Uint8Array {
+export function zstdDecompress(magicless: Uint8Array, alloc?: (size: number) => Uint8Array): Uint8Array {
   try {
-    const out = decodeZstdFrame(magicless, DECOMPRESSED_BYTES_MAX);
+    const out = decodeZstdFrame(magicless, DECOMPRESSED_BYTES_MAX, alloc);
     if (out !== null) return out;
   } catch {
     // Fall through: node:zlib decodes it or reports why not.

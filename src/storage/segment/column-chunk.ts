@@ -129,8 +129,36 @@ export function packSmallest(candidates: readonly Candidate[], zstdLevel: number
   return packed.length <= probe.bytes.length ? packed : probe.bytes;
 }
 
-/** Parses a chunk and decompresses its streams; checks the encoding belongs to `kind`. */
+/** Decompressed streams share this scratch; larger ones get their own buffer. */
+const STREAM_SCRATCH_MAX = 1 << 20;
+let streamScratch = new Uint8Array(1 << 16);
+let streamScratchUsed = 0;
+
+/**
+ * Room for one decompressed stream of the chunk being unpacked. Streams only live until the
+ * chunk's decoder returns (every decoder copies what it keeps: typed arrays, strings), and
+ * decoding is synchronous, so the next unpackChunk reuses the space instead of allocating.
+ */
+function streamBuffer(size: number): Uint8Array {
+  if (size > STREAM_SCRATCH_MAX) return new Uint8Array(size);
+  if (streamScratchUsed + size > streamScratch.length) {
+    // Earlier streams of this chunk keep the old buffer alive until they are done.
+    streamScratch = new Uint8Array(
+      Math.min(STREAM_SCRATCH_MAX * 2, Math.max(streamScratch.length * 2, size)),
+    );
+    streamScratchUsed = 0;
+  }
+  const out = streamScratch.subarray(streamScratchUsed, streamScratchUsed + size);
+  streamScratchUsed += size;
+  return out;
+}
+
+/**
+ * Parses a chunk and decompresses its streams; checks the encoding belongs to `kind`. The
+ * streams are valid until the next call (decompressed ones live in shared scratch).
+ */
 export function unpackChunk(chunk: Uint8Array, kind: ColumnKind): { encoding: EncodingId; streams: Streams } {
+  streamScratchUsed = 0;
   const reader = new ByteReader(chunk);
   const encoding = reader.readU8() as EncodingId;
   if (!ENCODINGS_BY_KIND[kind].includes(encoding))
@@ -142,7 +170,7 @@ export function unpackChunk(chunk: Uint8Array, kind: ColumnKind): { encoding: En
   const streams: Streams = [];
   for (const word of lengths) {
     const bytes = reader.readBytes(Math.floor(word / 2));
-    streams.push(word % 2 === 1 ? zstdDecompress(bytes) : bytes);
+    streams.push(word % 2 === 1 ? zstdDecompress(bytes, streamBuffer) : bytes);
   }
   if (!reader.atEnd()) throw new DecodeError(`chunk has ${reader.remaining} trailing bytes`);
   return { encoding, streams };
