@@ -224,6 +224,12 @@ export function decodeBitClassInto(
       if (bits > 1 && bits <= 25) {
         // The common case: the mantissa fits one read of at most 24 bits.
         const rest = bits - 1;
+        if (accBits < rest && accBits <= 8 && pos + 3 <= end) {
+          // Three bytes in one step (they fit: accBits + 24 <= 32).
+          acc |= (m[pos] | (m[pos + 1] << 8) | (m[pos + 2] << 16)) << accBits;
+          pos += 3;
+          accBits += 24;
+        }
         while (accBits < rest) {
           if (pos >= end) throw new DecodeError(`bit-class: mantissas end at ${end} bytes`);
           acc |= m[pos++] << accBits;
@@ -259,7 +265,8 @@ export function decodeBitClassInto(
       out[i] = value;
     }
   }
-  if (pos !== end) throw new DecodeError(`bit-class: ${end - pos} mantissa bytes left`);
+  // A whole unread byte left in the accumulator is a stream longer than its values.
+  if (pos !== end || accBits >= 8) throw new DecodeError(`bit-class: ${end - pos} mantissa bytes left`);
 }
 
 /** Safe integers; deltas of successive values must be safe too (true for values in [0, 2^53)). */

@@ -706,8 +706,16 @@ function decodeBlock(st: FrameState, src: Uint8Array, pos: number, end: number):
     lp += literalLength;
     if (offset < 1 || offset > op) fail(`match offset ${offset} at ${op}`);
     const from = op - offset;
-    if (offset >= matchLength && matchLength > 16) out.copyWithin(op, from, from + matchLength);
-    else for (let k = 0; k < matchLength; k++) out[op + k] = out[from + k];
+    if (matchLength <= 16) for (let k = 0; k < matchLength; k++) out[op + k] = out[from + k];
+    else {
+      // An overlapping match repeats its first `offset` bytes: copy spans that double.
+      for (let done = 0, span = offset; done < matchLength;) {
+        const n = Math.min(span, matchLength - done);
+        out.copyWithin(op + done, from, from + n);
+        done += n;
+        span += n;
+      }
+    }
     op += matchLength;
   }
   if (br.left() !== 0) fail('sequence stream not consumed exactly');
