@@ -151,6 +151,8 @@ const DICT_FILTER_COLUMNS: readonly Exclude<FilterColumn, 'kind'>[] = [
 
 /** Query-wide accumulators indexed by group. */
 class GroupAccumulators {
+  /** min/max arrays are only kept when a query needs them. */
+  private readonly minMax: boolean;
   cnt = new Float64Array(0);
   sum = new Float64Array(0);
   min = new Float64Array(0);
@@ -158,6 +160,10 @@ class GroupAccumulators {
   sumBig: Map<number, bigint> | null = null;
   minBig: Map<number, Quantity> | null = null;
   maxBig: Map<number, Quantity> | null = null;
+
+  constructor(minMax: boolean) {
+    this.minMax = minMax;
+  }
 
   ensure(size: number): void {
     if (this.cnt.length >= size) return;
@@ -169,6 +175,7 @@ class GroupAccumulators {
     };
     this.cnt = grow(this.cnt, 0);
     this.sum = grow(this.sum, 0);
+    if (!this.minMax) return;
     this.min = grow(this.min, Number.POSITIVE_INFINITY);
     this.max = grow(this.max, Number.NEGATIVE_INFINITY);
   }
@@ -196,14 +203,41 @@ class GroupAccumulators {
   result(g: number, values: RowValue[]): ResultGroup {
     const big = this.sumBig?.get(g);
     const sum = big === undefined ? this.sum[g] : toQuantity(big + BigInt(this.sum[g]));
-    let min: Quantity | null = this.min[g] === Number.POSITIVE_INFINITY ? null : this.min[g];
-    let max: Quantity | null = this.max[g] === Number.NEGATIVE_INFINITY ? null : this.max[g];
+    let min: Quantity | null = !this.minMax || this.min[g] === Number.POSITIVE_INFINITY ? null : this.min[g];
+    let max: Quantity | null = !this.minMax || this.max[g] === Number.NEGATIVE_INFINITY ? null : this.max[g];
     const lo = this.minBig?.get(g);
     const hi = this.maxBig?.get(g);
     if (lo !== undefined && (min === null || compareQuantity(lo, min) < 0)) min = lo;
     if (hi !== undefined && (max === null || compareQuantity(hi, max) > 0)) max = hi;
     return { values, count: this.cnt[g], sum, min, max };
   }
+}
+
+/**
+ * Context tables are sized by the key space of a file's dictionaries (a billing line: about
+ * 50,000 entries), so queries reuse them: a table comes back zeroed (only its used keys are
+ * cleared) instead of being allocated and filled for every query.
+ */
+const TABLE_POOL_BYTES_MAX = 16 * 1024 * 1024;
+const tablePool: Int32Array[] = [];
+let tablePoolBytes = 0;
+
+function takeTable(size: number): Int32Array {
+  for (let i = tablePool.length - 1; i >= 0; i--) {
+    const t = tablePool[i];
+    if (t.length !== size) continue;
+    tablePool.splice(i, 1);
+    tablePoolBytes -= t.byteLength;
+    return t;
+  }
+  return new Int32Array(size);
+}
+
+function giveTable(table: Int32Array, used: readonly number[]): void {
+  for (const key of used) table[key] = 0;
+  if (tablePoolBytes + table.byteLength > TABLE_POOL_BYTES_MAX) return;
+  tablePool.push(table);
+  tablePoolBytes += table.byteLength;
 }
 
 export interface AggregatorCaches {
@@ -228,7 +262,7 @@ export class Aggregator {
   /** Columns per chunk kind: [timeFilter][accountColumn]. */
   private readonly columnSets: ColumnName[][][];
   private readonly groupsAccount: boolean;
-  private readonly acc = new GroupAccumulators();
+  private readonly acc: GroupAccumulators;
   /** Group key (value ids) -> group index, and each group's decoded key values. */
   private readonly groupIndex = new Map<number | string, number>();
   private readonly groupValues: RowValue[][] = [];
@@ -258,6 +292,7 @@ export class Aggregator {
     this.dimKeyCodes = this.keys.map(() => new Map());
     this.needQuantity = needed.has('sum') || needed.has('min') || needed.has('max');
     this.needMinMax = needed.has('min') || needed.has('max');
+    this.acc = new GroupAccumulators(this.needMinMax);
     this.groupsAccount = this.keys.some((k) => k.type === 'dict' && k.column === 'account_id');
     this.timeBase = this.keys.map((k) =>
       k.type === 'day'
@@ -351,16 +386,16 @@ export class Aggregator {
     if (ctx !== null) {
       if (ctx.single) {
         const spec = this.keys[0] as { type: 'dict'; column: DictColumnName };
-        this.accumulate(batch, sel, n, (batch[spec.column] as DictColumn).codes, ctx.table, ctx.sparse);
+        this.accumulate(batch, sel, n, (batch[spec.column] as DictColumn).codes, ctx);
       } else {
         if (this.keys.length > 0) this.contextKeys(batch, sel, n, ctx);
-        this.accumulate(batch, sel, n, null, ctx.table, ctx.sparse);
+        this.accumulate(batch, sel, n, null, ctx);
       }
       return;
     }
     // Key space beyond one number: chunk-local dense keys and a chunk-local table.
     this.computeKeys(batch, sel, n);
-    this.accumulate(batch, sel, n, null, null, new Map());
+    this.accumulate(batch, sel, n, null, null);
   }
 
   /**
@@ -395,7 +430,8 @@ export class Aggregator {
       dicts,
       lengths: dicts.map((d) => (d === null ? 0 : d.length)),
       cards,
-      table: dense ? new Int32Array(cap).fill(-1) : null,
+      table: dense ? takeTable(cap) : null,
+      used: [],
       sparse: dense ? null : new Map(),
       single: keys.length === 1 && keys[0].type === 'dict',
       allDict: keys.every((k) => k.type === 'dict'),
@@ -525,10 +561,10 @@ export class Aggregator {
     sel: Uint32Array,
     n: number,
     single: Uint32Array | null,
-    table: Int32Array | null,
-    sparse: Map<number, number> | null,
+    ctx: KeyContext | null,
   ): void {
     const groups = scratch.groups;
+    const table = ctx === null ? null : ctx.table;
     if (this.keys.length === 0) {
       if (this.groupValues.length === 0) this.groupFor(batch, sel[0]);
       groups.fill(0, 0, n);
@@ -544,12 +580,14 @@ export class Aggregator {
         if (j >= n) break;
         const key = single !== null ? (single[sel[j]] + 1) >>> 0 : keys[j] | 0;
         const g = this.groupFor(batch, sel[j]);
-        table[key] = g;
+        table[key] = g + 1;
+        (ctx as KeyContext).used.push(key);
         groups[j++] = g;
       }
     } else {
       const keys = scratch.keys;
-      const map = sparse as Map<number, number>;
+      // A context's sparse map, or a chunk-local one (the fallback beyond one number).
+      const map = ctx?.sparse ?? new Map<number, number>();
       for (let j = 0; j < n; j++) {
         let g = map.get(keys[j]);
         if (g === undefined) {
@@ -658,8 +696,12 @@ export class Aggregator {
     return this.ids.values[id];
   }
 
-  /** The finished groups (unordered). */
+  /** The finished groups (unordered). Gives the context tables back to the pool. */
   results(): ResultGroup[] {
+    for (const c of this.contexts) {
+      if (c.table !== null) giveTable(c.table, c.used);
+      c.table = null;
+    }
     return this.groupValues.map((values, g) => this.acc.result(g, values));
   }
 }
@@ -669,14 +711,17 @@ interface KeyContext {
   dicts: (readonly string[] | null)[];
   lengths: number[];
   cards: number[];
+  /** Key -> query group + 1 (0: none yet); pooled, see takeTable. */
   table: Int32Array | null;
+  /** Keys set in `table` (to zero them when it goes back to the pool). */
+  used: number[];
   sparse: Map<number, number> | null;
   /** One dictionary key: the key is the code + 1 itself (no key pass). */
   single: boolean;
   allDict: boolean;
 }
 
-/** groups[j] = table[codes[sel[j]] + 1] from j = `from`; returns the first j without a group, or n. */
+/** groups[j] = table[codes[sel[j]] + 1] - 1 from j = `from`; returns the first j without a group, or n. */
 function groupsBySingle(
   groups: Int32Array,
   sel: Uint32Array,
@@ -686,7 +731,7 @@ function groupsBySingle(
   table: Int32Array,
 ): number {
   for (let j = from; j < n; j++) {
-    const g = table[(codes[sel[j]] + 1) >>> 0];
+    const g = table[(codes[sel[j]] + 1) >>> 0] - 1;
     if (g < 0) return j;
     groups[j] = g;
   }
@@ -702,7 +747,7 @@ function groupsByKeys(
 ): number {
   for (let j = from; j < n; j++) {
     // `| 0`: an int32 index keeps the typed-array access on V8's fast path.
-    const g = table[keys[j] | 0];
+    const g = table[keys[j] | 0] - 1;
     if (g < 0) return j;
     groups[j] = g;
   }

@@ -219,7 +219,8 @@ export function selectBlocks(
       : reader
           .selectBlocks({ fromMs: target.fromMs, toMs: target.toMs })
           .filter((b) => anyAccountInRange(accounts, blocks[b].minAccountId, blocks[b].maxAccountId));
-  if (buckets === null) return candidates;
+  // A partition slice is one bucket, already checked against the manifest entry.
+  if (buckets === null || entry.bucket !== undefined) return candidates;
   const ofBlock = blockBuckets(blocks, bucketCount);
   return candidates.filter((b) => buckets.has(ofBlock[b]));
 }
