@@ -78,7 +78,7 @@ export interface IdIndex {
 
 const SLICE_ID_FACTOR = 2 ** 20;
 /** Memory for point-lookup images (only the chunks actually read are resident). */
-const POINT_CACHE_BYTES_MAX = 64 * 1024 * 1024;
+const POINT_CACHE_BYTES_MAX = 32 * 1024 * 1024;
 /** Idle segment file handles kept open for point reads. */
 const OPEN_HANDLES_MAX = 64;
 

@@ -9,7 +9,7 @@
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { EventColumns } from '../../model/columns.ts';
+import { DICT_COLUMN_NAMES, type EventColumns } from '../../model/columns.ts';
 import { type EncodeRequest, type EncodeResult, encodeFlushSegment } from './encode-flush.ts';
 
 type Pending = { resolve: (r: EncodeResult) => void; reject: (e: Error) => void };
@@ -86,6 +86,15 @@ export function encodeFlush(req: EncodeRequest, options: { inline: boolean }): P
     // a busy one does (the caller is waiting for it).
     if (pending.size === 0) w.ref();
     pending.set(jobId, { resolve, reject });
-    w.postMessage({ ...req, columns: compact(req.columns), jobId });
+    const columns = compact(req.columns);
+    // The compact copies are this job's own: move their buffers instead of cloning them again.
+    const transfer = [
+      columns.kind,
+      columns.timestamp_ms,
+      columns.quantity.values,
+      columns.ingested_at_ms,
+      ...DICT_COLUMN_NAMES.map((name) => columns[name].codes),
+    ].map((a) => a.buffer as ArrayBuffer);
+    w.postMessage({ ...req, columns, jobId }, transfer);
   });
 }
