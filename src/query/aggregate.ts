@@ -268,6 +268,8 @@ export class Aggregator {
   private readonly groupValues: RowValue[][] = [];
   /** The value ids of the row groupFor is keying. */
   private readonly idScratch: number[] = [];
+  /** Each key's share of a 52-bit numeric group key. */
+  private readonly keyWidth: number;
   private readonly contexts: KeyContext[] = [];
   /** Cards of day/hour keys: the query's range in those units. */
   private readonly timeBase: number[];
@@ -279,6 +281,7 @@ export class Aggregator {
     this.dims = caches.dims;
     this.ids = caches.ids;
     this.keys = query.groupBy.map(keySpec);
+    this.keyWidth = 2 ** Math.floor(52 / Math.max(1, this.keys.length));
     this.dictFilters = [];
     for (const column of DICT_FILTER_COLUMNS) {
       const values = query.filters[column];
@@ -432,6 +435,7 @@ export class Aggregator {
       cards,
       table: dense ? takeTable(cap) : null,
       used: [],
+      idTables: dicts.map((d, k) => (d !== null && keys[k].type === 'dict' ? this.ids.codes(d) : null)),
       sparse: dense ? null : new Map(),
       single: keys.length === 1 && keys[0].type === 'dict',
       allDict: keys.every((k) => k.type === 'dict'),
@@ -566,7 +570,7 @@ export class Aggregator {
     const groups = scratch.groups;
     const table = ctx === null ? null : ctx.table;
     if (this.keys.length === 0) {
-      if (this.groupValues.length === 0) this.groupFor(batch, sel[0]);
+      if (this.groupValues.length === 0) this.groupFor(batch, sel[0], null);
       groups.fill(0, 0, n);
     } else if (table !== null) {
       // Tight loop until a key without a group; make it; go on from the next row.
@@ -579,7 +583,7 @@ export class Aggregator {
             : groupsByKeys(groups, j, n, keys, table);
         if (j >= n) break;
         const key = single !== null ? (single[sel[j]] + 1) >>> 0 : keys[j] | 0;
-        const g = this.groupFor(batch, sel[j]);
+        const g = this.groupFor(batch, sel[j], ctx);
         table[key] = g + 1;
         (ctx as KeyContext).used.push(key);
         groups[j++] = g;
@@ -591,7 +595,7 @@ export class Aggregator {
       for (let j = 0; j < n; j++) {
         let g = map.get(keys[j]);
         if (g === undefined) {
-          g = this.groupFor(batch, sel[j]);
+          g = this.groupFor(batch, sel[j], ctx);
           map.set(keys[j], g);
         }
         groups[j] = g;
@@ -641,15 +645,21 @@ export class Aggregator {
   }
 
   /** The query group of a row, by the engine-wide value ids of its keys; created on first sight. */
-  private groupFor(batch: ColumnBatch, row: number): number {
+  private groupFor(batch: ColumnBatch, row: number, ctx: KeyContext | null): number {
     const keys = this.keys;
     // One number when every id fits its share of 52 bits (the usual case), else a string.
-    const width = 2 ** Math.floor(52 / Math.max(1, keys.length));
+    const width = this.keyWidth;
     let numeric = 0;
     let fits = true;
     const ids = this.idScratch;
     for (let k = 0; k < keys.length; k++) {
-      const id = this.valueId(k, batch, row);
+      const spec = keys[k];
+      // A context has the id table of each dictionary key at hand.
+      const table = ctx === null ? null : ctx.idTables[k];
+      const id =
+        table !== null && spec.type === 'dict'
+          ? table[((batch[spec.column] as DictColumn).codes[row] + 1) >>> 0]
+          : this.valueId(k, batch, row);
       ids[k] = id;
       if (id < 0 || id >= width) fits = false;
       numeric = numeric * width + id;
@@ -715,6 +725,8 @@ interface KeyContext {
   table: Int32Array | null;
   /** Keys set in `table` (to zero them when it goes back to the pool). */
   used: number[];
+  /** Per dictionary key: value ids by code + 1 (null for other keys). */
+  idTables: (Int32Array | null)[];
   sparse: Map<number, number> | null;
   /** One dictionary key: the key is the code + 1 itself (no key pass). */
   single: boolean;
