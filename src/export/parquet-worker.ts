@@ -45,6 +45,9 @@ async function* rowGroups(): AsyncGenerator<Uint8Array> {
     if (next !== undefined) {
       post({ type: 'taken', file: current });
       yield next;
+      // The encoder copied it into WebAssembly memory: free it now (detaching releases the
+      // memory), not at the next GC, which would let a dozen row groups pile up.
+      (next.buffer as ArrayBuffer).transfer(0);
       continue;
     }
     if (ended) return;

@@ -159,6 +159,8 @@ export class ParquetWriterThread {
       if (reply.type === 'taken') continue;
       if (reply.type === 'quantities') {
         const batch = sumQuantityIpc(reply.ipc);
+        // Summed: free it now rather than at the next GC.
+        (reply.ipc.buffer as ArrayBuffer).transfer(0);
         quantityRows += batch.rows;
         quantitySum += batch.sum;
         continue;
