@@ -234,7 +234,7 @@ function takeTable(size: number): Int32Array {
 }
 
 function giveTable(table: Int32Array, used: readonly number[]): void {
-  for (const key of used) table[key] = 0;
+  for (let i = 0; i < used.length; i++) table[used[i]] = 0;
   if (tablePoolBytes + table.byteLength > TABLE_POOL_BYTES_MAX) return;
   tablePool.push(table);
   tablePoolBytes += table.byteLength;
@@ -407,19 +407,17 @@ export class Aggregator {
    */
   private contextOf(batch: ColumnBatch): KeyContext | null {
     const keys = this.keys;
-    const dicts: (readonly string[] | null)[] = keys.map((k) =>
-      k.type === 'dict'
-        ? (batch[k.column] as DictColumn).dict
-        : k.type === 'dim'
-          ? (batch.dimensions as DictColumn).dict
-          : null,
-    );
-    search: for (const c of this.contexts) {
-      for (let k = 0; k < dicts.length; k++) if (c.dicts[k] !== dicts[k]) continue search;
-      // A grown memtable dictionary changes the cards: that context no longer fits.
-      if (c.lengths.every((len, k) => dicts[k] === null || (dicts[k] as readonly string[]).length === len))
-        return c;
+    // Found without allocating: this runs for every block.
+    search: for (let i = 0; i < this.contexts.length; i++) {
+      const c = this.contexts[i];
+      for (let k = 0; k < keys.length; k++) {
+        const d = this.dictOf(keys[k], batch);
+        // A grown memtable dictionary changes the cards: that context no longer fits.
+        if (c.dicts[k] !== d || (d !== null && d.length !== c.lengths[k])) continue search;
+      }
+      return c;
     }
+    const dicts = keys.map((k) => this.dictOf(k, batch));
     const cards = keys.map((k, i) => {
       if (k.type === 'dict') return (dicts[i] as readonly string[]).length + 1;
       if (k.type === 'dim') return this.dimCodes(i, k.dimKey, dicts[i] as readonly string[]).values.length;
@@ -442,6 +440,11 @@ export class Aggregator {
     };
     this.contexts.push(ctx);
     return ctx;
+  }
+
+  private dictOf(k: KeySpec, batch: ColumnBatch): readonly string[] | null {
+    if (k.type === 'dict') return (batch[k.column] as DictColumn).dict;
+    return k.type === 'dim' ? (batch.dimensions as DictColumn).dict : null;
   }
 
   /** Composite keys with the context's fixed cards (stable across the context's chunks). */

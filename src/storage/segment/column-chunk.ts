@@ -129,6 +129,9 @@ export function packSmallest(candidates: readonly Candidate[], zstdLevel: number
   return packed.length <= probe.bytes.length ? packed : probe.bytes;
 }
 
+/** The stream header words of the chunk being unpacked. */
+const streamWords = new Float64Array(STREAMS_PER_CHUNK_MAX);
+
 /** Decompressed streams share this scratch; larger ones get their own buffer. */
 const STREAM_SCRATCH_MAX = 1 << 20;
 let streamScratch = new Uint8Array(1 << 16);
@@ -165,12 +168,13 @@ export function unpackChunk(chunk: Uint8Array, kind: ColumnKind): { encoding: En
     throw new DecodeError(`encoding ${encoding} is not valid for a ${kind} column`);
   const count = reader.readVarUint();
   if (count > STREAMS_PER_CHUNK_MAX) throw new DecodeError(`chunk declares ${count} streams`);
-  const lengths: number[] = [];
-  for (let i = 0; i < count; i++) lengths.push(reader.readVarUint());
-  const streams: Streams = [];
-  for (const word of lengths) {
+  const lengths = streamWords;
+  for (let i = 0; i < count; i++) lengths[i] = reader.readVarUint();
+  const streams: Streams = new Array<Uint8Array>(count);
+  for (let i = 0; i < count; i++) {
+    const word = lengths[i];
     const bytes = reader.readBytes(Math.floor(word / 2));
-    streams.push(word % 2 === 1 ? zstdDecompress(bytes, streamBuffer) : bytes);
+    streams[i] = word % 2 === 1 ? zstdDecompress(bytes, streamBuffer) : bytes;
   }
   if (!reader.atEnd()) throw new DecodeError(`chunk has ${reader.remaining} trailing bytes`);
   return { encoding, streams };

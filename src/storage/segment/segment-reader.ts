@@ -120,6 +120,9 @@ const TYPED_BYTES_PER_ROW: Record<(typeof COLUMN_KIND)[ColumnName], number> = {
   quantity: 8,
 };
 
+/** Bytes per row in slab order: widest first, then the string columns. */
+const WIDTH_ORDER: readonly number[] = [8, 4, 1, 0];
+
 /** Typed arrays carved from one zeroed buffer, widest first (so each view is aligned). */
 class Slab {
   private readonly buffer: ArrayBuffer;
@@ -238,18 +241,17 @@ export class SegmentReader {
     // One buffer for every typed column of the call: a typed array allocation costs far more
     // than its bytes, and a query reads a few columns of one block at a time.
     let bytes = 0;
-    for (const name of names) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i];
       if (COLUMN_ID[name] === undefined) throw new RangeError(`readColumns: unknown column ${String(name)}`);
       bytes += TYPED_BYTES_PER_ROW[COLUMN_KIND[name]] * rowCount;
     }
     const slab = new Slab(bytes);
-    // Widest element first keeps every view aligned.
-    for (const width of [8, 4, 1])
-      for (const name of names)
-        if (TYPED_BYTES_PER_ROW[COLUMN_KIND[name]] === width)
-          this.readColumn(batch, name, blocks, rowCount, slab);
-    for (const name of names)
-      if (TYPED_BYTES_PER_ROW[COLUMN_KIND[name]] === 0) this.readColumn(batch, name, blocks, rowCount, slab);
+    // Widest element first keeps every view aligned; then the string columns (width 0).
+    for (let w = 0; w < WIDTH_ORDER.length; w++)
+      for (let i = 0; i < names.length; i++)
+        if (TYPED_BYTES_PER_ROW[COLUMN_KIND[names[i]]] === WIDTH_ORDER[w])
+          this.readColumn(batch, names[i], blocks, rowCount, slab);
     return batch;
   }
 
