@@ -302,14 +302,15 @@ function matchSortedRows(
 /** Fills in the missing ids of `candidates`, one decode per block. */
 function resolveIds(store: SegmentSource, candidates: readonly Candidate[]): void {
   const byBlock = new Map<BlockSource, Candidate[]>();
-  for (const c of candidates) {
+  for (let i = 0; i < candidates.length; i++) {
+    const c = candidates[i];
     if (c.id !== null) continue;
     const source = c.source as BlockSource;
     const list = byBlock.get(source);
     if (list === undefined) byBlock.set(source, [c]);
     else list.push(c);
   }
-  for (const [source, list] of byBlock) {
+  byBlock.forEach((list, source) => {
     const ids = store.decodeEventIds(
       source.entry,
       source.reader,
@@ -317,7 +318,7 @@ function resolveIds(store: SegmentSource, candidates: readonly Candidate[]): voi
       list.map((c) => c.row),
     );
     for (let i = 0; i < list.length; i++) list[i].id = ids[i];
-  }
+  });
 }
 
 const byId = (a: Candidate, b: Candidate): number => {
@@ -438,13 +439,14 @@ export async function executeEvents(
           const atCursor = found.filter((c) => c.ts === after.ts);
           if (atCursor.length > 0) {
             resolveIds(store, atCursor);
-            for (const c of found)
-              if (c.ts === after.ts && (c.id as string) <= after.id) continue;
-              else candidates.push(c);
+            for (let i = 0; i < found.length; i++) {
+              const c = found[i];
+              if (c.ts !== after.ts || (c.id as string) > after.id) candidates.push(c);
+            }
             return;
           }
         }
-        for (const c of found) candidates.push(c);
+        for (let i = 0; i < found.length; i++) candidates.push(found[i]);
       },
     },
     stopBefore,

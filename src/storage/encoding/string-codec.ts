@@ -126,6 +126,21 @@ export function encodeNullableStrings(values: readonly (string | null)[]): Strea
   return [runs.finish(), ...encodeStrings(present)];
 }
 
+/** Shared all-null columns by length (frozen: decoded columns are read-only). */
+const ALL_NULLS = new Map<number, (string | null)[]>();
+const ALL_NULLS_LENGTHS_MAX = 64;
+
+/** A column of `count` nulls: the usual correction columns, without an array per chunk. */
+function allNulls(count: number): (string | null)[] {
+  let out = ALL_NULLS.get(count);
+  if (out === undefined) {
+    if (ALL_NULLS.size >= ALL_NULLS_LENGTHS_MAX) ALL_NULLS.clear();
+    out = Object.freeze(new Array<string | null>(count).fill(null)) as (string | null)[];
+    ALL_NULLS.set(count, out);
+  }
+  return out;
+}
+
 export function decodeNullableStrings(streams: Streams, count: number): (string | null)[] {
   expectStreams(streams, 3, 'nullable strings');
   const runs = new ByteReader(streams[0]);
@@ -143,6 +158,10 @@ export function decodeNullableStrings(streams: Streams, count: number): (string 
     nullRun = !nullRun;
   }
   if (!runs.atEnd()) throw new DecodeError(`nullable strings: ${runs.remaining} trailing run bytes`);
+  if (presentCount === 0 && streams[2].length === 0) {
+    decodeStrings([streams[1], streams[2]], 0);
+    return allNulls(count);
+  }
   const present = decodeStrings([streams[1], streams[2]], presentCount);
   const out = new Array<string | null>(count);
   let next = 0;
