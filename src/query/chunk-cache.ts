@@ -54,7 +54,11 @@ export function chunkBytes(value: ColumnChunk): number {
   if (ArrayBuffer.isView(value)) return value.byteLength;
   if (Array.isArray(value)) {
     let bytes = value.length * 8;
-    for (const s of value) if (s !== null) bytes += 24 + s.length * 2;
+    // Indexed: a frozen (shared all-null) column would iterate through the slow path.
+    for (let i = 0; i < value.length; i++) {
+      const s = value[i];
+      if (s !== null) bytes += 24 + s.length * 2;
+    }
     return bytes;
   }
   if ('codes' in value) return value.codes.byteLength + value.dict.length * 8;

@@ -128,15 +128,21 @@ export function encodeNullableStrings(values: readonly (string | null)[]): Strea
 
 /** Shared all-null columns by length (frozen: decoded columns are read-only). */
 const ALL_NULLS = new Map<number, (string | null)[]>();
-const ALL_NULLS_LENGTHS_MAX = 64;
+/** Entries held by ALL_NULLS (8 bytes each): blocks of many lengths must not pin much memory. */
+const ALL_NULLS_ENTRIES_MAX = 512 * 1024;
+let allNullsEntries = 0;
 
 /** A column of `count` nulls: the usual correction columns, without an array per chunk. */
 function allNulls(count: number): (string | null)[] {
   let out = ALL_NULLS.get(count);
   if (out === undefined) {
-    if (ALL_NULLS.size >= ALL_NULLS_LENGTHS_MAX) ALL_NULLS.clear();
+    if (allNullsEntries + count > ALL_NULLS_ENTRIES_MAX) {
+      ALL_NULLS.clear();
+      allNullsEntries = 0;
+    }
     out = Object.freeze(new Array<string | null>(count).fill(null)) as (string | null)[];
     ALL_NULLS.set(count, out);
+    allNullsEntries += count;
   }
   return out;
 }
