@@ -542,7 +542,7 @@ export class UsageDb {
 
   private maybeScheduleFlush(): void {
     if (this.closed || this.memtable.approxBytes < this.limits.memtableBytesMax) return;
-    this.startFlush().catch(() => undefined);
+    this.startFlush({ onlyFull: true }).catch(() => undefined);
   }
 
   /** Runs background work that is due: an age-based flush, a retry of a failed flush. */
@@ -561,8 +561,17 @@ export class UsageDb {
     await this.startFlush();
   }
 
-  private async startFlush(): Promise<void> {
-    await this.ingestMutex.run(() => this.freezeMemtable());
+  /**
+   * Freezes the memtable and flushes every frozen one. `onlyFull`: freeze only a memtable
+   * still over its size limit once the mutex is ours. Concurrent ingest calls all see the
+   * same full memtable; without this, the later ones froze its successor after a few rows,
+   * and wrote a tiny segment per call.
+   */
+  private async startFlush(options: { onlyFull?: boolean } = {}): Promise<void> {
+    await this.ingestMutex.run(async () => {
+      if (options.onlyFull && this.memtable.approxBytes < this.limits.memtableBytesMax) return;
+      await this.freezeMemtable();
+    });
     while (this.flushInFlight !== null) await this.flushInFlight.catch(() => undefined);
     if (this.frozen.length === 0) return;
     this.flushInFlight = this.flushFrozen().finally(() => {

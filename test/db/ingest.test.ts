@@ -162,3 +162,33 @@ describe('flush in the encoder worker', () => {
     await db.close();
   });
 });
+
+describe('flush under concurrent ingest', () => {
+  it('freezes a full memtable once, not its successor for every call that saw it full', async () => {
+    const { open } = simDb();
+    // ~80 events fill this memtable (150 bytes of overhead + strings per row).
+    const db = await open({ limits: { memtableBytesMax: 16_000 } });
+    // Four calls in flight at all times, as a server under load has them.
+    const inflight = new Set<Promise<unknown>>();
+    let accepted = 0;
+    for (let k = 0; k < 20; k++) {
+      const p: Promise<unknown> = db.ingest(usageBatch(k * 20, 20)).then((r) => {
+        accepted += r.accepted;
+        inflight.delete(p);
+      });
+      inflight.add(p);
+      if (inflight.size >= 4) await Promise.race(inflight);
+    }
+    await Promise.all(inflight);
+    expect(accepted).toBe(400);
+    await db.flush();
+    const rowsPerSegment = new Map<number, number>();
+    for (const slice of db.readSnapshot().segments)
+      rowsPerSegment.set(slice.segment_id, (rowsPerSegment.get(slice.segment_id) ?? 0) + slice.rows);
+    const sizes = [...rowsPerSegment.entries()].sort((a, b) => a[0] - b[0]).map(([, rows]) => rows);
+    // Every flush but the final one wrote a full memtable, none a sliver of one.
+    expect(sizes.slice(0, -1).every((rows) => rows >= 60)).toBe(true);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(400);
+    await db.close();
+  });
+});
