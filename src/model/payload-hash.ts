@@ -73,44 +73,17 @@ function kindWord(kind: number, nulls: number, bigQuantity: number): number {
   return kind | (nulls << 4) | (bigQuantity << 12);
 }
 
-function mix(words: Uint32Array, out: Uint32Array, at: number): void {
-  let a = 0x9e3779b9;
-  let b = 0x85ebca6b;
-  let c = 0xc2b2ae35;
-  let d = 0x27d4eb2f;
-  for (let i = 0; i < WORDS; i++) {
-    const k = words[i];
-    a = Math.imul(a ^ k, 0xcc9e2d51);
-    a = (a << 15) | (a >>> 17);
-    b = Math.imul(b ^ k, 0x1b873593);
-    b = (b << 13) | (b >>> 19);
-    c = Math.imul(c + k, 0x38b34ae5);
-    c ^= c >>> 15;
-    d = Math.imul(d ^ ((k << 7) | (k >>> 25)), 0xa1e38b93);
-    d = (d + a) | 0;
-  }
-  a = fmix32(a);
-  b = fmix32(b + a);
-  c = fmix32(c ^ b);
-  d = fmix32(d + c);
-  a = fmix32(a ^ d);
-  b = fmix32(b ^ a);
-  out[at] = a;
-  out[at + 1] = b;
-  out[at + 2] = c;
-  out[at + 3] = d;
-}
-
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+/** hash128 of the scratch words, read as 16-bit code units, into out[at..at + 4). */
+function hashScratch(out: Uint32Array, at: number): void {
+  const h = hash128(String.fromCharCode.apply(null, scratchUnits as unknown as number[]));
+  out[at] = h.h1;
+  out[at + 1] = h.h2;
+  out[at + 2] = h.h3;
+  out[at + 3] = h.h4;
 }
 
 const scratch = new Uint32Array(WORDS);
+const scratchUnits = new Uint16Array(scratch.buffer);
 const result = new Uint32Array(4);
 
 /** Payload hash of an incoming (validated) event. */
@@ -134,7 +107,7 @@ export function payloadHash(e: UsageEvent): Hash128 {
   const big = putQuantity(w, W_QUANTITY, e.quantity);
   const nulls = (ref === null ? 3 : 0) | (e.subscription_id === null ? 4 : 0) | (e.model_id === null ? 8 : 0);
   w[W_KIND] = kindWord(KIND_NAMES.indexOf(e.kind), nulls, big);
-  mix(w, result, 0);
+  hashScratch(result, 0);
   return { h1: result[0], h2: result[1], h3: result[2], h4: result[3] };
 }
 
@@ -186,7 +159,7 @@ export function payloadHashesOfColumns(c: EventColumns): Uint32Array {
     const big = putQuantity(w, W_QUANTITY, quantityAt(c.quantity, row));
     const nulls = (original === null ? 3 : 0) | (sub === NULL_CODE ? 4 : 0) | (model === NULL_CODE ? 8 : 0);
     w[W_KIND] = kindWord(c.kind[row], nulls, big);
-    mix(w, out, row * 4);
+    hashScratch(out, row * 4);
   }
   return out;
 }
