@@ -317,13 +317,30 @@ export function encodeValueDict(values: Float64Array, distinctMax = values.lengt
   return [dictStream.finish(), ...encodePlanes(codes)];
 }
 
+/**
+ * Scratch for decoders' intermediate arrays (a typed array allocation costs far more than its
+ * bytes); used only inside one synchronous decode call.
+ */
+let u32Scratch = new Uint32Array(4096);
+let f64Scratch = new Float64Array(256);
+
+function scratchU32(n: number): Uint32Array {
+  if (u32Scratch.length < n) u32Scratch = new Uint32Array(Math.max(n, u32Scratch.length * 2));
+  return u32Scratch.subarray(0, n);
+}
+
+function scratchF64(n: number): Float64Array {
+  if (f64Scratch.length < n) f64Scratch = new Float64Array(Math.max(n, f64Scratch.length * 2));
+  return f64Scratch.subarray(0, n);
+}
+
 export function decodeValueDictInto(streams: Streams, out: Float64Array): void {
   expectStreams(streams, 2, 'value dict');
   const reader = new ByteReader(streams[0]);
   const count = reader.readVarUint();
   if (count > streams[0].length)
     throw new DecodeError(`value dict: ${count} values in ${streams[0].length} bytes`);
-  const distinct = new Float64Array(count);
+  const distinct = scratchF64(count);
   let prev = 0;
   for (let i = 0; i < count; i++) {
     prev += reader.readVarUint();
@@ -332,7 +349,7 @@ export function decodeValueDictInto(streams: Streams, out: Float64Array): void {
   expectConsumed(reader, 'value dict');
   if (count > 0 && !Number.isSafeInteger(prev))
     throw new DecodeError(`value dict: value ${prev} is not a safe integer`);
-  const codes = new Uint32Array(out.length);
+  const codes = scratchU32(out.length);
   decodePlanesInto([streams[1]], codes, count);
   for (let i = 0; i < out.length; i++) out[i] = distinct[codes[i]];
 }

@@ -126,6 +126,9 @@ export function encodeNullableStrings(values: readonly (string | null)[]): Strea
   return [runs.finish(), ...encodeStrings(present)];
 }
 
+/** Null flags of the chunk being decoded (scratch: decoding is synchronous). */
+let isNullScratch = new Uint8Array(4096);
+
 /** Shared all-null columns by length (frozen: decoded columns are read-only). */
 const ALL_NULLS = new Map<number, (string | null)[]>();
 /** Entries held by ALL_NULLS (8 bytes each): blocks of many lengths must not pin much memory. */
@@ -150,7 +153,9 @@ function allNulls(count: number): (string | null)[] {
 export function decodeNullableStrings(streams: Streams, count: number): (string | null)[] {
   expectStreams(streams, 3, 'nullable strings');
   const runs = new ByteReader(streams[0]);
-  const isNull = new Uint8Array(count);
+  if (isNullScratch.length < count) isNullScratch = new Uint8Array(Math.max(count, isNullScratch.length * 2));
+  const isNull = isNullScratch;
+  isNull.fill(0, 0, count);
   let pos = 0;
   let presentCount = 0;
   let nullRun = true;
