@@ -54,7 +54,6 @@ export const EVENTS_LIMIT_DEFAULT = 1_000;
 export const EVENTS_LIMIT_MAX = 10_000;
 
 const PARAMS = ['account_id', 'from', 'to', 'meter_id', 'product_id', 'model_id', 'limit', 'cursor'];
-const encoder = new TextEncoder();
 
 function invalid(message: string): UsageDbError {
   return new UsageDbError('USAGEDB_ERR_INVALID_QUERY', message);
@@ -75,7 +74,7 @@ function checkId(value: unknown, what: string, nullable = false): string | null 
   if (value === undefined) return undefined;
   if (value === null && nullable) return null;
   if (typeof value !== 'string') throw invalid(`events.${what} must be a string`);
-  const bytes = encoder.encode(value).length;
+  const bytes = Buffer.byteLength(value, 'utf8');
   if (bytes < 1 || bytes > ID_BYTES_MAX)
     throw invalid(`events.${what} must be 1-${ID_BYTES_MAX} bytes, got ${bytes}`);
   return value;

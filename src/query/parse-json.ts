@@ -31,8 +31,6 @@ export const ORDER_BY_MAX = 16;
 export const GROUP_BY_MAX = 16;
 export const ID_BYTES_MAX = 256;
 
-const encoder = new TextEncoder();
-
 function invalid(message: string): UsageDbError {
   return new UsageDbError('USAGEDB_ERR_INVALID_QUERY', message);
 }
@@ -49,7 +47,7 @@ function describe(value: unknown): string {
 
 function checkId(value: unknown, what: string): string {
   if (typeof value !== 'string') throw invalid(`${what} must be a string, got ${describe(value)}`);
-  const bytes = encoder.encode(value).length;
+  const bytes = Buffer.byteLength(value, 'utf8');
   if (bytes < 1 || bytes > ID_BYTES_MAX)
     throw invalid(`${what} must be 1-${ID_BYTES_MAX} bytes, got ${bytes}`);
   return value;
