@@ -109,6 +109,12 @@ export class ParquetWriterThread {
     }
   }
 
+  /** Whether a reply about `file` is waiting (stale replies about earlier files are dropped). */
+  private hasReply(file: number): boolean {
+    while (this.inbox.length > 0 && this.inbox[0].file !== file) this.inbox.shift();
+    return this.inbox.length > 0;
+  }
+
   /** Makes the worker drop `file` (it removes what it wrote) and waits until it has. */
   private async abort(file: number): Promise<void> {
     this.post({ type: 'abort', file });
@@ -140,7 +146,8 @@ export class ParquetWriterThread {
         const own = ipc.byteOffset === 0 && ipc.byteLength === ipc.buffer.byteLength ? ipc : ipc.slice();
         this.post({ type: 'batch', file, ipc: own }, [own.buffer as ArrayBuffer]);
         ahead++;
-        while (ahead > ROW_GROUPS_AHEAD) {
+        // Replies already in: a failed writer stops the export now, not after the last row group.
+        while (ahead > ROW_GROUPS_AHEAD || this.hasReply(file)) {
           const reply = await this.next(file);
           if (reply.type !== 'taken') throw (workerError = unexpected(reply));
           ahead--;
