@@ -6,12 +6,15 @@
  *
  * Scope: one frame with a declared content size and no dictionary (what zstdCompress writes).
  * Anything else returns null so the caller can use node:zlib instead. The content checksum,
- * when present, is skipped: every chunk's CRC32C is checked before its streams are decoded.
+ * when present, is skipped: chunk bytes are CRC32C-checked (alone, or with their whole file)
+ * before their streams are decoded.
  *
  * Invariants:
  * - the output is exactly the frame content size, every byte written, or the call throws;
- * - no read outside `src` and no write outside the output: every length is checked first;
- * - module scratch (literal buffer) is used only inside one synchronous call.
+ * - no write outside the output, and no read outside `src` is ever used: every length is
+ *   checked (a bit reader may look past a table description's end, then rejects it);
+ * - module scratch (literal buffer, Huffman and FSE tables) is used only inside one
+ *   synchronous call.
  */
 
 /** Largest block content (Block_Maximum_Size). */
