@@ -703,13 +703,14 @@ function decodeBlock(st: FrameState, src: Uint8Array, pos: number, end: number):
     // Execute: literals, then the match.
     if (lp + literalLength > litEnd) fail('sequence uses more literals than decoded');
     if (op + literalLength + matchLength > size) fail('sequence overruns the frame');
-    if (literalLength > 16) out.set(literals.subarray(lp, lp + literalLength), op);
+    // Short copies in a loop: a builtin call (and a subarray) costs more than ~32 byte moves.
+    if (literalLength > 32) out.set(literals.subarray(lp, lp + literalLength), op);
     else for (let k = 0; k < literalLength; k++) out[op + k] = literals[lp + k];
     op += literalLength;
     lp += literalLength;
     if (offset < 1 || offset > op) fail(`match offset ${offset} at ${op}`);
     const from = op - offset;
-    if (matchLength <= 16) for (let k = 0; k < matchLength; k++) out[op + k] = out[from + k];
+    if (matchLength <= 32) for (let k = 0; k < matchLength; k++) out[op + k] = out[from + k];
     else {
       // An overlapping match repeats its first `offset` bytes: copy spans that double.
       for (let done = 0, span = offset; done < matchLength;) {
