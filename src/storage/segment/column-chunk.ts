@@ -174,7 +174,11 @@ export function unpackChunk(chunk: Uint8Array, kind: ColumnKind): { encoding: En
   for (let i = 0; i < count; i++) {
     const word = lengths[i];
     const bytes = reader.readBytes(Math.floor(word / 2));
-    streams[i] = word % 2 === 1 ? zstdDecompress(bytes, streamBuffer) : bytes;
+    const stream = word % 2 === 1 ? zstdDecompress(bytes, streamBuffer) : bytes;
+    // Plain Uint8Array views only (node:zlib returns a Buffer): decoders stay monomorphic.
+    streams[i] = Buffer.isBuffer(stream)
+      ? new Uint8Array(stream.buffer, stream.byteOffset, stream.length)
+      : stream;
   }
   if (!reader.atEnd()) throw new DecodeError(`chunk has ${reader.remaining} trailing bytes`);
   return { encoding, streams };

@@ -167,7 +167,9 @@ export class SegmentReader {
   private readonly fileVerified: boolean;
 
   private constructor(bytes: Uint8Array, tail: ParsedTail, filter: BloomFilter, fileVerified: boolean) {
-    this.bytes = bytes;
+    // A plain Uint8Array view even when the file came as a Buffer: every chunk and stream the
+    // decoders see then has one map, so their optimized code stays monomorphic.
+    this.bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.footer = tail.footer;
     this.meta = tail.meta;
     this.chunks = tail.chunks;
