@@ -24,8 +24,8 @@ import { ParquetWriterThread } from './writer-thread.ts';
 /**
  * Rows per Parquet row group by default: ~3 MiB of Arrow data for typical events, ~0.4 MiB
  * compressed. Memory per export grows with it (Arrow buffers, IPC copies in flight, the
- * WebAssembly writer): at 65,536 a 10M-event export peaked at ~530 MiB RSS, at 16,384 at
- * ~420 MiB, in the same time and with files 0.6% larger (measured).
+ * WebAssembly writer): at 65,536 a 10M-event export peaked at 559 MiB RSS, at 16,384 at
+ * 441 MiB, in the same time and with files 0.6% larger (measured).
  */
 export const ROW_GROUP_ROWS_DEFAULT = 16_384;
 /** Upper bound on rows per row group: keeps string offsets (int32) and memory in range. */
