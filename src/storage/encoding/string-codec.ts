@@ -411,6 +411,18 @@ export function decodeRadixStrings(streams: Streams, count: number): string[] {
 
 /** `width` (<= 53) bits at bit `pos`, least significant first (the BitWriter order). */
 function readBitsAt(bytes: Uint8Array, pos: number, width: number): number {
+  const at = pos >> 3;
+  if (width <= 24 && at + 4 <= bytes.length) {
+    // One 32-bit read holds offset (< 8) + width (<= 24) bits.
+    const word = bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24);
+    return (word >>> (pos & 7)) & ((1 << width) - 1);
+  }
+  if (width <= 31 && at + 5 <= bytes.length) {
+    // Five bytes (40 bits, exact as a float) hold offset + width <= 38 bits.
+    const low = (bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24)) >>> 0;
+    const all = low + bytes[at + 4] * 0x100000000;
+    return Math.floor(all / (1 << (pos & 7))) % 2 ** width;
+  }
   let value = 0;
   let scale = 1;
   while (width > 0) {
