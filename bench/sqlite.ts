@@ -110,42 +110,46 @@ export async function ingestSqlite(dir: string, events: number, seed: number): P
 
   const counts: Counts = { accepted: 0, duplicates: 0, conflicts: 0, rejected: 0 };
   const workload = new Workload({ events, seed });
-  const { ingestMs, generateMs } = await driveWorkload(workload, (batches) => {
-    for (const batch of batches) {
-      const ingestedAt = Date.now();
-      begin.run();
-      for (const e of batch.events) {
-        if (!valid(e)) {
-          counts.rejected++;
-          continue;
+  const { ingestMs, generateMs } = await driveWorkload(
+    workload,
+    (batches) => {
+      for (const batch of batches) {
+        const ingestedAt = Date.now();
+        begin.run();
+        for (const e of batch.events) {
+          if (!valid(e)) {
+            counts.rejected++;
+            continue;
+          }
+          const dims = canonicalDimensions(e.dimensions);
+          const r = insert.run(
+            e.event_id,
+            e.kind ?? 'Usage',
+            e.account_id,
+            e.subscription_id ?? null,
+            e.product_id,
+            e.meter_id,
+            e.model_id ?? null,
+            e.unit,
+            e.source,
+            e.timestamp_ms,
+            e.quantity,
+            dims,
+            ingestedAt,
+          );
+          if (r.changes !== 0) counts.accepted++;
+          else {
+            // The id exists: a retry with the same canonical payload is a duplicate, anything else a conflict.
+            const stored = lookup.get(e.event_id);
+            if (stored && samePayload(e, dims, stored)) counts.duplicates++;
+            else counts.conflicts++;
+          }
         }
-        const dims = canonicalDimensions(e.dimensions);
-        const r = insert.run(
-          e.event_id,
-          e.kind ?? 'Usage',
-          e.account_id,
-          e.subscription_id ?? null,
-          e.product_id,
-          e.meter_id,
-          e.model_id ?? null,
-          e.unit,
-          e.source,
-          e.timestamp_ms,
-          e.quantity,
-          dims,
-          ingestedAt,
-        );
-        if (r.changes !== 0) counts.accepted++;
-        else {
-          // The id exists: a retry with the same canonical payload is a duplicate, anything else a conflict.
-          const stored = lookup.get(e.event_id);
-          if (stored && samePayload(e, dims, stored)) counts.duplicates++;
-          else counts.conflicts++;
-        }
+        commit.run();
       }
-      commit.run();
-    }
-  });
+    },
+    1,
+  );
 
   // A checkpoint folds the WAL into the main file (usagedb's flush is the analogue).
   const f0 = now();

@@ -175,24 +175,28 @@ export async function ingestUsagedb(o: UsagedbIngestOptions): Promise<IngestResu
   };
 
   const workload = new Workload({ events: o.events, seed: o.seed });
-  const { ingestMs, generateMs } = await driveWorkload(workload, async (batches) => {
-    if (o.concurrency <= 1) {
-      for (const b of batches) add(await db.ingest(b.events));
-      return;
-    }
-    // Keep `concurrency` batches in flight, started in order; group commit may share one fsync.
-    const inflight = new Set<Promise<void>>();
-    for (const b of batches) {
-      const p: Promise<void> = db.ingest(b.events).then(add);
-      inflight.add(p);
-      p.then(
-        () => inflight.delete(p),
-        () => inflight.delete(p),
-      );
-      if (inflight.size >= o.concurrency) await Promise.race(inflight);
-    }
-    await Promise.all(inflight);
-  });
+  const { ingestMs, generateMs } = await driveWorkload(
+    workload,
+    async (batches) => {
+      if (o.concurrency <= 1) {
+        for (const b of batches) add(await db.ingest(b.events));
+        return;
+      }
+      // Keep `concurrency` batches in flight, started in order; group commit may share one fsync.
+      const inflight = new Set<Promise<void>>();
+      for (const b of batches) {
+        const p: Promise<void> = db.ingest(b.events).then(add);
+        inflight.add(p);
+        p.then(
+          () => inflight.delete(p),
+          () => inflight.delete(p),
+        );
+        if (inflight.size >= o.concurrency) await Promise.race(inflight);
+      }
+      await Promise.all(inflight);
+    },
+    o.concurrency <= 1 ? 1 : 50,
+  );
 
   const notes: string[] = [];
   for (const [reason, n] of reasons) notes.push(`rejected ${n}× ${reason}`);
