@@ -176,6 +176,10 @@ function checkQuantity(value: unknown, kind: EventKind): Quantity | null {
   return parsed.value;
 }
 
+/** Accepted dimension sets (input-order cache key -> canonical JSON); cleared when full. */
+const validDimensions = new Map<string, string>();
+const VALID_DIMENSIONS_MAX = 65_536;
+
 function checkDimensions(value: unknown): string {
   if (value === undefined || value === null) return '{}';
   if (typeof value !== 'object' || Array.isArray(value)) {
@@ -189,6 +193,20 @@ function checkDimensions(value: unknown): string {
       `at most ${DIMENSIONS_MAX} dimensions are allowed, got ${keys.length}`,
     );
   }
+  // Dimension sets repeat: a set already accepted is found by its keys and values in input
+  // order (length-prefixed, so no two sets share a cache key) instead of being checked and
+  // canonicalised again (~0.4 µs, a third of validation).
+  let cacheKey: string | null = '';
+  for (const k of keys) {
+    const v = dims[k];
+    if (typeof v !== 'string') {
+      cacheKey = null;
+      break;
+    }
+    cacheKey += `${k.length}:${k}${v.length}:${v}`;
+  }
+  const cached = cacheKey === null ? undefined : validDimensions.get(cacheKey);
+  if (cached !== undefined) return cached;
   const clean: Record<string, string> = {};
   for (const k of keys) {
     const v = dims[k];
@@ -200,7 +218,12 @@ function checkDimensions(value: unknown): string {
       throw err;
     }
   }
-  return canonicalDimensionsJson(clean);
+  const canonical = canonicalDimensionsJson(clean);
+  if (cacheKey !== null) {
+    if (validDimensions.size >= VALID_DIMENSIONS_MAX) validDimensions.clear();
+    validDimensions.set(cacheKey, canonical);
+  }
+  return canonical;
 }
 
 /** Validates and normalises one wire event. Never throws on bad input. */

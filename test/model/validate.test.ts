@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalPayload } from '../../src/model/event.ts';
+import { canonicalDimensionsJson, canonicalPayload } from '../../src/model/event.ts';
 import { QUANTITY_ABS_MAX } from '../../src/model/quantity.ts';
 import { type ValidationResult, validateEvent } from '../../src/model/validate.ts';
 
@@ -154,5 +154,48 @@ describe('validateEvent', () => {
   it('sorts integer-like dimension keys as strings', () => {
     const r = validateEvent(base({ dimensions: { b: '1', '10': '2', '9': '3' } }), NOW, LIMITS);
     expect(r.ok && r.event.dimensions_json).toBe('{"10":"2","9":"3","b":"1"}');
+  });
+});
+
+describe('dimension sets seen before (validation cache)', () => {
+  const event = {
+    event_id: 'e1',
+    account_id: 'a',
+    product_id: 'p',
+    meter_id: 'm',
+    unit: 'u',
+    source: 's',
+    timestamp_ms: NOW - 1,
+    quantity: 1,
+  };
+  const dimsOf = (dimensions: unknown): string => {
+    const v = validateEvent({ ...event, dimensions }, NOW, LIMITS);
+    return v.ok ? v.event.dimensions_json : `rejected: ${v.reason}`;
+  };
+
+  it('canonicalise exactly as the first time, for any map, in any key order', () => {
+    const text = fc.string({
+      unit: fc.constantFrom('a', 'b', '1', ':', '\u0000', 'é', '\ud83d\ude00'),
+      maxLength: 4,
+    });
+    fc.assert(
+      fc.property(fc.dictionary(text, text, { maxKeys: 5 }), (dims) => {
+        const first = dimsOf(dims);
+        const reversed = Object.fromEntries(Object.entries(dims).reverse());
+        expect(dimsOf(dims)).toBe(first);
+        expect(dimsOf(reversed)).toBe(first);
+        const valid = Object.keys(dims).every((k) => k.length > 0 && !k.includes('\u0000'));
+        const values = Object.values(dims).every((v) => v.length > 0);
+        expect(first).toBe(valid && values ? canonicalDimensionsJson(dims) : 'rejected: invalid_dimensions');
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('never mistake one set for another whose keys and values concatenate alike', () => {
+    expect(dimsOf({ a: 'b\u0000c', d: 'e' })).toBe('{"a":"b\\u0000c","d":"e"}');
+    expect(dimsOf({ a: 'b', c: 'd\u0000e' })).toBe('{"a":"b","c":"d\\u0000e"}');
+    expect(dimsOf({ a1: '2', b: 'x' })).toBe('{"a1":"2","b":"x"}');
+    expect(dimsOf({ a: '12', b: 'x' })).toBe('{"a":"12","b":"x"}');
   });
 });
