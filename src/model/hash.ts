@@ -1,6 +1,6 @@
 /**
- * Fast 128-bit hashes of event ids (for id filters) and canonical payloads (duplicate vs
- * conflict in the hot cache).
+ * Fast 128-bit hashes of event ids (for id filters and the in-memory id table) and of payload
+ * words (duplicate vs conflict in the hot window, model/payload-hash.ts).
  *
  * Not cryptographic, on purpose: SHA-256 costs ~1.8 µs per call here against ~0.1 µs for
  * this, on every ingested event. Safe for billing because a hash never decides alone: an id
@@ -59,19 +59,4 @@ export function hash128(text: string): Hash128 {
   a = fmix32(a ^ d);
   b = fmix32(b ^ a);
   return { h1: a, h2: b, h3: c, h4: d };
-}
-
-/** A 128-bit hash packed in an 8-character string (compact Map value). */
-export function hash128Key(text: string): string {
-  const h = hash128(text);
-  return String.fromCharCode(
-    h.h1 & 0xffff,
-    h.h1 >>> 16,
-    h.h2 & 0xffff,
-    h.h2 >>> 16,
-    h.h3 & 0xffff,
-    h.h3 >>> 16,
-    h.h4 & 0xffff,
-    h.h4 >>> 16,
-  );
 }
