@@ -31,24 +31,30 @@ function source(log: string[]): SegmentSource {
   };
 }
 
+/** A cache that fits three one-column blocks, with a read of block `id` and its source's log. */
+function threeBlockCache() {
+  const cache = new ChunkCache(3 * 8096 + 100);
+  const log: string[] = [];
+  const src = source(log);
+  const counters = { cacheHits: 0, cacheMisses: 0 };
+  const read = (id: number, cold = false) =>
+    cache.block(
+      cache.segment(src, entry(id)),
+      src,
+      entry(id),
+      reader,
+      0,
+      ROWS,
+      ['timestamp_ms'],
+      counters,
+      cold,
+    );
+  return { cache, log, counters, read };
+}
+
 describe('ChunkCache', () => {
   it('serves repeats from memory, evicts least recently used past the byte limit', () => {
-    const cache = new ChunkCache(3 * 8096 + 100);
-    const log: string[] = [];
-    const src = source(log);
-    const counters = { cacheHits: 0, cacheMisses: 0 };
-    const read = (id: number, cold = false) =>
-      cache.block(
-        cache.segment(src, entry(id)),
-        src,
-        entry(id),
-        reader,
-        0,
-        ROWS,
-        ['timestamp_ms'],
-        counters,
-        cold,
-      );
+    const { cache, log, counters, read } = threeBlockCache();
     read(1);
     read(2);
     read(3);
@@ -67,22 +73,7 @@ describe('ChunkCache', () => {
   });
 
   it('cold inserts go first, so one-off wide reads do not push out reused chunks', () => {
-    const cache = new ChunkCache(3 * 8096 + 100);
-    const log: string[] = [];
-    const src = source(log);
-    const counters = { cacheHits: 0, cacheMisses: 0 };
-    const read = (id: number, cold = false) =>
-      cache.block(
-        cache.segment(src, entry(id)),
-        src,
-        entry(id),
-        reader,
-        0,
-        ROWS,
-        ['timestamp_ms'],
-        counters,
-        cold,
-      );
+    const { cache, log, read } = threeBlockCache();
     read(1);
     read(2);
     for (let id = 10; id < 20; id++) read(id, true);
