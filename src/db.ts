@@ -157,6 +157,8 @@ export class UsageDb {
   private durableRowsBase = 0;
   private storedRetracted = new Set<string>();
   private flushInFlight: Promise<void> | null = null;
+  /** Resolved (and replaced) each time a frozen memtable leaves `frozen`. */
+  private flushProgress = Promise.withResolvers<void>();
   /** wal_start of the generation before the current one (see afterCommit). */
   private walStartOfPrevious = 1;
   private closed = false;
@@ -303,8 +305,11 @@ export class UsageDb {
       if (v.ok) valid.push({ index, event: v.event });
       else this.reject(result, index, v.event_id, v.reason, v.message);
     }
-    // Backpressure: at most two memtables wait for their flush.
-    if (this.frozen.length >= 2) await this.flushInFlight?.catch(() => undefined);
+    // Backpressure: at most two memtables wait for their flush. Wait for the oldest one only:
+    // the flush loop also takes memtables frozen meanwhile, and waiting for all stalled ingest.
+    while (this.frozen.length >= 2 && this.flushInFlight !== null) {
+      await Promise.race([this.flushProgress.promise, this.flushInFlight.catch(() => undefined)]);
+    }
     const waitFor = await this.ingestMutex.run(() => this.classifyAndAppend(valid, result, nowMs));
     if (waitFor !== null) await this.awaitDurable(waitFor);
     this.maybeScheduleFlush();
@@ -624,6 +629,8 @@ export class UsageDb {
         this.segments.setEntries(next.segments);
         for (const id of segment.retracted ?? []) this.storedRetracted.add(id);
         this.frozen.shift();
+        this.flushProgress.resolve();
+        this.flushProgress = Promise.withResolvers<void>();
         // Recently flushed ids stay in memory, so their retries skip the segment lookup.
         this.recent.markFlushed(job.memtable, payloadHashes, this.clock.nowMs());
       });

@@ -192,3 +192,58 @@ describe('flush under concurrent ingest', () => {
     await db.close();
   });
 });
+
+describe('backpressure', () => {
+  it('lets ingest go on once the oldest frozen memtable is flushed, not all of them', async () => {
+    const sim = simDb();
+    // Segment writes wait at a gate the test opens one at a time.
+    const gates: { entered: Promise<void>; enter: () => void; open: () => void; opened: Promise<void> }[] =
+      [];
+    const gateFor = (n: number) => {
+      while (gates.length <= n) {
+        const entered = Promise.withResolvers<void>();
+        const opened = Promise.withResolvers<void>();
+        gates.push({
+          entered: entered.promise,
+          enter: entered.resolve,
+          open: opened.resolve,
+          opened: opened.promise,
+        });
+      }
+      return gates[n];
+    };
+    let segmentWrites = 0;
+    const fs = new Proxy(sim.fs, {
+      get(target, prop, receiver) {
+        const value: unknown = Reflect.get(target, prop, receiver);
+        if (prop !== 'writeFile' || typeof value !== 'function')
+          return typeof value === 'function' ? value.bind(target) : value;
+        return async (path: string, data: Uint8Array, options?: { sync?: boolean }) => {
+          if (path.includes('/raw/')) {
+            const gate = gateFor(segmentWrites++);
+            gate.enter();
+            await gate.opened;
+          }
+          return target.writeFile(path, data, options);
+        };
+      },
+    });
+    const db = await sim.open({ fs, limits: { memtableBytesMax: 16_000 } });
+    let next = 0;
+    const batch = () => usageBatch((next += 20) - 20, 20);
+    while (db.stats().frozenMemtables < 2) await db.ingest(batch());
+    await gateFor(0).entered;
+    const blocked = db.ingest(batch()).then(() => 'resumed');
+    gateFor(0).open();
+    // The second frozen memtable's segment write is still held at its gate.
+    await gateFor(1).entered;
+    const outcome = await Promise.race([blocked, new Promise((r) => setTimeout(() => r('stalled'), 2_000))]);
+    expect(outcome).toBe('resumed');
+    expect(db.stats().frozenMemtables).toBe(1);
+    gateFor(1).open();
+    gateFor(2).open();
+    gateFor(3).open();
+    await db.flush();
+    await db.close();
+  });
+});
