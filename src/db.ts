@@ -608,7 +608,7 @@ export class UsageDb {
       const job = this.frozen[0];
       const columns = job.memtable.columns();
       await this.manifestMutex.run(async () => {
-        const { segment, payloadHashes } = await flushColumns(columns, {
+        const { segment, payloadHashes, eventIds } = await flushColumns(columns, {
           fs: this.fs,
           root: this.dir,
           clock: this.clock,
@@ -632,7 +632,7 @@ export class UsageDb {
         this.flushProgress.resolve();
         this.flushProgress = Promise.withResolvers<void>();
         // Recently flushed ids stay in memory, so their retries skip the segment lookup.
-        this.recent.markFlushed(job.memtable, payloadHashes, this.clock.nowMs());
+        this.recent.markFlushed(job.memtable, { payloadHashes, eventIds }, this.clock.nowMs());
       });
       await this.afterCommit();
     }

@@ -6,8 +6,8 @@
  *
  * Sequence numbers: each memtable is a *generation* that owns the contiguous numbers
  * [base, base + rows); row r of the memtable is base + r. A flushed generation keeps only its
- * id array (to delete its ids when it leaves the window) and the payload hashes the flush
- * computed, so the memtable's columns can be freed.
+ * ids, packed as bytes (to confirm a hit, and to delete its ids when it leaves the window), and
+ * the payload hashes the flush computed, so the memtable's columns and id strings can be freed.
  *
  * Invariants:
  * - an id of an unflushed memtable is always in the table (generations leave the window only
@@ -18,6 +18,7 @@
  */
 import { assert } from '../errors.ts';
 import { type Hash128, hash128 } from '../model/hash.ts';
+import { type PackedIds, packedIdAt, packedIdEquals } from '../model/packed-ids.ts';
 import { IdSeqTable } from './id-table.ts';
 import type { Memtable } from './memtable.ts';
 
@@ -30,10 +31,15 @@ interface Generation {
   memtable: Memtable | null;
   /** Row count, fixed once flushed. */
   rows: number;
-  eventIds: readonly string[];
-  /** Four 32-bit words per row once flushed (model/payload-hash.ts). */
-  payloadHashes: Uint32Array | null;
+  /** Set once flushed: the rows' ids and payload hashes. */
+  flushed: FlushedIds | null;
   flushedAtMs: number;
+}
+
+export interface FlushedIds {
+  eventIds: PackedIds;
+  /** Four 32-bit words per row (model/payload-hash.ts). */
+  payloadHashes: Uint32Array;
 }
 
 export type RecentHit =
@@ -65,8 +71,7 @@ export class RecentIds {
       base,
       memtable,
       rows: 0,
-      eventIds: memtable.eventIds,
-      payloadHashes: null,
+      flushed: null,
       flushedAtMs: 0,
     });
   }
@@ -77,7 +82,7 @@ export class RecentIds {
     assert(current?.memtable != null, 'no current memtable generation');
     assert(current.memtable.eventIds[row] === eventId, `row ${row} does not hold event ${eventId}`);
     assert(
-      this.seqOf.find(h.h1, h.h2, (seq) => this.idAt(seq) === eventId) < 0,
+      this.seqOf.find(h.h1, h.h2, (seq) => this.holds(seq, eventId)) < 0,
       `event ${eventId} is already held in memory`,
     );
     this.seqOf.insert(h.h1, h.h2, current.base + row);
@@ -93,7 +98,7 @@ export class RecentIds {
 
   /** `h` = hash128(eventId), when the caller has it. */
   lookup(eventId: string, h: Hash128 = hash128(eventId)): RecentHit | undefined {
-    const seq = this.seqOf.find(h.h1, h.h2, (s) => this.idAt(s) === eventId);
+    const seq = this.seqOf.find(h.h1, h.h2, (s) => this.holds(s, eventId));
     if (seq < 0) return undefined;
     for (let i = this.generations.length - 1; i >= 0; i--) {
       const g = this.generations[i];
@@ -103,34 +108,37 @@ export class RecentIds {
         assert(g.memtable.eventIds[row] === eventId, `recent id ${eventId} points at another row`);
         return { kind: 'memtable', memtable: g.memtable, row };
       }
-      const h = g.payloadHashes as Uint32Array;
+      const h = (g.flushed as FlushedIds).payloadHashes;
       const o = row * 4;
       return { kind: 'flushed', payloadHash: { h1: h[o], h2: h[o + 1], h3: h[o + 2], h4: h[o + 3] } };
     }
     throw new Error(`recent id ${eventId} has no generation`);
   }
 
-  /** The event id under a sequence number, or undefined. */
-  private idAt(seq: number): string | undefined {
+  /** Whether `seq` is the number of `eventId`. */
+  private holds(seq: number, eventId: string): boolean {
     for (let i = this.generations.length - 1; i >= 0; i--) {
       const g = this.generations[i];
-      if (seq >= g.base) return g.eventIds[seq - g.base];
+      if (seq < g.base) continue;
+      if (g.memtable !== null) return g.memtable.eventIds[seq - g.base] === eventId;
+      return packedIdEquals((g.flushed as FlushedIds).eventIds, seq - g.base, eventId);
     }
-    return undefined;
+    return false;
   }
 
   /**
    * The memtable is now in a committed segment: its generation keeps only ids and payload
    * hashes (four words per memtable row). Then old generations leave the window.
    */
-  markFlushed(memtable: Memtable, payloadHashes: Uint32Array, nowMs: number): void {
+  markFlushed(memtable: Memtable, flushed: FlushedIds, nowMs: number): void {
     const g = this.generations.find((x) => x.memtable === memtable);
     assert(g !== undefined, 'flushed memtable has no generation');
     assert(g !== this.generations.at(-1), 'the current memtable cannot be flushed');
-    assert(payloadHashes.length === memtable.rowCount * 4, 'one payload hash per flushed row');
+    assert(flushed.payloadHashes.length === memtable.rowCount * 4, 'one payload hash per flushed row');
+    assert(flushed.eventIds.ends.length === memtable.rowCount, 'one packed id per flushed row');
     g.rows = memtable.rowCount;
     g.memtable = null;
-    g.payloadHashes = payloadHashes;
+    g.flushed = flushed;
     g.flushedAtMs = nowMs;
     this.flushedIds += g.rows;
     this.evict(nowMs);
@@ -142,8 +150,9 @@ export class RecentIds {
       const oldest = this.generations[0];
       if (oldest.memtable !== null) break;
       if (this.flushedIds <= this.maxFlushedIds && nowMs - oldest.flushedAtMs < this.ttlMs) break;
+      const ids = (oldest.flushed as FlushedIds).eventIds;
       for (let row = 0; row < oldest.rows; row++) {
-        const h = hash128(oldest.eventIds[row]);
+        const h = hash128(packedIdAt(ids, row));
         const removed = this.seqOf.delete(h.h1, h.h2, oldest.base + row);
         assert(removed, 'a flushed id left the recent table early');
       }

@@ -16,6 +16,7 @@
  */
 import { assert } from '../errors.ts';
 import type { EventColumns } from '../model/columns.ts';
+import type { PackedIds } from '../model/packed-ids.ts';
 import type { Clock } from './clock.ts';
 import { type FileSystem, joinPath } from './fs/file-system.ts';
 import { RAW_DIR, segmentPath } from './layout.ts';
@@ -40,6 +41,8 @@ export interface FlushOutput {
   segment: SegmentEntry;
   /** Payload hash per memtable row (four words each), for the hot dedupe window. */
   payloadHashes: Uint32Array;
+  /** The memtable rows' event ids, packed, for the hot dedupe window. */
+  eventIds: PackedIds;
 }
 
 export async function flushColumns(columns: EventColumns, ctx: FlushContext): Promise<FlushOutput> {
@@ -67,5 +70,5 @@ export async function flushColumns(columns: EventColumns, ctx: FlushContext): Pr
     crc32c: encoded.checksum,
     ...(encoded.retracted.length > 0 ? { retracted: encoded.retracted } : {}),
   };
-  return { segment, payloadHashes: encoded.payloadHashes };
+  return { segment, payloadHashes: encoded.payloadHashes, eventIds: encoded.eventIds };
 }

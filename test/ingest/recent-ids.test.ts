@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Memtable } from '../../src/ingest/memtable.ts';
 import { RecentIds } from '../../src/ingest/recent-ids.ts';
+import { packIds } from '../../src/model/packed-ids.ts';
 import { validateEvent } from '../../src/model/validate.ts';
 import type { UsageEvent } from '../../src/model/event.ts';
 import { NOW, simDb, usage, usageBatch } from '../support/events.ts';
@@ -9,6 +10,11 @@ function event(i: number): UsageEvent {
   const v = validateEvent(usage(i), NOW, { futureSkewMs: 86_400_000 });
   if (!v.ok) throw new Error(v.message);
   return v.event as UsageEvent;
+}
+
+/** What a flush hands back for memtable `m`. */
+function flushed(m: Memtable, payloadHashes = new Uint32Array(m.rowCount * 4)) {
+  return { payloadHashes, eventIds: packIds(m.eventIds, m.rowCount) };
 }
 
 function fill(recent: RecentIds, m: Memtable, from: number, count: number): void {
@@ -27,7 +33,7 @@ describe('RecentIds', () => {
     expect(recent.lookup('evt_6')).toMatchObject({ kind: 'memtable', memtable: b, row: 1 });
     expect(recent.lookup('evt_2')).toMatchObject({ kind: 'memtable', memtable: a, row: 2 });
     const hashes = Uint32Array.from({ length: 20 }, (_, k) => k);
-    recent.markFlushed(a, hashes, NOW);
+    recent.markFlushed(a, flushed(a, hashes), NOW);
     expect(recent.lookup('evt_2')).toEqual({
       kind: 'flushed',
       payloadHash: { h1: 8, h2: 9, h3: 10, h4: 11 },
@@ -45,7 +51,7 @@ describe('RecentIds', () => {
     recent.startMemtable(b);
     fill(recent, b, 4, 4);
     expect(recent.size).toBe(8);
-    recent.markFlushed(a, new Uint32Array(16), NOW); // window of 0 flushed ids: a leaves at once
+    recent.markFlushed(a, flushed(a), NOW); // window of 0 flushed ids: a leaves at once
     expect(recent.lookup('evt_1')).toBeUndefined();
     expect(recent.lookup('evt_5')).toMatchObject({ kind: 'memtable', memtable: b });
     expect(recent.size).toBe(4);
@@ -55,7 +61,7 @@ describe('RecentIds', () => {
     aged.startMemtable(c);
     fill(aged, c, 0, 2);
     aged.startMemtable(new Memtable());
-    aged.markFlushed(c, new Uint32Array(8), NOW);
+    aged.markFlushed(c, flushed(c), NOW);
     aged.evict(NOW + 59_999);
     expect(aged.lookup('evt_1')?.kind).toBe('flushed');
     aged.evict(NOW + 60_000);

@@ -212,8 +212,10 @@ function readFse(
  * the end marker (the highest set bit of the last byte). Past the start it reads zeros, and
  * `left()` goes negative (the format's overflow condition).
  */
+const EMPTY_BYTES = new Uint8Array(0);
+
 class BackBits {
-  private src: Uint8Array = new Uint8Array(0);
+  private src: Uint8Array = EMPTY_BYTES;
   private start = 0;
   /** Next byte to load (loaded downwards). */
   private next = 0;
@@ -231,6 +233,11 @@ class BackBits {
     this.bits = last;
     this.count = highBit(last);
     this.refill();
+  }
+
+  /** Drops the reference to the last stream (a scratch reader must not pin a segment image). */
+  release(): void {
+    this.src = EMPTY_BYTES;
   }
 
   private refill(): void {
@@ -499,7 +506,11 @@ export function decodeZstdFrame(
       pos += 1;
     } else if (type === 2) {
       if (pos + blockSize > n) fail('compressed block overruns');
-      decodeBlock(st, src, pos, pos + blockSize);
+      try {
+        decodeBlock(st, src, pos, pos + blockSize);
+      } finally {
+        bitsA.release();
+      }
       pos += blockSize;
     } else fail('reserved block type');
     if (last === 1) break;

@@ -3,6 +3,7 @@
  * encode them as one segment. Pure (no I/O), so it runs in a worker thread or inline.
  */
 import { type EventColumns, KIND_RETRACTION, selectRows, sortRowsForSegment } from '../../model/columns.ts';
+import { type PackedIds, packIds } from '../../model/packed-ids.ts';
 import { payloadHashesOfColumns } from '../../model/payload-hash.ts';
 import { accountBucket, utcDay } from '../partition.ts';
 import type { SegmentMeta } from './segment-format.ts';
@@ -30,6 +31,8 @@ export interface EncodeResult {
    * words, for the hot dedupe window. Computed here, off the main thread.
    */
   payloadHashes: Uint32Array;
+  /** The input rows' event ids (memtable order), packed: the hot window keeps them. */
+  eventIds: PackedIds;
 }
 
 /** Rows sorted for the segment, and the rows where each (day, bucket) partition starts. */
@@ -74,5 +77,13 @@ export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
     if (sorted.kind[row] === KIND_RETRACTION && original !== null) retracted.push(original);
   }
   const payloadHashes = payloadHashesOfColumns(req.columns);
-  return { bytes: encoded.bytes, meta: encoded.meta, checksum: encoded.checksum, retracted, payloadHashes };
+  const eventIds = packIds(req.columns.event_id, req.columns.rowCount);
+  return {
+    bytes: encoded.bytes,
+    meta: encoded.meta,
+    checksum: encoded.checksum,
+    retracted,
+    payloadHashes,
+    eventIds,
+  };
 }
