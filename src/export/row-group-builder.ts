@@ -115,6 +115,14 @@ class Utf8Builder {
       parts[present++] = value;
       units += value.length;
     }
+    if (present === 0 && n > 0) {
+      // All null (the correction columns of Usage rows, almost always): no bytes to write.
+      this.nullRows(n);
+      const end = this.length + n;
+      this.offsets.fill(this.offsets[this.length], this.length + 1, end + 1);
+      this.length = end;
+      return;
+    }
     parts.length = present;
     const joined = parts.join('');
     if (Buffer.byteLength(joined, 'utf8') !== units) {

@@ -136,6 +136,36 @@ describe('RowGroupBuilder', () => {
     );
   });
 
+  it('writes all-null, mixed and empty appends of nullable strings', () => {
+    const builder = new RowGroupBuilder(8);
+    const c = columnsOf([1n, 2n, 3n, 4n], ['a', 'b']);
+    c.correction_reason = [null, 'late', null, 'dup'];
+    const groups: [number[], (string | null)[], (string | null)[]][] = [
+      [
+        [0, 2],
+        [null, null],
+        ['a', 'a'],
+      ],
+      [
+        [1, 2, 3],
+        ['late', null, 'dup'],
+        ['b', 'a', 'b'],
+      ],
+      [[0], [null], ['a']],
+    ];
+    for (const [rows, reasons, accounts] of groups) {
+      // The chunk's rows in two appends: the all-null case has its own path.
+      builder.append(c, Uint32Array.from(rows.slice(0, 1)));
+      builder.append(c, Uint32Array.from(rows.slice(1)));
+      const table = tableFromIPC(builder.takeIpc());
+      expect(table.numRows).toBe(rows.length);
+      expect(table.getChild('correction_reason')?.toArray()).toEqual(reasons);
+      expect(table.getChild('correction_original_event_id')?.toArray()).toEqual(rows.map(() => null));
+      expect(table.getChild('account_id')?.toArray()).toEqual(accounts);
+      expect(table.getChild('event_id')?.toArray()).toEqual(rows.map((r) => `e${r}`));
+    }
+  });
+
   it('refuses to buffer more than one row group', () => {
     const builder = new RowGroupBuilder(2);
     const c = columnsOf([1n, 2n, 3n], ['a']);
