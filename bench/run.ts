@@ -8,6 +8,7 @@
  *     [--page-size N] [--duckdb-order account|arrival] [--duckdb-quantity decimal38|bigint] [--verbose]
  */
 import { spawn } from 'node:child_process';
+import { RUNTIME_ENV, RUNTIME_NODE_FLAGS } from '../src/cli/runtime-profile.ts';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -136,8 +137,15 @@ function runTask<T extends TaskResult>(label: string, task: Task, verbose: boole
   return new Promise((done) => {
     const child = spawn(
       process.execPath,
-      ['--expose-gc', '--disable-warning=ExperimentalWarning', WORKER, JSON.stringify(task)],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      // Every engine's process runs under usagedb's runtime profile (src/cli/runtime-profile.ts).
+      [
+        ...RUNTIME_NODE_FLAGS,
+        '--expose-gc',
+        '--disable-warning=ExperimentalWarning',
+        WORKER,
+        JSON.stringify(task),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...RUNTIME_ENV } },
     );
     let out = '';
     let err = '';
