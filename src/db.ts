@@ -608,7 +608,7 @@ export class UsageDb {
       const job = this.frozen[0];
       const columns = job.memtable.columns();
       await this.manifestMutex.run(async () => {
-        const { segment, payloadHashes, eventIds } = await flushColumns(columns, {
+        const { segment, payloadHashes, eventIds, idIndex } = await flushColumns(columns, {
           fs: this.fs,
           root: this.dir,
           clock: this.clock,
@@ -616,7 +616,7 @@ export class UsageDb {
           segmentId: this.manifest.next_segment_id,
           blockRows: this.limits.blockRows,
         });
-        await this.segments.prepare(segment);
+        await this.segments.prepare(segment, idIndex);
         const next: ManifestState = {
           ...this.manifest,
           generation: this.manifest.generation + 1,

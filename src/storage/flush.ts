@@ -19,6 +19,7 @@ import type { EventColumns } from '../model/columns.ts';
 import type { PackedIds } from '../model/packed-ids.ts';
 import type { Clock } from './clock.ts';
 import { type FileSystem, joinPath } from './fs/file-system.ts';
+import type { IdIndex } from './id-index.ts';
 import { RAW_DIR, segmentPath } from './layout.ts';
 import type { SegmentEntry } from './manifest.ts';
 import { encodeFlush } from './segment/segment-encoder.ts';
@@ -43,6 +44,8 @@ export interface FlushOutput {
   payloadHashes: Uint32Array;
   /** The memtable rows' event ids, packed, for the hot dedupe window. */
   eventIds: PackedIds;
+  /** The segment file's id index, for dedupe lookups (SegmentStore.prepare). */
+  idIndex: IdIndex;
 }
 
 export async function flushColumns(columns: EventColumns, ctx: FlushContext): Promise<FlushOutput> {
@@ -70,5 +73,10 @@ export async function flushColumns(columns: EventColumns, ctx: FlushContext): Pr
     crc32c: encoded.checksum,
     ...(encoded.retracted.length > 0 ? { retracted: encoded.retracted } : {}),
   };
-  return { segment, payloadHashes: encoded.payloadHashes, eventIds: encoded.eventIds };
+  return {
+    segment,
+    payloadHashes: encoded.payloadHashes,
+    eventIds: encoded.eventIds,
+    idIndex: encoded.idIndex,
+  };
 }

@@ -21,6 +21,7 @@ import { accountBucket, utcDay } from './partition.ts';
 import type { BlockMeta, SegmentMeta } from './segment/segment-format.ts';
 import { readSegmentFooter, SegmentReader } from './segment/segment-reader.ts';
 import { lowerBound } from '../util/lower-bound.ts';
+import { buildIdIndex, type IdIndex } from './id-index.ts';
 
 /** One (day, bucket) partition inside a segment file: a contiguous run of its blocks. */
 export interface PartitionSlice {
@@ -60,20 +61,8 @@ interface SegmentFile {
   meta: SegmentMeta;
   filter: BloomFilter;
   slices: PartitionSlice[];
-  /** Built on first need (see idIndex). */
+  /** From the flush that wrote the file, else built on first need (see idIndex). */
   idIndex: IdIndex | null;
-}
-
-/**
- * Event-id hashes of a segment file, sorted, with the row of each: finds the row holding an
- * id with one binary search, so a lookup decodes one event id, not a block of them. Derived
- * from the file (not stored: it would cost ~8 bytes/event on disk), built on the first filter
- * hit for the file, 8 bytes/event of memory.
- */
-export interface IdIndex {
-  hashes: Uint32Array;
-  /** Row in the file of each hash. */
-  rows: Uint32Array;
 }
 
 const SLICE_ID_FACTOR = 2 ** 20;
@@ -196,8 +185,12 @@ export class SegmentStore {
     this.cacheBytesMax = cacheBytesMax;
   }
 
-  /** Reads the footer (partition index, id filter) of a segment about to become visible. */
-  async prepare(entry: SegmentEntry): Promise<void> {
+  /**
+   * Reads the footer (partition index, id filter) of a segment about to become visible.
+   * `idIndex`: the file's id index when the caller has it (a flush builds it while encoding).
+   */
+  async prepare(entry: SegmentEntry, idIndex: IdIndex | null = null): Promise<void> {
+    assert(idIndex === null || idIndex.rows.length === entry.rows, `segment ${entry.id}: id index size`);
     if (this.prepared.has(entry.id)) return;
     const path = segmentPath(this.root, entry.id);
     let footer: { meta: SegmentMeta; filter: BloomFilter };
@@ -220,7 +213,7 @@ export class SegmentStore {
       );
     }
     const slices = slicesOf(entry, footer.meta, this.bucketCount);
-    this.prepared.set(entry.id, { entry, meta: footer.meta, filter: footer.filter, slices, idIndex: null });
+    this.prepared.set(entry.id, { entry, meta: footer.meta, filter: footer.filter, slices, idIndex });
   }
 
   /** Makes exactly `entries` visible (each must be prepared). Synchronous on purpose. */
@@ -287,12 +280,7 @@ export class SegmentStore {
       for (const id of ids) byRow[row++] = hash128(id).h3;
     }
     assert(row === n, `segment ${segmentId}: id index row count`);
-    const rows = new Uint32Array(n);
-    for (let i = 0; i < n; i++) rows[i] = i;
-    rows.sort((a, b) => byRow[a] - byRow[b] || a - b);
-    const hashes = new Uint32Array(n);
-    for (let i = 0; i < n; i++) hashes[i] = byRow[rows[i]];
-    file.idIndex = { hashes, rows };
+    file.idIndex = buildIdIndex(byRow);
     return file.idIndex;
   }
 

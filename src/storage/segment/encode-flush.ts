@@ -5,6 +5,7 @@
 import { type EventColumns, KIND_RETRACTION, selectRows, sortRowsForSegment } from '../../model/columns.ts';
 import { type PackedIds, packIds } from '../../model/packed-ids.ts';
 import { payloadHashesOfColumns } from '../../model/payload-hash.ts';
+import type { IdIndex } from '../id-index.ts';
 import { accountBucket, utcDay } from '../partition.ts';
 import type { SegmentMeta } from './segment-format.ts';
 import { encodeSegment } from './segment-writer.ts';
@@ -33,6 +34,8 @@ export interface EncodeResult {
   payloadHashes: Uint32Array;
   /** The input rows' event ids (memtable order), packed: the hot window keeps them. */
   eventIds: PackedIds;
+  /** The segment file's id index (id-index.ts). */
+  idIndex: IdIndex;
 }
 
 /** Rows sorted for the segment, and the rows where each (day, bucket) partition starts. */
@@ -85,5 +88,6 @@ export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
     retracted,
     payloadHashes,
     eventIds,
+    idIndex: encoded.idIndex,
   };
 }

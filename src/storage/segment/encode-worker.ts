@@ -13,6 +13,8 @@ port.on('message', (request: EncodeRequest & { jobId: number }) => {
     port.postMessage({ jobId: request.jobId, ok: true, result }, [
       result.bytes.buffer as ArrayBuffer,
       result.payloadHashes.buffer as ArrayBuffer,
+      result.idIndex.hashes.buffer as ArrayBuffer,
+      result.idIndex.rows.buffer as ArrayBuffer,
       result.eventIds.bytes.buffer as ArrayBuffer,
       result.eventIds.ends.buffer as ArrayBuffer,
     ]);

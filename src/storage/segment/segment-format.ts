@@ -11,6 +11,7 @@
  * - column ids are the indexes of COLUMN_NAMES.
  */
 
+import type { IdIndex } from '../id-index.ts';
 import {
   COLUMN_NAMES,
   type ColumnName,
@@ -157,6 +158,8 @@ export interface EncodedSegment {
   meta: SegmentMeta;
   /** CRC32C of the whole file (the manifest keeps it with the size). */
   checksum: number;
+  /** The file's id index (id-index.ts), from the id hashes the writer computes anyway. */
+  idIndex: IdIndex;
 }
 
 /** Byte range and checksum of one stored region. */

@@ -25,6 +25,7 @@ import {
 } from '../../model/columns.ts';
 import { type Hash128, hash128 } from '../../model/hash.ts';
 import { BloomFilter } from '../encoding/bloom-filter.ts';
+import { buildIdIndex } from '../id-index.ts';
 import { crc32c } from '../encoding/crc32c.ts';
 import { ZSTD_LEVEL_MAX, ZSTD_LEVEL_MIN } from '../encoding/zstd.ts';
 import {
@@ -129,7 +130,14 @@ export function encodeSegment(
     bloom: { length: bloomBytes.length, crc: crc32c(bloomBytes) },
   };
   const bytes = assemble(chunkBytes, bloomBytes, encodeFooter(footer, zstdLevel));
-  const encoded: EncodedSegment = { bytes, meta: metaOf(footer), checksum: crc32c(bytes) };
+  const h3 = new Uint32Array(idHashes.length);
+  for (let r = 0; r < h3.length; r++) h3[r] = idHashes[r].h3;
+  const encoded: EncodedSegment = {
+    bytes,
+    meta: metaOf(footer),
+    checksum: crc32c(bytes),
+    idIndex: buildIdIndex(h3),
+  };
   if (options.verify !== false) verifyEncodedSegment(encoded, columns);
   return encoded;
 }
