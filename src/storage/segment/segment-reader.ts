@@ -155,7 +155,10 @@ export class SegmentReader {
   readonly meta: SegmentMeta;
   /** The event-id filter (shared; do not mutate). */
   readonly filter: BloomFilter;
-  private readonly bytes: Uint8Array;
+  /** The whole file, or null for a sparse reader (chunks come from `fetchChunk`). */
+  private readonly bytes: Uint8Array | null;
+  private readonly fetchChunk: ((chunkIndex: number) => Uint8Array) | null;
+  private readonly sizeBytes: number;
   private readonly footer: FooterData;
   private readonly chunks: RegionRef[];
   private readonly blockCount: number;
@@ -166,10 +169,23 @@ export class SegmentReader {
    */
   private readonly fileVerified: boolean;
 
-  private constructor(bytes: Uint8Array, tail: ParsedTail, filter: BloomFilter, fileVerified: boolean) {
-    // A plain Uint8Array view even when the file came as a Buffer: every chunk and stream the
-    // decoders see then has one map, so their optimized code stays monomorphic.
-    this.bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  private constructor(
+    source: Uint8Array | { sizeBytes: number; fetchChunk: (chunkIndex: number) => Uint8Array },
+    tail: ParsedTail,
+    filter: BloomFilter,
+    fileVerified: boolean,
+  ) {
+    if (source instanceof Uint8Array) {
+      // A plain Uint8Array view even when the file came as a Buffer: every chunk and stream the
+      // decoders see then has one map, so their optimized code stays monomorphic.
+      this.bytes = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+      this.fetchChunk = null;
+      this.sizeBytes = source.byteLength;
+    } else {
+      this.bytes = null;
+      this.fetchChunk = source.fetchChunk;
+      this.sizeBytes = source.sizeBytes;
+    }
     this.footer = tail.footer;
     this.meta = tail.meta;
     this.chunks = tail.chunks;
@@ -200,6 +216,30 @@ export class SegmentReader {
       tail.bloom,
     );
     return new SegmentReader(bytes, tail, filter, expected !== undefined);
+  }
+
+  /**
+   * A reader that holds no file bytes: `head` is the file's first bytes (magic), `tail` its end
+   * from the footer on (readSegmentTail); `fetchChunk(i)` returns chunk i (column-major: column
+   * c, block b is c · blocks + b) and must throw if it was not loaded. Point lookups use it,
+   * so memory holds only the chunks they read. Each chunk's CRC is checked at every read.
+   */
+  static sparse(
+    sizeBytes: number,
+    head: Uint8Array,
+    tail: { bytes: Uint8Array; start: number },
+    filter: BloomFilter,
+    fetchChunk: (chunkIndex: number) => Uint8Array,
+  ): SegmentReader {
+    for (let i = 0; i < SEGMENT_MAGIC.length; i++) {
+      if (head[i] !== SEGMENT_MAGIC[i]) throw corrupt('segment header magic is not USEG');
+    }
+    return new SegmentReader(
+      { sizeBytes, fetchChunk },
+      parseTail(sizeBytes, tail.bytes, tail.start),
+      filter,
+      false,
+    );
   }
 
   mayContainEventId(h1: number, h2: number): boolean {
@@ -275,8 +315,13 @@ export class SegmentReader {
 
   /** The verified bytes of chunk (column, block). */
   private chunk(name: ColumnName, block: number): Uint8Array {
-    const region = this.chunks[COLUMN_ID[name] * this.blockCount + block];
-    const bytes = this.bytes.subarray(region.offset, region.offset + region.length);
+    const index = COLUMN_ID[name] * this.blockCount + block;
+    const region = this.chunks[index];
+    const bytes =
+      this.bytes !== null
+        ? this.bytes.subarray(region.offset, region.offset + region.length)
+        : (this.fetchChunk as (chunkIndex: number) => Uint8Array)(index);
+    if (bytes.length !== region.length) throw corrupt(`segment chunk ${name} block ${block}: wrong length`);
     if (!this.fileVerified && crc32c(bytes) !== region.crc)
       throw corrupt(`segment chunk ${name} block ${block}: checksum mismatch`);
     return bytes;
@@ -398,7 +443,7 @@ export class SegmentReader {
       out[chunk.column] += chunk.length;
       used += chunk.length;
     }
-    out.footer = this.bytes.length - used;
+    out.footer = this.sizeBytes - used;
     return out;
   }
 }
@@ -408,6 +453,22 @@ export class SegmentReader {
  * event-id filter without reading column data. Usually one read.
  */
 export async function readSegmentFooter(file: ReadFile): Promise<{ meta: SegmentMeta; filter: BloomFilter }> {
+  const size = file.sizeBytes;
+  const { bytes: tail, start: tailStart } = await readSegmentTail(file);
+  const parsed = parseTail(size, tail, tailStart);
+  const bloom = parsed.bloom;
+  const bloomBytes =
+    bloom.offset >= tailStart
+      ? tail.subarray(bloom.offset - tailStart, bloom.offset - tailStart + bloom.length)
+      : await file.read(bloom.offset, bloom.length);
+  return { meta: parsed.meta, filter: parseBloom(bloomBytes, bloom) };
+}
+
+/**
+ * The end of a segment file from at least the start of its footer (SegmentReader.sparse's
+ * `tail`). Usually one read.
+ */
+export async function readSegmentTail(file: ReadFile): Promise<{ bytes: Uint8Array; start: number }> {
   const size = file.sizeBytes;
   if (size < HEADER_BYTES + TRAILER_BYTES)
     throw corrupt(`segment ${file.path} is ${size} bytes, too short for header and trailer`);
@@ -423,11 +484,5 @@ export async function readSegmentFooter(file: ReadFile): Promise<{ meta: Segment
     tailStart = needFrom;
     tail = await file.read(tailStart, size - tailStart);
   }
-  const parsed = parseTail(size, tail, tailStart);
-  const bloom = parsed.bloom;
-  const bloomBytes =
-    bloom.offset >= tailStart
-      ? tail.subarray(bloom.offset - tailStart, bloom.offset - tailStart + bloom.length)
-      : await file.read(bloom.offset, bloom.length);
-  return { meta: parsed.meta, filter: parseBloom(bloomBytes, bloom) };
+  return { bytes: tail, start: tailStart };
 }
