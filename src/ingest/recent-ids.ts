@@ -82,10 +82,10 @@ export class RecentIds {
     assert(current?.memtable != null, 'no current memtable generation');
     assert(current.memtable.eventIds[row] === eventId, `row ${row} does not hold event ${eventId}`);
     assert(
-      this.seqOf.find(h.h1, h.h2, (seq) => this.holds(seq, eventId)) < 0,
+      this.seqOf.find(h.h1, (seq) => this.holds(seq, eventId)) < 0,
       `event ${eventId} is already held in memory`,
     );
-    this.seqOf.insert(h.h1, h.h2, current.base + row);
+    this.seqOf.insert(h.h1, current.base + row);
   }
 
   /** Forgets row `row` of the current memtable, about to be cut (never acknowledged). */
@@ -93,12 +93,12 @@ export class RecentIds {
     const current = this.generations.at(-1);
     assert(current?.memtable != null, 'no current memtable generation');
     const h = hash128(eventId);
-    this.seqOf.delete(h.h1, h.h2, current.base + row);
+    this.seqOf.delete(h.h1, current.base + row);
   }
 
   /** `h` = hash128(eventId), when the caller has it. */
   lookup(eventId: string, h: Hash128 = hash128(eventId)): RecentHit | undefined {
-    const seq = this.seqOf.find(h.h1, h.h2, (s) => this.holds(s, eventId));
+    const seq = this.seqOf.find(h.h1, (s) => this.holds(s, eventId));
     if (seq < 0) return undefined;
     for (let i = this.generations.length - 1; i >= 0; i--) {
       const g = this.generations[i];
@@ -153,7 +153,7 @@ export class RecentIds {
       const ids = (oldest.flushed as FlushedIds).eventIds;
       for (let row = 0; row < oldest.rows; row++) {
         const h = hash128(packedIdAt(ids, row));
-        const removed = this.seqOf.delete(h.h1, h.h2, oldest.base + row);
+        const removed = this.seqOf.delete(h.h1, oldest.base + row);
         assert(removed, 'a flushed id left the recent table early');
       }
       this.flushedIds -= oldest.rows;
