@@ -1,6 +1,7 @@
 /**
- * Scale run (ingest only): `node bench/ingest-scale.ts [events] [dir]` (default 10,000,000
- * events into ./bench-data/scale). Prints throughput and RSS every 500k events, then bytes
+ * Scale run (ingest only): `npm run bench:scale -- [events] [dir]` (default 10,000,000 events
+ * into ./bench-data/scale; the script runs Node under the runtime profile of
+ * src/cli/runtime-profile.ts). Prints throughput and RSS every 500k events, then bytes
  * per event on disk, peak RSS and reopen time. Not part of `npm run bench` (it takes minutes).
  */
 import { execSync } from 'node:child_process';
