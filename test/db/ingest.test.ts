@@ -247,3 +247,26 @@ describe('backpressure', () => {
     await db.close();
   });
 });
+
+describe('hot window', () => {
+  it('tells duplicates from conflicts for flushed ids, non-ASCII ids included', async () => {
+    const { open, fs } = simDb();
+    const db = await open();
+    const ids = ['évt-1', 'イベント-2', 'evt-😀-3', 'evt-4'];
+    const events = ids.map((event_id, i) => usage(i, { event_id }));
+    expect((await db.ingest(events)).accepted).toBe(4);
+    await db.flush();
+    // The ids now live only in the hot window (packed as UTF-8), not in a memtable: it answers
+    // without reading a segment.
+    const segmentReads: string[] = [];
+    fs.injectFault((call) => {
+      if (call.path.includes('/raw/')) segmentReads.push(call.op);
+      return undefined;
+    });
+    const r = await db.ingest([...events, usage(9, { event_id: 'évt-1' }), usage(0, { event_id: 'évt-1x' })]);
+    expect(segmentReads).toEqual([]);
+    expect(r).toMatchObject({ accepted: 1, duplicates: 4, conflicts: 1 });
+    expect(r.errors.map((e) => e.index)).toEqual([4]);
+    await db.close();
+  });
+});
