@@ -18,7 +18,7 @@
  */
 import { assert } from '../errors.ts';
 import { type Hash128, hash128 } from '../model/hash.ts';
-import { type PackedIds, packedIdAt, packedIdEquals } from '../model/packed-ids.ts';
+import { type PackedIds, packedIdEquals } from '../model/packed-ids.ts';
 import { IdSeqTable } from './id-table.ts';
 import type { Memtable } from './memtable.ts';
 
@@ -34,6 +34,11 @@ interface Generation {
   /** Set once flushed: the rows' ids and payload hashes. */
   flushed: FlushedIds | null;
   flushedAtMs: number;
+  /**
+   * Each row's table key (hash128 h1), kept so that leaving the window deletes the rows
+   * without decoding and hashing every id again (~0.4 µs per id). Grows while a memtable.
+   */
+  keys: Uint32Array;
 }
 
 export interface FlushedIds {
@@ -73,6 +78,7 @@ export class RecentIds {
       rows: 0,
       flushed: null,
       flushedAtMs: 0,
+      keys: new Uint32Array(1024),
     });
   }
 
@@ -86,6 +92,12 @@ export class RecentIds {
       `event ${eventId} is already held in memory`,
     );
     this.seqOf.insert(h.h1, current.base + row);
+    if (row >= current.keys.length) {
+      const keys = new Uint32Array(Math.max(current.keys.length * 2, row + 1));
+      keys.set(current.keys);
+      current.keys = keys;
+    }
+    current.keys[row] = h.h1;
   }
 
   /** Forgets row `row` of the current memtable, about to be cut (never acknowledged). */
@@ -139,6 +151,7 @@ export class RecentIds {
     g.rows = memtable.rowCount;
     g.memtable = null;
     g.flushed = flushed;
+    g.keys = g.keys.slice(0, g.rows);
     g.flushedAtMs = nowMs;
     this.flushedIds += g.rows;
     this.evict(nowMs);
@@ -150,10 +163,8 @@ export class RecentIds {
       const oldest = this.generations[0];
       if (oldest.memtable !== null) break;
       if (this.flushedIds <= this.maxFlushedIds && nowMs - oldest.flushedAtMs < this.ttlMs) break;
-      const ids = (oldest.flushed as FlushedIds).eventIds;
       for (let row = 0; row < oldest.rows; row++) {
-        const h = hash128(packedIdAt(ids, row));
-        const removed = this.seqOf.delete(h.h1, oldest.base + row);
+        const removed = this.seqOf.delete(oldest.keys[row], oldest.base + row);
         assert(removed, 'a flushed id left the recent table early');
       }
       this.flushedIds -= oldest.rows;

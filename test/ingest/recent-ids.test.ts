@@ -68,6 +68,17 @@ describe('RecentIds', () => {
     expect(aged.lookup('evt_1')).toBeUndefined();
   });
 
+  it('drops every id of a large flushed generation when it leaves the window', () => {
+    const recent = new RecentIds(0, 60_000);
+    const a = new Memtable();
+    recent.startMemtable(a);
+    fill(recent, a, 0, 3_000); // past the initial key capacity
+    recent.startMemtable(new Memtable());
+    recent.markFlushed(a, flushed(a), NOW);
+    expect(recent.size).toBe(0);
+    expect(recent.lookup('evt_2999')).toBeUndefined();
+  });
+
   it('refuses an id twice and forgets removed (cut) rows', () => {
     const recent = new RecentIds(10, 1);
     const m = new Memtable();
