@@ -20,7 +20,7 @@ import { DEFAULT_HOT_ID_TTL_MS, DEFAULT_HOT_IDS_MAX, RecentIds } from './ingest/
 import { encodeWalBatch } from './ingest/wal-batch.ts';
 import { COLUMN_NAMES, type EventColumns } from './model/columns.ts';
 import { canonicalPayload, eventOfRow, type StoredEvent, type UsageEvent } from './model/event.ts';
-import { type Hash128, hash128 } from './model/hash.ts';
+import { hash128Into } from './model/hash.ts';
 import { payloadHash } from './model/payload-hash.ts';
 import { negateQuantity } from './model/quantity.ts';
 import {
@@ -131,7 +131,8 @@ interface WalRecordMark {
   rowsAfter: number;
 }
 
-type Lookup = { kind: 'new' } | { kind: 'duplicate' } | { kind: 'conflict' };
+/** How an incoming event relates to what is stored (strings: nothing allocated per event). */
+type Lookup = 'new' | 'duplicate' | 'conflict';
 
 export class UsageDb {
   readonly dir: string;
@@ -157,6 +158,8 @@ export class UsageDb {
   private durableRowsBase = 0;
   private storedRetracted = new Set<string>();
   private flushInFlight: Promise<void> | null = null;
+  /** hash128 of the event being classified (scratch: the ingest mutex serialises its use). */
+  private readonly idHash = new Uint32Array(4);
   /** Resolved (and replaced) each time a frozen memtable leaves `frozen`. */
   private flushProgress = Promise.withResolvers<void>();
   /** wal_start of the generation before the current one (see afterCommit). */
@@ -336,7 +339,8 @@ export class UsageDb {
     this.assertOpen();
     if (this.wal.failed) await this.repairWal();
     const accepted: UsageEvent[] = [];
-    const acceptedIdHashes: Hash128[] = [];
+    // The id table key (hash128 h1) of each accepted event, for recent.add below.
+    const acceptedIdKeys = new Uint32Array(valid.length);
     const batch = new Map<string, UsageEvent>();
     const batchRetracted = new Set<string>();
     for (const { index, event: pending } of valid) {
@@ -352,14 +356,15 @@ export class UsageDb {
         event = checked.event;
       }
       // Most events are new and settle without awaiting: only a filter hit goes to the segments.
-      const idHash = hash128(event.event_id);
-      let found = this.lookupInMemory(event, idHash, batch);
+      hash128Into(event.event_id, this.idHash);
+      const idKey = this.idHash[0];
+      let found = this.lookupInMemory(event, this.idHash, batch);
       if (found === 'maybe_stored') found = await this.lookupStored(event);
-      if (found.kind === 'duplicate') {
+      if (found === 'duplicate') {
         result.duplicates++;
         continue;
       }
-      if (found.kind === 'conflict') {
+      if (found === 'conflict') {
         result.conflicts++;
         result.errors.push({
           index,
@@ -385,7 +390,7 @@ export class UsageDb {
         batchRetracted.add(original);
       }
       accepted.push(event);
-      acceptedIdHashes.push(idHash);
+      acceptedIdKeys[accepted.length - 1] = idKey;
       batch.set(event.event_id, event);
     }
     result.accepted = accepted.length;
@@ -406,7 +411,7 @@ export class UsageDb {
       if (this.durability !== 'fast') this.wal.syncTo(endOffset).catch(() => undefined);
       for (let i = 0; i < accepted.length; i++) {
         const e = accepted[i];
-        this.recent.add(e.event_id, this.memtable.append(e, nowMs), acceptedIdHashes[i]);
+        this.recent.add(e.event_id, this.memtable.append(e, nowMs), acceptedIdKeys[i]);
       }
       this.walMarks.push({ endOffset, rowsAfter: this.memtable.rowCount });
     }
@@ -511,12 +516,12 @@ export class UsageDb {
    */
   private lookupInMemory(
     event: UsageEvent,
-    idHash: Hash128,
+    idHash: Uint32Array,
     batch: Map<string, UsageEvent>,
   ): Lookup | 'maybe_stored' {
     const inBatch = batch.get(event.event_id);
     if (inBatch) return this.compare(event, canonicalPayload(inBatch));
-    const hit = this.recent.lookup(event.event_id, idHash);
+    const hit = this.recent.lookup(event.event_id, idHash[0]);
     if (hit?.kind === 'memtable') {
       return this.compare(event, canonicalPayload(eventOfRow(hit.memtable.columns(), hit.row)));
     }
@@ -524,18 +529,18 @@ export class UsageDb {
       const h = payloadHash(event);
       const p = hit.payloadHash;
       const same = h.h1 === p.h1 && h.h2 === p.h2 && h.h3 === p.h3 && h.h4 === p.h4;
-      return same ? { kind: 'duplicate' } : { kind: 'conflict' };
+      return same ? 'duplicate' : 'conflict';
     }
-    return this.finder.mayBeStored(idHash) ? 'maybe_stored' : { kind: 'new' };
+    return this.finder.mayBeStored(idHash[0], idHash[1]) ? 'maybe_stored' : 'new';
   }
 
   private async lookupStored(event: UsageEvent): Promise<Lookup> {
     const hit = await this.finder.find(event.event_id);
-    return hit ? this.compare(event, canonicalPayload(hit.event)) : { kind: 'new' };
+    return hit ? this.compare(event, canonicalPayload(hit.event)) : 'new';
   }
 
   private compare(event: UsageEvent, storedPayload: string): Lookup {
-    return storedPayload === canonicalPayload(event) ? { kind: 'duplicate' } : { kind: 'conflict' };
+    return storedPayload === canonicalPayload(event) ? 'duplicate' : 'conflict';
   }
 
   /** Finds a stored or pending event by id (memtables first, then segments). */

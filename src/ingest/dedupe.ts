@@ -15,7 +15,7 @@
 
 import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
 import { eventOfRow, type StoredEvent } from '../model/event.ts';
-import { type Hash128, hash128 } from '../model/hash.ts';
+import { hash128 } from '../model/hash.ts';
 import type { SegmentStore } from '../storage/segment-store.ts';
 import { lowerBound } from '../util/lower-bound.ts';
 
@@ -34,9 +34,9 @@ export class StoredEventFinder {
     this.segments = segments;
   }
 
-  /** `h` = hash128(event id). False means the id was never flushed (filters have no false negatives). */
-  mayBeStored(h: Hash128): boolean {
-    return this.segments.anyFileMayContain(h.h1, h.h2);
+  /** `h1`, `h2` = hash128(event id). False means the id was never flushed (filters have no false negatives). */
+  mayBeStored(h1: number, h2: number): boolean {
+    return this.segments.anyFileMayContain(h1, h2);
   }
 
   /**

@@ -5,8 +5,8 @@
  * ~1 µs per lookup and ~0.7 µs per insert here (cache misses along its chains, plus GC
  * tracing); this table is one probe of 12 bytes in the common case.
  *
- * Fingerprints may collide: `find` takes a predicate that confirms the exact id, and keeps
- * probing past slots it rejects, so a collision costs a probe, never a wrong answer. 32 bits
+ * Fingerprints may collide: callers walk the slots holding a fingerprint (firstSlot, nextSlot)
+ * and confirm the exact id of each, so a collision costs a probe, never a wrong answer. 32 bits
  * suffice: a probe meets another id with the same h1 once in ~4·10^9 comparisons, and a
  * second word cost 4 more bytes per slot (16 MiB at the default window).
  *
@@ -27,11 +27,27 @@ export class IdSeqTable {
     return this.count;
   }
 
-  /** The seq of the first entry with this fingerprint that `isId` confirms, or -1. */
-  find(h1: number, isId: (seq: number) => boolean): number {
+  /**
+   * The first slot holding fingerprint `h1`, or -1; then `nextSlot` for the following ones.
+   * Callers confirm each candidate's id themselves (a slot walk rather than a predicate
+   * callback: a closure per lookup was an allocation per ingested event).
+   */
+  firstSlot(h1: number): number {
+    return this.scan(h1 & this.mask, h1);
+  }
+
+  nextSlot(slot: number, h1: number): number {
+    return this.scan((slot + 1) & this.mask, h1);
+  }
+
+  seqAt(slot: number): number {
+    return this.seqs[slot] - 1;
+  }
+
+  private scan(from: number, h1: number): number {
     const { keys, seqs, mask } = this;
-    for (let slot = h1 & mask; seqs[slot] !== 0; slot = (slot + 1) & mask) {
-      if (keys[slot] === h1 && isId(seqs[slot] - 1)) return seqs[slot] - 1;
+    for (let slot = from; seqs[slot] !== 0; slot = (slot + 1) & mask) {
+      if (keys[slot] === h1) return slot;
     }
     return -1;
   }

@@ -82,22 +82,21 @@ export class RecentIds {
     });
   }
 
-  /** Records row `row` of the current memtable (call right after appending it); `h` = hash128(eventId). */
-  add(eventId: string, row: number, h: Hash128 = hash128(eventId)): void {
+  /** Records row `row` of the current memtable (call right after appending it); `h1` = hash128(eventId).h1. */
+  add(eventId: string, row: number, h1: number = hash128(eventId).h1): void {
     const current = this.generations.at(-1);
     assert(current?.memtable != null, 'no current memtable generation');
-    assert(current.memtable.eventIds[row] === eventId, `row ${row} does not hold event ${eventId}`);
-    assert(
-      this.seqOf.find(h.h1, (seq) => this.holds(seq, eventId)) < 0,
-      `event ${eventId} is already held in memory`,
-    );
-    this.seqOf.insert(h.h1, current.base + row);
+    // Messages built only on failure: this runs for every accepted event.
+    if (current.memtable.eventIds[row] !== eventId)
+      assert(false, `row ${row} does not hold event ${eventId}`);
+    if (this.seqOfId(eventId, h1) >= 0) assert(false, `event ${eventId} is already held in memory`);
+    this.seqOf.insert(h1, current.base + row);
     if (row >= current.keys.length) {
       const keys = new Uint32Array(Math.max(current.keys.length * 2, row + 1));
       keys.set(current.keys);
       current.keys = keys;
     }
-    current.keys[row] = h.h1;
+    current.keys[row] = h1;
   }
 
   /** Forgets row `row` of the current memtable, about to be cut (never acknowledged). */
@@ -108,16 +107,16 @@ export class RecentIds {
     this.seqOf.delete(h.h1, current.base + row);
   }
 
-  /** `h` = hash128(eventId), when the caller has it. */
-  lookup(eventId: string, h: Hash128 = hash128(eventId)): RecentHit | undefined {
-    const seq = this.seqOf.find(h.h1, (s) => this.holds(s, eventId));
+  /** `h1` = hash128(eventId).h1, when the caller has it. */
+  lookup(eventId: string, h1: number = hash128(eventId).h1): RecentHit | undefined {
+    const seq = this.seqOfId(eventId, h1);
     if (seq < 0) return undefined;
     for (let i = this.generations.length - 1; i >= 0; i--) {
       const g = this.generations[i];
       if (seq < g.base) continue;
       const row = seq - g.base;
       if (g.memtable !== null) {
-        assert(g.memtable.eventIds[row] === eventId, `recent id ${eventId} points at another row`);
+        if (g.memtable.eventIds[row] !== eventId) assert(false, `recent id ${eventId} points at another row`);
         return { kind: 'memtable', memtable: g.memtable, row };
       }
       const h = (g.flushed as FlushedIds).payloadHashes;
@@ -125,6 +124,16 @@ export class RecentIds {
       return { kind: 'flushed', payloadHash: { h1: h[o], h2: h[o + 1], h3: h[o + 2], h4: h[o + 3] } };
     }
     throw new Error(`recent id ${eventId} has no generation`);
+  }
+
+  /** The sequence number of `eventId` (fingerprint `h1`), or -1. */
+  private seqOfId(eventId: string, h1: number): number {
+    const table = this.seqOf;
+    for (let slot = table.firstSlot(h1); slot >= 0; slot = table.nextSlot(slot, h1)) {
+      const seq = table.seqAt(slot);
+      if (this.holds(seq, eventId)) return seq;
+    }
+    return -1;
   }
 
   /** Whether `seq` is the number of `eventId`. */

@@ -194,16 +194,21 @@ function checkDimensions(value: unknown): string {
     );
   }
   // Dimension sets repeat: a set already accepted is found by its keys and values in input
-  // order (length-prefixed, so no two sets share a cache key) instead of being checked and
-  // canonicalised again (~0.4 µs, a third of validation).
-  let cacheKey: string | null = '';
-  for (const k of keys) {
-    const v = dims[k];
-    if (typeof v !== 'string') {
-      cacheKey = null;
-      break;
+  // order instead of being checked and canonicalised again (~0.4 µs, a third of validation).
+  // The key is the set's JSON (quoted and escaped, so no two sets share it): one string, where
+  // concatenating the parts made several per event. Only plain objects of strings get one, so
+  // no toJSON or inherited property can make JSON.stringify describe another set.
+  let cacheKey: string | null = null;
+  const proto: unknown = Object.getPrototypeOf(dims);
+  if (proto === Object.prototype || proto === null) {
+    let allStrings = true;
+    for (let i = 0; i < keys.length; i++) {
+      if (typeof dims[keys[i]] !== 'string') {
+        allStrings = false;
+        break;
+      }
     }
-    cacheKey += `${k.length}:${k}${v.length}:${v}`;
+    if (allStrings) cacheKey = JSON.stringify(dims);
   }
   const cached = cacheKey === null ? undefined : validDimensions.get(cacheKey);
   if (cached !== undefined) return cached;

@@ -198,4 +198,19 @@ describe('dimension sets seen before (validation cache)', () => {
     expect(dimsOf({ a1: '2', b: 'x' })).toBe('{"a1":"2","b":"x"}');
     expect(dimsOf({ a: '12', b: 'x' })).toBe('{"a":"12","b":"x"}');
   });
+
+  it('never take a set from an object whose JSON describes another set', () => {
+    expect(dimsOf({ region: 'us' })).toBe('{"region":"us"}');
+    // An inherited toJSON makes JSON.stringify describe { region: 'us' }, a cached set.
+    class Masked {
+      region = 'eu';
+      toJSON() {
+        return { region: 'us' };
+      }
+    }
+    expect(dimsOf(new Masked())).toBe('{"region":"eu"}');
+    const inherited = Object.create({ region: 'us' }) as Record<string, string>;
+    inherited.tier = 'gold';
+    expect(dimsOf(inherited)).toBe('{"tier":"gold"}');
+  });
 });
