@@ -35,7 +35,8 @@ class GrowableF64 {
   }
 }
 
-class GrowableU32 {
+/** A Uint32Array that doubles as rows are pushed (`data` may be longer than the rows). */
+export class GrowableU32 {
   data = new Uint32Array(INITIAL_CAPACITY);
   push(row: number, v: number): void {
     if (row >= this.data.length) {

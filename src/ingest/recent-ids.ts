@@ -20,7 +20,7 @@ import { assert } from '../errors.ts';
 import { type Hash128, hash128 } from '../model/hash.ts';
 import { type PackedIds, packedIdEquals } from '../model/packed-ids.ts';
 import { IdSeqTable } from './id-table.ts';
-import type { Memtable } from './memtable.ts';
+import { GrowableU32, type Memtable } from './memtable.ts';
 
 export const DEFAULT_HOT_IDS_MAX = 1_000_000;
 export const DEFAULT_HOT_ID_TTL_MS = 6 * 60 * 60 * 1000;
@@ -38,7 +38,7 @@ interface Generation {
    * Each row's table key (hash128 h1), kept so that leaving the window deletes the rows
    * without decoding and hashing every id again (~0.4 µs per id). Grows while a memtable.
    */
-  keys: Uint32Array;
+  keys: GrowableU32;
 }
 
 export interface FlushedIds {
@@ -78,7 +78,7 @@ export class RecentIds {
       rows: 0,
       flushed: null,
       flushedAtMs: 0,
-      keys: new Uint32Array(1024),
+      keys: new GrowableU32(),
     });
   }
 
@@ -91,12 +91,7 @@ export class RecentIds {
       assert(false, `row ${row} does not hold event ${eventId}`);
     if (this.seqOfId(eventId, h1) >= 0) assert(false, `event ${eventId} is already held in memory`);
     this.seqOf.insert(h1, current.base + row);
-    if (row >= current.keys.length) {
-      const keys = new Uint32Array(Math.max(current.keys.length * 2, row + 1));
-      keys.set(current.keys);
-      current.keys = keys;
-    }
-    current.keys[row] = h1;
+    current.keys.push(row, h1);
   }
 
   /** Forgets row `row` of the current memtable, about to be cut (never acknowledged). */
@@ -160,7 +155,7 @@ export class RecentIds {
     g.rows = memtable.rowCount;
     g.memtable = null;
     g.flushed = flushed;
-    g.keys = g.keys.slice(0, g.rows);
+    g.keys.data = g.keys.data.slice(0, g.rows);
     g.flushedAtMs = nowMs;
     this.flushedIds += g.rows;
     this.evict(nowMs);
@@ -173,7 +168,7 @@ export class RecentIds {
       if (oldest.memtable !== null) break;
       if (this.flushedIds <= this.maxFlushedIds && nowMs - oldest.flushedAtMs < this.ttlMs) break;
       for (let row = 0; row < oldest.rows; row++) {
-        const removed = this.seqOf.delete(oldest.keys[row], oldest.base + row);
+        const removed = this.seqOf.delete(oldest.keys.data[row], oldest.base + row);
         assert(removed, 'a flushed id left the recent table early');
       }
       this.flushedIds -= oldest.rows;

@@ -12,7 +12,7 @@
  */
 import { assert, UsageDbError } from '../errors.ts';
 import { COLUMN_NAMES, type ColumnBatch, type ColumnName } from '../model/columns.ts';
-import { hash128 } from '../model/hash.ts';
+import { hash128Into } from '../model/hash.ts';
 import type { BloomFilter } from './encoding/bloom-filter.ts';
 import type { FileSystem, ReadFile } from './fs/file-system.ts';
 import { segmentPath } from './layout.ts';
@@ -272,10 +272,14 @@ export class SegmentStore {
     const point = await this.pointColumns(segmentId, ['event_id'], all);
     const n = file.meta.rowCount;
     const byRow = new Uint32Array(n);
+    const h = new Uint32Array(4);
     let row = 0;
     for (let b = 0; b < blockCount; b++) {
       const ids = this.decodeBlocks(segmentId, point.reader, ['event_id'], [b]).event_id ?? [];
-      for (const id of ids) byRow[row++] = hash128(id).h3;
+      for (const id of ids) {
+        hash128Into(id, h);
+        byRow[row++] = h[2];
+      }
     }
     assert(row === n, `segment ${segmentId}: id index row count`);
     file.idIndex = buildIdIndex(byRow);

@@ -23,7 +23,7 @@ import {
   KIND_NAMES,
   NULL_CODE,
 } from '../../model/columns.ts';
-import { hash128 } from '../../model/hash.ts';
+import { hash128Into } from '../../model/hash.ts';
 import { BloomFilter } from '../encoding/bloom-filter.ts';
 import { buildIdIndex } from '../id-index.ts';
 import { crc32c } from '../encoding/crc32c.ts';
@@ -107,12 +107,13 @@ export function encodeSegment(
   const idH1 = new Uint32Array(n);
   const idH2 = new Uint32Array(n);
   const idH3 = new Uint32Array(n);
+  const h = new Uint32Array(4);
   for (let r = 0; r < n; r++) {
-    const h = hash128(columns.event_id[r]);
-    idH1[r] = h.h1;
-    idH2[r] = h.h2;
-    idH3[r] = h.h3;
-    filter.add(h.h1, h.h2);
+    hash128Into(columns.event_id[r], h);
+    idH1[r] = h[0];
+    idH2[r] = h[1];
+    idH3[r] = h[2];
+    filter.add(h[0], h[1]);
   }
   checkDistinctIds(columns.event_id, idH1, idH2);
 
