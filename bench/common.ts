@@ -48,7 +48,8 @@ export type Task =
       pageSize: number;
       answersFile: string;
     }
-  | { phase: 'export'; engine: Engine; dir: string; out: string; verify: string[] };
+  | { phase: 'export'; engine: Engine; dir: string; out: string; verify: string[] }
+  | { phase: 'encode-floor'; engine: 'usagedb'; file: string };
 
 export interface Counts {
   accepted: number;
@@ -112,7 +113,18 @@ export interface ExportResult {
   verified: { file: string; rows: number; quantitySum: string; distinctIds: number }[];
 }
 
-export type TaskResult = IngestResult | ReopenResult | QueryResult | ExportResult;
+/**
+ * parquet-wasm's encoding alone, on the rows of usagedb's export already in WebAssembly
+ * memory, with the export's writer settings: no reading, no Arrow building, no I/O. No
+ * export through this writer can be faster.
+ */
+export interface EncodeFloorResult {
+  engine: 'usagedb';
+  rows: number;
+  seconds: number;
+}
+
+export type TaskResult = IngestResult | ReopenResult | QueryResult | ExportResult | EncodeFloorResult;
 
 /** The whole of what `--json FILE` writes. */
 export interface BenchReport {

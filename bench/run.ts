@@ -19,6 +19,7 @@ import {
   type DuckdbOrder,
   type DuckdbQuantity,
   type Engine,
+  type EncodeFloorResult,
   type ExportResult,
   errorMessage,
   type IngestResult,
@@ -428,6 +429,7 @@ async function main(): Promise<void> {
     mkdirSync(outDir, { recursive: true });
     const usagedbOut = join(outDir, 'usagedb.parquet');
     const duckdbOut = join(outDir, 'duckdb.parquet');
+    let encodeFloor: EncodeFloorResult | null = null;
     if (usagedb && loaded.has('usagedb-balanced')) {
       const r = await runTask<ExportResult>(
         'export usagedb (exportParquet)',
@@ -435,6 +437,12 @@ async function main(): Promise<void> {
         o.verbose,
       );
       if (r) report.export.push(r);
+      if (r)
+        encodeFloor = await runTask<EncodeFloorResult>(
+          'parquet-wasm encoding alone (same rows, same settings)',
+          { phase: 'encode-floor', engine: 'usagedb', file: usagedbOut },
+          o.verbose,
+        );
     }
     if (o.engines.has('duckdb') && loaded.has('duckdb')) {
       // The DuckDB child also reads both files back (after its timing) to check rows and sums.
@@ -446,7 +454,7 @@ async function main(): Promise<void> {
       );
       if (r) report.export.push(r);
     }
-    printExport(report.export, expected, usagedbOut);
+    printExport(report.export, expected, usagedbOut, encodeFloor);
   }
 
   // ---- summary -----------------------------------------------------------------------------
@@ -651,7 +659,12 @@ function checkAnswers(results: QueryResult[], files: Map<Engine, string>): void 
   }
 }
 
-function printExport(results: ExportResult[], expected: WorkloadTotals | null, usagedbOut: string): void {
+function printExport(
+  results: ExportResult[],
+  expected: WorkloadTotals | null,
+  usagedbOut: string,
+  floor: EncodeFloorResult | null,
+): void {
   section('export (whole database to one Parquet file, zstd)');
   const rows: string[][] = [];
   const duck = results.find((r) => r.engine === 'duckdb');
@@ -686,6 +699,14 @@ function printExport(results: ExportResult[], expected: WorkloadTotals | null, u
   console.log(
     'MB/s out: Parquet bytes written per second; speed vs duckdb: DuckDB seconds / usagedb seconds.',
   );
+  if (floor) {
+    // The ceiling of any export through parquet-wasm: its own encoding time, nothing around it.
+    const vs = duck ? `, ${ratio(duck.seconds / floor.seconds)} DuckDB's whole COPY` : '';
+    console.log(
+      `parquet-wasm encoding alone (${int(floor.rows)} rows already in WebAssembly memory, one thread, ` +
+        `no reading or I/O): ${fixed(floor.seconds, 2)} s${vs}`,
+    );
+  }
   for (const v of duck?.verified ?? []) {
     const who = v.file === usagedbOut ? 'usagedb' : 'duckdb';
     const problems: string[] = [];

@@ -61,6 +61,8 @@ async function run(task: Task): Promise<TaskResult> {
       if (task.engine === 'usagedb') return (await import('./usagedb.ts')).exportUsagedb(task.dir, task.out);
       throw new Error('SQLite has no Parquet export');
     }
+    case 'encode-floor':
+      return (await import('./usagedb.ts')).encodeFloor(task.file);
   }
 }
 

@@ -43,7 +43,7 @@ export interface ParquetWriteOptions {
  * No dictionary encoding except DICTIONARY_COLUMNS: zstd already removes the repetition of
  * short ids, and hashing every value into a dictionary costs more (measured).
  */
-function writerProperties(options: ParquetWriteOptions): parquet.WriterProperties {
+export function writerProperties(options: ParquetWriteOptions): parquet.WriterProperties {
   let builder = new parquet.WriterPropertiesBuilder()
     .setCompression(parquet.Compression.ZSTD)
     .setMaxRowGroupSize(options.rowGroupRows)
