@@ -1,6 +1,7 @@
 /**
- * Builds one Parquet row group at a time: rows of stored EventColumns are appended into reusable
- * Arrow buffers and serialised as one Arrow IPC stream (the form parquet-wasm takes).
+ * Builds one Parquet row group at a time: rows of stored columns (ExportColumns) are appended
+ * into reusable Arrow buffers and serialised as one Arrow IPC stream (the form parquet-wasm
+ * takes).
  *
  * Invariants:
  * - at most `capacityRows` rows are buffered; `takeIpc()` empties the builder, so memory stays
@@ -12,8 +13,10 @@
 import { Buffer } from 'node:buffer';
 import { type Data, type DataType, RecordBatch, Struct, Table, makeData, tableToIPC } from 'apache-arrow';
 import { UsageDbError, assert } from '../errors.ts';
-import { type DictColumn, type EventColumns, KIND_NAMES, NULL_CODE } from '../model/columns.ts';
+import { type DictColumn, KIND_NAMES, NULL_CODE } from '../model/columns.ts';
+import type { PackedIds } from '../model/packed-ids.ts';
 import { ExactSum, QUANTITY_ABS_MAX } from '../model/quantity.ts';
+import type { ExportColumns } from './plan.ts';
 import { EXPORT_COLUMNS, EXPORT_SCHEMA } from './schema.ts';
 
 const TWO_POW_32 = 4294967296;
@@ -54,6 +57,10 @@ function encodedDict(dict: readonly string[]): EncodedDict {
 }
 
 const KIND_DICT = encodeDict(KIND_NAMES);
+
+function isPackedIds(ids: readonly string[] | PackedIds): ids is PackedIds {
+  return !Array.isArray(ids);
+}
 
 /** A Utf8 column under construction: offsets, bytes and (if nullable) a validity bitmap. */
 class Utf8Builder {
@@ -143,6 +150,38 @@ class Utf8Builder {
       }
       offsets[++length] = pos;
     }
+    this.length = length;
+  }
+
+  /**
+   * Appends values `rows[i]` of packed UTF-8 values (no nulls). Rows are mostly consecutive
+   * (every row of a block matches an unfiltered export): a run of them is one native copy.
+   */
+  appendPacked(values: PackedIds, rows: ArrayLike<number>): void {
+    const ends = values.ends;
+    const source = values.bytes;
+    const n = rows.length;
+    let byteCount = 0;
+    for (let i = 0; i < n; i++) {
+      const row = rows[i];
+      byteCount += ends[row] - (row === 0 ? 0 : ends[row - 1]);
+    }
+    this.ensure(byteCount);
+    const offsets = this.offsets;
+    const first = this.length;
+    let length = first;
+    let pos = offsets[length];
+    let i = 0;
+    while (i < n) {
+      const runFirst = rows[i];
+      let runLast = runFirst;
+      while (++i < n && rows[i] === runLast + 1) runLast++;
+      const start = runFirst === 0 ? 0 : ends[runFirst - 1];
+      this.bytes.set(source.subarray(start, ends[runLast]), pos);
+      for (let row = runFirst; row <= runLast; row++) offsets[++length] = pos + ends[row] - start;
+      pos += ends[runLast] - start;
+    }
+    this.setValid(first, length);
     this.length = length;
   }
 
@@ -359,9 +398,11 @@ export class RowGroupBuilder {
   }
 
   /** Appends `rows` (indexes into `c`, at most `spaceRows` of them) in order, column by column. */
-  append(c: EventColumns, rows: ArrayLike<number>): void {
+  append(c: ExportColumns, rows: ArrayLike<number>): void {
     assert(rows.length <= this.spaceRows, 'append past the row group capacity');
-    this.str('event_id').appendStrings(c.event_id, rows);
+    const ids = c.event_id;
+    if (isPackedIds(ids)) this.str('event_id').appendPacked(ids, rows);
+    else this.str('event_id').appendStrings(ids, rows);
     this.str('kind').appendCodes(KIND_DICT, c.kind, rows);
     this.str('correction_original_event_id').appendStrings(c.correction_original_event_id, rows);
     this.str('correction_reason').appendStrings(c.correction_reason, rows);
@@ -380,7 +421,7 @@ export class RowGroupBuilder {
     this.rowsAppended += rows.length;
   }
 
-  private appendQuantities(c: EventColumns, rows: ArrayLike<number>): void {
+  private appendQuantities(c: ExportColumns, rows: ArrayLike<number>): void {
     const values = c.quantity.values;
     for (let i = 0; i < rows.length; i++) {
       const row = rows[i];

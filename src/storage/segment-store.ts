@@ -12,6 +12,7 @@
  */
 import { assert, UsageDbError } from '../errors.ts';
 import { COLUMN_NAMES, type ColumnBatch, type ColumnName } from '../model/columns.ts';
+import type { PackedIds } from '../model/packed-ids.ts';
 import { hash128Into } from '../model/hash.ts';
 import type { BloomFilter } from './encoding/bloom-filter.ts';
 import type { FileSystem, ReadFile } from './fs/file-system.ts';
@@ -607,6 +608,15 @@ export class SegmentStore {
   ): ColumnBatch {
     try {
       return reader.readColumns(names, blocks);
+    } catch (err) {
+      throw corrupt(segmentId, (err as Error).message, err);
+    }
+  }
+
+  /** decodeBlocks for the event ids alone, as UTF-8 bytes (SegmentReader.readEventIdBytes). */
+  decodeEventIdBytes(segmentId: number, reader: SegmentReader, blocks: readonly number[]): PackedIds {
+    try {
+      return reader.readEventIdBytes(blocks);
     } catch (err) {
       throw corrupt(segmentId, (err as Error).message, err);
     }

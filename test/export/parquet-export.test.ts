@@ -325,6 +325,7 @@ describe('exportParquet: publication is atomic', () => {
       fileReader: failOnRead((id) => snap.store.fileReader(id)),
       scanFileReader: failOnRead((id) => snap.store.scanFileReader(id)),
       decodeBlocks: snap.store.decodeBlocks.bind(snap.store),
+      decodeEventIdBytes: snap.store.decodeEventIdBytes.bind(snap.store),
     } as unknown as SegmentStore;
     // Memtable rows that cannot be read: they come after the segment rows, so row groups have
     // already been written when this fails.

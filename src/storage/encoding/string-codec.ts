@@ -18,6 +18,7 @@
  * - decoders validate lengths and bit widths and throw DecodeError, never return a guess.
  */
 
+import type { PackedIds } from '../../model/packed-ids.ts';
 import { BitReader, BitWriter } from './bits.ts';
 import type { Streams } from './int-codec.ts';
 import { ByteReader, ByteWriter, DecodeError, decodeUtf8, utf8Length } from './varint.ts';
@@ -85,6 +86,15 @@ export function encodeStrings(values: readonly string[]): Streams {
 export function decodeStrings(streams: Streams, count: number): string[] {
   const { bytes, offsets, ascii } = decodeStringOffsets(streams, count);
   return sliceStrings(bytes, offsets, count, ascii);
+}
+
+/**
+ * The values' UTF-8 bytes, without building JS strings (the export copies bytes as they are).
+ * The bytes are copied out of the streams, which may be a decoder's scratch space.
+ */
+export function decodeStringBytes(streams: Streams, count: number): PackedIds {
+  const { bytes, offsets } = decodeStringOffsets(streams, count);
+  return { bytes: bytes.slice(), ends: Uint32Array.from(offsets.subarray(1)) };
 }
 
 function decodeStringOffsets(
@@ -395,8 +405,8 @@ function putGroup(
   }
 }
 
-export function decodeRadixStrings(streams: Streams, count: number): string[] {
-  const h = readRadixHeader(streams, count);
+/** Every value's bytes, back to back (each `h.byteLength` long). */
+function decodeRadixBytes(h: RadixHeader, streams: Streams, count: number): Uint8Array {
   const out = radixOutput(h, count);
   const bits = new BitReader(streams[1]);
   const groupBits = h.layout.groupBits;
@@ -406,7 +416,21 @@ export function decodeRadixStrings(streams: Streams, count: number): string[] {
     for (let group = 0; group < groupCount; group++)
       putGroup(h, out, base, group, bits.readWide(groupBits[group]), r);
   }
+  return out;
+}
+
+export function decodeRadixStrings(streams: Streams, count: number): string[] {
+  const h = readRadixHeader(streams, count);
+  const out = decodeRadixBytes(h, streams, count);
   return sliceStrings(out, fixedOffsets(count, h.byteLength), count, h.ascii);
+}
+
+/** The values' UTF-8 bytes, without building JS strings. */
+export function decodeRadixStringBytes(streams: Streams, count: number): PackedIds {
+  const h = readRadixHeader(streams, count);
+  const ends = new Uint32Array(count);
+  for (let r = 0; r < count; r++) ends[r] = (r + 1) * h.byteLength;
+  return { bytes: decodeRadixBytes(h, streams, count), ends };
 }
 
 /** `width` (<= 53) bits at bit `pos`, least significant first (the BitWriter order). */

@@ -12,6 +12,7 @@
  */
 
 import type { QuantityColumn } from '../../model/columns.ts';
+import type { PackedIds } from '../../model/packed-ids.ts';
 import {
   decodeDeltaBitClassInto,
   decodePlanesInto,
@@ -26,8 +27,10 @@ import {
 import { decodeQuantitiesInto, encodeQuantities } from '../encoding/quantity-codec.ts';
 import {
   decodeNullableStrings,
+  decodeRadixStringBytes,
   decodeRadixStrings,
   decodeRadixStringsAt,
+  decodeStringBytes,
   decodeStrings,
   decodeStringsAt,
   encodeNullableStrings,
@@ -230,6 +233,14 @@ export function decodeEventIds(chunk: Uint8Array, count: number): string[] {
   return encoding === Encoding.RADIX_STRINGS
     ? decodeRadixStrings(streams, count)
     : decodeStrings(streams, count);
+}
+
+/** The event ids of a chunk as UTF-8 bytes (no JS strings): for the export. */
+export function decodeEventIdBytes(chunk: Uint8Array, count: number): PackedIds {
+  const { encoding, streams } = unpackChunk(chunk, 'event_id');
+  return encoding === Encoding.RADIX_STRINGS
+    ? decodeRadixStringBytes(streams, count)
+    : decodeStringBytes(streams, count);
 }
 
 /** The event ids at `rows` of a chunk of `count` rows, without building the other rows' strings. */

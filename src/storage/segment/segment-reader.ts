@@ -17,10 +17,12 @@ import {
   DICT_COLUMN_NAMES,
   type DictColumnName,
 } from '../../model/columns.ts';
+import type { PackedIds } from '../../model/packed-ids.ts';
 import { BloomFilter } from '../encoding/bloom-filter.ts';
 import { crc32c } from '../encoding/crc32c.ts';
 import type { ReadFile } from '../fs/file-system.ts';
 import {
+  decodeEventIdBytes,
   decodeEventIds,
   decodeEventIdsAt,
   decodeNullableStringChunk,
@@ -270,15 +272,7 @@ export class SegmentReader {
    */
   readColumns(names: readonly ColumnName[], blockIndexes?: readonly number[]): ColumnBatch {
     const blocks = blockIndexes ?? this.meta.blocks.map((_, i) => i);
-    let rowCount = 0;
-    for (let i = 0; i < blocks.length; i++) {
-      const b = blocks[i];
-      if (!(Number.isInteger(b) && b >= 0 && b < this.blockCount))
-        throw new RangeError(`readColumns: no block ${b} (segment has ${this.blockCount})`);
-      if (i > 0 && b <= blocks[i - 1])
-        throw new RangeError('readColumns: block indexes must be strictly ascending');
-      rowCount += this.footer.blocks[b].rowCount;
-    }
+    const rowCount = this.rowsOfBlocks(blocks, 'readColumns');
     const batch: ColumnBatch = { rowCount };
     // One buffer for every typed column of the call: a typed array allocation costs far more
     // than its bytes, and a query reads a few columns of one block at a time.
@@ -295,6 +289,52 @@ export class SegmentReader {
         if (TYPED_BYTES_PER_ROW[COLUMN_KIND[names[i]]] === WIDTH_ORDER[w])
           this.readColumn(batch, names[i], blocks, rowCount, slab);
     return batch;
+  }
+
+  /** Total rows of `blocks`, which must be valid and strictly ascending. */
+  private rowsOfBlocks(blocks: readonly number[], caller: string): number {
+    let rowCount = 0;
+    for (let i = 0; i < blocks.length; i++) {
+      const b = blocks[i];
+      if (!(Number.isInteger(b) && b >= 0 && b < this.blockCount))
+        throw new RangeError(`${caller}: no block ${b} (segment has ${this.blockCount})`);
+      if (i > 0 && b <= blocks[i - 1])
+        throw new RangeError(`${caller}: block indexes must be strictly ascending`);
+      rowCount += this.footer.blocks[b].rowCount;
+    }
+    return rowCount;
+  }
+
+  /**
+   * The event ids of `blocks` (strictly ascending) as UTF-8 bytes, rows in block order: for
+   * the export, which copies bytes and would only turn JS strings back into them.
+   */
+  readEventIdBytes(blocks: readonly number[]): PackedIds {
+    const rowCount = this.rowsOfBlocks(blocks, 'readEventIdBytes');
+    const parts: PackedIds[] = [];
+    let byteCount = 0;
+    let block = -1;
+    try {
+      for (block of blocks) {
+        const part = decodeEventIdBytes(this.chunk('event_id', block), this.footer.blocks[block].rowCount);
+        parts.push(part);
+        byteCount += part.bytes.length;
+      }
+    } catch (err) {
+      if (err instanceof SegmentCorruptError) throw err;
+      throw corrupt(`segment chunk event_id block ${block}`, err);
+    }
+    if (parts.length === 1) return parts[0];
+    const bytes = new Uint8Array(byteCount);
+    const ends = new Uint32Array(rowCount);
+    let pos = 0;
+    let row = 0;
+    for (const part of parts) {
+      bytes.set(part.bytes, pos);
+      for (let i = 0; i < part.ends.length; i++) ends[row++] = pos + part.ends[i];
+      pos += part.bytes.length;
+    }
+    return { bytes, ends };
   }
 
   /**

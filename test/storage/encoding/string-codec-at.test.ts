@@ -1,8 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  decodeRadixStringBytes,
   decodeRadixStrings,
   decodeRadixStringsAt,
+  decodeStringBytes,
   decodeStrings,
   decodeStringsAt,
   encodeRadixStrings,
@@ -46,6 +48,29 @@ describe('decoding chosen rows of a string chunk', () => {
           const same = values.map((v, i) => `é${String(i % 10)}${'x'.repeat(3)}`);
           const radix = encodeRadixStrings(same) as Uint8Array[];
           expect(decodeRadixStringsAt(radix, same.length, rows)).toEqual(rows.map((r) => same[r]));
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  it('byte decoders give exactly the UTF-8 of the string decoders, for both codecs', () => {
+    const utf8 = new TextEncoder();
+    const packedAsStrings = (p: { bytes: Uint8Array; ends: Uint32Array }) =>
+      Array.from(p.ends, (end, i) =>
+        new TextDecoder().decode(p.bytes.subarray(i === 0 ? 0 : p.ends[i - 1], end)),
+      );
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ unit: 'grapheme', minLength: 0, maxLength: 12 }), { maxLength: 80 }),
+        (values) => {
+          const plain = decodeStringBytes(encodeStrings(values), values.length);
+          expect(packedAsStrings(plain)).toEqual(values);
+          expect(plain.bytes.length).toBe(values.reduce((n, v) => n + utf8.encode(v).length, 0));
+          if (values.length === 0) return;
+          const same = values.map((_, i) => `é${String(i % 10)}xy`);
+          const radix = encodeRadixStrings(same) as Uint8Array[];
+          expect(packedAsStrings(decodeRadixStringBytes(radix, same.length))).toEqual(same);
         },
       ),
       { numRuns: 100 },

@@ -60,6 +60,51 @@ describe('segment projection and block selection', () => {
     );
   });
 
+  it('readEventIdBytes gives the UTF-8 of the event ids readColumns gives, for any blocks', () => {
+    const utf8 = new TextEncoder();
+    fc.assert(
+      fc.property(
+        arbitraryRows(50),
+        fc.integer({ min: 1, max: 8 }),
+        fc.infiniteStream(fc.boolean()),
+        (rows, blockRows, picks) => {
+          const reader = SegmentReader.fromBytes(
+            encodeSegment(rowsToColumns(rows), INFO, { blockRows, zstdLevel: 1, verify: false }).bytes,
+          );
+          const iterator = picks[Symbol.iterator]();
+          const chosen = reader.meta.blocks.map((_, i) => i).filter(() => iterator.next().value === true);
+          const ids = reader.readColumns(['event_id'], chosen).event_id ?? [];
+          const packed = reader.readEventIdBytes(chosen);
+          expect(packed.ends.length).toBe(ids.length);
+          let start = 0;
+          ids.forEach((id, i) => {
+            expect(packed.bytes.subarray(start, packed.ends[i])).toEqual(utf8.encode(id));
+            start = packed.ends[i];
+          });
+          expect(start).toBe(packed.bytes.length);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('readEventIdBytes keeps each block of compressed variable-length ids (decoder scratch reused)', () => {
+    const rows = realisticRows({ rows: 5_000, seed: 9 }).map((r, i) => ({
+      ...r,
+      event_id: `evt-${i * 7919}`,
+    }));
+    const reader = SegmentReader.fromBytes(
+      encodeSegment(rowsToColumns(rows), INFO, { blockRows: 1024 }).bytes,
+    );
+    const blocks = reader.meta.blocks.map((_, i) => i);
+    expect(blocks.length).toBeGreaterThan(2);
+    const packed = reader.readEventIdBytes(blocks);
+    const back = Array.from(packed.ends, (end, i) =>
+      new TextDecoder().decode(packed.bytes.subarray(i === 0 ? 0 : packed.ends[i - 1], end)),
+    );
+    expect(back).toEqual(reader.readColumns(['event_id'], blocks).event_id);
+  });
+
   it('selectBlocks keeps every block that can hold a matching row and drops blocks that cannot', () => {
     fc.assert(
       fc.property(
@@ -117,6 +162,7 @@ describe('segment projection and block selection', () => {
       encodeSegment(rowsToColumns(realisticRows({ rows: 30, seed: 1 })), INFO, { blockRows: 10 }).bytes,
     );
     expect(() => reader.readColumns(['kind'], [3])).toThrow(/no block 3/);
+    expect(() => reader.readEventIdBytes([1, 0])).toThrow(/strictly ascending/);
     expect(() => reader.readColumns(['kind'], [1, 1])).toThrow(/ascending/);
     expect(() => reader.readColumns(['kind'], [2, 0])).toThrow(/ascending/);
     expect(() => reader.readColumns(['nope' as ColumnName])).toThrow(/unknown column/);
