@@ -1,10 +1,30 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hash128 } from '../../../src/model/hash.ts';
-import { BloomFilter } from '../../../src/storage/encoding/bloom-filter.ts';
+import { BloomFilter, uint32Mod } from '../../../src/storage/encoding/bloom-filter.ts';
 import { DecodeError } from '../../../src/storage/encoding/varint.ts';
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
+
+describe('uint32Mod', () => {
+  it('equals (x >>> 0) % m for every int32 x and 8 <= m <= 2^32 - 8 (persisted probe positions)', () => {
+    const m = fc.oneof(
+      fc.integer({ min: 8, max: 2 ** 30 + 8 }),
+      fc.integer({ min: 2 ** 30 - 8, max: 2 ** 32 - 8 }),
+      fc.constantFrom(8, 2 ** 30 - 1, 2 ** 30, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 8),
+    );
+    const x = fc.oneof(
+      fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+      fc.constantFrom(-1, 0, 1, -(2 ** 31)),
+    );
+    fc.assert(
+      fc.property(x, m, (xv, mv) => {
+        expect(uint32Mod(xv, mv)).toBe((xv >>> 0) % mv);
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+});
 
 describe('BloomFilter', () => {
   it('has no false negatives, before and after serialization', () => {
