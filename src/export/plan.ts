@@ -32,7 +32,7 @@ export interface RowFilter {
 /**
  * Stored columns as the export reads them. Event ids come as JS strings from a memtable, and
  * as UTF-8 bytes from segment files: the Arrow builder copies bytes, so strings would only be
- * built to be encoded back (~0.25 s of CPU per 1M rows, measured).
+ * built to be encoded back (measured: ~5% of the export's CPU, ~60 MiB of peak RSS at 10M).
  */
 export type ExportColumns = Omit<EventColumns, 'event_id'> & { event_id: readonly string[] | PackedIds };
 
