@@ -5,8 +5,10 @@
  * apache-arrow): it starts once per export.
  *
  * Invariants:
- * - one file at a time; `taken` is posted when the encoder takes a row group, which is what
- *   the main thread waits for before it sends more (bounded memory);
+ * - one file at a time, in the order they were opened: the main thread may stream the next
+ *   file's row groups while this one is finishing (fsync, read-back), and they wait here;
+ * - `taken` is posted when the encoder takes a row group, which is what the main thread waits
+ *   for before it sends more (bounded memory);
  * - `done` is posted only after the file is complete, fsynced, its footer checked and its
  *   whole quantity column posted (`quantities`) for the main thread to sum; on failure or
  *   abort of the writing the file is removed (by writeParquetFile) before the reply.
@@ -20,12 +22,21 @@ import type { WorkerReply, WorkerRequest } from './writer-thread.ts';
 if (parentPort === null) throw new Error('parquet-worker must run as a worker thread');
 const port = parentPort;
 
-/** The file being written (messages about any other file are stale and ignored). */
-let current = -1;
-/** Row groups posted by the main thread and not yet taken by the encoder. */
-let queue: Uint8Array[] = [];
-let ended = false;
-let aborted = false;
+/** One file to write: its row groups as posted by the main thread, not yet taken. */
+interface FileJob {
+  file: number;
+  path: string;
+  options: ParquetWriteOptions;
+  columnNames: readonly string[];
+  queue: Uint8Array[];
+  ended: boolean;
+  aborted: boolean;
+}
+
+/** Files opened and not finished, by number; `pending` holds them in the order to write. */
+const jobs = new Map<number, FileJob>();
+const pending: FileJob[] = [];
+let running = false;
 let wake: (() => void) | null = null;
 
 function post(reply: WorkerReply): void {
@@ -38,65 +49,79 @@ function notify(): void {
   w?.();
 }
 
-async function* rowGroups(): AsyncGenerator<Uint8Array> {
+async function* rowGroups(job: FileJob): AsyncGenerator<Uint8Array> {
   for (;;) {
-    if (aborted) throw new Error('export aborted');
-    const next = queue.shift();
+    if (job.aborted) throw new Error('export aborted');
+    const next = job.queue.shift();
     if (next !== undefined) {
-      post({ type: 'taken', file: current });
+      post({ type: 'taken', file: job.file });
       yield next;
       // The encoder copied it into WebAssembly memory: free it now (detaching releases the
       // memory), not at the next GC, which would let a dozen row groups pile up.
       (next.buffer as ArrayBuffer).transfer(0);
       continue;
     }
-    if (ended) return;
+    if (job.ended) return;
     await new Promise<void>((resolve) => (wake = resolve));
   }
 }
 
-async function writeFile(
-  file: number,
-  path: string,
-  options: ParquetWriteOptions,
-  columnNames: readonly string[],
-): Promise<void> {
+async function writeFile(job: FileJob): Promise<void> {
+  const { file } = job;
   try {
-    const { bytes } = await writeParquetFile(path, rowGroups(), options);
-    const footer = await readBack(path, columnNames, (ipc) =>
+    const { bytes } = await writeParquetFile(job.path, rowGroups(job), job.options);
+    const footer = await readBack(job.path, job.columnNames, (ipc) =>
       port.postMessage({ type: 'quantities', file, ipc } satisfies WorkerReply, [ipc.buffer as ArrayBuffer]),
     );
     post({ type: 'done', file, bytes, rows: footer.rows, rowGroups: footer.rowGroups });
   } catch (err) {
-    if (aborted) post({ type: 'aborted', file });
+    if (job.aborted) post({ type: 'aborted', file });
     else {
       const code = err instanceof UsageDbError ? err.code : 'USAGEDB_ERR_IO';
       post({ type: 'failed', file, code, message: (err as Error).message });
     }
-  } finally {
-    current = -1;
-    queue = [];
-    ended = false;
-    aborted = false;
   }
+}
+
+/** Writes the opened files one after the other until none is left. */
+async function run(): Promise<void> {
+  running = true;
+  for (let job = pending.shift(); job !== undefined; job = pending.shift()) {
+    // Aborted before its turn: nothing was written.
+    if (job.aborted) post({ type: 'aborted', file: job.file });
+    else await writeFile(job);
+    jobs.delete(job.file);
+  }
+  running = false;
 }
 
 port.on('message', (request: WorkerRequest) => {
   if (request.type === 'open') {
-    current = request.file;
-    void writeFile(request.file, request.path, request.options, request.columnNames);
+    const job: FileJob = {
+      file: request.file,
+      path: request.path,
+      options: request.options,
+      columnNames: request.columnNames,
+      queue: [],
+      ended: false,
+      aborted: false,
+    };
+    jobs.set(job.file, job);
+    pending.push(job);
+    if (!running) void run();
     return;
   }
-  if (request.file !== current) return;
+  const job = jobs.get(request.file);
+  if (job === undefined) return;
   switch (request.type) {
     case 'batch':
-      queue.push(request.ipc);
+      job.queue.push(request.ipc);
       break;
     case 'end':
-      ended = true;
+      job.ended = true;
       break;
     case 'abort':
-      aborted = true;
+      job.aborted = true;
       break;
   }
   notify();

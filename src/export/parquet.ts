@@ -186,39 +186,47 @@ interface Totals {
 }
 
 /**
- * Writes `chunks` to `tmpPath` (encoded, fsynced and read back in the writer thread) and checks
- * the file holds exactly what was read from the database.
+ * Streams `chunks` to the writer thread for `tmpPath` and returns once every row group is
+ * with it. The returned function waits until the file is encoded, fsynced and read back, and
+ * checks it holds exactly what was read from the database.
  */
-async function writeVerifiedFile(
+async function startVerifiedFile(
   writer: ParquetWriterThread,
   tmpPath: string,
   finalPath: string,
   chunks: AsyncIterable<RowChunk>,
   options: NormalizedOptions,
   onRowGroup: (rows: number) => void,
-): Promise<Totals> {
+): Promise<() => Promise<Totals>> {
   const builder = new RowGroupBuilder(options.rowGroupRows);
-  const written = await writer.writeFile(
+  const started = await writer.startFile(
     tmpPath,
     rowGroups(chunks, builder, onRowGroup),
     { rowGroupRows: options.rowGroupRows, createdBy: 'usagedb' },
     EXPORT_COLUMN_NAMES,
   );
   const read = builder.takeTotals();
-  const failed = (what: string) =>
-    new UsageDbError('USAGEDB_ERR_INTERNAL', `export check failed for ${finalPath}: ${what}`);
-  if (written.quantityRows !== written.rows)
-    throw failed(`the footer says ${written.rows} rows, the quantity column holds ${written.quantityRows}`);
-  if (written.rows !== read.rows || written.quantitySum !== read.quantitySum) {
-    throw failed(
-      `read ${read.rows} rows summing to ${read.quantitySum} from the database, ` +
-        `the file holds ${written.rows} rows summing to ${written.quantitySum}`,
-    );
-  }
-  return { rows: read.rows, quantitySum: read.quantitySum, bytes: written.bytes };
+  return async () => {
+    const written = await started.finish();
+    const failed = (what: string) =>
+      new UsageDbError('USAGEDB_ERR_INTERNAL', `export check failed for ${finalPath}: ${what}`);
+    if (written.quantityRows !== written.rows)
+      throw failed(`the footer says ${written.rows} rows, the quantity column holds ${written.quantityRows}`);
+    if (written.rows !== read.rows || written.quantitySum !== read.quantitySum) {
+      throw failed(
+        `read ${read.rows} rows summing to ${read.quantitySum} from the database, ` +
+          `the file holds ${written.rows} rows summing to ${written.quantitySum}`,
+      );
+    }
+    return { rows: read.rows, quantitySum: read.quantitySum, bytes: written.bytes };
+  };
 }
 
-/** Writes every file of the export under `tmp`; returns the final paths and totals. */
+/**
+ * Writes every file of the export under `tmp`; returns the final paths and totals. Day
+ * partitions are pipelined: the next day is decoded and streamed while the writer thread
+ * finishes the previous one (fsync, read-back), which is then checked.
+ */
 async function writeFiles(
   writer: ParquetWriterThread,
   snapshot: ReadSnapshot,
@@ -237,20 +245,17 @@ async function writeFiles(
     files.push(finalPath);
   };
   if (options.partition === 'none') {
-    add(
-      await writeVerifiedFile(
-        writer,
-        tmp,
-        target,
-        fileChunks(snapshot, plan, options.filter, DECODE_CHUNK_ROWS),
-        options,
-        onRowGroup,
-      ),
-      target,
-    );
+    const chunks = fileChunks(snapshot, plan, options.filter, DECODE_CHUNK_ROWS);
+    const finish = await startVerifiedFile(writer, tmp, target, chunks, options, onRowGroup);
+    add(await finish(), target);
     return { files, total };
   }
   await mkdir(tmp);
+  let previous: { finish: () => Promise<Totals>; dir: string; finalPath: string } | null = null;
+  const complete = async (file: NonNullable<typeof previous>) => {
+    add(await file.finish(), file.finalPath);
+    await fsyncDir(join(tmp, file.dir));
+  };
   for (const day of plan.days) {
     const chunks = dayChunks(snapshot, day, options.filter, DECODE_CHUNK_ROWS);
     const first = await chunks.next();
@@ -259,19 +264,13 @@ async function writeFiles(
     const dir = `date=${day.day}`;
     await mkdir(join(tmp, dir));
     const finalPath = join(target, dir, PARTITION_FILE_NAME);
-    add(
-      await writeVerifiedFile(
-        writer,
-        join(tmp, dir, PARTITION_FILE_NAME),
-        finalPath,
-        prepend(first.value, chunks),
-        options,
-        onRowGroup,
-      ),
-      finalPath,
-    );
-    await fsyncDir(join(tmp, dir));
+    const tmpPath = join(tmp, dir, PARTITION_FILE_NAME);
+    const rows = prepend(first.value, chunks);
+    const finish = await startVerifiedFile(writer, tmpPath, finalPath, rows, options, onRowGroup);
+    if (previous !== null) await complete(previous);
+    previous = { finish, dir, finalPath };
   }
+  if (previous !== null) await complete(previous);
   await fsyncDir(tmp);
   return { files, total };
 }
@@ -304,6 +303,8 @@ export async function exportParquet(
     await rename(tmp, target);
     await fsyncDir(dirname(target));
   } catch (err) {
+    // Stop the writer thread first: it may still be writing a later file into the temporary.
+    await writer.close().catch(() => undefined);
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     if (err instanceof UsageDbError) throw err;
     throw new UsageDbError('USAGEDB_ERR_IO', `export to ${target} failed: ${(err as Error).message}`, {

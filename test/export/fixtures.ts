@@ -3,6 +3,8 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import type { UsageDb } from '../../src/db.ts';
 import type { WireEvent } from '../../src/model/event.ts';
 import { toWireEvent } from '../../src/model/event.ts';
+import { type EventColumns, NULL_CODE } from '../../src/model/columns.ts';
+import { toQuantity } from '../../src/model/quantity.ts';
 
 export const DAY_MS = 86_400_000;
 /** 2026-04-01T00:00:00Z: far enough in the past to be accepted, whatever the test machine's clock. */
@@ -167,4 +169,42 @@ export function sumOf(events: Iterable<WireEvent>): string {
   let total = 0n;
   for (const e of events) total += BigInt(e.quantity);
   return total.toString();
+}
+
+/** Stored columns of `quantities` (ids e0, e1, ...), accounts cycling through `accounts`. */
+export function columnsOf(quantities: readonly bigint[], accounts: string[]): EventColumns {
+  const n = quantities.length;
+  const values = new Float64Array(n);
+  const big = new Map<number, bigint>();
+  quantities.forEach((q, i) => {
+    const v = toQuantity(q);
+    if (typeof v === 'number') values[i] = v;
+    else {
+      values[i] = Number.NaN;
+      big.set(i, v);
+    }
+  });
+  const dict = (codes: number[], d: string[]) => ({ dict: d, codes: Uint32Array.from(codes) });
+  const zeros = new Array<number>(n).fill(0);
+  return {
+    rowCount: n,
+    event_id: quantities.map((_, i) => `e${i}`),
+    kind: new Uint8Array(n),
+    correction_original_event_id: new Array<string | null>(n).fill(null),
+    correction_reason: new Array<string | null>(n).fill(null),
+    account_id: dict(
+      quantities.map((_, i) => i % accounts.length),
+      accounts,
+    ),
+    subscription_id: dict(new Array<number>(n).fill(NULL_CODE), []),
+    product_id: dict(zeros, ['p']),
+    meter_id: dict(zeros, ['m']),
+    model_id: dict(new Array<number>(n).fill(NULL_CODE), []),
+    unit: dict(zeros, ['u']),
+    source: dict(zeros, ['s']),
+    dimensions: dict(zeros, ['{}']),
+    timestamp_ms: new Float64Array(n).fill(1_700_000_000_000),
+    quantity: { values, big: big.size > 0 ? big : null },
+    ingested_at_ms: new Float64Array(n).fill(1_700_000_000_001),
+  };
 }

@@ -4,45 +4,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { RowGroupBuilder } from '../../src/export/row-group-builder.ts';
 import { sumI128Words } from '../../src/export/quantity-sum.ts';
-import { type EventColumns, NULL_CODE } from '../../src/model/columns.ts';
-import { QUANTITY_ABS_MAX, toQuantity } from '../../src/model/quantity.ts';
-
-function columnsOf(quantities: readonly bigint[], accounts: string[]): EventColumns {
-  const n = quantities.length;
-  const values = new Float64Array(n);
-  const big = new Map<number, bigint>();
-  quantities.forEach((q, i) => {
-    const v = toQuantity(q);
-    if (typeof v === 'number') values[i] = v;
-    else {
-      values[i] = Number.NaN;
-      big.set(i, v);
-    }
-  });
-  const dict = (codes: number[], d: string[]) => ({ dict: d, codes: Uint32Array.from(codes) });
-  const zeros = new Array<number>(n).fill(0);
-  return {
-    rowCount: n,
-    event_id: quantities.map((_, i) => `e${i}`),
-    kind: new Uint8Array(n),
-    correction_original_event_id: new Array<string | null>(n).fill(null),
-    correction_reason: new Array<string | null>(n).fill(null),
-    account_id: dict(
-      quantities.map((_, i) => i % accounts.length),
-      accounts,
-    ),
-    subscription_id: dict(new Array<number>(n).fill(NULL_CODE), []),
-    product_id: dict(zeros, ['p']),
-    meter_id: dict(zeros, ['m']),
-    model_id: dict(new Array<number>(n).fill(NULL_CODE), []),
-    unit: dict(zeros, ['u']),
-    source: dict(zeros, ['s']),
-    dimensions: dict(zeros, ['{}']),
-    timestamp_ms: new Float64Array(n).fill(1_700_000_000_000),
-    quantity: { values, big: big.size > 0 ? big : null },
-    ingested_at_ms: new Float64Array(n).fill(1_700_000_000_001),
-  };
-}
+import { NULL_CODE } from '../../src/model/columns.ts';
+import { packIds } from '../../src/model/packed-ids.ts';
+import { QUANTITY_ABS_MAX } from '../../src/model/quantity.ts';
+import { columnsOf } from './fixtures.ts';
 
 const quantity = fc.oneof(
   fc.bigInt({ min: -QUANTITY_ABS_MAX, max: QUANTITY_ABS_MAX }),
@@ -164,6 +129,39 @@ describe('RowGroupBuilder', () => {
       expect(table.getChild('account_id')?.toArray()).toEqual(accounts);
       expect(table.getChild('event_id')?.toArray()).toEqual(rows.map((r) => `e${r}`));
     }
+  });
+
+  it('writes packed UTF-8 event ids exactly as the same ids given as strings, for any rows', () => {
+    const ids = fc.array(fc.string({ unit: 'grapheme', minLength: 1, maxLength: 10 }), {
+      minLength: 1,
+      maxLength: 60,
+    });
+    fc.assert(
+      fc.property(
+        ids.chain((values) =>
+          fc.tuple(fc.constant(values), fc.array(fc.nat(values.length - 1), { maxLength: 40 })),
+        ),
+        ([values, picks]) => {
+          // Sorted with repeats: runs of consecutive rows, gaps and repeated rows.
+          const rows = Uint32Array.from(picks.sort((a, b) => a - b));
+          const c = {
+            ...columnsOf(
+              values.map(() => 1n),
+              ['a'],
+            ),
+            event_id: values,
+          };
+          const asStrings = new RowGroupBuilder(64);
+          const asBytes = new RowGroupBuilder(64);
+          asStrings.append(c, rows);
+          asBytes.append({ ...c, event_id: packIds(values) }, rows);
+          const expected = Array.from(rows, (r) => values[r]);
+          expect(tableFromIPC(asBytes.takeIpc()).getChild('event_id')?.toArray()).toEqual(expected);
+          expect(tableFromIPC(asStrings.takeIpc()).getChild('event_id')?.toArray()).toEqual(expected);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   it('refuses to buffer more than one row group', () => {
