@@ -48,7 +48,15 @@ export type Task =
       pageSize: number;
       answersFile: string;
     }
-  | { phase: 'export'; engine: Engine; dir: string; out: string; verify: string[] }
+  | {
+      phase: 'export';
+      engine: Engine;
+      dir: string;
+      out: string;
+      verify: string[];
+      /** usagedb only: 'day' writes Hive-style date=YYYY-MM-DD/ partitions under `out`. */
+      partition?: 'none' | 'day';
+    }
   | { phase: 'encode-floor'; engine: 'usagedb'; file: string };
 
 export interface Counts {
@@ -105,6 +113,7 @@ export interface QueryResult {
 
 export interface ExportResult {
   engine: Engine;
+  partition: 'none' | 'day';
   seconds: number;
   outBytes: number;
   /** Peak RSS measured right after the export, before any verification reads. */

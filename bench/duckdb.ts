@@ -265,7 +265,14 @@ export async function exportDuckdb(dir: string, out: string, verify: string[]): 
     verified.push({ file, rows: Number(n), quantitySum: String(s), distinctIds: Number(d) });
   }
   close(h);
-  return { engine: 'duckdb', seconds, outBytes: statSync(out).size, maxRssBytes: rss, verified };
+  return {
+    engine: 'duckdb',
+    partition: 'none',
+    seconds,
+    outBytes: statSync(out).size,
+    maxRssBytes: rss,
+    verified,
+  };
 }
 
 export const duckdbVersion = (): string => version();

@@ -429,8 +429,23 @@ async function main(): Promise<void> {
     mkdirSync(outDir, { recursive: true });
     const usagedbOut = join(outDir, 'usagedb.parquet');
     const duckdbOut = join(outDir, 'duckdb.parquet');
+    const usagedbDays = join(outDir, 'usagedb-by-day');
     let encodeFloor: EncodeFloorResult | null = null;
     if (usagedb && loaded.has('usagedb-balanced')) {
+      rmSync(usagedbDays, { recursive: true, force: true });
+      const byDay = await runTask<ExportResult>(
+        'export usagedb (exportParquet, day partitions)',
+        {
+          phase: 'export',
+          engine: 'usagedb',
+          dir: dirOf('usagedb-balanced'),
+          out: usagedbDays,
+          verify: [],
+          partition: 'day',
+        },
+        o.verbose,
+      );
+      if (byDay) report.export.push(byDay);
       const r = await runTask<ExportResult>(
         'export usagedb (exportParquet)',
         { phase: 'export', engine: 'usagedb', dir: dirOf('usagedb-balanced'), out: usagedbOut, verify: [] },
@@ -446,7 +461,10 @@ async function main(): Promise<void> {
     }
     if (o.engines.has('duckdb') && loaded.has('duckdb')) {
       // The DuckDB child also reads both files back (after its timing) to check rows and sums.
-      const verify = [usagedbOut, duckdbOut].filter((f) => f === duckdbOut || existsSync(f));
+      const dayFiles = join(usagedbDays, '*', '*.parquet');
+      const verify = [usagedbOut, duckdbOut, dayFiles].filter(
+        (f) => f === duckdbOut || existsSync(f === dayFiles ? usagedbDays : f),
+      );
       const r = await runTask<ExportResult>(
         'export duckdb (COPY TO parquet)',
         { phase: 'export', engine: 'duckdb', dir: dirOf('duckdb'), out: duckdbOut, verify },
@@ -454,7 +472,7 @@ async function main(): Promise<void> {
       );
       if (r) report.export.push(r);
     }
-    printExport(report.export, expected, usagedbOut, encodeFloor);
+    printExport(report.export, expected, { [usagedbOut]: 'usagedb', [duckdbOut]: 'duckdb' }, encodeFloor);
   }
 
   // ---- summary -----------------------------------------------------------------------------
@@ -662,23 +680,27 @@ function checkAnswers(results: QueryResult[], files: Map<Engine, string>): void 
 function printExport(
   results: ExportResult[],
   expected: WorkloadTotals | null,
-  usagedbOut: string,
+  names: Record<string, string>,
   floor: EncodeFloorResult | null,
 ): void {
-  section('export (whole database to one Parquet file, zstd)');
+  section('export (whole database to Parquet, zstd)');
   const rows: string[][] = [];
   const duck = results.find((r) => r.engine === 'duckdb');
   for (const r of results) {
     const events = expected?.unique ?? Number.NaN;
     rows.push([
-      r.engine === 'usagedb' ? 'usagedb exportParquet' : 'duckdb COPY TO parquet',
+      r.engine === 'duckdb'
+        ? 'duckdb COPY TO parquet'
+        : r.partition === 'day'
+          ? 'usagedb, day partitions'
+          : 'usagedb exportParquet',
       fixed(r.seconds, 2),
       int(events / r.seconds),
       fixed(r.outBytes / MiB / r.seconds, 1),
       mib(r.outBytes),
       fixed(r.outBytes / events, 1),
       mib(r.maxRssBytes),
-      r.engine === 'usagedb' && duck ? ratio(duck.seconds / r.seconds) : '-',
+      r.engine === 'usagedb' && r.partition === 'none' && duck ? ratio(duck.seconds / r.seconds) : '-',
     ]);
   }
   console.log(
@@ -708,7 +730,7 @@ function printExport(
     );
   }
   for (const v of duck?.verified ?? []) {
-    const who = v.file === usagedbOut ? 'usagedb' : 'duckdb';
+    const who = names[v.file] ?? 'usagedb, day partitions';
     const problems: string[] = [];
     if (expected && v.rows !== expected.unique)
       problems.push(`rows ${int(v.rows)} != ${int(expected.unique)}`);

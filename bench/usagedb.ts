@@ -333,16 +333,21 @@ export async function usagedbQueryRunner(
   };
 }
 
-export async function exportUsagedb(dir: string, out: string): Promise<ExportResult> {
+export async function exportUsagedb(
+  dir: string,
+  out: string,
+  partition: 'none' | 'day',
+): Promise<ExportResult> {
   const UsageDb = await loadUsageDb();
   const db = await UsageDb.open({ dir, durability: 'balanced' });
   const exportParquet = need(db, 'exportParquet');
   const t0 = now();
-  await exportParquet(out, { partition: 'none' });
+  await exportParquet(out, { partition });
   const seconds = (now() - t0) / 1000;
   const rss = maxRssBytes();
   await db.close();
-  return { engine: 'usagedb', seconds, outBytes: statSync(out).size, maxRssBytes: rss, verified: [] };
+  const outBytes = partition === 'day' ? dirBytes(out) : statSync(out).size;
+  return { engine: 'usagedb', partition, seconds, outBytes, maxRssBytes: rss, verified: [] };
 }
 
 /**

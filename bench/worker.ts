@@ -58,7 +58,8 @@ async function run(task: Task): Promise<TaskResult> {
     case 'export': {
       if (task.engine === 'duckdb')
         return (await import('./duckdb.ts')).exportDuckdb(task.dir, task.out, task.verify);
-      if (task.engine === 'usagedb') return (await import('./usagedb.ts')).exportUsagedb(task.dir, task.out);
+      if (task.engine === 'usagedb')
+        return (await import('./usagedb.ts')).exportUsagedb(task.dir, task.out, task.partition ?? 'none');
       throw new Error('SQLite has no Parquet export');
     }
     case 'encode-floor':
