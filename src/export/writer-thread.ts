@@ -224,16 +224,6 @@ export class ParquetWriterThread {
     }
   }
 
-  /** startFile, then finish: one file, written and read back. */
-  async writeFile(
-    path: string,
-    rowGroups: AsyncIterable<Uint8Array>,
-    options: ParquetWriteOptions,
-    columnNames: readonly string[],
-  ): Promise<WrittenFile> {
-    return (await this.startFile(path, rowGroups, options, columnNames)).finish();
-  }
-
   async close(): Promise<void> {
     await this.worker.terminate();
   }

@@ -76,12 +76,14 @@ describe('ParquetWriterThread', () => {
         /source failed/,
       );
       expect(existsSync(broken)).toBe(false);
-      const next = await writer.writeFile(
-        join(dir, 'next.parquet'),
-        stream(rowGroupsOf([9n])),
-        OPTIONS,
-        EXPORT_COLUMN_NAMES,
-      );
+      const next = await (
+        await writer.startFile(
+          join(dir, 'next.parquet'),
+          stream(rowGroupsOf([9n])),
+          OPTIONS,
+          EXPORT_COLUMN_NAMES,
+        )
+      ).finish();
       expect([next.rows, next.quantitySum]).toEqual([1, 9n]);
     } finally {
       await writer.close();
