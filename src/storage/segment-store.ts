@@ -91,6 +91,15 @@ function corrupt(entryId: number, what: string, cause?: unknown): UsageDbError {
   return new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', `segment ${entryId}: ${what}`, { cause });
 }
 
+/** Runs a decode of a segment file's chunks; any failure is that file's corruption. */
+function decodedOrCorrupt<T>(segmentId: number, decode: () => T): T {
+  try {
+    return decode();
+  } catch (err) {
+    throw corrupt(segmentId, (err as Error).message, err);
+  }
+}
+
 /** Cuts a file's blocks into partition slices: blocks never span partitions (flush.ts). */
 function slicesOf(entry: SegmentEntry, meta: SegmentMeta, bucketCount: number): PartitionSlice[] {
   const slices: PartitionSlice[] = [];
@@ -310,11 +319,7 @@ export class SegmentStore {
   async readEventIdAt(segmentId: number, row: number): Promise<string> {
     const { block, rowInBlock } = this.blockOfRow(segmentId, row);
     const point = await this.pointColumns(segmentId, ['event_id'], [block]);
-    try {
-      return point.reader.readEventIdsAt(block, [rowInBlock])[0];
-    } catch (err) {
-      throw corrupt(segmentId, (err as Error).message, err);
-    }
+    return decodedOrCorrupt(segmentId, () => point.reader.readEventIdsAt(block, [rowInBlock])[0]);
   }
 
   /**
@@ -606,19 +611,11 @@ export class SegmentStore {
     names: readonly ColumnName[],
     blocks: readonly number[],
   ): ColumnBatch {
-    try {
-      return reader.readColumns(names, blocks);
-    } catch (err) {
-      throw corrupt(segmentId, (err as Error).message, err);
-    }
+    return decodedOrCorrupt(segmentId, () => reader.readColumns(names, blocks));
   }
 
   /** decodeBlocks for the event ids alone, as UTF-8 bytes (SegmentReader.readEventIdBytes). */
   decodeEventIdBytes(segmentId: number, reader: SegmentReader, blocks: readonly number[]): PackedIds {
-    try {
-      return reader.readEventIdBytes(blocks);
-    } catch (err) {
-      throw corrupt(segmentId, (err as Error).message, err);
-    }
+    return decodedOrCorrupt(segmentId, () => reader.readEventIdBytes(blocks));
   }
 }
