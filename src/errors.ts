@@ -17,6 +17,8 @@ export const ERROR_CATALOGUE = {
   USAGEDB_ERR_SEGMENT_CORRUPT: { httpStatus: 503, exitCode: 6 },
   USAGEDB_ERR_MANIFEST_CORRUPT: { httpStatus: 503, exitCode: 6 },
   USAGEDB_ERR_IO: { httpStatus: 503, exitCode: 5 },
+  USAGEDB_ERR_NO_SPACE: { httpStatus: 503, exitCode: 5 },
+  USAGEDB_ERR_PERMISSION: { httpStatus: 503, exitCode: 5 },
   USAGEDB_ERR_INTERNAL: { httpStatus: 500, exitCode: 1 },
 } as const satisfies Record<string, { httpStatus: number; exitCode: number }>;
 

@@ -14,7 +14,17 @@
  */
 
 export type FsErrorCode =
-  'ENOENT' | 'EEXIST' | 'EIO' | 'ENOSPC' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EBADF';
+  | 'ENOENT'
+  | 'EEXIST'
+  | 'EIO'
+  | 'ENOSPC'
+  | 'ENOTDIR'
+  | 'EISDIR'
+  | 'ENOTEMPTY'
+  | 'EBADF'
+  | 'EACCES'
+  | 'EPERM'
+  | 'EROFS';
 
 export class FsError extends Error {
   readonly code: FsErrorCode;

@@ -32,6 +32,9 @@ const FS_ERROR_CODES: ReadonlySet<string> = new Set<FsErrorCode>([
   'EISDIR',
   'ENOTEMPTY',
   'EBADF',
+  'EACCES',
+  'EPERM',
+  'EROFS',
 ]);
 
 function isFsErrorCode(code: string): code is FsErrorCode {
