@@ -15,7 +15,7 @@ import { assert, UsageDbError } from './errors.ts';
 import { type ExportParquetOptions, type ExportParquetResult, exportParquet } from './export/parquet.ts';
 import { StoredEventFinder } from './ingest/dedupe.ts';
 import { Memtable } from './ingest/memtable.ts';
-import { parseWalFileName, WalWriter } from './ingest/wal.ts';
+import { parseWalFileName, walFileName, WalWriter } from './ingest/wal.ts';
 import { DEFAULT_HOT_ID_TTL_MS, DEFAULT_HOT_IDS_MAX, RecentIds } from './ingest/recent-ids.ts';
 import { encodeWalBatch } from './ingest/wal-batch.ts';
 import { COLUMN_NAMES, type EventColumns } from './model/columns.ts';
@@ -40,14 +40,16 @@ import {
 import { type Clock, systemClock } from './storage/clock.ts';
 import { flushColumns } from './storage/flush.ts';
 import { dirName, type FileSystem, joinPath } from './storage/fs/file-system.ts';
+import { withIoErrors } from './storage/fs/io-error.ts';
 import { NodeFileSystem } from './storage/fs/node-file-system.ts';
 import { MANIFEST_DIR, RAW_DIR, TMP_DIR, WAL_DIR } from './storage/layout.ts';
 import { DirectoryLock } from './storage/lock.ts';
 import { MANIFEST_FORMAT_VERSION, type ManifestState, ManifestStore } from './storage/manifest.ts';
 import { accountBucket, DEFAULT_BUCKET_COUNT } from './storage/partition.ts';
-import { loadManifest, removeTmpFiles, replayWal } from './storage/recovery.ts';
+import { loadManifest, removeTmpFiles, replayWal, type TornTailReport } from './storage/recovery.ts';
 import { DEFAULT_SEGMENT_CACHE_BYTES, type PartitionSlice, SegmentStore } from './storage/segment-store.ts';
 import { AsyncMutex } from './util/async-mutex.ts';
+import { stderrLogger, type UsageDbLogger } from './util/logger.ts';
 
 export type Durability = 'strict' | 'balanced' | 'fast';
 
@@ -83,8 +85,20 @@ export const DEFAULT_LIMITS: UsageDbLimits = {
   queryCacheBytes: DEFAULT_QUERY_CACHE_BYTES,
 };
 
+export interface UsageDbStats {
+  segments: number;
+  memtableRows: number;
+  frozenMemtables: number;
+  manifestGeneration: number;
+  walFile: number;
+  /** What the last open dropped: a torn WAL tail holds no acknowledged event, but it is reported. */
+  recovery: { walTornTail: TornTailReport };
+}
+
 export interface UsageDbOptions {
   dir: string;
+  /** Where recovery warnings go (pino-shaped). Default: JSON lines on stderr. */
+  logger?: UsageDbLogger;
   durability?: Durability;
   /** Fixed when the database is created; ignored (the stored value wins) afterwards. */
   bucketCount?: number;
@@ -165,6 +179,7 @@ export class UsageDb {
   /** wal_start of the generation before the current one (see afterCommit). */
   private walStartOfPrevious = 1;
   private closed = false;
+  private tornTail: TornTailReport = { files: 0, bytes: 0, records: 0 };
 
   private constructor(init: {
     options: UsageDbOptions;
@@ -197,6 +212,10 @@ export class UsageDb {
 
   /** Opens (creating if needed) the database in `options.dir`, recovering from any crash. */
   static async open(options: UsageDbOptions): Promise<UsageDb> {
+    return withIoErrors(`cannot open ${options.dir}`, () => UsageDb.openOrThrowFsError(options));
+  }
+
+  private static async openOrThrowFsError(options: UsageDbOptions): Promise<UsageDb> {
     const durability = options.durability ?? 'balanced';
     if (!['strict', 'balanced', 'fast'].includes(durability)) {
       throw new UsageDbError(
@@ -220,6 +239,11 @@ export class UsageDb {
       let manifest: ManifestState;
       if (loaded === null) {
         manifest = UsageDb.initialManifest(options, clock);
+        // The WAL file first: every committed manifest names a WAL file that exists.
+        const walPath = joinPath(root, WAL_DIR, walFileName(manifest.wal_start));
+        if (!(await fs.exists(walPath))) {
+          await (await WalWriter.create(fs, joinPath(root, WAL_DIR), manifest.wal_start)).close();
+        }
         await manifestStore.commit(manifest);
       } else {
         manifest = loaded.state;
@@ -229,15 +253,23 @@ export class UsageDb {
       for (const entry of manifest.segments) await segments.prepare(entry);
       segments.setEntries(manifest.segments);
       const replayed = await replayWal(fs, root, manifest.wal_start);
-      const walDir = joinPath(root, WAL_DIR);
-      const wal =
-        replayed.last === null
-          ? await WalWriter.create(fs, walDir, manifest.wal_start)
-          : await WalWriter.reopen(fs, walDir, replayed.last.fileNumber, replayed.last.validBytes);
+      const wal = await WalWriter.reopen(
+        fs,
+        joinPath(root, WAL_DIR),
+        replayed.last.fileNumber,
+        replayed.last.validBytes,
+      );
       const db = new UsageDb({ options, fs, clock, lock, manifestStore, manifest, segments, wal, limits });
       db.walStartOfPrevious = loaded?.keptStates[1]?.wal_start ?? manifest.wal_start;
       db.storedRetracted = new Set(manifest.segments.flatMap((e) => e.retracted ?? []));
       db.restoreMemtable(replayed.events);
+      db.tornTail = replayed.tornTail;
+      if (replayed.tornTail.bytes > 0) {
+        (options.logger ?? stderrLogger).warn(
+          { dir: root, wal_file: replayed.last.fileNumber, ...replayed.tornTail },
+          'dropped a torn WAL tail at open (a write cut short by a crash; it held no acknowledged event)',
+        );
+      }
       return db;
     } catch (err) {
       await lock.release().catch(() => undefined);
@@ -558,14 +590,19 @@ export class UsageDb {
     this.startFlush({ onlyFull: true }).catch(() => undefined);
   }
 
-  /** Runs background work that is due: an age-based flush, a retry of a failed flush. */
+  /**
+   * Runs background work that is due: an age-based flush, a retry of a failed flush. Never
+   * cuts the current memtable because an older one is being flushed: a server ticking every
+   * second would otherwise write a small segment per tick.
+   */
   async tick(): Promise<void> {
     this.assertOpen();
     const aged =
       this.memtable.rowCount > 0 &&
       this.clock.nowMs() - this.memtableCreatedMs >= this.limits.flushIntervalMs;
     this.recent.evict(this.clock.nowMs());
-    if (aged || this.frozen.length > 0) await this.startFlush();
+    if (aged) await this.startFlush();
+    else if (this.frozen.length > 0 && this.flushInFlight === null) await this.flushFrozenMemtables();
   }
 
   /** Writes every acknowledged event to segments now. */
@@ -581,13 +618,20 @@ export class UsageDb {
    * and wrote a tiny segment per call.
    */
   private async startFlush(options: { onlyFull?: boolean } = {}): Promise<void> {
-    await this.ingestMutex.run(async () => {
-      if (options.onlyFull && this.memtable.approxBytes < this.limits.memtableBytesMax) return;
-      await this.freezeMemtable();
-    });
+    await withIoErrors('cannot freeze the memtable', () =>
+      this.ingestMutex.run(async () => {
+        if (options.onlyFull && this.memtable.approxBytes < this.limits.memtableBytesMax) return;
+        await this.freezeMemtable();
+      }),
+    );
+    await this.flushFrozenMemtables();
+  }
+
+  /** Flushes every frozen memtable (after any flush already running). */
+  private async flushFrozenMemtables(): Promise<void> {
     while (this.flushInFlight !== null) await this.flushInFlight.catch(() => undefined);
     if (this.frozen.length === 0) return;
-    this.flushInFlight = this.flushFrozen().finally(() => {
+    this.flushInFlight = withIoErrors('cannot flush the memtable', () => this.flushFrozen()).finally(() => {
       this.flushInFlight = null;
     });
     await this.flushInFlight;
@@ -766,19 +810,14 @@ export class UsageDb {
   }
 
   /** Counts for tests and tools. */
-  stats(): {
-    segments: number;
-    memtableRows: number;
-    frozenMemtables: number;
-    manifestGeneration: number;
-    walFile: number;
-  } {
+  stats(): UsageDbStats {
     return {
       segments: this.segments.segmentCount,
       memtableRows: this.memtable.rowCount,
       frozenMemtables: this.frozen.length,
       manifestGeneration: this.manifest.generation,
       walFile: this.wal.fileNumber,
+      recovery: { walTornTail: { ...this.tornTail } },
     };
   }
 
@@ -805,7 +844,7 @@ export class UsageDb {
       await this.wal.close().catch(() => undefined);
     });
     await this.segments.close();
-    await this.lock.release();
+    await withIoErrors('cannot release the lock', () => this.lock.release());
     if (flushError !== null) throw flushError;
   }
 

@@ -24,6 +24,9 @@ export const RECORD_BYTES_MAX = 256 * 1024 * 1024;
 /** Masks the length checksum so a zeroed header never verifies. */
 const LENGTH_CRC_MASK = 0xa282ead8;
 
+/** A WAL file being created (see WalWriter.create); removed at open. */
+export const WAL_TMP_SUFFIX = '.tmp';
+
 export function walFileName(fileNumber: number): string {
   return `wal-${String(fileNumber).padStart(6, '0')}.log`;
 }
@@ -92,10 +95,8 @@ export function readWalFile(
     return { records, validBytes: offset, tornTail: true };
   };
   const records: Uint8Array[] = [];
-  if (bytes.length < WAL_HEADER_BYTES) {
-    if (allowTornTail) return { records, validBytes: 0, tornTail: bytes.length > 0 };
-    throw new WalCorruptError(path, 0, 'file shorter than its header');
-  }
+  // Files are created with their header atomically: a short one was damaged, not torn.
+  if (bytes.length < WAL_HEADER_BYTES) throw new WalCorruptError(path, 0, 'file shorter than its header');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (view.getUint32(0, true) !== WAL_MAGIC || view.getUint32(12, true) !== crc32c(bytes.subarray(0, 12))) {
     throw new WalCorruptError(path, 0, 'bad file header');
@@ -149,10 +150,16 @@ export class WalWriter {
     this.durable = durableBytes;
   }
 
-  /** Creates a new WAL file durably (file header and directory entry fsynced). */
+  /**
+   * Creates a new WAL file durably (file header and directory entry fsynced). The header is
+   * written under a tmp name and renamed, so a WAL file under its own name always has a whole
+   * header: a short one is damage, never a create cut short (a full disk, a crash).
+   */
   static async create(fs: FileSystem, walDir: string, fileNumber: number): Promise<WalWriter> {
     const path = joinPath(walDir, walFileName(fileNumber));
-    await fs.writeFile(path, encodeFileHeader(fileNumber), { sync: true });
+    const tmpPath = `${path}${WAL_TMP_SUFFIX}`;
+    await fs.writeFile(tmpPath, encodeFileHeader(fileNumber), { sync: true });
+    await fs.rename(tmpPath, path);
     await fs.syncDir(walDir);
     const file = await fs.openAppend(path);
     return new WalWriter(fileNumber, path, file, file.size());

@@ -8,8 +8,14 @@
  * - a rollback past corrupt generations is allowed only when no event can be lost: the WAL
  *   file `wal_start` of the generation we roll back to must still exist, otherwise refuse.
  */
-import { UsageDbError } from '../errors.ts';
-import { parseWalFileName, readWalFile, walFileName } from '../ingest/wal.ts';
+import { assert, UsageDbError } from '../errors.ts';
+import {
+  parseWalFileName,
+  readWalFile,
+  WAL_HEADER_BYTES,
+  WAL_TMP_SUFFIX,
+  walFileName,
+} from '../ingest/wal.ts';
 import { decodeWalBatch } from '../ingest/wal-batch.ts';
 import type { StoredEvent } from '../model/event.ts';
 import { type FileSystem, isFsError, joinPath } from './fs/file-system.ts';
@@ -18,9 +24,17 @@ import { type LoadedManifest, ManifestStore } from './manifest.ts';
 
 export interface ReplayedWal {
   events: StoredEvent[];
-  /** The newest WAL file and its valid length, to keep appending to; null when none exists. */
-  last: { fileNumber: number; validBytes: number } | null;
-  tornTail: boolean;
+  /** The newest WAL file and its valid length, to keep appending to. */
+  last: { fileNumber: number; validBytes: number };
+  /** What a torn tail cost: a crash mid-write loses only unacknowledged bytes, but say so. */
+  tornTail: TornTailReport;
+}
+
+export interface TornTailReport {
+  files: number;
+  bytes: number;
+  /** Damaged records cut (a torn tail is at most one partial record). */
+  records: number;
 }
 
 export async function walNumbersOnDisk(fs: FileSystem, root: string): Promise<number[]> {
@@ -30,12 +44,26 @@ export async function walNumbersOnDisk(fs: FileSystem, root: string): Promise<nu
     .sort((a, b) => a - b);
 }
 
+async function isEmptyWalFile(fs: FileSystem, root: string, fileNumber: number): Promise<boolean> {
+  const path = joinPath(root, WAL_DIR, walFileName(fileNumber));
+  try {
+    return readWalFile(path, await fs.readFile(path), fileNumber, true).validBytes === WAL_HEADER_BYTES;
+  } catch (err) {
+    if (err instanceof UsageDbError) return false;
+    throw err;
+  }
+}
+
 /** Loads the manifest, refusing a rollback that would lose events. */
 export async function loadManifest(fs: FileSystem, root: string): Promise<LoadedManifest | null> {
   const store = new ManifestStore(fs, joinPath(root, MANIFEST_DIR));
   const loaded = await store.load();
   if (loaded === null) {
-    if ((await walNumbersOnDisk(fs, root)).length > 0) {
+    const wal = await walNumbersOnDisk(fs, root);
+    // A database is created WAL file first, manifest second: a crash between leaves an empty
+    // first WAL file, which holds nothing.
+    if (wal.length === 1 && wal[0] === 1 && (await isEmptyWalFile(fs, root, 1))) return null;
+    if (wal.length > 0) {
       throw new UsageDbError(
         'USAGEDB_ERR_MANIFEST_CORRUPT',
         `${root} has WAL files but no manifest; refusing to start rather than guess`,
@@ -56,13 +84,29 @@ export async function loadManifest(fs: FileSystem, root: string): Promise<Loaded
   return loaded;
 }
 
-/** Replays every WAL file from `walStart` on; deletes older leftovers. */
+/**
+ * Replays every WAL file from `walStart` on; deletes older leftovers and WAL files whose
+ * creation never finished (tmp names). The manifest names `walStart`, so that file must exist:
+ * a missing or emptied file there, or a gap after it, means acknowledged events are gone, and
+ * the open is refused rather than served short.
+ */
 export async function replayWal(fs: FileSystem, root: string, walStart: number): Promise<ReplayedWal> {
+  const walDir = joinPath(root, WAL_DIR);
+  for (const name of await fs.readdir(walDir)) {
+    if (name.endsWith(WAL_TMP_SUFFIX)) await fs.unlink(joinPath(walDir, name));
+  }
   const numbers = await walNumbersOnDisk(fs, root);
   const events: StoredEvent[] = [];
-  let last: ReplayedWal['last'] = null;
-  let tornTail = false;
+  let last: ReplayedWal['last'] | null = null;
+  const tornTail: TornTailReport = { files: 0, bytes: 0, records: 0 };
   const live = numbers.filter((n) => n >= walStart);
+  if (live[0] !== walStart) {
+    throw new UsageDbError(
+      'USAGEDB_ERR_WAL_CORRUPT',
+      `WAL file ${walFileName(walStart)}, which the manifest names as the first holding events not yet ` +
+        `in segments, is missing; refusing to start without events it may hold`,
+    );
+  }
   for (let i = 0; i < live.length; i++) {
     const n = live[i];
     if (i > 0 && n !== live[i - 1] + 1) {
@@ -71,20 +115,26 @@ export async function replayWal(fs: FileSystem, root: string, walStart: number):
         `WAL file ${live[i - 1] + 1} is missing (found ${n})`,
       );
     }
-    const path = joinPath(root, WAL_DIR, walFileName(n));
+    const path = joinPath(walDir, walFileName(n));
     const isLast = i === live.length - 1;
-    const read = readWalFile(path, await fs.readFile(path), n, isLast);
+    const bytes = await fs.readFile(path);
+    const read = readWalFile(path, bytes, n, isLast);
     for (const record of read.records) {
       for (const e of decodeWalBatch(record)) events.push(e);
     }
     if (isLast) {
       last = { fileNumber: n, validBytes: read.validBytes };
-      tornTail = read.tornTail;
+      if (read.tornTail) {
+        tornTail.files = 1;
+        tornTail.bytes = bytes.length - read.validBytes;
+        tornTail.records = 1;
+      }
     }
   }
   for (const n of numbers) {
-    if (n < walStart) await fs.unlink(joinPath(root, WAL_DIR, walFileName(n)));
+    if (n < walStart) await fs.unlink(joinPath(walDir, walFileName(n)));
   }
+  assert(last !== null, 'the WAL file wal_start was read');
   return { events, last, tornTail };
 }
 

@@ -15,7 +15,8 @@ import { COLUMN_NAMES, type ColumnBatch, type ColumnName } from '../model/column
 import type { PackedIds } from '../model/packed-ids.ts';
 import { hash128Into } from '../model/hash.ts';
 import type { BloomFilter } from './encoding/bloom-filter.ts';
-import type { FileSystem, ReadFile } from './fs/file-system.ts';
+import { type FileSystem, isFsError, type ReadFile } from './fs/file-system.ts';
+import { ioErrorCode } from './fs/io-error.ts';
 import { segmentPath } from './layout.ts';
 import type { SegmentEntry } from './manifest.ts';
 import { accountBucket, utcDay } from './partition.ts';
@@ -87,7 +88,11 @@ interface PointImage {
 }
 export const DEFAULT_SEGMENT_CACHE_BYTES = 128 * 1024 * 1024;
 
+/** A failure to read a segment: the disk's (I/O error, kept as such) or the bytes' (corruption). */
 function corrupt(entryId: number, what: string, cause?: unknown): UsageDbError {
+  if (isFsError(cause) && cause.code !== 'ENOENT') {
+    return new UsageDbError(ioErrorCode(cause.code), `segment ${entryId}: ${what}`, { cause });
+  }
   return new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', `segment ${entryId}: ${what}`, { cause });
 }
 

@@ -88,6 +88,12 @@ export interface FileSystem {
    * Throws FsError('EEXIST') if it exists. Used for the data-directory lock.
    */
   createExclusive(path: string, data: Uint8Array): Promise<void>;
+  /**
+   * One name per directory whatever its spelling (relative, '..', '//', a trailing '/', a
+   * symlink), unique across disks: keys the process-wide registry of open databases. `path`
+   * must exist.
+   */
+  canonicalName(path: string): Promise<string>;
 }
 
 /** Joins path parts with '/', collapsing duplicate separators. */

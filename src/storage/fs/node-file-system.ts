@@ -88,6 +88,10 @@ export class NodeFileSystem implements FileSystem {
     await io('mkdir', dir, () => fsp.mkdir(dir, { recursive: true }));
   }
 
+  async canonicalName(path: string): Promise<string> {
+    return `disk:${await io('realpath', path, () => fsp.realpath(path))}`;
+  }
+
   async readdir(dir: string): Promise<string[]> {
     const names = await io('readdir', dir, () => fsp.readdir(dir));
     return names.sort();

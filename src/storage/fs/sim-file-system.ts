@@ -197,6 +197,8 @@ interface HandleState {
   closed: boolean;
 }
 
+let nextDiskNumber = 1;
+
 export class SimFileSystem implements FileSystem {
   readonly seed: number;
   private readonly random: Prng;
@@ -210,6 +212,9 @@ export class SimFileSystem implements FileSystem {
   private readonly crashAtCalls = new Map<number, SimCrashOptions>();
   private predicates: { predicate: SimFaultPredicate; crashOptions: SimCrashOptions }[] = [];
 
+  /** Tells simulated disks apart in canonicalName. */
+  private readonly diskNumber = nextDiskNumber++;
+
   constructor(options: SimFileSystemOptions = {}) {
     this.seed = options.seed ?? DEFAULT_SEED;
     this.random = new Prng(this.seed);
@@ -218,6 +223,17 @@ export class SimFileSystem implements FileSystem {
   }
 
   // ---- FileSystem ----
+
+  /** Not a counted call: bookkeeping, like `size()`. Each simulated disk has its own names. */
+  async canonicalName(path: string): Promise<string> {
+    const parts: string[] = [];
+    for (const part of path.split('/')) {
+      if (part === '' || part === '.') continue;
+      if (part === '..') parts.pop();
+      else parts.push(part);
+    }
+    return `sim-${this.diskNumber}:/${parts.join('/')}`;
+  }
 
   async mkdirp(dir: string): Promise<void> {
     this.enter('mkdirp', dir);
