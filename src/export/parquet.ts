@@ -14,7 +14,7 @@
  */
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { ReadSnapshot } from '../db.ts';
+import type { ReadSnapshot } from '../storage/snapshot.ts';
 import { UsageDbError, assert } from '../errors.ts';
 import { type ExportPlan, type RowChunk, type RowFilter, dayChunks, fileChunks, planExport } from './plan.ts';
 import { RowGroupBuilder } from './row-group-builder.ts';

@@ -11,7 +11,7 @@
  *   holds no event twice;
  * - decoded chunks hold at most max(chunkRows, one block) rows, so reading stays bounded.
  */
-import type { ReadSnapshot } from '../db.ts';
+import type { ReadSnapshot } from '../storage/snapshot.ts';
 import { assert } from '../errors.ts';
 import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
 import type { PackedIds } from '../model/packed-ids.ts';

@@ -11,7 +11,8 @@
  * - the file and its directory entry are fsynced before this returns: the caller may then
  *   reference it from a manifest commit;
  * - nothing here touches the manifest: a file written by a flush that fails or crashes is
- *   unreferenced and ignored by recovery;
+ *   unreferenced, and removed at the next open (version-set.ts);
+ * - the originals its Retractions retract go to a side file (retractions.ts), fsynced with it;
  * - encoding (seconds of CPU for a full memtable) runs in a worker thread: ingest is not stalled.
  */
 import { assert } from '../errors.ts';
@@ -22,6 +23,7 @@ import { type FileSystem, joinPath } from './fs/file-system.ts';
 import type { IdIndex } from './id-index.ts';
 import { RAW_DIR, segmentPath } from './layout.ts';
 import type { SegmentEntry } from './manifest.ts';
+import { writeRetractionFile } from './retractions.ts';
 import { encodeFlush } from './segment/segment-encoder.ts';
 
 /** Bits per event id in the segment's Bloom filter: ~2% false positives, 1 byte/event. */
@@ -63,6 +65,10 @@ export async function flushColumns(columns: EventColumns, ctx: FlushContext): Pr
   );
   assert(encoded.meta.rowCount === columns.rowCount, 'flush segment lost or invented rows');
   await ctx.fs.writeFile(segmentPath(ctx.root, ctx.segmentId), encoded.bytes, { sync: true });
+  const retractions =
+    encoded.retracted.length > 0
+      ? await writeRetractionFile(ctx.fs, ctx.root, ctx.segmentId, encoded.retracted)
+      : 0;
   await ctx.fs.syncDir(joinPath(ctx.root, RAW_DIR));
   const segment: SegmentEntry = {
     id: ctx.segmentId,
@@ -71,7 +77,7 @@ export async function flushColumns(columns: EventColumns, ctx: FlushContext): Pr
     max_ts: encoded.meta.maxTimestampMs,
     size_bytes: encoded.bytes.length,
     crc32c: encoded.checksum,
-    ...(encoded.retracted.length > 0 ? { retracted: encoded.retracted } : {}),
+    retractions,
   };
   return {
     segment,

@@ -229,15 +229,18 @@ export class SegmentStore {
     this.prepared.set(entry.id, { entry, meta: footer.meta, filter: footer.filter, slices, idIndex });
   }
 
-  /** Makes exactly `entries` visible (each must be prepared). Synchronous on purpose. */
-  setEntries(entries: readonly SegmentEntry[]): void {
+  /**
+   * Makes exactly `entries` visible (each must be prepared). Synchronous on purpose. `retain`:
+   * ids of segments that pinned older versions may still read (their footers stay loaded).
+   */
+  setEntries(entries: readonly SegmentEntry[], retain: ReadonlySet<number> = new Set()): void {
     const files: SegmentFile[] = [];
     for (const e of entries) {
       const f = this.prepared.get(e.id);
       assert(f !== undefined, `segment ${e.id} made visible before prepare`);
       files.push(f);
     }
-    const live = new Set(entries.map((e) => e.id));
+    const live = new Set([...entries.map((e) => e.id), ...retain]);
     for (const id of [...this.prepared.keys()]) if (!live.has(id)) this.prepared.delete(id);
     for (const id of [...this.readers.keys()]) if (!live.has(id)) this.evict(id);
     for (const id of [...this.points.keys()]) if (!live.has(id)) this.evictPoint(id);
@@ -253,6 +256,15 @@ export class SegmentStore {
     this.files = files;
     this.allSlices = all;
     this.byBucket = byBucket;
+  }
+
+  /** The partition slices of `entries` (a pinned version's), each of which must be prepared. */
+  slicesOf(entries: readonly SegmentEntry[]): PartitionSlice[] {
+    return entries.flatMap((e) => {
+      const f = this.prepared.get(e.id);
+      assert(f !== undefined, `segment ${e.id} is read by a version but not loaded`);
+      return f.slices;
+    });
   }
 
   get segmentCount(): number {

@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DAY_MS, T0, simDb } from '../support/events.ts';
+import { scanAccount } from '../support/scan.ts';
 
 type Op =
   | { kind: 'ingest'; events: { id: number; variant: number; day: number; account: number }[] }
@@ -76,7 +77,7 @@ describe('dedupe property', () => {
           }
           const seen = new Map<string, string>();
           for (let a = 0; a < 4; a++) {
-            for (const e of await db.scan(`a${a}`, 0, Number.MAX_SAFE_INTEGER)) {
+            for (const e of await scanAccount(db, `a${a}`, 0, Number.MAX_SAFE_INTEGER)) {
               seen.set(
                 e.event_id,
                 JSON.stringify({
@@ -84,7 +85,7 @@ describe('dedupe property', () => {
                   event_id: e.event_id,
                   account_id: e.account_id,
                   timestamp_ms: e.timestamp_ms,
-                  quantity: e.quantity,
+                  quantity: Number(e.quantity),
                 }),
               );
             }

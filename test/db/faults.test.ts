@@ -3,13 +3,15 @@ import type { UsageDb } from '../../src/db.ts';
 import { SimulatedCrashError } from '../../src/storage/fs/sim-file-system.ts';
 import { manifestFileName } from '../../src/storage/manifest.ts';
 import { DAY_MS, simDb, T0, usage, usageBatch, type WireInput } from '../support/events.ts';
+import { abandonForCrashTest } from '../../src/testing.ts';
+import { scanAccount } from '../support/scan.ts';
 
 const ACCOUNTS = Array.from({ length: 7 }, (_, i) => `acct_${i}`);
 
 async function allIds(db: UsageDb): Promise<string[]> {
   const ids: string[] = [];
   for (const a of [...ACCOUNTS, 'acct_other'])
-    for (const e of await db.scan(a, 0, Number.MAX_SAFE_INTEGER)) ids.push(e.event_id);
+    for (const e of await scanAccount(db, a, 0, Number.MAX_SAFE_INTEGER)) ids.push(e.event_id);
   return ids;
 }
 
@@ -107,7 +109,7 @@ describe('faults', () => {
         } catch (err) {
           if (!(err instanceof SimulatedCrashError) && !sim.fs.halted) throw err;
         }
-        db?.abandonForCrashTest();
+        if (db) abandonForCrashTest(db);
         if (sim.fs.halted) sim.fs.restart();
         else sim.fs.clearFaults();
         const reopened = await sim.open();
@@ -130,7 +132,7 @@ describe('faults', () => {
     const db2 = await sim.open({ durability: 'fast' });
     await db2.ingest([small(2), small(3)]);
     sim.fs.crash({ tornWrites: true });
-    db2.abandonForCrashTest();
+    abandonForCrashTest(db2);
     const db3 = await sim.open();
     const ids = await allIds(db3);
     expect(ids).toContain('evt_1');
@@ -148,7 +150,7 @@ describe('faults', () => {
     expect(seg).toBeDefined();
     sim.fs.flipBit(seg as string, 40, 3);
     const db2 = await sim.open();
-    await expect(db2.scan('acct_1', 0, Number.MAX_SAFE_INTEGER)).rejects.toMatchObject({
+    await expect(scanAccount(db2, 'acct_1', 0, Number.MAX_SAFE_INTEGER)).rejects.toMatchObject({
       code: 'USAGEDB_ERR_SEGMENT_CORRUPT',
     });
     await db2.close({ flushMemtable: false });

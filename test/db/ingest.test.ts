@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { UsageDbError } from '../../src/errors.ts';
 import { simDb, T0, usage, usageBatch } from '../support/events.ts';
+import { readSnapshot } from '../../src/testing.ts';
+import { scanAccount } from '../support/scan.ts';
 
 describe('UsageDb ingest and idempotency', () => {
   it('accepts, then counts exact retries as duplicates and changed payloads as conflicts', async () => {
@@ -52,7 +54,7 @@ describe('UsageDb ingest and idempotency', () => {
     expect(r.accepted).toBe(2);
     expect(r.rejected).toBe(2);
     expect(r.errors.map((e) => e.reason)).toEqual(['unknown_field', 'negative_quantity']);
-    const events = await db.scan('acct_1', 0, Number.MAX_SAFE_INTEGER);
+    const events = await scanAccount(db, 'acct_1', 0, Number.MAX_SAFE_INTEGER);
     expect(events.map((e) => e.event_id)).toEqual(['evt_1']);
     await db.close();
   });
@@ -107,9 +109,9 @@ describe('UsageDb ingest and idempotency', () => {
       { ...base, event_id: 'r9', kind: 'Retraction', quantity: '-100', correction_ref: ref('evt_1') },
     ]);
     expect(again.errors[0]?.reason).toBe('already_retracted');
-    const events = await db.scan(base.account_id as string, 0, Number.MAX_SAFE_INTEGER);
+    const events = await scanAccount(db, base.account_id as string, 0, Number.MAX_SAFE_INTEGER);
     const r1 = events.find((e) => e.event_id === 'r1');
-    expect(r1?.quantity).toBe(-100);
+    expect(r1?.quantity).toBe('-100');
     await db.close();
   });
 
@@ -119,9 +121,9 @@ describe('UsageDb ingest and idempotency', () => {
     await db.ingest([usage(1, { timestamp_ms: T0 }), usage(8, { timestamp_ms: T0 + 10 })]);
     await db.flush();
     await db.ingest([usage(15, { timestamp_ms: T0 + 20 })]);
-    const ids = (await db.scan('acct_1', T0, T0 + 20)).map((e) => e.event_id);
+    const ids = (await scanAccount(db, 'acct_1', T0, T0 + 20)).map((e) => e.event_id);
     expect(ids).toEqual(['evt_1', 'evt_8']);
-    expect((await db.scan('acct_1', T0, T0 + 21)).length).toBe(3);
+    expect((await scanAccount(db, 'acct_1', T0, T0 + 21)).length).toBe(3);
     await db.close();
   });
 
@@ -150,7 +152,7 @@ describe('flush in the encoder worker', () => {
     let seen = 0;
     let sum = 0;
     for (let a = 0; a < 7; a++) {
-      for (const e of await db.scan(`acct_${a}`, 0, Number.MAX_SAFE_INTEGER)) {
+      for (const e of await scanAccount(db, `acct_${a}`, 0, Number.MAX_SAFE_INTEGER)) {
         seen++;
         sum += Number(e.quantity);
       }
@@ -183,7 +185,7 @@ describe('flush under concurrent ingest', () => {
     expect(accepted).toBe(400);
     await db.flush();
     const rowsPerSegment = new Map<number, number>();
-    for (const slice of db.readSnapshot().segments)
+    for (const slice of readSnapshot(db).segments)
       rowsPerSegment.set(slice.segment_id, (rowsPerSegment.get(slice.segment_id) ?? 0) + slice.rows);
     const sizes = [...rowsPerSegment.entries()].sort((a, b) => a[0] - b[0]).map(([, rows]) => rows);
     // Every flush but the final one wrote a full memtable, none a sliver of one.

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UsageDb } from '../../src/db.ts';
+import { scanAccount } from '../support/scan.ts';
 
 async function ingestThenKill(dir: string, durability: string, ackedBatchesWanted: number): Promise<number> {
   const child = spawn(
@@ -52,7 +53,7 @@ describe('kill -9 of an ingesting process', () => {
         const db = await UsageDb.open({ dir });
         const ids = new Set<string>();
         for (let a = 0; a < 5; a++)
-          for (const e of await db.scan(`acct_${a}`, 0, Number.MAX_SAFE_INTEGER)) ids.add(e.event_id);
+          for (const e of await scanAccount(db, `acct_${a}`, 0, Number.MAX_SAFE_INTEGER)) ids.add(e.event_id);
         for (let i = 0; i < (acked + 1) * 50; i++) expect(ids.has(`k9_${i}`), `k9_${i}`).toBe(true);
         // Nothing invented: only ids the child generated, each once.
         for (const id of ids) expect(/^k9_\d+$/.test(id)).toBe(true);

@@ -14,6 +14,7 @@ import { walFileName } from '../../src/ingest/wal.ts';
 import { SimFileSystem } from '../../src/storage/fs/sim-file-system.ts';
 import type { LogFields } from '../../src/util/logger.ts';
 import { DAY_MS, simDb, T0, usage } from '../support/events.ts';
+import { abandonForCrashTest } from '../../src/testing.ts';
 
 const dirs: string[] = [];
 function tmpDir(): string {
@@ -99,7 +100,7 @@ describe('a second open in the same process', () => {
     const sim = simDb();
     const a = await sim.open();
     await a.ingest([e(1, 1)]);
-    a.abandonForCrashTest();
+    abandonForCrashTest(a);
     // Abandoned (a simulated crash): the LOCK naming this process may be taken over.
     const b = await sim.open();
     expect((await b.ingest([e(1, 1)])).duplicates).toBe(1);
@@ -115,7 +116,7 @@ describe('the WAL files the manifest names', () => {
     await db.flush();
     await db.ingest([e(3, 3)]);
     const walFile = db.stats().walFile;
-    db.abandonForCrashTest();
+    abandonForCrashTest(db);
     await sim.fs.unlink(`/db/wal/${walFileName(walFile)}`);
     await sim.fs.syncDir('/db/wal');
     expect(await codeOf(sim.open())).toBe('USAGEDB_ERR_WAL_CORRUPT');
@@ -128,7 +129,7 @@ describe('the WAL files the manifest names', () => {
     await db.flush();
     await db.ingest([e(3, 3)]);
     const walFile = db.stats().walFile;
-    db.abandonForCrashTest();
+    abandonForCrashTest(db);
     await sim.fs.writeFile(`/db/wal/${walFileName(walFile)}`, new Uint8Array(0), { sync: true });
     expect(await codeOf(sim.open())).toBe('USAGEDB_ERR_WAL_CORRUPT');
   });
@@ -141,7 +142,7 @@ describe('the WAL files the manifest names', () => {
       await db.flush();
       await db.ingest([e(3, 3)]);
       const path = join(dir, 'wal', walFileName(db.stats().walFile));
-      db.abandonForCrashTest();
+      abandonForCrashTest(db);
       rmSync(join(dir, 'LOCK'));
       if (damage === 'delete') unlinkSync(path);
       else truncateSync(path, 0);
@@ -157,7 +158,7 @@ describe('the WAL files the manifest names', () => {
     const db2 = await sim.open({ durability: 'fast' });
     await db2.ingest([e(2, 2), e(4, 4)]);
     sim.fs.crash({ tornWrites: true });
-    db2.abandonForCrashTest();
+    abandonForCrashTest(db2);
     sim.fs.restart();
     // Make sure a tail is there to tear: append garbage that looks like a partial record.
     const walPath = `/db/wal/${walFileName(db2.stats().walFile)}`;
@@ -190,7 +191,7 @@ describe('a full disk at restart', () => {
     const db = await sim.open({ durability: 'strict' });
     const events = Array.from({ length: 50 }, (_, i) => e(i, i));
     await db.ingest(events);
-    db.abandonForCrashTest();
+    abandonForCrashTest(db);
     // The disk is full: every write fails.
     const full = sim.fs.injectFault((c) =>
       ['writeFile', 'append', 'createExclusive'].includes(c.op) ? 'ENOSPC' : undefined,
@@ -224,7 +225,7 @@ describe('a full disk at restart', () => {
       const db = await UsageDb.open({ dir, durability: 'strict' });
       const events = Array.from({ length: 5_000 }, (_, i) => e(i, i + 1));
       for (let i = 0; i < events.length; i += 1_000) await db.ingest(events.slice(i, i + 1_000));
-      db.abandonForCrashTest();
+      abandonForCrashTest(db);
       rmSync(join(dir, 'LOCK'));
       const filler = join(mount, 'filler');
       try {

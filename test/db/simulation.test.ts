@@ -8,6 +8,8 @@ import type { UsageDb } from '../../src/db.ts';
 import { canonicalDimensionsJson } from '../../src/model/event.ts';
 import { SimulatedCrashError } from '../../src/storage/fs/sim-file-system.ts';
 import { DAY_MS, rng, simDb, T0, type WireInput } from '../support/events.ts';
+import { abandonForCrashTest } from '../../src/testing.ts';
+import { scanAccount } from '../support/scan.ts';
 
 const ACCOUNTS = ['a0', 'a1', 'a2', 'a3', 'a4'];
 
@@ -26,7 +28,7 @@ function storedKey(e: {
   account_id: string;
   meter_id: string;
   timestamp_ms: number;
-  quantity: number | bigint;
+  quantity: number | bigint | string;
   dimensions_json: string;
 }): string {
   return JSON.stringify([e.account_id, e.meter_id, e.timestamp_ms, String(e.quantity), e.dimensions_json]);
@@ -35,9 +37,9 @@ function storedKey(e: {
 async function storedEvents(db: UsageDb): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const a of ACCOUNTS) {
-    for (const e of await db.scan(a, 0, Number.MAX_SAFE_INTEGER)) {
+    for (const e of await scanAccount(db, a, 0, Number.MAX_SAFE_INTEGER)) {
       expect(out.has(e.event_id), `stored twice: ${e.event_id}`).toBe(false);
-      out.set(e.event_id, storedKey(e));
+      out.set(e.event_id, storedKey({ ...e, dimensions_json: canonicalDimensionsJson(e.dimensions) }));
     }
   }
   return out;
@@ -152,7 +154,7 @@ async function runSimulation(seed: number, steps: number): Promise<void> {
       } catch (err) {
         if (!(err instanceof SimulatedCrashError) && !sim.fs.halted) throw err;
       }
-      db.abandonForCrashTest();
+      abandonForCrashTest(db);
       if (sim.fs.halted) sim.fs.restart();
       else {
         sim.fs.clearFaults();

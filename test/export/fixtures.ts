@@ -2,9 +2,10 @@
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import type { UsageDb } from '../../src/db.ts';
 import type { WireEvent } from '../../src/model/event.ts';
-import { toWireEvent } from '../../src/model/event.ts';
+
 import { type EventColumns, NULL_CODE } from '../../src/model/columns.ts';
 import { toQuantity } from '../../src/model/quantity.ts';
+import { scanAccount } from '../support/scan.ts';
 
 export const DAY_MS = 86_400_000;
 /** 2026-04-01T00:00:00Z: far enough in the past to be accepted, whatever the test machine's clock. */
@@ -105,7 +106,7 @@ export function secondBatch(): Wire[] {
 export async function storedEvents(db: UsageDb): Promise<Map<string, WireEvent>> {
   const out = new Map<string, WireEvent>();
   for (const account of ACCOUNTS) {
-    for (const e of await db.scan(account, 0, Number.MAX_SAFE_INTEGER)) out.set(e.event_id, toWireEvent(e));
+    for (const e of await scanAccount(db, account, 0, Number.MAX_SAFE_INTEGER)) out.set(e.event_id, e);
   }
   return out;
 }

@@ -27,6 +27,7 @@ import {
   sumOf,
   usage,
 } from './fixtures.ts';
+import { readSnapshot } from '../../src/testing.ts';
 
 let root: string;
 let db: UsageDb;
@@ -94,7 +95,7 @@ describe('exportParquet: one file', () => {
 
   beforeAll(async () => {
     file = outPath('all.parquet');
-    result = await exportParquet(db.readSnapshot(), file, { rowGroupRows: 100 });
+    result = await exportParquet(readSnapshot(db), file, { rowGroupRows: 100 });
   });
 
   it('reports the rows, exact sum, file and size', () => {
@@ -175,7 +176,7 @@ describe('exportParquet: one file', () => {
 describe('exportParquet: partitions and filters', () => {
   it("writes one date=YYYY-MM-DD/ partition per UTC day, each holding exactly its day's rows", async () => {
     const dir = outPath('by-day');
-    const result = await exportParquet(db.readSnapshot(), dir, { partition: 'day', rowGroupRows: 64 });
+    const result = await exportParquet(readSnapshot(db), dir, { partition: 'day', rowGroupRows: 64 });
     const days = [...new Set([...events.values()].map((e) => utcDayOf(e.timestamp_ms)))].sort();
     expect(readdirSync(dir).sort()).toEqual(days.map((d) => `date=${d}`));
     expect(result.files).toEqual(days.map((d) => join(dir, `date=${d}`, PARTITION_FILE_NAME)));
@@ -209,7 +210,7 @@ describe('exportParquet: partitions and filters', () => {
     expect(atTo.length).toBeGreaterThan(0);
     const expected = [...events.values()].filter((e) => e.timestamp_ms >= from && e.timestamp_ms < to);
     for (const partition of ['none', 'day'] as const) {
-      const result = await exportParquet(db.readSnapshot(), outPath(`window-${partition}`), {
+      const result = await exportParquet(readSnapshot(db), outPath(`window-${partition}`), {
         from,
         to,
         partition,
@@ -223,7 +224,7 @@ describe('exportParquet: partitions and filters', () => {
   it('filters by account, alone and with a time range', async () => {
     for (const account of ACCOUNTS) {
       const expected = [...events.values()].filter((e) => e.account_id === account);
-      const result = await exportParquet(db.readSnapshot(), outPath(`acct-${account}.parquet`), {
+      const result = await exportParquet(readSnapshot(db), outPath(`acct-${account}.parquet`), {
         account_id: account,
       });
       expect(result.rows).toBe(expected.length);
@@ -234,7 +235,7 @@ describe('exportParquet: partitions and filters', () => {
       (e) => e.account_id === 'acct-c' && e.timestamp_ms < T0 + DAY_MS + 5_000,
     );
     const dir = outPath('acct-c-by-day');
-    const byDay = await exportParquet(db.readSnapshot(), dir, {
+    const byDay = await exportParquet(readSnapshot(db), dir, {
       account_id: 'acct-c',
       to: T0 + DAY_MS + 5_000,
       partition: 'day',
@@ -249,7 +250,7 @@ describe('exportParquet: partitions and filters', () => {
     const expected = [...events.values()].filter(
       (e) => e.account_id === 'acct-a' && e.timestamp_ms >= from && e.timestamp_ms < to,
     );
-    const result = await exportParquet(db.readSnapshot(), outPath('acct-window.parquet'), {
+    const result = await exportParquet(readSnapshot(db), outPath('acct-window.parquet'), {
       account_id: 'acct-a',
       from,
       to,
@@ -260,24 +261,24 @@ describe('exportParquet: partitions and filters', () => {
 
   it('writes a valid empty file (schema, zero rows) when nothing matches, and no partitions in day mode', async () => {
     const file = outPath('nobody.parquet');
-    const result = await exportParquet(db.readSnapshot(), file, { account_id: 'nobody' });
+    const result = await exportParquet(readSnapshot(db), file, { account_id: 'nobody' });
     expect(result).toMatchObject({ rows: 0, quantitySum: '0', files: [file] });
     const [n] = await duck.rows(`SELECT count(*)::INTEGER AS n FROM ${lit(file)}`);
     expect(n.n).toBe(0);
     expect((await duck.rows(`DESCRIBE SELECT * FROM ${lit(file)}`)).length).toBe(EXPORT_COLUMNS.length);
     const dir = outPath('nobody-dir');
-    const byDay = await exportParquet(db.readSnapshot(), dir, { account_id: 'nobody', partition: 'day' });
+    const byDay = await exportParquet(readSnapshot(db), dir, { account_id: 'nobody', partition: 'day' });
     expect(byDay.files).toEqual([]);
     expect(readdirSync(dir)).toEqual([]);
   });
 
   it('includes memtable rows acknowledged before the snapshot, and not those after it', async () => {
-    const snapshot = db.readSnapshot();
+    const snapshot = readSnapshot(db);
     const late = await db.ingest([usage('late', { account_id: 'acct-c', timestamp_ms: T0 + 5 })]);
     expect(late.accepted).toBe(1);
     const before = await exportParquet(snapshot, outPath('before-late.parquet'));
     expect(before.rows).toBe(events.size);
-    const after = await exportParquet(db.readSnapshot(), outPath('after-late.parquet'));
+    const after = await exportParquet(readSnapshot(db), outPath('after-late.parquet'));
     expect(after.rows).toBe(events.size + 1);
     const rows = await exportedRows(after.files);
     expect(rows.get('late')?.quantity).toBe('1');
@@ -288,13 +289,13 @@ describe('exportParquet: publication is atomic', () => {
   it('replaces an existing file in one step', async () => {
     const file = outPath('replace.parquet');
     writeFileSync(file, 'old');
-    const result = await exportParquet(db.readSnapshot(), file, { account_id: 'acct-b' });
+    const result = await exportParquet(readSnapshot(db), file, { account_id: 'acct-b' });
     const [n] = await duck.rows(`SELECT count(*)::INTEGER AS n FROM ${lit(file)}`);
     expect(n.n).toBe(result.rows);
   });
 
   it('refuses bad options and targets with INVALID_ARGUMENT', async () => {
-    const snap = db.readSnapshot();
+    const snap = readSnapshot(db);
     const bad: [string, Parameters<typeof exportParquet>[2]][] = [
       [outPath('x.parquet'), { from: 10, to: 5 }],
       [outPath('x.parquet'), { from: 1.5 }],
@@ -312,7 +313,7 @@ describe('exportParquet: publication is atomic', () => {
   });
 
   it('leaves nothing behind when reading fails mid-export (no truncated file that looks complete)', async () => {
-    const snap = db.readSnapshot();
+    const snap = readSnapshot(db);
     const simulated = () => new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', 'simulated corrupt segment');
     // A segment file that cannot be read: on the first read for one file, the third for days.
     let reads = 0;

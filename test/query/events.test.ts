@@ -25,6 +25,7 @@ import {
   PRODUCTS,
   toWire,
 } from './fixtures.ts';
+import { readSnapshot } from '../../src/testing.ts';
 
 const SEED = Number(process.env.FC_SEED ?? Date.now() % 1_000_000);
 
@@ -57,7 +58,7 @@ async function allPages(db: UsageDb, params: EventsParams, between?: (page: numb
   let cursor: string | null = null;
   let pages = 0;
   do {
-    const page = await listEvents(db.readSnapshot(), { ...params, cursor });
+    const page = await listEvents(readSnapshot(db), { ...params, cursor });
     out.push(...page.events);
     cursor = page.next_cursor;
     pages++;
@@ -109,7 +110,7 @@ describe('listEvents', () => {
   it('events come back in the wire form (decimal quantities, dimension objects, correction_ref)', async () => {
     const account = 'acct-c';
     const want = expected(fx.events, { account_id: account, from: MAY, to: JUNE });
-    const { events } = await listEvents(fx.db.readSnapshot(), {
+    const { events } = await listEvents(readSnapshot(fx.db), {
       account_id: account,
       from: MAY,
       to: JUNE,
@@ -128,7 +129,7 @@ describe('listEvents', () => {
   });
 
   it('wireEventOf matches toWireEvent(eventOfRow()) and hands out unshared dimension objects', () => {
-    const m = fx.db.readSnapshot().memtables.find((c) => c.rowCount > 0);
+    const m = readSnapshot(fx.db).memtables.find((c) => c.rowCount > 0);
     if (m === undefined) throw new Error('fixture has an empty memtable');
     const dims = new DimensionsCache();
     for (let row = 0; row < m.rowCount; row++)
@@ -141,16 +142,16 @@ describe('listEvents', () => {
   it('next_cursor is null on the last page, also when it is exactly full', async () => {
     const p = { account_id: 'acct-a', from: MAY, to: JUNE };
     const n = expected(fx.events, p).length;
-    const page = await listEvents(fx.db.readSnapshot(), { ...p, limit: n });
+    const page = await listEvents(readSnapshot(fx.db), { ...p, limit: n });
     expect(page.events).toHaveLength(n);
     expect(page.next_cursor).toBeNull();
-    const short = await listEvents(fx.db.readSnapshot(), { ...p, limit: n - 1 });
+    const short = await listEvents(readSnapshot(fx.db), { ...p, limit: n - 1 });
     expect(short.next_cursor).not.toBeNull();
-    const rest = await listEvents(fx.db.readSnapshot(), { ...p, limit: n - 1, cursor: short.next_cursor });
+    const rest = await listEvents(readSnapshot(fx.db), { ...p, limit: n - 1, cursor: short.next_cursor });
     expect(rest.events).toHaveLength(1);
     expect(rest.next_cursor).toBeNull();
     expect(
-      (await listEvents(fx.db.readSnapshot(), { account_id: 'acct-none', from: MAY, to: JUNE })).events,
+      (await listEvents(readSnapshot(fx.db), { account_id: 'acct-none', from: MAY, to: JUNE })).events,
     ).toEqual([]);
   });
 
@@ -175,14 +176,14 @@ describe('listEvents', () => {
   });
 
   it('a small first page stops early instead of opening every segment of the account', async () => {
-    const { page, stats } = await createQueryEngine().listEventsWithStats(fx.db.readSnapshot(), {
+    const { page, stats } = await createQueryEngine().listEventsWithStats(readSnapshot(fx.db), {
       account_id: 'acct-a',
       from: MAY,
       to: JUNE,
       limit: 5,
     });
     expect(page.events).toHaveLength(5);
-    const all = await createQueryEngine().listEventsWithStats(fx.db.readSnapshot(), {
+    const all = await createQueryEngine().listEventsWithStats(readSnapshot(fx.db), {
       account_id: 'acct-a',
       from: MAY,
       to: JUNE,
@@ -192,7 +193,7 @@ describe('listEvents', () => {
   });
 
   it('limit: default 1,000, at most 10,000; bad limits, cursors and parameters are rejected', async () => {
-    const snap = fx.db.readSnapshot();
+    const snap = readSnapshot(fx.db);
     const base = { account_id: 'acct-a', from: MAY, to: JUNE };
     const bad = async (extra: Record<string, unknown>, message: string) => {
       await expect(listEvents(snap, { ...base, ...extra } as EventsParams)).rejects.toMatchObject({
@@ -219,10 +220,10 @@ describe('listEvents', () => {
       quantity: 1n,
     }));
     await fx.db.ingest(many.map(toWire));
-    const page = await listEvents(fx.db.readSnapshot(), { account_id: 'acct-lim', from: MAY, to: JUNE });
+    const page = await listEvents(readSnapshot(fx.db), { account_id: 'acct-lim', from: MAY, to: JUNE });
     expect(page.events).toHaveLength(1000);
     expect(page.next_cursor).not.toBeNull();
-    const strLimit = await listEvents(fx.db.readSnapshot(), {
+    const strLimit = await listEvents(readSnapshot(fx.db), {
       account_id: 'acct-lim',
       from: String(MAY),
       to: String(JUNE),

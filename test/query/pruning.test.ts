@@ -18,6 +18,7 @@ import {
   type PlainEvent,
   referenceQuery,
 } from './fixtures.ts';
+import { readSnapshot } from '../../src/testing.ts';
 
 describe('pruning by bucket, manifest ranges and segment value sets', () => {
   let fx: Fixture;
@@ -29,7 +30,7 @@ describe('pruning by bucket, manifest ranges and segment value sets', () => {
   });
 
   it('a one-account query reads only blocks of that account’s bucket, in range', async () => {
-    const snap = fx.db.readSnapshot();
+    const snap = readSnapshot(fx.db);
     for (const account of ACCOUNTS) {
       const engine = createQueryEngine();
       const q = {
@@ -102,7 +103,7 @@ describe('pruning by bucket, manifest ranges and segment value sets', () => {
     }
     const f = await openFixture(events, { batches: 2 });
     try {
-      const snap = f.db.readSnapshot();
+      const snap = readSnapshot(f.db);
       const q = { from: MAY, to: MAY + 2 * DAY, filters: { meter_id: 'requests' } };
       const { rows, stats } = await createQueryEngine().runQuery(snap, parseJsonQuery(q));
       expect(rows).toEqual(referenceQuery(events, q));
@@ -132,7 +133,7 @@ describe('block skipping inside a segment', () => {
     }));
     const f = await openFixture(events, { batches: 2, blockRows: 16 });
     try {
-      const snap = f.db.readSnapshot();
+      const snap = readSnapshot(f.db);
       const q = {
         account_id: 'acct-b',
         from: MAY + 3 * HOUR,
@@ -166,7 +167,7 @@ describe('column projection and the chunk cache', () => {
 
   it('a count over whole days decodes no column at all', async () => {
     const { rows, stats } = await createQueryEngine().runQuery(
-      fx.db.readSnapshot(),
+      readSnapshot(fx.db),
       parseJsonQuery({ from: MAY, to: MAY + 10 * DAY, metrics: ['count'] }),
     );
     expect(rows).toEqual(referenceQuery(fx.events, { from: MAY, to: MAY + 10 * DAY, metrics: ['count'] }));
@@ -181,10 +182,10 @@ describe('column projection and the chunk cache', () => {
       to: MAY + 10 * DAY,
       group_by: ['product_id', 'meter_id', 'model_id', 'unit'],
     });
-    const first = await engine.runQuery(fx.db.readSnapshot(), q);
+    const first = await engine.runQuery(readSnapshot(fx.db), q);
     // product, meter, model, unit, quantity: five of the fifteen columns per block.
     expect(first.stats.cacheMisses).toBe(first.stats.blocksRead * 5);
-    const second = await engine.runQuery(fx.db.readSnapshot(), q);
+    const second = await engine.runQuery(readSnapshot(fx.db), q);
     expect(second.rows).toEqual(first.rows);
     expect(second.stats.cacheMisses).toBe(0);
     expect(second.stats.cacheHits).toBe(first.stats.blocksRead * 5);
@@ -198,10 +199,10 @@ describe('column projection and the chunk cache', () => {
       group_by: ['account_id'],
       metrics: ['sum', 'min', 'max'],
     });
-    const a = await engine.runQuery(fx.db.readSnapshot(), q);
+    const a = await engine.runQuery(readSnapshot(fx.db), q);
     expect(engine.cache.sizeBytes).toBeLessThanOrEqual(8_000);
     expect(engine.cache.entryCount).toBeGreaterThan(0);
-    const b = await engine.runQuery(fx.db.readSnapshot(), q);
+    const b = await engine.runQuery(readSnapshot(fx.db), q);
     expect(b.rows).toEqual(a.rows);
     expect(b.stats.cacheMisses).toBeGreaterThan(0);
     engine.cache.clear();

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createQueryEngine } from '../../src/query/engine.ts';
 import { parseJsonQuery, runQuery } from '../../src/query/index.ts';
 import { type Fixture, generateEvents, jsonQueryArb, openFixture, referenceQuery } from './fixtures.ts';
+import { readSnapshot } from '../../src/testing.ts';
 
 const SEED = Number(process.env.FC_SEED ?? Date.now() % 1_000_000);
 const RUNS = Number(process.env.FC_RUNS ?? 300);
@@ -17,7 +18,7 @@ describe('runQuery equals the brute-force reference', () => {
 
   beforeAll(async () => {
     fx = await openFixture(generateEvents(7, 1500));
-    const snap = fx.db.readSnapshot();
+    const snap = readSnapshot(fx.db);
     // The property is only meaningful with several segments and rows still in the memtable.
     expect(snap.segments.length).toBeGreaterThan(20);
     expect(snap.memtables.reduce((n, m) => n + m.rowCount, 0)).toBeGreaterThan(100);
@@ -30,7 +31,7 @@ describe('runQuery equals the brute-force reference', () => {
   it(`random queries (fast-check seed ${SEED}; replay with FC_SEED)`, async () => {
     await fc.assert(
       fc.asyncProperty(jsonQueryArb(), async (q) => {
-        const result = await runQuery(fx.db.readSnapshot(), parseJsonQuery(q));
+        const result = await runQuery(readSnapshot(fx.db), parseJsonQuery(q));
         expect(result.rows).toEqual(referenceQuery(fx.events, q));
       }),
       { seed: SEED, numRuns: RUNS },
@@ -43,7 +44,7 @@ describe('runQuery equals the brute-force reference', () => {
       fc.asyncProperty(jsonQueryArb(), async (q) => {
         const want = referenceQuery(fx.events, q);
         for (const engine of engines)
-          expect((await engine.runQuery(fx.db.readSnapshot(), parseJsonQuery(q))).rows).toEqual(want);
+          expect((await engine.runQuery(readSnapshot(fx.db), parseJsonQuery(q))).rows).toEqual(want);
         expect(engines[1].cache.sizeBytes).toBeLessThanOrEqual(20_000);
       }),
       { seed: SEED + 1, numRuns: 60 },
@@ -69,7 +70,7 @@ describe('runQuery equals the brute-force reference', () => {
       },
     ]) {
       const json = { ...q, metrics: [...q.metrics] };
-      expect((await runQuery(fx.db.readSnapshot(), parseJsonQuery(json))).rows).toEqual(
+      expect((await runQuery(readSnapshot(fx.db), parseJsonQuery(json))).rows).toEqual(
         referenceQuery(fx.events, json),
       );
     }
@@ -81,13 +82,13 @@ describe('runQuery equals the brute-force reference', () => {
       to: '2020-02-01T00:00:00Z',
       metrics: ['sum', 'count', 'min', 'max'] as const,
     };
-    const { rows } = await runQuery(fx.db.readSnapshot(), parseJsonQuery({ ...q, metrics: [...q.metrics] }));
+    const { rows } = await runQuery(readSnapshot(fx.db), parseJsonQuery({ ...q, metrics: [...q.metrics] }));
     expect(rows).toEqual([{ sum: '0', count: 0, min: null, max: null }]);
   });
 
   it('sums beyond 2^53 and 10^38 stay exact', async () => {
     const { rows } = await runQuery(
-      fx.db.readSnapshot(),
+      readSnapshot(fx.db),
       parseJsonQuery({ from: 0, to: Date.UTC(2027, 0, 1) }),
     );
     const exact = fx.events.reduce((s, e) => s + e.quantity, 0n);
@@ -108,7 +109,7 @@ describe('over generated datasets', () => {
           const fx = await openFixture(generateEvents(dataSeed, count, 3), { batches, blockRows: 16 });
           try {
             for (const q of queries) {
-              expect((await runQuery(fx.db.readSnapshot(), parseJsonQuery(q))).rows).toEqual(
+              expect((await runQuery(readSnapshot(fx.db), parseJsonQuery(q))).rows).toEqual(
                 referenceQuery(fx.events, q),
               );
             }

@@ -16,6 +16,7 @@ import {
   openFixture,
   referenceQuery,
 } from './fixtures.ts';
+import { readSnapshot } from '../../src/testing.ts';
 
 const SEED = Number(process.env.FC_SEED ?? Date.now() % 1_000_000);
 const RANGE = `timestamp_ms >= '2026-05-01T00:00:00Z' AND timestamp_ms < '2026-06-01T00:00:00Z'`;
@@ -82,8 +83,8 @@ describe('SQL over the same engine', () => {
     await fc.assert(
       fc.asyncProperty(jsonQueryArb({ sqlOnly: true }), async (q) => {
         const { sql, names } = toSql(q);
-        const s = await runSql(fx.db.readSnapshot(), sql);
-        const j = await runQuery(fx.db.readSnapshot(), parseJsonQuery(q));
+        const s = await runSql(readSnapshot(fx.db), sql);
+        const j = await runQuery(readSnapshot(fx.db), parseJsonQuery(q));
         const asObjects = s.rows.map((r) => Object.fromEntries(names.map((n, i) => [n, r[i]])) as QueryRow);
         expect(asObjects).toEqual(j.rows);
         expect(j.rows).toEqual(referenceQuery(fx.events, q));
@@ -94,7 +95,7 @@ describe('SQL over the same engine', () => {
 
   it('column names are the alias, else the lower-cased expression', async () => {
     const r = await runSql(
-      fx.db.readSnapshot(),
+      readSnapshot(fx.db),
       `SELECT Product_Id, dimensions['region'], Sum( Quantity ), count(*) AS n, MIN(quantity), max(quantity) AS "Top" FROM usage_events WHERE ${RANGE} GROUP BY product_id, dimensions['region'] ORDER BY n DESC LIMIT 2`,
     );
     expect(r.columns).toEqual([
@@ -111,7 +112,7 @@ describe('SQL over the same engine', () => {
   });
 
   it('time bounds: ms or RFC 3339, >, <=, BETWEEN (inclusive), = and several bounds tighten', async () => {
-    const snap = fx.db.readSnapshot();
+    const snap = readSnapshot(fx.db);
     const count = async (where: string) =>
       (await runSql(snap, `SELECT COUNT(*) FROM usage_events WHERE ${where}`)).rows[0][0];
     const ref = (from: number, to: number) =>
@@ -134,7 +135,7 @@ describe('SQL over the same engine', () => {
   });
 
   it('contradicting conditions match nothing; IN lists intersect', async () => {
-    const snap = fx.db.readSnapshot();
+    const snap = readSnapshot(fx.db);
     const r = await runSql(
       snap,
       `SELECT COUNT(*), SUM(quantity) FROM usage_events WHERE ${RANGE} AND meter_id = 'requests' AND meter_id = 'tool.calls'`,
@@ -160,7 +161,7 @@ describe('SQL over the same engine', () => {
   });
 
   it('a table alias, quoted identifiers, GROUP BY alias and keyword case are accepted', async () => {
-    const snap = fx.db.readSnapshot();
+    const snap = readSnapshot(fx.db);
     const r = await runSql(
       snap,
       `select e.meter_id as m, count(*) from usage_events as e where e.${RANGE} group by m order by m`,

@@ -10,22 +10,23 @@ import {
 
 function state(generation: number): ManifestState {
   return {
-    format_version: 1,
+    format_version: 2,
     generation,
     database_id: 'd',
     bucket_count: 64,
     created_at_ms: 1,
     next_segment_id: generation,
     wal_start: 1,
-    segments: [],
-    rollups: [],
+    raw_segments: [],
+    rollup_segments: [],
     periods: [],
+    quarantine: [],
   };
 }
 
 describe('manifest', () => {
   it('encodes and verifies a generation', () => {
-    expect(decodeManifest(encodeManifest(state(3)), 3)).toEqual(state(3));
+    expect(decodeManifest(encodeManifest(state(3)), 3).state).toEqual(state(3));
     expect(() => decodeManifest(encodeManifest(state(3)), 4)).toThrow(/file name/);
   });
 

@@ -9,18 +9,12 @@
  *   file `wal_start` of the generation we roll back to must still exist, otherwise refuse.
  */
 import { assert, UsageDbError } from '../errors.ts';
-import {
-  parseWalFileName,
-  readWalFile,
-  WAL_HEADER_BYTES,
-  WAL_TMP_SUFFIX,
-  walFileName,
-} from '../ingest/wal.ts';
-import { decodeWalBatch } from '../ingest/wal-batch.ts';
 import type { StoredEvent } from '../model/event.ts';
-import { type FileSystem, isFsError, joinPath } from './fs/file-system.ts';
-import { MANIFEST_DIR, TMP_DIR, WAL_DIR } from './layout.ts';
-import { type LoadedManifest, ManifestStore } from './manifest.ts';
+import { type FileSystem, isFsError, joinPath } from '../storage/fs/file-system.ts';
+import { MANIFEST_DIR, TMP_DIR, WAL_DIR } from '../storage/layout.ts';
+import { type LoadedManifest, ManifestStore } from '../storage/manifest.ts';
+import { parseWalFileName, readWalFile, WAL_HEADER_BYTES, WAL_TMP_SUFFIX, walFileName } from './wal.ts';
+import { decodeWalBatch } from './wal-batch.ts';
 
 export interface ReplayedWal {
   events: StoredEvent[];

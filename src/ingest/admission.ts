@@ -1,0 +1,196 @@
+/**
+ * The admission chain: what happens to each event of a batch before it may be appended.
+ * validate (model) → correction rules (billing) → idempotency (duplicate / conflict / new) →
+ * `already_retracted`. Period checks slot in after the correction rules.
+ *
+ * Invariants:
+ * - `classify` runs under the ingest mutex, so a batch sees every event accepted before it,
+ *   including the earlier events of the same batch;
+ * - most events are new and settle without awaiting: only an id-filter hit reads segments;
+ * - an accepted event's id was found nowhere: not in the batch, the memtables, the hot window
+ *   or any segment (exact string comparison confirms every hash hit).
+ */
+import { resolveCorrection } from '../billing/corrections.ts';
+import { canonicalPayload, eventOfRow, type StoredEvent, type UsageEvent } from '../model/event.ts';
+import { hash128Into } from '../model/hash.ts';
+import { payloadHash } from '../model/payload-hash.ts';
+import type { PendingEvent, RejectReason } from '../model/validate.ts';
+import type { RetractedOriginals } from '../storage/retractions.ts';
+import type { StoredEventFinder } from './dedupe.ts';
+import type { Memtables } from './memtables.ts';
+
+export type IngestStatus = 'rejected' | 'conflict';
+
+export interface IngestError {
+  index: number;
+  event_id: string | null;
+  status: IngestStatus;
+  reason: RejectReason | 'conflict';
+  message: string;
+}
+
+export interface IngestResult {
+  accepted: number;
+  duplicates: number;
+  conflicts: number;
+  rejected: number;
+  errors: IngestError[];
+}
+
+export function emptyIngestResult(): IngestResult {
+  return { accepted: 0, duplicates: 0, conflicts: 0, rejected: 0, errors: [] };
+}
+
+export function rejectEvent(
+  result: IngestResult,
+  index: number,
+  eventId: string | null,
+  reason: RejectReason,
+  message: string,
+): void {
+  result.rejected++;
+  result.errors.push({ index, event_id: eventId, status: 'rejected', reason, message });
+}
+
+/** How an incoming event relates to what is stored (strings: nothing allocated per event). */
+type Lookup = 'new' | 'duplicate' | 'conflict';
+
+export interface Admitted {
+  events: UsageEvent[];
+  /** The id table key (hash128 h1) of each admitted event. */
+  idKeys: Uint32Array;
+}
+
+export class Admission {
+  private readonly memtables: Memtables;
+  private readonly finder: StoredEventFinder;
+  private readonly retracted: RetractedOriginals;
+  /** hash128 of the event being classified (scratch: the ingest mutex serialises its use). */
+  private readonly idHash = new Uint32Array(4);
+
+  constructor(memtables: Memtables, finder: StoredEventFinder, retracted: RetractedOriginals) {
+    this.memtables = memtables;
+    this.finder = finder;
+    this.retracted = retracted;
+  }
+
+  /** Classifies validated events; counts duplicates and records rejections and conflicts. */
+  async classify(
+    valid: readonly { index: number; event: PendingEvent }[],
+    result: IngestResult,
+  ): Promise<Admitted> {
+    const events: UsageEvent[] = [];
+    const idKeys = new Uint32Array(valid.length);
+    const batch = new Map<string, UsageEvent>();
+    const batchRetracted = new Set<string>();
+    for (const { index, event: pending } of valid) {
+      let event: UsageEvent;
+      if (pending.kind === 'Usage') {
+        event = pending as UsageEvent;
+      } else {
+        const checked = await resolveCorrection(pending, (id) => this.findOriginal(id, batch));
+        if ('reason' in checked) {
+          rejectEvent(result, index, pending.event_id, checked.reason, checked.message);
+          continue;
+        }
+        event = checked.event;
+      }
+      hash128Into(event.event_id, this.idHash);
+      const idKey = this.idHash[0];
+      let found = this.lookupInMemory(event, this.idHash, batch);
+      if (found === 'maybe_stored') found = await this.lookupStored(event);
+      if (found === 'duplicate') {
+        result.duplicates++;
+        continue;
+      }
+      if (found === 'conflict') {
+        result.conflicts++;
+        result.errors.push({
+          index,
+          event_id: event.event_id,
+          status: 'conflict',
+          reason: 'conflict',
+          message: 'event_id was already stored with a different payload',
+        });
+        continue;
+      }
+      const original = event.correction_ref?.original_event_id;
+      if (event.kind === 'Retraction' && original !== undefined) {
+        if (batchRetracted.has(original) || (await this.isRetracted(original))) {
+          rejectEvent(
+            result,
+            index,
+            event.event_id,
+            'already_retracted',
+            `event ${original} is already retracted`,
+          );
+          continue;
+        }
+        batchRetracted.add(original);
+      }
+      events.push(event);
+      idKeys[events.length - 1] = idKey;
+      batch.set(event.event_id, event);
+    }
+    result.accepted = events.length;
+    result.errors.sort((a, b) => a.index - b.index);
+    return { events, idKeys };
+  }
+
+  private async isRetracted(originalId: string): Promise<boolean> {
+    return this.memtables.retractedInMemory(originalId) || (await this.retracted.has(originalId));
+  }
+
+  /**
+   * Duplicate, conflict or new against the batch, the memtables and the hot window; or
+   * 'maybe_stored' when a segment's id filter says the id may be stored. The canonical payload
+   * is only built on an id hit: most events are new.
+   */
+  private lookupInMemory(
+    event: UsageEvent,
+    idHash: Uint32Array,
+    batch: Map<string, UsageEvent>,
+  ): Lookup | 'maybe_stored' {
+    const inBatch = batch.get(event.event_id);
+    if (inBatch) return compare(event, canonicalPayload(inBatch));
+    const hit = this.memtables.recent.lookup(event.event_id, idHash[0]);
+    if (hit?.kind === 'memtable') {
+      return compare(event, canonicalPayload(eventOfRow(hit.memtable.columns(), hit.row)));
+    }
+    if (hit?.kind === 'flushed') {
+      const h = payloadHash(event);
+      const p = hit.payloadHash;
+      const same = h.h1 === p.h1 && h.h2 === p.h2 && h.h3 === p.h3 && h.h4 === p.h4;
+      return same ? 'duplicate' : 'conflict';
+    }
+    return this.finder.mayBeStored(idHash[0], idHash[1]) ? 'maybe_stored' : 'new';
+  }
+
+  private async lookupStored(event: UsageEvent): Promise<Lookup> {
+    const hit = await this.finder.find(event.event_id);
+    return hit ? compare(event, canonicalPayload(hit.event)) : 'new';
+  }
+
+  private async findOriginal(
+    eventId: string,
+    batch: Map<string, UsageEvent>,
+  ): Promise<StoredEvent | UsageEvent | null> {
+    return batch.get(eventId) ?? (await findStoredEvent(this.memtables, this.finder, eventId));
+  }
+}
+
+function compare(event: UsageEvent, storedPayload: string): Lookup {
+  return storedPayload === canonicalPayload(event) ? 'duplicate' : 'conflict';
+}
+
+/** Finds a stored or pending event by id (memtables first, then segments). */
+export async function findStoredEvent(
+  memtables: Memtables,
+  finder: StoredEventFinder,
+  eventId: string,
+): Promise<StoredEvent | null> {
+  const recent = memtables.recent.lookup(eventId);
+  if (recent?.kind === 'memtable') return eventOfRow(recent.memtable.columns(), recent.row);
+  const hit = await finder.find(eventId);
+  return hit?.event ?? null;
+}
