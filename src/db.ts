@@ -13,6 +13,7 @@
  * - every error that leaves a public method is a UsageDbError with a catalogue code;
  * - every read works on a pinned version, released when the call ends.
  */
+import { type MergeResult, mergeRawSegments } from './compact/merge.ts';
 import { UsageDbError } from './errors.ts';
 import { type ExportParquetOptions, type ExportParquetResult, exportParquet } from './export/parquet.ts';
 import { Admission, emptyIngestResult, type IngestResult, rejectEvent } from './ingest/admission.ts';
@@ -50,6 +51,7 @@ import { stderrLogger, type UsageDbLogger } from './util/logger.ts';
 export type { Durability } from './ingest/ingestor.ts';
 export type { IngestError, IngestResult, IngestStatus } from './ingest/admission.ts';
 export type { ReadSnapshot } from './storage/snapshot.ts';
+export type { MergeResult } from './compact/merge.ts';
 
 export interface UsageDbLimits {
   /** Latest accepted timestamp_ms is now + this. Default 24 h. */
@@ -85,6 +87,8 @@ export const DEFAULT_LIMITS: UsageDbLimits = {
 
 export interface UsageDbStats {
   segments: number;
+  /** Segments of conflicting copies set aside by compaction (never counted). */
+  quarantineSegments: number;
   memtableRows: number;
   frozenMemtables: number;
   manifestGeneration: number;
@@ -122,6 +126,7 @@ interface Parts {
   memtables: Memtables;
   ingestor: Ingestor;
   flusher: Flusher;
+  retracted: RetractedOriginals;
   tornTail: TornTailReport;
 }
 
@@ -129,8 +134,10 @@ export class UsageDb {
   readonly dir: string;
   readonly durability: Durability;
   readonly limits: UsageDbLimits;
+  private readonly fs: FileSystem;
   private readonly clock: Clock;
   private readonly lock: DirectoryLock;
+  private readonly retracted: RetractedOriginals;
   private readonly versions: VersionSet;
   private readonly segments: SegmentStore;
   private readonly memtables: Memtables;
@@ -144,8 +151,10 @@ export class UsageDb {
     this.dir = parts.options.dir;
     this.durability = parts.options.durability ?? 'balanced';
     this.limits = parts.limits;
+    this.fs = parts.fs;
     this.clock = parts.clock;
     this.lock = parts.lock;
+    this.retracted = parts.retracted;
     this.versions = parts.versions;
     this.segments = parts.segments;
     this.memtables = parts.memtables;
@@ -229,6 +238,7 @@ export class UsageDb {
         memtables,
         ingestor,
         flusher,
+        retracted,
         tornTail: replayed.tornTail,
       });
     } catch (err) {
@@ -298,6 +308,31 @@ export class UsageDb {
     });
   }
 
+  /**
+   * Compacts now: merges every raw segment into one sorted segment (exact duplicates dropped,
+   * conflicting copies quarantined), replacing them in one manifest commit. Returns null when
+   * there is nothing to merge.
+   */
+  async compact(): Promise<MergeResult | null> {
+    this.assertOpen();
+    return publicErrors('cannot compact', async () => {
+      const inputs = this.versions.current.raw_segments;
+      if (inputs.length < 2) return null;
+      return mergeRawSegments(
+        {
+          fs: this.fs,
+          root: this.dir,
+          clock: this.clock,
+          blockRows: this.limits.blockRows,
+          versions: this.versions,
+          segments: this.segments,
+          retracted: this.retracted,
+        },
+        inputs,
+      );
+    });
+  }
+
   // ---------------------------------------------------------------- reads
 
   /** The JSON query (`POST /v1/query/json`): `{ rows, stats }`. */
@@ -361,6 +396,7 @@ export class UsageDb {
     const failure = this.flusher.failure;
     return {
       segments: this.segments.segmentCount,
+      quarantineSegments: this.versions.current.quarantine.length,
       memtableRows: this.memtables.current.rowCount,
       frozenMemtables: this.memtables.frozen.length,
       manifestGeneration: this.versions.current.generation,
