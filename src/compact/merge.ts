@@ -52,14 +52,15 @@ export async function mergeRawSegments(
 ): Promise<MergeResult> {
   assert(inputs.length >= 2, 'a merge takes at least two segments');
   const kept = new Memtable();
-  const quarantined = new Memtable();
+  // A segment holds an id once: a second conflicting copy of one id goes to the next one.
+  const quarantined: { rows: Memtable; ids: Set<string> }[] = [];
   const payloadOf = new Map<string, string>();
   let inputRows = 0;
   let duplicatesDropped = 0;
   for (const entry of inputs) {
     const reader = await ctx.segments.scanFileReader(entry.id);
-    const c = ctx.segments.decodeBlocks(entry.id, reader, COLUMN_NAMES, allBlocks(reader.meta.blocks.length));
-    const columns = c as EventColumns;
+    const blocks = Array.from({ length: reader.meta.blocks.length }, (_, i) => i);
+    const columns = ctx.segments.decodeBlocks(entry.id, reader, COLUMN_NAMES, blocks) as EventColumns;
     inputRows += columns.rowCount;
     for (let row = 0; row < columns.rowCount; row++) {
       const event = eventOfRow(columns, row);
@@ -71,26 +72,27 @@ export async function mergeRawSegments(
       } else if (seen === payload) {
         duplicatesDropped++;
       } else {
-        quarantined.append(event, event.ingested_at_ms);
+        let q = quarantined.find((m) => !m.ids.has(event.event_id));
+        if (q === undefined) quarantined.push((q = { rows: new Memtable(), ids: new Set() }));
+        q.ids.add(event.event_id);
+        q.rows.append(event, event.ingested_at_ms);
       }
     }
   }
-  assert(
-    kept.rowCount + duplicatesDropped + quarantined.rowCount === inputRows,
-    'merge lost or invented rows',
-  );
+  const quarantinedRows = quarantined.reduce((n, q) => n + q.rows.rowCount, 0);
+  assert(kept.rowCount + duplicatesDropped + quarantinedRows === inputRows, 'merge lost or invented rows');
   const output = await writeSegment(ctx, kept);
-  const quarantine = quarantined.rowCount > 0 ? await writeSegment(ctx, quarantined) : null;
-  const quarantineEntry: QuarantineEntry | null =
-    quarantine === null
-      ? null
-      : {
-          id: quarantine.id,
-          rows: quarantine.rows,
-          size_bytes: quarantine.size_bytes,
-          crc32c: quarantine.crc32c,
-          reason: 'conflicting copy of a stored event id (same id, other payload)',
-        };
+  const quarantine: QuarantineEntry[] = [];
+  for (const q of quarantined) {
+    const written = await writeSegment(ctx, q.rows);
+    quarantine.push({
+      id: written.id,
+      rows: written.rows,
+      size_bytes: written.size_bytes,
+      crc32c: written.crc32c,
+      reason: 'conflicting copy of a stored event id (same id, other payload)',
+    });
+  }
   if (output.retractions > 0) await ctx.retracted.addSegment(output.id, output.retractions);
   const inputIds = new Set(inputs.map((e) => e.id));
   await ctx.versions.commit(
@@ -102,13 +104,12 @@ export async function mergeRawSegments(
         );
       const raw = s.raw_segments.filter((e) => !inputIds.has(e.id));
       // Keep the oldest-first order: the output takes the place of its first input.
-      const at = s.raw_segments.findIndex((e) => inputIds.has(e.id));
-      raw.splice(at, 0, output);
-      return {
-        ...s,
-        raw_segments: raw,
-        quarantine: quarantineEntry ? [...s.quarantine, quarantineEntry] : s.quarantine,
-      };
+      raw.splice(
+        s.raw_segments.findIndex((e) => inputIds.has(e.id)),
+        0,
+        output,
+      );
+      return { ...s, raw_segments: raw, quarantine: [...s.quarantine, ...quarantine] };
     },
     () => ctx.retracted.removeSegments(inputIds),
   );
@@ -117,14 +118,10 @@ export async function mergeRawSegments(
     inputRows,
     outputRows: kept.rowCount,
     duplicatesDropped,
-    quarantinedRows: quarantined.rowCount,
-    bytesWritten: output.size_bytes + (quarantine?.size_bytes ?? 0),
+    quarantinedRows,
+    bytesWritten: quarantine.reduce((n, q) => n + q.size_bytes, output.size_bytes),
     bytesRead: inputs.reduce((n, e) => n + e.size_bytes, 0),
   };
-}
-
-function allBlocks(count: number): number[] {
-  return Array.from({ length: count }, (_, i) => i);
 }
 
 async function writeSegment(ctx: MergeContext, rows: Memtable): Promise<RawSegmentEntry> {
