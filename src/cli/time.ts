@@ -1,5 +1,5 @@
 /**
- * Times on the command line (DESIGN §5): RFC 3339 (`2026-05-01T00:00:00Z`, with an offset or
+ * Times on the command line (docs/cli.md): RFC 3339 (`2026-05-01T00:00:00Z`, with an offset or
  * fractional seconds; a bare `2026-05-01` means midnight UTC) or integer milliseconds since
  * the epoch. Anything else, or a calendar date that does not exist, is refused.
  */

@@ -1,5 +1,5 @@
 /**
- * The Parquet export schema (DESIGN §6, a contract): flat, one row per stored event.
+ * The Parquet export schema (docs/export.md, a contract): flat, one row per stored event.
  *
  * Invariants (persisted in every export — never reorder, rename or retype):
  * - columns appear in exactly the order of EXPORT_FIELDS;

@@ -1,7 +1,7 @@
 /**
  * Permanent idempotency: finding whether an event id was ever stored, at any age.
  *
- * Lookup order for an id (DESIGN §1): memtables and the hot window of recently flushed ids
+ * Lookup order for an id: memtables and the hot window of recently flushed ids
  * (RecentIds, in the caller) -> the id filter of every segment file (in memory; a "no" is final) ->
  * in a file that says maybe, its id index (sorted id hashes with their row) -> the exact
  * id of that row. Works whatever partition the stored event is in (a retry whose timestamp

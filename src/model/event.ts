@@ -45,7 +45,7 @@ export interface StoredEvent extends UsageEvent {
   ingested_at_ms: number;
 }
 
-/** An event as returned to users (DESIGN §1 wire form; quantities as decimal strings). */
+/** An event as returned to users (the wire form; quantities as decimal strings). */
 export interface WireEvent extends Omit<StoredEvent, 'quantity' | 'dimensions_json'> {
   quantity: string;
   dimensions: Record<string, string>;

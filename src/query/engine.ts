@@ -45,7 +45,7 @@ export class QueryEngine {
     return executeQuery(this.ctx, snapshot, query);
   }
 
-  /** Validates and runs a JSON query (DESIGN §4). */
+  /** Validates and runs a JSON query (docs/query.md). */
   queryJson(snapshot: QuerySnapshot, input: unknown): Promise<QueryResult> {
     return this.runQuery(snapshot, parseJsonQuery(input));
   }

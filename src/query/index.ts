@@ -1,5 +1,5 @@
 /**
- * The query engine's public surface (DESIGN §3/§4): `db.query`, `db.sql` and `db.events`
+ * The query engine's public surface: `db.query`, `db.sql` and `db.events`
  * call these with `db.readSnapshot()`.
  */
 import { defaultQueryEngine } from './engine.ts';

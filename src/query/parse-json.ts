@@ -1,5 +1,5 @@
 /**
- * Validation of the JSON query (DESIGN §4) into a `Query`.
+ * Validation of the JSON query (docs/query.md) into a `Query`.
  *
  * Invariants:
  * - every way an input can be wrong raises USAGEDB_ERR_INVALID_QUERY with a message naming
@@ -197,7 +197,7 @@ const QUERY_FIELDS = [
   'limit',
 ];
 
-/** Validates a JSON query (DESIGN §4) and returns its normalised form. */
+/** Validates a JSON query (docs/query.md) and returns its normalised form. */
 export function parseJsonQuery(input: unknown): Query {
   if (!isPlainObject(input)) throw invalid('a query must be a JSON object');
   for (const key of Object.keys(input)) {

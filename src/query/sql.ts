@@ -1,5 +1,5 @@
 /**
- * The strict SQL subset (DESIGN §4, POST /v1/query/sql) over the one table `usage_events`:
+ * The strict SQL subset (docs/query.md, POST /v1/query/sql) over the one table `usage_events`:
  *
  *   SELECT <group keys>, SUM(quantity), COUNT(*), MIN(quantity), MAX(quantity) [AS alias]
  *   FROM usage_events

@@ -1,5 +1,5 @@
 /**
- * Query shapes: the JSON query of DESIGN §4 (wire form), its validated form, results, stats,
+ * Query shapes: the JSON query of docs/query.md (wire form), its validated form, results, stats,
  * the audit page, and the narrow views of the storage layer that the engine reads through.
  *
  * Invariants:
@@ -74,7 +74,7 @@ export interface JsonQueryFilters {
   dimensions?: Record<string, string>;
 }
 
-/** POST /v1/query/json and `db.query()` (DESIGN §4). */
+/** POST /v1/query/json and `db.query()` (docs/query.md). */
 export interface JsonQuery {
   source?: QuerySource;
   account_id?: string;

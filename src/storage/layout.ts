@@ -1,5 +1,5 @@
 /**
- * Where each file lives under db_root (DESIGN §2 on-disk layout, with one raw segment file per
+ * Where each file lives under db_root (docs/architecture.md, on-disk layout, with one raw segment file per
  * flush: see flush.ts for why).
  */
 import { joinPath } from './fs/file-system.ts';
