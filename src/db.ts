@@ -38,6 +38,7 @@ import { type Clock, systemClock } from './storage/clock.ts';
 import { dirName, type FileSystem, joinPath } from './storage/fs/file-system.ts';
 import { ioError } from './storage/fs/io-error.ts';
 import { NodeFileSystem } from './storage/fs/node-file-system.ts';
+import { type CheckReport, checkFiles, inspectSegment, type SegmentInspection } from './storage/check.ts';
 import { MANIFEST_DIR, RAW_DIR, TMP_DIR, WAL_DIR } from './storage/layout.ts';
 import { DirectoryLock } from './storage/lock.ts';
 import { MANIFEST_FORMAT_VERSION, type ManifestState } from './storage/manifest.ts';
@@ -52,6 +53,7 @@ export type { Durability } from './ingest/ingestor.ts';
 export type { IngestError, IngestResult, IngestStatus } from './ingest/admission.ts';
 export type { ReadSnapshot } from './storage/snapshot.ts';
 export type { MergeResult } from './compact/merge.ts';
+export type { CheckReport, SegmentInspection } from './storage/check.ts';
 
 export interface UsageDbLimits {
   /** Latest accepted timestamp_ms is now + this. Default 24 h. */
@@ -331,6 +333,43 @@ export class UsageDb {
         inputs,
       );
     });
+  }
+
+  /**
+   * Checks the files the current version names: each exists with its recorded size; with
+   * `deep`, every byte is verified (whole-file and per-chunk checksums, full decode). Lists
+   * every segment id and the quarantine. Reads only.
+   */
+  async check(options: { deep?: boolean } = {}): Promise<CheckReport> {
+    this.assertOpen();
+    const version = this.versions.pin();
+    try {
+      return await publicErrors('check failed', () =>
+        checkFiles(this.fs, this.dir, version.state, options.deep === true),
+      );
+    } finally {
+      version.release();
+    }
+  }
+
+  /** One segment's footer (partitions, blocks, bytes per column, id filter), or NOT_FOUND. */
+  async inspectSegment(segmentId: number): Promise<SegmentInspection> {
+    this.assertOpen();
+    const version = this.versions.pin();
+    try {
+      const found = await publicErrors('cannot inspect the segment', () =>
+        inspectSegment(this.fs, this.dir, version.state, segmentId),
+      );
+      if (found === null) {
+        throw new UsageDbError(
+          'USAGEDB_ERR_NOT_FOUND',
+          `no live segment ${segmentId} (see check for the list)`,
+        );
+      }
+      return found;
+    } finally {
+      version.release();
+    }
   }
 
   // ---------------------------------------------------------------- reads

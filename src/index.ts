@@ -1,10 +1,12 @@
 /** The package entry: the library API and its result types. Test hooks are not exported. */
 export type {
+  CheckReport,
   Durability,
   IngestError,
   IngestResult,
   IngestStatus,
   MergeResult,
+  SegmentInspection,
   UsageDbLimits,
   UsageDbOptions,
   UsageDbStats,
