@@ -52,7 +52,7 @@ export async function checkFiles(
     ...state.quarantine.map((e) => ({ entry: e, kind: 'quarantine' as const, retractions: 0 })),
   ];
   for (const { entry, kind, retractions } of files) {
-    let problem: string | null = null;
+    let problem: string | null;
     try {
       problem = await checkOne(fs, root, entry, retractions, deep);
     } catch (err) {
