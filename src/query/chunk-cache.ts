@@ -113,6 +113,14 @@ export class ChunkCache {
     return seg;
   }
 
+  /** Whether every one of `names` of `block` is cached (then a decode needs no chunk read). */
+  holds(seg: SegmentChunks, names: readonly ColumnName[], block: number): boolean {
+    for (let i = 0; i < names.length; i++) {
+      if (seg.byColumn[COLUMN_INDEX.get(names[i]) as number][block] === undefined) return false;
+    }
+    return true;
+  }
+
   /** The segment's reader if this cache still holds it. */
   reader(seg: SegmentChunks): SegmentReaderView | null {
     const e = seg.reader;

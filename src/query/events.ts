@@ -326,12 +326,8 @@ const byId = (a: Candidate, b: Candidate): number => {
   return x < y ? -1 : x > y ? 1 : 0;
 };
 
-/**
- * Orders candidates by (timestamp_ms, event_id): by time first, then ids are decoded only
- * for candidates that share a timestamp with another, and those runs are ordered by id.
- */
-function orderCandidates(store: SegmentSource, candidates: Candidate[]): void {
-  candidates.sort((a, b) => a.ts - b.ts);
+/** Candidates (sorted by time) that share their timestamp with another: ordered by id. */
+function tiesOf(candidates: readonly Candidate[]): Candidate[] {
   const ties: Candidate[] = [];
   for (let i = 0; i < candidates.length;) {
     let j = i + 1;
@@ -339,6 +335,33 @@ function orderCandidates(store: SegmentSource, candidates: Candidate[]): void {
     if (j - i > 1) for (let k = i; k < j; k++) ties.push(candidates[k]);
     i = j;
   }
+  return ties;
+}
+
+/** Reads the chunks `names` of the segment blocks behind `candidates` (memtable rows need none). */
+async function prefetchCandidates(
+  store: SegmentSource,
+  candidates: readonly Candidate[],
+  names: readonly ColumnName[],
+): Promise<void> {
+  if (store.prefetch === undefined) return;
+  const byReader = new Map<SegmentReaderView, { entry: SegmentEntryView; blocks: Set<number> }>();
+  for (const c of candidates) {
+    if ('columns' in c.source) continue;
+    const { entry, reader, block } = c.source;
+    let group = byReader.get(reader);
+    if (group === undefined) byReader.set(reader, (group = { entry, blocks: new Set() }));
+    group.blocks.add(block);
+  }
+  for (const [reader, { entry, blocks }] of byReader) await store.prefetch(entry, reader, names, [...blocks]);
+}
+
+/**
+ * Orders candidates (already sorted by time) by (timestamp_ms, event_id): ids are decoded only
+ * for candidates that share a timestamp with another, and those runs are ordered by id.
+ */
+function orderCandidates(store: SegmentSource, candidates: Candidate[]): void {
+  const ties = tiesOf(candidates);
   if (ties.length === 0) return;
   resolveIds(store, ties);
   for (let i = 0; i < candidates.length;) {
@@ -387,9 +410,11 @@ export async function executeEvents(
   stats.segmentsPruned += snapshot.segments.length - segments.length;
   const keep = p.limit + 1;
   let ordered = 0;
-  const stopBefore = (entry: SegmentEntryView): boolean => {
+  const stopBefore = async (entry: SegmentEntryView): Promise<boolean> => {
     if (candidates.length < keep) return false;
     if (ordered !== candidates.length) {
+      candidates.sort((a, b) => a.ts - b.ts);
+      await prefetchCandidates(store, tiesOf(candidates), ['event_id']);
       orderCandidates(store, candidates);
       candidates.length = keep;
       ordered = keep;
@@ -414,6 +439,8 @@ export async function executeEvents(
         const single = block.minAccountId === p.accountId && block.maxAccountId === p.accountId;
         return single ? sortColumns : withAccount;
       },
+      // Rows at the cursor's timestamp are told apart by id, decoded during the visit.
+      ...(after === null ? {} : { extraColumns: ['event_id'] as const }),
       visit(
         batch: ColumnBatch,
         block: BlockMetaView,
@@ -450,8 +477,11 @@ export async function executeEvents(
     },
     stopBefore,
   );
+  candidates.sort((a, b) => a.ts - b.ts);
+  await prefetchCandidates(store, tiesOf(candidates), ['event_id']);
   orderCandidates(store, candidates);
   const page = candidates.slice(0, p.limit);
+  await prefetchCandidates(store, page, COLUMN_NAMES);
   resolveIds(store, page);
   const events = page.map((c) => materialize(ctx, snapshot, c, stats));
   const last = page[page.length - 1];

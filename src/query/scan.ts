@@ -47,6 +47,8 @@ export interface ScanTarget {
 export interface BlockVisitor {
   /** Columns to decode for this block (may depend on whether the block is inside the range). */
   columnsFor(block: BlockMetaView): readonly ColumnName[];
+  /** Columns `visit` may decode itself (e.g. event ids), read from disk with the others. */
+  extraColumns?: readonly ColumnName[];
   visit(
     batch: ColumnBatch,
     block: BlockMetaView,
@@ -186,6 +188,9 @@ function blockBuckets(blocks: readonly BlockMetaView[], bucketCount: number): In
   return known.buckets;
 }
 
+/** Columns whose need varies per block (range and account filters): read with the rest. */
+const PREFETCH_ALWAYS: readonly ColumnName[] = ['timestamp_ms', 'account_id'];
+
 const ALL_BLOCKS: number[][] = [];
 
 /** [0, 1, ..., n-1], shared. */
@@ -237,13 +242,13 @@ export async function scanSegments(
   cache: ChunkCache,
   stats: QueryStats,
   visitor: BlockVisitor,
-  stopBefore?: (entry: SegmentEntryView) => boolean,
+  stopBefore?: (entry: SegmentEntryView) => boolean | Promise<boolean>,
 ): Promise<void> {
   const buckets = bucketsOf(target, snapshot.bucketCount);
   const store = snapshot.store;
   for (let i = 0; i < segments.length; i++) {
     const entry = segments[i];
-    if (stopBefore?.(entry)) {
+    if (stopBefore !== undefined && (await stopBefore(entry))) {
       stats.segmentsPruned += segments.length - i;
       return;
     }
@@ -265,19 +270,25 @@ export async function scanSegments(
     stats.blocksSkipped += meta.blocks.length - blocks.length;
     if (blocks.length === 0) continue;
     stats.segmentsScanned++;
+    const extra = visitor.extraColumns ?? [];
+    if (store.prefetch !== undefined) {
+      // One read per column run for the blocks the cache lacks, instead of one per block.
+      const names = [
+        ...new Set([...visitor.columnsFor(meta.blocks[blocks[0]]), ...PREFETCH_ALWAYS, ...extra]),
+      ];
+      const cold = blocks.filter((b) => !cache.holds(seg, names, b));
+      if (cold.length > 0) await store.prefetch(entry, reader, names, cold);
+    }
     for (let k = 0; k < blocks.length; k++) {
       const b = blocks[k];
       const block = meta.blocks[b];
-      const batch = cache.block(
-        seg,
-        store,
-        entry,
-        reader,
-        b,
-        block.rowCount,
-        visitor.columnsFor(block),
-        stats,
-      );
+      const names = visitor.columnsFor(block);
+      // A cached chunk may have been evicted since the bulk read: then read that block now.
+      if (store.prefetch !== undefined && !cache.holds(seg, names, b))
+        await store.prefetch(entry, reader, extra.length > 0 ? [...names, ...extra] : names, [b]);
+      else if (store.prefetch !== undefined && extra.length > 0)
+        await store.prefetch(entry, reader, extra, [b]);
+      const batch = cache.block(seg, store, entry, reader, b, block.rowCount, names, stats);
       stats.blocksRead++;
       stats.rowsScanned += block.rowCount;
       visitor.visit(batch, block, entry, b, reader);

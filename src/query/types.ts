@@ -227,6 +227,17 @@ export interface SegmentSource {
     names: readonly ColumnName[],
     blocks?: readonly number[],
   ): ColumnBatch;
+  /**
+   * Reads from disk the chunks of `names` × `blocks` that `reader` does not hold yet, so that
+   * `decode` and `decodeEventIds` of them need no I/O. Optional: a source whose readers hold
+   * every chunk (a whole file in memory, a test's hand-built source) leaves it out.
+   */
+  prefetch?(
+    entry: SegmentEntryView,
+    reader: SegmentReaderView,
+    names: readonly ColumnName[],
+    blocks: readonly number[],
+  ): Promise<void>;
   /** The event ids of the given rows of one block (what an audit page returns of it). */
   decodeEventIds(
     entry: SegmentEntryView,

@@ -70,6 +70,8 @@ interface SegmentFile {
 const SLICE_ID_FACTOR = 2 ** 20;
 /** Memory for point-lookup images (only the chunks actually read are resident). */
 const POINT_CACHE_BYTES_MAX = 32 * 1024 * 1024;
+/** Missing blocks of one column this close together are read in one span. */
+const SPAN_GAP_BLOCKS_MAX = 8;
 /** Idle segment file handles kept open for point reads. */
 const OPEN_HANDLES_MAX = 64;
 
@@ -178,6 +180,8 @@ export class SegmentStore {
   private pointBytes = 0;
   /** The file reader behind each slice reader handed out (it outlives cache eviction). */
   private readonly fileOfSlice = new WeakMap<SliceReader, SegmentReader>();
+  /** The point image each sparse file reader decodes from. */
+  private readonly imageOfReader = new WeakMap<SegmentReader, PointImage>();
   /** Slice views handed out, per file reader (they live as long as it does). */
   private readonly sliceViews = new WeakMap<SegmentReader, Map<number, SliceReader>>();
   private cacheBytes = 0;
@@ -352,10 +356,16 @@ export class SegmentStore {
     return this.decodeBlocks(segmentId, point.reader, names, blocks);
   }
 
+  /**
+   * Reads the chunks of `names` × `blocks` of a file that its point image lacks. `image`: the
+   * image a reader handed out earlier belongs to (it may have left the registry since; the
+   * chunks must land in the image that reader decodes from).
+   */
   private async pointColumns(
     segmentId: number,
     names: readonly ColumnName[],
     blocks: readonly number[],
+    image?: PointImage,
   ): Promise<PointImage> {
     const file = this.prepared.get(segmentId);
     assert(file !== undefined, `segment ${segmentId} is not committed`);
@@ -363,11 +373,15 @@ export class SegmentStore {
     const handle = await this.openHandle(segmentId, path);
     let failed = false;
     try {
-      let point = this.points.get(segmentId);
+      let point = image ?? this.points.get(segmentId);
       if (point === undefined) {
         point = await this.loadPointImage(segmentId, handle, file.entry);
         this.points.set(segmentId, point);
       } else {
+        if (this.points.get(segmentId) !== point) {
+          this.evictPoint(segmentId);
+          this.pointBytes += point.loadedBytes;
+        }
         this.points.delete(segmentId);
         this.points.set(segmentId, point);
       }
@@ -375,28 +389,33 @@ export class SegmentStore {
       const blockCount = file.meta.blocks.length;
       const wanted = new Set(names);
       // Column-major layout: one column's chunks for consecutive blocks are contiguous, so
-      // read each column's missing span in one go.
+      // read each run of missing blocks in one go (runs closer than SPAN_GAP_BLOCKS_MAX join).
       const reads: Promise<void>[] = [];
+      const sorted = [...blocks].sort((a, b) => a - b);
       for (let c = 0; c < COLUMN_NAMES.length; c++) {
         if (!wanted.has(COLUMN_NAMES[c])) continue;
-        const missing = blocks.filter((b) => !point.chunks.has(c * blockCount + b));
-        if (missing.length === 0) continue;
-        const from = c * blockCount + missing[0];
-        const to = c * blockCount + missing[missing.length - 1];
-        const first = layout[from];
-        const last = layout[to];
-        // Columns lie far apart (column-major): read them concurrently, not one after another.
-        reads.push(
-          handle.read(first.offset, last.offset + last.length - first.offset).then((bytes) => {
-            // Every chunk of the span is kept: they share its buffer.
-            for (let i = from; i <= to; i++) {
-              const start = layout[i].offset - first.offset;
-              point.chunks.set(i, bytes.subarray(start, start + layout[i].length));
-            }
-            point.loadedBytes += bytes.length;
-            this.pointBytes += bytes.length;
-          }),
-        );
+        const missing = sorted.filter((b) => !point.chunks.has(c * blockCount + b));
+        for (let i = 0; i < missing.length;) {
+          let j = i + 1;
+          while (j < missing.length && missing[j] - missing[j - 1] <= SPAN_GAP_BLOCKS_MAX) j++;
+          const from = c * blockCount + missing[i];
+          const to = c * blockCount + missing[j - 1];
+          i = j;
+          const first = layout[from];
+          const last = layout[to];
+          // Columns lie far apart (column-major): read them concurrently, not one after another.
+          reads.push(
+            handle.read(first.offset, last.offset + last.length - first.offset).then((bytes) => {
+              // Every chunk of the span is kept: they share its buffer.
+              for (let k = from; k <= to; k++) {
+                const start = layout[k].offset - first.offset;
+                point.chunks.set(k, bytes.subarray(start, start + layout[k].length));
+              }
+              point.loadedBytes += bytes.length;
+              this.pointBytes += bytes.length;
+            }),
+          );
+        }
       }
       const settled = await Promise.allSettled(reads);
       const failed = settled.find((r) => r.status === 'rejected');
@@ -551,9 +570,15 @@ export class SegmentStore {
     }
   }
 
-  /** A reader of one partition slice (block indexes relative to the slice). */
+  /**
+   * A reader of one partition slice (block indexes relative to the slice). Sparse: it holds the
+   * file's footer and only the chunks `prefetch` read, each checked against its CRC when
+   * decoded; a query never reads or checksums a whole file.
+   */
   async reader(slice: PartitionSlice): Promise<SliceReader> {
-    const file = await this.fileReader(slice.segment_id);
+    const point = await this.pointColumns(slice.segment_id, [], []);
+    const file = point.reader;
+    this.imageOfReader.set(file, point);
     // Views are kept per file reader: a query's first touch of a slice then costs no copying.
     let views = this.sliceViews.get(file);
     if (views === undefined) {
@@ -591,6 +616,25 @@ export class SegmentStore {
     };
     this.fileOfSlice.set(view, file);
     return view;
+  }
+
+  /** Reads the chunks of `names` × `blocks` (relative) of a slice that its reader lacks. */
+  async prefetch(
+    slice: PartitionSlice,
+    view: SliceReader,
+    names: readonly ColumnName[],
+    blocks: readonly number[],
+  ): Promise<void> {
+    const reader = this.fileOfSlice.get(view);
+    assert(reader !== undefined, `segment ${slice.segment_id} read with a reader it did not hand out`);
+    const image = this.imageOfReader.get(reader);
+    assert(image !== undefined, `segment ${slice.segment_id}: slice reader without its image`);
+    await this.pointColumns(
+      slice.segment_id,
+      names,
+      blocks.map((b) => slice.first_block + b),
+      image,
+    );
   }
 
   /** Decodes columns of a slice's blocks (relative indexes; all when omitted). */
