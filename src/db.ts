@@ -67,7 +67,7 @@ export interface UsageDbLimits {
   /** Hot dedupe window: flushed ids kept in memory, and for how long. Default 1M ids, 6 h. */
   hotIdsMax: number;
   hotIdTtlMs: number;
-  /** Memory for opened segment files (verified bytes). Default 128 MiB. */
+  /** Memory for whole segment files the day-partitioned export reads (verified bytes). Default 128 MiB. */
   segmentCacheBytes: number;
   /** Rows per block inside a segment. Default 4096. */
   blockRows: number;
