@@ -13,7 +13,8 @@
  * - every error that leaves a public method is a UsageDbError with a catalogue code;
  * - every read works on a pinned version, released when the call ends.
  */
-import { type MergeResult, mergeRawSegments } from './compact/merge.ts';
+import { type CompactionStats, Compactor } from './compact/compactor.ts';
+import type { MergeResult } from './compact/merge.ts';
 import { UsageDbError } from './errors.ts';
 import { type ExportParquetOptions, type ExportParquetResult, exportParquet } from './export/parquet.ts';
 import { Admission, emptyIngestResult, type IngestResult, rejectEvent } from './ingest/admission.ts';
@@ -97,6 +98,8 @@ export interface UsageDbStats {
   walFile: number;
   /** The error of the last flush attempt while flushes keep failing, else null. */
   flushError: string | null;
+  /** Merges run so far (write amplification = bytesWritten by flushes and merges / flushed). */
+  compaction: CompactionStats;
   /** What the last open dropped: a torn WAL tail holds no acknowledged event, but it is reported. */
   recovery: { walTornTail: TornTailReport };
 }
@@ -145,6 +148,7 @@ export class UsageDb {
   private readonly memtables: Memtables;
   private readonly ingestor: Ingestor;
   private readonly flusher: Flusher;
+  private readonly compactor: Compactor;
   private readonly queryEngine: QueryEngine;
   private readonly tornTail: TornTailReport;
   private closed = false;
@@ -164,6 +168,15 @@ export class UsageDb {
     this.flusher = parts.flusher;
     this.tornTail = parts.tornTail;
     this.queryEngine = createQueryEngine({ cacheBytes: this.limits.queryCacheBytes });
+    this.compactor = new Compactor({
+      fs: parts.fs,
+      root: this.dir,
+      clock: parts.clock,
+      blockRows: this.limits.blockRows,
+      versions: parts.versions,
+      segments: parts.segments,
+      retracted: parts.retracted,
+    });
   }
 
   /** Opens (creating if needed) the database in `options.dir`, recovering from any crash. */
@@ -295,7 +308,10 @@ export class UsageDb {
   async tick(): Promise<void> {
     this.assertOpen();
     this.memtables.recent.evict(this.clock.nowMs());
-    await publicErrors('background work failed', () => this.flusher.tick());
+    await publicErrors('background work failed', async () => {
+      await this.flusher.tick();
+      await this.compactor.step();
+    });
   }
 
   /**
@@ -313,26 +329,11 @@ export class UsageDb {
   /**
    * Compacts now: merges every raw segment into one sorted segment (exact duplicates dropped,
    * conflicting copies quarantined), replacing them in one manifest commit. Returns null when
-   * there is nothing to merge.
+   * there is nothing to merge. `tick()` runs the policy's smaller merges in the background.
    */
   async compact(): Promise<MergeResult | null> {
     this.assertOpen();
-    return publicErrors('cannot compact', async () => {
-      const inputs = this.versions.current.raw_segments;
-      if (inputs.length < 2) return null;
-      return mergeRawSegments(
-        {
-          fs: this.fs,
-          root: this.dir,
-          clock: this.clock,
-          blockRows: this.limits.blockRows,
-          versions: this.versions,
-          segments: this.segments,
-          retracted: this.retracted,
-        },
-        inputs,
-      );
-    });
+    return publicErrors('cannot compact', () => this.compactor.compactAll());
   }
 
   /**
@@ -441,6 +442,7 @@ export class UsageDb {
       manifestGeneration: this.versions.current.generation,
       walFile: this.ingestor.walFileNumber,
       flushError: failure === null ? null : failure instanceof Error ? failure.message : String(failure),
+      compaction: this.compactor.stats,
       recovery: { walTornTail: { ...this.tornTail } },
     };
   }

@@ -1,28 +1,39 @@
 /**
- * Merging raw segments: reads every row of the input files (each file's checksum verified
- * whole, as compaction must), drops exact duplicates that slipped past ingest, sets
- * conflicting copies (same id, other payload) aside in a quarantine segment, and writes the
- * rest as one new sorted segment. The output replaces its inputs in one manifest commit; the
- * inputs are deleted by the version set once no pinned reader and no kept generation uses them.
+ * Merging raw segments: the inputs (each checksum verified whole, as compaction must) become
+ * one new sorted segment without exact duplicates that slipped past ingest; conflicting copies
+ * (same id, other payload) go to quarantine segments, reported and never counted. The output
+ * replaces its inputs in one manifest commit; the version set deletes the inputs once no
+ * pinned reader and no kept generation uses them.
  *
  * Invariants:
- * - output rows + duplicates dropped + quarantined rows = input rows;
- * - of several copies of one event id, the first one in input order (oldest segment first) is
- *   kept; the others are duplicates (same payload) or quarantined (other payload);
+ * - output rows + duplicates dropped + quarantined rows = input rows (merge-job.ts);
+ * - of several copies of one event id, the first in input order (oldest segment first) is kept;
  * - nothing is visible before the commit, and a crash anywhere leaves either the inputs or the
- *   output live (unreferenced files are removed at the next open).
+ *   output live (unreferenced files are removed at the next open);
+ * - the decoding, deduplication and encoding run in a worker thread (above
+ *   INLINE_MERGE_ROWS_MAX rows), so ingest goes on while a merge runs.
  */
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { assert } from '../errors.ts';
-import { Memtable } from '../ingest/memtable.ts';
-import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
-import { canonicalPayload, eventOfRow } from '../model/event.ts';
 import type { Clock } from '../storage/clock.ts';
-import { flushColumns } from '../storage/flush.ts';
+import { flushColumns, SEGMENT_BLOOM_BITS_PER_KEY, writeEncodedSegment } from '../storage/flush.ts';
 import type { FileSystem } from '../storage/fs/file-system.ts';
+import { segmentPath } from '../storage/layout.ts';
 import type { QuarantineEntry, RawSegmentEntry } from '../storage/manifest.ts';
 import type { RetractedOriginals } from '../storage/retractions.ts';
 import type { SegmentStore } from '../storage/segment-store.ts';
 import type { VersionSet } from '../storage/version-set.ts';
+import { WorkerJobs } from '../util/worker-jobs.ts';
+import { type MergeInput, type MergeOutput, type MergeRequest, runMerge } from './merge-job.ts';
+
+/** Smaller merges run inline: a worker round trip would cost more than it saves. */
+export const INLINE_MERGE_ROWS_MAX = 20_000;
+
+const jobs = new WorkerJobs<MergeRequest, MergeOutput>(
+  new URL(`./merge-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
+  'segment merge',
+);
 
 export interface MergeContext {
   fs: FileSystem;
@@ -40,9 +51,9 @@ export interface MergeResult {
   outputRows: number;
   duplicatesDropped: number;
   quarantinedRows: number;
-  /** Bytes written (output + quarantine) over bytes of the inputs. */
-  bytesWritten: number;
   bytesRead: number;
+  /** Output and quarantine bytes written. */
+  bytesWritten: number;
 }
 
 /** Merges `inputs` (live raw segments, oldest first) into one segment, in one commit. */
@@ -51,45 +62,48 @@ export async function mergeRawSegments(
   inputs: readonly RawSegmentEntry[],
 ): Promise<MergeResult> {
   assert(inputs.length >= 2, 'a merge takes at least two segments');
-  const kept = new Memtable();
-  // A segment holds an id once: a second conflicting copy of one id goes to the next one.
-  const quarantined: { rows: Memtable; ids: Set<string> }[] = [];
-  const payloadOf = new Map<string, string>();
-  let inputRows = 0;
-  let duplicatesDropped = 0;
-  for (const entry of inputs) {
-    const reader = await ctx.segments.scanFileReader(entry.id);
-    const blocks = Array.from({ length: reader.meta.blocks.length }, (_, i) => i);
-    const columns = ctx.segments.decodeBlocks(entry.id, reader, COLUMN_NAMES, blocks) as EventColumns;
-    inputRows += columns.rowCount;
-    for (let row = 0; row < columns.rowCount; row++) {
-      const event = eventOfRow(columns, row);
-      const payload = canonicalPayload(event);
-      const seen = payloadOf.get(event.event_id);
-      if (seen === undefined) {
-        payloadOf.set(event.event_id, payload);
-        kept.append(event, event.ingested_at_ms);
-      } else if (seen === payload) {
-        duplicatesDropped++;
-      } else {
-        let q = quarantined.find((m) => !m.ids.has(event.event_id));
-        if (q === undefined) quarantined.push((q = { rows: new Memtable(), ids: new Set() }));
-        q.ids.add(event.event_id);
-        q.rows.append(event, event.ingested_at_ms);
-      }
-    }
+  const files: MergeInput[] = [];
+  for (const e of inputs) {
+    files.push({
+      id: e.id,
+      bytes: await ctx.fs.readFile(segmentPath(ctx.root, e.id)),
+      sizeBytes: e.size_bytes,
+      crc32c: e.crc32c,
+    });
   }
-  const quarantinedRows = quarantined.reduce((n, q) => n + q.rows.rowCount, 0);
-  assert(kept.rowCount + duplicatesDropped + quarantinedRows === inputRows, 'merge lost or invented rows');
-  const output = await writeSegment(ctx, kept);
+  const request: MergeRequest = {
+    inputs: files,
+    outputId: ctx.versions.allocateSegmentId(),
+    bucketCount: ctx.versions.current.bucket_count,
+    blockRows: ctx.blockRows,
+    createdAtMs: ctx.clock.nowMs(),
+    bloomBitsPerKey: SEGMENT_BLOOM_BITS_PER_KEY,
+  };
+  const rows = inputs.reduce((n, e) => n + e.rows, 0);
+  const merged =
+    rows <= INLINE_MERGE_ROWS_MAX
+      ? runMerge(request)
+      : await jobs.run(
+          request,
+          files.map((f) => f.bytes.buffer as ArrayBuffer),
+        );
+  const output = await writeEncodedSegment(ctx.fs, ctx.root, request.outputId, merged.encoded);
+  await ctx.segments.prepare(output, merged.encoded.idIndex);
   const quarantine: QuarantineEntry[] = [];
-  for (const q of quarantined) {
-    const written = await writeSegment(ctx, q.rows);
+  for (const columns of merged.quarantined) {
+    const { segment } = await flushColumns(columns, {
+      fs: ctx.fs,
+      root: ctx.root,
+      clock: ctx.clock,
+      bucketCount: request.bucketCount,
+      segmentId: ctx.versions.allocateSegmentId(),
+      blockRows: ctx.blockRows,
+    });
     quarantine.push({
-      id: written.id,
-      rows: written.rows,
-      size_bytes: written.size_bytes,
-      crc32c: written.crc32c,
+      id: segment.id,
+      rows: segment.rows,
+      size_bytes: segment.size_bytes,
+      crc32c: segment.crc32c,
       reason: 'conflicting copy of a stored event id (same id, other payload)',
     });
   }
@@ -113,26 +127,14 @@ export async function mergeRawSegments(
     },
     () => ctx.retracted.removeSegments(inputIds),
   );
+  const quarantinedRows = quarantine.reduce((n, q) => n + q.rows, 0);
   return {
     inputSegments: inputs.length,
-    inputRows,
-    outputRows: kept.rowCount,
-    duplicatesDropped,
+    inputRows: merged.inputRows,
+    outputRows: output.rows,
+    duplicatesDropped: merged.duplicatesDropped,
     quarantinedRows,
-    bytesWritten: quarantine.reduce((n, q) => n + q.size_bytes, output.size_bytes),
     bytesRead: inputs.reduce((n, e) => n + e.size_bytes, 0),
+    bytesWritten: quarantine.reduce((n, q) => n + q.size_bytes, output.size_bytes),
   };
-}
-
-async function writeSegment(ctx: MergeContext, rows: Memtable): Promise<RawSegmentEntry> {
-  const { segment, idIndex } = await flushColumns(rows.columns(), {
-    fs: ctx.fs,
-    root: ctx.root,
-    clock: ctx.clock,
-    bucketCount: ctx.versions.current.bucket_count,
-    segmentId: ctx.versions.allocateSegmentId(),
-    blockRows: ctx.blockRows,
-  });
-  await ctx.segments.prepare(segment, idIndex);
-  return segment;
 }

@@ -24,6 +24,7 @@ import type { IdIndex } from './id-index.ts';
 import { RAW_DIR, segmentPath } from './layout.ts';
 import type { SegmentEntry } from './manifest.ts';
 import { writeRetractionFile } from './retractions.ts';
+import type { EncodeResult } from './segment/encode-flush.ts';
 import { encodeFlush } from './segment/segment-encoder.ts';
 
 /** Bits per event id in the segment's Bloom filter: ~2% false positives, 1 byte/event. */
@@ -64,25 +65,37 @@ export async function flushColumns(columns: EventColumns, ctx: FlushContext): Pr
     { inline: columns.rowCount <= INLINE_ENCODE_ROWS_MAX },
   );
   assert(encoded.meta.rowCount === columns.rowCount, 'flush segment lost or invented rows');
-  await ctx.fs.writeFile(segmentPath(ctx.root, ctx.segmentId), encoded.bytes, { sync: true });
+  const segment = await writeEncodedSegment(ctx.fs, ctx.root, ctx.segmentId, encoded);
+  return {
+    segment,
+    payloadHashes: encoded.payloadHashes,
+    eventIds: encoded.eventIds,
+    idIndex: encoded.idIndex,
+  };
+}
+
+/**
+ * Writes an encoded segment (and its retraction side file) durably: file and directory entry
+ * fsynced, so a manifest commit may name it. Returns its manifest entry.
+ */
+export async function writeEncodedSegment(
+  fs: FileSystem,
+  root: string,
+  segmentId: number,
+  encoded: EncodeResult,
+): Promise<SegmentEntry> {
+  assert(encoded.meta.segmentId === segmentId, 'a segment is written under its own id');
+  await fs.writeFile(segmentPath(root, segmentId), encoded.bytes, { sync: true });
   const retractions =
-    encoded.retracted.length > 0
-      ? await writeRetractionFile(ctx.fs, ctx.root, ctx.segmentId, encoded.retracted)
-      : 0;
-  await ctx.fs.syncDir(joinPath(ctx.root, RAW_DIR));
-  const segment: SegmentEntry = {
-    id: ctx.segmentId,
+    encoded.retracted.length > 0 ? await writeRetractionFile(fs, root, segmentId, encoded.retracted) : 0;
+  await fs.syncDir(joinPath(root, RAW_DIR));
+  return {
+    id: segmentId,
     rows: encoded.meta.rowCount,
     min_ts: encoded.meta.minTimestampMs,
     max_ts: encoded.meta.maxTimestampMs,
     size_bytes: encoded.bytes.length,
     crc32c: encoded.checksum,
     retractions,
-  };
-  return {
-    segment,
-    payloadHashes: encoded.payloadHashes,
-    eventIds: encoded.eventIds,
-    idIndex: encoded.idIndex,
   };
 }

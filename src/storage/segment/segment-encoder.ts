@@ -1,56 +1,19 @@
 /**
  * Runs flush encoding in one shared worker thread, so a flush of hundreds of thousands of
  * events (seconds of CPU) never stalls ingest on the main thread.
- *
- * Invariants: jobs are answered in order by a single worker; the worker is referenced exactly
- * while a job is pending (an idle worker never keeps the process alive); a crashed worker
- * fails its pending jobs and is replaced on the next job.
+ * The worker's lifecycle is util/worker-jobs.ts.
  */
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { DICT_COLUMN_NAMES, type EventColumns } from '../../model/columns.ts';
+import { WorkerJobs } from '../../util/worker-jobs.ts';
 import { type EncodeRequest, type EncodeResult, encodeFlushSegment } from './encode-flush.ts';
 
-type Pending = { resolve: (r: EncodeResult) => void; reject: (e: Error) => void };
-type Reply =
-  { jobId: number; ok: true; result: EncodeResult } | { jobId: number; ok: false; message: string };
-
-let worker: Worker | null = null;
-let nextJobId = 1;
-const pending = new Map<number, Pending>();
-
-function failAll(err: Error): void {
-  for (const p of pending.values()) p.reject(err);
-  pending.clear();
-  worker = null;
-}
-
-function getWorker(): Worker {
-  if (worker !== null) return worker;
-  // The worker file sits beside this one: .ts when running from source, .js from dist.
-  const ext = extname(fileURLToPath(import.meta.url));
-  // A 16 MiB young generation: V8 sizes it from the machine's memory (far larger here), and
-  // the worker kept ~160 MiB of heap committed between flushes; with 16 it keeps ~70 MiB
-  // for the same encoding speed (measured over 1.5M events).
-  const w = new Worker(new URL(`./encode-worker${ext}`, import.meta.url), {
-    resourceLimits: { maxYoungGenerationSizeMb: 16 },
-  });
-  w.on('message', (reply: Reply) => {
-    const job = pending.get(reply.jobId);
-    if (!job) return;
-    pending.delete(reply.jobId);
-    if (pending.size === 0) w.unref();
-    if (reply.ok) job.resolve(reply.result);
-    else job.reject(new Error(`segment encoding failed: ${reply.message}`));
-  });
-  w.on('error', (err) => failAll(err));
-  w.on('exit', (code) => failAll(new Error(`segment encoder worker exited with code ${code}`)));
-  // After the listeners: adding a 'message' listener refs the worker again.
-  w.unref();
-  worker = w;
-  return w;
-}
+// The worker file sits beside this one: .ts when running from source, .js from dist.
+const jobs = new WorkerJobs<EncodeRequest, EncodeResult>(
+  new URL(`./encode-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
+  'segment encoding',
+);
 
 /** Copies a column set into compact buffers (views into larger buffers would clone them whole). */
 function compact(c: EventColumns): EventColumns {
@@ -79,22 +42,14 @@ function compact(c: EventColumns): EventColumns {
 /** Encodes a flush segment in the worker thread (or inline when `inline`, e.g. tiny flushes). */
 export function encodeFlush(req: EncodeRequest, options: { inline: boolean }): Promise<EncodeResult> {
   if (options.inline) return Promise.resolve().then(() => encodeFlushSegment(req));
-  const w = getWorker();
-  const jobId = nextJobId++;
-  return new Promise<EncodeResult>((resolve, reject) => {
-    // Referenced only while a job is pending: an idle worker never keeps the process alive,
-    // a busy one does (the caller is waiting for it).
-    if (pending.size === 0) w.ref();
-    pending.set(jobId, { resolve, reject });
-    const columns = compact(req.columns);
-    // The compact copies are this job's own: move their buffers instead of cloning them again.
-    const transfer = [
-      columns.kind,
-      columns.timestamp_ms,
-      columns.quantity.values,
-      columns.ingested_at_ms,
-      ...DICT_COLUMN_NAMES.map((name) => columns[name].codes),
-    ].map((a) => a.buffer as ArrayBuffer);
-    w.postMessage({ ...req, columns, jobId }, transfer);
-  });
+  const columns = compact(req.columns);
+  // The compact copies are this job's own: move their buffers instead of cloning them again.
+  const transfer = [
+    columns.kind,
+    columns.timestamp_ms,
+    columns.quantity.values,
+    columns.ingested_at_ms,
+    ...DICT_COLUMN_NAMES.map((name) => columns[name].codes),
+  ].map((a) => a.buffer as ArrayBuffer);
+  return jobs.run({ ...req, columns }, transfer);
 }
