@@ -310,7 +310,8 @@ describe('WAL', () => {
 
 describe('manifest envelope', () => {
   // The manifest lists the segment files and their CRCs: a generation the reader no longer
-  // accepts makes the database refuse to open. A new manifest format must keep reading this.
+  // accepts makes the database refuse to open. A new manifest format must keep reading these
+  // version-1 bytes (move the encode check to the new version, keep the decode check).
   const STATE: ManifestState = {
     format_version: 1,
     generation: 3,
