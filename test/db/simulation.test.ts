@@ -233,7 +233,10 @@ async function runSimulation(seed: number, steps: number): Promise<void> {
           await ingest(batch, `ingest before the crash at step ${step}`);
           if (random() < 0.5) {
             await db.flush();
-            committed();
+            // Returning after the machine went off (a failed background fsync in fast mode)
+            // is not observable: the process would be gone. The same with the process alive
+            // is a known bug, pinned in faults.test.ts ("fast: a flush that resolves ...").
+            if (!sim.fs.halted) committed();
           }
         }
       } catch (err) {
