@@ -310,17 +310,22 @@ describe('WAL', () => {
 
 describe('manifest envelope', () => {
   // The manifest lists the segment files and their CRCs: a generation the reader no longer
-  // accepts makes the database refuse to open. A new manifest format must keep reading these
-  // version-1 bytes (move the encode check to the new version, keep the decode check).
+  // accepts makes the database refuse to open. Format 1 (written by 0.1.0) is only read, and
+  // upgraded to format 2 on load; a later format must keep reading both.
+  const V1_TEXT =
+    '{"crc32c":"e6a36581","manifest":{"format_version":1,"generation":3,"database_id":"udb-fixed",' +
+    '"bucket_count":8,"created_at_ms":1777593600000,"next_segment_id":2,"wal_start":2,"segments":' +
+    '[{"id":1,"rows":10,"min_ts":1777593600000,"max_ts":1777680000000,"size_bytes":1234,' +
+    '"crc32c":3808858755,"retracted":["evt_9"]}],"rollups":[],"periods":[]}}\n';
   const STATE: ManifestState = {
-    format_version: 1,
+    format_version: 2,
     generation: 3,
     database_id: 'udb-fixed',
     bucket_count: 8,
     created_at_ms: 1777593600000,
     next_segment_id: 2,
     wal_start: 2,
-    segments: [
+    raw_segments: [
       {
         id: 1,
         rows: 10,
@@ -328,23 +333,29 @@ describe('manifest envelope', () => {
         max_ts: 1777680000000,
         size_bytes: 1234,
         crc32c: 3808858755,
-        retracted: ['evt_9'],
+        retractions: 1,
       },
     ],
-    rollups: [],
+    rollup_segments: [],
     periods: [],
+    quarantine: [],
   };
-  const TEXT =
-    '{"crc32c":"e6a36581","manifest":{"format_version":1,"generation":3,"database_id":"udb-fixed",' +
-    '"bucket_count":8,"created_at_ms":1777593600000,"next_segment_id":2,"wal_start":2,"segments":' +
+  const V2_TEXT =
+    '{"crc32c":"a013ed36","manifest":{"format_version":2,"generation":3,"database_id":"udb-fixed",' +
+    '"bucket_count":8,"created_at_ms":1777593600000,"next_segment_id":2,"wal_start":2,"raw_segments":' +
     '[{"id":1,"rows":10,"min_ts":1777593600000,"max_ts":1777680000000,"size_bytes":1234,' +
-    '"crc32c":3808858755,"retracted":["evt_9"]}],"rollups":[],"periods":[]}}\n';
+    '"crc32c":3808858755,"retractions":1}],"rollup_segments":[],"periods":[],"quarantine":[]}}\n';
 
-  it('encodes a small state to these bytes', () => {
-    expect(new TextDecoder().decode(encodeManifest(STATE))).toBe(TEXT);
+  it('format 1 bytes (0.1.0) still decode, upgraded to format 2 with their inline retractions', () => {
+    const decoded = decodeManifest(utf8.encode(V1_TEXT), 3);
+    expect(decoded.state).toEqual(STATE);
+    expect(decoded.legacyRetracted).toEqual(new Map([[1, ['evt_9']]]));
   });
 
-  it('decodes the old bytes to the same state', () => {
-    expect(decodeManifest(utf8.encode(TEXT), 3)).toEqual(STATE);
+  it('format 2: a small state encodes to these bytes, and decodes back', () => {
+    expect(new TextDecoder().decode(encodeManifest(STATE))).toBe(V2_TEXT);
+    const decoded = decodeManifest(utf8.encode(V2_TEXT), 3);
+    expect(decoded.state).toEqual(STATE);
+    expect(decoded.legacyRetracted).toBeNull();
   });
 });

@@ -1,13 +1,15 @@
 /**
  * Writes the committed fixture database `test/fixtures/db-format-v1/` and its recorded answers
- * `test/fixtures/db-format-v1.expected.json`, with the code of the day it was run (usagedb
- * 0.1.0: segment format 1, manifest format 1, WAL version 1, WAL batch format 2).
+ * `test/fixtures/db-format-v1.expected.json`, with the code of the day it is run. The
+ * committed fixture was written by usagedb 0.1.0 (segment format 1, manifest format 1, WAL
+ * version 1, WAL batch format 2), before manifest format 2 existed.
  *
  *   node test/format/make-fixture-v1.ts test/fixtures/db-format-v1
  *
  * Never rerun it to make fixture-v1.test.ts pass: the committed bytes are the point (a later
- * version must open what this version wrote). Rerunning writes different bytes (database id,
- * segment compression choices may differ), so it is only for creating a new fixture.
+ * version must open what an earlier one wrote). Rerunning writes today's formats (and a new
+ * database id), so it is only for making a new fixture next to this one: a copy of this script
+ * writing db-format-v2 records what a later version must open.
  *
  * What it holds: ~2,000 events over three UTC days (2026-05-01..03) and five accounts (two
  * with non-ASCII ids), in two segment files (two flushes) plus a WAL tail of events that were
@@ -28,6 +30,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { ManualClock, UsageDb } from '../../src/index.ts';
+import { abandonForCrashTest } from '../../src/testing.ts';
 import type { JsonQuery } from '../../src/query/types.ts';
 import { type PlainEvent, referenceQuery } from '../query/fixtures.ts';
 
@@ -335,7 +338,7 @@ async function main(out: string): Promise<void> {
     if (p < 2) await db.flush();
   }
   check(db.stats().segments === 2, 'two segment files');
-  db.abandonForCrashTest();
+  abandonForCrashTest(db);
   rmSync(join(out, 'LOCK'));
 
   // Record the answers from a copy (opening writes to the directory).
