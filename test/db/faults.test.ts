@@ -140,6 +140,34 @@ describe('faults', () => {
     await db3.close();
   });
 
+  // Known bug, so `.fails` (remove it once fixed). In fast mode a failed background fsync
+  // drops the acknowledged events it covered (documented: as a crash would), but a later
+  // flush() then resolves as if it had written them ("writes every acknowledged event to
+  // segments"): nothing tells the caller that events acknowledged and then flushed are gone,
+  // so it has no reason to retry them. Found by the simulation: SIM_SEED=38, where the fsync
+  // failure is a crash and flush() still resolves before the next call fails.
+  it.fails('fast: a flush that resolves has every event acknowledged before it in a segment', async () => {
+    const sim = simDb(5, { durability: 'fast' });
+    const db = await sim.open();
+    const remove = sim.fs.injectFault((c) =>
+      c.op === 'sync' && c.path.includes('/wal/') ? 'EIO' : undefined,
+    );
+    expect((await db.ingest([small(1), small(2), small(3)])).accepted).toBe(3);
+    await new Promise((resolve) => setTimeout(resolve, 20)); // the background fsync fails meanwhile
+    remove();
+    let flushError: unknown = null;
+    await db.flush().catch((err: unknown) => {
+      flushError = err;
+    });
+    if (flushError === null) {
+      expect((await allIds(db)).sort()).toEqual(['evt_1', 'evt_2', 'evt_3']);
+      await db.close();
+      const again = await sim.open();
+      expect((await allIds(again)).sort()).toEqual(['evt_1', 'evt_2', 'evt_3']);
+      await again.close();
+    }
+  });
+
   it('a flipped bit in a segment is reported, never served as numbers', async () => {
     const sim = simDb();
     const db = await sim.open();

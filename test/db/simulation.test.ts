@@ -45,6 +45,9 @@ async function storedEvents(db: UsageDb): Promise<Map<string, string>> {
   return out;
 }
 
+/** How the db must classify an event of a batch: drives the expected IngestResult counts. */
+type Expect = 'new' | 'duplicate' | 'conflict' | 'rejected';
+
 async function runSimulation(seed: number, steps: number): Promise<void> {
   const random = rng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
@@ -53,26 +56,40 @@ async function runSimulation(seed: number, steps: number): Promise<void> {
     durability,
     limits: { memtableBytesMax: 4096 + Math.floor(random() * 20000), blockRows: 16 },
   });
-  /** Acknowledged (durable per mode) events: id -> payload key. */
-  const acked = new Map<string, string>();
-  /** Events whose outcome is unknown (their call was interrupted, or fast mode before a crash). */
+  /**
+   * The reference model, id -> payload key:
+   * - durable: must survive every crash (acknowledged in strict/balanced, or in a segment
+   *   because a flush or close resolved after it was acknowledged);
+   * - acknowledged: acknowledged in fast mode (before its fsync), not yet known durable: a
+   *   crash may lose it, a clean restart may not;
+   * - maybe: outcome unknown (its call was interrupted by a crash).
+   */
+  const durable = new Map<string, string>();
+  const acknowledged = new Map<string, string>();
   const maybe = new Map<string, string>();
+  const originals = new Map<string, WireInput>();
   let nextId = 0;
+  /** Ingest calls that resolved with other counts than the model expects. */
+  const wrongCounts: string[] = [];
   let db = await sim.open();
 
-  const makeEvent = (): WireInput => {
+  const makeEvent = (): { e: WireInput; expect: Expect } => {
     const r = random();
-    const known = [...acked.keys()];
+    const known = [...durable.keys(), ...acknowledged.keys()];
     if (r < 0.15 && known.length > 0) {
       // An exact retry.
       const id = pick(known);
-      return JSON.parse(JSON.stringify(originals.get(id))) as WireInput;
+      return { e: JSON.parse(JSON.stringify(originals.get(id))) as WireInput, expect: 'duplicate' };
     }
     if (r < 0.2 && known.length > 0) {
       const id = pick(known);
-      return { ...(originals.get(id) as WireInput), quantity: 1_000_000 + Math.floor(random() * 1000) };
+      const changed = {
+        ...(originals.get(id) as WireInput),
+        quantity: 1_000_000 + Math.floor(random() * 1000),
+      };
+      return { e: changed, expect: 'conflict' };
     }
-    if (r < 0.23) return { event_id: `bad_${nextId++}`, account_id: 'a0' };
+    if (r < 0.23) return { e: { event_id: `bad_${nextId++}`, account_id: 'a0' }, expect: 'rejected' };
     const e: WireInput = {
       event_id: `e${nextId++}`,
       account_id: pick(ACCOUNTS),
@@ -85,71 +102,142 @@ async function runSimulation(seed: number, steps: number): Promise<void> {
       dimensions: random() < 0.5 ? { region: pick(['us', 'eu']) } : undefined,
     };
     originals.set(e.event_id as string, e);
-    return e;
+    return { e, expect: 'new' };
   };
-  const originals = new Map<string, WireInput>();
+
+  /** Ingests a batch; when the call resolves, its counts must be exactly the expected ones. */
+  const ingest = async (batch: { e: WireInput; expect: Expect }[], label: string) => {
+    const fresh = batch.filter((b) => b.expect === 'new').map((b) => b.e);
+    for (const e of fresh) maybe.set(e.event_id as string, payloadKey(e));
+    const r = await db.ingest(batch.map((b) => b.e));
+    const count = (x: Expect) => batch.filter((b) => b.expect === x).length;
+    const got = {
+      accepted: r.accepted,
+      duplicates: r.duplicates,
+      conflicts: r.conflicts,
+      rejected: r.rejected,
+    };
+    const want = {
+      accepted: count('new'),
+      duplicates: count('duplicate'),
+      conflicts: count('conflict'),
+      rejected: count('rejected'),
+    };
+    // Recorded, not thrown: inside a crash step a thrown assertion would look like the crash.
+    if (JSON.stringify(got) !== JSON.stringify(want)) {
+      wrongCounts.push(
+        `${label}: got ${JSON.stringify(got)}, expected ${JSON.stringify(want)} (seed ${seed})`,
+      );
+    }
+    for (const e of fresh) {
+      const id = e.event_id as string;
+      (durability === 'fast' ? acknowledged : durable).set(id, maybe.get(id) as string);
+      maybe.delete(id);
+    }
+  };
+
+  /** A flush or close resolved: every acknowledged event is in a committed segment. */
+  const committed = () => {
+    for (const [id, key] of acknowledged) durable.set(id, key);
+    acknowledged.clear();
+  };
+
+  /** Expected per-account sum and count, from the reference's stored events. */
+  const referenceTotals = () => {
+    const totals = new Map<string, { sum: bigint; count: number }>();
+    for (const id of durable.keys()) {
+      const e = originals.get(id) as WireInput;
+      const t = totals.get(e.account_id as string) ?? { sum: 0n, count: 0 };
+      t.sum += BigInt(e.quantity as number | string);
+      t.count++;
+      totals.set(e.account_id as string, t);
+    }
+    return [...totals.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([account_id, t]) => ({ account_id, sum: t.sum.toString(), count: t.count }));
+  };
 
   const verify = async (label: string) => {
+    const where = `${label} (seed ${seed})`;
+    expect(wrongCounts).toEqual([]);
     const stored = await storedEvents(db);
-    for (const [id, key] of acked) expect(stored.get(id), `${label}: acked ${id} (seed ${seed})`).toBe(key);
+    for (const [id, key] of durable) expect(stored.get(id), `${where}: durable ${id}`).toBe(key);
     for (const [id, key] of stored) {
-      const expected = acked.get(id) ?? maybe.get(id);
-      expect(expected, `${label}: invented ${id} (seed ${seed})`).toBe(key);
-      if (!acked.has(id)) {
-        acked.set(id, key);
-        maybe.delete(id);
-      }
+      const expected = durable.get(id) ?? acknowledged.get(id) ?? maybe.get(id);
+      expect(expected, `${where}: invented ${id}`).toBe(key);
+      // Found after a reopen: it is on disk now.
+      durable.set(id, key);
+      acknowledged.delete(id);
+      maybe.delete(id);
     }
-    // Unknown outcomes that did not survive are gone for good: forget them.
-    for (const id of maybe.keys()) if (!stored.has(id)) maybe.delete(id);
+    // Unknown outcomes (and fast-mode acknowledgements) that did not survive are gone for good;
+    // from here the reference's stored events are exactly `durable`.
+    acknowledged.clear();
+    maybe.clear();
+
+    // The query engine, which bills, must agree with the reference: sum and count per account.
+    const range = { from: T0, to: T0 + 4 * DAY_MS };
+    const q = await db.query({ ...range, group_by: ['account_id'], metrics: ['sum', 'count'] });
+    expect(q.rows, `${where}: db.query per account`).toEqual(referenceTotals());
+    // And the audit trail: every page walk returns each stored event once, in order.
+    for (const account of ACCOUNTS) {
+      const want = [...durable.keys()]
+        .map((id) => originals.get(id) as WireInput)
+        .filter((e) => e.account_id === account)
+        .sort(
+          (a, b) =>
+            (a.timestamp_ms as number) - (b.timestamp_ms as number) ||
+            ((a.event_id as string) < (b.event_id as string) ? -1 : 1),
+        )
+        .map((e) => [e.event_id, String(e.quantity)]);
+      const got: unknown[] = [];
+      let cursor: string | null = null;
+      do {
+        const page = await db.events({
+          account_id: account,
+          ...range,
+          limit: 7,
+          ...(cursor ? { cursor } : {}),
+        });
+        expect(page.events.length).toBeLessThanOrEqual(7);
+        got.push(...page.events.map((e) => [e.event_id, e.quantity]));
+        cursor = page.next_cursor;
+      } while (cursor !== null);
+      expect(got, `${where}: db.events walk of ${account}`).toEqual(want);
+    }
   };
 
   for (let step = 0; step < steps; step++) {
     const op = random();
     if (op < 0.6) {
       const batch = Array.from({ length: 1 + Math.floor(random() * 12) }, makeEvent);
-      const fresh = batch.filter(
-        (e) => typeof e.event_id === 'string' && !acked.has(e.event_id) && e.quantity !== undefined,
-      );
-      const r = await db.ingest(batch);
-      expect(r.accepted + r.duplicates + r.conflicts + r.rejected, `seed ${seed}`).toBe(batch.length);
-      const seen = new Set<string>();
-      for (const e of fresh) {
-        const id = e.event_id as string;
-        if (seen.has(id) || maybe.has(id)) continue;
-        seen.add(id);
-        if (durability === 'fast') maybe.set(id, payloadKey(e));
-        else acked.set(id, payloadKey(e));
-      }
+      await ingest(batch, `ingest at step ${step}`);
+      expect(wrongCounts).toEqual([]);
     } else if (op < 0.7) {
       await db.flush();
+      committed();
     } else if (op < 0.75) {
       sim.clock.advance(60 * 60 * 1000);
       await db.tick();
     } else if (op < 0.85) {
       await db.close();
+      committed();
       db = await sim.open();
       await verify(`restart at step ${step}`);
-      if (durability === 'fast') for (const [id, key] of maybe) acked.set(id, key);
-      if (durability === 'fast') maybe.clear();
     } else {
       // Crash somewhere inside the next operations.
       sim.fs.crashAt(sim.fs.callCount + 1 + Math.floor(random() * 40), { tornWrites: random() < 0.5 });
       try {
         for (let k = 0; k < 3; k++) {
           const batch = Array.from({ length: 1 + Math.floor(random() * 8) }, makeEvent);
-          const fresh = batch.filter(
-            (e) => typeof e.event_id === 'string' && !acked.has(e.event_id) && e.quantity !== undefined,
-          );
-          for (const e of fresh) maybe.set(e.event_id as string, payloadKey(e));
-          const r = await db.ingest(batch);
-          if (durability !== 'fast' && r.accepted >= 0) {
-            for (const e of fresh) {
-              acked.set(e.event_id as string, maybe.get(e.event_id as string) as string);
-              maybe.delete(e.event_id as string);
-            }
+          await ingest(batch, `ingest before the crash at step ${step}`);
+          if (random() < 0.5) {
+            await db.flush();
+            // Returning after the machine went off (a failed background fsync in fast mode)
+            // is not observable: the process would be gone. The same with the process alive
+            // is a known bug, pinned in faults.test.ts ("fast: a flush that resolves ...").
+            if (!sim.fs.halted) committed();
           }
-          if (random() < 0.5) await db.flush();
         }
       } catch (err) {
         if (!(err instanceof SimulatedCrashError) && !sim.fs.halted) throw err;
@@ -160,13 +248,12 @@ async function runSimulation(seed: number, steps: number): Promise<void> {
         sim.fs.clearFaults();
         sim.fs.crash({ tornWrites: true });
       }
-      if (durability === 'fast') for (const [id, key] of acked) if (!maybe.has(id)) maybe.set(id, key);
-      if (durability === 'fast') acked.clear();
       db = await sim.open();
       await verify(`crash at step ${step}`);
     }
   }
   await db.close();
+  committed();
   db = await sim.open();
   await verify('final');
   await db.close();
