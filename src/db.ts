@@ -316,13 +316,23 @@ export class UsageDb {
 
   /**
    * Writes every acknowledged event to segments now, and commits a checkpoint so that no WAL
-   * file the new segments cover is left behind.
+   * file the new segments cover is left behind. In fast mode, throws USAGEDB_ERR_WAL_WRITE when
+   * a failed background fsync dropped acknowledged events since the last flush (they must be
+   * resent), after flushing the rest.
    */
   async flush(): Promise<void> {
     this.assertOpen();
     await publicErrors('cannot flush', async () => {
       await this.flusher.flush();
       await this.versions.checkpoint();
+      const lost = this.ingestor.takeLostAcknowledged();
+      if (lost > 0) {
+        throw new UsageDbError(
+          'USAGEDB_ERR_WAL_WRITE',
+          `${lost} events acknowledged in fast mode were lost when a background WAL fsync failed; ` +
+            'resend them (fast mode relies on upstream retries)',
+        );
+      }
     });
   }
 

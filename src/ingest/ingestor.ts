@@ -45,6 +45,8 @@ export class Ingestor {
   private wal: WalWriter;
   private walMarks: WalRecordMark[] = [];
   private durableRowsBase = 0;
+  /** Fast mode: acknowledged rows a failed background fsync dropped, not yet reported. */
+  private lostAcknowledged = 0;
   closed = false;
 
   constructor(init: {
@@ -158,11 +160,20 @@ export class Ingestor {
     for (const mark of this.walMarks) if (mark.endOffset <= durable) keepRows = mark.rowsAfter;
     this.walMarks = this.walMarks.filter((m) => m.endOffset <= durable);
     const { current, recent } = this.memtables;
+    // In fast mode those rows were acknowledged already: the loss must reach the caller.
+    if (this.durability === 'fast') this.lostAcknowledged += current.rowCount - keepRows;
     const ids = current.eventIds;
     for (let row = keepRows; row < current.rowCount; row++) recent.remove(ids[row], row);
     current.truncate(keepRows);
     this.memtables.visibleRows = Math.min(this.memtables.visibleRows, keepRows);
     await this.wal.cutToDurable();
+  }
+
+  /** Acknowledged (fast mode) events lost since the last call, then forgets them. */
+  takeLostAcknowledged(): number {
+    const lost = this.lostAcknowledged;
+    this.lostAcknowledged = 0;
+    return lost;
   }
 
   /**

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { MERGE_FANOUT, MERGE_ROWS_MAX, planMerge, TIER_BASE_ROWS, tierOf } from '../../src/compact/planner.ts';
+import {
+  MERGE_FANOUT,
+  MERGE_ROWS_MAX,
+  planMerge,
+  TIER_BASE_ROWS,
+  tierOf,
+} from '../../src/compact/planner.ts';
 import type { RawSegmentEntry } from '../../src/storage/manifest.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 import { DAY_MS, simDb, T0, usage, usageBatch } from '../support/events.ts';
@@ -60,7 +66,11 @@ describe('compaction in the database', () => {
     expect(db.stats().segments).toBe(MERGE_FANOUT);
     await db.tick();
     expect(db.stats().segments).toBe(1);
-    expect(db.stats().compaction).toMatchObject({ merges: 1, segmentsMerged: MERGE_FANOUT, duplicatesDropped: 0 });
+    expect(db.stats().compaction).toMatchObject({
+      merges: 1,
+      segmentsMerged: MERGE_FANOUT,
+      duplicatesDropped: 0,
+    });
     expect((await db.query(RANGE)).rows).toEqual(before.rows);
     expect((await db.ingest(usageBatch(0, 200))).duplicates).toBe(200);
     const changed = await db.ingest([usage(3, { quantity: 999_999 })]);

@@ -2,6 +2,7 @@
 import { UsageDb, type UsageDbOptions } from '../../src/db.ts';
 import { ManualClock } from '../../src/storage/clock.ts';
 import { SimFileSystem } from '../../src/storage/fs/sim-file-system.ts';
+import { silentLogger } from '../../src/util/logger.ts';
 
 export const T0 = Date.UTC(2026, 4, 1); // 2026-05-01
 export const NOW = Date.UTC(2026, 5, 1);
@@ -53,6 +54,7 @@ export function simDb(seed = 1, base: Partial<UsageDbOptions> = {}): SimDb {
   return {
     fs,
     clock,
-    open: (extra = {}) => UsageDb.open({ dir: '/db', fs, clock, bucketCount: 8, ...base, ...extra }),
+    open: (extra = {}) =>
+      UsageDb.open({ dir: '/db', fs, clock, bucketCount: 8, logger: silentLogger, ...base, ...extra }),
   };
 }
