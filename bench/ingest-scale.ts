@@ -1,43 +1,141 @@
 /**
- * Scale run (ingest only): `npm run bench:scale -- [events] [dir]` (default 10,000,000 events
- * into ./bench-data/scale; the script runs Node under the runtime profile of
- * src/cli/runtime-profile.ts). Prints throughput and RSS every 500k events, then bytes
- * per event on disk, peak RSS and reopen time. Not part of `npm run bench` (it takes minutes).
+ * Scale run: `npm run bench:scale -- [events] [dir] [--no-compaction]` (default 10,000,000
+ * events into ./bench-data/scale; Node runs under the runtime profile of
+ * src/cli/runtime-profile.ts). Not part of `npm run bench` (it takes minutes).
+ *
+ * Ingests the generated workload in batches of 1,000 (balanced) while calling `tick()` about
+ * every 200 batches, as a server's timer would (so background compaction runs as in
+ * production), and prints per million events: the rate inside ingest, batch latency p50/p99,
+ * RSS, heap and segment count. Then: compaction totals and write amplification, bytes/event
+ * before and after a full compaction, reopen time, a retry probe (retries of random events
+ * from the first 1% of history: all must be recognised) and q1/q4 on the sampled accounts.
  */
 import { execSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { UsageDb } from '../src/db.ts';
-import { Workload } from './workload.ts';
+import { usagedbQueryRunner } from './usagedb.ts';
+import { querySample, Workload } from './workload.ts';
 
-const events = Number(process.argv[2] ?? 10_000_000);
-const dir = process.argv[3] ?? './bench-data/scale';
+const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const compaction = !process.argv.includes('--no-compaction');
+const events = Number(args[0] ?? 10_000_000);
+const dir = args[1] ?? './bench-data/scale';
+const MILLION = 1_000_000;
+const TICK_EVERY_BATCHES = 200;
+
+const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+const mib = (bytes: number): number => Math.round(bytes / 1048576);
+const diskBytes = (): number => Number(execSync(`du -sb ${dir}`).toString().split('\t')[0]);
+
 rmSync(dir, { recursive: true, force: true });
 const workload = new Workload({ events, seed: 42 });
 const db = await UsageDb.open({ dir, durability: 'balanced' });
 const started = performance.now();
 let insideMs = 0;
+let windowMs = 0;
 let batches = 0;
+let latencies: number[] = [];
+let ticking: Promise<void> | null = null;
+const rates: number[] = [];
 for (const batch of workload.batches()) {
   const t0 = performance.now();
   await db.ingest(batch.events);
-  insideMs += performance.now() - t0;
-  if (++batches % 500 === 0) {
-    const rssMiB = Math.round(process.memoryUsage().rss / 1048576);
+  const ms = performance.now() - t0;
+  insideMs += ms;
+  windowMs += ms;
+  latencies.push(ms);
+  batches++;
+  if (compaction && batches % TICK_EVERY_BATCHES === 0 && ticking === null) {
+    ticking = db.tick().finally(() => {
+      ticking = null;
+    });
+  }
+  if ((batches * 1000) % MILLION === 0) {
+    latencies.sort((a, b) => a - b);
+    const rate = Math.round(MILLION / (windowMs / 1000));
+    rates.push(rate);
+    const m = process.memoryUsage();
+    const s = db.stats();
     console.log(
-      `${batches * 1000} events  ${Math.round((batches * 1000) / (insideMs / 1000))} events/s  rss ${rssMiB} MiB`,
+      `${(batches * 1000) / MILLION}M: ${rate} events/s inside ingest, batch p50 ${pct(latencies, 0.5).toFixed(1)} ms ` +
+        `p99 ${pct(latencies, 0.99).toFixed(1)} ms, rss ${mib(m.rss)} MiB, heap ${mib(m.heapUsed)} MiB, ` +
+        `segments ${s.segments}, merges ${s.compaction.merges}`,
     );
+    latencies = [];
+    windowMs = 0;
   }
 }
+if (ticking !== null) await ticking;
 console.log(
   `ingest: ${((performance.now() - started) / 1000).toFixed(1)} s wall, ${Math.round(events / (insideMs / 1000))} events/s inside ingest`,
 );
+if (rates.length >= 2) {
+  console.log(`last million / first million: ${((rates[rates.length - 1] / rates[0]) * 100).toFixed(0)}%`);
+}
 const closeStart = performance.now();
+await db.flush();
+const s = db.stats();
+const amplification = (s.flushedBytes + s.compaction.bytesWritten) / Math.max(1, s.flushedBytes);
+console.log(
+  `compaction: ${s.compaction.merges} merges of ${s.compaction.segmentsMerged} segments, ` +
+    `${mib(s.compaction.bytesWritten)} MiB written, write amplification ${amplification.toFixed(2)}, ` +
+    `${s.segments} segments live`,
+);
 await db.close();
 console.log(`close (final flush): ${((performance.now() - closeStart) / 1000).toFixed(1)} s`);
-const bytes = Number(execSync(`du -sb ${dir}`).toString().split('\t')[0]);
-console.log(`on disk: ${bytes} bytes, ${(bytes / workload.totals.unique).toFixed(2)} bytes/event`);
-console.log(`peak RSS: ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
+const before = diskBytes();
+console.log(`on disk: ${before} bytes, ${(before / workload.totals.unique).toFixed(2)} bytes/event`);
+console.log(`peak RSS: ${mib(process.resourceUsage().maxRSS * 1024)} MiB`);
+
 const reopenStart = performance.now();
 const reopened = await UsageDb.open({ dir });
 console.log(`reopen: ${Math.round(performance.now() - reopenStart)} ms`);
+const compactStart = performance.now();
+const merged = await reopened.compact();
+const compactSec = (performance.now() - compactStart) / 1000;
+if (merged !== null) {
+  console.log(
+    `full compaction: ${merged.inputSegments} segments, ${(merged.inputRows / compactSec / 1000).toFixed(0)}k rows/s, ` +
+      `${merged.duplicatesDropped} duplicates dropped, ${merged.quarantinedRows} quarantined`,
+  );
+}
 await reopened.close();
+const after = diskBytes();
+console.log(`after full compaction: ${(after / workload.totals.unique).toFixed(2)} bytes/event`);
+
+// Retry probe: random events of the first 1% of history, resent after everything above.
+const early = new Workload({ events: Math.max(1_000, Math.floor(events / 100)), seed: 42 });
+const pool: unknown[] = [];
+for (const batch of early.batches()) for (const e of batch.events) pool.push(e);
+const probeDb = await UsageDb.open({ dir });
+const probeLatencies: number[] = [];
+let recognised = 0;
+let probed = 0;
+for (let i = 0; i < 200; i++) {
+  const sample = Array.from({ length: 10 }, () => pool[Math.floor(Math.random() * pool.length)]);
+  const t0 = performance.now();
+  const r = await probeDb.ingest(sample);
+  probeLatencies.push(performance.now() - t0);
+  recognised += r.duplicates + r.conflicts;
+  probed += sample.length - r.rejected;
+}
+probeLatencies.sort((a, b) => a - b);
+console.log(
+  `retry probe: ${recognised}/${probed} recognised (duplicates or conflicts), batch of 10 p50 ` +
+    `${pct(probeLatencies, 0.5).toFixed(2)} ms p99 ${pct(probeLatencies, 0.99).toFixed(2)} ms`,
+);
+await probeDb.close();
+
+// q1 and q4 on the sampled accounts, as `npm run bench` asks them.
+const runner = await usagedbQueryRunner(dir, 1000);
+for (const kind of ['q1', 'q4'] as const) {
+  const times: number[] = [];
+  for (const a of querySample(42, 20)) {
+    const t0 = performance.now();
+    (await runner[kind](a))();
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  console.log(`${kind}: p50 ${pct(times, 0.5).toFixed(1)} ms, p95 ${pct(times, 0.95).toFixed(1)} ms`);
+}
+await runner.close();

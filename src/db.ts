@@ -98,7 +98,9 @@ export interface UsageDbStats {
   walFile: number;
   /** The error of the last flush attempt while flushes keep failing, else null. */
   flushError: string | null;
-  /** Merges run so far (write amplification = bytesWritten by flushes and merges / flushed). */
+  /** Segment bytes written by flushes since open. */
+  flushedBytes: number;
+  /** Merges since open; write amplification = (flushedBytes + compaction.bytesWritten) / flushedBytes. */
   compaction: CompactionStats;
   /** What the last open dropped: a torn WAL tail holds no acknowledged event, but it is reported. */
   recovery: { walTornTail: TornTailReport };
@@ -224,7 +226,9 @@ export class UsageDb {
       const replayed = await replayWal(fs, root, manifest.wal_start);
       const wal = await WalWriter.reopen(fs, walDir, replayed.last.fileNumber, replayed.last.validBytes);
       const memtables = new Memtables(new RecentIds(limits.hotIdsMax, limits.hotIdTtlMs), clock.nowMs());
-      const admission = new Admission(memtables, new StoredEventFinder(segments), retracted);
+      const admission = new Admission(memtables, new StoredEventFinder(segments), retracted, () =>
+        versions.pin(),
+      );
       const durability = options.durability ?? 'balanced';
       const ingestor = new Ingestor({ fs, walDir, durability, memtables, admission, wal });
       ingestor.restore(replayed.events);
@@ -452,6 +456,7 @@ export class UsageDb {
       manifestGeneration: this.versions.current.generation,
       walFile: this.ingestor.walFileNumber,
       flushError: failure === null ? null : failure instanceof Error ? failure.message : String(failure),
+      flushedBytes: this.flusher.bytesFlushed,
       compaction: this.compactor.stats,
       recovery: { walTornTail: { ...this.tornTail } },
     };

@@ -7,9 +7,10 @@
  * Invariant: kept + duplicates + quarantined = input rows.
  */
 import { assert } from '../errors.ts';
-import { Memtable } from '../ingest/memtable.ts';
-import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
+import { IdSeqTable } from '../ingest/id-table.ts';
+import { COLUMN_NAMES, concatRows, type EventColumns, type RowSelection } from '../model/columns.ts';
 import { canonicalPayload, eventOfRow } from '../model/event.ts';
+import { hash128Into } from '../model/hash.ts';
 import { type EncodeResult, encodeFlushSegment } from '../storage/segment/encode-flush.ts';
 import { SegmentReader } from '../storage/segment/segment-reader.ts';
 
@@ -39,48 +40,84 @@ export interface MergeOutput {
 }
 
 export function runMerge(req: MergeRequest): MergeOutput {
-  const kept = new Memtable();
-  const quarantined: { rows: Memtable; ids: Set<string> }[] = [];
-  const payloadOf = new Map<string, string>();
-  let inputRows = 0;
-  let duplicatesDropped = 0;
+  const parts: EventColumns[] = [];
   for (const input of req.inputs) {
-    let reader: SegmentReader;
-    let columns: EventColumns;
     try {
-      reader = SegmentReader.fromBytes(input.bytes, { sizeBytes: input.sizeBytes, checksum: input.crc32c });
-      columns = reader.readColumns(COLUMN_NAMES) as EventColumns;
+      const reader = SegmentReader.fromBytes(input.bytes, {
+        sizeBytes: input.sizeBytes,
+        checksum: input.crc32c,
+      });
+      parts.push(reader.readColumns(COLUMN_NAMES) as EventColumns);
     } catch (err) {
       throw new Error(`segment ${input.id} is corrupt: ${(err as Error).message}`, { cause: err });
     }
-    inputRows += columns.rowCount;
-    for (let row = 0; row < columns.rowCount; row++) {
-      const event = eventOfRow(columns, row);
-      const payload = canonicalPayload(event);
-      const seen = payloadOf.get(event.event_id);
-      if (seen === undefined) {
-        payloadOf.set(event.event_id, payload);
-        kept.append(event, event.ingested_at_ms);
-      } else if (seen === payload) {
-        duplicatesDropped++;
-      } else {
-        let q = quarantined.find((m) => !m.ids.has(event.event_id));
-        if (q === undefined) quarantined.push((q = { rows: new Memtable(), ids: new Set() }));
-        q.ids.add(event.event_id);
-        q.rows.append(event, event.ingested_at_ms);
+  }
+  // First copy of each id wins (inputs oldest first). Ids are found through a table of 32-bit
+  // fingerprints -> global row (typed arrays: millions of rows, no object per row); a hit is
+  // confirmed on the exact id, and only then are payloads compared.
+  const offsets: number[] = [];
+  let inputRows = 0;
+  for (const c of parts) {
+    offsets.push(inputRows);
+    inputRows += c.rowCount;
+  }
+  const partOf = (globalRow: number): number => {
+    let p = parts.length - 1;
+    while (offsets[p] > globalRow) p--;
+    return p;
+  };
+  const firstRow = new IdSeqTable();
+  const kept: number[][] = parts.map(() => []);
+  const quarantined: { rows: RowSelection[]; ids: Set<string> }[] = [];
+  let duplicatesDropped = 0;
+  const hash = new Uint32Array(4);
+  for (let p = 0; p < parts.length; p++) {
+    const c = parts[p];
+    for (let row = 0; row < c.rowCount; row++) {
+      const id = c.event_id[row];
+      hash128Into(id, hash);
+      let first = -1;
+      for (let slot = firstRow.firstSlot(hash[0]); slot >= 0; slot = firstRow.nextSlot(slot, hash[0])) {
+        const g = firstRow.seqAt(slot);
+        const q = partOf(g);
+        if (parts[q].event_id[g - offsets[q]] === id) {
+          first = g;
+          break;
+        }
       }
+      if (first < 0) {
+        firstRow.insert(hash[0], offsets[p] + row);
+        kept[p].push(row);
+        continue;
+      }
+      const q = partOf(first);
+      const same =
+        canonicalPayload(eventOfRow(parts[q], first - offsets[q])) === canonicalPayload(eventOfRow(c, row));
+      if (same) {
+        duplicatesDropped++;
+        continue;
+      }
+      let target = quarantined.find((m) => !m.ids.has(id));
+      if (target === undefined) quarantined.push((target = { rows: [], ids: new Set() }));
+      target.ids.add(id);
+      target.rows.push({ columns: c, rows: [row] });
     }
   }
-  const quarantinedRows = quarantined.reduce((n, q) => n + q.rows.rowCount, 0);
-  assert(kept.rowCount + duplicatesDropped + quarantinedRows === inputRows, 'merge lost or invented rows');
+  const keptColumns = concatRows(parts.map((columns, p) => ({ columns, rows: kept[p] })));
+  const quarantinedColumns = quarantined.map((q) => concatRows(q.rows));
+  const quarantinedRows = quarantinedColumns.reduce((n, q) => n + q.rowCount, 0);
+  assert(
+    keptColumns.rowCount + duplicatesDropped + quarantinedRows === inputRows,
+    'merge lost or invented rows',
+  );
   const encoded = encodeFlushSegment({
-    columns: kept.columns(),
+    columns: keptColumns,
     segmentId: req.outputId,
     bucketCount: req.bucketCount,
     createdAtMs: req.createdAtMs,
     blockRows: req.blockRows,
     bloomBitsPerKey: req.bloomBitsPerKey,
   });
-  assert(encoded.meta.rowCount === kept.rowCount, 'merge output lost or invented rows');
-  return { inputRows, duplicatesDropped, encoded, quarantined: quarantined.map((q) => q.rows.columns()) };
+  assert(encoded.meta.rowCount === keptColumns.rowCount, 'merge output lost or invented rows');
+  return { inputRows, duplicatesDropped, encoded, quarantined: quarantinedColumns };
 }

@@ -7,14 +7,16 @@
  * new event grows with the number of tiers, not with the number of flushes. Each event is
  * rewritten once per tier it climbs (write amplification ≈ number of tiers).
  *
- * A merge never takes more than MERGE_ROWS_MAX rows: the top tier stops merging there, and a
- * step of background work stays bounded.
+ * A merge never takes more than MERGE_ROWS_MAX rows: the top tier stops merging there, so a
+ * step of background work, and the merge worker's memory (~120 bytes per row while it runs),
+ * stay bounded. Above it, files of MERGE_ROWS_MAX rows accumulate: one filter probe per 4M
+ * events of history.
  */
 import type { RawSegmentEntry } from '../storage/manifest.ts';
 
 export const MERGE_FANOUT = 4;
 export const TIER_BASE_ROWS = 250_000;
-export const MERGE_ROWS_MAX = 16_000_000;
+export const MERGE_ROWS_MAX = 4_000_000;
 
 export function tierOf(rows: number): number {
   let tier = 0;

@@ -16,6 +16,7 @@ import { hash128Into } from '../model/hash.ts';
 import { payloadHash } from '../model/payload-hash.ts';
 import type { PendingEvent, RejectReason } from '../model/validate.ts';
 import type { RetractedOriginals } from '../storage/retractions.ts';
+import type { PinnedVersion } from '../storage/version-set.ts';
 import type { StoredEventFinder } from './dedupe.ts';
 import type { Memtables } from './memtables.ts';
 
@@ -68,14 +69,35 @@ export class Admission {
   /** hash128 of the event being classified (scratch: the ingest mutex serialises its use). */
   private readonly idHash = new Uint32Array(4);
 
-  constructor(memtables: Memtables, finder: StoredEventFinder, retracted: RetractedOriginals) {
+  private readonly pin: () => PinnedVersion;
+
+  /** `pin`: pins the current version, so a compaction committing meanwhile keeps what lookups read. */
+  constructor(
+    memtables: Memtables,
+    finder: StoredEventFinder,
+    retracted: RetractedOriginals,
+    pin: () => PinnedVersion,
+  ) {
     this.memtables = memtables;
     this.finder = finder;
     this.retracted = retracted;
+    this.pin = pin;
   }
 
   /** Classifies validated events; counts duplicates and records rejections and conflicts. */
   async classify(
+    valid: readonly { index: number; event: PendingEvent }[],
+    result: IngestResult,
+  ): Promise<Admitted> {
+    const version = this.pin();
+    try {
+      return await this.classifyPinned(valid, result);
+    } finally {
+      version.release();
+    }
+  }
+
+  private async classifyPinned(
     valid: readonly { index: number; event: PendingEvent }[],
     result: IngestResult,
   ): Promise<Admitted> {

@@ -50,6 +50,8 @@ export class Flusher {
   /** Resolved (and replaced) each time a frozen memtable leaves memory. */
   private progress = Promise.withResolvers<void>();
   private lastError: unknown = null;
+  /** Bytes of segment files written by flushes (for write amplification). */
+  bytesFlushed = 0;
   private lastAttemptMs = Number.NEGATIVE_INFINITY;
 
   constructor(init: {
@@ -177,6 +179,7 @@ export class Flusher {
         segmentId,
         blockRows,
       });
+      this.bytesFlushed += segment.size_bytes;
       await this.segments.prepare(segment, idIndex);
       if (segment.retractions > 0) await this.retracted.addSegment(segment.id, segment.retractions);
       await this.versions.commit(

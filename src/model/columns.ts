@@ -106,30 +106,56 @@ export function quantityBigAt(col: QuantityColumn, row: number): bigint {
   return typeof q === 'bigint' ? q : BigInt(q);
 }
 
-function selectDict(col: DictColumn, rows: ArrayLike<number>): DictColumn {
-  const remap = new Map<number, number>();
+/** Rows of one column set to copy, in order. */
+export interface RowSelection {
+  columns: EventColumns;
+  rows: ArrayLike<number>;
+}
+
+/** One dictionary column over several selections: values found by string, codes compact. */
+function concatDict(parts: readonly RowSelection[], name: DictColumnName, n: number): DictColumn {
+  const codeOf = new Map<string, number>();
   const dict: string[] = [];
-  const codes = new Uint32Array(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const code = col.codes[rows[i]];
-    if (code === NULL_CODE) {
-      codes[i] = NULL_CODE;
-      continue;
+  const codes = new Uint32Array(n);
+  let i = 0;
+  for (const { columns, rows } of parts) {
+    const col = columns[name];
+    // Per part, code -> new code: each distinct value is looked up by string once.
+    const remap = new Map<number, number>();
+    for (let k = 0; k < rows.length; k++, i++) {
+      const code = col.codes[rows[k]];
+      if (code === NULL_CODE) {
+        codes[i] = NULL_CODE;
+        continue;
+      }
+      let next = remap.get(code);
+      if (next === undefined) {
+        const value = col.dict[code];
+        next = codeOf.get(value);
+        if (next === undefined) {
+          next = dict.length;
+          dict.push(value);
+          codeOf.set(value, next);
+        }
+        remap.set(code, next);
+      }
+      codes[i] = next;
     }
-    let next = remap.get(code);
-    if (next === undefined) {
-      next = dict.length;
-      dict.push(col.dict[code]);
-      remap.set(code, next);
-    }
-    codes[i] = next;
   }
   return { dict, codes };
 }
 
 /** Copies the given rows (in the given order) into new columns with compact dictionaries. */
 export function selectRows(c: EventColumns, rows: ArrayLike<number>): EventColumns {
-  const n = rows.length;
+  return concatRows([{ columns: c, rows }]);
+}
+
+/**
+ * Copies the selected rows of several column sets (in order) into new columns with compact
+ * dictionaries: no object per row (compaction merges millions of rows this way).
+ */
+export function concatRows(parts: readonly RowSelection[]): EventColumns {
+  const n = parts.reduce((sum, p) => sum + p.rows.length, 0);
   const eventId = new Array<string>(n);
   const kind = new Uint8Array(n);
   const originalId = new Array<string | null>(n);
@@ -138,34 +164,32 @@ export function selectRows(c: EventColumns, rows: ArrayLike<number>): EventColum
   const values = new Float64Array(n);
   const ingestedAt = new Float64Array(n);
   let big: Map<number, bigint> | null = null;
-  for (let i = 0; i < n; i++) {
-    const r = rows[i];
-    eventId[i] = c.event_id[r];
-    kind[i] = c.kind[r];
-    originalId[i] = c.correction_original_event_id[r];
-    reason[i] = c.correction_reason[r];
-    timestamp[i] = c.timestamp_ms[r];
-    values[i] = c.quantity.values[r];
-    if (Number.isNaN(values[i])) {
-      big ??= new Map();
-      big.set(i, c.quantity.big?.get(r) as bigint);
+  let i = 0;
+  for (const { columns: c, rows } of parts) {
+    for (let k = 0; k < rows.length; k++, i++) {
+      const r = rows[k];
+      eventId[i] = c.event_id[r];
+      kind[i] = c.kind[r];
+      originalId[i] = c.correction_original_event_id[r];
+      reason[i] = c.correction_reason[r];
+      timestamp[i] = c.timestamp_ms[r];
+      values[i] = c.quantity.values[r];
+      if (Number.isNaN(values[i])) {
+        big ??= new Map();
+        big.set(i, c.quantity.big?.get(r) as bigint);
+      }
+      ingestedAt[i] = c.ingested_at_ms[r];
     }
-    ingestedAt[i] = c.ingested_at_ms[r];
   }
+  const dicts = {} as Record<DictColumnName, DictColumn>;
+  for (const name of DICT_COLUMN_NAMES) dicts[name] = concatDict(parts, name, n);
   return {
     rowCount: n,
     event_id: eventId,
     kind,
     correction_original_event_id: originalId,
     correction_reason: reason,
-    account_id: selectDict(c.account_id, rows),
-    subscription_id: selectDict(c.subscription_id, rows),
-    product_id: selectDict(c.product_id, rows),
-    meter_id: selectDict(c.meter_id, rows),
-    model_id: selectDict(c.model_id, rows),
-    unit: selectDict(c.unit, rows),
-    source: selectDict(c.source, rows),
-    dimensions: selectDict(c.dimensions, rows),
+    ...dicts,
     timestamp_ms: timestamp,
     quantity: { values, big },
     ingested_at_ms: ingestedAt,

@@ -372,8 +372,10 @@ export class SegmentStore {
     const path = segmentPath(this.root, segmentId);
     const handle = await this.openHandle(segmentId, path);
     let failed = false;
+    // The image this call fills and returns: another call may drop it from the registry
+    // meanwhile (eviction, a commit), never from under this caller.
+    let point = image ?? this.points.get(segmentId);
     try {
-      let point = image ?? this.points.get(segmentId);
       if (point === undefined) {
         point = await this.loadPointImage(segmentId, handle, file.entry);
         this.points.set(segmentId, point);
@@ -385,7 +387,8 @@ export class SegmentStore {
         this.points.delete(segmentId);
         this.points.set(segmentId, point);
       }
-      const layout = point.layout;
+      const image = point;
+      const layout = image.layout;
       const blockCount = file.meta.blocks.length;
       const wanted = new Set(names);
       // Column-major layout: one column's chunks for consecutive blocks are contiguous, so
@@ -394,7 +397,7 @@ export class SegmentStore {
       const sorted = [...blocks].sort((a, b) => a - b);
       for (let c = 0; c < COLUMN_NAMES.length; c++) {
         if (!wanted.has(COLUMN_NAMES[c])) continue;
-        const missing = sorted.filter((b) => !point.chunks.has(c * blockCount + b));
+        const missing = sorted.filter((b) => !image.chunks.has(c * blockCount + b));
         for (let i = 0; i < missing.length;) {
           let j = i + 1;
           while (j < missing.length && missing[j] - missing[j - 1] <= SPAN_GAP_BLOCKS_MAX) j++;
@@ -409,9 +412,9 @@ export class SegmentStore {
               // Every chunk of the span is kept: they share its buffer.
               for (let k = from; k <= to; k++) {
                 const start = layout[k].offset - first.offset;
-                point.chunks.set(k, bytes.subarray(start, start + layout[k].length));
+                image.chunks.set(k, bytes.subarray(start, start + layout[k].length));
               }
-              point.loadedBytes += bytes.length;
+              image.loadedBytes += bytes.length;
               this.pointBytes += bytes.length;
             }),
           );
@@ -430,7 +433,7 @@ export class SegmentStore {
     } finally {
       await this.releaseHandle(segmentId, failed);
     }
-    const point = this.points.get(segmentId) as PointImage;
+    assert(point !== undefined, `segment ${segmentId}: point image loaded`);
     for (const id of this.points.keys()) {
       if (this.pointBytes <= POINT_CACHE_BYTES_MAX || id === segmentId) break;
       this.evictPoint(id);

@@ -7,7 +7,8 @@
  * - segment ids are never reused: the allocator starts above every id named by a kept
  *   generation or present in raw/, and advances on every allocation, committed or not;
  * - a segment file (and its side files) is deleted only when neither the current version, a
- *   pinned version, nor any kept manifest generation names it;
+ *   pinned version, nor the previous generation names it (a rollback further back refuses
+ *   to start if a file it needs is gone, as it does for WAL files);
  * - WAL files are deleted one generation late (below the previous generation's wal_start),
  *   so rolling back past one corrupt generation never needs a deleted WAL file.
  *
@@ -15,7 +16,7 @@
  * view and the memtables it takes are one instant); `release()` ends the pin. A commit makes a
  * new current version; the old one lives on while pinned.
  */
-import { assert } from '../errors.ts';
+import { assert, UsageDbError } from '../errors.ts';
 import { type FileSystem, isFsError, joinPath } from './fs/file-system.ts';
 import { RAW_DIR, segmentFileName, WAL_DIR } from './layout.ts';
 import {
@@ -98,6 +99,7 @@ export class VersionSet {
       loaded = { state, legacyRetracted: null, skippedGenerations: [], keptStates: [state] };
     }
     const set = new VersionSet(fs, root, store, loaded);
+    if (loaded.skippedGenerations.length > 0) await set.checkRollbackFiles(loaded.skippedGenerations);
     await set.removeUnreferencedFiles();
     if (loaded.legacyRetracted !== null) await set.upgrade(loaded.legacyRetracted);
     await store.prune(set.current.generation);
@@ -203,11 +205,15 @@ export class VersionSet {
     await this.deleteObsoleteFiles();
   }
 
-  /** Deletes files of segments that no version anyone may use names any more. */
+  /**
+   * Deletes files of segments that no version anyone may use names any more: not the current
+   * one, not a pinned one, not the previous generation (a rollback past one corrupt generation
+   * finds every file it names, as it finds its WAL).
+   */
   private async deleteObsoleteFiles(): Promise<void> {
     if (this.obsolete.size === 0) return;
     const referenced = this.liveSegmentIds();
-    for (const s of this.kept) for (const id of segmentIdsOf(s)) referenced.add(id);
+    for (const id of segmentIdsOf(this.previous)) referenced.add(id);
     const dead = [...this.obsolete].filter((id) => !referenced.has(id));
     if (dead.length === 0) return;
     const rawDir = joinPath(this.root, RAW_DIR);
@@ -222,6 +228,18 @@ export class VersionSet {
       this.obsolete.delete(id);
     }
     await this.fs.syncDir(rawDir);
+  }
+
+  /** A rollback is allowed only if every file the generation names is still there. */
+  private async checkRollbackFiles(skipped: readonly number[]): Promise<void> {
+    for (const e of [...this.current.raw_segments, ...this.current.quarantine]) {
+      if (await this.fs.exists(joinPath(this.root, RAW_DIR, segmentFileName(e.id)))) continue;
+      throw new UsageDbError(
+        'USAGEDB_ERR_MANIFEST_CORRUPT',
+        `manifest generation(s) ${skipped.join(', ')} are corrupt, and rolling back to generation ` +
+          `${this.current.generation} would lose events (its segment ${e.id} is gone); refusing to start`,
+      );
+    }
   }
 
   /**
