@@ -23,7 +23,8 @@ const dir = args[1] ?? './bench-data/scale';
 const MILLION = 1_000_000;
 const TICK_EVERY_BATCHES = 200;
 
-const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+const pct = (sorted: number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 const mib = (bytes: number): number => Math.round(bytes / 1048576);
 const diskBytes = (): number => Number(execSync(`du -sb ${dir}`).toString().split('\t')[0]);
 

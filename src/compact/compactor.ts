@@ -47,13 +47,19 @@ export class Compactor {
     return this.run(() => mergeRawSegments(this.ctx, inputs));
   }
 
-  /** Every raw segment into one (after any merge already running). */
+  /**
+   * Every raw segment into one (after any merge already running), then an unchanged
+   * generation, so the inputs, no longer named by the previous generation either, leave the
+   * disk as soon as no reader pins them.
+   */
   async compactAll(): Promise<MergeResult | null> {
     while (this.running !== null) await this.running.catch(() => undefined);
-    return this.run(async () => {
+    const result = await this.run(async () => {
       const inputs = this.ctx.versions.current.raw_segments;
       return inputs.length < 2 ? null : mergeRawSegments(this.ctx, inputs);
     });
+    if (result !== null) await this.ctx.versions.commit((s) => s);
+    return result;
   }
 
   private async run(merge: () => Promise<MergeResult | null>): Promise<MergeResult | null> {

@@ -117,6 +117,7 @@ export function runMerge(req: MergeRequest): MergeOutput {
     createdAtMs: req.createdAtMs,
     blockRows: req.blockRows,
     bloomBitsPerKey: req.bloomBitsPerKey,
+    hotWindow: false,
   });
   assert(encoded.meta.rowCount === keptColumns.rowCount, 'merge output lost or invented rows');
   return { inputRows, duplicatesDropped, encoded, quarantined: quarantinedColumns };

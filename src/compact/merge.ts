@@ -33,6 +33,7 @@ export const INLINE_MERGE_ROWS_MAX = 20_000;
 const jobs = new WorkerJobs<MergeRequest, MergeOutput>(
   new URL(`./merge-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
   'segment merge',
+  { exitWhenIdle: true },
 );
 
 export interface MergeContext {

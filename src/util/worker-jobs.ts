@@ -19,10 +19,16 @@ export class WorkerJobs<Request extends object, Result> {
   private nextJobId = 1;
   private readonly pending = new Map<number, Pending<Result>>();
 
-  /** `what` names the work in errors ("segment encoding"). */
-  constructor(url: URL, what: string) {
+  private readonly exitWhenIdle: boolean;
+
+  /**
+   * `what` names the work in errors ("segment encoding"). `exitWhenIdle`: end the worker once
+   * no job is pending, giving its heap back (for rare, large jobs such as merges).
+   */
+  constructor(url: URL, what: string, options: { exitWhenIdle?: boolean } = {}) {
     this.url = url;
     this.what = what;
+    this.exitWhenIdle = options.exitWhenIdle === true;
   }
 
   private failAll(err: Error): void {
@@ -41,7 +47,14 @@ export class WorkerJobs<Request extends object, Result> {
       const job = this.pending.get(reply.jobId);
       if (!job) return;
       this.pending.delete(reply.jobId);
-      if (this.pending.size === 0) w.unref();
+      if (this.pending.size === 0) {
+        w.unref();
+        if (this.exitWhenIdle) {
+          this.worker = null;
+          w.removeAllListeners('exit');
+          void w.terminate();
+        }
+      }
       if (reply.ok) job.resolve(reply.result);
       else job.reject(new Error(`${this.what} failed: ${reply.message}`));
     });

@@ -52,7 +52,9 @@ describe('compaction policy', () => {
     const total = 400 * TIER_BASE_ROWS;
     expect(raw.reduce((n, e) => n + e.rows, 0)).toBe(total);
     const tiersBelowCap = tierOf(MERGE_ROWS_MAX);
-    expect(raw.length).toBeLessThanOrEqual(Math.ceil(total / MERGE_ROWS_MAX) + tiersBelowCap * (MERGE_FANOUT - 1));
+    expect(raw.length).toBeLessThanOrEqual(
+      Math.ceil(total / MERGE_ROWS_MAX) + tiersBelowCap * (MERGE_FANOUT - 1),
+    );
     expect(raw.length).toBeLessThan(400 / 10);
   });
 });

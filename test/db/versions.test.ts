@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UsageDb } from '../../src/db.ts';
 import { UsageDbError } from '../../src/errors.ts';
+import { MERGE_FANOUT } from '../../src/compact/planner.ts';
 import { createQueryEngine } from '../../src/query/index.ts';
 import { segmentFileName } from '../../src/storage/layout.ts';
 import { MANIFEST_GENERATIONS_KEPT, manifestFileName } from '../../src/storage/manifest.ts';
@@ -42,7 +43,7 @@ function elsewhere(from: number, count: number) {
 }
 
 describe('pinned versions', () => {
-  it('a query, an audit walk and a snapshot read across compaction keep their version; files go only when unpinned and out of the kept generations', async () => {
+  it('a query, an audit walk and a snapshot read across compaction keep their version; files go only when unpinned and no longer named by the previous generation', async () => {
     const sim = simDb();
     const db = await sim.open();
     await db.ingest(usageBatch(0, 150));
@@ -101,24 +102,46 @@ describe('pinned versions', () => {
     }
   });
 
-  it('a rollback past a corrupt newest generation finds every file it names (kept generations are never cleaned)', async () => {
+  it('a rollback past a corrupt newest generation finds every file it names (the previous generation keeps them)', async () => {
     const sim = simDb();
     const db = await sim.open();
-    await db.ingest(usageBatch(0, 100));
-    await db.flush();
-    await db.ingest(usageBatch(100, 100));
-    await db.flush();
+    for (let f = 0; f < MERGE_FANOUT; f++) {
+      await db.ingest(usageBatch(f * 50, 50));
+      await db.flush();
+    }
     const before = await db.query(TOTALS);
-    await db.compact();
+    await db.tick(); // a planned merge: the newest generation replaces the four inputs
+    expect(db.stats().segments).toBe(1);
     const generation = db.stats().manifestGeneration;
     await db.close();
-    // close committed nothing new (no WAL left to cover): the compaction is the newest generation.
+    // close committed nothing new (no WAL left to cover): the merge is the newest generation.
     sim.fs.flipBit(`/db/manifest/${manifestFileName(generation)}`, 40, 2);
     const reopened = await sim.open();
     expect(reopened.stats().manifestGeneration).toBe(generation - 1);
-    expect(reopened.stats().segments).toBe(2);
+    expect(reopened.stats().segments).toBe(MERGE_FANOUT);
     expect((await reopened.query(TOTALS)).rows).toEqual(before.rows);
     await reopened.close();
+  });
+});
+
+describe('rollback further back', () => {
+  it('refuses to start when a generation it would roll back to names a deleted file', async () => {
+    const sim = simDb();
+    const db = await sim.open();
+    await db.ingest(usageBatch(0, 50));
+    await db.flush();
+    await db.ingest(usageBatch(50, 50));
+    await db.flush();
+    await db.compact(); // merge, then an unchanged generation: the inputs are deleted
+    const generation = db.stats().manifestGeneration;
+    await db.close();
+    expect(await sim.fs.exists(`/db/raw/${segmentFileName(1)}`)).toBe(false);
+    for (const g of [generation, generation - 1])
+      sim.fs.flipBit(`/db/manifest/${manifestFileName(g)}`, 40, 2);
+    const err = await sim.open().catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(UsageDbError);
+    expect((err as UsageDbError).code).toBe('USAGEDB_ERR_MANIFEST_CORRUPT');
+    expect((err as Error).message).toMatch(/segment \d+ is gone/);
   });
 });
 

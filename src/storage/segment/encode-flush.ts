@@ -19,6 +19,8 @@ export interface EncodeRequest {
   createdAtMs: number;
   blockRows?: number;
   bloomBitsPerKey: number;
+  /** False for a compaction merge: no hot-window data (payload hashes, packed ids) is built. */
+  hotWindow?: boolean;
 }
 
 export interface EncodeResult {
@@ -79,8 +81,9 @@ export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
     const original = sorted.correction_original_event_id[row];
     if (sorted.kind[row] === KIND_RETRACTION && original !== null) retracted.push(original);
   }
-  const payloadHashes = payloadHashesOfColumns(req.columns);
-  const eventIds = packIds(req.columns.event_id, req.columns.rowCount);
+  const hot = req.hotWindow !== false;
+  const payloadHashes = hot ? payloadHashesOfColumns(req.columns) : new Uint32Array(0);
+  const eventIds = hot ? packIds(req.columns.event_id, req.columns.rowCount) : packIds([], 0);
   return {
     bytes: encoded.bytes,
     meta: encoded.meta,
