@@ -4,6 +4,8 @@
  */
 import { CommanderError } from 'commander';
 import { ERROR_CATALOGUE, type ErrorCode, UsageDbError } from '../errors.ts';
+import { FsError, isFsErrorCode } from '../storage/fs/file-system.ts';
+import { ioErrorCode } from '../storage/fs/io-error.ts';
 
 export interface CliFailure {
   code: ErrorCode;
@@ -34,16 +36,27 @@ function errnoOf(err: unknown): string | null {
   return typeof code === 'string' && /^E[A-Z]+$/.test(code) ? code : null;
 }
 
+/**
+ * The text of an operating error, naming its real errno: an FsError says `EROFS: mkdir '/x'`;
+ * the Node error it wraps adds what the errno means (`EROFS: read-only file system, mkdir '/x'`).
+ */
+function errnoMessage(err: Error, errno: string): string {
+  const cause = err instanceof FsError ? err.cause : undefined;
+  if (cause instanceof Error && errnoOf(cause) === errno) return cause.message;
+  return err.message.startsWith(errno) ? err.message : `${errno}: ${err.message}`;
+}
+
 export function toFailure(err: unknown): CliFailure {
   if (err instanceof UsageDbError) return failure(err.code, err.message);
   if (err instanceof CommanderError) return failure('USAGEDB_ERR_INVALID_ARGUMENT', err.message);
   const errno = errnoOf(err);
-  const message = err instanceof Error ? err.message : String(err);
-  if (errno !== null && NOT_FOUND_ERRNOS.has(errno)) return failure('USAGEDB_ERR_NOT_FOUND', message);
-  if (errno !== null && INVALID_PATH_ERRNOS.has(errno))
-    return failure('USAGEDB_ERR_INVALID_ARGUMENT', message);
-  if (errno !== null) return failure('USAGEDB_ERR_IO', message);
-  return failure('USAGEDB_ERR_INTERNAL', message);
+  if (errno === null || !(err instanceof Error))
+    return failure('USAGEDB_ERR_INTERNAL', err instanceof Error ? err.message : String(err));
+  const message = errnoMessage(err, errno);
+  if (NOT_FOUND_ERRNOS.has(errno)) return failure('USAGEDB_ERR_NOT_FOUND', message);
+  if (INVALID_PATH_ERRNOS.has(errno)) return failure('USAGEDB_ERR_INVALID_ARGUMENT', message);
+  // EACCES, EPERM, EROFS -> PERMISSION; ENOSPC -> NO_SPACE; any other errno -> IO.
+  return failure(ioErrorCode(isFsErrorCode(errno) ? errno : 'EIO'), message);
 }
 
 /** The one line written to stderr: JSON (the HTTP error shape) with --json, else text. */

@@ -3,13 +3,14 @@
  * demo, and every failure path ending in one line on stderr and a non-zero exit.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageDb } from '../../src/db.ts';
 import { Duck, T0, lit, usage } from '../export/fixtures.ts';
+import { mountReadOnly, unprivilegedIds } from '../storage/fs/read-only-mount.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = join(REPO, 'dist', 'cli', 'main.js');
@@ -23,12 +24,13 @@ interface Run {
   stderr: string;
 }
 
-function usagedb(args: string[], input?: string): Run {
+function usagedb(args: string[], input?: string | Buffer, ids?: { uid: number; gid: number }): Run {
   const r = spawnSync(process.execPath, [BIN, ...args], {
     cwd: root,
     input,
     encoding: 'utf8',
     timeout: 120_000,
+    ...ids,
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -279,6 +281,60 @@ describe('usagedb ingest and export-parquet', () => {
       }
     } finally {
       await holder.close();
+    }
+  });
+});
+
+describe('the real cause of a file-system failure', () => {
+  const mount = mountReadOnly();
+  afterAll(() => {
+    if (!('skipped' in mount)) mount.unmount();
+  });
+
+  it.skipIf('skipped' in mount && mount.skipped)(
+    'a read-only file system: EROFS, USAGEDB_ERR_PERMISSION, exit 5 (not ENOENT, exit 3)',
+    () => {
+      if ('skipped' in mount) return;
+      writeFileSync(join(root, 'one.jsonl'), jsonl([usage('ro-1')]));
+      const db = join(mount.dir, 'db');
+      expectOneLineFailure(
+        usagedb(['ingest', 'one.jsonl', '--db-root', db]),
+        5,
+        new RegExp(`^usagedb: EROFS: read-only file system, mkdir '${db}' \\(USAGEDB_ERR_PERMISSION\\)$`),
+      );
+      expectOneLineFailure(
+        usagedb(['ingest', 'one.jsonl', '--db-root', db, '--json']),
+        5,
+        /^\{"error":\{"code":"USAGEDB_ERR_PERMISSION","message":"EROFS: read-only file system, mkdir /,
+      );
+    },
+  );
+
+  it('permission denied: EACCES, USAGEDB_ERR_PERMISSION, exit 5 (not EIO, nor "does not exist")', () => {
+    // Root ignores permission bits: run the command as nobody, who may not enter a 0o500 directory.
+    const ids = unprivilegedIds() ?? undefined;
+    const parent = mkdtempSync(join(tmpdir(), 'usagedb-perm-'));
+    try {
+      chmodSync(parent, 0o755);
+      const locked = join(parent, 'locked');
+      mkdirSync(locked, { mode: 0o500 });
+      chmodSync(locked, 0o500);
+      const input = join(parent, 'one.jsonl');
+      writeFileSync(input, jsonl([usage('perm-1')]));
+      chmodSync(input, 0o644);
+      const db = join(locked, 'db');
+      expectOneLineFailure(
+        usagedb(['ingest', input, '--db-root', db], undefined, ids),
+        5,
+        new RegExp(`^usagedb: EACCES: permission denied, mkdir '${db}' \\(USAGEDB_ERR_PERMISSION\\)$`),
+      );
+      expectOneLineFailure(
+        usagedb(['export-parquet', join(parent, 'x.parquet'), '--db-root', db], undefined, ids),
+        5,
+        /EACCES: permission denied, stat .*USAGEDB_ERR_PERMISSION/,
+      );
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
     }
   });
 });

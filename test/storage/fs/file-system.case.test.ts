@@ -5,10 +5,11 @@
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FileSystem, FsError, type FsErrorCode, joinPath } from '../../../src/storage/fs/file-system.ts';
 import { NodeFileSystem } from '../../../src/storage/fs/node-file-system.ts';
 import { SimFileSystem } from '../../../src/storage/fs/sim-file-system.ts';
+import { mountReadOnly } from './read-only-mount.ts';
 
 interface Fixture {
   fs: FileSystem;
@@ -390,5 +391,41 @@ describe.each(implementations)('FileSystem contract: $name', ({ create }) => {
       await expectFsError(fsys.createExclusive(at('missing', 'LOCK'), bytes(1)), 'ENOENT');
       expect(await fsys.exists(at('missing'))).toBe(false);
     });
+  });
+});
+
+describe('NodeFileSystem: the real errno of a failed mkdirp', () => {
+  const mount = mountReadOnly();
+  const skip = 'skipped' in mount ? mount.skipped : false;
+  afterAll(() => {
+    if (!('skipped' in mount)) mount.unmount();
+  });
+
+  // Node's recursive mkdir says ENOENT here; the file system says EROFS.
+  it.skipIf(skip)(
+    'reports EROFS on a read-only mount, for the directory and for missing parents',
+    async () => {
+      if ('skipped' in mount) return;
+      const nodeFs = new NodeFileSystem();
+      await expectFsError(nodeFs.mkdirp(joinPath(mount.dir, 'db')), 'EROFS', joinPath(mount.dir, 'db'));
+      await expectFsError(
+        nodeFs.mkdirp(joinPath(mount.dir, 'a', 'b', 'c')),
+        'EROFS',
+        joinPath(mount.dir, 'a'),
+      );
+      // An existing directory needs no write: still no error.
+      await nodeFs.mkdirp(mount.dir);
+    },
+  );
+
+  it('creates missing levels one at a time after a recursive mkdir reported ENOENT', async () => {
+    const root = fs.mkdtempSync(`${os.tmpdir()}/usagedb-fs-`);
+    try {
+      const nodeFs = new NodeFileSystem();
+      await nodeFs.mkdirp(joinPath(root, 'x', 'y'));
+      expect(fs.statSync(joinPath(root, 'x', 'y')).isDirectory()).toBe(true);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });
