@@ -3,7 +3,17 @@
  * demo, and every failure path ending in one line on stderr and a non-zero exit.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -263,6 +273,58 @@ describe('usagedb ingest and export-parquet', () => {
       usagedb(['export-parquet', root, '--db-root', db, '--partition', 'day']),
       2,
       /not empty/,
+    );
+  });
+
+  it('refuses an empty range and an account id longer than 256 bytes, as the query does', () => {
+    const out = join(root, 'refused.parquet');
+    expectOneLineFailure(
+      usagedb(['export-parquet', out, '--db-root', db, '--from', '2026-05-01', '--to', '2026-05-01']),
+      2,
+      /--from \(2026-05-01\) is the same instant as --to \(2026-05-01\).*empty.*USAGEDB_ERR_INVALID_ARGUMENT/,
+    );
+    expectOneLineFailure(
+      usagedb([
+        'export-parquet',
+        out,
+        '--db-root',
+        db,
+        '--from',
+        String(T0),
+        '--to',
+        new Date(T0).toISOString(),
+      ]),
+      2,
+      /same instant/,
+    );
+    expectOneLineFailure(
+      usagedb(['export-parquet', out, '--db-root', db, '--account', 'a'.repeat(300), '--json']),
+      2,
+      /^\{"error":\{"code":"USAGEDB_ERR_INVALID_ARGUMENT","message":"account_id must be 1-256 bytes, got 300/,
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('refuses an OUT that is a symbolic link, a FIFO or (day) a file, leaving it as it was', () => {
+    const target = join(root, 'link-target.parquet');
+    writeFileSync(target, 'keep');
+    const link = join(root, 'link.parquet');
+    symlinkSync(target, link);
+    expectOneLineFailure(
+      usagedb(['export-parquet', link, '--db-root', db]),
+      2,
+      /is a symbolic link, not a regular file.*USAGEDB_ERR_INVALID_ARGUMENT/,
+    );
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readFileSync(target, 'utf8')).toBe('keep');
+    const fifo = join(root, 'fifo.parquet');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    expectOneLineFailure(usagedb(['export-parquet', fifo, '--db-root', db]), 2, /is a FIFO/);
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+    expectOneLineFailure(
+      usagedb(['export-parquet', target, '--db-root', db, '--partition', 'day']),
+      2,
+      /not an empty directory/,
     );
   });
 
