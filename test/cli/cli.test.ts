@@ -160,6 +160,38 @@ describe('usagedb ingest and export-parquet', () => {
     expect(human.stdout).toMatch(/duplicates\s+2/);
   });
 
+  it('rejects a line that is not valid UTF-8 as invalid_utf8, by number, instead of storing U+FFFD', async () => {
+    const good = JSON.stringify(usage('utf8-good', { account_id: 'acct-é' }));
+    const text = JSON.stringify(usage('utf8-bad', { account_id: 'acct@@' }));
+    const [before, after] = text.split('@@');
+    const file = Buffer.concat([
+      Buffer.from(`${good}\r\n`),
+      Buffer.from(before),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from(`${after}\r\n`),
+    ]);
+    writeFileSync(join(root, 'latin.jsonl'), file);
+    const utf8Db = join(root, 'db-utf8');
+    for (const input of ['latin.jsonl', '-']) {
+      const r = usagedb(['ingest', input, '--db-root', utf8Db, '--json'], input === '-' ? file : undefined);
+      expectOneLineFailure(r, 2, /line 2 invalid_utf8: byte 0xFF at byte offset \d+ is not valid UTF-8/);
+      const out = JSON.parse(r.stdout);
+      expect(out).toMatchObject({ lines: 2, rejected: 1 });
+      expect(out.errors).toEqual([
+        { line: 2, event_id: null, status: 'rejected', reason: 'invalid_utf8', message: expect.any(String) },
+      ]);
+    }
+    const holder = await UsageDb.open({ dir: utf8Db });
+    try {
+      const stored = await holder.scan('acct-é', 0, Date.now() + 86_400_000);
+      expect(stored.map((e) => e.event_id)).toEqual(['utf8-good']);
+      const all = await holder.scan('acct\ufffd\ufffd', 0, Date.now() + 86_400_000);
+      expect(all).toEqual([]);
+    } finally {
+      await holder.close();
+    }
+  });
+
   it('reads events from stdin with -', () => {
     const r = usagedb(
       ['ingest', '-', '--db-root', db, '--json'],
