@@ -4,6 +4,7 @@
  */
 import { CommanderError } from 'commander';
 import { ERROR_CATALOGUE, type ErrorCode, UsageDbError } from '../errors.ts';
+import { echoText } from '../model/echo.ts';
 import { FsError, isFsErrorCode } from '../storage/fs/file-system.ts';
 import { ioErrorCode } from '../storage/fs/io-error.ts';
 
@@ -16,6 +17,11 @@ export interface CliFailure {
 /** Node's file-system error codes that mean "the path is not there or not usable". */
 const NOT_FOUND_ERRNOS = new Set(['ENOENT', 'ENOTDIR']);
 const INVALID_PATH_ERRNOS = new Set(['EISDIR', 'ENAMETOOLONG', 'EEXIST']);
+/**
+ * Longest failure line: messages echo input (commander repeats an unknown option whole), and
+ * one line must stay one readable line. Paths (up to 4,096 bytes) still fit whole.
+ */
+export const FAILURE_MESSAGE_BYTES_MAX = 8_192;
 
 function oneLine(text: string): string {
   return text
@@ -27,7 +33,8 @@ function oneLine(text: string): string {
 }
 
 function failure(code: ErrorCode, message: string): CliFailure {
-  return { code, message: oneLine(message), exitCode: ERROR_CATALOGUE[code].exitCode };
+  const text = echoText(oneLine(message), FAILURE_MESSAGE_BYTES_MAX);
+  return { code, message: text, exitCode: ERROR_CATALOGUE[code].exitCode };
 }
 
 function errnoOf(err: unknown): string | null {

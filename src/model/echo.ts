@@ -3,7 +3,8 @@
  * cut to a bounded prefix: a 10 MB id must not come back as a 10 MB error entry.
  *
  * Invariants:
- * - the prefix is at most ECHO_BYTES_MAX bytes of UTF-8 and never splits a surrogate pair;
+ * - the prefix is at most ECHO_BYTES_MAX bytes of UTF-8 (or the bound given) and never splits
+ *   a surrogate pair;
  * - a text within the bound comes back unchanged (the same string).
  */
 
@@ -16,10 +17,10 @@ export interface Echo {
   cut: boolean;
 }
 
-/** `value`, or its longest prefix of at most ECHO_BYTES_MAX bytes cut at a code-point boundary. */
-export function echoOf(value: string): Echo {
+/** `value`, or its longest prefix of at most `maxBytes` bytes cut at a code-point boundary. */
+export function echoOf(value: string, maxBytes = ECHO_BYTES_MAX): Echo {
   // Every UTF-16 unit is at most 3 bytes of UTF-8: short texts need no counting.
-  if (value.length * 3 <= ECHO_BYTES_MAX) return { text: value, cut: false };
+  if (value.length * 3 <= maxBytes) return { text: value, cut: false };
   let bytes = 0;
   let end = 0;
   while (end < value.length) {
@@ -27,7 +28,7 @@ export function echoOf(value: string): Echo {
     const next = end + 1 < value.length ? value.charCodeAt(end + 1) : 0;
     const pair = unit >= 0xd800 && unit <= 0xdbff && next >= 0xdc00 && next <= 0xdfff;
     const size = pair ? 4 : unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
-    if (bytes + size > ECHO_BYTES_MAX) return { text: value.slice(0, end), cut: true };
+    if (bytes + size > maxBytes) return { text: value.slice(0, end), cut: true };
     bytes += size;
     end += pair ? 2 : 1;
   }
@@ -35,8 +36,8 @@ export function echoOf(value: string): Echo {
 }
 
 /** `value` cut as echoOf does, marked with "…" when cut (for messages). */
-export function echoText(value: string): string {
-  const echo = echoOf(value);
+export function echoText(value: string, maxBytes = ECHO_BYTES_MAX): string {
+  const echo = echoOf(value, maxBytes);
   return echo.cut ? `${echo.text}…` : echo.text;
 }
 

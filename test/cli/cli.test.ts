@@ -308,6 +308,20 @@ describe('usagedb ingest and export-parquet', () => {
     );
   });
 
+  it('echoes at most a bounded prefix of a huge flag value or option', () => {
+    const huge = '9'.repeat(100_000);
+    for (const args of [
+      ['export-parquet', 'x.parquet', '--db-root', db, '--from', `x${huge}`],
+      ['export-parquet', 'x.parquet', '--db-root', db, '--account', huge],
+      ['export-parquet', 'x.parquet', '--db-root', db, '--row-group-rows', huge],
+      ['export-parquet', 'x.parquet', '--db-root', db, `--${huge}`],
+    ]) {
+      const r = usagedb(args);
+      expectOneLineFailure(r, 2, /USAGEDB_ERR_INVALID_ARGUMENT/);
+      expect(r.stderr.length, args[4]?.slice(0, 20)).toBeLessThan(9_000);
+    }
+  });
+
   it('refuses an empty range and an account id longer than 256 bytes, as the query does', () => {
     const out = join(root, 'refused.parquet');
     expectOneLineFailure(

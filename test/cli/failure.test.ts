@@ -3,7 +3,7 @@
  * code, and the line names the real errno.
  */
 import { describe, expect, it } from 'vitest';
-import { toFailure } from '../../src/cli/failure.ts';
+import { FAILURE_MESSAGE_BYTES_MAX, toFailure } from '../../src/cli/failure.ts';
 import { FsError, type FsErrorCode } from '../../src/storage/fs/file-system.ts';
 
 /** A Node system error as node:fs throws it. */
@@ -44,5 +44,13 @@ describe('toFailure', () => {
 
   it('treats an error without an errno as internal', () => {
     expect(toFailure(new Error('boom'))).toMatchObject({ code: 'USAGEDB_ERR_INTERNAL', exitCode: 1 });
+  });
+});
+
+describe('echoed input in failures is bounded', () => {
+  it('cuts a huge message to FAILURE_MESSAGE_BYTES_MAX bytes, marked with …', () => {
+    const f = toFailure(new Error(`unknown option '--${'x'.repeat(1_000_000)}'`));
+    expect(Buffer.byteLength(f.message)).toBeLessThanOrEqual(FAILURE_MESSAGE_BYTES_MAX + 3);
+    expect(f.message.endsWith('…')).toBe(true);
   });
 });
