@@ -21,6 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageDb } from '../../src/db.ts';
 import { Duck, T0, lit, usage } from '../export/fixtures.ts';
 import { mountReadOnly, unprivilegedIds } from '../storage/fs/read-only-mount.ts';
+import { scanAccount } from '../support/scan.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = join(REPO, 'dist', 'cli', 'main.js');
@@ -183,9 +184,9 @@ describe('usagedb ingest and export-parquet', () => {
     }
     const holder = await UsageDb.open({ dir: utf8Db });
     try {
-      const stored = await holder.scan('acct-é', 0, Date.now() + 86_400_000);
+      const stored = await scanAccount(holder, 'acct-é', 0, Date.now() + 86_400_000);
       expect(stored.map((e) => e.event_id)).toEqual(['utf8-good']);
-      const all = await holder.scan('acct\ufffd\ufffd', 0, Date.now() + 86_400_000);
+      const all = await scanAccount(holder, 'acct\ufffd\ufffd', 0, Date.now() + 86_400_000);
       expect(all).toEqual([]);
     } finally {
       await holder.close();
@@ -408,12 +409,14 @@ describe('the real cause of a file-system failure', () => {
       expectOneLineFailure(
         usagedb(['ingest', 'one.jsonl', '--db-root', db]),
         5,
-        new RegExp(`^usagedb: EROFS: read-only file system, mkdir '${db}' \\(USAGEDB_ERR_PERMISSION\\)$`),
+        new RegExp(
+          `^usagedb: (cannot open ${db}: )?EROFS: (read-only file system, )?mkdir '${db}' \\(USAGEDB_ERR_PERMISSION\\)$`,
+        ),
       );
       expectOneLineFailure(
         usagedb(['ingest', 'one.jsonl', '--db-root', db, '--json']),
         5,
-        /^\{"error":\{"code":"USAGEDB_ERR_PERMISSION","message":"EROFS: read-only file system, mkdir /,
+        /^\{"error":\{"code":"USAGEDB_ERR_PERMISSION","message":"[^"]*EROFS: [^"]*mkdir /,
       );
     },
   );
@@ -434,7 +437,9 @@ describe('the real cause of a file-system failure', () => {
       expectOneLineFailure(
         usagedb(['ingest', input, '--db-root', db], undefined, ids),
         5,
-        new RegExp(`^usagedb: EACCES: permission denied, mkdir '${db}' \\(USAGEDB_ERR_PERMISSION\\)$`),
+        new RegExp(
+          `^usagedb: (cannot open ${db}: )?EACCES: (permission denied, )?mkdir '${db}' \\(USAGEDB_ERR_PERMISSION\\)$`,
+        ),
       );
       expectOneLineFailure(
         usagedb(['export-parquet', join(parent, 'x.parquet'), '--db-root', db], undefined, ids),

@@ -377,7 +377,7 @@ describe('exportParquet: what may stand at OUT, and which requests are refused',
   /** The export's error for `target`, checking nothing at `target` changed. */
   async function refused(target: string, partition: 'none' | 'day'): Promise<UsageDbError> {
     const before = lstatSync(target);
-    const err = await exportParquet(db.readSnapshot(), target, { partition }).catch((e: unknown) => e);
+    const err = await exportParquet(readSnapshot(db), target, { partition }).catch((e: unknown) => e);
     expect(err, target).toBeInstanceOf(UsageDbError);
     const after = lstatSync(target);
     expect([after.ino, after.mode, after.size]).toEqual([before.ino, before.mode, before.size]);
@@ -449,12 +449,12 @@ describe('exportParquet: what may stand at OUT, and which requests are refused',
   it("still replaces a regular file ('none') and fills an empty directory ('day')", async () => {
     const file = outPath('regular.parquet');
     writeFileSync(file, 'old');
-    const one = await exportParquet(db.readSnapshot(), file, {});
+    const one = await exportParquet(readSnapshot(db), file, {});
     expect(lstatSync(file).isFile()).toBe(true);
     expect(one.rows).toBeGreaterThan(0);
     const dir = outPath('empty-dir');
     mkdirSync(dir);
-    const days = await exportParquet(db.readSnapshot(), dir, { partition: 'day' });
+    const days = await exportParquet(readSnapshot(db), dir, { partition: 'day' });
     expect(days.files.length).toBeGreaterThan(1);
     expect(days.rows).toBe(one.rows);
   });
@@ -470,7 +470,7 @@ describe('exportParquet: what may stand at OUT, and which requests are refused',
     ];
     for (const options of bad) {
       for (const run of [
-        () => exportParquet(db.readSnapshot(), outPath('refused.parquet'), options),
+        () => exportParquet(readSnapshot(db), outPath('refused.parquet'), options),
         () => db.exportParquet(outPath('refused.parquet'), options),
       ]) {
         const err = await run().catch((e: unknown) => e);
@@ -481,9 +481,9 @@ describe('exportParquet: what may stand at OUT, and which requests are refused',
     }
     expect(readdirSync(outDir).filter((n) => n.includes('refused'))).toEqual([]);
     // The bounds themselves are fine: one ms, and an account of exactly 256 bytes.
-    const one = await exportParquet(db.readSnapshot(), outPath('one-ms.parquet'), { from: T0, to: T0 + 1 });
+    const one = await exportParquet(readSnapshot(db), outPath('one-ms.parquet'), { from: T0, to: T0 + 1 });
     expect(one.files).toHaveLength(1);
-    const longest = await exportParquet(db.readSnapshot(), outPath('long-account.parquet'), {
+    const longest = await exportParquet(readSnapshot(db), outPath('long-account.parquet'), {
       account_id: 'a'.repeat(256),
     });
     expect(longest.rows).toBe(0);
