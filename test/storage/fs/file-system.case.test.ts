@@ -5,7 +5,7 @@
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FileSystem, FsError, type FsErrorCode, joinPath } from '../../../src/storage/fs/file-system.ts';
 import { NodeFileSystem } from '../../../src/storage/fs/node-file-system.ts';
 import { SimFileSystem } from '../../../src/storage/fs/sim-file-system.ts';
@@ -395,17 +395,12 @@ describe.each(implementations)('FileSystem contract: $name', ({ create }) => {
 });
 
 describe('NodeFileSystem: the real errno of a failed mkdirp', () => {
-  const mount = mountReadOnly();
-  const skip = 'skipped' in mount ? mount.skipped : false;
-  afterAll(() => {
-    if (!('skipped' in mount)) mount.unmount();
-  });
-
   // Node's recursive mkdir says ENOENT here; the file system says EROFS.
-  it.skipIf(skip)(
-    'reports EROFS on a read-only mount, for the directory and for missing parents',
-    async () => {
-      if ('skipped' in mount) return;
+  it('reports EROFS on a read-only mount, for the directory and for missing parents', async (context) => {
+    // Mounted here, not at collection: a filtered-out suite runs no hooks and would leak it.
+    const mount = mountReadOnly();
+    if ('skipped' in mount) return context.skip(mount.skipped);
+    try {
       const nodeFs = new NodeFileSystem();
       await expectFsError(nodeFs.mkdirp(joinPath(mount.dir, 'db')), 'EROFS', joinPath(mount.dir, 'db'));
       await expectFsError(
@@ -415,10 +410,12 @@ describe('NodeFileSystem: the real errno of a failed mkdirp', () => {
       );
       // An existing directory needs no write: still no error.
       await nodeFs.mkdirp(mount.dir);
-    },
-  );
+    } finally {
+      mount.unmount();
+    }
+  });
 
-  it('creates missing levels one at a time after a recursive mkdir reported ENOENT', async () => {
+  it('still creates missing parents on a writable disk', async () => {
     const root = fs.mkdtempSync(`${os.tmpdir()}/usagedb-fs-`);
     try {
       const nodeFs = new NodeFileSystem();
