@@ -8,11 +8,14 @@ import { type Durability, UsageDb } from '../db.ts';
 import { UsageDbError } from '../errors.ts';
 import { MANIFEST_DIR } from '../storage/layout.ts';
 
+/** False when `path` is missing; any other failure (EACCES, ...) is thrown, with its errno. */
 async function isDirectory(path: string): Promise<boolean> {
   try {
     return (await stat(path)).isDirectory();
-  } catch {
-    return false;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    throw err;
   }
 }
 

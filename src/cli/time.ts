@@ -4,6 +4,7 @@
  * the epoch. Anything else, or a calendar date that does not exist, is refused.
  */
 import { UsageDbError } from '../errors.ts';
+import { echoText } from '../model/echo.ts';
 
 const MS_PATTERN = /^[0-9]{1,16}$/;
 const RFC3339_PATTERN =
@@ -12,7 +13,7 @@ const RFC3339_PATTERN =
 function bad(flag: string, text: string, why: string): UsageDbError {
   return new UsageDbError(
     'USAGEDB_ERR_INVALID_ARGUMENT',
-    `${flag} ${JSON.stringify(text)} is not a valid time (${why}); use RFC 3339 such as 2026-05-01T00:00:00Z, or milliseconds since the epoch`,
+    `${flag} ${JSON.stringify(echoText(text))} is not a valid time (${why}); use RFC 3339 such as 2026-05-01T00:00:00Z, or milliseconds since the epoch`,
   );
 }
 

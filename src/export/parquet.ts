@@ -12,10 +12,13 @@
  * - nothing is published unless every file, read back from disk, holds exactly the row count
  *   and exact SUM(quantity) that were read from the database for it.
  */
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { ReadSnapshot } from '../storage/snapshot.ts';
 import { UsageDbError, assert } from '../errors.ts';
+import { echoText } from '../model/echo.ts';
+import { ID_BYTES_MAX } from '../model/validate.ts';
 import { type ExportPlan, type RowChunk, type RowFilter, dayChunks, fileChunks, planExport } from './plan.ts';
 import { RowGroupBuilder } from './row-group-builder.ts';
 import { EXPORT_COLUMN_NAMES } from './schema.ts';
@@ -67,7 +70,7 @@ export interface ExportParquetResult {
   bytes: number;
 }
 
-interface NormalizedOptions {
+export interface NormalizedOptions {
   filter: RowFilter;
   partition: ExportPartition;
   rowGroupRows: number;
@@ -77,7 +80,12 @@ function invalid(message: string): UsageDbError {
   return new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', message);
 }
 
-function normalizeOptions(options: ExportParquetOptions): NormalizedOptions {
+/**
+ * Checks the options as the JSON query checks its range and account (a non-empty half-open
+ * range of non-negative ms, an account id of 1..ID_BYTES_MAX bytes), so an export never
+ * succeeds, empty, where the query says the request is wrong. Throws USAGEDB_ERR_INVALID_ARGUMENT.
+ */
+export function normalizeExportOptions(options: ExportParquetOptions): NormalizedOptions {
   const {
     from,
     to,
@@ -85,14 +93,23 @@ function normalizeOptions(options: ExportParquetOptions): NormalizedOptions {
     partition = 'none',
     rowGroupRows = ROW_GROUP_ROWS_DEFAULT,
   } = options;
-  if (from !== undefined && !Number.isSafeInteger(from))
-    throw invalid(`from must be an integer number of ms, got ${from}`);
-  if (to !== undefined && !Number.isSafeInteger(to))
-    throw invalid(`to must be an integer number of ms, got ${to}`);
-  if (from !== undefined && to !== undefined && from > to)
-    throw invalid(`from (${from}) is after to (${to})`);
-  if (accountId !== undefined && (typeof accountId !== 'string' || accountId.length === 0)) {
-    throw invalid('account_id must be a non-empty string');
+  if (from !== undefined && (!Number.isSafeInteger(from) || from < 0))
+    throw invalid(`from must be a non-negative integer number of ms, got ${from}`);
+  if (to !== undefined && (!Number.isSafeInteger(to) || to < 0))
+    throw invalid(`to must be a non-negative integer number of ms, got ${to}`);
+  if (from !== undefined && to !== undefined && from >= to) {
+    throw invalid(
+      `from (${from}) must be before to (${to}); the range is half-open [from, to), so it would be empty`,
+    );
+  }
+  if (accountId !== undefined) {
+    if (typeof accountId !== 'string') throw invalid('account_id must be a string');
+    const bytes = Buffer.byteLength(accountId, 'utf8');
+    if (bytes < 1 || bytes > ID_BYTES_MAX) {
+      throw invalid(
+        `account_id must be 1-${ID_BYTES_MAX} bytes, got ${bytes} (${JSON.stringify(echoText(accountId))})`,
+      );
+    }
   }
   if (partition !== 'none' && partition !== 'day')
     throw invalid(`partition must be 'none' or 'day', got ${String(partition)}`);
@@ -110,31 +127,60 @@ function normalizeOptions(options: ExportParquetOptions): NormalizedOptions {
   };
 }
 
-async function statOrNull(path: string) {
+async function statOrNull(path: string, follow: boolean): Promise<Stats | null> {
   try {
-    return await stat(path);
+    return await (follow ? stat(path) : lstat(path));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
   }
 }
 
-/** Refuses outputs that cannot be published atomically or would mix with other data. */
+/** What an existing entry is, for messages. */
+function kindOf(entry: Stats): string {
+  if (entry.isSymbolicLink()) return 'a symbolic link';
+  if (entry.isDirectory()) return 'a directory';
+  if (entry.isFIFO()) return 'a FIFO';
+  if (entry.isCharacterDevice()) return 'a character device';
+  if (entry.isBlockDevice()) return 'a block device';
+  if (entry.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/**
+ * Refuses outputs that cannot be published atomically or would mix with other data: the
+ * rename that publishes the export replaces whatever holds the name, so only what the export
+ * may replace is accepted. With partition 'none': nothing, or a regular file (replaced). With
+ * 'day': nothing, or an empty directory. A symbolic link is never followed nor replaced (its
+ * target would stay as it was, the link would silently become a file). lstat, not stat: the
+ * entry itself counts.
+ */
 async function checkTarget(target: string, partition: ExportPartition): Promise<void> {
-  const parent = await statOrNull(dirname(target));
+  const parent = await statOrNull(dirname(target), true);
   if (parent === null || !parent.isDirectory())
     throw invalid(`output directory ${dirname(target)} does not exist`);
-  const existing = await statOrNull(target);
+  const existing = await statOrNull(target, false);
   if (existing === null) return;
   if (partition === 'none') {
-    // A file is replaced atomically by the rename; a directory cannot be.
-    if (existing.isDirectory())
-      throw invalid(`output ${target} is a directory; use partition 'day' or another path`);
-    return;
+    if (existing.isFile()) return;
+    const hint = existing.isDirectory()
+      ? "; use partition 'day' or another path"
+      : '; remove it or use another path';
+    throw invalid(`output ${target} exists and is ${kindOf(existing)}, not a regular file${hint}`);
   }
-  if (!existing.isDirectory()) throw invalid(`output ${target} exists and is not a directory`);
+  if (!existing.isDirectory())
+    throw invalid(`output ${target} exists and is ${kindOf(existing)}, not an empty directory`);
   if ((await readdir(target)).length > 0)
     throw invalid(`output directory ${target} already exists and is not empty`);
+}
+
+/**
+ * Checks an export request without doing any of it: the options and the output path. Run by
+ * exportParquet first; the CLI runs it before opening the database.
+ */
+export async function checkExportRequest(outPath: string, options: ExportParquetOptions = {}): Promise<void> {
+  const normalized = normalizeExportOptions(options);
+  await checkTarget(resolve(outPath), normalized.partition);
 }
 
 async function fsyncDir(path: string): Promise<void> {
@@ -285,7 +331,7 @@ export async function exportParquet(
   outPath: string,
   options: ExportParquetOptions = {},
 ): Promise<ExportParquetResult> {
-  const normalized = normalizeOptions(options);
+  const normalized = normalizeExportOptions(options);
   const target = resolve(outPath);
   await checkTarget(target, normalized.partition);
   const plan = planExport(snapshot, normalized.filter);
@@ -300,6 +346,8 @@ export async function exportParquet(
       progress.rowsWritten += rows;
       options.onProgress?.({ ...progress });
     });
+    // Again just before publishing: the target may have appeared while the export ran.
+    await checkTarget(target, normalized.partition);
     await rename(tmp, target);
     await fsyncDir(dirname(target));
   } catch (err) {

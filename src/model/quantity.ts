@@ -10,7 +10,13 @@
 export type Quantity = number | bigint;
 
 export const QUANTITY_ABS_MAX = 10n ** 38n - 1n;
-const DECIMAL_PATTERN = /^-?[0-9]{1,39}$/;
+/**
+ * Longest decimal-string quantity, sign and leading zeros included. Leading zeros are accepted
+ * at any length ("0005" is 5): the value counts, and QUANTITY_ABS_MAX bounds it. This only
+ * bounds the work of parsing a string of zeros.
+ */
+export const QUANTITY_TEXT_CHARS_MAX = 256;
+const DECIMAL_PATTERN = /^-?[0-9]+$/;
 
 /** Normalises a bigint to the canonical Quantity form (number when safe). */
 export function toQuantity(value: bigint): Quantity {
@@ -35,6 +41,9 @@ export function parseQuantity(raw: unknown): QuantityParseResult {
     return { ok: true, value: raw === 0 ? 0 : raw };
   }
   if (typeof raw === 'string') {
+    if (raw.length > QUANTITY_TEXT_CHARS_MAX) {
+      return { ok: false, message: `quantity string exceeds ${QUANTITY_TEXT_CHARS_MAX} characters` };
+    }
     if (!DECIMAL_PATTERN.test(raw)) {
       return {
         ok: false,

@@ -3,13 +3,25 @@
  * demo, and every failure path ending in one line on stderr and a non-zero exit.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageDb } from '../../src/db.ts';
 import { Duck, T0, lit, usage } from '../export/fixtures.ts';
+import { mountReadOnly, unprivilegedIds } from '../storage/fs/read-only-mount.ts';
+import { scanAccount } from '../support/scan.ts';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = join(REPO, 'dist', 'cli', 'main.js');
@@ -23,12 +35,13 @@ interface Run {
   stderr: string;
 }
 
-function usagedb(args: string[], input?: string): Run {
+function usagedb(args: string[], input?: string | Buffer, ids?: { uid: number; gid: number }): Run {
   const r = spawnSync(process.execPath, [BIN, ...args], {
     cwd: root,
     input,
     encoding: 'utf8',
     timeout: 120_000,
+    ...ids,
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -148,6 +161,38 @@ describe('usagedb ingest and export-parquet', () => {
     expect(human.stdout).toMatch(/duplicates\s+2/);
   });
 
+  it('rejects a line that is not valid UTF-8 as invalid_utf8, by number, instead of storing U+FFFD', async () => {
+    const good = JSON.stringify(usage('utf8-good', { account_id: 'acct-é' }));
+    const text = JSON.stringify(usage('utf8-bad', { account_id: 'acct@@' }));
+    const [before, after] = text.split('@@');
+    const file = Buffer.concat([
+      Buffer.from(`${good}\r\n`),
+      Buffer.from(before),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from(`${after}\r\n`),
+    ]);
+    writeFileSync(join(root, 'latin.jsonl'), file);
+    const utf8Db = join(root, 'db-utf8');
+    for (const input of ['latin.jsonl', '-']) {
+      const r = usagedb(['ingest', input, '--db-root', utf8Db, '--json'], input === '-' ? file : undefined);
+      expectOneLineFailure(r, 2, /line 2 invalid_utf8: byte 0xFF at byte offset \d+ is not valid UTF-8/);
+      const out = JSON.parse(r.stdout);
+      expect(out).toMatchObject({ lines: 2, rejected: 1 });
+      expect(out.errors).toEqual([
+        { line: 2, event_id: null, status: 'rejected', reason: 'invalid_utf8', message: expect.any(String) },
+      ]);
+    }
+    const holder = await UsageDb.open({ dir: utf8Db });
+    try {
+      const stored = await scanAccount(holder, 'acct-é', 0, Date.now() + 86_400_000);
+      expect(stored.map((e) => e.event_id)).toEqual(['utf8-good']);
+      const all = await scanAccount(holder, 'acct\ufffd\ufffd', 0, Date.now() + 86_400_000);
+      expect(all).toEqual([]);
+    } finally {
+      await holder.close();
+    }
+  });
+
   it('reads events from stdin with -', () => {
     const r = usagedb(
       ['ingest', '-', '--db-root', db, '--json'],
@@ -264,6 +309,72 @@ describe('usagedb ingest and export-parquet', () => {
     );
   });
 
+  it('echoes at most a bounded prefix of a huge flag value or option', () => {
+    const huge = '9'.repeat(100_000);
+    for (const args of [
+      ['export-parquet', 'x.parquet', '--db-root', db, '--from', `x${huge}`],
+      ['export-parquet', 'x.parquet', '--db-root', db, '--account', huge],
+      ['export-parquet', 'x.parquet', '--db-root', db, '--row-group-rows', huge],
+      ['export-parquet', 'x.parquet', '--db-root', db, `--${huge}`],
+    ]) {
+      const r = usagedb(args);
+      expectOneLineFailure(r, 2, /USAGEDB_ERR_INVALID_ARGUMENT/);
+      expect(r.stderr.length, args[4]?.slice(0, 20)).toBeLessThan(9_000);
+    }
+  });
+
+  it('refuses an empty range and an account id longer than 256 bytes, as the query does', () => {
+    const out = join(root, 'refused.parquet');
+    expectOneLineFailure(
+      usagedb(['export-parquet', out, '--db-root', db, '--from', '2026-05-01', '--to', '2026-05-01']),
+      2,
+      /--from \(2026-05-01\) is the same instant as --to \(2026-05-01\).*empty.*USAGEDB_ERR_INVALID_ARGUMENT/,
+    );
+    expectOneLineFailure(
+      usagedb([
+        'export-parquet',
+        out,
+        '--db-root',
+        db,
+        '--from',
+        String(T0),
+        '--to',
+        new Date(T0).toISOString(),
+      ]),
+      2,
+      /same instant/,
+    );
+    expectOneLineFailure(
+      usagedb(['export-parquet', out, '--db-root', db, '--account', 'a'.repeat(300), '--json']),
+      2,
+      /^\{"error":\{"code":"USAGEDB_ERR_INVALID_ARGUMENT","message":"account_id must be 1-256 bytes, got 300/,
+    );
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('refuses an OUT that is a symbolic link, a FIFO or (day) a file, leaving it as it was', () => {
+    const target = join(root, 'link-target.parquet');
+    writeFileSync(target, 'keep');
+    const link = join(root, 'link.parquet');
+    symlinkSync(target, link);
+    expectOneLineFailure(
+      usagedb(['export-parquet', link, '--db-root', db]),
+      2,
+      /is a symbolic link, not a regular file.*USAGEDB_ERR_INVALID_ARGUMENT/,
+    );
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readFileSync(target, 'utf8')).toBe('keep');
+    const fifo = join(root, 'fifo.parquet');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    expectOneLineFailure(usagedb(['export-parquet', fifo, '--db-root', db]), 2, /is a FIFO/);
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+    expectOneLineFailure(
+      usagedb(['export-parquet', target, '--db-root', db, '--partition', 'day']),
+      2,
+      /not an empty directory/,
+    );
+  });
+
   it('fails with one line when another process holds the directory lock', async () => {
     const holder = await UsageDb.open({ dir: db });
     try {
@@ -279,6 +390,62 @@ describe('usagedb ingest and export-parquet', () => {
       }
     } finally {
       await holder.close();
+    }
+  });
+});
+
+describe('the real cause of a file-system failure', () => {
+  it('a read-only file system: EROFS, USAGEDB_ERR_PERMISSION, exit 5 (not ENOENT, exit 3)', (context) => {
+    // Mounted here, not at collection: a filtered-out suite runs no hooks and would leak it.
+    const mount = mountReadOnly();
+    if ('skipped' in mount) return context.skip(mount.skipped);
+    try {
+      writeFileSync(join(root, 'one.jsonl'), jsonl([usage('ro-1')]));
+      const db = join(mount.dir, 'db');
+      expectOneLineFailure(
+        usagedb(['ingest', 'one.jsonl', '--db-root', db]),
+        5,
+        new RegExp(
+          `^usagedb: (cannot open ${db}: )?EROFS: (read-only file system, )?mkdir '${db}' \\(USAGEDB_ERR_PERMISSION\\)$`,
+        ),
+      );
+      expectOneLineFailure(
+        usagedb(['ingest', 'one.jsonl', '--db-root', db, '--json']),
+        5,
+        /^\{"error":\{"code":"USAGEDB_ERR_PERMISSION","message":"[^"]*EROFS: [^"]*mkdir /,
+      );
+    } finally {
+      mount.unmount();
+    }
+  });
+
+  it('permission denied: EACCES, USAGEDB_ERR_PERMISSION, exit 5 (not EIO, nor "does not exist")', () => {
+    // Root ignores permission bits: run the command as nobody, who may not enter a 0o500 directory.
+    const ids = unprivilegedIds() ?? undefined;
+    const parent = mkdtempSync(join(tmpdir(), 'usagedb-perm-'));
+    try {
+      chmodSync(parent, 0o755);
+      const locked = join(parent, 'locked');
+      mkdirSync(locked, { mode: 0o500 });
+      chmodSync(locked, 0o500);
+      const input = join(parent, 'one.jsonl');
+      writeFileSync(input, jsonl([usage('perm-1')]));
+      chmodSync(input, 0o644);
+      const db = join(locked, 'db');
+      expectOneLineFailure(
+        usagedb(['ingest', input, '--db-root', db], undefined, ids),
+        5,
+        new RegExp(
+          `^usagedb: (cannot open ${db}: )?EACCES: (permission denied, )?mkdir '${db}' \\(USAGEDB_ERR_PERMISSION\\)$`,
+        ),
+      );
+      expectOneLineFailure(
+        usagedb(['export-parquet', join(parent, 'x.parquet'), '--db-root', db], undefined, ids),
+        5,
+        /EACCES: permission denied, stat .*USAGEDB_ERR_PERMISSION/,
+      );
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
     }
   });
 });

@@ -2,7 +2,19 @@
  * Parquet export, read back with DuckDB: schema, compression, exact sums, every row, day
  * partitions, half-open time filter, account filter, memtable rows, atomic publication.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -357,5 +369,123 @@ describe('exportParquet: publication is atomic', () => {
       expect(existsSync(target)).toBe(false);
       expect(readdirSync(outDir).filter((n) => n.includes('.tmp-'))).toEqual([]);
     }
+  });
+});
+
+// Last: db.exportParquet flushes the memtable, which the tests above need unflushed.
+describe('exportParquet: what may stand at OUT, and which requests are refused', () => {
+  /** The export's error for `target`, checking nothing at `target` changed. */
+  async function refused(target: string, partition: 'none' | 'day'): Promise<UsageDbError> {
+    const before = lstatSync(target);
+    const err = await exportParquet(readSnapshot(db), target, { partition }).catch((e: unknown) => e);
+    expect(err, target).toBeInstanceOf(UsageDbError);
+    const after = lstatSync(target);
+    expect([after.ino, after.mode, after.size]).toEqual([before.ino, before.mode, before.size]);
+    expect(readdirSync(outDir).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    return err as UsageDbError;
+  }
+
+  it('refuses a symbolic link (to a file, to a directory, dangling), leaving it and its target alone', async () => {
+    const file = outPath('link-target.parquet');
+    writeFileSync(file, 'target');
+    const dir = outPath('link-target-dir');
+    mkdirSync(dir);
+    for (const [name, to] of [
+      ['to-file', file],
+      ['to-dir', dir],
+      ['dangling', join(outDir, 'missing')],
+    ]) {
+      const link = outPath(`link-${name}`);
+      symlinkSync(to, link);
+      for (const partition of ['none', 'day'] as const) {
+        const err = await refused(link, partition);
+        expect(err.code).toBe('USAGEDB_ERR_INVALID_ARGUMENT');
+        expect(err.message).toMatch(/is a symbolic link/);
+        expect(readlinkSync(link)).toBe(to);
+      }
+    }
+    expect(readFileSync(file, 'utf8')).toBe('target');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('refuses a FIFO', async () => {
+    const fifo = outPath('fifo');
+    const made = spawnSync('mkfifo', [fifo]);
+    expect(made.status, String(made.stderr)).toBe(0);
+    for (const partition of ['none', 'day'] as const) {
+      const err = await refused(fifo, partition);
+      expect(err.code).toBe('USAGEDB_ERR_INVALID_ARGUMENT');
+      expect(err.message).toMatch(/is a FIFO/);
+    }
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+  });
+
+  it('refuses a character device', async (context) => {
+    const device = outPath('null-device');
+    // mknod needs CAP_MKNOD (CI runs as root); without it there is no device to test with.
+    const mknod = spawnSync('mknod', [device, 'c', '1', '3'], { encoding: 'utf8' });
+    if (mknod.status !== 0) context.skip(`mknod failed (needs root): ${mknod.stderr}`);
+    for (const partition of ['none', 'day'] as const) {
+      const err = await refused(device, partition);
+      expect(err.code).toBe('USAGEDB_ERR_INVALID_ARGUMENT');
+      expect(err.message).toMatch(/is a character device/);
+    }
+    expect(lstatSync(device).isCharacterDevice()).toBe(true);
+  });
+
+  it("refuses a directory for 'none', a non-empty directory or a file for 'day'", async () => {
+    const dir = outPath('a-dir');
+    mkdirSync(dir);
+    expect((await refused(dir, 'none')).message).toMatch(/is a directory/);
+    writeFileSync(join(dir, 'keep.txt'), 'keep');
+    expect((await refused(dir, 'day')).message).toMatch(/not empty/);
+    expect(readFileSync(join(dir, 'keep.txt'), 'utf8')).toBe('keep');
+    const file = outPath('a-file');
+    writeFileSync(file, 'keep');
+    expect((await refused(file, 'day')).message).toMatch(/is not a regular file|not an empty directory/);
+    expect(readFileSync(file, 'utf8')).toBe('keep');
+  });
+
+  it("still replaces a regular file ('none') and fills an empty directory ('day')", async () => {
+    const file = outPath('regular.parquet');
+    writeFileSync(file, 'old');
+    const one = await exportParquet(readSnapshot(db), file, {});
+    expect(lstatSync(file).isFile()).toBe(true);
+    expect(one.rows).toBeGreaterThan(0);
+    const dir = outPath('empty-dir');
+    mkdirSync(dir);
+    const days = await exportParquet(readSnapshot(db), dir, { partition: 'day' });
+    expect(days.files.length).toBeGreaterThan(1);
+    expect(days.rows).toBe(one.rows);
+  });
+
+  it('refuses an empty range and an account id the query would refuse, through db.exportParquet too', async () => {
+    const bad: Parameters<typeof exportParquet>[2][] = [
+      { from: T0, to: T0 },
+      { from: T0 + 1, to: T0 },
+      { from: -1 },
+      { to: -5 },
+      { account_id: 'a'.repeat(300) },
+      { account_id: 'é'.repeat(129) },
+    ];
+    for (const options of bad) {
+      for (const run of [
+        () => exportParquet(readSnapshot(db), outPath('refused.parquet'), options),
+        () => db.exportParquet(outPath('refused.parquet'), options),
+      ]) {
+        const err = await run().catch((e: unknown) => e);
+        expect(err, JSON.stringify(options)).toBeInstanceOf(UsageDbError);
+        expect((err as UsageDbError).code).toBe('USAGEDB_ERR_INVALID_ARGUMENT');
+        expect((err as UsageDbError).message.length).toBeLessThan(400);
+      }
+    }
+    expect(readdirSync(outDir).filter((n) => n.includes('refused'))).toEqual([]);
+    // The bounds themselves are fine: one ms, and an account of exactly 256 bytes.
+    const one = await exportParquet(readSnapshot(db), outPath('one-ms.parquet'), { from: T0, to: T0 + 1 });
+    expect(one.files).toHaveLength(1);
+    const longest = await exportParquet(readSnapshot(db), outPath('long-account.parquet'), {
+      account_id: 'a'.repeat(256),
+    });
+    expect(longest.rows).toBe(0);
   });
 });

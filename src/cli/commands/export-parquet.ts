@@ -5,11 +5,14 @@
 import { Option, type Command } from 'commander';
 import { UsageDbError } from '../../errors.ts';
 import {
+  checkExportRequest,
+  type ExportParquetOptions,
   type ExportParquetResult,
   type ExportPartition,
   ROW_GROUP_ROWS_DEFAULT,
   ROW_GROUP_ROWS_MAX,
 } from '../../export/parquet.ts';
+import { echoText } from '../../model/echo.ts';
 import type { CliContext } from '../context.ts';
 import { count, megabytes, quantity, seconds } from '../format.ts';
 import { openExistingDb } from '../open-db.ts';
@@ -29,7 +32,7 @@ function parseRowGroupRows(text: string): number {
   if (!Number.isSafeInteger(n) || n < 1 || n > ROW_GROUP_ROWS_MAX) {
     throw new UsageDbError(
       'USAGEDB_ERR_INVALID_ARGUMENT',
-      `--row-group-rows must be an integer in 1..${ROW_GROUP_ROWS_MAX}, got ${JSON.stringify(text)}`,
+      `--row-group-rows must be an integer in 1..${ROW_GROUP_ROWS_MAX}, got ${JSON.stringify(echoText(text))}`,
     );
   }
   return n;
@@ -56,13 +59,23 @@ export function registerExportParquet(program: Command, ctx: CliContext): void {
       // Validate every flag before touching the database (and its lock).
       const from = flags.from === undefined ? undefined : parseTime(flags.from, '--from');
       const to = flags.to === undefined ? undefined : parseTime(flags.to, '--to');
-      if (from !== undefined && to !== undefined && from > to) {
+      if (from !== undefined && to !== undefined && from >= to) {
+        const why = from > to ? 'is after' : 'is the same instant as';
         throw new UsageDbError(
           'USAGEDB_ERR_INVALID_ARGUMENT',
-          `--from (${flags.from}) is after --to (${flags.to})`,
+          `--from (${echoText(flags.from ?? '')}) ${why} --to (${echoText(flags.to ?? '')}): the range [from, to) would be empty`,
         );
       }
       const rowGroupRows = parseRowGroupRows(flags.rowGroupRows);
+      const request: ExportParquetOptions = {
+        from,
+        to,
+        account_id: flags.account,
+        partition: flags.partition,
+        rowGroupRows,
+      };
+      // The library's own checks (account id, output path), before the database and its lock.
+      await checkExportRequest(out, request);
       const started = performance.now();
       const db = await openExistingDb(g.dbRoot);
       let result: ExportParquetResult;
@@ -70,11 +83,7 @@ export function registerExportParquet(program: Command, ctx: CliContext): void {
         const bar = startProgress(ctx.progressEnabled(command), ctx.io.stderr, 'export', 0, 'events');
         // Flushes the memtable, then exports a snapshot (docs/export.md).
         result = await db.exportParquet(out, {
-          from,
-          to,
-          account_id: flags.account,
-          partition: flags.partition,
-          rowGroupRows,
+          ...request,
           onProgress: (p) => bar.update(p.rowsWritten, p.rowsEstimated),
         });
         bar.stop();

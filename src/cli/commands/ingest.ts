@@ -8,19 +8,23 @@
  * - the command exits 0 only when no line was rejected and none conflicted (duplicates are a
  *   success: re-running a file is idempotent); otherwise it prints the summary and exits
  *   non-zero (USAGEDB_ERR_INVALID_ARGUMENT) with one line naming the first bad line;
- * - at most INGEST_BATCH_LINES lines are held in memory.
+ * - a line that is not valid UTF-8 is rejected (`invalid_utf8`), never decoded with U+FFFD;
+ * - at most INGEST_BATCH_LINES events, plus one input chunk's lines, are held in memory.
  */
 import { createReadStream, type ReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import type { IngestResult, UsageDb } from '../../db.ts';
 import { UsageDbError } from '../../errors.ts';
+import { echoText } from '../../model/echo.ts';
+import { isFsErrorCode } from '../../storage/fs/file-system.ts';
+import { ioErrorCode } from '../../storage/fs/io-error.ts';
 import type { CliContext, CommandOutcome } from '../context.ts';
 import { count, seconds } from '../format.ts';
 import { openOrCreateDb } from '../open-db.ts';
 import { startProgress } from '../progress.ts';
+import { utf8Lines } from '../utf8-lines.ts';
 
 export const INGEST_BATCH_LINES = 1_000;
 /** Problems listed in the summary (all are counted). */
@@ -62,9 +66,10 @@ async function openInput(file: string, stdin: Readable): Promise<{ stream: Reada
   // Surface "permission denied" now, as one clear error, rather than mid-read.
   await new Promise<void>((resolve, reject) => {
     stream.once('open', () => resolve());
-    stream.once('error', (err) =>
-      reject(new UsageDbError('USAGEDB_ERR_IO', `cannot read ${file}: ${err.message}`, { cause: err })),
-    );
+    stream.once('error', (err: NodeJS.ErrnoException) => {
+      const code = ioErrorCode(err.code !== undefined && isFsErrorCode(err.code) ? err.code : 'EIO');
+      reject(new UsageDbError(code, `cannot read ${file}: ${err.message}`, { cause: err }));
+    });
   });
   return { stream, sizeBytes: info.size };
 }
@@ -104,28 +109,31 @@ async function ingestLines(db: UsageDb, input: Readable, onBatch: () => void): P
   };
   let events: unknown[] = [];
   let lineNumbers: number[] = [];
-  const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
-  for await (const text of lines) {
-    totals.lines++;
-    if (text.trim().length === 0) continue;
-    try {
-      events.push(JSON.parse(text));
-      lineNumbers.push(totals.lines);
-    } catch (err) {
-      totals.rejected++;
-      noteError(totals, {
-        line: totals.lines,
-        event_id: null,
-        status: 'rejected',
-        reason: 'invalid_json',
-        message: (err as Error).message,
-      });
-    }
-    if (events.length >= INGEST_BATCH_LINES) {
-      await sendBatch(db, events, lineNumbers, totals);
-      events = [];
-      lineNumbers = [];
-      onBatch();
+  const reject = (reason: string, message: string) => {
+    totals.rejected++;
+    noteError(totals, { line: totals.lines, event_id: null, status: 'rejected', reason, message });
+  };
+  for await (const chunkLines of utf8Lines(input)) {
+    for (const line of chunkLines) {
+      totals.lines++;
+      if (typeof line !== 'string') {
+        const byte = line.byte.toString(16).toUpperCase().padStart(2, '0');
+        reject('invalid_utf8', `byte 0x${byte} at byte offset ${line.byteOffset} is not valid UTF-8`);
+        continue;
+      }
+      if (line.trim().length === 0) continue;
+      try {
+        events.push(JSON.parse(line));
+        lineNumbers.push(totals.lines);
+      } catch (err) {
+        reject('invalid_json', echoText((err as Error).message));
+      }
+      if (events.length >= INGEST_BATCH_LINES) {
+        await sendBatch(db, events, lineNumbers, totals);
+        events = [];
+        lineNumbers = [];
+        onBatch();
+      }
     }
   }
   await sendBatch(db, events, lineNumbers, totals);

@@ -26,6 +26,25 @@ export type FsErrorCode =
   | 'EPERM'
   | 'EROFS';
 
+const FS_ERROR_CODES: ReadonlySet<string> = new Set<FsErrorCode>([
+  'ENOENT',
+  'EEXIST',
+  'EIO',
+  'ENOSPC',
+  'ENOTDIR',
+  'EISDIR',
+  'ENOTEMPTY',
+  'EBADF',
+  'EACCES',
+  'EPERM',
+  'EROFS',
+]);
+
+/** True when `code` (e.g. a Node error's) is one of the FsErrorCodes. */
+export function isFsErrorCode(code: string): code is FsErrorCode {
+  return FS_ERROR_CODES.has(code);
+}
+
 export class FsError extends Error {
   readonly code: FsErrorCode;
   readonly path: string;

@@ -18,28 +18,10 @@ import {
   dirName,
   type FileSystem,
   FsError,
-  type FsErrorCode,
+  isFsErrorCode,
   type ReadFile,
   type WriteFileOptions,
 } from './file-system.ts';
-
-const FS_ERROR_CODES: ReadonlySet<string> = new Set<FsErrorCode>([
-  'ENOENT',
-  'EEXIST',
-  'EIO',
-  'ENOSPC',
-  'ENOTDIR',
-  'EISDIR',
-  'ENOTEMPTY',
-  'EBADF',
-  'EACCES',
-  'EPERM',
-  'EROFS',
-]);
-
-function isFsErrorCode(code: string): code is FsErrorCode {
-  return FS_ERROR_CODES.has(code);
-}
 
 function assert(condition: boolean, message: string): asserts condition {
   if (!condition) throw new Error(`NodeFileSystem: assertion failed: ${message}`);
@@ -78,6 +60,29 @@ async function closeQuietly(fh: FileHandle): Promise<void> {
   }
 }
 
+/** mkdir -p without `recursive`, so each failure is the errno of its own mkdir(2). */
+async function mkdirEachLevel(dir: string): Promise<void> {
+  try {
+    await fsp.mkdir(dir);
+    return;
+  } catch (err) {
+    const code = systemErrorCode(err);
+    const parent = dirName(dir);
+    if (code === 'EEXIST') {
+      const stats = await io('stat', dir, () => fsp.stat(dir));
+      if (stats.isDirectory()) return;
+    }
+    if (code !== 'ENOENT' || parent === dir) throw toFsError(err, 'mkdir', dir);
+    await mkdirEachLevel(parent);
+  }
+  try {
+    await fsp.mkdir(dir);
+  } catch (err) {
+    // Created meanwhile by someone else: as good as created here.
+    if (systemErrorCode(err) !== 'EEXIST') throw toFsError(err, 'mkdir', dir);
+  }
+}
+
 /** Node may return a Buffer; callers get a plain Uint8Array view of the same bytes. */
 function plainBytes(buffer: Uint8Array): Uint8Array {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
@@ -85,7 +90,15 @@ function plainBytes(buffer: Uint8Array): Uint8Array {
 
 export class NodeFileSystem implements FileSystem {
   async mkdirp(dir: string): Promise<void> {
-    await io('mkdir', dir, () => fsp.mkdir(dir, { recursive: true }));
+    try {
+      await fsp.mkdir(dir, { recursive: true });
+    } catch (err) {
+      // Node's recursive mkdir reports ENOENT when creating a missing directory fails for
+      // another reason (EROFS, ...): it stats the path after the failure and reports that.
+      // Redo it one level at a time to learn the real errno.
+      if (systemErrorCode(err) !== 'ENOENT') throw toFsError(err, 'mkdir', dir);
+      await mkdirEachLevel(dir);
+    }
   }
 
   async canonicalName(path: string): Promise<string> {

@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type FileSystem, FsError, type FsErrorCode, joinPath } from '../../../src/storage/fs/file-system.ts';
 import { NodeFileSystem } from '../../../src/storage/fs/node-file-system.ts';
 import { SimFileSystem } from '../../../src/storage/fs/sim-file-system.ts';
+import { mountReadOnly } from './read-only-mount.ts';
 
 interface Fixture {
   fs: FileSystem;
@@ -390,5 +391,38 @@ describe.each(implementations)('FileSystem contract: $name', ({ create }) => {
       await expectFsError(fsys.createExclusive(at('missing', 'LOCK'), bytes(1)), 'ENOENT');
       expect(await fsys.exists(at('missing'))).toBe(false);
     });
+  });
+});
+
+describe('NodeFileSystem: the real errno of a failed mkdirp', () => {
+  // Node's recursive mkdir says ENOENT here; the file system says EROFS.
+  it('reports EROFS on a read-only mount, for the directory and for missing parents', async (context) => {
+    // Mounted here, not at collection: a filtered-out suite runs no hooks and would leak it.
+    const mount = mountReadOnly();
+    if ('skipped' in mount) return context.skip(mount.skipped);
+    try {
+      const nodeFs = new NodeFileSystem();
+      await expectFsError(nodeFs.mkdirp(joinPath(mount.dir, 'db')), 'EROFS', joinPath(mount.dir, 'db'));
+      await expectFsError(
+        nodeFs.mkdirp(joinPath(mount.dir, 'a', 'b', 'c')),
+        'EROFS',
+        joinPath(mount.dir, 'a'),
+      );
+      // An existing directory needs no write: still no error.
+      await nodeFs.mkdirp(mount.dir);
+    } finally {
+      mount.unmount();
+    }
+  });
+
+  it('still creates missing parents on a writable disk', async () => {
+    const root = fs.mkdtempSync(`${os.tmpdir()}/usagedb-fs-`);
+    try {
+      const nodeFs = new NodeFileSystem();
+      await nodeFs.mkdirp(joinPath(root, 'x', 'y'));
+      expect(fs.statSync(joinPath(root, 'x', 'y')).isDirectory()).toBe(true);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });
