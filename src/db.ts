@@ -16,7 +16,12 @@
 import { type CompactionStats, Compactor } from './compact/compactor.ts';
 import type { MergeResult } from './compact/merge.ts';
 import { UsageDbError } from './errors.ts';
-import { type ExportParquetOptions, type ExportParquetResult, exportParquet } from './export/parquet.ts';
+import {
+  checkExportRequest,
+  type ExportParquetOptions,
+  type ExportParquetResult,
+  exportParquet,
+} from './export/parquet.ts';
 import { Admission, emptyIngestResult, type IngestResult, rejectEvent } from './ingest/admission.ts';
 import { StoredEventFinder } from './ingest/dedupe.ts';
 import { Flusher } from './ingest/flusher.ts';
@@ -412,6 +417,8 @@ export class UsageDb {
    */
   async exportParquet(outPath: string, options: ExportParquetOptions = {}): Promise<ExportParquetResult> {
     this.assertOpen();
+    // A request the export would refuse is refused before the flush it would have cost.
+    await publicErrors('export failed', () => checkExportRequest(outPath, options));
     await this.flush();
     return this.read('export failed', (snapshot) => exportParquet(snapshot, outPath, options));
   }
