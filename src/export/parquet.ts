@@ -1,5 +1,5 @@
 /**
- * Parquet export (DESIGN §6): a snapshot of the database, filtered by time and account, written
+ * Parquet export (docs/export.md): a snapshot of the database, filtered by time and account, written
  * as one Parquet file or as Hive-style `date=YYYY-MM-DD/` partitions, streamed row group by row
  * group.
  *

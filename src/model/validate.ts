@@ -1,5 +1,5 @@
 /**
- * Validation and normalisation of wire events (DESIGN §1). Every rule yields a stable
+ * Validation and normalisation of wire events (the data model: docs/architecture.md). Every rule yields a stable
  * snake_case reason; nothing here throws on bad input.
  *
  * Invariants: an event that passes is a normalised UsageEvent (see event.ts); a Retraction may

@@ -1,6 +1,6 @@
 /**
  * `usagedb export-parquet OUT [--from --to --account --partition day|none]`: flushes the
- * memtable, then exports a snapshot (DESIGN §6; docs/export.md). The database must exist.
+ * memtable, then exports a snapshot (docs/export.md). The database must exist.
  */
 import { Option, type Command } from 'commander';
 import { UsageDbError } from '../../errors.ts';
