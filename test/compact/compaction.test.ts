@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import {
+  BACKGROUND_MERGE_ROWS_MAX,
+  COMPACT_MERGE_ROWS_MAX,
   MERGE_FANOUT,
-  MERGE_ROWS_MAX,
+  planCompaction,
   planMerge,
   TIER_BASE_ROWS,
   tierOf,
@@ -25,19 +27,33 @@ describe('compaction policy', () => {
   });
 
   it('merges the oldest full tier, lowest first, never above the row cap', () => {
-    expect(planMerge([entry(1, 10), entry(2, 10), entry(3, 10)])).toBeNull();
-    const six = [entry(1, 10), entry(2, 2_000_000), entry(3, 10), entry(4, 10), entry(5, 10), entry(6, 10)];
-    expect(planMerge(six)?.map((e) => e.id)).toEqual([1, 3, 4, 5]);
-    const top = Array.from({ length: 4 }, (_, i) => entry(i + 1, MERGE_ROWS_MAX));
-    expect(planMerge(top)).toBeNull();
+    const cap = BACKGROUND_MERGE_ROWS_MAX;
+    expect(planMerge([entry(1, 10), entry(2, 10), entry(3, 10)], cap)).toBeNull();
+    const six = [entry(1, 10), entry(2, 200_000), entry(3, 10), entry(4, 10), entry(5, 10), entry(6, 10)];
+    expect(planMerge(six, cap)?.map((e) => e.id)).toEqual([1, 3, 4, 5]);
+    const full = Array.from({ length: 4 }, (_, i) => entry(i + 1, cap));
+    expect(planMerge(full, cap)).toBeNull();
   });
 
-  it('bounds the number of live segments as flushes accumulate (simulated sizes)', () => {
+  it('an explicit compaction also merges fewer than a tier, smallest first, under its cap', () => {
+    expect(planCompaction([entry(1, 10), entry(2, 20)], COMPACT_MERGE_ROWS_MAX)?.map((e) => e.id)).toEqual([
+      1, 2,
+    ]);
+    expect(planCompaction([entry(1, 10)], COMPACT_MERGE_ROWS_MAX)).toBeNull();
+    const big = [entry(1, 900_000), entry(2, 10), entry(3, 900_000), entry(4, 20)];
+    expect(planCompaction(big, COMPACT_MERGE_ROWS_MAX)?.map((e) => e.id)).toEqual([1, 2, 4]);
+  });
+
+  it('bounds the number of live segments as small flushes accumulate (simulated sizes)', () => {
     let raw: RawSegmentEntry[] = [];
     let next = 1;
-    for (let flush = 0; flush < 400; flush++) {
-      raw.push(entry(next++, TIER_BASE_ROWS));
-      for (let plan = planMerge(raw); plan !== null; plan = planMerge(raw)) {
+    for (let flush = 0; flush < 1_000; flush++) {
+      raw.push(entry(next++, 5_000));
+      for (
+        let plan = planMerge(raw, BACKGROUND_MERGE_ROWS_MAX);
+        plan !== null;
+        plan = planMerge(raw, BACKGROUND_MERGE_ROWS_MAX)
+      ) {
         const ids = new Set(plan.map((e) => e.id));
         const merged = entry(
           next++,
@@ -48,14 +64,14 @@ describe('compaction policy', () => {
         raw.splice(at, 0, merged);
       }
     }
-    // 100M rows: at most MERGE_FANOUT - 1 per tier below the cap, plus the capped ones.
-    const total = 400 * TIER_BASE_ROWS;
+    // 5M rows in 1,000 small flushes: files at the cap, and fewer than MERGE_FANOUT per tier below.
+    const total = 1_000 * 5_000;
     expect(raw.reduce((n, e) => n + e.rows, 0)).toBe(total);
-    const tiersBelowCap = tierOf(MERGE_ROWS_MAX);
+    const tiersBelowCap = tierOf(BACKGROUND_MERGE_ROWS_MAX) + 1;
     expect(raw.length).toBeLessThanOrEqual(
-      Math.ceil(total / MERGE_ROWS_MAX) + tiersBelowCap * (MERGE_FANOUT - 1),
+      Math.ceil(total / (BACKGROUND_MERGE_ROWS_MAX / MERGE_FANOUT)) + tiersBelowCap * (MERGE_FANOUT - 1),
     );
-    expect(raw.length).toBeLessThan(400 / 10);
+    expect(raw.length).toBeLessThan(1_000 / 10);
   });
 });
 
