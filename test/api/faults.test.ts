@@ -23,16 +23,22 @@ describe('HTTP API on a failing disk', () => {
       const sim = simDb();
       const s = await startServer({ db: await sim.open() });
       try {
-        expect((await call(`${s.url}/v1/usage/batch`, { body: { events: usageBatch(0, 10) } })).body).toMatchObject({
+        expect(
+          (await call(`${s.url}/v1/usage/batch`, { body: { events: usageBatch(0, 10) } })).body,
+        ).toMatchObject({
           accepted: 10,
         });
-        const remove = sim.fs.injectFault((c) => (c.op === op && c.path.includes('/wal/') ? errno : undefined));
+        const remove = sim.fs.injectFault((c) =>
+          c.op === op && c.path.includes('/wal/') ? errno : undefined,
+        );
         const failed = await call(`${s.url}/v1/usage/batch`, { body: { events: usageBatch(10, 10) } });
         expect(failed.status, failed.text).toBe(503);
         expect((failed.body as { error: { code: string } }).error.code).toMatch(new RegExp(`^${code}`));
         expect(await total(s.url)).toBe(10);
         const events = await call(`${s.url}/v1/accounts/acct_1/usage/events?${ALL}&limit=100`);
-        expect((events.body as { events: { event_id: string }[] }).events.map((e) => e.event_id).sort()).toEqual(
+        expect(
+          (events.body as { events: { event_id: string }[] }).events.map((e) => e.event_id).sort(),
+        ).toEqual(
           usageBatch(0, 10)
             .filter((e) => e.account_id === 'acct_1')
             .map((e) => e.event_id)
