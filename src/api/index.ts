@@ -1,5 +1,5 @@
 /** The HTTP server of usagedb: `createServer({ db, config })`, `listen`, configuration. */
-export { createServer, listen, type CreateServerOptions, type UsageDbServer } from './server.ts';
+export { closeServer, createServer, listen, type CreateServerOptions, type UsageDbServer } from './server.ts';
 export {
   DEFAULT_SERVER_CONFIG,
   readConfigFile,

@@ -87,6 +87,14 @@ export async function createServer(options: CreateServerOptions): Promise<UsageD
     }
     return undefined;
   });
+  // Keep-alive connections would hold close() open: once closing, every answer ends its connection.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_req, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
   app.addHook('onResponse', async (req, reply) => {
     metrics.countRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode);
   });
@@ -130,6 +138,26 @@ export async function createServer(options: CreateServerOptions): Promise<UsageD
   }
   await app.ready();
   return app;
+}
+
+/** Time given to in-flight requests at shutdown before their connections are cut. */
+export const SHUTDOWN_GRACE_MS = 30_000;
+
+/**
+ * Stops accepting, lets in-flight requests finish (their connections then close), and
+ * resolves when none is left; after `graceMs`, cuts whatever is still open.
+ */
+export async function closeServer(app: UsageDbServer, graceMs = SHUTDOWN_GRACE_MS): Promise<void> {
+  const closed = app.close();
+  // Connections that go idle after close() started would otherwise wait for their keep-alive timeout.
+  const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+  const cut = setTimeout(() => app.server.closeAllConnections(), graceMs);
+  try {
+    await closed;
+  } finally {
+    clearInterval(sweep);
+    clearTimeout(cut);
+  }
 }
 
 /** Listens on `config.host:config.port` (port 0: any free port); returns the base URL. */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { DEFAULT_SERVER_CONFIG, type ServerConfig } from '../../src/api/config.ts';
-import { createServer, listen, type UsageDbServer } from '../../src/api/server.ts';
+import { closeServer, createServer, listen, type UsageDbServer } from '../../src/api/server.ts';
 import { UsageDb, type UsageDbOptions } from '../../src/db.ts';
 
 export interface Running {
@@ -45,7 +45,7 @@ export async function startServer(
     app,
     config,
     async stop() {
-      await app.close();
+      await closeServer(app);
       await db.close();
     },
   };

@@ -11,7 +11,7 @@
  */
 import type { Command } from 'commander';
 import { readConfigFile, resolveConfig, type ServerConfig } from '../../api/config.ts';
-import { createServer, listen } from '../../api/server.ts';
+import { closeServer, createServer, listen } from '../../api/server.ts';
 import { UsageDb } from '../../db.ts';
 import { UsageDbError } from '../../errors.ts';
 import type { CliContext } from '../context.ts';
@@ -207,16 +207,18 @@ export function registerServe(program: Command, ctx: CliContext): void {
         server.log.info({ signal }, 'shutting down: finishing in-flight requests');
         clearInterval(tick);
         const t0 = performance.now();
-        await server.close();
-        server = null;
+        await closeServer(server);
+        server.log.info('requests finished; closing the database');
         await db.close();
+        server.log.info('database closed');
+        server = null;
         ctx.finish({
           data: { db_root: config.dbRoot, url, signal, shutdown_ms: performance.now() - t0 },
           human: `stopped on ${signal}: in-flight requests finished, database closed in ${seconds(performance.now() - t0)}\n`,
         });
       } catch (err) {
         if (tick !== null) clearInterval(tick);
-        await server?.close().catch(() => undefined);
+        if (server !== null) await closeServer(server).catch(() => undefined);
         await db.close().catch(() => undefined);
         throw err;
       }
