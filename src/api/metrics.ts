@@ -19,7 +19,7 @@ export class ServerMetrics {
 
   constructor(db: UsageDb) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'usagedb_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'usagedb_' });
     this.ingestEvents = new Counter({
       name: 'usagedb_ingest_events_total',
       help: 'Events received by POST /v1/usage/batch, by outcome (accepted, duplicate, conflict, rejected)',
