@@ -164,6 +164,9 @@ export function registerServe(program: Command, ctx: CliContext): void {
       const config = await configFrom(flags, command, g.dbRootGiven ? g.dbRoot : null);
       // --json keeps stdout for the one result object: the banner goes to stderr then.
       const banner = g.json ? ctx.io.stderr : ctx.io.stdout;
+      // Listening for signals before anything is announced: a signal sent right after the
+      // banner must shut down gracefully, not kill the process.
+      const stopSignal = waitForSignal();
       const db = await UsageDb.open({
         dir: config.dbRoot,
         durability: config.durability,
@@ -203,7 +206,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
         }
         lines.push('stop with Ctrl-C (SIGINT) or SIGTERM');
         banner.write(`${lines.join('\n')}\n`);
-        const signal = await waitForSignal();
+        const signal = await stopSignal;
         server.log.info({ signal }, 'shutting down: finishing in-flight requests');
         clearInterval(tick);
         const t0 = performance.now();
