@@ -68,9 +68,32 @@ describe('usagedb serve --demo (what npm start runs)', () => {
         duplicates: 1,
       });
 
-      // One process owns the directory: a second server or a query fails with the lock.
+      // One process owns the directory: a second server or a query fails with the lock...
       expectOneLine(usagedb(['serve', '--port', '0', '--db-root', dir]), 4, /USAGEDB_ERR_LOCKED/);
       expectOneLine(usagedb(['query', '--sql', 'SELECT 1', '--db-root', dir]), 4, /USAGEDB_ERR_LOCKED/);
+      // ...and a query asks the server instead.
+      const sqlText = (
+        JSON.parse(
+          curls[2]
+            .slice(curls[2].indexOf('-d ') + 3)
+            .replace(/^"|"$/g, '')
+            .replace(/\\"/g, '"'),
+        ) as { query: string }
+      ).query;
+      const remote = usagedb(['query', '--url', p.url, '--sql', sqlText, '--json']);
+      expect(remote.status, remote.stderr).toBe(0);
+      expect(JSON.parse(remote.stdout)).toMatchObject({
+        ok: true,
+        url: p.url,
+        columns: sql.columns,
+        rows: sql.rows,
+      });
+      expectOneLine(
+        usagedb(['query', '--url', p.url, '--sql', 'SELECT nonsense']),
+        2,
+        /USAGEDB_ERR_UNSUPPORTED_SQL/,
+      );
+      expectOneLine(usagedb(['query', '--url', 'http://127.0.0.1:1', '--sql', sqlText]), 5, /cannot reach/);
     } finally {
       p.child.kill('SIGINT');
     }
