@@ -48,9 +48,10 @@ export async function createServer(options: CreateServerOptions): Promise<UsageD
     requestTimeout: config.requestTimeoutMs,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    // Only JSON bodies: anything else is a 415 (below, the text/plain parser is removed).
-    return503OnClosing: true,
+    // Requests arriving while closing get our own 503 (onRequest below), in the error shape.
+    return503OnClosing: false,
   });
+  // Only JSON bodies: anything else is a 415.
   app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   // Responses are plain JSON.stringify (fast, keeps every field); the response schemas are the
@@ -67,8 +68,19 @@ export async function createServer(options: CreateServerOptions): Promise<UsageD
     openApi: openApiDocument(routes, options.version ?? '0.0.0'),
   };
 
+  // Keep-alive connections would hold close() open: once closing, every answer ends its connection.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
+    if (closing) {
+      reply
+        .code(503)
+        .send(errorBody('USAGEDB_ERR_CLOSED', 'the server is shutting down; nothing was done, retry later'));
+      return reply;
+    }
     if (
       keys.enabled &&
       (req.url === '/v1' || req.url.startsWith('/v1/')) &&
@@ -86,11 +98,6 @@ export async function createServer(options: CreateServerOptions): Promise<UsageD
       return reply;
     }
     return undefined;
-  });
-  // Keep-alive connections would hold close() open: once closing, every answer ends its connection.
-  let closing = false;
-  app.addHook('preClose', async () => {
-    closing = true;
   });
   app.addHook('onSend', async (_req, reply) => {
     if (closing) reply.header('connection', 'close');

@@ -38,7 +38,12 @@ describe('serve: SIGTERM with batches in flight', () => {
             body: JSON.stringify({ events }),
           });
           if (signalled) answeredAfterSignal++;
-          if (r.status !== 200) return; // 503 while closing: nothing acknowledged
+          if (r.status !== 200) {
+            // 503 while closing: nothing acknowledged, in the API's error shape.
+            expect(r.status).toBe(503);
+            expect(await r.json()).toMatchObject({ error: { code: 'USAGEDB_ERR_CLOSED' } });
+            return;
+          }
           const body = (await r.json()) as { accepted: number };
           expect(body.accepted).toBe(BATCH_EVENTS);
           for (const e of events) acked.add(e.event_id);
