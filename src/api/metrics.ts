@@ -51,7 +51,8 @@ export class ServerMetrics {
       labelNames: ['method', 'route', 'status'],
       registers,
     });
-    const stat = (name: string, help: string, read: (s: ReturnType<UsageDb['stats']>) => number) =>
+    type Stats = ReturnType<UsageDb['stats']>;
+    const stat = (name: string, help: string, read: (s: Stats) => number) =>
       new Gauge({
         name,
         help,
@@ -60,7 +61,54 @@ export class ServerMetrics {
           this.set(read(db.stats()));
         },
       });
+    // Totals kept by the library, exposed as counters: set to the library's value at scrape time.
+    const total = (name: string, help: string, read: (s: Stats) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read(db.stats()));
+        },
+      });
     stat('usagedb_memtable_rows', 'Rows in the current memtable', (s) => s.memtableRows);
+    stat(
+      'usagedb_quarantine_segments',
+      'Segments of conflicting copies set aside by compaction',
+      (s) => s.quarantineSegments,
+    );
+    stat('usagedb_flush_failing', '1 while flushes keep failing (see /health for the error), else 0', (s) =>
+      s.flushError === null ? 0 : 1,
+    );
+    stat('usagedb_compaction_running', '1 while a merge runs', (s) => (s.compaction.running ? 1 : 0));
+    stat(
+      'usagedb_wal_torn_tail_bytes',
+      'Bytes of torn WAL tail dropped by the last open (no acknowledged event)',
+      (s) => s.recovery.walTornTail.bytes,
+    );
+    total('usagedb_compaction_merges_total', 'Merges run', (s) => s.compaction.merges);
+    total(
+      'usagedb_compaction_segments_merged_total',
+      'Segments merged away',
+      (s) => s.compaction.segmentsMerged,
+    );
+    total(
+      'usagedb_compaction_duplicates_dropped_total',
+      'Exact duplicate rows dropped by merges',
+      (s) => s.compaction.duplicatesDropped,
+    );
+    total(
+      'usagedb_compaction_quarantined_rows_total',
+      'Conflicting rows moved to quarantine',
+      (s) => s.compaction.quarantinedRows,
+    );
+    total('usagedb_compaction_read_bytes_total', 'Bytes read by merges', (s) => s.compaction.bytesRead);
+    total(
+      'usagedb_compaction_written_bytes_total',
+      'Bytes written by merges',
+      (s) => s.compaction.bytesWritten,
+    );
     stat('usagedb_frozen_memtables', 'Memtables waiting for their flush', (s) => s.frozenMemtables);
     stat('usagedb_segments', 'Committed segment files', (s) => s.segments);
     stat('usagedb_manifest_generation', 'Current manifest generation', (s) => s.manifestGeneration);

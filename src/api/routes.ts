@@ -186,6 +186,7 @@ export const ROUTES: readonly Route[] = [
       status: 'ok',
       durability: db.durability,
       uptime_s: (Date.now() - startedAtMs) / 1000,
+      flush_error: db.stats().flushError,
     }),
   }),
   defineRoute({

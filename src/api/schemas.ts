@@ -227,7 +227,14 @@ export const SqlResponse = Type.Object(
 // ---------------------------------------------------------------- operations
 
 export const HealthResponse = Type.Object(
-  { status: Type.Literal('ok'), durability: Type.String(), uptime_s: Type.Number() },
+  {
+    status: Type.Literal('ok'),
+    durability: Type.String(),
+    uptime_s: Type.Number(),
+    flush_error: Type.Union([Type.String(), Type.Null()], {
+      description: 'the last flush error while flushes keep failing (ingest then fails too), else null',
+    }),
+  },
   { title: 'Health' },
 );
 

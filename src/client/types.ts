@@ -118,4 +118,6 @@ export interface Health {
   status: 'ok';
   durability: string;
   uptime_s: number;
+  /** The last flush error while flushes keep failing (ingest then fails too), else null. */
+  flush_error: string | null;
 }

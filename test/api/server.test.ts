@@ -204,6 +204,7 @@ describe('HTTP API without keys', () => {
   it('GET /health and GET /metrics', async () => {
     const h = await call(`${s.url}/health`);
     expectConforms(h, 'GET', '/health');
+    expect(h.body).toMatchObject({ status: 'ok', durability: 'balanced', flush_error: null });
     const m = await call(`${s.url}/metrics`);
     expect(m.status).toBe(200);
     expect(m.headers.get('content-type')).toMatch(/text\/plain/);
@@ -215,6 +216,10 @@ describe('HTTP API without keys', () => {
       'usagedb_memtable_rows',
       'usagedb_segments',
       'usagedb_http_requests_total',
+      'usagedb_flush_failing 0',
+      'usagedb_compaction_merges_total 0',
+      'usagedb_quarantine_segments 0',
+      'usagedb_process_cpu_user_seconds_total',
     ])
       expect(m.text).toContain(name);
     expect(m.text).toMatch(/usagedb_ingest_events_total\{outcome="accepted"\} 51\b/);

@@ -10,6 +10,7 @@
  * - timers only call `db.tick()`.
  */
 import type { Command } from 'commander';
+import { pino } from 'pino';
 import { readConfigFile, resolveConfig, type ServerConfig } from '../../api/config.ts';
 import { closeServer, createServer, listen } from '../../api/server.ts';
 import { UsageDb } from '../../db.ts';
@@ -167,10 +168,13 @@ export function registerServe(program: Command, ctx: CliContext): void {
       // Listening for signals before anything is announced: a signal sent right after the
       // banner must shut down gracefully, not kill the process.
       const stopSignal = waitForSignal();
+      // One structured log for the server and the engine's own warnings (torn WAL tail, failing flush).
+      const logger = pino({ level: config.logLevel }, pino.destination(2));
       const db = await UsageDb.open({
         dir: config.dbRoot,
         durability: config.durability,
         limits: { batchEventsMax: config.batchEventsMax },
+        logger: logger.child({ component: 'engine' }),
       });
       let demo: { events: number; ms: number } | null = null;
       let server: Awaited<ReturnType<typeof createServer>> | null = null;
@@ -181,7 +185,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
           demo = await loadDemoMonth(db);
           await db.flush();
         }
-        server = await createServer({ db, config, version: program.version() ?? '0.0.0' });
+        server = await createServer({ db, config, logger, version: program.version() ?? '0.0.0' });
         const url = await listen(server, config).catch((err: unknown) => {
           const code = (err as { code?: unknown }).code;
           if (code === 'EADDRINUSE')
