@@ -289,6 +289,13 @@ export class UsageDbClient {
     return Math.random() * Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** attempt);
   }
 
+  /** A server's `Retry-After` in seconds, capped at retryMaxMs; null when absent. */
+  private retryAfterMs(response: Response): number | null {
+    const text = response.headers.get('retry-after');
+    if (text === null || !/^[0-9]+$/.test(text.trim())) return null;
+    return Math.min(this.retryMaxMs, Number(text) * 1000);
+  }
+
   private async request<T>(
     method: 'GET' | 'POST',
     path: string,
@@ -330,7 +337,7 @@ export class UsageDbClient {
       }
       const text = await response.text().catch(() => '');
       if (RETRYABLE_STATUS(response.status) && attempt < this.maxRetries) {
-        await sleep(this.backoffMs(attempt));
+        await sleep(this.retryAfterMs(response) ?? this.backoffMs(attempt));
         continue;
       }
       let code = `HTTP_${response.status}`;

@@ -134,6 +134,17 @@ describe('UsageDbClient against a real server', () => {
     expect(await client.ingest([ev(7000)])).toMatchObject({ accepted: 1 });
     expect(calls).toBe(5);
 
+    // Retry-After (seconds) is honoured, capped at retryMaxMs.
+    let answered = 0;
+    const busyOnce: typeof fetch = async (input, init) => {
+      if (answered++ === 0) return new Response('{}', { status: 429, headers: { 'retry-after': '1' } });
+      return fetch(input, init);
+    };
+    const patient = new UsageDbClient({ url: s.url, fetch: busyOnce, retryBaseMs: 1, retryMaxMs: 300 });
+    const t0 = performance.now();
+    expect(await patient.health()).toMatchObject({ status: 'ok' });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(290);
+
     calls = 0;
     const r = await client.ingest([{ ...ev(7000), quantity: 1 }]);
     expect(r.conflicts).toBe(1);
