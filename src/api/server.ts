@@ -34,6 +34,9 @@ export interface CreateServerOptions {
 
 export type UsageDbServer = FastifyInstance;
 
+/** Routes a load balancer, a metrics scraper and a client generator reach without a key. */
+const OPEN_ROUTES: ReadonlySet<string> = new Set(['/health', '/metrics', '/openapi.json']);
+
 function errorBody(code: string, message: string): { error: { code: string; message: string } } {
   return { error: { code, message } };
 }
@@ -81,9 +84,11 @@ export async function createServer(options: CreateServerOptions): Promise<UsageD
         .send(errorBody('USAGEDB_ERR_CLOSED', 'the server is shutting down; nothing was done, retry later'));
       return reply;
     }
+    // Decided on the matched route, not the raw URL (which may be percent-encoded): only the
+    // operational routes are open; everything else, unknown paths included, needs a key.
     if (
       keys.enabled &&
-      (req.url === '/v1' || req.url.startsWith('/v1/')) &&
+      !OPEN_ROUTES.has(req.routeOptions.url ?? '') &&
       !keys.check(req.headers.authorization)
     ) {
       reply

@@ -352,6 +352,8 @@ describe('HTTP API with keys', () => {
       'USAGEDB_ERR_UNAUTHORIZED',
     );
     expectError(await call(`${s.url}/v1/unknown`), 401, 'USAGEDB_ERR_UNAUTHORIZED');
+    expectError(await call(`${s.url}/%761/usage/batch`, { body: batch }), 401, 'USAGEDB_ERR_UNAUTHORIZED');
+    expectError(await call(`${s.url}/v1/usage/batch/`, { body: batch }), 401, 'USAGEDB_ERR_UNAUTHORIZED');
     const ok = await call(`${s.url}/v1/usage/batch`, { body: batch, key: KEY });
     expect(ok.body).toMatchObject({ accepted: 1 });
     const usageOk = await call(`${s.url}/v1/accounts/acct_1/usage?from=${FROM}&to=${TO}`, { key: KEY });
