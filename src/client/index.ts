@@ -41,6 +41,11 @@ export interface UsageDbClientOptions {
   retryMaxMs?: number;
   /** Time allowed to one attempt. Default 30,000 ms. */
   timeoutMs?: number;
+  /**
+   * Events held (buffered, queued or being sent) at most; `track` throws past it, so a long
+   * outage pushes back on the caller instead of growing memory without bound. Default 100,000.
+   */
+  maxPendingEvents?: number;
   fetch?: typeof fetch;
   /** Called for each event the server rejected or found conflicting, and for each batch given up on. */
   onError?: (error: TrackError) => void;
@@ -108,6 +113,8 @@ export class UsageDbClient {
   private readonly retryBaseMs: number;
   private readonly retryMaxMs: number;
   private readonly timeoutMs: number;
+  private readonly maxPendingEvents: number;
+  private sendingEvents = 0;
   private readonly fetchImpl: typeof fetch;
   private readonly onError: ((error: TrackError) => void) | undefined;
 
@@ -128,6 +135,7 @@ export class UsageDbClient {
     this.retryBaseMs = options.retryBaseMs ?? 100;
     this.retryMaxMs = options.retryMaxMs ?? 10_000;
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.maxPendingEvents = options.maxPendingEvents ?? 100_000;
     // Bound to globalThis: some runtimes refuse a fetch called as a method of another object.
     this.fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.onError = options.onError;
@@ -136,6 +144,7 @@ export class UsageDbClient {
       ['concurrency', this.concurrency, 1],
       ['maxRetries', this.maxRetries, 0],
       ['flushIntervalMs', this.flushIntervalMs, 0],
+      ['maxPendingEvents', this.maxPendingEvents, 1],
     ] as const) {
       if (!Number.isInteger(v) || v < min)
         throw new RangeError(`${name} must be an integer >= ${min}, got ${v}`);
@@ -147,6 +156,13 @@ export class UsageDbClient {
   /** Buffers one event; it is sent with the next batch. */
   track(event: UsageEventInput): void {
     if (this.closed) throw new UsageDbClientError(0, 'USAGEDB_CLIENT_CLOSED', 'the client is closed');
+    if (this.pendingEvents >= this.maxPendingEvents) {
+      throw new UsageDbClientError(
+        0,
+        'USAGEDB_CLIENT_BACKPRESSURE',
+        `${this.pendingEvents} events are waiting to be sent (maxPendingEvents); flush() and retry`,
+      );
+    }
     this.buffer.push(event);
     if (this.buffer.length >= this.batchSize) this.cutBatch();
     else if (this.timer === null) this.timer = setTimeout(() => this.cutBatch(), this.flushIntervalMs);
@@ -171,9 +187,9 @@ export class UsageDbClient {
     return r;
   }
 
-  /** Events buffered or in batches not yet answered. */
+  /** Events buffered, queued or in batches not yet answered. */
   get pendingEvents(): number {
-    return this.buffer.length + this.queue.reduce((n, b) => n + b.length, 0);
+    return this.buffer.length + this.queue.reduce((n, b) => n + b.length, 0) + this.sendingEvents;
   }
 
   private cutBatch(): void {
@@ -188,7 +204,9 @@ export class UsageDbClient {
   private pump(): void {
     while (this.inFlight.size < this.concurrency && this.queue.length > 0) {
       const batch = this.queue.shift() as UsageEventInput[];
+      this.sendingEvents += batch.length;
       const p: Promise<void> = this.sendBatch(batch).finally(() => {
+        this.sendingEvents -= batch.length;
         this.inFlight.delete(p);
         this.pump();
       });

@@ -162,7 +162,9 @@ describe('UsageDbClient against a real server', () => {
       },
     });
     down.track(ev(8000));
+    expect(down.pendingEvents).toBe(1);
     const failed = await down.flush();
+    expect(down.pendingEvents).toBe(0);
     expect(calls).toBe(4);
     expect(failed.failed).toHaveLength(1);
     expect(failed.failed[0].events.map((e) => e.event_id)).toEqual(['c_8000']);
@@ -209,5 +211,35 @@ describe('UsageDbClient across a server restart', () => {
     expect([...ids.values()].every((c) => c === 1)).toBe(true);
     await s.stop();
     tmp.remove();
+  });
+});
+
+describe('UsageDbClient backpressure', () => {
+  it('track() throws once maxPendingEvents are waiting, and works again after flush()', async () => {
+    let release = () => undefined as void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slow: typeof fetch = async () => {
+      await gate;
+      return new Response(
+        JSON.stringify({ accepted: 2, duplicates: 0, conflicts: 0, rejected: 0, errors: [] }),
+      );
+    };
+    const client = new UsageDbClient({
+      url: 'http://127.0.0.1:1',
+      fetch: slow,
+      batchSize: 2,
+      maxPendingEvents: 3,
+    });
+    client.track(ev(1));
+    client.track(ev(2)); // a full batch: now being sent
+    client.track(ev(3));
+    expect(client.pendingEvents).toBe(3);
+    expect(() => client.track(ev(4))).toThrow(/maxPendingEvents/);
+    const flushed = client.flush();
+    release();
+    expect((await flushed).accepted).toBe(4);
+    client.track(ev(4));
+    expect(client.pendingEvents).toBe(1);
+    await client.close();
   });
 });
