@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { DEFAULT_SERVER_CONFIG, type ServerConfig } from '../../src/api/config.ts';
 import { closeServer, createServer, listen, type UsageDbServer } from '../../src/api/server.ts';
 import { UsageDb, type UsageDbOptions } from '../../src/db.ts';
+import { silentLogger } from '../../src/util/logger.ts';
 
 export interface Running {
   url: string;
@@ -35,6 +36,7 @@ export async function startServer(
     (await UsageDb.open({
       dir: options.dir ?? config.dbRoot,
       limits: { batchEventsMax: config.batchEventsMax },
+      logger: silentLogger,
       ...options.dbOptions,
     }));
   const app = await createServer({ db, config, logger: pino({ level: 'silent' }) });
