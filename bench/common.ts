@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { HttpFloorResult, HttpIngestResult } from './http.ts';
 import type { Batch, QueryAccount, Workload, WorkloadTotals } from './workload.ts';
 
 export type Engine = 'usagedb' | 'sqlite' | 'duckdb';
@@ -57,7 +58,17 @@ export type Task =
       /** usagedb only: 'day' writes Hive-style date=YYYY-MM-DD/ partitions under `out`. */
       partition?: 'none' | 'day';
     }
-  | { phase: 'encode-floor'; engine: 'usagedb'; file: string };
+  | { phase: 'encode-floor'; engine: 'usagedb'; file: string }
+  | {
+      phase: 'http-ingest';
+      engine: 'usagedb';
+      dir: string;
+      bodiesFile: string;
+      events: number;
+      seed: number;
+      clients: number;
+    }
+  | { phase: 'http-floor'; engine: 'floor'; dir: string; bodiesFile: string };
 
 export interface Counts {
   accepted: number;
@@ -133,7 +144,14 @@ export interface EncodeFloorResult {
   seconds: number;
 }
 
-export type TaskResult = IngestResult | ReopenResult | QueryResult | ExportResult | EncodeFloorResult;
+export type TaskResult =
+  | IngestResult
+  | ReopenResult
+  | QueryResult
+  | ExportResult
+  | EncodeFloorResult
+  | HttpIngestResult
+  | HttpFloorResult;
 
 /** The whole of what `--json FILE` writes. */
 export interface BenchReport {
@@ -141,6 +159,7 @@ export interface BenchReport {
   seed: number;
   events: number;
   ingest: IngestResult[];
+  http: { ingest: HttpIngestResult | null; floor: HttpFloorResult | null } | null;
   reopen: ReopenResult | null;
   query: QueryResult[];
   export: ExportResult[];

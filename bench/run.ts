@@ -3,7 +3,7 @@
  * one run on one machine (issues 2, 3 and 4). Every engine phase runs in its own child process
  * (worker.ts) so each peak RSS belongs to one engine and one phase.
  *
- *   node --expose-gc bench/run.ts [--events N | --10m] [--seed S] [--only ingest,query,export]
+ *   node --expose-gc bench/run.ts [--events N | --10m] [--seed S] [--only ingest,http,query,export]
  *     [--engines usagedb,sqlite,duckdb] [--dir PATH] [--json FILE] [--samples N] [--q3-runs N]
  *     [--page-size N] [--duckdb-order account|arrival] [--duckdb-quantity decimal38|bigint] [--verbose]
  */
@@ -31,6 +31,7 @@ import {
   type Task,
   type TaskResult,
 } from './common.ts';
+import type { HttpFloorResult, HttpIngestResult } from './http.ts';
 import { RESULT_MARKER } from './worker.ts';
 import { querySample, type WorkloadTotals } from './workload.ts';
 
@@ -62,7 +63,7 @@ function parseOptions(): Options {
       events: { type: 'string' },
       '10m': { type: 'boolean', default: false },
       seed: { type: 'string', default: '42' },
-      only: { type: 'string', default: 'ingest,query,export' },
+      only: { type: 'string', default: 'ingest,http,query,export' },
       engines: { type: 'string', default: 'usagedb,sqlite,duckdb' },
       dir: { type: 'string', default: './bench-data' },
       json: { type: 'string' },
@@ -99,7 +100,7 @@ function parseOptions(): Options {
   return {
     events: values['10m'] ? 10_000_000 : int('events', values.events ?? '1000000'),
     seed: int('seed', values.seed),
-    only: list('only', values.only, ['ingest', 'query', 'export']),
+    only: list('only', values.only, ['ingest', 'http', 'query', 'export']),
     engines: list('engines', values.engines, ['usagedb', 'sqlite', 'duckdb']) as Set<Engine>,
     dir: resolve(values.dir),
     json: values.json ?? null,
@@ -265,6 +266,7 @@ async function main(): Promise<void> {
     seed: o.seed,
     events: o.events,
     ingest: [],
+    http: null,
     reopen: null,
     query: [],
     export: [],
@@ -380,6 +382,34 @@ async function main(): Promise<void> {
   } else if (plans.length > 0 && expected) {
     for (const r of loaded.values()) checkIngest(r, expected);
     log(`setup loads done: ${[...loaded.keys()].join(', ')}`);
+  }
+
+  // ---- HTTP ingest -------------------------------------------------------------------------
+  if (o.only.has('http') && usagedb) {
+    const bodiesFile = join(o.dir, 'http-bodies.ndjson');
+    const http = await runTask<HttpIngestResult>(
+      'ingest usagedb over HTTP',
+      {
+        phase: 'http-ingest',
+        engine: 'usagedb',
+        dir: dirOf('usagedb-http'),
+        bodiesFile,
+        events: o.events,
+        seed: o.seed,
+        clients: HTTP_CLIENTS,
+      },
+      o.verbose,
+    );
+    const floor = http
+      ? await runTask<HttpFloorResult>(
+          'floor: JSON.parse + append + fsync',
+          { phase: 'http-floor', engine: 'floor', dir: dirOf('http-floor'), bodiesFile },
+          o.verbose,
+        )
+      : null;
+    report.http = { ingest: http, floor };
+    if (http) printHttp(http, floor, loaded, o);
+    rmSync(bodiesFile, { force: true });
   }
 
   // ---- query -------------------------------------------------------------------------------
@@ -498,6 +528,51 @@ async function main(): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/** Concurrent keep-alive clients of the HTTP ingest run. */
+const HTTP_CLIENTS = 4;
+
+function printHttp(
+  http: HttpIngestResult,
+  floor: HttpFloorResult | null,
+  loaded: Map<string, IngestResult>,
+  o: Options,
+): void {
+  section(
+    `HTTP ingest (${int(o.events)} events, POST /v1/usage/batch of 1,000, ${http.clients} keep-alive clients on loopback, balanced)`,
+  );
+  const sqlite = loaded.get('sqlite');
+  const sqliteEps = sqlite ? sqlite.events / sqlite.ingestSeconds : Number.NaN;
+  const floorEps = floor ? floor.events / floor.seconds : Number.NaN;
+  const e = http.expected;
+  const countsOk =
+    http.failures.length === 0 &&
+    http.counts.accepted === e.unique &&
+    http.counts.duplicates === e.duplicates &&
+    http.counts.conflicts === e.conflicts &&
+    http.stored?.count === e.unique &&
+    http.stored.quantitySum === String(e.quantitySum);
+  if (!countsOk)
+    mismatches.push(
+      `http ingest: counts ${JSON.stringify(http.counts)}, stored ${JSON.stringify(http.stored)}, expected ${JSON.stringify(e)}; ${http.failures.join('; ')}`,
+    );
+  const rows: string[][] = [];
+  const add = (label: string, eps: number, p50: number, p99: number, check: string) =>
+    rows.push([label, int(eps), ratio(eps / floorEps), ratio(eps / sqliteEps), ms(p50), ms(p99), check]);
+  const httpEps = http.events / http.seconds;
+  add(http.label, httpEps, http.p50Ms, http.p99Ms, countsOk ? 'ok' : 'MISMATCH');
+  const embedded = loaded.get('usagedb-balanced-x4');
+  if (embedded)
+    add(`${embedded.label} (embedded)`, embedded.events / embedded.ingestSeconds, Number.NaN, Number.NaN, '');
+  if (floor) add('floor: JSON.parse + append + fsync', floorEps, floor.p50Ms, floor.p99Ms, '');
+  if (sqlite) add('sqlite (embedded)', sqliteEps, Number.NaN, Number.NaN, '');
+  console.log(table(['path', 'events/s', '× floor', '× SQLite', 'p50 ms', 'p99 ms', 'counts'], rows));
+  console.log(
+    `events/s over HTTP: events sent / wall time of the client process (request bodies built beforehand, ${mib(http.bodyBytes)} MiB);\n` +
+      'p50/p99: one batch, request sent to response read (floor: parse + append + fsync of one body, one at a time);\n' +
+      `server peak RSS ${mib(http.maxRssBytes)} MiB; final flush ${fixed(http.flushSeconds, 2)} s (not in events/s).`,
+  );
+}
 
 function printIngest(
   plans: Plan[],

@@ -64,6 +64,10 @@ async function run(task: Task): Promise<TaskResult> {
     }
     case 'encode-floor':
       return (await import('./usagedb.ts')).encodeFloor(task.file);
+    case 'http-ingest':
+      return (await import('./http.ts')).httpIngestUsagedb(task);
+    case 'http-floor':
+      return (await import('./http.ts')).httpFloor(task.bodiesFile, task.dir);
   }
 }
 

@@ -15,6 +15,8 @@ import { UsageDbError } from '../errors.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerExportParquet } from './commands/export-parquet.ts';
 import { registerIngest } from './commands/ingest.ts';
+import { registerQuery } from './commands/query.ts';
+import { registerServe } from './commands/serve.ts';
 import type { CliContext, CliIo, CommandOutcome, GlobalOptions } from './context.ts';
 import { formatFailure, toFailure } from './failure.ts';
 
@@ -54,6 +56,8 @@ export function createProgram(ctx: CliContext): Command {
   registerIngest(program, ctx);
   registerExportParquet(program, ctx);
   registerDemo(program, ctx);
+  registerServe(program, ctx);
+  registerQuery(program, ctx);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

@@ -1,0 +1,207 @@
+/**
+ * The route table: every HTTP route is one entry naming its schemas and a handler that calls
+ * one `UsageDb` method. The server registers the table, the OpenAPI document is generated from
+ * it, and no ingest or query logic lives here: a later library method becomes a route by
+ * adding one entry.
+ */
+import type { Static, TSchema } from 'typebox';
+import type { IngestResult, UsageDb } from '../db.ts';
+import { UsageDbError } from '../errors.ts';
+import type { ServerConfig } from './config.ts';
+import type { ServerMetrics } from './metrics.ts';
+import {
+  AccountParams,
+  BatchRequest,
+  BatchResponse,
+  EventsQuery,
+  EventsResponse,
+  HealthResponse,
+  JsonQuery,
+  JsonQueryResponse,
+  MetricsResponse,
+  OpenApiResponse,
+  SqlRequest,
+  SqlResponse,
+  UsageQuery,
+  UsageResponse,
+} from './schemas.ts';
+
+export interface RouteContext {
+  db: UsageDb;
+  config: ServerConfig;
+  metrics: ServerMetrics;
+  startedAtMs: number;
+  /** The OpenAPI document of this table (built once at start). */
+  openApi: Record<string, unknown>;
+}
+
+export interface RouteInput<P, Q, B> {
+  params: P;
+  query: Q;
+  body: B;
+}
+
+export type HttpMethod = 'GET' | 'POST';
+
+/** One route. `url` uses Fastify's `:param` form; the OpenAPI document shows `{param}`. */
+export interface Route {
+  method: HttpMethod;
+  url: string;
+  summary: string;
+  /** Query routes are timed in the query latency histogram under their url. */
+  timed?: 'query';
+  /** A non-JSON answer (text/plain) serialised by the handler itself. */
+  produces?: 'text/plain';
+  params?: TSchema;
+  querystring?: TSchema;
+  body?: TSchema;
+  response: TSchema;
+  handler(input: RouteInput<unknown, unknown, unknown>, ctx: RouteContext): Promise<unknown>;
+}
+
+type StaticOr<T extends TSchema | undefined> = T extends TSchema ? Static<T> : undefined;
+
+/** Types the handler's input from the route's schemas (checked before the handler runs). */
+export function defineRoute<
+  P extends TSchema | undefined = undefined,
+  Q extends TSchema | undefined = undefined,
+  B extends TSchema | undefined = undefined,
+>(route: {
+  method: HttpMethod;
+  url: string;
+  summary: string;
+  timed?: 'query';
+  produces?: 'text/plain';
+  params?: P;
+  querystring?: Q;
+  body?: B;
+  response: TSchema;
+  handler(input: RouteInput<StaticOr<P>, StaticOr<Q>, StaticOr<B>>, ctx: RouteContext): Promise<unknown>;
+}): Route {
+  return route as Route;
+}
+
+/** The billing lines of one account, in the default grouping of an invoice. */
+export const DEFAULT_USAGE_GROUP_BY = ['product_id', 'meter_id', 'model_id', 'unit'];
+
+function splitList(text: string | undefined): string[] | undefined {
+  if (text === undefined) return undefined;
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function ingestRoute() {
+  return defineRoute({
+    method: 'POST',
+    url: '/v1/usage/batch',
+    summary: 'Ingest a batch of usage events (idempotent per event_id)',
+    body: BatchRequest,
+    response: BatchResponse,
+    async handler({ body }, { db, config, metrics }): Promise<IngestResult> {
+      // Checked here too: the server's limit may be lower than the library's.
+      if (body.events.length > config.batchEventsMax) {
+        throw new UsageDbError(
+          'USAGEDB_ERR_BATCH_TOO_LARGE',
+          `batch of ${body.events.length} events exceeds the limit of ${config.batchEventsMax}`,
+        );
+      }
+      return metrics.timeIngest(() => db.ingest(body.events));
+    },
+  });
+}
+
+export const ROUTES: readonly Route[] = [
+  ingestRoute(),
+  defineRoute({
+    method: 'GET',
+    url: '/v1/accounts/:id/usage',
+    summary: "An account's usage per billing line (default group_by product_id,meter_id,model_id,unit)",
+    timed: 'query',
+    params: AccountParams,
+    querystring: UsageQuery,
+    response: UsageResponse,
+    async handler({ params, query }, { db }) {
+      const groupBy = splitList(query.group_by) ?? DEFAULT_USAGE_GROUP_BY;
+      const filters: Record<string, string> = {};
+      if (query.product_id !== undefined) filters.product_id = query.product_id;
+      if (query.meter_id !== undefined) filters.meter_id = query.meter_id;
+      if (query.model_id !== undefined) filters.model_id = query.model_id;
+      if (query.event_source !== undefined) filters.source = query.event_source;
+      const source = query.source ?? 'auto';
+      const result = await db.query({
+        source,
+        account_id: params.id,
+        from: query.from,
+        to: query.to,
+        group_by: groupBy,
+        filters,
+        metrics: ['sum', 'count'],
+      });
+      const lines = result.rows.map((row) => {
+        const line: Record<string, string | number | null> = {};
+        for (const key of groupBy) line[key] = row[key] ?? null;
+        line.quantity = row.sum;
+        line.event_count = row.count;
+        return line;
+      });
+      return { account_id: params.id, from: query.from, to: query.to, source, lines };
+    },
+  }),
+  defineRoute({
+    method: 'GET',
+    url: '/v1/accounts/:id/usage/events',
+    summary: "One page of an account's raw events, ordered by (timestamp_ms, event_id)",
+    timed: 'query',
+    params: AccountParams,
+    querystring: EventsQuery,
+    response: EventsResponse,
+    handler: ({ params, query }, { db }) => db.events({ ...query, account_id: params.id }),
+  }),
+  defineRoute({
+    method: 'POST',
+    url: '/v1/query/json',
+    summary: 'JSON query: group, filter and aggregate events',
+    timed: 'query',
+    body: JsonQuery,
+    response: JsonQueryResponse,
+    handler: ({ body }, { db }) => db.query(body),
+  }),
+  defineRoute({
+    method: 'POST',
+    url: '/v1/query/sql',
+    summary: 'Strict SQL subset over the table usage_events',
+    timed: 'query',
+    body: SqlRequest,
+    response: SqlResponse,
+    handler: ({ body }, { db }) => db.sql(body.query),
+  }),
+  defineRoute({
+    method: 'GET',
+    url: '/health',
+    summary: 'Liveness',
+    response: HealthResponse,
+    handler: async (_input, { db, startedAtMs }) => ({
+      status: 'ok',
+      durability: db.durability,
+      uptime_s: (Date.now() - startedAtMs) / 1000,
+      flush_error: db.stats().flushError,
+    }),
+  }),
+  defineRoute({
+    method: 'GET',
+    url: '/metrics',
+    summary: 'Prometheus metrics',
+    produces: 'text/plain',
+    response: MetricsResponse,
+    handler: (_input, { metrics }) => metrics.render(),
+  }),
+  defineRoute({
+    method: 'GET',
+    url: '/openapi.json',
+    summary: 'The OpenAPI document of these routes',
+    response: OpenApiResponse,
+    handler: async (_input, { openApi }) => openApi,
+  }),
+];

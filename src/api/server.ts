@@ -1,0 +1,185 @@
+/**
+ * The HTTP server: a Fastify instance that registers the route table over one open `UsageDb`.
+ * It owns no data: ingest and queries are the library's, the server adds transport, keys,
+ * limits, request ids, logs and metrics.
+ *
+ * Invariants:
+ * - every answer that is not 2xx is `{ "error": { "code", "message" } }` with the
+ *   catalogue's status; an ingest that fails to persist is a 503 and acknowledged nothing;
+ * - with keys configured, no /v1 request reaches a handler (or has its body read) without one;
+ * - `close()` stops accepting, lets in-flight requests finish, then returns; the caller closes
+ *   the database afterwards (the server never closes a database it was handed).
+ */
+import { randomUUID } from 'node:crypto';
+import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import type { UsageDb } from '../db.ts';
+import { ApiKeys } from './auth.ts';
+import type { ServerConfig } from './config.ts';
+import { toHttpError } from './http-errors.ts';
+import { ServerMetrics } from './metrics.ts';
+import { openApiDocument } from './openapi.ts';
+import { type RouteContext, ROUTES, type Route } from './routes.ts';
+
+export interface CreateServerOptions {
+  db: UsageDb;
+  config: ServerConfig;
+  /** Defaults to pino on stderr at `config.logLevel`. */
+  logger?: Logger;
+  /** Extra routes (tests); registered like the table's. */
+  routes?: readonly Route[];
+  version?: string;
+}
+
+export type UsageDbServer = FastifyInstance;
+
+/** Routes a load balancer, a metrics scraper and a client generator reach without a key. */
+const OPEN_ROUTES: ReadonlySet<string> = new Set(['/health', '/metrics', '/openapi.json']);
+
+function errorBody(code: string, message: string): { error: { code: string; message: string } } {
+  return { error: { code, message } };
+}
+
+export async function createServer(options: CreateServerOptions): Promise<UsageDbServer> {
+  const { db, config } = options;
+  const routes = [...ROUTES, ...(options.routes ?? [])];
+  const logger = options.logger ?? pino({ level: config.logLevel }, pino.destination(2));
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: config.bodyBytesMax,
+    requestTimeout: config.requestTimeoutMs,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    // Requests arriving while closing get our own 503 (onRequest below), in the error shape.
+    return503OnClosing: false,
+  });
+  // Only JSON bodies: anything else is a 415.
+  app.removeContentTypeParser('text/plain');
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  // Responses are plain JSON.stringify (fast, keeps every field); the response schemas are the
+  // documented contract, held against real answers by the tests.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+
+  const keys = new ApiKeys(config.apiKeys);
+  const metrics = new ServerMetrics(db);
+  const ctx: RouteContext = {
+    db,
+    config,
+    metrics,
+    startedAtMs: Date.now(),
+    openApi: openApiDocument(routes, options.version ?? '0.0.0'),
+  };
+
+  // Keep-alive connections would hold close() open: once closing, every answer ends its connection.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+    if (closing) {
+      reply
+        .code(503)
+        .send(errorBody('USAGEDB_ERR_CLOSED', 'the server is shutting down; nothing was done, retry later'));
+      return reply;
+    }
+    // Decided on the matched route, not the raw URL (which may be percent-encoded): only the
+    // operational routes are open; everything else, unknown paths included, needs a key.
+    if (
+      keys.enabled &&
+      !OPEN_ROUTES.has(req.routeOptions.url ?? '') &&
+      !keys.check(req.headers.authorization)
+    ) {
+      reply
+        .code(401)
+        .header('www-authenticate', 'Bearer')
+        .send(
+          errorBody(
+            'USAGEDB_ERR_UNAUTHORIZED',
+            'missing or unknown API key; send Authorization: Bearer <key>',
+          ),
+        );
+      return reply;
+    }
+    return undefined;
+  });
+  app.addHook('onSend', async (_req, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    metrics.countRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode);
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const e = toHttpError(err, config);
+    if (e.status >= 500) req.log.error({ err }, 'request failed');
+    else req.log.info({ code: e.code, message: e.message }, 'request refused');
+    void reply.code(e.status).send(errorBody(e.code, e.message));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply
+      .code(404)
+      .send(errorBody('USAGEDB_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
+  });
+
+  for (const route of routes) {
+    app.route({
+      method: route.method,
+      url: route.url,
+      schema: {
+        ...(route.params ? { params: route.params } : {}),
+        ...(route.querystring ? { querystring: route.querystring } : {}),
+        ...(route.body ? { body: route.body } : {}),
+      },
+      handler: async (req, reply) => {
+        const input = { params: req.params, query: req.query, body: req.body };
+        const t0 = performance.now();
+        try {
+          const result = await route.handler(input, ctx);
+          if (route.produces === 'text/plain') {
+            void reply.type(route.url === '/metrics' ? metrics.contentType : 'text/plain; charset=utf-8');
+            return String(result);
+          }
+          return result;
+        } finally {
+          if (route.timed === 'query') metrics.observeQuery(route.url, (performance.now() - t0) / 1000);
+        }
+      },
+    });
+  }
+  await app.ready();
+  return app;
+}
+
+/** Time given to in-flight requests at shutdown before their connections are cut. */
+export const SHUTDOWN_GRACE_MS = 30_000;
+
+/**
+ * Stops accepting, lets in-flight requests finish (their connections then close), and
+ * resolves when none is left; after `graceMs`, cuts whatever is still open.
+ */
+export async function closeServer(app: UsageDbServer, graceMs = SHUTDOWN_GRACE_MS): Promise<void> {
+  const closed = app.close();
+  // Connections that go idle after close() started would otherwise wait for their keep-alive timeout.
+  const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+  const cut = setTimeout(() => app.server.closeAllConnections(), graceMs);
+  try {
+    await closed;
+  } finally {
+    clearInterval(sweep);
+    clearTimeout(cut);
+  }
+}
+
+/** Listens on `config.host:config.port` (port 0: any free port); returns the base URL. */
+export async function listen(
+  app: UsageDbServer,
+  config: Pick<ServerConfig, 'host' | 'port'>,
+): Promise<string> {
+  await app.listen({ host: config.host, port: config.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.port;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  return `http://${host}:${port}`;
+}
