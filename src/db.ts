@@ -98,7 +98,11 @@ export interface UsageDbStats {
   /** Segments of conflicting copies set aside by compaction (never counted). */
   quarantineSegments: number;
   memtableRows: number;
+  /** Estimated heap held by the current and frozen memtables. */
+  memtableBytes: number;
   frozenMemtables: number;
+  /** WAL fsyncs since open: how many, their total and longest time. */
+  walFsync: { count: number; totalMs: number; maxMs: number };
   manifestGeneration: number;
   walFile: number;
   /** The error of the last flush attempt while flushes keep failing, else null. */
@@ -459,6 +463,12 @@ export class UsageDb {
       segments: this.segments.segmentCount,
       quarantineSegments: this.versions.current.quarantine.length,
       memtableRows: this.memtables.current.rowCount,
+      memtableBytes: this.memtables.approxBytes,
+      walFsync: {
+        count: this.ingestor.fsyncs.count,
+        totalMs: this.ingestor.fsyncs.totalMs,
+        maxMs: this.ingestor.fsyncs.maxMs,
+      },
       frozenMemtables: this.memtables.frozen.length,
       manifestGeneration: this.versions.current.generation,
       walFile: this.ingestor.walFileNumber,

@@ -74,6 +74,18 @@ export class ServerMetrics {
       });
     stat('usagedb_memtable_rows', 'Rows in the current memtable', (s) => s.memtableRows);
     stat(
+      'usagedb_memtable_bytes',
+      'Estimated heap of the current and frozen memtables',
+      (s) => s.memtableBytes,
+    );
+    total('usagedb_wal_fsyncs_total', 'WAL fsyncs since open', (s) => s.walFsync.count);
+    total(
+      'usagedb_wal_fsync_seconds_total',
+      'Time spent in WAL fsyncs since open',
+      (s) => s.walFsync.totalMs / 1000,
+    );
+    stat('usagedb_wal_fsync_max_seconds', 'Longest WAL fsync since open', (s) => s.walFsync.maxMs / 1000);
+    stat(
       'usagedb_quarantine_segments',
       'Segments of conflicting copies set aside by compaction',
       (s) => s.quarantineSegments,

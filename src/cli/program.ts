@@ -1,5 +1,5 @@
 /**
- * The `usagedb` command-line program (DESIGN §5): global options, one module per command
+ * The `usagedb` command-line program (docs/cli.md): global options, one module per command
  * under commands/, and the single place that prints results and turns failures into one line
  * and an exit code.
  *
@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { UsageDbError } from '../errors.ts';
+import { registerAdmin } from './commands/admin.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerExportParquet } from './commands/export-parquet.ts';
 import { registerIngest } from './commands/ingest.ts';
@@ -58,6 +59,7 @@ export function createProgram(ctx: CliContext): Command {
   registerDemo(program, ctx);
   registerServe(program, ctx);
   registerQuery(program, ctx);
+  registerAdmin(program, ctx);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

@@ -15,11 +15,18 @@
 import type { Stats } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { ReadSnapshot } from '../storage/snapshot.ts';
 import { UsageDbError, assert } from '../errors.ts';
 import { echoText } from '../model/echo.ts';
 import { ID_BYTES_MAX } from '../model/validate.ts';
-import { type ExportPlan, type RowChunk, type RowFilter, dayChunks, fileChunks, planExport } from './plan.ts';
+import {
+  type ExportPlan,
+  type ExportSnapshot,
+  type RowChunk,
+  type RowFilter,
+  dayChunks,
+  fileChunks,
+  planExport,
+} from './plan.ts';
 import { RowGroupBuilder } from './row-group-builder.ts';
 import { EXPORT_COLUMN_NAMES } from './schema.ts';
 import { ParquetWriterThread } from './writer-thread.ts';
@@ -275,7 +282,7 @@ async function startVerifiedFile(
  */
 async function writeFiles(
   writer: ParquetWriterThread,
-  snapshot: ReadSnapshot,
+  snapshot: ExportSnapshot,
   plan: ExportPlan,
   target: string,
   tmp: string,
@@ -327,7 +334,7 @@ async function writeFiles(
  * be empty) and receives one `date=YYYY-MM-DD/part-00000.parquet` per UTC day holding rows.
  */
 export async function exportParquet(
-  snapshot: ReadSnapshot,
+  snapshot: ExportSnapshot,
   outPath: string,
   options: ExportParquetOptions = {},
 ): Promise<ExportParquetResult> {

@@ -11,15 +11,40 @@
  *   holds no event twice;
  * - decoded chunks hold at most max(chunkRows, one block) rows, so reading stays bounded.
  */
-import type { ReadSnapshot } from '../storage/snapshot.ts';
 import { assert } from '../errors.ts';
-import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
+import { COLUMN_NAMES, type ColumnBatch, type ColumnName, type EventColumns } from '../model/columns.ts';
 import type { PackedIds } from '../model/packed-ids.ts';
 import type { PartitionSlice } from '../storage/segment-store.ts';
 import type { BlockMeta, SegmentReader } from '../storage/segment/segment-reader.ts';
 import { accountBucket, utcDay } from '../storage/partition.ts';
 
 const DAY_MS = 86_400_000;
+
+/**
+ * What the export reads of the storage layer (a read snapshot satisfies it): whole files,
+ * verified, decoded block by block. The export holds no other handle on storage.
+ */
+export interface ExportSource {
+  /** A verified reader of a whole file, not cached (a one-pass scan). */
+  scanFileReader(segmentId: number): Promise<SegmentReader>;
+  /** A verified reader of a whole file, through the segment cache (day partitions reread files). */
+  fileReader(segmentId: number): Promise<SegmentReader>;
+  decodeBlocks(
+    segmentId: number,
+    reader: SegmentReader,
+    names: readonly ColumnName[],
+    blocks: readonly number[],
+  ): ColumnBatch;
+  decodeEventIdBytes(segmentId: number, reader: SegmentReader, blocks: readonly number[]): PackedIds;
+}
+
+/** A pinned point-in-time view, as the export needs it. */
+export interface ExportSnapshot {
+  bucketCount: number;
+  segments: readonly PartitionSlice[];
+  store: ExportSource;
+  memtables: readonly EventColumns[];
+}
 
 export interface RowFilter {
   /** Inclusive lower bound (ms); -Infinity for none. */
@@ -111,7 +136,7 @@ function sliceMayHoldAccount(
 }
 
 /** The export plan: the UTC days that may hold matching rows, ascending. */
-export function planExport(snapshot: ReadSnapshot, filter: RowFilter): ExportPlan {
+export function planExport(snapshot: ExportSnapshot, filter: RowFilter): ExportPlan {
   const days = new Map<number, DayPlan>();
   const dayPlan = (dayIndex: number): DayPlan => {
     let plan = days.get(dayIndex);
@@ -199,7 +224,7 @@ function selectBlocks(
 
 /** The matching rows of `blocks` of one file, decoded a run of at most `chunkRows` rows at a time. */
 function* blockChunks(
-  snapshot: ReadSnapshot,
+  snapshot: ExportSnapshot,
   segmentId: number,
   reader: SegmentReader,
   blocks: readonly number[],
@@ -225,7 +250,7 @@ function* blockChunks(
  * by day. For one output file: day by day would read every file once per day.
  */
 export async function* fileChunks(
-  snapshot: ReadSnapshot,
+  snapshot: ExportSnapshot,
   plan: ExportPlan,
   filter: RowFilter,
   chunkRows: number,
@@ -246,7 +271,7 @@ export async function* fileChunks(
  * a slice is often a few hundred rows); then memtable rows.
  */
 export async function* dayChunks(
-  snapshot: ReadSnapshot,
+  snapshot: ExportSnapshot,
   plan: DayPlan,
   filter: RowFilter,
   chunkRows: number,

@@ -19,7 +19,7 @@ import type { FileSystem } from '../storage/fs/file-system.ts';
 import { AsyncMutex } from '../util/async-mutex.ts';
 import type { Admission, IngestResult } from './admission.ts';
 import type { Memtables } from './memtables.ts';
-import { WalWriter } from './wal.ts';
+import { FsyncTimes, WalWriter } from './wal.ts';
 import { encodeWalBatch } from './wal-batch.ts';
 
 export type Durability = 'strict' | 'balanced' | 'fast';
@@ -63,7 +63,11 @@ export class Ingestor {
     this.memtables = init.memtables;
     this.admission = init.admission;
     this.wal = init.wal;
+    this.wal.fsyncs = this.fsyncs;
   }
+
+  /** WAL fsync latency since open. */
+  readonly fsyncs = new FsyncTimes();
 
   get walFileNumber(): number {
     return this.wal.fileNumber;
@@ -185,6 +189,7 @@ export class Ingestor {
     if (this.wal.failed) await this.repairWal();
     await this.wal.syncTo(this.wal.sizeBytes);
     const next = await WalWriter.create(this.fs, this.walDir, this.wal.fileNumber + 1);
+    next.fsyncs = this.fsyncs;
     this.memtables.freezeCurrent(this.wal.fileNumber, nowMs);
     await this.wal.close();
     this.wal = next;

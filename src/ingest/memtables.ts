@@ -56,6 +56,10 @@ export class Memtables {
     return [...this.frozen.map((f) => f.memtable.columns()), this.current.columns(this.visibleRows)];
   }
 
+  get approxBytes(): number {
+    return this.current.approxBytes + this.frozen.reduce((n, f) => n + f.memtable.approxBytes, 0);
+  }
+
   get rows(): number {
     return this.current.rowCount + this.frozen.reduce((n, f) => n + f.memtable.rowCount, 0);
   }

@@ -134,7 +134,22 @@ export function readWalFile(
  * The open WAL file that ingest appends to, with group commit: concurrent callers that wait
  * for durability share one fsync.
  */
+/** fsync latency of the WAL, over every WAL file of one open database (for metrics). */
+export class FsyncTimes {
+  count = 0;
+  totalMs = 0;
+  maxMs = 0;
+
+  record(ms: number): void {
+    this.count++;
+    this.totalMs += ms;
+    if (ms > this.maxMs) this.maxMs = ms;
+  }
+}
+
 export class WalWriter {
+  /** Where this writer's fsync times go (the ingestor shares one across rotations). */
+  fsyncs = new FsyncTimes();
   readonly fileNumber: number;
   readonly path: string;
   private readonly file: AppendFile;
@@ -219,10 +234,12 @@ export class WalWriter {
       this.throwIfFailed();
       if (this.syncInFlight === null) {
         const target = this.file.size();
+        const startedMs = performance.now();
         this.syncInFlight = this.file.sync().then(
           () => {
             this.durable = Math.max(this.durable, target);
             this.syncInFlight = null;
+            this.fsyncs.record(performance.now() - startedMs);
           },
           (err: unknown) => {
             this.syncInFlight = null;

@@ -353,7 +353,9 @@ async function prefetchCandidates(
     if (group === undefined) byReader.set(reader, (group = { entry, blocks: new Set() }));
     group.blocks.add(block);
   }
-  for (const [reader, { entry, blocks }] of byReader) await store.prefetch(entry, reader, names, [...blocks]);
+  await store.prefetch(
+    [...byReader].map(([reader, { entry, blocks }]) => ({ entry, reader, names, blocks: [...blocks] })),
+  );
 }
 
 /**

@@ -230,10 +230,19 @@ export function selectBlocks(
   return candidates.filter((b) => buckets.has(ofBlock[b]));
 }
 
+/** An opened entry with the blocks a scan will visit. */
+interface OpenedEntry {
+  entry: SegmentEntryView;
+  seg: ReturnType<ChunkCache['segment']>;
+  reader: SegmentReaderView;
+  blocks: readonly number[];
+}
+
 /**
- * Visits every block that may match, segment by segment in the given order. `stopBefore`,
- * when given, is asked before each segment; a true answer ends the scan (the audit listing
- * stops once later segments cannot change its page).
+ * Visits every block that may match, segment by segment in the given order. Consecutive
+ * entries of one file (partition slices) are opened first and their cold chunks read together,
+ * then visited. `stopBefore`, when given, is asked before each segment; a true answer ends the
+ * scan (the audit listing stops once later segments cannot change its page).
  */
 export async function scanSegments(
   snapshot: QuerySnapshot,
@@ -246,52 +255,94 @@ export async function scanSegments(
 ): Promise<void> {
   const buckets = bucketsOf(target, snapshot.bucketCount);
   const store = snapshot.store;
-  for (let i = 0; i < segments.length; i++) {
-    const entry = segments[i];
-    if (stopBefore !== undefined && (await stopBefore(entry))) {
-      stats.segmentsPruned += segments.length - i;
-      return;
+  const extra = visitor.extraColumns ?? [];
+  for (let i = 0; i < segments.length;) {
+    // One file's run of entries (a single entry when entries do not name their file).
+    let end = i + 1;
+    const file = segments[i].segment_id;
+    if (file !== undefined) while (end < segments.length && segments[end].segment_id === file) end++;
+    const opened: OpenedEntry[] = [];
+    let stopped = false;
+    for (let k = i; k < end; k++) {
+      const entry = segments[k];
+      if (stopBefore !== undefined && (await stopBefore(entry))) {
+        stats.segmentsPruned += segments.length - k;
+        stopped = true;
+        break;
+      }
+      const one = await openEntry(snapshot, entry, target, buckets, cache, stats);
+      if (one !== null) opened.push(one);
     }
-    if (!segmentMayMatch(entry, target, buckets)) {
-      stats.segmentsPruned++;
-      continue;
+    if (store.prefetch !== undefined && opened.length > 0) {
+      // One read per column run of the file for the blocks the cache lacks.
+      const requests = opened.map(({ entry, seg, reader, blocks }) => {
+        const names = [
+          ...new Set([...visitor.columnsFor(reader.meta.blocks[blocks[0]]), ...PREFETCH_ALWAYS, ...extra]),
+        ];
+        return { entry, reader, names, blocks: blocks.filter((b) => !cache.holds(seg, names, b)) };
+      });
+      await store.prefetch(requests.filter((r) => r.blocks.length > 0));
     }
-    const seg = cache.segment(store, entry);
-    let reader = cache.reader(seg);
-    if (reader === null) {
-      reader = await store.reader(entry);
-      cache.keepReader(seg, reader, entry.size_bytes);
-    }
-    stats.segmentsOpened++;
-    const meta = reader.meta;
-    const blocks = segmentMetaMayMatch(meta, target)
-      ? selectBlocks(reader, target, entry, buckets, snapshot.bucketCount)
-      : [];
-    stats.blocksSkipped += meta.blocks.length - blocks.length;
-    if (blocks.length === 0) continue;
-    stats.segmentsScanned++;
-    const extra = visitor.extraColumns ?? [];
-    if (store.prefetch !== undefined) {
-      // One read per column run for the blocks the cache lacks, instead of one per block.
-      const names = [
-        ...new Set([...visitor.columnsFor(meta.blocks[blocks[0]]), ...PREFETCH_ALWAYS, ...extra]),
-      ];
-      const cold = blocks.filter((b) => !cache.holds(seg, names, b));
-      if (cold.length > 0) await store.prefetch(entry, reader, names, cold);
-    }
-    for (let k = 0; k < blocks.length; k++) {
-      const b = blocks[k];
-      const block = meta.blocks[b];
-      const names = visitor.columnsFor(block);
-      // A cached chunk may have been evicted since the bulk read: then read that block now.
-      if (store.prefetch !== undefined && !cache.holds(seg, names, b))
-        await store.prefetch(entry, reader, extra.length > 0 ? [...names, ...extra] : names, [b]);
-      else if (store.prefetch !== undefined && extra.length > 0)
-        await store.prefetch(entry, reader, extra, [b]);
-      const batch = cache.block(seg, store, entry, reader, b, block.rowCount, names, stats);
-      stats.blocksRead++;
-      stats.rowsScanned += block.rowCount;
-      visitor.visit(batch, block, entry, b, reader);
-    }
+    for (const o of opened) await visitEntry(store, o, cache, stats, visitor, extra);
+    if (stopped) return;
+    i = end;
+  }
+}
+
+/** Prunes by manifest and segment metadata; the opened reader and its blocks, or null. */
+async function openEntry(
+  snapshot: QuerySnapshot,
+  entry: SegmentEntryView,
+  target: ScanTarget,
+  buckets: ReadonlySet<number> | null,
+  cache: ChunkCache,
+  stats: QueryStats,
+): Promise<OpenedEntry | null> {
+  if (!segmentMayMatch(entry, target, buckets)) {
+    stats.segmentsPruned++;
+    return null;
+  }
+  const store = snapshot.store;
+  const seg = cache.segment(store, entry);
+  let reader = cache.reader(seg);
+  if (reader === null) {
+    reader = await store.reader(entry);
+    cache.keepReader(seg, reader, entry.size_bytes);
+  }
+  stats.segmentsOpened++;
+  const meta = reader.meta;
+  const blocks = segmentMetaMayMatch(meta, target)
+    ? selectBlocks(reader, target, entry, buckets, snapshot.bucketCount)
+    : [];
+  stats.blocksSkipped += meta.blocks.length - blocks.length;
+  if (blocks.length === 0) return null;
+  stats.segmentsScanned++;
+  return { entry, seg, reader, blocks };
+}
+
+async function visitEntry(
+  store: QuerySnapshot['store'],
+  { entry, seg, reader, blocks }: OpenedEntry,
+  cache: ChunkCache,
+  stats: QueryStats,
+  visitor: BlockVisitor,
+  extra: readonly ColumnName[],
+): Promise<void> {
+  const meta = reader.meta;
+  for (let k = 0; k < blocks.length; k++) {
+    const b = blocks[k];
+    const block = meta.blocks[b];
+    const names = visitor.columnsFor(block);
+    // A cached chunk may have been evicted since the bulk read: then read that block now.
+    if (store.prefetch !== undefined && !cache.holds(seg, names, b))
+      await store.prefetch([
+        { entry, reader, names: extra.length > 0 ? [...names, ...extra] : names, blocks: [b] },
+      ]);
+    else if (store.prefetch !== undefined && extra.length > 0)
+      await store.prefetch([{ entry, reader, names: extra, blocks: [b] }]);
+    const batch = cache.block(seg, store, entry, reader, b, block.rowCount, names, stats);
+    stats.blocksRead++;
+    stats.rowsScanned += block.rowCount;
+    visitor.visit(batch, block, entry, b, reader);
   }
 }

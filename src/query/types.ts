@@ -211,6 +211,16 @@ export interface SegmentEntryView {
   bucket?: number;
   min_account?: string;
   max_account?: string;
+  /** The file an entry lies in, when several entries share one (partition slices). */
+  segment_id?: number;
+}
+
+/** One entry's chunks to read before its blocks are decoded. */
+export interface PrefetchRequest {
+  entry: SegmentEntryView;
+  reader: SegmentReaderView;
+  names: readonly ColumnName[];
+  blocks: readonly number[];
 }
 
 export interface SegmentReaderView {
@@ -228,16 +238,12 @@ export interface SegmentSource {
     blocks?: readonly number[],
   ): ColumnBatch;
   /**
-   * Reads from disk the chunks of `names` × `blocks` that `reader` does not hold yet, so that
-   * `decode` and `decodeEventIds` of them need no I/O. Optional: a source whose readers hold
-   * every chunk (a whole file in memory, a test's hand-built source) leaves it out.
+   * Reads from disk the chunks of each request's `names` × `blocks` that its reader does not
+   * hold yet, so that `decode` and `decodeEventIds` of them need no I/O; requests on one file
+   * are read together (runs of nearby blocks in one read). Optional: a source whose readers
+   * hold every chunk (a whole file in memory, a test's hand-built source) leaves it out.
    */
-  prefetch?(
-    entry: SegmentEntryView,
-    reader: SegmentReaderView,
-    names: readonly ColumnName[],
-    blocks: readonly number[],
-  ): Promise<void>;
+  prefetch?(requests: readonly PrefetchRequest[]): Promise<void>;
   /** The event ids of the given rows of one block (what an audit page returns of it). */
   decodeEventIds(
     entry: SegmentEntryView,

@@ -621,23 +621,34 @@ export class SegmentStore {
     return view;
   }
 
-  /** Reads the chunks of `names` × `blocks` (relative) of a slice that its reader lacks. */
+  /**
+   * Reads the chunks that the requests' readers lack: `names` × `blocks` (relative) of each
+   * slice, the slices of one file (and one image) together, so nearby blocks of different
+   * slices share a read.
+   */
   async prefetch(
-    slice: PartitionSlice,
-    view: SliceReader,
-    names: readonly ColumnName[],
-    blocks: readonly number[],
+    requests: readonly {
+      entry: PartitionSlice;
+      reader: SliceReader;
+      names: readonly ColumnName[];
+      blocks: readonly number[];
+    }[],
   ): Promise<void> {
-    const reader = this.fileOfSlice.get(view);
-    assert(reader !== undefined, `segment ${slice.segment_id} read with a reader it did not hand out`);
-    const image = this.imageOfReader.get(reader);
-    assert(image !== undefined, `segment ${slice.segment_id}: slice reader without its image`);
-    await this.pointColumns(
-      slice.segment_id,
-      names,
-      blocks.map((b) => slice.first_block + b),
-      image,
-    );
+    const byImage = new Map<PointImage, { segmentId: number; names: Set<ColumnName>; blocks: number[] }>();
+    for (const { entry: slice, reader: view, names, blocks } of requests) {
+      const reader = this.fileOfSlice.get(view);
+      assert(reader !== undefined, `segment ${slice.segment_id} read with a reader it did not hand out`);
+      const image = this.imageOfReader.get(reader);
+      assert(image !== undefined, `segment ${slice.segment_id}: slice reader without its image`);
+      let group = byImage.get(image);
+      if (group === undefined)
+        byImage.set(image, (group = { segmentId: slice.segment_id, names: new Set(), blocks: [] }));
+      for (const n of names) group.names.add(n);
+      for (const b of blocks) group.blocks.push(slice.first_block + b);
+    }
+    for (const [image, group] of byImage) {
+      await this.pointColumns(group.segmentId, [...group.names], group.blocks, image);
+    }
   }
 
   /** Decodes columns of a slice's blocks (relative indexes; all when omitted). */

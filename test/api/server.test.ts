@@ -214,6 +214,10 @@ describe('HTTP API without keys', () => {
       'usagedb_ingest_batch_duration_seconds_bucket',
       'usagedb_query_duration_seconds_bucket{le="0.001",route="/v1/query/json"}',
       'usagedb_memtable_rows',
+      'usagedb_memtable_bytes',
+      'usagedb_wal_fsyncs_total',
+      'usagedb_wal_fsync_seconds_total',
+      'usagedb_wal_fsync_max_seconds',
       'usagedb_segments',
       'usagedb_http_requests_total',
       'usagedb_flush_failing 0',
@@ -224,6 +228,8 @@ describe('HTTP API without keys', () => {
       expect(m.text).toContain(name);
     expect(m.text).toMatch(/usagedb_ingest_events_total\{outcome="accepted"\} 51\b/);
     expect(m.text).toMatch(/usagedb_memtable_rows 51\b/);
+    // Ingest in balanced mode fsyncs the WAL: the count is positive.
+    expect(m.text).toMatch(/usagedb_wal_fsyncs_total [1-9]/);
   });
 
   it('GET /openapi.json is a valid OpenAPI 3.1 document listing every route with its schemas', async () => {

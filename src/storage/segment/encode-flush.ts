@@ -11,6 +11,8 @@ import type { SegmentMeta } from './segment-format.ts';
 import { encodeSegment } from './segment-writer.ts';
 
 const DAY_MS = 86_400_000;
+/** Above every UTC day number a timestamp can have (8.64e15 ms / DAY_MS = 1e8). */
+const DAYS_PER_BUCKET_KEY = 100_000_001;
 
 export interface EncodeRequest {
   columns: EventColumns;
@@ -46,8 +48,10 @@ export function clusterRows(
   bucketCount: number,
 ): { rows: Uint32Array; runStarts: number[] } {
   const bucketOfCode = c.account_id.dict.map((a) => accountBucket(a, bucketCount));
+  // Bucket-major: one account's days lie side by side in the file, so a query of an account's
+  // month reads one contiguous run per column instead of one read per day.
   const partitionOf = (row: number) =>
-    Math.floor(c.timestamp_ms[row] / DAY_MS) * 65_536 + bucketOfCode[c.account_id.codes[row]];
+    bucketOfCode[c.account_id.codes[row]] * DAYS_PER_BUCKET_KEY + Math.floor(c.timestamp_ms[row] / DAY_MS);
   const rows = sortRowsForSegment(c, partitionOf);
   const runStarts: number[] = [];
   let previous = -1;

@@ -1,0 +1,92 @@
+/**
+ * Operator commands over the database in --db-root: `check [--deep]`, `compact`,
+ * `inspect-segment ID`. Each opens the database (so a running server's lock refuses it:
+ * one process owns a directory), calls one library method, prints its result.
+ */
+import type { Command } from 'commander';
+import type { UsageDb } from '../../db.ts';
+import { UsageDbError } from '../../errors.ts';
+import type { CliContext } from '../context.ts';
+import { table } from '../format.ts';
+import { openExistingDb } from '../open-db.ts';
+
+async function withDb<T>(dir: string, work: (db: UsageDb) => Promise<T>, flushOnClose: boolean): Promise<T> {
+  const db = await openExistingDb(dir);
+  try {
+    return await work(db);
+  } finally {
+    // Read-only commands leave replayed WAL events where they were, for the next open.
+    await db.close({ flushMemtable: flushOnClose });
+  }
+}
+
+export function registerAdmin(program: Command, ctx: CliContext): void {
+  program
+    .command('check')
+    .description(
+      'verify every file the manifest names (sizes; with --deep every checksum and a full decode); lists segment ids and the quarantine',
+    )
+    .option('--deep', 'read and verify every byte')
+    .action(async (flags: { deep?: boolean }, command: Command) => {
+      const g = ctx.globals(command);
+      const report = await withDb(g.dbRoot, (db) => db.check({ deep: flags.deep === true }), false);
+      const rows = report.segments.map((s) => [
+        String(s.id),
+        s.kind,
+        String(s.rows),
+        String(s.size_bytes),
+        s.ok ? 'ok' : `FAILED: ${s.problem ?? ''}`,
+      ]);
+      const human =
+        `manifest generation ${report.manifest.generation} (format ${report.manifest.format_version}), ` +
+        `${report.segments.length} segments, ${report.quarantine.length} quarantined, ${report.deep ? 'deep' : 'shallow'} check\n` +
+        `${table(['segment', 'kind', 'rows', 'bytes', 'status'], rows, [true, false, true, true, false])}\n` +
+        `${report.ok ? 'ok' : `${report.problems.length} problem(s)`}\n`;
+      ctx.finish({
+        data: { db_root: g.dbRoot, ...report },
+        human,
+        ...(report.ok
+          ? {}
+          : { failure: new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', report.problems.join('; ')) }),
+      });
+    });
+
+  program
+    .command('compact')
+    .description('merge segments now (exact duplicates dropped, conflicting copies quarantined)')
+    .action(async (_flags: unknown, command: Command) => {
+      const g = ctx.globals(command);
+      const result = await withDb(g.dbRoot, (db) => db.compact(), true);
+      ctx.finish({
+        data: { db_root: g.dbRoot, merged: result },
+        human:
+          result === null
+            ? 'nothing to merge\n'
+            : `merged ${result.inputSegments} segments (${result.inputRows} rows) into ${result.outputRows} rows; ` +
+              `${result.duplicatesDropped} duplicates dropped, ${result.quarantinedRows} quarantined; ` +
+              `${result.bytesRead} bytes read, ${result.bytesWritten} written\n`,
+      });
+    });
+
+  program
+    .command('inspect-segment')
+    .description("one segment's footer: partitions, blocks, bytes per column, id filter")
+    .argument('<id>', 'segment id (see check)')
+    .action(async (idText: string, _flags: unknown, command: Command) => {
+      const g = ctx.globals(command);
+      const id = Number(idText);
+      if (!Number.isSafeInteger(id) || id < 1) {
+        throw new UsageDbError(
+          'USAGEDB_ERR_INVALID_ARGUMENT',
+          `segment id must be a positive integer, got ${idText.slice(0, 64)}`,
+        );
+      }
+      const s = await withDb(g.dbRoot, (db) => db.inspectSegment(id), false);
+      const columns = Object.entries(s.bytes_by_column).map(([name, bytes]) => [name, String(bytes)]);
+      const human =
+        `segment ${s.id} (${s.kind}): ${s.rows} rows, ${s.size_bytes} bytes, ${s.blocks} blocks, ` +
+        `${s.partitions.length} partitions, ${s.accounts} accounts, id filter ${s.id_filter.bits} bits\n` +
+        `${table(['column', 'bytes'], columns, [false, true])}\n`;
+      ctx.finish({ data: { db_root: g.dbRoot, segment: s }, human });
+    });
+}

@@ -1,0 +1,94 @@
+/** The operator commands, run as a user would: the built binary on a real directory. */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UsageDb } from '../../src/db.ts';
+import { silentLogger } from '../../src/util/logger.ts';
+import { usageBatch } from '../support/events.ts';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = join(REPO, 'dist', 'cli', 'main.js');
+let root: string;
+
+function usagedb(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), 'usagedb-admin-'));
+  const db = await UsageDb.open({ dir: join(root, 'db'), logger: silentLogger });
+  for (let f = 0; f < 3; f++) {
+    await db.ingest(usageBatch(f * 100, 100));
+    await db.flush();
+  }
+  await db.close();
+});
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('admin commands', () => {
+  it('check lists every segment; --deep verifies every byte', () => {
+    const r = usagedb(['check', '--deep', '--db-root', 'db', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as {
+      ok: boolean;
+      deep: boolean;
+      segments: { id: number; ok: boolean }[];
+    };
+    expect(report.ok).toBe(true);
+    expect(report.deep).toBe(true);
+    expect(report.segments.map((s) => s.id)).toEqual([1, 2, 3]);
+    const human = usagedb(['check', '--db-root', 'db']);
+    expect(human.status).toBe(0);
+    expect(human.stdout).toMatch(/3 segments, 0 quarantined, shallow check/);
+  });
+
+  it('inspect-segment prints a footer; an unknown id fails with one line', () => {
+    const r = usagedb(['inspect-segment', '2', '--db-root', 'db', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { segment: { rows: number } }).segment.rows).toBe(100);
+    const missing = usagedb(['inspect-segment', '99', '--db-root', 'db']);
+    expect(missing.status).toBe(3);
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1);
+    expect(missing.stderr).toMatch(/USAGEDB_ERR_NOT_FOUND/);
+  });
+
+  it('compact merges; then check still passes and lists one segment', () => {
+    const r = usagedb(['compact', '--db-root', 'db', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { merged: { inputSegments: number } }).merged.inputSegments).toBe(3);
+    const check = JSON.parse(usagedb(['check', '--deep', '--db-root', 'db', '--json']).stdout) as {
+      ok: boolean;
+      segments: unknown[];
+    };
+    expect(check.ok).toBe(true);
+    expect(check.segments).toHaveLength(1);
+  });
+
+  it('refuses to run while a server holds the lock', async () => {
+    const server = spawn(process.execPath, [BIN, 'serve', '--db-root', 'db', '--port', '0'], { cwd: root });
+    try {
+      await new Promise<void>((resolveReady, reject) => {
+        let out = '';
+        server.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (/listening|http:\/\//i.test(out)) resolveReady();
+        });
+        server.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
+        setTimeout(() => reject(new Error(`server did not start: ${out}`)), 30_000);
+      });
+      for (const args of [['compact'], ['check'], ['inspect-segment', '1']]) {
+        const r = usagedb([...args, '--db-root', 'db']);
+        expect(r.status, args.join(' ')).toBe(4);
+        expect(r.stderr).toMatch(/USAGEDB_ERR_LOCKED/);
+      }
+    } finally {
+      server.kill('SIGTERM');
+      await new Promise((r) => server.once('exit', r));
+    }
+  });
+});
