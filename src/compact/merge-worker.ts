@@ -1,5 +1,6 @@
 /** The merge worker thread: runs merge jobs (merge-job.ts) off the main thread. */
 import { parentPort } from 'node:worker_threads';
+import { encodeResultTransfer } from '../storage/segment/encode-flush.ts';
 import { type MergeRequest, runMerge } from './merge-job.ts';
 
 if (parentPort === null) throw new Error('merge-worker must run as a worker thread');
@@ -7,15 +8,7 @@ const port = parentPort;
 port.on('message', (request: MergeRequest & { jobId: number }) => {
   try {
     const result = runMerge(request);
-    const e = result.encoded;
-    port.postMessage({ jobId: request.jobId, ok: true, result }, [
-      e.bytes.buffer as ArrayBuffer,
-      e.payloadHashes.buffer as ArrayBuffer,
-      e.idIndex.hashes.buffer as ArrayBuffer,
-      e.idIndex.rows.buffer as ArrayBuffer,
-      e.eventIds.bytes.buffer as ArrayBuffer,
-      e.eventIds.ends.buffer as ArrayBuffer,
-    ]);
+    port.postMessage({ jobId: request.jobId, ok: true, result }, encodeResultTransfer(result.encoded));
   } catch (err) {
     port.postMessage({ jobId: request.jobId, ok: false, message: (err as Error).stack ?? String(err) });
   }

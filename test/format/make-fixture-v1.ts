@@ -33,6 +33,7 @@ import { ManualClock, UsageDb } from '../../src/index.ts';
 import { abandonForCrashTest } from '../../src/testing.ts';
 import type { JsonQuery } from '../../src/query/types.ts';
 import { type PlainEvent, referenceQuery } from '../query/fixtures.ts';
+import { rng } from '../support/events.ts';
 
 const FIXTURE_NOW = Date.UTC(2026, 4, 4); // the clock when writing starts
 const T0 = Date.UTC(2026, 4, 1);
@@ -42,17 +43,6 @@ const FIXTURE_TO = '2026-05-04T00:00:00Z';
 const WALKED_ACCOUNT = 'org/7f3a-é';
 
 type Wire = Record<string, unknown>;
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const LINES: [product: string, meter: string, unit: string, model: string | null][] = [
   ['llm-api', 'tokens.input', 'tokens', 'gpt-x'],

@@ -98,3 +98,15 @@ export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
     idIndex: encoded.idIndex,
   };
 }
+
+/** The buffers of a result a worker moves to the main thread instead of copying them. */
+export function encodeResultTransfer(result: EncodeResult): ArrayBuffer[] {
+  return [
+    result.bytes.buffer,
+    result.payloadHashes.buffer,
+    result.idIndex.hashes.buffer,
+    result.idIndex.rows.buffer,
+    result.eventIds.bytes.buffer,
+    result.eventIds.ends.buffer,
+  ] as ArrayBuffer[];
+}
