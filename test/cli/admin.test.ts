@@ -69,6 +69,22 @@ describe('admin commands', () => {
     expect(check.segments).toHaveLength(1);
   });
 
+  it('bench runs a quick embedded benchmark on a temporary directory', () => {
+    const r = usagedb(['bench', '--events', '5000', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as {
+      events: number;
+      ingest_events_per_second: number;
+      bytes_per_event: number;
+    };
+    expect(out.events).toBeGreaterThanOrEqual(5_000);
+    expect(out.ingest_events_per_second).toBeGreaterThan(0);
+    expect(out.bytes_per_event).toBeGreaterThan(0);
+    const bad = usagedb(['bench', '--events', 'lots']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/USAGEDB_ERR_INVALID_ARGUMENT/);
+  });
+
   it('refuses to run while a server holds the lock', async () => {
     const server = spawn(process.execPath, [BIN, 'serve', '--db-root', 'db', '--port', '0'], { cwd: root });
     try {
