@@ -46,7 +46,8 @@ export type ValidationResult =
   | { ok: true; event: PendingEvent }
   | { ok: false; reason: RejectReason; message: string; event_id: string | null };
 
-const KNOWN_FIELDS = new Set([
+/** Every field an event may carry on the wire. */
+export const EVENT_FIELDS: readonly string[] = [
   'event_id',
   'kind',
   'correction_ref',
@@ -61,7 +62,8 @@ const KNOWN_FIELDS = new Set([
   'quantity',
   'dimensions',
   'ingested_at_ms',
-]);
+];
+const KNOWN_FIELDS = new Set(EVENT_FIELDS);
 /** C0 controls, DEL and C1 controls (U+0080–U+009F): invisible in logs, never part of an id. */
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 /**

@@ -99,13 +99,11 @@ const hostileBody = fc.oneof(
         fc.nat(1_000_000).map((i) => event(i, { quantity: 1.5 })),
         fc.nat(1_000_000).map((i) => event(i, { quantity: '1'.repeat(60) })),
         fc.nat(1_000_000).map((i) => event(i, { timestamp_ms: 9e15 })),
-        fc
-          .nat(1_000_000)
-          .map((i) =>
-            event(i, {
-              dimensions: Object.fromEntries(Array.from({ length: 20 }, (_, k) => [`k${k}`, 'v'])),
-            }),
-          ),
+        fc.nat(1_000_000).map((i) =>
+          event(i, {
+            dimensions: Object.fromEntries(Array.from({ length: 20 }, (_, k) => [`k${k}`, 'v'])),
+          }),
+        ),
         fc.nat(1_000_000).map((i) => event(i, { event_id: 'x'.repeat(5_000) })),
         fc.nat(1_000_000).map((i) => event(i, { account_id: 'a\u0000b' })),
       ),

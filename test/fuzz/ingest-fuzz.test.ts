@@ -7,6 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { UsageDbError } from '../../src/errors.ts';
+import { EVENT_FIELDS } from '../../src/model/validate.ts';
 import { NOW, simDb, T0 } from '../support/events.ts';
 
 const SNAKE = /^[a-z][a-z0-9_]*$/;
@@ -61,24 +62,7 @@ function validEvent(i: number): Record<string, unknown> {
   };
 }
 
-const FIELDS = [
-  'event_id',
-  'kind',
-  'correction_ref',
-  'account_id',
-  'subscription_id',
-  'product_id',
-  'meter_id',
-  'model_id',
-  'unit',
-  'source',
-  'timestamp_ms',
-  'quantity',
-  'dimensions',
-  'ingested_at_ms',
-  '__proto__',
-  'extra_field',
-];
+const FIELDS = [...EVENT_FIELDS, '__proto__', 'extra_field'];
 
 /** A valid event with one field replaced by a hostile value (or removed). */
 const mutatedEvent = fc
