@@ -153,7 +153,6 @@ export class UsageDb {
   private readonly fs: FileSystem;
   private readonly clock: Clock;
   private readonly lock: DirectoryLock;
-  private readonly retracted: RetractedOriginals;
   private readonly versions: VersionSet;
   private readonly segments: SegmentStore;
   private readonly memtables: Memtables;
@@ -171,7 +170,6 @@ export class UsageDb {
     this.fs = parts.fs;
     this.clock = parts.clock;
     this.lock = parts.lock;
-    this.retracted = parts.retracted;
     this.versions = parts.versions;
     this.segments = parts.segments;
     this.memtables = parts.memtables;

@@ -206,7 +206,7 @@ function compare(event: UsageEvent, storedPayload: string): Lookup {
 }
 
 /** Finds a stored or pending event by id (memtables first, then segments). */
-export async function findStoredEvent(
+async function findStoredEvent(
   memtables: Memtables,
   finder: StoredEventFinder,
   eventId: string,

@@ -59,8 +59,4 @@ export class Memtables {
   get approxBytes(): number {
     return this.current.approxBytes + this.frozen.reduce((n, f) => n + f.memtable.approxBytes, 0);
   }
-
-  get rows(): number {
-    return this.current.rowCount + this.frozen.reduce((n, f) => n + f.memtable.rowCount, 0);
-  }
 }
