@@ -464,6 +464,15 @@ export class ManifestStore {
     await this.fs.syncDir(this.dir);
   }
 
+  /** Removes one generation's file (not durable before a syncDir of `dir`). */
+  async remove(generation: number): Promise<void> {
+    try {
+      await this.fs.unlink(joinPath(this.dir, manifestFileName(generation)));
+    } catch (err) {
+      if (!isFsError(err, 'ENOENT')) throw err;
+    }
+  }
+
   /** Deletes generations beyond the newest MANIFEST_GENERATIONS_KEPT, and stray tmp files. */
   async prune(newestGeneration: number): Promise<void> {
     const names = await this.fs.readdir(this.dir);

@@ -7,8 +7,8 @@
  * - segment ids are never reused: the allocator starts above every id named by a kept
  *   generation or present in raw/, and advances on every allocation, committed or not;
  * - a segment file (and its side files) is deleted only when neither the current version, a
- *   pinned version, nor the previous generation names it (a rollback further back refuses
- *   to start if a file it needs is gone, as it does for WAL files);
+ *   pinned version, nor any generation kept on disk names it: older generations that name it
+ *   are removed first (the current and the previous one are always kept);
  * - WAL files are deleted one generation late (below the previous generation's wal_start),
  *   so rolling back past one corrupt generation never needs a deleted WAL file.
  *
@@ -208,7 +208,8 @@ export class VersionSet {
   /**
    * Deletes files of segments that no version anyone may use names any more: not the current
    * one, not a pinned one, not the previous generation (a rollback past one corrupt generation
-   * finds every file it names, as it finds its WAL).
+   * finds every file it names, as it finds its WAL). Older generations that still name such a
+   * file are removed from disk before it: a kept generation never names a missing file.
    */
   private async deleteObsoleteFiles(): Promise<void> {
     if (this.obsolete.size === 0) return;
@@ -216,6 +217,15 @@ export class VersionSet {
     for (const id of segmentIdsOf(this.previous)) referenced.add(id);
     const dead = [...this.obsolete].filter((id) => !referenced.has(id));
     if (dead.length === 0) return;
+    // Older generations that name a file about to go leave the disk first: every generation
+    // kept for rollback finds every file it names.
+    const deadIds = new Set(dead);
+    const stale = this.kept.slice(2).filter((state) => segmentIdsOf(state).some((id) => deadIds.has(id)));
+    if (stale.length > 0) {
+      for (const state of stale) await this.store.remove(state.generation);
+      await this.fs.syncDir(this.store.dir);
+      this.kept = this.kept.filter((state) => !stale.includes(state));
+    }
     const rawDir = joinPath(this.root, RAW_DIR);
     for (const id of dead) {
       for (const name of [segmentFileName(id), retractionFileName(id)]) {

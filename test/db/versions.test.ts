@@ -141,7 +141,38 @@ describe('rollback further back', () => {
     const err = await sim.open().catch((x: unknown) => x);
     expect(err).toBeInstanceOf(UsageDbError);
     expect((err as UsageDbError).code).toBe('USAGEDB_ERR_MANIFEST_CORRUPT');
-    expect((err as Error).message).toMatch(/segment \d+ is gone/);
+    // Every older generation named a deleted file or a deleted WAL file: none can be used.
+    expect((err as Error).message).toMatch(/refusing to start/);
+  });
+
+  it('a generation kept on disk never names a missing file', async () => {
+    const sim = simDb();
+    const db = await sim.open();
+    for (let round = 0; round < 3; round++) {
+      for (let f = 0; f < 3; f++) {
+        await db.ingest(usageBatch(round * 1_000 + f * 50, 50));
+        await db.flush();
+      }
+      await db.compact();
+    }
+    for (let f = 0; f < 3; f++) {
+      await db.ingest(usageBatch(9_000 + f * 50, 50));
+      await db.flush();
+    }
+    await db.close();
+    const { decodeManifest } = await import('../../src/storage/manifest.ts');
+    const generations = (await sim.fs.readdir('/db/manifest')).filter((n) => /^manifest-\d+\.json$/.test(n));
+    expect(generations.length).toBeGreaterThan(2);
+    for (const name of generations) {
+      const g = Number(/(\d+)/.exec(name)?.[1]);
+      const { state } = decodeManifest(await sim.fs.readFile(`/db/manifest/${name}`), g);
+      for (const e of [...state.raw_segments, ...state.quarantine]) {
+        expect(
+          await sim.fs.exists(`/db/raw/${segmentFileName(e.id)}`),
+          `generation ${g} names segment ${e.id}`,
+        ).toBe(true);
+      }
+    }
   });
 });
 
