@@ -240,7 +240,7 @@ export async function duckdbQueryRunner(dir: string): Promise<QueryRunner & { cl
 }
 
 /**
- * The DESIGN §6 flat schema, column for column, so both Parquet files hold the same thing
+ * The export's flat schema (docs/export.md), column for column, so both Parquet files hold the same thing
  * (the cast keeps Decimal128(38,0) when the table was loaded with `--duckdb-quantity bigint`).
  */
 const EXPORT_SELECT = `SELECT event_id, kind, correction_original_event_id, correction_reason, account_id,

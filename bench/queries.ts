@@ -1,5 +1,5 @@
 /**
- * The four billing questions of issue 3, run the same way against every engine: the same
+ * The four billing questions, run the same way against every engine: the same
  * accounts, in the same order, timed from the call to a fully materialised JS result
  * (normalisation for the answer check happens outside the timing).
  */

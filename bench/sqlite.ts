@@ -75,7 +75,7 @@ function valid(e: UsageEvent): boolean {
   );
 }
 
-/** Canonical payload equality (DESIGN §1) between an incoming event and the stored row. */
+/** Canonical payload equality (the data model) between an incoming event and the stored row. */
 function samePayload(e: UsageEvent, dims: string, stored: Record<string, SQLOutputValue>): boolean {
   return (
     stored.kind === (e.kind ?? 'Usage') &&

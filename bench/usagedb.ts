@@ -1,5 +1,5 @@
 /**
- * usagedb through its library API (DESIGN §3), imported from the sources so the benchmark
+ * usagedb through its library API (`src/db.ts`), imported from the sources so the benchmark
  * measures the working tree. The engine is loaded with a dynamic import: the SQLite and DuckDB
  * phases must keep running while it does not exist yet or fails to load.
  *
@@ -28,8 +28,6 @@ import {
 } from './common.ts';
 import { Q3_LIMIT, Q3_METER, type QueryRunner } from './queries.ts';
 import {
-  ACCOUNT_COUNT,
-  accountId,
   canonicalDimensions,
   MONTH_FROM,
   MONTH_TO,
@@ -86,11 +84,7 @@ export interface StoredEvent {
   dimensions?: Record<string, string> | null;
 }
 
-/**
- * Required: the core engine (issue 2). Optional: the query engine (issue 3), export (issue 4)
- * and the core's raw `scan`, which land separately; declared here so `tsc` still checks their
- * signatures once they exist, and checked at run time before use.
- */
+/** What the benchmark calls of UsageDb; the optional methods are checked at run time before use. */
 export interface BenchUsageDb {
   ingest(events: UsageEvent[]): Promise<UsageIngestResult>;
   flush(): Promise<unknown>;
@@ -101,13 +95,12 @@ export interface BenchUsageDb {
     outPath: string,
     opts: { from?: number; to?: number; account_id?: string; partition?: 'day' | 'none' },
   ): Promise<unknown>;
-  scan?(accountId: string, fromMs: number, toMs: number): Promise<{ quantity: number | bigint }[]>;
 }
 
 type Api = Required<BenchUsageDb>;
 
 /** The method, bound, or a clear error naming what the engine does not have yet. */
-function need<K extends 'query' | 'events' | 'exportParquet' | 'scan'>(db: BenchUsageDb, name: K): Api[K] {
+function need<K extends 'query' | 'events' | 'exportParquet'>(db: BenchUsageDb, name: K): Api[K] {
   const fn = db[name];
   if (typeof fn !== 'function') throw new Error(`UsageDb.${name} is not implemented yet`);
   return fn.bind(db) as Api[K];
@@ -123,29 +116,14 @@ async function loadUsageDb(): Promise<UsageDbStatic> {
   return UsageDb;
 }
 
-/**
- * Stored row count and quantity sum, through the query engine, or, before it exists, through
- * the core's raw per-account scan; null with a reason when neither is there.
- */
+/** Stored row count and quantity sum, through the query engine; null with a reason on failure. */
 async function storedTotals(
   db: BenchUsageDb,
 ): Promise<{ stored: { count: number; quantitySum: string } | null; storedError?: string }> {
   try {
-    if (typeof db.query === 'function') {
-      const { rows } = await need(db, 'query')({ from: MONTH_FROM, to: MONTH_TO, metrics: ['sum', 'count'] });
-      const r = rows[0];
-      return { stored: { count: Number(r?.count ?? 0), quantitySum: String(r?.sum ?? '0') } };
-    }
-    const scan = need(db, 'scan');
-    let count = 0;
-    let sum = 0n;
-    for (let i = 0; i < ACCOUNT_COUNT; i++) {
-      for (const e of await scan(accountId(i), MONTH_FROM, MONTH_TO)) {
-        count++;
-        sum += BigInt(e.quantity);
-      }
-    }
-    return { stored: { count, quantitySum: sum.toString() } };
+    const { rows } = await need(db, 'query')({ from: MONTH_FROM, to: MONTH_TO, metrics: ['sum', 'count'] });
+    const r = rows[0];
+    return { stored: { count: Number(r?.count ?? 0), quantitySum: String(r?.sum ?? '0') } };
   } catch (e) {
     return { stored: null, storedError: errorMessage(e) };
   }

@@ -7,7 +7,7 @@
  * earlier events (as JSON bytes) is kept to draw retries and conflicts from.
  */
 
-/** A usage event in the DESIGN §1 wire shape (only the fields this workload uses). */
+/** A usage event in the wire shape of the data model (only the fields this workload uses). */
 export interface UsageEvent {
   event_id: string;
   kind?: 'Usage';
@@ -498,7 +498,7 @@ export function querySample(seed: number, n: number): QueryAccount[] {
   }));
 }
 
-/** Canonical JSON of a dimension map: keys sorted, `{}` when absent (DESIGN §1). */
+/** Canonical JSON of a dimension map: keys sorted, `{}` when absent (the canonical form). */
 export function canonicalDimensions(dims: Record<string, string> | null | undefined): string {
   if (!dims) return '{}';
   const keys = Object.keys(dims);
