@@ -45,7 +45,7 @@ import { dirName, type FileSystem, joinPath } from './storage/fs/file-system.ts'
 import { ioError } from './storage/fs/io-error.ts';
 import { NodeFileSystem } from './storage/fs/node-file-system.ts';
 import { type CheckReport, checkFiles, inspectSegment, type SegmentInspection } from './storage/check.ts';
-import { MANIFEST_DIR, RAW_DIR, TMP_DIR, WAL_DIR } from './storage/layout.ts';
+import { MANIFEST_DIR, RAW_DIR, ROLLUP_DIR, TMP_DIR, WAL_DIR } from './storage/layout.ts';
 import { DirectoryLock } from './storage/lock.ts';
 import { MANIFEST_FORMAT_VERSION, type ManifestState } from './storage/manifest.ts';
 import { DEFAULT_BUCKET_COUNT } from './storage/partition.ts';
@@ -54,12 +54,24 @@ import { DEFAULT_SEGMENT_CACHE_BYTES, SegmentStore } from './storage/segment-sto
 import type { ReadSnapshot } from './storage/snapshot.ts';
 import { VersionSet } from './storage/version-set.ts';
 import { stderrLogger, type UsageDbLogger } from './util/logger.ts';
+import { parseRange } from './query/time.ts';
+import {
+  Roller,
+  type RollupResult,
+  type RollupStats,
+  rollupWatermark,
+  uncoveredSegments,
+} from './rollup/roller.ts';
+import { DEFAULT_ROLLUP_CACHE_BYTES, RollupStore } from './rollup/rollup-store.ts';
+import { type VerifyParams, type VerifyResult, verifyRollups } from './rollup/verify.ts';
 
 export type { Durability } from './ingest/ingestor.ts';
 export type { IngestError, IngestResult, IngestStatus } from './ingest/admission.ts';
 export type { ReadSnapshot } from './storage/snapshot.ts';
 export type { MergeResult } from './compact/merge.ts';
 export type { CheckReport, SegmentInspection } from './storage/check.ts';
+export type { RollupResult, RollupStats } from './rollup/roller.ts';
+export type { VerifyParams, VerifyResult, VerifyDrift } from './rollup/verify.ts';
 
 export interface UsageDbLimits {
   /** Latest accepted timestamp_ms is now + this. Default 24 h. */
@@ -79,6 +91,8 @@ export interface UsageDbLimits {
   blockRows: number;
   /** Memory for decoded column chunks kept by the query engine. Default 128 MiB. */
   queryCacheBytes: number;
+  /** Memory for decoded rollup blocks. Default 64 MiB. */
+  rollupCacheBytes: number;
 }
 
 export const DEFAULT_LIMITS: UsageDbLimits = {
@@ -91,6 +105,7 @@ export const DEFAULT_LIMITS: UsageDbLimits = {
   segmentCacheBytes: DEFAULT_SEGMENT_CACHE_BYTES,
   blockRows: 4096,
   queryCacheBytes: DEFAULT_QUERY_CACHE_BYTES,
+  rollupCacheBytes: DEFAULT_ROLLUP_CACHE_BYTES,
 };
 
 export interface UsageDbStats {
@@ -111,6 +126,8 @@ export interface UsageDbStats {
   flushedBytes: number;
   /** Merges since open; write amplification = (flushedBytes + compaction.bytesWritten) / flushedBytes. */
   compaction: CompactionStats;
+  /** Rollup segments live, builds since open, and the hour up to which everything flushed is rolled up. */
+  rollups: RollupStats & { segments: number; uncoveredRawSegments: number; watermarkMs: number | null };
   /** What the last open dropped: a torn WAL tail holds no acknowledged event, but it is reported. */
   recovery: { walTornTail: TornTailReport };
 }
@@ -143,6 +160,7 @@ interface Parts {
   ingestor: Ingestor;
   flusher: Flusher;
   retracted: RetractedOriginals;
+  rollupStore: RollupStore;
   tornTail: TornTailReport;
 }
 
@@ -159,6 +177,8 @@ export class UsageDb {
   private readonly ingestor: Ingestor;
   private readonly flusher: Flusher;
   private readonly compactor: Compactor;
+  private readonly roller: Roller;
+  private readonly rollupStore: RollupStore;
   private readonly queryEngine: QueryEngine;
   private readonly tornTail: TornTailReport;
   private closed = false;
@@ -177,6 +197,8 @@ export class UsageDb {
     this.flusher = parts.flusher;
     this.tornTail = parts.tornTail;
     this.queryEngine = createQueryEngine({ cacheBytes: this.limits.queryCacheBytes });
+    this.rollupStore = parts.rollupStore;
+    this.roller = new Roller({ fs: parts.fs, root: this.dir, versions: parts.versions });
     this.compactor = new Compactor({
       fs: parts.fs,
       root: this.dir,
@@ -185,6 +207,7 @@ export class UsageDb {
       versions: parts.versions,
       segments: parts.segments,
       retracted: parts.retracted,
+      rollups: (raw, bytes) => this.roller.build(raw, bytes),
     });
   }
 
@@ -210,7 +233,8 @@ export class UsageDb {
     await fs.syncDir(dirName(root));
     const lock = await DirectoryLock.acquire(fs, root, clock.nowMs());
     try {
-      for (const d of [MANIFEST_DIR, WAL_DIR, RAW_DIR, TMP_DIR]) await fs.mkdirp(joinPath(root, d));
+      for (const d of [MANIFEST_DIR, WAL_DIR, RAW_DIR, ROLLUP_DIR, TMP_DIR])
+        await fs.mkdirp(joinPath(root, d));
       await fs.syncDir(root);
       await removeTmpFiles(fs, root);
       const loaded = await loadManifest(fs, root);
@@ -229,7 +253,12 @@ export class UsageDb {
         if (entry.retractions > 0) await retracted.addSegment(entry.id, entry.retractions);
       }
       segments.setEntries(manifest.raw_segments);
-      versions.onCommit = (state) => segments.setEntries(state.raw_segments, versions.liveSegmentIds());
+      const rollupStore = new RollupStore(fs, root, limits.rollupCacheBytes);
+      versions.onCommit = (state) => {
+        const live = versions.liveSegmentIds();
+        segments.setEntries(state.raw_segments, live);
+        rollupStore.retain(live);
+      };
       const replayed = await replayWal(fs, root, manifest.wal_start);
       const wal = await WalWriter.reopen(fs, walDir, replayed.last.fileNumber, replayed.last.validBytes);
       const memtables = new Memtables(new RecentIds(limits.hotIdsMax, limits.hotIdTtlMs), clock.nowMs());
@@ -265,6 +294,7 @@ export class UsageDb {
         ingestor,
         flusher,
         retracted,
+        rollupStore,
         tornTail: replayed.tornTail,
       });
     } catch (err) {
@@ -322,7 +352,33 @@ export class UsageDb {
     await publicErrors('background work failed', async () => {
       await this.flusher.tick();
       await this.compactor.step();
+      await this.roller.step();
     });
+  }
+
+  /**
+   * Builds rollups now for every flushed raw segment no rollup covers yet (events still in the
+   * memtable are not flushed by this: `flush()` first for those). `tick()` builds them one
+   * segment at a time in the background. Returns what it built and the rollup watermark.
+   */
+  async rollup(): Promise<RollupResult> {
+    this.assertOpen();
+    return publicErrors('cannot build rollups', () => this.roller.rollupAll());
+  }
+
+  /** Drops and rebuilds from raw events the rollups of every raw segment with events in [from, to). */
+  async rebuildRollups(from: unknown, to: unknown): Promise<RollupResult> {
+    this.assertOpen();
+    const range = parseRange(from, to, 'rebuildRollups');
+    return publicErrors('cannot rebuild rollups', () => this.roller.rebuild(range.fromMs, range.toMs));
+  }
+
+  /**
+   * Compares, on one snapshot, the raw path and the rollup path per billing line (and account):
+   * `{ ok, drift }`, where 0 drift is the only healthy answer.
+   */
+  async verify(params: VerifyParams): Promise<VerifyResult> {
+    return this.read('verify failed', (snapshot) => verifyRollups(this.queryEngine, snapshot, params));
   }
 
   /**
@@ -445,6 +501,7 @@ export class UsageDb {
       segments: this.segments.slicesOf(version.state.raw_segments),
       store: this.segments,
       memtables: this.memtables.snapshots(),
+      rollups: { entries: version.state.rollup_segments, store: this.rollupStore },
       release: version.release,
     };
   }
@@ -473,6 +530,12 @@ export class UsageDb {
       flushError: failure === null ? null : failure instanceof Error ? failure.message : String(failure),
       flushedBytes: this.flusher.bytesFlushed,
       compaction: this.compactor.stats,
+      rollups: {
+        ...this.roller.stats,
+        segments: this.versions.current.rollup_segments.length,
+        uncoveredRawSegments: uncoveredCount(this.versions.current),
+        watermarkMs: rollupWatermark(this.versions.current),
+      },
       recovery: { walTornTail: { ...this.tornTail } },
     };
   }
@@ -545,4 +608,8 @@ async function publicErrors<T>(what: string, work: () => Promise<T>): Promise<T>
       cause: err,
     });
   }
+}
+
+function uncoveredCount(state: ManifestState): number {
+  return uncoveredSegments(state).length;
 }

@@ -20,7 +20,7 @@ import type { Clock } from '../storage/clock.ts';
 import { flushColumns, SEGMENT_BLOOM_BITS_PER_KEY, writeEncodedSegment } from '../storage/flush.ts';
 import type { FileSystem } from '../storage/fs/file-system.ts';
 import { segmentPath } from '../storage/layout.ts';
-import type { QuarantineEntry, RawSegmentEntry } from '../storage/manifest.ts';
+import type { QuarantineEntry, RawSegmentEntry, RollupSegmentEntry } from '../storage/manifest.ts';
 import type { RetractedOriginals } from '../storage/retractions.ts';
 import type { SegmentStore } from '../storage/segment-store.ts';
 import type { VersionSet } from '../storage/version-set.ts';
@@ -44,6 +44,8 @@ export interface MergeContext {
   versions: VersionSet;
   segments: SegmentStore;
   retracted: RetractedOriginals;
+  /** Builds the rollup files of a merge output (given its bytes), committed with it. */
+  rollups?: (output: RawSegmentEntry, bytes: Uint8Array) => Promise<RollupSegmentEntry[]>;
 }
 
 export interface MergeResult {
@@ -109,6 +111,8 @@ export async function mergeRawSegments(
     });
   }
   if (output.retractions > 0) await ctx.retracted.addSegment(output.id, output.retractions);
+  // The output's rollups replace its inputs' in the same commit: coverage never lapses.
+  const rollups = ctx.rollups === undefined ? [] : await ctx.rollups(output, merged.encoded.bytes);
   const inputIds = new Set(inputs.map((e) => e.id));
   await ctx.versions.commit(
     (s) => {
@@ -124,7 +128,15 @@ export async function mergeRawSegments(
         0,
         output,
       );
-      return { ...s, raw_segments: raw, quarantine: [...s.quarantine, ...quarantine] };
+      // Rollups of the inputs go; a rollup that also covered other segments leaves those
+      // uncovered (the builder covers them again).
+      const keptRollups = s.rollup_segments.filter((r) => !r.covers.some((id) => inputIds.has(id)));
+      return {
+        ...s,
+        raw_segments: raw,
+        rollup_segments: [...keptRollups, ...rollups],
+        quarantine: [...s.quarantine, ...quarantine],
+      };
     },
     () => ctx.retracted.removeSegments(inputIds),
   );

@@ -79,6 +79,14 @@ export interface ChunkInfo {
   timeFilter: boolean;
   /** Rows may belong to accounts outside the query's: apply the account filter. */
   accountFilter: boolean;
+  /** Rollup rows: each row stands for `count` events with these min/max (absent: one event a row). */
+  weights?: RowWeights;
+}
+
+export interface RowWeights {
+  count: Float64Array;
+  min: QuantityColumn;
+  max: QuantityColumn;
 }
 
 /** A mask over a dictionary, indexed by code + 1 (index 0 = null). */
@@ -184,7 +192,11 @@ class GroupAccumulators {
   addBig(g: number, q: bigint, needMinMax: boolean): void {
     this.sumBig ??= new Map();
     this.sumBig.set(g, (this.sumBig.get(g) ?? 0n) + q);
-    if (!needMinMax) return;
+    if (needMinMax) this.minMaxBig(g, q);
+  }
+
+  /** Min/max of a value beyond 2^53. */
+  minMaxBig(g: number, q: bigint): void {
     this.minBig ??= new Map();
     this.maxBig ??= new Map();
     const lo = this.minBig.get(g);
@@ -246,8 +258,8 @@ export interface AggregatorCaches {
 }
 
 export class Aggregator {
-  private readonly fromMs: number;
-  private readonly toMs: number;
+  private fromMs: number;
+  private toMs: number;
   private readonly keys: KeySpec[];
   private readonly dictFilters: DictFilter[];
   private readonly accountFilter: DictFilter | null;
@@ -330,6 +342,15 @@ export class Aggregator {
     return [...names];
   }
 
+  /**
+   * Narrows the time filter to a part of the query's range (rollup pieces, raw edges); group
+   * keys keep the query's own range.
+   */
+  setRange(fromMs: number, toMs: number): void {
+    this.fromMs = fromMs;
+    this.toMs = toMs;
+  }
+
   /** Columns a chunk needs, given whether it needs the time and account filters. */
   columnsFor(timeFilter: boolean, accountFilter: boolean): readonly ColumnName[] {
     const accountColumn = (accountFilter && this.accountFilter !== null) || this.groupsAccount;
@@ -378,27 +399,29 @@ export class Aggregator {
       sel = sc.sel;
     }
     if (n === 0) return;
+    const weights = chunk.weights ?? null;
     if (this.keys.length === 0 && !this.needQuantity) {
       // A plain count: no per-row work at all.
       if (this.groupValues.length === 0) this.groupValues.push([]);
       this.acc.ensure(1);
-      this.acc.cnt[0] += n;
+      if (weights === null) this.acc.cnt[0] += n;
+      else for (let j = 0; j < n; j++) this.acc.cnt[0] += weights.count[sel[j]];
       return;
     }
     const ctx = this.contextOf(batch);
     if (ctx !== null) {
       if (ctx.single) {
         const spec = this.keys[0] as { type: 'dict'; column: DictColumnName };
-        this.accumulate(batch, sel, n, (batch[spec.column] as DictColumn).codes, ctx);
+        this.accumulate(batch, sel, n, (batch[spec.column] as DictColumn).codes, ctx, weights);
       } else {
         if (this.keys.length > 0) this.contextKeys(batch, sel, n, ctx);
-        this.accumulate(batch, sel, n, null, ctx);
+        this.accumulate(batch, sel, n, null, ctx, weights);
       }
       return;
     }
     // Key space beyond one number: chunk-local dense keys and a chunk-local table.
     this.computeKeys(batch, sel, n);
-    this.accumulate(batch, sel, n, null, null);
+    this.accumulate(batch, sel, n, null, null, weights);
   }
 
   /**
@@ -569,6 +592,7 @@ export class Aggregator {
     n: number,
     single: Uint32Array | null,
     ctx: KeyContext | null,
+    weights: RowWeights | null,
   ): void {
     const groups = scratch.groups;
     const table = ctx === null ? null : ctx.table;
@@ -607,6 +631,10 @@ export class Aggregator {
     const d = this.acc;
     d.ensure(this.groupValues.length);
     const quantity = this.needQuantity ? (batch.quantity as QuantityColumn) : null;
+    if (weights !== null) {
+      addWeightedRows(d, groups, sel, n, quantity, weights, this.needMinMax);
+      return;
+    }
     if (quantity === null) {
       countRows(d.cnt, groups, n);
       return;
@@ -825,6 +853,48 @@ function addRowsMinMax(
     }
   }
   return slow;
+}
+
+/** Rollup rows: counts, sums (a sum may be beyond 2^53) and min/max from the row's columns. */
+function addWeightedRows(
+  d: GroupAccumulators,
+  groups: Int32Array,
+  sel: Uint32Array,
+  n: number,
+  sums: QuantityColumn | null,
+  weights: RowWeights,
+  needMinMax: boolean,
+): void {
+  const { cnt, sum, min, max } = d;
+  for (let j = 0; j < n; j++) {
+    const g = groups[j];
+    const row = sel[j];
+    cnt[g] += weights.count[row];
+    if (sums === null) continue;
+    const v = sums.values[row];
+    if (Number.isNaN(v)) {
+      const q = sums.big?.get(row);
+      assert(q !== undefined, `rollup sum row ${row} is NaN without a big value`);
+      d.sumBig ??= new Map();
+      d.sumBig.set(g, (d.sumBig.get(g) ?? 0n) + q);
+    } else {
+      const t = sum[g] + v;
+      if (t <= SAFE_MAX && t >= -SAFE_MAX) sum[g] = t;
+      else d.spill(g, v);
+    }
+    if (!needMinMax) continue;
+    for (const col of [weights.min, weights.max]) {
+      const m = col.values[row];
+      if (Number.isNaN(m)) {
+        const q = col.big?.get(row);
+        assert(q !== undefined, `rollup min/max row ${row} is NaN without a big value`);
+        d.minMaxBig(g, q);
+      } else {
+        if (m < min[g]) min[g] = m;
+        if (m > max[g]) max[g] = m;
+      }
+    }
+  }
 }
 
 function tooManyGroups(): UsageDbError {

@@ -6,15 +6,29 @@
  * - every committed segment and every memtable row of the snapshot is either pruned by a
  *   necessary condition or filtered row by row: the answer equals a brute-force evaluation;
  * - the snapshot holds no event twice (db.readSnapshot), so nothing is counted twice;
- * - `source` rollup/auto run the raw path for now (rollups must give identical answers).
+ * - `auto` and `rollup` read rollups for the raw files they cover and raw events for the rest
+ *   (planSources): the answer equals the raw path's, which `verify` checks.
  */
 import type { ColumnBatch } from '../model/columns.ts';
 import { quantityToString } from '../model/quantity.ts';
 import { Aggregator } from './aggregate.ts';
 import type { ChunkCache } from './chunk-cache.ts';
 import { orderAndLimit, type ResultGroup } from './order.ts';
+import { splitRange } from '../rollup/levels.ts';
+import { assert } from '../errors.ts';
 import { bucketsOf, candidateEntries, emptyStats, type ScanTarget, scanSegments } from './scan.ts';
-import type { BlockMetaView, Metric, Query, QueryResult, QueryRow, QuerySnapshot } from './types.ts';
+import {
+  type BlockMetaView,
+  DIMENSION_KEY_PREFIX,
+  type Metric,
+  type Query,
+  type QueryResult,
+  type QueryRow,
+  type QuerySnapshot,
+  type QueryStats,
+  type RollupEntryView,
+  type SegmentEntryView,
+} from './types.ts';
 import { type DimensionsCache, VALUE_IDS_MAX, ValueIds } from './value-ids.ts';
 
 export interface EngineContext {
@@ -52,26 +66,16 @@ export async function executeQuery(
   const agg = new Aggregator(query, needed, ctx);
   const stats = emptyStats(snapshot.segments.length);
   const target = scanTargetOf(query);
-  const accounts = target.accountIds === null ? null : new Set(target.accountIds);
-  // Set by columnsFor, used by the visit of the same block right after.
-  let timeFilter = true;
-  let accountFilter = true;
   const entries = candidateEntries(snapshot, bucketsOf(target, snapshot.bucketCount));
   stats.segmentsPruned += snapshot.segments.length - entries.length;
-  await scanSegments(snapshot, entries, target, ctx.cache, stats, {
-    columnsFor(block: BlockMetaView) {
-      timeFilter = !(block.minTimestampMs >= query.fromMs && block.maxTimestampMs < query.toMs);
-      accountFilter = !(
-        accounts !== null &&
-        block.minAccountId === block.maxAccountId &&
-        accounts.has(block.minAccountId)
-      );
-      return agg.columnsFor(timeFilter, accountFilter);
-    },
-    visit(batch: ColumnBatch, block: BlockMetaView) {
-      agg.visit(batch, { rowCount: block.rowCount, timeFilter, accountFilter });
-    },
-  });
+  const plan = planSources(snapshot, query, entries);
+  stats.fallback = plan.fallback;
+  for (const piece of plan.rollupPieces) await visitRollups(snapshot, piece, target, agg, stats);
+  for (const piece of plan.rawPieces) {
+    if (plan.rollupPieces.length > 0) stats.rawTail = true;
+    await scanRaw(ctx, snapshot, piece, target, agg, stats);
+  }
+  agg.setRange(query.fromMs, query.toMs);
   for (const m of snapshot.memtables) {
     stats.memtableRows += m.rowCount;
     stats.rowsScanned += m.rowCount;
@@ -83,6 +87,148 @@ export async function executeQuery(
     groups.push({ values: [], count: 0, sum: 0, min: null, max: null });
   const ordered = orderAndLimit(groups, query.orderBy, query.groupBy, query.limit);
   return { rows: ordered.map((g) => toRow(g, query)), stats };
+}
+
+/** Raw entries to scan over a part of the query's range. */
+interface RawPiece {
+  entries: readonly SegmentEntryView[];
+  fromMs: number;
+  toMs: number;
+}
+
+interface RollupPiece {
+  entries: readonly RollupEntryView[];
+  fromMs: number;
+  toMs: number;
+}
+
+export interface SourcePlan {
+  rawPieces: RawPiece[];
+  rollupPieces: RollupPiece[];
+  /** Why rollups could not serve the query, or null. */
+  fallback: string | null;
+}
+
+/**
+ * Which parts of the range come from rollups and which from raw events: per piece of the
+ * range (levels.ts), rollups of a level serve the raw files they cover; raw files no rollup of
+ * that level covers, and edges finer than an hour, are scanned raw. Every raw file is read
+ * once per piece, through its rollup or itself, never both: nothing is counted twice.
+ */
+export function planSources(
+  snapshot: QuerySnapshot,
+  query: Query,
+  entries: readonly SegmentEntryView[],
+): SourcePlan {
+  const whole: SourcePlan = {
+    rawPieces: [{ entries, fromMs: query.fromMs, toMs: query.toMs }],
+    rollupPieces: [],
+    fallback: null,
+  };
+  if (query.source === 'raw') return whole;
+  const rollups = snapshot.rollups;
+  if (rollups === undefined || rollups.entries.length === 0) return whole;
+  const fallback = rollupFallback(query);
+  if (fallback !== null) return { ...whole, fallback };
+  const coarsest = query.groupBy.includes('hour') ? 'hour' : query.groupBy.includes('day') ? 'day' : 'month';
+  const coverage = new Map<string, Map<number, RollupEntryView>>();
+  for (const r of rollups.entries) {
+    let byRaw = coverage.get(r.level);
+    if (byRaw === undefined) coverage.set(r.level, (byRaw = new Map()));
+    for (const id of r.covers) byRaw.set(id, r);
+  }
+  const plan: SourcePlan = { rawPieces: [], rollupPieces: [], fallback: null };
+  for (const piece of splitRange(query.fromMs, query.toMs, coarsest)) {
+    const inPiece = entries.filter((e) => e.max_ts >= piece.fromMs && e.min_ts < piece.toMs);
+    if (inPiece.length === 0) continue;
+    if (piece.source === 'raw') {
+      plan.rawPieces.push({ entries: inPiece, fromMs: piece.fromMs, toMs: piece.toMs });
+      continue;
+    }
+    const byRaw = coverage.get(piece.source);
+    const used = new Set<RollupEntryView>();
+    const uncovered: SegmentEntryView[] = [];
+    for (const e of inPiece) {
+      const r = byRaw?.get(e.segment_id ?? e.id);
+      if (r === undefined) uncovered.push(e);
+      else used.add(r);
+    }
+    if (used.size > 0) plan.rollupPieces.push({ entries: [...used], fromMs: piece.fromMs, toMs: piece.toMs });
+    if (uncovered.length > 0)
+      plan.rawPieces.push({ entries: uncovered, fromMs: piece.fromMs, toMs: piece.toMs });
+  }
+  return plan;
+}
+
+/** Rollups hold no dimensions: a query that groups or filters by one reads raw events. */
+function rollupFallback(query: Query): string | null {
+  if (query.dimensions.length > 0) return 'dimension filter (dimensions are not in the rollup grain)';
+  if (query.groupBy.some((k) => k.startsWith(DIMENSION_KEY_PREFIX)))
+    return 'dimension group key (dimensions are not in the rollup grain)';
+  return null;
+}
+
+async function visitRollups(
+  snapshot: QuerySnapshot,
+  piece: RollupPiece,
+  target: ScanTarget,
+  agg: Aggregator,
+  stats: QueryStats,
+): Promise<void> {
+  const rollups = snapshot.rollups;
+  assert(rollups !== undefined, 'a rollup piece without rollups');
+  agg.setRange(piece.fromMs, piece.toMs);
+  const accounts = target.accountIds === null ? null : new Set(target.accountIds);
+  for (const entry of piece.entries) {
+    const batches = await rollups.store.read(entry, {
+      accountIds: target.accountIds,
+      fromMs: piece.fromMs,
+      toMs: piece.toMs,
+    });
+    stats.path = 'rollup';
+    stats.rollupSegmentsRead++;
+    for (const b of batches) {
+      stats.rollupRows += b.rowCount;
+      const first = b.account_id.dict[b.account_id.codes[0]];
+      const last = b.account_id.dict[b.account_id.codes[b.rowCount - 1]];
+      agg.visit(b as unknown as ColumnBatch, {
+        rowCount: b.rowCount,
+        timeFilter: true,
+        accountFilter: !(accounts !== null && first === last && accounts.has(first)),
+        weights: b,
+      });
+    }
+  }
+}
+
+async function scanRaw(
+  ctx: EngineContext,
+  snapshot: QuerySnapshot,
+  piece: RawPiece,
+  target: ScanTarget,
+  agg: Aggregator,
+  stats: QueryStats,
+): Promise<void> {
+  agg.setRange(piece.fromMs, piece.toMs);
+  const accounts = target.accountIds === null ? null : new Set(target.accountIds);
+  // Set by columnsFor, used by the visit of the same block right after.
+  let timeFilter = true;
+  let accountFilter = true;
+  const pieceTarget = { ...target, fromMs: piece.fromMs, toMs: piece.toMs };
+  await scanSegments(snapshot, piece.entries, pieceTarget, ctx.cache, stats, {
+    columnsFor(block: BlockMetaView) {
+      timeFilter = !(block.minTimestampMs >= piece.fromMs && block.maxTimestampMs < piece.toMs);
+      accountFilter = !(
+        accounts !== null &&
+        block.minAccountId === block.maxAccountId &&
+        accounts.has(block.minAccountId)
+      );
+      return agg.columnsFor(timeFilter, accountFilter);
+    },
+    visit(batch: ColumnBatch, block: BlockMetaView) {
+      agg.visit(batch, { rowCount: block.rowCount, timeFilter, accountFilter });
+    },
+  });
 }
 
 function toRow(g: ResultGroup, query: Query): QueryRow {

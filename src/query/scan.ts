@@ -61,6 +61,10 @@ export interface BlockVisitor {
 export function emptyStats(segmentsConsidered: number): QueryStats {
   return {
     path: 'raw',
+    fallback: null,
+    rawTail: false,
+    rollupSegmentsRead: 0,
+    rollupRows: 0,
     segmentsConsidered,
     segmentsPruned: 0,
     segmentsOpened: 0,

@@ -10,7 +10,14 @@
  * - the storage views are structural subsets of `ReadSnapshot` (src/db.ts), so a snapshot of
  *   the real database is accepted as is, and tests may hand-build one.
  */
-import type { ColumnBatch, ColumnName, EventColumns, EventKind } from '../model/columns.ts';
+import type {
+  ColumnBatch,
+  ColumnName,
+  DictColumn,
+  EventColumns,
+  EventKind,
+  QuantityColumn,
+} from '../model/columns.ts';
 import type { WireEvent } from '../model/event.ts';
 
 // ---------------------------------------------------------------- wire (JSON) form
@@ -119,8 +126,14 @@ export type QueryRow = Record<string, RowValue>;
 
 /** What a query touched: pruning is visible (and tested) through these counts. */
 export interface QueryStats {
-  /** The path that produced the numbers (rollups arrive later; raw answers everything now). */
-  path: 'raw';
+  /** 'rollup' when rollup rows answered part of the range, else 'raw'. */
+  path: 'raw' | 'rollup';
+  /** Why rollups could not serve this query (it then ran on raw events), or null. */
+  fallback: string | null;
+  /** A rollup-path query also scanned raw events (uncovered segments or range edges). */
+  rawTail: boolean;
+  rollupSegmentsRead: number;
+  rollupRows: number;
   /** Segments in the snapshot. */
   segmentsConsidered: number;
   /** Segments left out by the manifest (bucket, time range, account range) without opening. */
@@ -253,10 +266,56 @@ export interface SegmentSource {
   ): string[];
 }
 
+/** Rollup rows read as an event batch (bucket start as time, sum as quantity) with weights. */
+export interface RollupBatch {
+  rowCount: number;
+  account_id: DictColumn;
+  subscription_id: DictColumn;
+  product_id: DictColumn;
+  meter_id: DictColumn;
+  model_id: DictColumn;
+  unit: DictColumn;
+  source: DictColumn;
+  kind: Uint8Array;
+  timestamp_ms: Float64Array;
+  quantity: QuantityColumn;
+  count: Float64Array;
+  min: QuantityColumn;
+  max: QuantityColumn;
+  first_ts: Float64Array;
+  last_ts: Float64Array;
+}
+
+export interface RollupEntryView {
+  id: number;
+  level: 'hour' | 'day' | 'month';
+  /** Raw segment files it summarises. */
+  covers: readonly number[];
+  rows: number;
+  min_ts: number;
+  max_ts: number;
+  size_bytes: number;
+  crc32c: number;
+}
+
+export interface RollupBlockFilter {
+  /** Sorted, or null for all accounts. */
+  accountIds: readonly string[] | null;
+  /** Bucket starts in [fromMs, toMs). */
+  fromMs: number;
+  toMs: number;
+}
+
+export interface RollupSource {
+  read(entry: RollupEntryView, filter: RollupBlockFilter): Promise<RollupBatch[]>;
+}
+
 /** A consistent point-in-time view: committed segments + acknowledged memtable rows. */
 export interface QuerySnapshot {
   bucketCount: number;
   segments: readonly SegmentEntryView[];
   store: SegmentSource;
   memtables: readonly EventColumns[];
+  /** Rollup segments of the same version (absent: none, every query reads raw events). */
+  rollups?: { entries: readonly RollupEntryView[]; store: RollupSource };
 }

@@ -8,7 +8,7 @@ export const LOCK_FILE = 'LOCK';
 export const MANIFEST_DIR = 'manifest';
 export const WAL_DIR = 'wal';
 export const RAW_DIR = 'raw';
-export const ROLLUP_DIR = 'rollup_hourly';
+export const ROLLUP_DIR = 'rollup';
 export const TMP_DIR = 'tmp';
 
 export function segmentFileName(segmentId: number): string {
@@ -17,4 +17,12 @@ export function segmentFileName(segmentId: number): string {
 
 export function segmentPath(root: string, segmentId: number): string {
   return joinPath(root, RAW_DIR, segmentFileName(segmentId));
+}
+
+export function rollupFileName(segmentId: number): string {
+  return `${String(segmentId).padStart(8, '0')}.rseg`;
+}
+
+export function rollupPath(root: string, segmentId: number): string {
+  return joinPath(root, ROLLUP_DIR, rollupFileName(segmentId));
 }

@@ -6,6 +6,8 @@
  * the version stays pinned (its files are not deleted) until `release()`.
  */
 import type { EventColumns } from '../model/columns.ts';
+import type { RollupSource } from '../query/types.ts';
+import type { RollupSegmentEntry } from './manifest.ts';
 import type { PartitionSlice, SegmentStore } from './segment-store.ts';
 
 export interface ReadSnapshot {
@@ -13,6 +15,8 @@ export interface ReadSnapshot {
   segments: readonly PartitionSlice[];
   store: SegmentStore;
   memtables: EventColumns[];
+  /** The version's rollup segments and where to read them. */
+  rollups: { entries: readonly RollupSegmentEntry[]; store: RollupSource };
   /** Ends the pin (idempotent). */
   release(): void;
 }

@@ -18,7 +18,7 @@
  */
 import { assert, UsageDbError } from '../errors.ts';
 import { type FileSystem, isFsError, joinPath } from './fs/file-system.ts';
-import { RAW_DIR, segmentFileName, WAL_DIR } from './layout.ts';
+import { RAW_DIR, ROLLUP_DIR, rollupFileName, segmentFileName, WAL_DIR } from './layout.ts';
 import {
   MANIFEST_FORMAT_VERSION,
   MANIFEST_GENERATIONS_KEPT,
@@ -227,10 +227,15 @@ export class VersionSet {
       this.kept = this.kept.filter((state) => !stale.includes(state));
     }
     const rawDir = joinPath(this.root, RAW_DIR);
+    const rollupDir = joinPath(this.root, ROLLUP_DIR);
     for (const id of dead) {
-      for (const name of [segmentFileName(id), retractionFileName(id)]) {
+      for (const path of [
+        joinPath(rawDir, segmentFileName(id)),
+        joinPath(rawDir, retractionFileName(id)),
+        joinPath(rollupDir, rollupFileName(id)),
+      ]) {
         try {
-          await this.fs.unlink(joinPath(rawDir, name));
+          await this.fs.unlink(path);
         } catch (err) {
           if (!isFsError(err, 'ENOENT')) throw err;
         }
@@ -238,12 +243,23 @@ export class VersionSet {
       this.obsolete.delete(id);
     }
     await this.fs.syncDir(rawDir);
+    await this.fs.syncDir(rollupDir);
   }
 
   /** A rollback is allowed only if every file the generation names is still there. */
   private async checkRollbackFiles(skipped: readonly number[]): Promise<void> {
-    for (const e of [...this.current.raw_segments, ...this.current.quarantine]) {
-      if (await this.fs.exists(joinPath(this.root, RAW_DIR, segmentFileName(e.id)))) continue;
+    const files = [
+      ...[...this.current.raw_segments, ...this.current.quarantine].map((e) => ({
+        id: e.id,
+        path: joinPath(this.root, RAW_DIR, segmentFileName(e.id)),
+      })),
+      ...this.current.rollup_segments.map((e) => ({
+        id: e.id,
+        path: joinPath(this.root, ROLLUP_DIR, rollupFileName(e.id)),
+      })),
+    ];
+    for (const e of files) {
+      if (await this.fs.exists(e.path)) continue;
       throw new UsageDbError(
         'USAGEDB_ERR_MANIFEST_CORRUPT',
         `manifest generation(s) ${skipped.join(', ')} are corrupt, and rolling back to generation ` +
@@ -253,23 +269,25 @@ export class VersionSet {
   }
 
   /**
-   * At open: files in raw/ that no kept generation names were written by a flush or compaction
+   * At open: files in raw/ and rollup/ that no kept generation names were written by a flush or compaction
    * whose commit never happened. The allocator starts above them too, then they go.
    */
   private async removeUnreferencedFiles(): Promise<void> {
-    const rawDir = joinPath(this.root, RAW_DIR);
     const referenced = new Set<number>();
     for (const s of this.kept) for (const id of segmentIdsOf(s)) referenced.add(id);
-    let removed = 0;
-    for (const name of await this.fs.readdir(rawDir)) {
-      const id = segmentIdOfFileName(name);
-      if (id === null) continue;
-      this.nextSegmentId = Math.max(this.nextSegmentId, id + 1);
-      if (referenced.has(id)) continue;
-      await this.fs.unlink(joinPath(rawDir, name));
-      removed++;
+    for (const dir of [RAW_DIR, ROLLUP_DIR]) {
+      const path = joinPath(this.root, dir);
+      let removed = 0;
+      for (const name of await this.fs.readdir(path)) {
+        const id = segmentIdOfFileName(name);
+        if (id === null) continue;
+        this.nextSegmentId = Math.max(this.nextSegmentId, id + 1);
+        if (referenced.has(id)) continue;
+        await this.fs.unlink(joinPath(path, name));
+        removed++;
+      }
+      if (removed > 0) await this.fs.syncDir(path);
     }
-    if (removed > 0) await this.fs.syncDir(rawDir);
   }
 
   /** Format 1 -> 2: inline retracted ids move to side files; then one format 2 generation. */

@@ -1,0 +1,258 @@
+/**
+ * The rollup segment file (`.rseg`): rollup rows (rollup-rows.ts) of one level, in blocks of
+ * columns encoded with the raw segment's codecs (column-chunk.ts). Layout, documented in
+ * docs/segment-format.md:
+ *
+ *   "URSG" | block 0 | block 1 | ... | footer (zstd JSON) | u32 footer length | u32 footer
+ *   crc32c | u8 format version | "URSG"
+ *
+ * A block is its 15 column chunks back to back; the footer holds, per block, its offset, chunk
+ * lengths, CRC32C, row count and account/bucket bounds, plus the file's dictionaries.
+ *
+ * Invariants:
+ * - every byte is covered by a CRC32C: blocks by the footer, the footer by the trailer, the
+ *   file by its manifest entry; a block is verified before it is decoded;
+ * - rows keep their order (account, then bucket): a block's account bounds let a reader skip it.
+ */
+import { crc32c } from '../storage/encoding/crc32c.ts';
+import { DecodeError } from '../storage/encoding/varint.ts';
+import { zstdCompress, zstdDecompress } from '../storage/encoding/zstd.ts';
+import type { RollupLevel } from '../storage/manifest.ts';
+import {
+  decodeQuantityChunkInto,
+  decodeSmallIntsInto,
+  decodeTimestampsInto,
+  packSmallest,
+  quantityCandidates,
+  smallIntCandidates,
+  timestampCandidates,
+} from '../storage/segment/column-chunk.ts';
+import { KIND_LIMIT } from '../storage/segment/segment-format.ts';
+import type { DictColumn, QuantityColumn } from '../model/columns.ts';
+import { ROLLUP_DICT_COLUMNS, type RollupDictColumn, type RollupRows } from './rollup-rows.ts';
+
+export const ROLLUP_MAGIC = Uint8Array.of(0x55, 0x52, 0x53, 0x47);
+export const ROLLUP_FORMAT_VERSION = 1;
+export const ROLLUP_TRAILER_BYTES = 13;
+export const ROLLUP_BLOCK_ROWS = 1024;
+const ZSTD_LEVEL = 9;
+const CHUNKS_PER_BLOCK = 15;
+
+export interface RollupBlockMeta {
+  offset: number;
+  length: number;
+  crc32c: number;
+  rows: number;
+  chunks: number[];
+  min_account: string;
+  max_account: string;
+  /** Bucket starts. */
+  min_bucket: number;
+  max_bucket: number;
+}
+
+export interface RollupFooter {
+  format: number;
+  level: RollupLevel;
+  rows: number;
+  /** Event times (first/last) over the file; 0/0 when empty. */
+  min_ts: number;
+  max_ts: number;
+  dicts: Record<RollupDictColumn, string[]>;
+  blocks: RollupBlockMeta[];
+}
+
+export interface EncodedRollup {
+  bytes: Uint8Array;
+  crc32c: number;
+  rows: number;
+  min_ts: number;
+  max_ts: number;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Dictionary codes are stored + 1 (0 = null), as in raw segments. */
+function shiftedCodes(codes: Uint32Array, from: number, to: number): Uint32Array {
+  const out = new Uint32Array(to - from);
+  for (let i = from; i < to; i++) out[i - from] = (codes[i] + 1) >>> 0;
+  return out;
+}
+
+function quantitySlice(col: QuantityColumn, from: number, to: number): QuantityColumn {
+  if (col.big === null) return { values: col.values.subarray(from, to), big: null };
+  const big = new Map<number, bigint>();
+  for (const [row, v] of col.big) if (row >= from && row < to) big.set(row - from, v);
+  return { values: col.values.subarray(from, to), big };
+}
+
+export function encodeRollupFile(
+  rows: RollupRows,
+  level: RollupLevel,
+  blockRows = ROLLUP_BLOCK_ROWS,
+): EncodedRollup {
+  const parts: Uint8Array[] = [ROLLUP_MAGIC];
+  let offset = ROLLUP_MAGIC.length;
+  const blocks: RollupBlockMeta[] = [];
+  let minTs = Number.POSITIVE_INFINITY;
+  let maxTs = Number.NEGATIVE_INFINITY;
+  for (let from = 0; from < rows.rowCount; from += blockRows) {
+    const to = Math.min(rows.rowCount, from + blockRows);
+    const q = (col: QuantityColumn) => {
+      const s = quantitySlice(col, from, to);
+      return quantityCandidates(s, 0, to - from);
+    };
+    const chunks = [
+      ...ROLLUP_DICT_COLUMNS.map((name) => smallIntCandidates(shiftedCodes(rows[name].codes, from, to))),
+      smallIntCandidates(rows.kind.subarray(from, to)),
+      timestampCandidates(rows.timestamp_ms.subarray(from, to)),
+      q(rows.quantity),
+      timestampCandidates(rows.count.subarray(from, to)),
+      q(rows.min),
+      q(rows.max),
+      timestampCandidates(rows.first_ts.subarray(from, to)),
+      timestampCandidates(rows.last_ts.subarray(from, to)),
+    ].map((candidates) => packSmallest(candidates, ZSTD_LEVEL));
+    const length = chunks.reduce((n, c) => n + c.length, 0);
+    const block = new Uint8Array(length);
+    let at = 0;
+    for (const c of chunks) {
+      block.set(c, at);
+      at += c.length;
+    }
+    const accounts = rows.account_id;
+    let minBucket = Number.POSITIVE_INFINITY;
+    let maxBucket = Number.NEGATIVE_INFINITY;
+    for (let i = from; i < to; i++) {
+      minBucket = Math.min(minBucket, rows.timestamp_ms[i]);
+      maxBucket = Math.max(maxBucket, rows.timestamp_ms[i]);
+      minTs = Math.min(minTs, rows.first_ts[i]);
+      maxTs = Math.max(maxTs, rows.last_ts[i]);
+    }
+    blocks.push({
+      offset,
+      length,
+      crc32c: crc32c(block),
+      rows: to - from,
+      chunks: chunks.map((c) => c.length),
+      min_account: accounts.dict[accounts.codes[from]],
+      max_account: accounts.dict[accounts.codes[to - 1]],
+      min_bucket: minBucket,
+      max_bucket: maxBucket,
+    });
+    parts.push(block);
+    offset += length;
+  }
+  const footer: RollupFooter = {
+    format: ROLLUP_FORMAT_VERSION,
+    level,
+    rows: rows.rowCount,
+    min_ts: rows.rowCount === 0 ? 0 : minTs,
+    max_ts: rows.rowCount === 0 ? 0 : maxTs,
+    dicts: Object.fromEntries(ROLLUP_DICT_COLUMNS.map((name) => [name, rows[name].dict])) as Record<
+      RollupDictColumn,
+      string[]
+    >,
+    blocks,
+  };
+  const footerBytes = zstdCompress(encoder.encode(JSON.stringify(footer)), ZSTD_LEVEL);
+  const trailer = new Uint8Array(ROLLUP_TRAILER_BYTES);
+  const view = new DataView(trailer.buffer);
+  view.setUint32(0, footerBytes.length, true);
+  view.setUint32(4, crc32c(footerBytes), true);
+  trailer[8] = ROLLUP_FORMAT_VERSION;
+  trailer.set(ROLLUP_MAGIC, 9);
+  parts.push(footerBytes, trailer);
+  const total = offset + footerBytes.length + trailer.length;
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.length;
+  }
+  return { bytes, crc32c: crc32c(bytes), rows: rows.rowCount, min_ts: footer.min_ts, max_ts: footer.max_ts };
+}
+
+/** Where the footer lies, from the trailer (the file's last ROLLUP_TRAILER_BYTES). */
+export function rollupFooterRange(
+  trailer: Uint8Array,
+  fileBytes: number,
+): { offset: number; length: number; crc: number } {
+  if (trailer.length !== ROLLUP_TRAILER_BYTES) throw new DecodeError('rollup trailer is truncated');
+  for (let i = 0; i < 4; i++)
+    if (trailer[9 + i] !== ROLLUP_MAGIC[i]) throw new DecodeError('rollup file does not end with URSG');
+  if (trailer[8] !== ROLLUP_FORMAT_VERSION)
+    throw new DecodeError(`rollup format ${trailer[8]} is not supported`);
+  const view = new DataView(trailer.buffer, trailer.byteOffset, trailer.length);
+  const length = view.getUint32(0, true);
+  const offset = fileBytes - ROLLUP_TRAILER_BYTES - length;
+  if (offset < ROLLUP_MAGIC.length) throw new DecodeError('rollup footer length is out of range');
+  return { offset, length, crc: view.getUint32(4, true) };
+}
+
+export function decodeRollupFooter(bytes: Uint8Array, crc: number, fileBytes: number): RollupFooter {
+  if (crc32c(bytes) !== crc) throw new DecodeError('rollup footer checksum mismatch');
+  const f = JSON.parse(decoder.decode(zstdDecompress(bytes))) as RollupFooter;
+  let expect = ROLLUP_MAGIC.length;
+  let rows = 0;
+  for (const b of f.blocks) {
+    if (b.offset !== expect || b.chunks.length !== CHUNKS_PER_BLOCK)
+      throw new DecodeError('rollup footer: block layout is inconsistent');
+    expect += b.length;
+    rows += b.rows;
+  }
+  if (rows !== f.rows) throw new DecodeError('rollup footer: block rows do not add up');
+  if (expect + bytes.length + ROLLUP_TRAILER_BYTES !== fileBytes)
+    throw new DecodeError('rollup footer: blocks do not fill the file');
+  return f;
+}
+
+/** Decodes one block (its bytes verified against the footer first). */
+export function decodeRollupBlock(footer: RollupFooter, index: number, bytes: Uint8Array): RollupRows {
+  const meta = footer.blocks[index];
+  if (bytes.length !== meta.length || crc32c(bytes) !== meta.crc32c)
+    throw new DecodeError(`rollup block ${index}: checksum mismatch`);
+  const n = meta.rows;
+  const chunks: Uint8Array[] = [];
+  let at = 0;
+  for (const len of meta.chunks) {
+    chunks.push(bytes.subarray(at, at + len));
+    at += len;
+  }
+  const dict = (k: number, name: RollupDictColumn): DictColumn => {
+    const d = footer.dicts[name];
+    const codes = new Uint32Array(n);
+    decodeSmallIntsInto(chunks[k], 'dict', codes, d.length + 1, true);
+    return { dict: d, codes };
+  };
+  const quantity = (k: number): QuantityColumn => {
+    const values = new Float64Array(n);
+    const big = new Map<number, bigint>();
+    decodeQuantityChunkInto(chunks[k], values, 0, n, big);
+    return { values, big: big.size > 0 ? big : null };
+  };
+  const times = (k: number): Float64Array => {
+    const out = new Float64Array(n);
+    decodeTimestampsInto(chunks[k], out);
+    return out;
+  };
+  const kind = new Uint8Array(n);
+  decodeSmallIntsInto(chunks[7], 'kind', kind, KIND_LIMIT);
+  const d = ROLLUP_DICT_COLUMNS.length;
+  return {
+    rowCount: n,
+    ...(Object.fromEntries(ROLLUP_DICT_COLUMNS.map((name, k) => [name, dict(k, name)])) as Record<
+      RollupDictColumn,
+      DictColumn
+    >),
+    kind,
+    timestamp_ms: times(d + 1),
+    quantity: quantity(d + 2),
+    count: times(d + 3),
+    min: quantity(d + 4),
+    max: quantity(d + 5),
+    first_ts: times(d + 6),
+    last_ts: times(d + 7),
+  };
+}

@@ -1,0 +1,177 @@
+/**
+ * Reads rollup segment files for queries: footers kept per live file, decoded blocks in a
+ * byte-bounded LRU cache, and only the blocks a query's accounts and range can touch are read.
+ *
+ * Invariants:
+ * - a block is verified (CRC32C) before it is decoded; a footer too, and its file size must be
+ *   the one its manifest entry records; anything wrong is USAGEDB_ERR_SEGMENT_CORRUPT (never a
+ *   number);
+ * - cached blocks are shared by every query: callers treat them as read-only;
+ * - the cache never holds more than `cacheBytes` after an insert returns.
+ */
+import { UsageDbError } from '../errors.ts';
+import type { FileSystem, ReadFile } from '../storage/fs/file-system.ts';
+import { rollupPath } from '../storage/layout.ts';
+import type { RollupSegmentEntry } from '../storage/manifest.ts';
+import type { RollupBatch, RollupBlockFilter, RollupSource } from '../query/types.ts';
+import {
+  decodeRollupBlock,
+  decodeRollupFooter,
+  ROLLUP_TRAILER_BYTES,
+  type RollupFooter,
+  rollupFooterRange,
+} from './rollup-file.ts';
+
+export const DEFAULT_ROLLUP_CACHE_BYTES = 64 * 1024 * 1024;
+
+interface CachedBlock {
+  key: string;
+  rows: RollupBatch;
+  bytes: number;
+}
+
+function blockBytes(rows: RollupBatch): number {
+  // Eight typed columns of 8 bytes, seven of 4, kind 1; big values rarely matter.
+  return rows.rowCount * (8 * 8 + 7 * 4 + 1) + 64;
+}
+
+export class RollupStore implements RollupSource {
+  private readonly fs: FileSystem;
+  private readonly root: string;
+  private readonly cacheBytes: number;
+  private readonly footers = new Map<number, Promise<RollupFooter>>();
+  private readonly blocks = new Map<string, CachedBlock>();
+  private heldBytes = 0;
+  /** Blocks read from disk since open (tests and stats). */
+  blocksRead = 0;
+
+  constructor(fs: FileSystem, root: string, cacheBytes = DEFAULT_ROLLUP_CACHE_BYTES) {
+    this.fs = fs;
+    this.root = root;
+    this.cacheBytes = cacheBytes;
+  }
+
+  /** Drops what is cached for files no longer live. */
+  retain(live: ReadonlySet<number>): void {
+    for (const id of this.footers.keys()) if (!live.has(id)) this.footers.delete(id);
+    for (const [key, b] of this.blocks) {
+      if (live.has(Number(key.slice(0, key.indexOf(':'))))) continue;
+      this.blocks.delete(key);
+      this.heldBytes -= b.bytes;
+    }
+  }
+
+  footer(entry: RollupSegmentEntry): Promise<RollupFooter> {
+    let f = this.footers.get(entry.id);
+    if (f === undefined) {
+      f = this.readFooter(entry);
+      this.footers.set(entry.id, f);
+      f.catch(() => this.footers.delete(entry.id));
+    }
+    return f;
+  }
+
+  private async readFooter(entry: RollupSegmentEntry): Promise<RollupFooter> {
+    const file = await this.open(entry);
+    try {
+      return await this.footerOf(entry, file);
+    } finally {
+      await file.close();
+    }
+  }
+
+  private async open(entry: RollupSegmentEntry): Promise<ReadFile> {
+    const file = await this.fs.openRead(rollupPath(this.root, entry.id));
+    if (file.sizeBytes !== entry.size_bytes) {
+      await file.close();
+      throw corrupt(entry, `its size is ${file.sizeBytes} bytes, the manifest records ${entry.size_bytes}`);
+    }
+    return file;
+  }
+
+  private async footerOf(entry: RollupSegmentEntry, file: ReadFile): Promise<RollupFooter> {
+    try {
+      const trailer = await file.read(file.sizeBytes - ROLLUP_TRAILER_BYTES, ROLLUP_TRAILER_BYTES);
+      const range = rollupFooterRange(trailer, file.sizeBytes);
+      const footer = decodeRollupFooter(
+        await file.read(range.offset, range.length),
+        range.crc,
+        file.sizeBytes,
+      );
+      if (footer.level !== entry.level || footer.rows !== entry.rows)
+        throw new Error(
+          `footer says ${footer.level}/${footer.rows} rows, manifest ${entry.level}/${entry.rows}`,
+        );
+      return footer;
+    } catch (err) {
+      if (err instanceof UsageDbError) throw err;
+      throw corrupt(entry, (err as Error).message, err);
+    }
+  }
+
+  /** The decoded blocks of `entry` that may hold rows of the filter's accounts and range. */
+  async read(entry: RollupSegmentEntry, filter: RollupBlockFilter): Promise<RollupBatch[]> {
+    const footer = await this.footer(entry);
+    const wanted: number[] = [];
+    footer.blocks.forEach((b, i) => {
+      if (b.max_bucket < filter.fromMs || b.min_bucket >= filter.toMs) return;
+      if (
+        filter.accountIds !== null &&
+        !filter.accountIds.some((a) => a >= b.min_account && a <= b.max_account)
+      )
+        return;
+      wanted.push(i);
+    });
+    const out: RollupBatch[] = [];
+    const missing: number[] = [];
+    for (const i of wanted) {
+      const hit = this.blocks.get(`${entry.id}:${i}`);
+      if (hit === undefined) missing.push(i);
+      else {
+        // LRU: a hit moves to the newest end.
+        this.blocks.delete(hit.key);
+        this.blocks.set(hit.key, hit);
+        out.push(hit.rows);
+      }
+    }
+    if (missing.length > 0) {
+      const file = await this.open(entry);
+      try {
+        for (const i of missing) {
+          const meta = footer.blocks[i];
+          let rows: RollupBatch;
+          try {
+            rows = decodeRollupBlock(footer, i, await file.read(meta.offset, meta.length));
+          } catch (err) {
+            throw corrupt(entry, (err as Error).message, err);
+          }
+          this.blocksRead++;
+          this.insert({ key: `${entry.id}:${i}`, rows, bytes: blockBytes(rows) });
+          out.push(rows);
+        }
+      } finally {
+        await file.close();
+      }
+    }
+    return out;
+  }
+
+  private insert(b: CachedBlock): void {
+    if (b.bytes > this.cacheBytes) return;
+    this.blocks.set(b.key, b);
+    this.heldBytes += b.bytes;
+    for (const [key, old] of this.blocks) {
+      if (this.heldBytes <= this.cacheBytes) break;
+      this.blocks.delete(key);
+      this.heldBytes -= old.bytes;
+    }
+  }
+}
+
+function corrupt(entry: RollupSegmentEntry, why: string, cause?: unknown): UsageDbError {
+  return new UsageDbError(
+    'USAGEDB_ERR_SEGMENT_CORRUPT',
+    `rollup segment ${entry.id} (${entry.level}) is corrupt: ${why}`,
+    cause === undefined ? undefined : { cause },
+  );
+}
