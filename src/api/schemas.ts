@@ -194,9 +194,13 @@ export const JsonQuery = Type.Object(
 );
 export type JsonQuery = Static<typeof JsonQuery>;
 
-const QueryStats = Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()]), {
-  description: 'what the query touched (segments, blocks, rows, cache)',
-});
+const QueryStats = Type.Record(
+  Type.String(),
+  Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()]),
+  {
+    description: 'what the query touched (path, rollups, segments, blocks, rows, cache)',
+  },
+);
 
 export const JsonQueryResponse = Type.Object(
   {

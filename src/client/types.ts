@@ -105,13 +105,13 @@ export type QueryValue = string | number | null;
 
 export interface JsonQueryResult {
   rows: Record<string, QueryValue>[];
-  stats: Record<string, string | number>;
+  stats: Record<string, string | number | boolean | null>;
 }
 
 export interface SqlResult {
   columns: string[];
   rows: QueryValue[][];
-  stats: Record<string, string | number>;
+  stats: Record<string, string | number | boolean | null>;
 }
 
 export interface Health {

@@ -92,13 +92,28 @@ export async function mergeRawSegments(
         );
   const output = await writeEncodedSegment(ctx.fs, ctx.root, request.outputId, merged.encoded);
   await ctx.segments.prepare(output, merged.encoded.idIndex);
+  try {
+    return await commitMerge(ctx, inputs, merged, output, request.bucketCount);
+  } catch (err) {
+    ctx.segments.discard(output.id);
+    throw err;
+  }
+}
+
+async function commitMerge(
+  ctx: MergeContext,
+  inputs: readonly RawSegmentEntry[],
+  merged: MergeOutput,
+  output: RawSegmentEntry,
+  bucketCount: number,
+): Promise<MergeResult> {
   const quarantine: QuarantineEntry[] = [];
   for (const columns of merged.quarantined) {
     const { segment } = await flushColumns(columns, {
       fs: ctx.fs,
       root: ctx.root,
       clock: ctx.clock,
-      bucketCount: request.bucketCount,
+      bucketCount,
       segmentId: ctx.versions.allocateSegmentId(),
       blockRows: ctx.blockRows,
     });

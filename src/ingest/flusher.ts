@@ -181,18 +181,23 @@ export class Flusher {
       });
       this.bytesFlushed += segment.size_bytes;
       await this.segments.prepare(segment, idIndex);
-      if (segment.retractions > 0) await this.retracted.addSegment(segment.id, segment.retractions);
-      await this.versions.commit(
-        (s) => ({ ...s, wal_start: job.lastWalNumber + 1, raw_segments: [...s.raw_segments, segment] }),
-        () => {
-          // The same synchronous step as the segment becoming visible.
-          this.memtables.frozen.shift();
-          this.progress.resolve();
-          this.progress = Promise.withResolvers<void>();
-          // Recently flushed ids stay in memory, so their retries skip the segment lookup.
-          this.memtables.recent.markFlushed(job.memtable, { payloadHashes, eventIds }, clock.nowMs());
-        },
-      );
+      try {
+        if (segment.retractions > 0) await this.retracted.addSegment(segment.id, segment.retractions);
+        await this.versions.commit(
+          (s) => ({ ...s, wal_start: job.lastWalNumber + 1, raw_segments: [...s.raw_segments, segment] }),
+          () => {
+            // The same synchronous step as the segment becoming visible.
+            this.memtables.frozen.shift();
+            this.progress.resolve();
+            this.progress = Promise.withResolvers<void>();
+            // Recently flushed ids stay in memory, so their retries skip the segment lookup.
+            this.memtables.recent.markFlushed(job.memtable, { payloadHashes, eventIds }, clock.nowMs());
+          },
+        );
+      } catch (err) {
+        this.segments.discard(segment.id);
+        throw err;
+      }
     }
   }
 }

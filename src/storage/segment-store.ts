@@ -186,6 +186,8 @@ export class SegmentStore {
   private readonly sliceViews = new WeakMap<SegmentReader, Map<number, SliceReader>>();
   private cacheBytes = 0;
   private readonly prepared = new Map<number, SegmentFile>();
+  /** Prepared and not yet visible: a commit naming them is on its way. */
+  private readonly pending = new Set<number>();
   private files: SegmentFile[] = [];
   private allSlices: PartitionSlice[] = [];
   private byBucket = new Map<number, PartitionSlice[]>();
@@ -231,6 +233,13 @@ export class SegmentStore {
     }
     const slices = slicesOf(entry, footer.meta, this.bucketCount);
     this.prepared.set(entry.id, { entry, meta: footer.meta, filter: footer.filter, slices, idIndex });
+    this.pending.add(entry.id);
+  }
+
+  /** Forgets a prepared segment whose commit will not happen (its flush or merge failed). */
+  discard(segmentId: number): void {
+    if (!this.pending.delete(segmentId)) return;
+    this.prepared.delete(segmentId);
   }
 
   /**
@@ -245,7 +254,10 @@ export class SegmentStore {
       files.push(f);
     }
     const live = new Set([...entries.map((e) => e.id), ...retain]);
-    for (const id of [...this.prepared.keys()]) if (!live.has(id)) this.prepared.delete(id);
+    for (const e of entries) this.pending.delete(e.id);
+    // Prepared for a commit still to come (a flush or merge waiting for the manifest): kept.
+    for (const id of [...this.prepared.keys()])
+      if (!live.has(id) && !this.pending.has(id)) this.prepared.delete(id);
     for (const id of [...this.readers.keys()]) if (!live.has(id)) this.evict(id);
     for (const id of [...this.points.keys()]) if (!live.has(id)) this.evictPoint(id);
     for (const id of [...this.handles.keys()]) if (!live.has(id)) void this.closeHandle(id);
