@@ -63,6 +63,7 @@ import {
   uncoveredSegments,
 } from './rollup/roller.ts';
 import { DEFAULT_ROLLUP_CACHE_BYTES, RollupStore } from './rollup/rollup-store.ts';
+import type { RollupRows } from './rollup/rollup-rows.ts';
 import { type VerifyParams, type VerifyResult, verifyRollups } from './rollup/verify.ts';
 
 export type { Durability } from './ingest/ingestor.ts';
@@ -147,6 +148,7 @@ export interface UsageDbOptions {
 /** Test hooks: reachable through src/testing.ts, never from the package entry. */
 export const ABANDON = Symbol('usagedb.abandonForCrashTest');
 export const READ_SNAPSHOT = Symbol('usagedb.readSnapshot');
+export const REPLACE_ROLLUP = Symbol('usagedb.replaceRollupForTest');
 
 interface Parts {
   options: UsageDbOptions;
@@ -509,6 +511,11 @@ export class UsageDb {
   /** For tests and tools (src/testing.ts): a pinned snapshot the caller releases. */
   [READ_SNAPSHOT](): ReadSnapshot {
     return this.pinSnapshot();
+  }
+
+  /** For tests (src/testing.ts): rewrites a rollup segment with wrong numbers and valid checksums. */
+  [REPLACE_ROLLUP](id: number, mutate: (rows: RollupRows) => void): Promise<void> {
+    return this.roller.replaceForTest(id, mutate);
   }
 
   /** Counts for operators (metrics) and tests. */

@@ -20,7 +20,9 @@ import type { ManifestState, RawSegmentEntry, RollupLevel, RollupSegmentEntry } 
 import type { VersionSet } from '../storage/version-set.ts';
 import { WorkerJobs } from '../util/worker-jobs.ts';
 import { bucketStart, HOUR_MS, ROLLUP_LEVELS } from './levels.ts';
+import { encodeRollupFile, readRollupFile } from './rollup-file.ts';
 import { type RollupOutput, type RollupRequest, runRollup } from './rollup-job.ts';
+import type { RollupRows } from './rollup-rows.ts';
 
 /** Smaller builds run inline: a worker round trip would cost more than it saves. */
 const INLINE_ROLLUP_ROWS_MAX = 20_000;
@@ -221,8 +223,14 @@ export class Roller {
   private async exclusive<T>(work: () => Promise<T>): Promise<T> {
     while (this.running !== null) await this.running.catch(() => undefined);
     const run = work();
-    this.running = run.finally(() => {
-      this.running = null;
+    // Settled either way: a failed build is reported to its caller, not left unhandled here.
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.running = settled;
+    void settled.then(() => {
+      if (this.running === settled) this.running = null;
     });
     return run;
   }
@@ -238,6 +246,32 @@ export class Roller {
     });
     await this.removeFiles(unused);
     return unused.length < built.length;
+  }
+
+  /**
+   * Test hook (src/testing.ts): rewrites rollup segment `id` with `mutate` applied to its rows,
+   * under a new id and valid checksums, as a builder bug would leave it: `verify` must see it.
+   */
+  async replaceForTest(id: number, mutate: (rows: RollupRows) => void): Promise<void> {
+    const old = this.ctx.versions.current.rollup_segments.find((r) => r.id === id);
+    assert(old !== undefined, `no rollup segment ${id}`);
+    const { rows } = readRollupFile(await this.ctx.fs.readFile(rollupPath(this.ctx.root, id)));
+    assert(rows.length === 1, 'the test hook rewrites single-block rollup files');
+    mutate(rows[0]);
+    const encoded = encodeRollupFile(rows[0], old.level);
+    const next: RollupSegmentEntry = {
+      ...old,
+      id: this.ctx.versions.allocateSegmentId(),
+      rows: encoded.rows,
+      size_bytes: encoded.bytes.length,
+      crc32c: encoded.crc32c,
+    };
+    await this.ctx.fs.writeFile(rollupPath(this.ctx.root, next.id), encoded.bytes, { sync: true });
+    await this.ctx.fs.syncDir(joinPath(this.ctx.root, ROLLUP_DIR));
+    await this.ctx.versions.commit((s) => ({
+      ...s,
+      rollup_segments: s.rollup_segments.map((r) => (r.id === id ? next : r)),
+    }));
   }
 
   /** Deletes built files no commit took (a crash before this leaves them to the next open). */

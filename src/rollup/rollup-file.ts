@@ -256,3 +256,17 @@ export function decodeRollupBlock(footer: RollupFooter, index: number, bytes: Ui
     last_ts: times(d + 7),
   };
 }
+
+/** Every row of a whole rollup file, verified (check --deep, tools, tests). */
+export function readRollupFile(bytes: Uint8Array): { footer: RollupFooter; rows: RollupRows[] } {
+  const range = rollupFooterRange(bytes.subarray(bytes.length - ROLLUP_TRAILER_BYTES), bytes.length);
+  const footer = decodeRollupFooter(
+    bytes.subarray(range.offset, range.offset + range.length),
+    range.crc,
+    bytes.length,
+  );
+  const rows = footer.blocks.map((b, i) =>
+    decodeRollupBlock(footer, i, bytes.subarray(b.offset, b.offset + b.length)),
+  );
+  return { footer, rows };
+}

@@ -4,12 +4,15 @@
  *
  * - check: every file the current manifest names exists with the size it records; with
  *   `deep`, every byte is read: each file's whole-file CRC32C, every column chunk's CRC and
- *   decode, each retraction side file's checksum and count.
+ *   decode, each retraction side file's checksum and count; each rollup file's checksums,
+ *   every block, and its event count against the raw segments it covers.
  * - inspect: one segment's footer: partitions, blocks, bytes per column, id filter.
  */
 import { COLUMN_NAMES } from '../model/columns.ts';
 import { type FileSystem, isFsError, joinPath } from './fs/file-system.ts';
-import { segmentPath } from './layout.ts';
+import { rollupPath, segmentPath } from './layout.ts';
+import { readRollupFile } from '../rollup/rollup-file.ts';
+import { crc32c } from './encoding/crc32c.ts';
 import type { ManifestState } from './manifest.ts';
 import { decodeRetractionFile, retractionFilePath } from './retractions.ts';
 import { SegmentReader } from './segment/segment-reader.ts';
@@ -17,7 +20,7 @@ import { accountBucket, utcDay } from './partition.ts';
 
 export interface SegmentCheck {
   id: number;
-  kind: 'raw' | 'quarantine';
+  kind: 'raw' | 'quarantine' | 'rollup';
   rows: number;
   size_bytes: number;
   ok: boolean;
@@ -69,6 +72,25 @@ export async function checkFiles(
       ...(problem === null ? {} : { problem }),
     });
   }
+  const rawRows = new Map(state.raw_segments.map((e) => [e.id, e.rows]));
+  for (const entry of state.rollup_segments) {
+    let problem: string | null;
+    try {
+      const covered = entry.covers.reduce((n, id) => n + (rawRows.get(id) ?? 0), 0);
+      problem = await checkRollup(fs, root, entry, covered, deep);
+    } catch (err) {
+      if (!isFsError(err)) throw err;
+      problem = err.message;
+    }
+    segments.push({
+      id: entry.id,
+      kind: 'rollup',
+      rows: entry.rows,
+      size_bytes: entry.size_bytes,
+      ok: problem === null,
+      ...(problem === null ? {} : { problem }),
+    });
+  }
   const problems = segments.filter((s) => !s.ok).map((s) => `segment ${s.id}: ${s.problem}`);
   return {
     ok: problems.length === 0,
@@ -114,6 +136,37 @@ async function checkOne(
       if (ids.length !== retractions)
         return `retraction list holds ${ids.length} ids, the manifest says ${retractions}`;
     }
+  } catch (err) {
+    if (isFsError(err)) throw err;
+    return (err as Error).message;
+  }
+  return null;
+}
+
+/** A rollup file: size; with `deep`, its checksums, every block, and counts = covered raw rows. */
+async function checkRollup(
+  fs: FileSystem,
+  root: string,
+  entry: ManifestState['rollup_segments'][number],
+  coveredRows: number,
+  deep: boolean,
+): Promise<string | null> {
+  const path = rollupPath(root, entry.id);
+  if (!(await fs.exists(path))) return `${path} is missing`;
+  const { sizeBytes } = await fs.stat(path);
+  if (sizeBytes !== entry.size_bytes)
+    return `${path} is ${sizeBytes} bytes, the manifest says ${entry.size_bytes}`;
+  if (!deep) return null;
+  try {
+    const bytes = await fs.readFile(path);
+    if (crc32c(bytes) !== entry.crc32c >>> 0) return `${path}: file checksum mismatch`;
+    const { footer, rows } = readRollupFile(bytes);
+    let events = 0;
+    for (const block of rows) for (let r = 0; r < block.rowCount; r++) events += block.count[r];
+    if (footer.rows !== entry.rows)
+      return `${path} holds ${footer.rows} rows, the manifest says ${entry.rows}`;
+    if (events !== coveredRows)
+      return `${path} counts ${events} events, the raw segments it covers hold ${coveredRows}`;
   } catch (err) {
     if (isFsError(err)) throw err;
     return (err as Error).message;
