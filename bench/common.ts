@@ -14,10 +14,11 @@ export type QueryKind = 'q1' | 'q2' | 'q3' | 'q4';
 /** DuckDB storage order: `account` sorts by (account_id, timestamp_ms) so zone maps prune. */
 export type DuckdbOrder = 'account' | 'arrival';
 /**
- * DuckDB quantity column: `decimal38` holds every quantity the contract allows (|q| < 10^38),
- * like usagedb; `bigint` is faster in DuckDB but overflows past 2^63 (a reference only).
+ * DuckDB quantity column: `hugeint` is DuckDB's own 128-bit integer, the like-for-like type for
+ * the contract (|q| < 10^38); `bigint` is what a DuckDB user would usually pick (overflows past
+ * 2^63); `decimal38` is DECIMAL(38,0).
  */
-export type DuckdbQuantity = 'decimal38' | 'bigint';
+export type DuckdbQuantity = 'decimal38' | 'bigint' | 'hugeint';
 export const QUERY_KINDS: readonly QueryKind[] = ['q1', 'q2', 'q3', 'q4'];
 
 /** What the orchestrator asks a child to do; passed as JSON in argv. */
@@ -48,6 +49,11 @@ export type Task =
       q3Runs: number;
       pageSize: number;
       answersFile: string;
+      /** usagedb: the query path (default auto); `rollupFirst` builds rollups (timed) before. */
+      source?: 'raw' | 'auto';
+      rollupFirst?: boolean;
+      /** A label for the result beside the engine name (e.g. the DuckDB quantity type). */
+      variant?: string;
     }
   | {
       phase: 'export';
@@ -117,6 +123,10 @@ export interface QueryTiming {
 
 export interface QueryResult {
   engine: Engine;
+  /** e.g. `raw`/`auto` for usagedb, the quantity type for DuckDB. */
+  variant?: string;
+  /** usagedb with `rollupFirst`: the rollup build before the queries. */
+  rollupBuild?: { rows: number; seconds: number };
   timings: QueryTiming[];
   maxRssBytes: number;
   notes: string[];

@@ -45,6 +45,12 @@ import {
 
 const DB_FILE = 'usage.duckdb';
 
+const QUANTITY_TYPES: Record<DuckdbQuantity, string> = {
+  hugeint: 'HUGEINT',
+  bigint: 'BIGINT',
+  decimal38: 'DECIMAL(38, 0)',
+};
+
 const columns = (quantityType: string): string => `
   event_id VARCHAR NOT NULL,
   kind VARCHAR NOT NULL,
@@ -84,9 +90,7 @@ export async function loadDuckdb(
   const h = await open(dir);
   const { conn } = h;
   // Staged in a temp table so the sorted copy leaves no dead blocks behind in the database file.
-  await conn.run(
-    `CREATE TEMP TABLE staging (${columns(quantity === 'bigint' ? 'BIGINT' : 'DECIMAL(38, 0)')})`,
-  );
+  await conn.run(`CREATE TEMP TABLE staging (${columns(QUANTITY_TYPES[quantity])})`);
   const appender = await conn.createAppender('staging', 'main', 'temp');
 
   const counts: Counts = { accepted: 0, duplicates: 0, conflicts: 0, rejected: 0 };
@@ -117,6 +121,7 @@ export async function loadDuckdb(
         appender.appendVarchar(e.source);
         appender.appendBigInt(BigInt(e.timestamp_ms));
         if (quantity === 'bigint') appender.appendBigInt(BigInt(e.quantity));
+        else if (quantity === 'hugeint') appender.appendHugeInt(BigInt(e.quantity));
         else appender.appendDecimal(new DuckDBDecimalValue(BigInt(e.quantity), 38, 0));
         appender.appendVarchar(canonicalDimensions(e.dimensions));
         appender.appendBigInt(ingestedAt);

@@ -128,7 +128,7 @@ console.log(
 await probeDb.close();
 
 // q1 and q4 on the sampled accounts, as `npm run bench` asks them.
-const runner = await usagedbQueryRunner(dir, 1000);
+const runner = await usagedbQueryRunner(dir, 1000, 'raw');
 for (const kind of ['q1', 'q4'] as const) {
   const times: number[] = [];
   for (const a of querySample(42, 20)) {

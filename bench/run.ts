@@ -53,7 +53,8 @@ interface Options {
   q3Runs: number;
   pageSize: number;
   duckdbOrder: DuckdbOrder;
-  duckdbQuantity: DuckdbQuantity;
+  /** One DuckDB load per type, queried side by side; the first is also the export peer. */
+  duckdbQuantities: DuckdbQuantity[];
   verbose: boolean;
 }
 
@@ -71,7 +72,7 @@ function parseOptions(): Options {
       'q3-runs': { type: 'string', default: '20' },
       'page-size': { type: 'string', default: '1000' },
       'duckdb-order': { type: 'string', default: 'account' },
-      'duckdb-quantity': { type: 'string', default: 'decimal38' },
+      'duckdb-quantity': { type: 'string', default: 'hugeint,bigint' },
       verbose: { type: 'boolean', default: false },
     },
     strict: true,
@@ -94,9 +95,10 @@ function parseOptions(): Options {
   const order = values['duckdb-order'];
   if (order !== 'account' && order !== 'arrival')
     throw new Error('--duckdb-order must be account or arrival');
-  const quantity = values['duckdb-quantity'];
-  if (quantity !== 'decimal38' && quantity !== 'bigint')
-    throw new Error('--duckdb-quantity must be decimal38 or bigint');
+  const quantities = [
+    ...list('duckdb-quantity', values['duckdb-quantity'], ['hugeint', 'bigint', 'decimal38']),
+  ] as DuckdbQuantity[];
+  if (quantities.length === 0) throw new Error('--duckdb-quantity needs at least one type');
   return {
     events: values['10m'] ? 10_000_000 : int('events', values.events ?? '1000000'),
     seed: int('seed', values.seed),
@@ -108,7 +110,7 @@ function parseOptions(): Options {
     q3Runs: int('q3-runs', values['q3-runs']),
     pageSize: int('page-size', values['page-size']),
     duckdbOrder: order,
-    duckdbQuantity: quantity,
+    duckdbQuantities: quantities,
     verbose: values.verbose,
   };
 }
@@ -321,19 +323,22 @@ async function main(): Promise<void> {
     }
   }
   if (o.engines.has('duckdb')) {
-    plans.push({
-      label: 'duckdb load',
-      key: 'duckdb',
-      task: {
-        ...base,
-        engine: 'duckdb',
-        dir: dirOf('duckdb'),
-        order: o.duckdbOrder,
-        quantityType: o.duckdbQuantity,
-      },
-      shown: wantIngest,
-    });
+    for (const [i, q] of o.duckdbQuantities.entries()) {
+      plans.push({
+        label: `duckdb load (${q})`,
+        key: `duckdb-${q}`,
+        task: {
+          ...base,
+          engine: 'duckdb',
+          dir: dirOf(`duckdb-${q}`),
+          order: o.duckdbOrder,
+          quantityType: q,
+        },
+        shown: wantIngest && i === 0,
+      });
+    }
   }
+  const duckdbKey = `duckdb-${o.duckdbQuantities[0]}`;
 
   // ---- ingest ------------------------------------------------------------------------------
   const loaded = new Map<string, IngestResult>();
@@ -417,21 +422,30 @@ async function main(): Promise<void> {
     const sample = querySample(o.seed, o.samples + 1);
     const accounts = sample.slice(0, o.samples);
     const warmup = sample[o.samples];
-    const stores: [Engine, string][] = [
-      ['usagedb', 'usagedb-balanced'],
-      ['duckdb', 'duckdb'],
-      ['sqlite', 'sqlite'],
+    // usagedb on the raw path first, then after building its rollups (timed) through `auto`;
+    // DuckDB once per quantity type.
+    const stores: { engine: Engine; key: string; variant?: string; extra?: Record<string, unknown> }[] = [
+      { engine: 'usagedb', key: 'usagedb-balanced', variant: 'raw', extra: { source: 'raw' } },
+      {
+        engine: 'usagedb',
+        key: 'usagedb-balanced',
+        variant: 'auto',
+        extra: { source: 'auto', rollupFirst: true },
+      },
+      ...o.duckdbQuantities.map((q) => ({ engine: 'duckdb' as const, key: `duckdb-${q}`, variant: q })),
+      { engine: 'sqlite', key: 'sqlite' },
     ];
-    const files = new Map<Engine, string>();
-    for (const [engine, key] of stores) {
+    const files = new Map<string, string>();
+    for (const { engine, key, variant, extra } of stores) {
+      const name = resultName({ engine, variant });
       if (!o.engines.has(engine)) continue;
       if (!loaded.has(key)) {
-        failures.push(`query ${engine}: skipped, its load failed`);
+        failures.push(`query ${name}: skipped, its load failed`);
         continue;
       }
-      const answersFile = join(o.dir, `answers-${engine}.json`);
+      const answersFile = join(o.dir, `answers-${name}.json`);
       const r = await runTask<QueryResult>(
-        `query ${engine}`,
+        `query ${name}`,
         {
           phase: 'query',
           engine,
@@ -441,12 +455,14 @@ async function main(): Promise<void> {
           q3Runs: o.q3Runs,
           pageSize: o.pageSize,
           answersFile,
+          ...(variant === undefined ? {} : { variant }),
+          ...extra,
         },
         o.verbose,
       );
       if (r) {
         report.query.push(r);
-        files.set(engine, answersFile);
+        files.set(name, answersFile);
       }
     }
     printQueries(report.query, o, accounts.length);
@@ -489,7 +505,7 @@ async function main(): Promise<void> {
           o.verbose,
         );
     }
-    if (o.engines.has('duckdb') && loaded.has('duckdb')) {
+    if (o.engines.has('duckdb') && loaded.has(duckdbKey)) {
       // The DuckDB child also reads both files back (after its timing) to check rows and sums.
       const dayFiles = join(usagedbDays, '*', '*.parquet');
       const verify = [usagedbOut, duckdbOut, dayFiles].filter(
@@ -497,7 +513,7 @@ async function main(): Promise<void> {
       );
       const r = await runTask<ExportResult>(
         'export duckdb (COPY TO parquet)',
-        { phase: 'export', engine: 'duckdb', dir: dirOf('duckdb'), out: duckdbOut, verify },
+        { phase: 'export', engine: 'duckdb', dir: dirOf(duckdbKey), out: duckdbOut, verify },
         o.verbose,
       );
       if (r) report.export.push(r);
@@ -633,7 +649,7 @@ function printIngest(
       'flush s: final flush (usagedb) / WAL checkpoint (SQLite) / sort + checkpoint (DuckDB), not in events/s;\n' +
       'bytes/event: every file in the engine directory after flush and close / unique events stored.',
   );
-  if (loaded.has('duckdb')) {
+  if ([...loaded.keys()].some((k) => k.startsWith('duckdb'))) {
     console.log(
       `¹ DuckDB: bulk appender load of the events the generator labels new (no idempotency check), ` +
         `quantity ${duckdbQuantityLabel(o)}, stored ` +
@@ -643,10 +659,12 @@ function printIngest(
   for (const n of notes) console.log(`note: ${n}`);
 }
 
-const duckdbQuantityLabel = (o: Options): string =>
-  o.duckdbQuantity === 'bigint'
-    ? 'BIGINT (overflows past 2^63: reference only)'
-    : 'DECIMAL(38,0) (the contract range)';
+const QUANTITY_LABELS: Record<DuckdbQuantity, string> = {
+  hugeint: 'HUGEINT (128-bit, the contract range)',
+  bigint: 'BIGINT (overflows past 2^63)',
+  decimal38: 'DECIMAL(38,0) (the contract range)',
+};
+const duckdbQuantityLabel = (o: Options): string => QUANTITY_LABELS[o.duckdbQuantities[0]];
 
 interface QueryStat {
   p50: number;
@@ -679,37 +697,70 @@ const QUERY_TITLES: Record<QueryKind, string> = {
   q4: 'q4 audit account+meter+model',
 };
 
+/** `usagedb-auto`, `duckdb-hugeint`, `sqlite`: an engine and the variant it ran as. */
+function resultName(r: { engine: Engine; variant?: string }): string {
+  return r.variant === undefined ? r.engine : `${r.engine}-${r.variant}`;
+}
+
 function printQueries(results: QueryResult[], o: Options, accounts: number): void {
   section(`query (${accounts} accounts drawn by activity; q3 run ${o.q3Runs}×; q4 page size ${o.pageSize})`);
-  const order: Engine[] = ['usagedb', 'duckdb', 'sqlite'];
-  const present = order.filter((e) => results.some((r) => r.engine === e));
-  const by = new Map(results.map((r) => [r.engine, r]));
+  const names = results.map(resultName);
+  const by = new Map(results.map((r) => [resultName(r), r]));
   const headers = ['query (ms)', 'rows p50'];
-  for (const e of present) headers.push(`${e} p50`, `${e} p95`);
-  const hasU = by.has('usagedb');
-  if (hasU && by.has('duckdb')) headers.push('p95 vs duckdb');
-  if (hasU && by.has('sqlite')) headers.push('p95 vs sqlite');
-  const rows: string[][] = [];
-  for (const kind of QUERY_KINDS) {
-    const stats = new Map(present.map((e) => [e, queryStats(by.get(e)!, kind)]));
-    const cells = [QUERY_TITLES[kind], int(stats.get(present[present.length - 1])?.rows ?? Number.NaN)];
-    for (const e of present) cells.push(ms(stats.get(e)!.p50), ms(stats.get(e)!.p95));
-    const u = stats.get('usagedb');
-    if (u && by.has('duckdb')) cells.push(ratio(stats.get('duckdb')!.p95 / u.p95));
-    if (u && by.has('sqlite')) cells.push(ratio(stats.get('sqlite')!.p95 / u.p95));
-    rows.push(cells);
-  }
-  console.log(table(headers, rows));
+  for (const n of names) headers.push(`${n} p50`, `${n} p95`);
   console.log(
-    `peak RSS MiB: ${present.map((e) => `${e} ${mib(by.get(e)!.maxRssBytes)}`).join(', ')}\n` +
-      (by.has('duckdb') ? `duckdb quantity column: ${duckdbQuantityLabel(o)}\n` : '') +
-      'times: call to fully materialised JS rows, after one untimed warm-up pass on another account;\n' +
-      'p95 vs X: X p95 / usagedb p95 (above 1× means usagedb is faster).',
+    table(
+      headers,
+      QUERY_KINDS.map((kind) => {
+        const cells = [QUERY_TITLES[kind], int(queryStats(results[0], kind).rows)];
+        for (const n of names) {
+          const st = queryStats(by.get(n)!, kind);
+          cells.push(ms(st.p50), ms(st.p95));
+        }
+        return cells;
+      }),
+    ),
+  );
+  // Ratios of each usagedb path against each peer: p50 and p95 (above 1× = usagedb faster).
+  const ours = names.filter((n) => n.startsWith('usagedb'));
+  const peers = names.filter((n) => !n.startsWith('usagedb'));
+  if (ours.length > 0 && peers.length > 0) {
+    const rh = ['peer time / usagedb time'];
+    for (const u of ours) for (const p of peers) rh.push(`${u} vs ${p} p50/p95`);
+    console.log(
+      table(
+        rh,
+        QUERY_KINDS.map((kind) => {
+          const cells: string[] = [kind];
+          for (const u of ours) {
+            const a = queryStats(by.get(u)!, kind);
+            for (const p of peers) {
+              const b = queryStats(by.get(p)!, kind);
+              cells.push(`${ratio(b.p50 / a.p50)} / ${ratio(b.p95 / a.p95)}`);
+            }
+          }
+          return cells;
+        }),
+      ),
+    );
+  }
+  for (const r of results) {
+    if (r.rollupBuild)
+      console.log(
+        `rollup build (${resultName(r)}): ${int(r.rollupBuild.rows)} events in ${fixed(r.rollupBuild.seconds, 2)} s = ` +
+          `${int(r.rollupBuild.rows / r.rollupBuild.seconds)} events/s`,
+      );
+  }
+  console.log(
+    `peak RSS MiB: ${names.map((n) => `${n} ${mib(by.get(n)!.maxRssBytes)}`).join(', ')}\n` +
+      `duckdb quantity columns: ${o.duckdbQuantities.map((q) => QUANTITY_LABELS[q]).join('; ')}\n` +
+      'usagedb-raw: source raw (no rollups); usagedb-auto: source auto after db.rollup() (timed above);\n' +
+      'times: call to fully materialised JS rows, after one untimed warm-up pass on another account.',
   );
 }
 
 /** Compares every engine's answers (digests) with the first present of SQLite, DuckDB, usagedb. */
-function checkAnswers(results: QueryResult[], files: Map<Engine, string>): void {
+function checkAnswers(results: QueryResult[], files: Map<string, string>): void {
   const order: Engine[] = ['sqlite', 'duckdb', 'usagedb'];
   const ref = order.map((e) => results.find((r) => r.engine === e)).find((r) => r !== undefined);
   if (!ref) return;
@@ -719,12 +770,13 @@ function checkAnswers(results: QueryResult[], files: Map<Engine, string>): void 
       const k = `${t.kind} ${t.key}`;
       const prev = m.get(k);
       if (!prev) m.set(k, { digest: t.digest, rows: t.rows });
-      else if (prev.digest !== t.digest) mismatches.push(`${r.engine} ${k}: answers differ between runs`);
+      else if (prev.digest !== t.digest)
+        mismatches.push(`${resultName(r)} ${k}: answers differ between runs`);
     }
     return m;
   };
   const refDigests = firstDigest(ref);
-  const loadAnswers = (e: Engine): Record<string, Record<string, string[]>> =>
+  const loadAnswers = (e: string): Record<string, Record<string, string[]>> =>
     JSON.parse(readFileSync(files.get(e)!, 'utf8')) as Record<string, Record<string, string[]>>;
   for (const r of results) {
     if (r === ref) continue;
@@ -733,21 +785,23 @@ function checkAnswers(results: QueryResult[], files: Map<Engine, string>): void 
     for (const [k, want] of refDigests) {
       const got = mine.get(k);
       if (got?.digest === want.digest) continue;
-      let detail = got ? `${r.engine} ${got.rows} rows, ${ref.engine} ${want.rows} rows` : 'missing answer';
+      let detail = got
+        ? `${resultName(r)} ${got.rows} rows, ${resultName(ref)} ${want.rows} rows`
+        : 'missing answer';
       // Show the first differing row for the first few mismatches of each engine.
       if (got && detailed++ < 5) {
         try {
           const [kind, key] = k.split(' ');
-          const a = loadAnswers(r.engine)[kind][key];
-          const b = loadAnswers(ref.engine)[kind][key];
+          const a = loadAnswers(resultName(r))[kind][key];
+          const b = loadAnswers(resultName(ref))[kind][key];
           const i = a.findIndex((x, j) => x !== b[j]);
           const at = i === -1 ? a.length : i;
-          detail += `; first difference at row ${at}: ${r.engine}=${a[at] ?? '(none)'} ${ref.engine}=${b[at] ?? '(none)'}`;
+          detail += `; first difference at row ${at}: ${resultName(r)}=${a[at] ?? '(none)'} ${resultName(ref)}=${b[at] ?? '(none)'}`;
         } catch (e) {
           detail += ` (answer files unreadable: ${errorMessage(e)})`;
         }
       }
-      mismatches.push(`query ${k}: ${r.engine} differs from ${ref.engine}: ${detail}`);
+      mismatches.push(`query ${k}: ${resultName(r)} differs from ${resultName(ref)}: ${detail}`);
     }
   }
 }

@@ -45,6 +45,7 @@ export interface UsageIngestResult {
 }
 
 export interface JsonQuery {
+  source?: 'raw' | 'rollup' | 'auto';
   account_id?: string;
   from: number | string;
   to: number | string;
@@ -91,6 +92,7 @@ export interface BenchUsageDb {
   close(opts?: { flushMemtable?: boolean }): Promise<unknown>;
   query?(q: JsonQuery): Promise<{ rows: QueryRow[] }> | { rows: QueryRow[] };
   events?(p: EventsParams): Promise<{ events: StoredEvent[]; next_cursor: string | null }>;
+  rollup?(): Promise<{ segments: number; rawRows: number }>;
   exportParquet?(
     outPath: string,
     opts: { from?: number; to?: number; account_id?: string; partition?: 'day' | 'none' },
@@ -100,7 +102,7 @@ export interface BenchUsageDb {
 type Api = Required<BenchUsageDb>;
 
 /** The method, bound, or a clear error naming what the engine does not have yet. */
-function need<K extends 'query' | 'events' | 'exportParquet'>(db: BenchUsageDb, name: K): Api[K] {
+function need<K extends 'query' | 'events' | 'exportParquet' | 'rollup'>(db: BenchUsageDb, name: K): Api[K] {
   const fn = db[name];
   if (typeof fn !== 'function') throw new Error(`UsageDb.${name} is not implemented yet`);
   return fn.bind(db) as Api[K];
@@ -231,14 +233,20 @@ const str = (v: string | number | bigint | null | undefined): string => String(v
 export async function usagedbQueryRunner(
   dir: string,
   pageSize: number,
-): Promise<QueryRunner & { close(): Promise<void> }> {
+  source: 'raw' | 'auto',
+): Promise<QueryRunner & { close(): Promise<void>; rollup(): Promise<{ rows: number; seconds: number }> }> {
   const UsageDb = await loadUsageDb();
   const db = await UsageDb.open({ dir, durability: 'balanced' });
   const query = need(db, 'query');
   const events = need(db, 'events');
-  const month = { from: MONTH_FROM, to: MONTH_TO };
+  const month = { from: MONTH_FROM, to: MONTH_TO, source };
 
   return {
+    async rollup() {
+      const t0 = now();
+      const r = await need(db, 'rollup')();
+      return { rows: r.rawRows, seconds: (now() - t0) / 1000 };
+    },
     async q1(a): Promise<PendingAnswer> {
       const { rows } = await query({
         account_id: a.account_id,
@@ -278,7 +286,8 @@ export async function usagedbQueryRunner(
       do {
         const page: { events: StoredEvent[]; next_cursor: string | null } = await events({
           account_id: a.account_id,
-          ...month,
+          from: month.from,
+          to: month.to,
           meter_id: a.meter_id,
           model_id: a.model_id,
           limit: pageSize,

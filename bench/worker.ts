@@ -48,12 +48,15 @@ async function run(task: Task): Promise<TaskResult> {
         const runner = await (await import('./duckdb.ts')).duckdbQueryRunner(task.dir);
         const result = await runQuerySuite(runner, suite);
         runner.close();
-        return result;
+        return { ...result, variant: task.variant };
       }
-      const runner = await (await import('./usagedb.ts')).usagedbQueryRunner(task.dir, task.pageSize);
+      const runner = await (
+        await import('./usagedb.ts')
+      ).usagedbQueryRunner(task.dir, task.pageSize, task.source ?? 'auto');
+      const rollupBuild = task.rollupFirst ? await runner.rollup() : undefined;
       const result = await runQuerySuite(runner, suite);
       await runner.close();
-      return result;
+      return { ...result, ...(rollupBuild ? { rollupBuild } : {}), variant: task.variant };
     }
     case 'export': {
       if (task.engine === 'duckdb')

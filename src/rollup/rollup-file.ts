@@ -34,8 +34,9 @@ import { ROLLUP_DICT_COLUMNS, type RollupDictColumn, type RollupRows } from './r
 export const ROLLUP_MAGIC = Uint8Array.of(0x55, 0x52, 0x53, 0x47);
 export const ROLLUP_FORMAT_VERSION = 1;
 export const ROLLUP_TRAILER_BYTES = 13;
-export const ROLLUP_BLOCK_ROWS = 1024;
-const ZSTD_LEVEL = 9;
+export const ROLLUP_BLOCK_ROWS = 4096;
+/** Rollups are rebuilt from raw at will: a fast level (measured in docs/rollups.md). */
+const ZSTD_LEVEL = 3;
 const CHUNKS_PER_BLOCK = 15;
 
 export interface RollupBlockMeta {

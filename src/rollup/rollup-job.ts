@@ -11,7 +11,7 @@ import type { RollupLevel } from '../storage/manifest.ts';
 import { SegmentReader } from '../storage/segment/segment-reader.ts';
 import { ROLLUP_LEVELS } from './levels.ts';
 import { type EncodedRollup, encodeRollupFile } from './rollup-file.ts';
-import { buildRollupRows, lineIds, ROLLUP_SOURCE_COLUMNS } from './rollup-rows.ts';
+import { buildRollupLevels, ROLLUP_SOURCE_COLUMNS } from './rollup-rows.ts';
 
 export interface RollupRequest {
   segmentId: number;
@@ -38,9 +38,10 @@ export function runRollup(req: RollupRequest): RollupOutput {
 
 /** Rollup files of every level for one segment's decoded columns. */
 export function rollupColumns(columns: EventColumns): RollupOutput {
-  const lines = lineIds(columns);
+  const built = buildRollupLevels(columns);
   const levels = ROLLUP_LEVELS.map((level) => {
-    const rows = buildRollupRows(columns, level, lines);
+    const rows = built.get(level);
+    assert(rows !== undefined, `no ${level} rollup rows`);
     let events = 0;
     for (let i = 0; i < rows.rowCount; i++) events += rows.count[i];
     assert(events === columns.rowCount, `${level} rollup counts ${events} events of ${columns.rowCount}`);

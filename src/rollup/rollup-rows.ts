@@ -6,6 +6,10 @@
  * bench workload they make the hour level as large as the raw data): a query that groups or
  * filters by a dimension is answered from raw events.
  *
+ * The hour level is summed from raw rows; the day level from hour rows and the month level
+ * from day rows (sums, counts, min/max and first/last all compose), so each coarser level
+ * costs only as much as the level below it.
+ *
  * Invariants:
  * - per grain key and bucket, the rows' counts add up to the number of events and their sums
  *   to the exact sum of quantities; a group whose sum would leave ±(10^38 − 1) (what a segment
@@ -25,7 +29,7 @@ import {
 } from '../model/columns.ts';
 import { BIG_ABS_MAX } from '../storage/encoding/varint.ts';
 import type { RollupLevel } from '../storage/manifest.ts';
-import { bucketStart } from './levels.ts';
+import { bucketStart, HOUR_MS } from './levels.ts';
 
 export const ROLLUP_DICT_COLUMNS = [
   'account_id',
@@ -61,111 +65,172 @@ const SAFE_MAX = Number.MAX_SAFE_INTEGER;
 /** The shortest month: a time within this of a month's start lies in that month. */
 const MONTH_MS_MIN = 28 * 86_400_000;
 
-interface Group {
-  row: number;
-  count: number;
-  /** Float sum while safe; the exact value moves to `big` once it leaves the safe range. */
-  sum: number;
-  big: bigint | null;
-  min: number | bigint;
-  max: number | bigint;
-  first: number;
-  last: number;
+/** One row's contribution: what an input (a raw event or a finer rollup row) adds to a group. */
+interface Input {
+  rowCount: number;
+  /** Line (grain without time) of each input row. */
+  line: Int32Array;
+  timestamp: Float64Array;
+  count: Float64Array | null;
+  sum: QuantityColumn;
+  min: QuantityColumn;
+  max: QuantityColumn;
+  first: Float64Array;
+  last: Float64Array;
 }
 
-/**
- * Sums `c` (the rollup source columns of one raw segment) per grain key and bucket of `level`.
- * `lines` (from lineIds) may be shared between the levels of one build.
- */
-export function buildRollupRows(c: EventColumns, level: RollupLevel, lines: LineIds): RollupRows {
-  const n = c.rowCount;
-  const groups: Group[] = [];
-  const byKey = new Map<string, number>();
-  const bucketOf = new Float64Array(n);
+/** Groups as parallel arrays (hundreds of thousands per build: no object per group). */
+class Groups {
+  n = 0;
+  line = new Int32Array(1024);
+  bucket = new Float64Array(1024);
+  count = new Float64Array(1024);
+  sum = new Float64Array(1024);
+  min = new Float64Array(1024);
+  max = new Float64Array(1024);
+  first = new Float64Array(1024);
+  last = new Float64Array(1024);
+  /** Exact values of groups whose sum, min or max is beyond 2^53 (rare). */
+  bigSum = new Map<number, bigint>();
+  bigMin = new Map<number, bigint>();
+  bigMax = new Map<number, bigint>();
+
+  add(line: number, bucket: number): number {
+    if (this.n === this.line.length) this.grow();
+    const g = this.n++;
+    this.line[g] = line;
+    this.bucket[g] = bucket;
+    this.min[g] = Number.POSITIVE_INFINITY;
+    this.max[g] = Number.NEGATIVE_INFINITY;
+    this.first[g] = Number.POSITIVE_INFINITY;
+    this.last[g] = Number.NEGATIVE_INFINITY;
+    return g;
+  }
+
+  private grow(): void {
+    const size = this.line.length * 2;
+    const f = (a: Float64Array) => {
+      const b = new Float64Array(size);
+      b.set(a);
+      return b;
+    };
+    const l = new Int32Array(size);
+    l.set(this.line);
+    this.line = l;
+    this.bucket = f(this.bucket);
+    this.count = f(this.count);
+    this.sum = f(this.sum);
+    this.min = f(this.min);
+    this.max = f(this.max);
+    this.first = f(this.first);
+    this.last = f(this.last);
+  }
+
+  /** Adds input row `r` to group `g`; false (nothing changed) when the sum would leave ±(10^38 − 1). */
+  addRow(g: number, input: Input, r: number): boolean {
+    const v = input.sum.values[r];
+    const big = this.bigSum.get(g);
+    if (big === undefined && !Number.isNaN(v)) {
+      const t = this.sum[g] + v;
+      if (t <= SAFE_MAX && t >= -SAFE_MAX) this.sum[g] = t;
+      else this.bigSum.set(g, BigInt(this.sum[g]) + BigInt(v));
+    } else {
+      const next = (big ?? BigInt(this.sum[g])) + quantityBigAt(input.sum, r);
+      if (next > BIG_ABS_MAX || next < -BIG_ABS_MAX) return false;
+      this.bigSum.set(g, next);
+    }
+    this.count[g] += input.count === null ? 1 : input.count[r];
+    this.minMax(g, input.min, r, true);
+    this.minMax(g, input.max, r, false);
+    if (input.first[r] < this.first[g]) this.first[g] = input.first[r];
+    if (input.last[r] > this.last[g]) this.last[g] = input.last[r];
+    return true;
+  }
+
+  private minMax(g: number, col: QuantityColumn, r: number, isMin: boolean): void {
+    const v = col.values[r];
+    const bigs = isMin ? this.bigMin : this.bigMax;
+    const arr = isMin ? this.min : this.max;
+    if (!Number.isNaN(v) && !bigs.has(g)) {
+      if (isMin ? v < arr[g] : v > arr[g]) arr[g] = v;
+      return;
+    }
+    const q = quantityBigAt(col, r);
+    const cur = bigs.get(g) ?? (Number.isFinite(arr[g]) ? BigInt(arr[g]) : null);
+    if (cur === null || (isMin ? q < cur : q > cur)) bigs.set(g, q);
+  }
+
+  /** The group's exact quantity of `which` (sum, min or max), as a column value. */
+  put(col: QuantityColumn, i: number, g: number, which: 'sum' | 'min' | 'max'): void {
+    const big = (which === 'sum' ? this.bigSum : which === 'min' ? this.bigMin : this.bigMax).get(g);
+    if (big === undefined) {
+      col.values[i] = this[which][g];
+      return;
+    }
+    if (big >= -BigInt(SAFE_MAX) && big <= BigInt(SAFE_MAX)) {
+      col.values[i] = Number(big);
+      return;
+    }
+    col.values[i] = Number.NaN;
+    col.big ??= new Map();
+    col.big.set(i, big);
+  }
+}
+
+/** Sums `input` per (line, bucket of `level`). */
+function groupInput(input: Input, level: RollupLevel): Groups {
+  const groups = new Groups();
+  const byKey = new Map<number, number>();
+  // Keys line * span + hour slot stay small integers (fast map keys) for a segment of a
+  // month or so; a wider one still gets exact (double) keys.
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = Number.NEGATIVE_INFINITY;
+  for (let r = 0; r < input.rowCount; r++) {
+    const ts = input.timestamp[r];
+    if (ts < lo) lo = ts;
+    if (ts > hi) hi = ts;
+  }
+  const base = bucketStart('hour', bucketStart(level, lo));
+  const span = Math.floor((hi - base) / HOUR_MS) + 1;
+  assert(span * (input.rowCount + 1) < 2 ** 53, 'rollup group keys exceed 2^53');
+  const keyOf = (line: number, bucket: number) => line * span + (bucket - base) / HOUR_MS;
   let prevLine = -1;
   let prevBucket = Number.NaN;
   let prevGroup = -1;
-  for (let row = 0; row < n; row++) {
-    const ts = c.timestamp_ms[row];
-    const line = lines.ids[row];
-    // Buckets change rarely between neighbours: skip the date arithmetic for months.
+  for (let r = 0; r < input.rowCount; r++) {
+    const ts = input.timestamp[r];
+    const line = input.line[r];
     const b =
       level === 'month' && ts >= prevBucket && ts < prevBucket + MONTH_MS_MIN
         ? prevBucket
         : bucketStart(level, ts);
-    bucketOf[row] = b;
     let g: number;
     if (line === prevLine && b === prevBucket) g = prevGroup;
     else {
-      const key = `${line}:${b}`;
+      const key = keyOf(line, b);
       const found = byKey.get(key);
       if (found === undefined) {
-        g = groups.length;
-        groups.push(newGroup(row));
+        g = groups.add(line, b);
         byKey.set(key, g);
       } else g = found;
     }
-    const q = c.quantity.values[row];
-    const grp = groups[g];
-    if (!addToGroup(grp, q, c.quantity, row, ts)) {
+    if (!groups.addRow(g, input, r)) {
       // The sum would leave what a row stores: the key goes on in a new row.
-      g = groups.length;
-      const fresh = newGroup(row);
-      groups.push(fresh);
-      byKey.set(`${line}:${b}`, g);
-      assert(addToGroup(fresh, q, c.quantity, row, ts), 'one quantity fits a rollup row');
+      g = groups.add(line, b);
+      byKey.set(keyOf(line, b), g);
+      assert(groups.addRow(g, input, r), 'one quantity fits a rollup row');
     }
     prevLine = line;
     prevBucket = b;
     prevGroup = g;
   }
-  return toRows(c, groups, bucketOf);
-}
-
-function newGroup(row: number): Group {
-  return {
-    row,
-    count: 0,
-    sum: 0,
-    big: null,
-    min: Number.POSITIVE_INFINITY,
-    max: Number.NEGATIVE_INFINITY,
-    first: Number.POSITIVE_INFINITY,
-    last: Number.NEGATIVE_INFINITY,
-  };
-}
-
-/** Adds one event; false (and nothing changed) when the sum would leave ±(10^38 − 1). */
-function addToGroup(g: Group, v: number, col: QuantityColumn, row: number, ts: number): boolean {
-  if (g.big === null && !Number.isNaN(v)) {
-    const t = g.sum + v;
-    if (t <= SAFE_MAX && t >= -SAFE_MAX) {
-      g.sum = t;
-      finishAdd(g, v, ts);
-      return true;
-    }
-  }
-  const q = quantityBigAt(col, row);
-  const next = (g.big ?? BigInt(g.sum)) + q;
-  if (next > BIG_ABS_MAX || next < -BIG_ABS_MAX) return false;
-  g.big = next;
-  g.sum = 0;
-  finishAdd(g, Number.isNaN(v) ? q : v, ts);
-  return true;
-}
-
-function finishAdd(g: Group, q: number | bigint, ts: number): void {
-  g.count++;
-  if (q < g.min) g.min = q;
-  if (q > g.max) g.max = q;
-  if (ts < g.first) g.first = ts;
-  if (ts > g.last) g.last = ts;
+  return groups;
 }
 
 /** Per raw row, the id of its grain line (everything but time), numbered in first-seen order. */
 export interface LineIds {
   ids: Int32Array;
-  /** A row holding each line. */
+  /** A raw row holding each line. */
   firstRow: number[];
 }
 
@@ -202,24 +267,90 @@ function sameCodes(cols: readonly Uint32Array[], a: number, b: number): boolean 
   return true;
 }
 
-/** Finished groups as sorted columns, with dictionaries of only the values used. */
-function toRows(c: EventColumns, groups: readonly Group[], bucketOf: Float64Array): RollupRows {
+/** Rollup rows of every level for one segment's decoded rollup source columns. */
+export function buildRollupLevels(c: EventColumns): Map<RollupLevel, RollupRows> {
+  const lines = lineIds(c);
+  const raw: Input = {
+    rowCount: c.rowCount,
+    line: lines.ids,
+    timestamp: c.timestamp_ms,
+    count: null,
+    sum: c.quantity,
+    min: c.quantity,
+    max: c.quantity,
+    first: c.timestamp_ms,
+    last: c.timestamp_ms,
+  };
+  const out = new Map<RollupLevel, RollupRows>();
+  let input = raw;
+  for (const level of ['hour', 'day', 'month'] as const) {
+    const groups = groupInput(input, level);
+    const rows = toRows(c, lines, groups);
+    out.set(level, rows);
+    // The next level sums this one's rows (their line ids come back through the order).
+    input = {
+      rowCount: rows.rowCount,
+      line: rowsLine(groups, rows),
+      timestamp: rows.timestamp_ms,
+      count: rows.count,
+      sum: rows.quantity,
+      min: rows.min,
+      max: rows.max,
+      first: rows.first_ts,
+      last: rows.last_ts,
+    };
+  }
+  return out;
+}
+
+/** Line id of each output row (toRows keeps the permutation on the rows object). */
+function rowsLine(groups: Groups, rows: RollupRows): Int32Array {
+  const order = (rows as RollupRows & { [ORDER]?: Int32Array })[ORDER];
+  assert(order !== undefined, 'rollup rows without their group order');
+  const line = new Int32Array(rows.rowCount);
+  for (let i = 0; i < rows.rowCount; i++) line[i] = groups.line[order[i]];
+  return line;
+}
+
+const ORDER = Symbol('groupOrder');
+
+/** Finished groups as columns sorted by (account, bucket), with dictionaries of only the values used. */
+function toRows(c: EventColumns, lines: LineIds, groups: Groups): RollupRows {
+  const m = groups.n;
+  // Counting sort by account (in text order), then by bucket within an account.
   const accountDict = c.account_id.dict;
-  const accountCodes = c.account_id.codes;
-  const order = groups.map((_, i) => i);
-  order.sort((a, b) => {
-    const ga = groups[a];
-    const gb = groups[b];
-    const aa = accountDict[accountCodes[ga.row]];
-    const ab = accountDict[accountCodes[gb.row]];
-    if (aa !== ab) return aa < ab ? -1 : 1;
-    return bucketOf[ga.row] - bucketOf[gb.row] || a - b;
-  });
-  const m = groups.length;
+  const rank = new Int32Array(accountDict.length);
+  accountDict
+    .map((a, code) => ({ a, code }))
+    .sort((x, y) => (x.a < y.a ? -1 : x.a > y.a ? 1 : 0))
+    .forEach(({ code }, i) => {
+      rank[code] = i;
+    });
+  const accountOfGroup = new Int32Array(m);
+  const starts = new Int32Array(accountDict.length + 1);
+  for (let g = 0; g < m; g++) {
+    const a = rank[c.account_id.codes[lines.firstRow[groups.line[g]]]];
+    accountOfGroup[g] = a;
+    starts[a + 1]++;
+  }
+  for (let a = 0; a < accountDict.length; a++) starts[a + 1] += starts[a];
+  const order = new Int32Array(m);
+  const fill = starts.slice();
+  for (let g = 0; g < m; g++) order[fill[accountOfGroup[g]]++] = g;
+  for (let a = 0; a < accountDict.length; a++) {
+    const from = starts[a];
+    const to = starts[a + 1];
+    if (to - from > 1) {
+      const part = Array.from(order.subarray(from, to)).sort(
+        (x, y) => groups.bucket[x] - groups.bucket[y] || x - y,
+      );
+      order.set(part, from);
+    }
+  }
   const rows: RollupRows = {
     rowCount: m,
     ...(Object.fromEntries(
-      ROLLUP_DICT_COLUMNS.map((name) => [name, remapDict(c[name], order, groups)]),
+      ROLLUP_DICT_COLUMNS.map((name) => [name, remapDict(c[name], lines, groups, order)]),
     ) as Record<RollupDictColumn, DictColumn>),
     kind: new Uint8Array(m),
     timestamp_ms: new Float64Array(m),
@@ -231,48 +362,35 @@ function toRows(c: EventColumns, groups: readonly Group[], bucketOf: Float64Arra
     last_ts: new Float64Array(m),
   };
   for (let i = 0; i < m; i++) {
-    const g = groups[order[i]];
-    rows.kind[i] = c.kind[g.row];
-    rows.timestamp_ms[i] = bucketOf[g.row];
-    rows.count[i] = g.count;
-    rows.first_ts[i] = g.first;
-    rows.last_ts[i] = g.last;
-    setQuantity(rows.quantity, i, g.big ?? g.sum);
-    setQuantity(rows.min, i, g.min);
-    setQuantity(rows.max, i, g.max);
+    const g = order[i];
+    rows.kind[i] = c.kind[lines.firstRow[groups.line[g]]];
+    rows.timestamp_ms[i] = groups.bucket[g];
+    rows.count[i] = groups.count[g];
+    rows.first_ts[i] = groups.first[g];
+    rows.last_ts[i] = groups.last[g];
+    groups.put(rows.quantity, i, g, 'sum');
+    groups.put(rows.min, i, g, 'min');
+    groups.put(rows.max, i, g, 'max');
   }
+  Object.defineProperty(rows, ORDER, { value: order, enumerable: false });
   return rows;
 }
 
-function setQuantity(col: QuantityColumn, i: number, q: number | bigint): void {
-  if (typeof q === 'number') {
-    col.values[i] = q;
-    return;
-  }
-  if (q >= -BigInt(SAFE_MAX) && q <= BigInt(SAFE_MAX)) {
-    col.values[i] = Number(q);
-    return;
-  }
-  col.values[i] = Number.NaN;
-  col.big ??= new Map();
-  col.big.set(i, q);
-}
-
-function remapDict(col: DictColumn, order: readonly number[], groups: readonly Group[]): DictColumn {
+function remapDict(col: DictColumn, lines: LineIds, groups: Groups, order: Int32Array): DictColumn {
   const dict: string[] = [];
   const codes = new Uint32Array(order.length);
-  const newCode = new Map<number, number>();
+  const newCode = new Int32Array(col.dict.length).fill(-1);
   for (let i = 0; i < order.length; i++) {
-    const code = col.codes[groups[order[i]].row];
+    const code = col.codes[lines.firstRow[groups.line[order[i]]]];
     if (code === NULL_CODE) {
       codes[i] = NULL_CODE;
       continue;
     }
-    let nc = newCode.get(code);
-    if (nc === undefined) {
+    let nc = newCode[code];
+    if (nc < 0) {
       nc = dict.length;
       dict.push(col.dict[code]);
-      newCode.set(code, nc);
+      newCode[code] = nc;
     }
     codes[i] = nc;
   }
