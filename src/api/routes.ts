@@ -22,8 +22,10 @@ import {
   OpenApiResponse,
   SqlRequest,
   SqlResponse,
+  RangeQuery,
   UsageQuery,
   UsageResponse,
+  VerifyResponse,
 } from './schemas.ts';
 
 export interface RouteContext {
@@ -176,6 +178,17 @@ export const ROUTES: readonly Route[] = [
     body: SqlRequest,
     response: SqlResponse,
     handler: ({ body }, { db }) => db.sql(body.query),
+  }),
+  defineRoute({
+    method: 'GET',
+    url: '/v1/accounts/:id/verify',
+    summary: "Compare an account's raw scan and rollup path per billing line: {ok, drift}",
+    timed: 'query',
+    params: AccountParams,
+    querystring: RangeQuery,
+    response: VerifyResponse,
+    handler: ({ params, query }, { db }) =>
+      db.verify({ account_id: params.id, from: query.from, to: query.to }),
   }),
   defineRoute({
     method: 'GET',

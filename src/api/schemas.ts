@@ -244,3 +244,36 @@ export const HealthResponse = Type.Object(
 
 export const MetricsResponse = Type.String({ description: 'Prometheus text exposition format' });
 export const OpenApiResponse = Type.Object({}, { additionalProperties: true, description: 'this document' });
+
+export const RangeQuery = Type.Object({ from: Time, to: Time });
+export type RangeQuery = Static<typeof RangeQuery>;
+
+const LineTotals = Type.Union([
+  Type.Object({
+    quantity: Type.String(),
+    event_count: Type.Integer(),
+    min: Type.Union([Type.String(), Type.Null()]),
+    max: Type.Union([Type.String(), Type.Null()]),
+  }),
+  Type.Null(),
+]);
+
+export const VerifyResponse = Type.Object(
+  {
+    ok: Type.Boolean(),
+    drift: Type.Array(
+      Type.Object({
+        account_id: Type.String(),
+        product_id: Type.String(),
+        meter_id: Type.String(),
+        model_id: Type.Union([Type.String(), Type.Null()]),
+        unit: Type.String(),
+        raw: LineTotals,
+        rollup: LineTotals,
+      }),
+    ),
+    lines_compared: Type.Integer(),
+    rollup_segments_read: Type.Integer(),
+  },
+  { description: 'raw scan vs rollup path per billing line; ok only with no drift' },
+);

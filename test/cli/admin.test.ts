@@ -63,10 +63,30 @@ describe('admin commands', () => {
     expect((JSON.parse(r.stdout) as { merged: { inputSegments: number } }).merged.inputSegments).toBe(3);
     const check = JSON.parse(usagedb(['check', '--deep', '--db-root', 'db', '--json']).stdout) as {
       ok: boolean;
-      segments: unknown[];
+      segments: { kind: string }[];
     };
     expect(check.ok).toBe(true);
-    expect(check.segments).toHaveLength(1);
+    // One raw segment, and its rollups (hour, day, month) built in the same commit.
+    expect(check.segments.filter((s) => s.kind === 'raw')).toHaveLength(1);
+    expect(check.segments.filter((s) => s.kind === 'rollup')).toHaveLength(3);
+  });
+
+  it('rollup, verify-period and rebuild-rollups', () => {
+    const built = usagedb(['rollup', '--db-root', 'db', '--json']);
+    expect(built.status, built.stderr).toBe(0);
+    expect(JSON.parse(built.stdout)).toMatchObject({ segments: 0 });
+    const range = ['--from', '2020-01-01', '--to', '2030-01-01'];
+    const verify = usagedb(['verify-period', ...range, '--db-root', 'db', '--json']);
+    expect(verify.status, verify.stderr).toBe(0);
+    const v = JSON.parse(verify.stdout) as { ok: boolean; drift: unknown[]; rollup_segments_read: number };
+    expect(v).toMatchObject({ ok: true, drift: [] });
+    expect(v.rollup_segments_read).toBeGreaterThan(0);
+    const rebuilt = usagedb(['rebuild-rollups', ...range, '--db-root', 'db', '--json']);
+    expect(rebuilt.status, rebuilt.stderr).toBe(0);
+    expect(JSON.parse(rebuilt.stdout)).toMatchObject({ segments: 1 });
+    const bad = usagedb(['rebuild-rollups', '--from', 'soon', '--to', '2030-01-01', '--db-root', 'db']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/USAGEDB_ERR_INVALID/);
   });
 
   it('bench runs a quick embedded benchmark on a temporary directory', () => {

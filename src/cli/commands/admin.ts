@@ -1,6 +1,7 @@
 /**
  * Operator commands over the database in --db-root: `check [--deep]`, `compact`,
- * `inspect-segment ID`. Each opens the database (so a running server's lock refuses it:
+ * `inspect-segment ID`, `rollup`, `rebuild-rollups --from --to`, `verify-period [--account]
+ * --from --to`. Each opens the database (so a running server's lock refuses it:
  * one process owns a directory), calls one library method, prints its result.
  */
 import type { Command } from 'commander';
@@ -89,4 +90,80 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
         `${table(['column', 'bytes'], columns, [false, true])}\n`;
       ctx.finish({ data: { db_root: g.dbRoot, segment: s }, human });
     });
+
+  program
+    .command('rollup')
+    .description('build rollups now for every flushed raw segment none covers yet')
+    .action(async (_flags: unknown, command: Command) => {
+      const g = ctx.globals(command);
+      const r = await withDb(g.dbRoot, (db) => db.rollup(), true);
+      ctx.finish({
+        data: { db_root: g.dbRoot, ...r },
+        human: `rolled up ${r.segments} raw segments (${r.rawRows} events); watermark ${watermark(r.watermark_ms)}\n`,
+      });
+    });
+
+  program
+    .command('rebuild-rollups')
+    .description(
+      'drop and rebuild from raw events the rollups of every raw segment with events in [from, to)',
+    )
+    .requiredOption('--from <time>', 'RFC 3339 or epoch ms')
+    .requiredOption('--to <time>', 'RFC 3339 or epoch ms (exclusive)')
+    .action(async (flags: { from: string; to: string }, command: Command) => {
+      const g = ctx.globals(command);
+      const r = await withDb(g.dbRoot, (db) => db.rebuildRollups(flags.from, flags.to), true);
+      ctx.finish({
+        data: { db_root: g.dbRoot, ...r },
+        human: `rebuilt the rollups of ${r.segments} raw segments (${r.rawRows} events); watermark ${watermark(r.watermark_ms)}\n`,
+      });
+    });
+
+  program
+    .command('verify-period')
+    .description(
+      'compare the raw scan and the rollup path per billing line, for one account or every account; exits non-zero on drift',
+    )
+    .option('--account <id>', 'one account (default: every account)')
+    .requiredOption('--from <time>', 'RFC 3339 or epoch ms')
+    .requiredOption('--to <time>', 'RFC 3339 or epoch ms (exclusive)')
+    .action(async (flags: { account?: string; from: string; to: string }, command: Command) => {
+      const g = ctx.globals(command);
+      const r = await withDb(
+        g.dbRoot,
+        (db) =>
+          db.verify({
+            ...(flags.account === undefined ? {} : { account_id: flags.account }),
+            from: flags.from,
+            to: flags.to,
+          }),
+        false,
+      );
+      const rows = r.drift.map((d) => [
+        d.account_id,
+        `${d.product_id}/${d.meter_id}/${d.model_id ?? '-'}/${d.unit}`,
+        d.raw === null ? '-' : `${d.raw.quantity} (${d.raw.event_count})`,
+        d.rollup === null ? '-' : `${d.rollup.quantity} (${d.rollup.event_count})`,
+      ]);
+      const human =
+        `${r.lines_compared} lines compared, ${r.rollup_segments_read} rollup segments read: ` +
+        `${r.ok ? 'no drift' : `${r.drift.length} line(s) drift`}\n` +
+        (r.ok ? '' : `${table(['account', 'line', 'raw', 'rollup'], rows, [false, false, true, true])}\n`);
+      ctx.finish({
+        data: { db_root: g.dbRoot, ...r },
+        human,
+        ...(r.ok
+          ? {}
+          : {
+              failure: new UsageDbError(
+                'USAGEDB_ERR_SEGMENT_CORRUPT',
+                `${r.drift.length} billing line(s) differ between raw events and rollups (run rebuild-rollups)`,
+              ),
+            }),
+      });
+    });
+}
+
+function watermark(ms: number | null): string {
+  return ms === null ? 'none (no flushed events)' : new Date(ms).toISOString();
 }
