@@ -26,9 +26,11 @@ import {
   type QueryRow,
   type QuerySnapshot,
   type QueryStats,
+  type RollupBatch,
   type RollupEntryView,
   type SegmentEntryView,
 } from './types.ts';
+import type { DictColumn, QuantityColumn } from '../model/columns.ts';
 import { type DimensionsCache, VALUE_IDS_MAX, ValueIds } from './value-ids.ts';
 
 export interface EngineContext {
@@ -187,7 +189,13 @@ async function visitRollups(
     });
     stats.path = 'rollup';
     stats.rollupSegmentsRead++;
-    for (const b of batches) {
+    for (const whole of batches) {
+      // One account: only its rows (a block is sorted by account, codes in text order).
+      const b =
+        target.accountIds !== null && target.accountIds.length === 1
+          ? accountRows(whole, target.accountIds[0])
+          : whole;
+      if (b === null || b.rowCount === 0) continue;
       stats.rollupRows += b.rowCount;
       const first = b.account_id.dict[b.account_id.codes[0]];
       const last = b.account_id.dict[b.account_id.codes[b.rowCount - 1]];
@@ -199,6 +207,62 @@ async function visitRollups(
       });
     }
   }
+}
+
+const codeIndexes = new WeakMap<readonly string[], Map<string, number>>();
+
+/**
+ * The rows of one account in a rollup block, as views (null when it has none). Rollup rows are
+ * sorted by account and the file's dictionary is numbered in that order, so the account's rows
+ * are one run of equal codes, found by binary search.
+ */
+function accountRows(b: RollupBatch, account: string): RollupBatch | null {
+  const dict = b.account_id.dict;
+  let index = codeIndexes.get(dict);
+  if (index === undefined) {
+    index = new Map(dict.map((a, code) => [a, code]));
+    codeIndexes.set(dict, index);
+  }
+  const code = index.get(account);
+  if (code === undefined) return null;
+  const codes = b.account_id.codes;
+  const lo = lowerBoundCode(codes, code);
+  const hi = lowerBoundCode(codes, code + 1);
+  if (lo === hi) return null;
+  if (lo === 0 && hi === b.rowCount) return b;
+  // Big values are keyed by row: keep the whole block then (rare).
+  if (b.quantity.big !== null || b.min.big !== null || b.max.big !== null) return b;
+  const dictView = (c: DictColumn): DictColumn => ({ dict: c.dict, codes: c.codes.subarray(lo, hi) });
+  const q = (c: QuantityColumn): QuantityColumn => ({ values: c.values.subarray(lo, hi), big: null });
+  return {
+    rowCount: hi - lo,
+    account_id: dictView(b.account_id),
+    subscription_id: dictView(b.subscription_id),
+    product_id: dictView(b.product_id),
+    meter_id: dictView(b.meter_id),
+    model_id: dictView(b.model_id),
+    unit: dictView(b.unit),
+    source: dictView(b.source),
+    kind: b.kind.subarray(lo, hi),
+    timestamp_ms: b.timestamp_ms.subarray(lo, hi),
+    quantity: q(b.quantity),
+    count: b.count.subarray(lo, hi),
+    min: q(b.min),
+    max: q(b.max),
+    first_ts: b.first_ts.subarray(lo, hi),
+    last_ts: b.last_ts.subarray(lo, hi),
+  };
+}
+
+function lowerBoundCode(codes: Uint32Array, code: number): number {
+  let lo = 0;
+  let hi = codes.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (codes[mid] < code) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 async function scanRaw(

@@ -186,6 +186,7 @@ export class SegmentStore {
   private readonly sliceViews = new WeakMap<SegmentReader, Map<number, SliceReader>>();
   private cacheBytes = 0;
   private readonly prepared = new Map<number, SegmentFile>();
+  private readonly slicesByVersion = new WeakMap<readonly SegmentEntry[], PartitionSlice[]>();
   /** Prepared and not yet visible: a commit naming them is on its way. */
   private readonly pending = new Set<number>();
   private files: SegmentFile[] = [];
@@ -276,11 +277,18 @@ export class SegmentStore {
 
   /** The partition slices of `entries` (a pinned version's), each of which must be prepared. */
   slicesOf(entries: readonly SegmentEntry[]): PartitionSlice[] {
-    return entries.flatMap((e) => {
-      const f = this.prepared.get(e.id);
-      assert(f !== undefined, `segment ${e.id} is read by a version but not loaded`);
-      return f.slices;
-    });
+    // One array per version: queries then share it, and the caches keyed by it (the query
+    // engine's bucket index) are built once per version, not once per query.
+    let slices = this.slicesByVersion.get(entries);
+    if (slices === undefined) {
+      slices = entries.flatMap((e) => {
+        const f = this.prepared.get(e.id);
+        assert(f !== undefined, `segment ${e.id} is read by a version but not loaded`);
+        return f.slices;
+      });
+      this.slicesByVersion.set(entries, slices);
+    }
+    return slices;
   }
 
   get segmentCount(): number {
