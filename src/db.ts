@@ -346,15 +346,16 @@ export class UsageDb {
 
   /**
    * Runs background work that is due: an age-based flush, a retry of a failed flush, the hot
-   * window's expiry. Never cuts the current memtable because an older one is being flushed.
+   * window's expiry, one merge the compaction policy asks for or else one raw segment's rollups. Never cuts the current memtable because an older one is being flushed.
    */
   async tick(): Promise<void> {
     this.assertOpen();
     this.memtables.recent.evict(this.clock.nowMs());
     await publicErrors('background work failed', async () => {
       await this.flusher.tick();
-      await this.compactor.step();
-      await this.roller.step();
+      // A merge builds its output's rollups itself; rollups of flush files wait for a tick
+      // without a merge, so files about to be merged are rarely rolled up twice.
+      if ((await this.compactor.step()) === null) await this.roller.step();
     });
   }
 
