@@ -22,7 +22,8 @@ import {
   decodeQuantityChunkInto,
   decodeSmallIntsInto,
   decodeTimestampsInto,
-  packSmallest,
+  type Candidate,
+  packChunk,
   quantityCandidates,
   smallIntCandidates,
   timestampCandidates,
@@ -42,8 +43,13 @@ const CHUNKS_PER_BLOCK = 15;
 export interface RollupBlockMeta {
   offset: number;
   length: number;
+  /** CRC32C of the stored bytes. */
   crc32c: number;
+  /** Stored as one zstd frame of `raw_length` bytes (else as is). */
+  zstd: boolean;
+  raw_length: number;
   rows: number;
+  /** Lengths of the 15 chunks inside the (decompressed) block. */
   chunks: number[];
   min_account: string;
   max_account: string;
@@ -73,6 +79,21 @@ export interface EncodedRollup {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+
+/** The smallest candidate, its streams stored raw (the block is compressed as a whole). */
+function smallestRaw(candidates: readonly Candidate[]): Uint8Array {
+  let best: Uint8Array | null = null;
+  for (const c of candidates) {
+    const bytes = packChunk(
+      c,
+      ZSTD_LEVEL,
+      c.streams.map(() => false),
+    ).bytes;
+    if (best === null || bytes.length < best.length) best = bytes;
+  }
+  if (best === null) throw new Error('rollup chunk: no candidate encoding');
+  return best;
+}
 
 /** Dictionary codes are stored + 1 (0 = null), as in raw segments. */
 function shiftedCodes(codes: Uint32Array, from: number, to: number): Uint32Array {
@@ -114,14 +135,20 @@ export function encodeRollupFile(
       q(rows.max),
       timestampCandidates(rows.first_ts.subarray(from, to)),
       timestampCandidates(rows.last_ts.subarray(from, to)),
-    ].map((candidates) => packSmallest(candidates, ZSTD_LEVEL));
-    const length = chunks.reduce((n, c) => n + c.length, 0);
-    const block = new Uint8Array(length);
+    ].map(smallestRaw);
+    const rawLength = chunks.reduce((n, c) => n + c.length, 0);
+    const plain = new Uint8Array(rawLength);
     let at = 0;
     for (const c of chunks) {
-      block.set(c, at);
+      plain.set(c, at);
       at += c.length;
     }
+    // One zstd frame per block: a call per chunk stream costs ~50 µs of context setup each,
+    // which dominated the build (rollup blocks are always read whole).
+    const packed = zstdCompress(plain, ZSTD_LEVEL);
+    const zstd = packed.length < plain.length;
+    const block = zstd ? packed : plain;
+    const length = block.length;
     const accounts = rows.account_id;
     let minBucket = Number.POSITIVE_INFINITY;
     let maxBucket = Number.NEGATIVE_INFINITY;
@@ -135,6 +162,8 @@ export function encodeRollupFile(
       offset,
       length,
       crc32c: crc32c(block),
+      zstd,
+      raw_length: rawLength,
       rows: to - from,
       chunks: chunks.map((c) => c.length),
       min_account: accounts.dict[accounts.codes[from]],
@@ -210,10 +239,14 @@ export function decodeRollupFooter(bytes: Uint8Array, crc: number, fileBytes: nu
 }
 
 /** Decodes one block (its bytes verified against the footer first). */
-export function decodeRollupBlock(footer: RollupFooter, index: number, bytes: Uint8Array): RollupRows {
+export function decodeRollupBlock(footer: RollupFooter, index: number, stored: Uint8Array): RollupRows {
+  let bytes = stored;
   const meta = footer.blocks[index];
   if (bytes.length !== meta.length || crc32c(bytes) !== meta.crc32c)
     throw new DecodeError(`rollup block ${index}: checksum mismatch`);
+  if (meta.zstd) bytes = zstdDecompress(bytes);
+  if (bytes.length !== meta.raw_length)
+    throw new DecodeError(`rollup block ${index}: ${bytes.length} bytes, the footer says ${meta.raw_length}`);
   const n = meta.rows;
   const chunks: Uint8Array[] = [];
   let at = 0;

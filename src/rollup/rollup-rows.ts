@@ -14,8 +14,8 @@
  * - per grain key and bucket, the rows' counts add up to the number of events and their sums
  *   to the exact sum of quantities; a group whose sum would leave ±(10^38 − 1) (what a segment
  *   stores) continues in a new row of the same key, so several rows may share a key;
- * - rows are sorted by account_id (text order), then bucket start: readers find one account's
- *   rows by block bounds;
+ * - rows are sorted by account_id (text order): readers find one account's rows by block
+ *   bounds and binary search;
  * - the columns `timestamp_ms` (the bucket start) and `quantity` (the sum) make a row readable
  *   as an event batch by the query engine, with `count`, `min` and `max` as its weights.
  */
@@ -82,18 +82,33 @@ interface Input {
 /** Groups as parallel arrays (hundreds of thousands per build: no object per group). */
 class Groups {
   n = 0;
-  line = new Int32Array(1024);
-  bucket = new Float64Array(1024);
-  count = new Float64Array(1024);
-  sum = new Float64Array(1024);
-  min = new Float64Array(1024);
-  max = new Float64Array(1024);
-  first = new Float64Array(1024);
-  last = new Float64Array(1024);
-  /** Exact values of groups whose sum, min or max is beyond 2^53 (rare). */
+  line: Int32Array;
+  bucket: Float64Array;
+  count: Float64Array;
+  sum: Float64Array;
+  min: Float64Array;
+  max: Float64Array;
+  first: Float64Array;
+  last: Float64Array;
+  /** 1: the group's sum, min and max are exact in the maps below (a value beyond 2^53 met it). */
+  hasBig: Uint8Array;
   bigSum = new Map<number, bigint>();
   bigMin = new Map<number, bigint>();
   bigMax = new Map<number, bigint>();
+
+  /** `capacity`: the input's row count, a bound on its groups but for split sums (rare). */
+  constructor(capacity: number) {
+    const size = Math.max(16, capacity);
+    this.line = new Int32Array(size);
+    this.bucket = new Float64Array(size);
+    this.count = new Float64Array(size);
+    this.sum = new Float64Array(size);
+    this.min = new Float64Array(size);
+    this.max = new Float64Array(size);
+    this.first = new Float64Array(size);
+    this.last = new Float64Array(size);
+    this.hasBig = new Uint8Array(size);
+  }
 
   add(line: number, bucket: number): number {
     if (this.n === this.line.length) this.grow();
@@ -117,6 +132,9 @@ class Groups {
     const l = new Int32Array(size);
     l.set(this.line);
     this.line = l;
+    const h = new Uint8Array(size);
+    h.set(this.hasBig);
+    this.hasBig = h;
     this.bucket = f(this.bucket);
     this.count = f(this.count);
     this.sum = f(this.sum);
@@ -128,41 +146,54 @@ class Groups {
 
   /** Adds input row `r` to group `g`; false (nothing changed) when the sum would leave ±(10^38 − 1). */
   addRow(g: number, input: Input, r: number): boolean {
+    // The usual case, without a BigInt or a map: safe sum, safe min/max.
     const v = input.sum.values[r];
-    const big = this.bigSum.get(g);
-    if (big === undefined && !Number.isNaN(v)) {
+    const mn = input.min.values[r];
+    const mx = input.max.values[r];
+    if (this.hasBig[g] === 0 && v === v && mn === mn && mx === mx) {
       const t = this.sum[g] + v;
-      if (t <= SAFE_MAX && t >= -SAFE_MAX) this.sum[g] = t;
-      else this.bigSum.set(g, BigInt(this.sum[g]) + BigInt(v));
-    } else {
-      const next = (big ?? BigInt(this.sum[g])) + quantityBigAt(input.sum, r);
-      if (next > BIG_ABS_MAX || next < -BIG_ABS_MAX) return false;
-      this.bigSum.set(g, next);
+      if (t <= SAFE_MAX && t >= -SAFE_MAX) {
+        this.sum[g] = t;
+        this.count[g] += input.count === null ? 1 : input.count[r];
+        if (mn < this.min[g]) this.min[g] = mn;
+        if (mx > this.max[g]) this.max[g] = mx;
+        if (input.first[r] < this.first[g]) this.first[g] = input.first[r];
+        if (input.last[r] > this.last[g]) this.last[g] = input.last[r];
+        return true;
+      }
     }
+    return this.addRowExact(g, input, r);
+  }
+
+  /** addRow with BigInt values (a sum, min or max beyond 2^53 somewhere in the group). */
+  private addRowExact(g: number, input: Input, r: number): boolean {
+    const sum = (this.bigSum.get(g) ?? BigInt(this.sum[g])) + quantityBigAt(input.sum, r);
+    if (sum > BIG_ABS_MAX || sum < -BIG_ABS_MAX) return false;
+    if (this.hasBig[g] === 0) {
+      // From now on this group's sum, min and max live in the maps.
+      this.hasBig[g] = 1;
+      if (Number.isFinite(this.min[g])) this.bigMin.set(g, BigInt(this.min[g]));
+      if (Number.isFinite(this.max[g])) this.bigMax.set(g, BigInt(this.max[g]));
+    }
+    this.bigSum.set(g, sum);
     this.count[g] += input.count === null ? 1 : input.count[r];
-    this.minMax(g, input.min, r, true);
-    this.minMax(g, input.max, r, false);
+    const mn = quantityBigAt(input.min, r);
+    const mx = quantityBigAt(input.max, r);
+    const curMin = this.bigMin.get(g);
+    const curMax = this.bigMax.get(g);
+    if (curMin === undefined || mn < curMin) this.bigMin.set(g, mn);
+    if (curMax === undefined || mx > curMax) this.bigMax.set(g, mx);
     if (input.first[r] < this.first[g]) this.first[g] = input.first[r];
     if (input.last[r] > this.last[g]) this.last[g] = input.last[r];
     return true;
   }
 
-  private minMax(g: number, col: QuantityColumn, r: number, isMin: boolean): void {
-    const v = col.values[r];
-    const bigs = isMin ? this.bigMin : this.bigMax;
-    const arr = isMin ? this.min : this.max;
-    if (!Number.isNaN(v) && !bigs.has(g)) {
-      if (isMin ? v < arr[g] : v > arr[g]) arr[g] = v;
-      return;
-    }
-    const q = quantityBigAt(col, r);
-    const cur = bigs.get(g) ?? (Number.isFinite(arr[g]) ? BigInt(arr[g]) : null);
-    if (cur === null || (isMin ? q < cur : q > cur)) bigs.set(g, q);
-  }
-
   /** The group's exact quantity of `which` (sum, min or max), as a column value. */
   put(col: QuantityColumn, i: number, g: number, which: 'sum' | 'min' | 'max'): void {
-    const big = (which === 'sum' ? this.bigSum : which === 'min' ? this.bigMin : this.bigMax).get(g);
+    const big =
+      this.hasBig[g] === 0
+        ? undefined
+        : (which === 'sum' ? this.bigSum : which === 'min' ? this.bigMin : this.bigMax).get(g);
     if (big === undefined) {
       col.values[i] = this[which][g];
       return;
@@ -177,10 +208,72 @@ class Groups {
   }
 }
 
+/**
+ * Non-negative integer keys (< 2^53) -> group, open addressing over typed arrays: the build
+ * looks up a key for most input rows, and a Map of numbers costs several times more.
+ */
+class KeyTable {
+  private keys: Float64Array;
+  private values: Int32Array;
+  private mask: number;
+  private size = 0;
+
+  constructor(expected: number) {
+    let cap = 16;
+    while (cap < expected * 2) cap *= 2;
+    this.keys = new Float64Array(cap).fill(-1);
+    this.values = new Int32Array(cap);
+    this.mask = cap - 1;
+  }
+
+  private slot(key: number): number {
+    // Both halves of the key, mixed (keys are line * span + slot: low bits alone cluster).
+    const h = Math.imul((key | 0) ^ Math.floor(key / 4294967296), 0x9e3779b1);
+    return (h ^ (h >>> 15)) & this.mask;
+  }
+
+  get(key: number): number | undefined {
+    const keys = this.keys;
+    for (let i = this.slot(key); ; i = (i + 1) & this.mask) {
+      const k = keys[i];
+      if (k === key) return this.values[i];
+      if (k === -1) return undefined;
+    }
+  }
+
+  set(key: number, value: number): void {
+    if ((this.size + 1) * 2 > this.keys.length) this.grow();
+    const keys = this.keys;
+    for (let i = this.slot(key); ; i = (i + 1) & this.mask) {
+      const k = keys[i];
+      if (k === key) {
+        this.values[i] = value;
+        return;
+      }
+      if (k === -1) {
+        keys[i] = key;
+        this.values[i] = value;
+        this.size++;
+        return;
+      }
+    }
+  }
+
+  private grow(): void {
+    const oldKeys = this.keys;
+    const oldValues = this.values;
+    this.keys = new Float64Array(oldKeys.length * 2).fill(-1);
+    this.values = new Int32Array(oldKeys.length * 2);
+    this.mask = this.keys.length - 1;
+    this.size = 0;
+    for (let i = 0; i < oldKeys.length; i++) if (oldKeys[i] !== -1) this.set(oldKeys[i], oldValues[i]);
+  }
+}
+
 /** Sums `input` per (line, bucket of `level`). */
 function groupInput(input: Input, level: RollupLevel): Groups {
-  const groups = new Groups();
-  const byKey = new Map<number, number>();
+  const groups = new Groups(input.rowCount);
+  const byKey = new KeyTable(input.rowCount);
   // Keys line * span + hour slot stay small integers (fast map keys) for a segment of a
   // month or so; a wider one still gets exact (double) keys.
   let lo = Number.POSITIVE_INFINITY;
@@ -238,8 +331,12 @@ export function lineIds(c: EventColumns): LineIds {
   const n = c.rowCount;
   const ids = new Int32Array(n);
   const firstRow: number[] = [];
-  const byKey = new Map<string, number>();
   const cols = ROLLUP_DICT_COLUMNS.map((name) => c[name].codes);
+  // A line as one number (mixed radix of its codes and kind) when that fits 2^53, else text.
+  const cards = ROLLUP_DICT_COLUMNS.map((name) => c[name].dict.length + 1);
+  const numeric = cards.reduce((a, b) => a * b, 3) < 2 ** 53;
+  const byNumber = new Map<number, number>();
+  const byText = new Map<string, number>();
   let prev = -1;
   for (let row = 0; row < n; row++) {
     // Neighbours (sorted by account, product, meter, model) usually share their line.
@@ -248,13 +345,26 @@ export function lineIds(c: EventColumns): LineIds {
       prev = row;
       continue;
     }
-    let key = String(c.kind[row]);
-    for (let k = 0; k < cols.length; k++) key += `,${cols[k][row]}`;
-    let id = byKey.get(key);
-    if (id === undefined) {
-      id = firstRow.length;
-      firstRow.push(row);
-      byKey.set(key, id);
+    let id: number | undefined;
+    if (numeric) {
+      let key = c.kind[row];
+      // Codes + 1, so a null (NULL_CODE) becomes 0.
+      for (let k = 0; k < cols.length; k++) key = key * cards[k] + ((cols[k][row] + 1) >>> 0);
+      id = byNumber.get(key);
+      if (id === undefined) {
+        id = firstRow.length;
+        firstRow.push(row);
+        byNumber.set(key, id);
+      }
+    } else {
+      let key = String(c.kind[row]);
+      for (let k = 0; k < cols.length; k++) key += `,${cols[k][row]}`;
+      id = byText.get(key);
+      if (id === undefined) {
+        id = firstRow.length;
+        firstRow.push(row);
+        byText.set(key, id);
+      }
     }
     ids[row] = id;
     prev = row;
@@ -314,10 +424,10 @@ function rowsLine(groups: Groups, rows: RollupRows): Int32Array {
 
 const ORDER = Symbol('groupOrder');
 
-/** Finished groups as columns sorted by (account, bucket), with dictionaries of only the values used. */
+/** Finished groups as columns sorted by account, with dictionaries of only the values used. */
 function toRows(c: EventColumns, lines: LineIds, groups: Groups): RollupRows {
   const m = groups.n;
-  // Counting sort by account (in text order), then by bucket within an account.
+  // Counting sort by account (in text order); within an account, groups keep their order.
   const accountDict = c.account_id.dict;
   const rank = new Int32Array(accountDict.length);
   accountDict
@@ -337,16 +447,6 @@ function toRows(c: EventColumns, lines: LineIds, groups: Groups): RollupRows {
   const order = new Int32Array(m);
   const fill = starts.slice();
   for (let g = 0; g < m; g++) order[fill[accountOfGroup[g]]++] = g;
-  for (let a = 0; a < accountDict.length; a++) {
-    const from = starts[a];
-    const to = starts[a + 1];
-    if (to - from > 1) {
-      const part = Array.from(order.subarray(from, to)).sort(
-        (x, y) => groups.bucket[x] - groups.bucket[y] || x - y,
-      );
-      order.set(part, from);
-    }
-  }
   const rows: RollupRows = {
     rowCount: m,
     ...(Object.fromEntries(
