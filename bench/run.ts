@@ -754,7 +754,8 @@ function printQueries(results: QueryResult[], o: Options, accounts: number): voi
   console.log(
     `peak RSS MiB: ${names.map((n) => `${n} ${mib(by.get(n)!.maxRssBytes)}`).join(', ')}\n` +
       `duckdb quantity columns: ${o.duckdbQuantities.map((q) => QUANTITY_LABELS[q]).join('; ')}\n` +
-      'usagedb-raw: source raw (no rollups); usagedb-auto: source auto after db.rollup() (timed above);\n' +
+      'usagedb-raw: source raw, as ingested (no rollups, no compaction); usagedb-auto: source auto after\n' +
+      'db.rollup() (timed above) and db.compact() (as background work would leave it);\n' +
       'times: call to fully materialised JS rows, after one untimed warm-up pass on another account.',
   );
 }

@@ -93,6 +93,7 @@ export interface BenchUsageDb {
   query?(q: JsonQuery): Promise<{ rows: QueryRow[] }> | { rows: QueryRow[] };
   events?(p: EventsParams): Promise<{ events: StoredEvent[]; next_cursor: string | null }>;
   rollup?(): Promise<{ segments: number; rawRows: number }>;
+  compact?(): Promise<unknown>;
   exportParquet?(
     outPath: string,
     opts: { from?: number; to?: number; account_id?: string; partition?: 'day' | 'none' },
@@ -102,7 +103,10 @@ export interface BenchUsageDb {
 type Api = Required<BenchUsageDb>;
 
 /** The method, bound, or a clear error naming what the engine does not have yet. */
-function need<K extends 'query' | 'events' | 'exportParquet' | 'rollup'>(db: BenchUsageDb, name: K): Api[K] {
+function need<K extends 'query' | 'events' | 'exportParquet' | 'rollup' | 'compact'>(
+  db: BenchUsageDb,
+  name: K,
+): Api[K] {
   const fn = db[name];
   if (typeof fn !== 'function') throw new Error(`UsageDb.${name} is not implemented yet`);
   return fn.bind(db) as Api[K];
@@ -242,6 +246,9 @@ export async function usagedbQueryRunner(
   const month = { from: MONTH_FROM, to: MONTH_TO, source };
 
   return {
+    async compact() {
+      await need(db, 'compact')();
+    },
     async rollup() {
       const t0 = now();
       const r = await need(db, 'rollup')();
