@@ -238,7 +238,13 @@ export async function usagedbQueryRunner(
   dir: string,
   pageSize: number,
   source: 'raw' | 'auto',
-): Promise<QueryRunner & { close(): Promise<void>; rollup(): Promise<{ rows: number; seconds: number }> }> {
+): Promise<
+  QueryRunner & {
+    close(): Promise<void>;
+    rollup(): Promise<{ rows: number; seconds: number }>;
+    compact(): Promise<void>;
+  }
+> {
   const UsageDb = await loadUsageDb();
   const db = await UsageDb.open({ dir, durability: 'balanced' });
   const query = need(db, 'query');
