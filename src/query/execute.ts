@@ -15,6 +15,7 @@ import { Aggregator } from './aggregate.ts';
 import type { ChunkCache } from './chunk-cache.ts';
 import { orderAndLimit, type ResultGroup } from './order.ts';
 import { splitRange } from '../rollup/levels.ts';
+import { lowerBound } from '../util/lower-bound.ts';
 import { assert } from '../errors.ts';
 import { bucketsOf, candidateEntries, emptyStats, type ScanTarget, scanSegments } from './scan.ts';
 import {
@@ -226,8 +227,8 @@ function accountRows(b: RollupBatch, account: string): RollupBatch | null {
   const code = index.get(account);
   if (code === undefined) return null;
   const codes = b.account_id.codes;
-  const lo = lowerBoundCode(codes, code);
-  const hi = lowerBoundCode(codes, code + 1);
+  const lo = lowerBound(codes, code);
+  const hi = lowerBound(codes, code + 1);
   if (lo === hi) return null;
   if (lo === 0 && hi === b.rowCount) return b;
   // Big values are keyed by row: keep the whole block then (rare).
@@ -252,17 +253,6 @@ function accountRows(b: RollupBatch, account: string): RollupBatch | null {
     first_ts: b.first_ts.subarray(lo, hi),
     last_ts: b.last_ts.subarray(lo, hi),
   };
-}
-
-function lowerBoundCode(codes: Uint32Array, code: number): number {
-  let lo = 0;
-  let hi = codes.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (codes[mid] < code) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 async function scanRaw(

@@ -29,6 +29,7 @@ import {
 } from '../model/columns.ts';
 import { BIG_ABS_MAX } from '../storage/encoding/varint.ts';
 import type { RollupLevel } from '../storage/manifest.ts';
+import type { RollupBatch } from '../query/types.ts';
 import { bucketStart, HOUR_MS } from './levels.ts';
 
 export const ROLLUP_DICT_COLUMNS = [
@@ -45,21 +46,12 @@ export type RollupDictColumn = (typeof ROLLUP_DICT_COLUMNS)[number];
 /** The raw columns a rollup build reads. */
 export const ROLLUP_SOURCE_COLUMNS = [...ROLLUP_DICT_COLUMNS, 'kind', 'timestamp_ms', 'quantity'] as const;
 
-export interface RollupRows extends Record<RollupDictColumn, DictColumn> {
-  rowCount: number;
-  kind: Uint8Array;
-  /** Bucket start. */
-  timestamp_ms: Float64Array;
-  /** Sum of quantities. */
-  quantity: QuantityColumn;
-  /** Number of events (exact). */
-  count: Float64Array;
-  min: QuantityColumn;
-  max: QuantityColumn;
-  /** Earliest and latest event time. */
-  first_ts: Float64Array;
-  last_ts: Float64Array;
-}
+/**
+ * Rollup rows as columns: the grain's dictionary columns, `kind`, the bucket start as
+ * `timestamp_ms`, the sum as `quantity`, `count` (exact number of events), `min`, `max` and
+ * the first/last event time (`first_ts`, `last_ts`).
+ */
+export type RollupRows = RollupBatch;
 
 const SAFE_MAX = Number.MAX_SAFE_INTEGER;
 /** The shortest month: a time within this of a month's start lies in that month. */

@@ -108,6 +108,13 @@ export async function checkFiles(
   };
 }
 
+/** The file is missing or not the size its manifest entry records: the problem, else null. */
+async function sizeProblem(fs: FileSystem, path: string, sizeBytes: number): Promise<string | null> {
+  if (!(await fs.exists(path))) return `${path} is missing`;
+  const actual = (await fs.stat(path)).sizeBytes;
+  return actual === sizeBytes ? null : `${path} is ${actual} bytes, the manifest says ${sizeBytes}`;
+}
+
 async function checkOne(
   fs: FileSystem,
   root: string,
@@ -116,11 +123,8 @@ async function checkOne(
   deep: boolean,
 ): Promise<string | null> {
   const path = segmentPath(root, entry.id);
-  if (!(await fs.exists(path))) return `${path} is missing`;
-  const { sizeBytes } = await fs.stat(path);
-  if (sizeBytes !== entry.size_bytes)
-    return `${path} is ${sizeBytes} bytes, the manifest says ${entry.size_bytes}`;
-  if (!deep) return null;
+  const missing = await sizeProblem(fs, path, entry.size_bytes);
+  if (missing !== null || !deep) return missing;
   try {
     const reader = SegmentReader.fromBytes(await fs.readFile(path), {
       sizeBytes: entry.size_bytes,
@@ -152,11 +156,8 @@ async function checkRollup(
   deep: boolean,
 ): Promise<string | null> {
   const path = rollupPath(root, entry.id);
-  if (!(await fs.exists(path))) return `${path} is missing`;
-  const { sizeBytes } = await fs.stat(path);
-  if (sizeBytes !== entry.size_bytes)
-    return `${path} is ${sizeBytes} bytes, the manifest says ${entry.size_bytes}`;
-  if (!deep) return null;
+  const missing = await sizeProblem(fs, path, entry.size_bytes);
+  if (missing !== null || !deep) return missing;
   try {
     const bytes = await fs.readFile(path);
     if (crc32c(bytes) !== entry.crc32c >>> 0) return `${path}: file checksum mismatch`;
