@@ -232,6 +232,27 @@ describe('HTTP API without keys', () => {
     expect(m.text).toMatch(/usagedb_wal_fsyncs_total [1-9]/);
   });
 
+  it('GET /v1/accounts/{id}/verify compares raw and rollups per line; a bad range is a 400', async () => {
+    await s.db.flush();
+    await s.db.rollup();
+    const a = await call(`${s.url}/v1/accounts/acct_2/verify?from=${FROM}&to=${TO}`);
+    expectConforms(a, 'GET', '/v1/accounts/:id/verify');
+    const v = a.body as {
+      ok: boolean;
+      drift: unknown[];
+      lines_compared: number;
+      rollup_segments_read: number;
+    };
+    expect(v).toMatchObject({ ok: true, drift: [] });
+    expect(v.lines_compared).toBeGreaterThan(0);
+    expect(v.rollup_segments_read).toBeGreaterThan(0);
+    expectError(
+      await call(`${s.url}/v1/accounts/acct_2/verify?from=${TO}&to=${FROM}`),
+      400,
+      'USAGEDB_ERR_INVALID_QUERY',
+    );
+  });
+
   it('GET /openapi.json is a valid OpenAPI 3.1 document listing every route with its schemas', async () => {
     const a = await call(`${s.url}/openapi.json`);
     expect(a.status).toBe(200);
