@@ -7,12 +7,24 @@
  * - flusher (src/ingest/flusher.ts): freeze, flush, backpressure, flush failures;
  * - version set (src/storage/version-set.ts): manifest commits, segment ids, pinned versions,
  *   file deletion;
- * - query engine (src/query) and export (src/export) read pinned snapshots.
+ * - query engine (src/query) and export (src/export) read pinned snapshots;
+ * - billing (src/billing): periods, explain, event lookup, the rejection log.
  *
  * Invariants:
  * - every error that leaves a public method is a UsageDbError with a catalogue code;
  * - every read works on a pinned version, released when the call ends.
  */
+import { ClosedPeriods } from './billing/closed-periods.ts';
+import { type Explanation, type ExplainParams, explain } from './billing/explain.ts';
+import { type EventLookup, lookupEvent } from './billing/lookup.ts';
+import { type ClosedPeriodView, type OpenPeriodView, type PeriodView, Periods } from './billing/periods.ts';
+import {
+  DEFAULT_REJECTION_LOG_AGE_MAX_MS,
+  DEFAULT_REJECTION_LOG_BYTES_MAX,
+  RejectionLog,
+  type RejectionLogReport,
+  type RejectionsPage,
+} from './billing/rejection-log.ts';
 import { type CompactionStats, Compactor } from './compact/compactor.ts';
 import type { MergeResult } from './compact/merge.ts';
 import { UsageDbError } from './errors.ts';
@@ -47,6 +59,7 @@ import { NodeFileSystem } from './storage/fs/node-file-system.ts';
 import { type CheckReport, checkFiles, inspectSegment, type SegmentInspection } from './storage/check.ts';
 import { MANIFEST_DIR, RAW_DIR, ROLLUP_DIR, TMP_DIR, WAL_DIR } from './storage/layout.ts';
 import { DirectoryLock } from './storage/lock.ts';
+import { parseTimeInput } from './query/time.ts';
 import { MANIFEST_FORMAT_VERSION, type ManifestState } from './storage/manifest.ts';
 import { DEFAULT_BUCKET_COUNT } from './storage/partition.ts';
 import { RetractedOriginals } from './storage/retractions.ts';
@@ -73,6 +86,24 @@ export type { MergeResult } from './compact/merge.ts';
 export type { CheckReport, SegmentInspection } from './storage/check.ts';
 export type { RollupResult, RollupStats } from './rollup/roller.ts';
 export type { VerifyParams, VerifyResult, VerifyDrift } from './rollup/verify.ts';
+export type { ClosedPeriodView, OpenPeriodView, PeriodView } from './billing/periods.ts';
+export type { Explanation, ExplainParams } from './billing/explain.ts';
+export type { EventLookup } from './billing/lookup.ts';
+export type { RejectionLogReport, RejectionsPage } from './billing/rejection-log.ts';
+
+/** `check()`: the files, and the rejection log's state. */
+export interface CheckResult extends CheckReport {
+  rejection_log: RejectionLogReport;
+}
+
+/** `db.rejections()` parameters: times as RFC 3339 or ms, half-open. */
+export interface RejectionsParams {
+  account_id?: string;
+  from?: string | number;
+  to?: string | number;
+  limit?: number | string;
+  cursor?: string | null;
+}
 
 export interface UsageDbLimits {
   /** Latest accepted timestamp_ms is now + this. Default 24 h. */
@@ -94,6 +125,10 @@ export interface UsageDbLimits {
   queryCacheBytes: number;
   /** Memory for decoded rollup blocks. Default 64 MiB. */
   rollupCacheBytes: number;
+  /** Rejection log on disk: oldest entries dropped past this size. Default 16 MiB. */
+  rejectionLogBytesMax: number;
+  /** Rejection log entries older than this are dropped. Default 90 days. */
+  rejectionLogAgeMaxMs: number;
 }
 
 export const DEFAULT_LIMITS: UsageDbLimits = {
@@ -107,6 +142,8 @@ export const DEFAULT_LIMITS: UsageDbLimits = {
   blockRows: 4096,
   queryCacheBytes: DEFAULT_QUERY_CACHE_BYTES,
   rollupCacheBytes: DEFAULT_ROLLUP_CACHE_BYTES,
+  rejectionLogBytesMax: DEFAULT_REJECTION_LOG_BYTES_MAX,
+  rejectionLogAgeMaxMs: DEFAULT_REJECTION_LOG_AGE_MAX_MS,
 };
 
 export interface UsageDbStats {
@@ -163,6 +200,10 @@ interface Parts {
   flusher: Flusher;
   retracted: RetractedOriginals;
   rollupStore: RollupStore;
+  finder: StoredEventFinder;
+  logger: UsageDbLogger;
+  closedPeriods: ClosedPeriods;
+  rejectionLog: RejectionLog;
   tornTail: TornTailReport;
 }
 
@@ -183,7 +224,19 @@ export class UsageDb {
   private readonly rollupStore: RollupStore;
   private readonly queryEngine: QueryEngine;
   private readonly tornTail: TornTailReport;
+  private readonly retracted: RetractedOriginals;
+  private readonly finder: StoredEventFinder;
+  private readonly rejectionLog: RejectionLog;
+  private readonly logger: UsageDbLogger;
+  private readonly billingPeriods: Periods;
   private closed = false;
+
+  /** Billing periods per account and UTC month (docs/billing.md): same shapes as the HTTP API. */
+  readonly periods: {
+    get(accountId: string, period: string): Promise<PeriodView>;
+    close(accountId: string, period: string): Promise<ClosedPeriodView>;
+    reopen(accountId: string, period: string): Promise<OpenPeriodView>;
+  };
 
   private constructor(parts: Parts) {
     this.dir = parts.options.dir;
@@ -198,9 +251,32 @@ export class UsageDb {
     this.ingestor = parts.ingestor;
     this.flusher = parts.flusher;
     this.tornTail = parts.tornTail;
+    this.retracted = parts.retracted;
+    this.finder = parts.finder;
+    this.rejectionLog = parts.rejectionLog;
+    this.logger = parts.logger;
     this.queryEngine = createQueryEngine({ cacheBytes: this.limits.queryCacheBytes });
     this.rollupStore = parts.rollupStore;
     this.roller = new Roller({ fs: parts.fs, root: this.dir, versions: parts.versions });
+    this.billingPeriods = new Periods({
+      clock: parts.clock,
+      versions: parts.versions,
+      engine: this.queryEngine,
+      pinSnapshot: () => this.pinSnapshot(),
+      closed: parts.closedPeriods,
+      withIngestDrained: (work) =>
+        this.ingestor.mutex.run(async () => {
+          if (this.ingestor.closed) throw new UsageDbError('USAGEDB_ERR_CLOSED', 'the database is closed');
+          await this.flusher.flushHoldingMutex();
+          return work();
+        }),
+    });
+    this.periods = {
+      get: (accountId, period) => this.billing('cannot read the period', (p) => p.get(accountId, period)),
+      close: (accountId, period) => this.billing('cannot close the period', (p) => p.close(accountId, period)),
+      reopen: (accountId, period) =>
+        this.billing('cannot reopen the period', (p) => p.reopen(accountId, period)),
+    };
     this.compactor = new Compactor({
       fs: parts.fs,
       root: this.dir,
@@ -264,9 +340,9 @@ export class UsageDb {
       const replayed = await replayWal(fs, root, manifest.wal_start);
       const wal = await WalWriter.reopen(fs, walDir, replayed.last.fileNumber, replayed.last.validBytes);
       const memtables = new Memtables(new RecentIds(limits.hotIdsMax, limits.hotIdTtlMs), clock.nowMs());
-      const admission = new Admission(memtables, new StoredEventFinder(segments), retracted, () =>
-        versions.pin(),
-      );
+      const finder = new StoredEventFinder(segments);
+      const closedPeriods = new ClosedPeriods(manifest.periods);
+      const admission = new Admission(memtables, finder, retracted, () => versions.pin(), closedPeriods);
       const durability = options.durability ?? 'balanced';
       const ingestor = new Ingestor({ fs, walDir, durability, memtables, admission, wal });
       ingestor.restore(replayed.events);
@@ -277,6 +353,14 @@ export class UsageDb {
         versions,
         segments,
         retracted,
+      });
+      const rejectionLog = await RejectionLog.open({
+        fs,
+        root,
+        bytesMax: limits.rejectionLogBytesMax,
+        ageMaxMs: limits.rejectionLogAgeMaxMs,
+        sync: durability !== 'fast',
+        nowMs: () => clock.nowMs(),
       });
       if (replayed.tornTail.bytes > 0) {
         logger.warn(
@@ -297,6 +381,10 @@ export class UsageDb {
         flusher,
         retracted,
         rollupStore,
+        finder,
+        logger,
+        closedPeriods,
+        rejectionLog,
         tornTail: replayed.tornTail,
       });
     } catch (err) {
@@ -338,7 +426,72 @@ export class UsageDb {
       await this.flusher.waitForRoom();
       await this.ingestor.ingest(valid, result, nowMs);
       this.flusher.maybeStart();
+      await this.logRejections(events, result, nowMs);
       return result;
+    });
+  }
+
+  /**
+   * Appends the call's rejected events and conflicting copies to the rejection log. A failed
+   * append does not undo the call (its accepted events are acknowledged): it is logged and
+   * counted (`check().rejection_log.write_failures`).
+   */
+  private async logRejections(events: readonly unknown[], result: IngestResult, nowMs: number): Promise<void> {
+    if (result.errors.length === 0) return;
+    const inputs = result.errors.map((e) => ({
+      index: e.index,
+      event_id: e.event_id,
+      status: e.status,
+      reason: e.reason,
+      event: events[e.index],
+    }));
+    await this.rejectionLog.append(nowMs, inputs).catch((err: unknown) => {
+      this.logger.warn({ err: String(err) }, 'cannot append to the rejection log');
+    });
+  }
+
+  // ---------------------------------------------------------------- billing
+
+  private async billing<T>(what: string, work: (periods: Periods) => Promise<T>): Promise<T> {
+    this.assertOpen();
+    return publicErrors(what, () => work(this.billingPeriods));
+  }
+
+  /** Lines of an account's range with provenance and the corrections that moved them. */
+  async explain(params: ExplainParams): Promise<Explanation> {
+    return this.read('explain failed', (snapshot) => explain(this.queryEngine, snapshot, params));
+  }
+
+  /** Where an event is stored, or why it was not (GET /v1/events/{event_id}). */
+  async lookupEvent(eventId: string): Promise<EventLookup> {
+    this.assertOpen();
+    return publicErrors('lookup failed', () =>
+      lookupEvent(
+        {
+          memtables: this.memtables,
+          finder: this.finder,
+          retracted: this.retracted,
+          versions: this.versions,
+          engine: this.queryEngine,
+          pinSnapshot: () => this.pinSnapshot(),
+          log: this.rejectionLog,
+        },
+        eventId,
+      ),
+    );
+  }
+
+  /** One page of the rejection log, oldest first (GET /v1/accounts/{id}/rejections). */
+  async rejections(params: RejectionsParams = {}): Promise<RejectionsPage> {
+    this.assertOpen();
+    return publicErrors('cannot read the rejection log', async () => {
+      const from = params.from === undefined ? undefined : parseTimeInput(params.from, 'rejections.from');
+      const to = params.to === undefined ? undefined : parseTimeInput(params.to, 'rejections.to');
+      const limit =
+        typeof params.limit === 'string' && /^\d{1,9}$/.test(params.limit) ? Number(params.limit) : params.limit;
+      if (limit !== undefined && typeof limit !== 'number')
+        throw new UsageDbError('USAGEDB_ERR_INVALID_QUERY', 'rejections.limit must be an integer');
+      return this.rejectionLog.page({ account_id: params.account_id, from, to, limit, cursor: params.cursor });
     });
   }
 
@@ -421,13 +574,14 @@ export class UsageDb {
    * `deep`, every byte is verified (whole-file and per-chunk checksums, full decode). Lists
    * every segment id and the quarantine. Reads only.
    */
-  async check(options: { deep?: boolean } = {}): Promise<CheckReport> {
+  async check(options: { deep?: boolean } = {}): Promise<CheckResult> {
     this.assertOpen();
     const version = this.versions.pin();
     try {
-      return await publicErrors('check failed', () =>
+      const report = await publicErrors('check failed', () =>
         checkFiles(this.fs, this.dir, version.state, options.deep === true),
       );
+      return { ...report, rejection_log: this.rejectionLog.report() };
     } finally {
       version.release();
     }
@@ -565,6 +719,7 @@ export class UsageDb {
     }
     this.closed = true;
     await this.ingestor.close();
+    await this.rejectionLog.close();
     await this.segments.close();
     await publicErrors('cannot release the lock', () => this.lock.release());
     if (flushError !== null) throw flushError;

@@ -1,7 +1,7 @@
 /**
  * The admission chain: what happens to each event of a batch before it may be appended.
  * validate (model) → correction rules (billing) → idempotency (duplicate / conflict / new) →
- * `already_retracted`. Period checks slot in after the correction rules.
+ * `period_closed` (new Usage events only) → `already_retracted`.
  *
  * Invariants:
  * - `classify` runs under the ingest mutex, so a batch sees every event accepted before it,
@@ -10,6 +10,7 @@
  * - an accepted event's id was found nowhere: not in the batch, the memtables, the hot window
  *   or any segment (exact string comparison confirms every hash hit).
  */
+import type { ClosedPeriods } from '../billing/closed-periods.ts';
 import { resolveCorrection } from '../billing/corrections.ts';
 import { canonicalPayload, eventOfRow, type StoredEvent, type UsageEvent } from '../model/event.ts';
 import { hash128Into } from '../model/hash.ts';
@@ -70,18 +71,24 @@ export class Admission {
   private readonly idHash = new Uint32Array(4);
 
   private readonly pin: () => PinnedVersion;
+  private readonly closed: ClosedPeriods | null;
 
-  /** `pin`: pins the current version, so a compaction committing meanwhile keeps what lookups read. */
+  /**
+   * `pin`: pins the current version, so a compaction committing meanwhile keeps what lookups
+   * read. `closed`: the closed account-months (new Usage events into them are rejected).
+   */
   constructor(
     memtables: Memtables,
     finder: StoredEventFinder,
     retracted: RetractedOriginals,
     pin: () => PinnedVersion,
+    closed: ClosedPeriods | null = null,
   ) {
     this.memtables = memtables;
     this.finder = finder;
     this.retracted = retracted;
     this.pin = pin;
+    this.closed = closed;
   }
 
   /** Classifies validated events; counts duplicates and records rejections and conflicts. */
@@ -134,6 +141,17 @@ export class Admission {
           reason: 'conflict',
           message: 'event_id was already stored with a different payload',
         });
+        continue;
+      }
+      // After idempotency: a retry of an event already billed in the closed period is a duplicate.
+      if (event.kind === 'Usage' && this.closed?.isClosed(event.account_id, event.timestamp_ms)) {
+        rejectEvent(
+          result,
+          index,
+          event.event_id,
+          'period_closed',
+          `the period ${new Date(event.timestamp_ms).toISOString().slice(0, 7)} of account ${event.account_id} is closed; send a Correction instead`,
+        );
         continue;
       }
       const original = event.correction_ref?.original_event_id;

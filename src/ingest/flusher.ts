@@ -124,6 +124,20 @@ export class Flusher {
   }
 
   /**
+   * Freezes and flushes everything acknowledged so far, for a caller that already holds the
+   * ingest mutex (a period close): when it returns, every event admitted before is in a
+   * committed segment. The flush loop itself never takes the mutex, so this cannot deadlock.
+   */
+  async flushHoldingMutex(): Promise<void> {
+    await this.attempt(() =>
+      withIoErrors('cannot freeze the memtable', async () => {
+        await this.ingestor.freeze(this.config.clock.nowMs());
+      }),
+    );
+    await this.flushFrozen();
+  }
+
+  /**
    * `onlyFull`: freeze only a memtable still over its size limit once the mutex is ours.
    * Concurrent ingest calls all see the same full memtable; without this, the later ones froze
    * its successor after a few rows, and wrote a tiny segment per call.

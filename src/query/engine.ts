@@ -45,6 +45,20 @@ export class QueryEngine {
     return executeQuery(this.ctx, snapshot, query);
   }
 
+  /**
+   * Runs a validated query and names what it read: the raw segment files it took blocks from
+   * and the rollup segments it read.
+   */
+  async runQueryTraced(
+    snapshot: QuerySnapshot,
+    query: Query,
+  ): Promise<{ result: QueryResult; rawSegmentIds: number[]; rollupSegmentIds: number[] }> {
+    const read = { raw: new Set<number>(), rollup: new Set<number>() };
+    const result = await executeQuery(this.ctx, snapshot, query, read);
+    const sorted = (ids: Set<number>) => [...ids].sort((a, b) => a - b);
+    return { result, rawSegmentIds: sorted(read.raw), rollupSegmentIds: sorted(read.rollup) };
+  }
+
   /** Validates and runs a JSON query (docs/query.md). */
   queryJson(snapshot: QuerySnapshot, input: unknown): Promise<QueryResult> {
     return this.runQuery(snapshot, parseJsonQuery(input));

@@ -58,10 +58,18 @@ export function scanTargetOf(query: Query): ScanTarget {
 
 const METRIC_NAMES: readonly string[] = ['sum', 'count', 'min', 'max'];
 
+/** What a query read: raw segment files it took a block from, rollup segments it read. */
+export interface Provenance {
+  raw: Set<number>;
+  rollup: Set<number>;
+}
+
+/** `provenance`, when given, receives what was read (explain and period snapshots). */
 export async function executeQuery(
   ctx: EngineContext,
   snapshot: QuerySnapshot,
   query: Query,
+  provenance?: Provenance,
 ): Promise<QueryResult> {
   const needed = new Set<Metric>(query.metrics);
   for (const o of query.orderBy) if (METRIC_NAMES.includes(o.key)) needed.add(o.key as Metric);
@@ -73,10 +81,10 @@ export async function executeQuery(
   stats.segmentsPruned += snapshot.segments.length - entries.length;
   const plan = planSources(snapshot, query, entries);
   stats.fallback = plan.fallback;
-  for (const piece of plan.rollupPieces) await visitRollups(snapshot, piece, target, agg, stats);
+  for (const piece of plan.rollupPieces) await visitRollups(snapshot, piece, target, agg, stats, provenance);
   for (const piece of plan.rawPieces) {
     if (plan.rollupPieces.length > 0) stats.rawTail = true;
-    await scanRaw(ctx, snapshot, piece, target, agg, stats);
+    await scanRaw(ctx, snapshot, piece, target, agg, stats, provenance);
   }
   agg.setRange(query.fromMs, query.toMs);
   for (const m of snapshot.memtables) {
@@ -177,6 +185,7 @@ async function visitRollups(
   target: ScanTarget,
   agg: Aggregator,
   stats: QueryStats,
+  provenance: Provenance | undefined,
 ): Promise<void> {
   const rollups = snapshot.rollups;
   assert(rollups !== undefined, 'a rollup piece without rollups');
@@ -197,6 +206,7 @@ async function visitRollups(
           ? accountRows(whole, target.accountIds[0])
           : whole;
       if (b === null || b.rowCount === 0) continue;
+      provenance?.rollup.add(entry.id);
       stats.rollupRows += b.rowCount;
       const first = b.account_id.dict[b.account_id.codes[0]];
       const last = b.account_id.dict[b.account_id.codes[b.rowCount - 1]];
@@ -262,6 +272,7 @@ async function scanRaw(
   target: ScanTarget,
   agg: Aggregator,
   stats: QueryStats,
+  provenance: Provenance | undefined,
 ): Promise<void> {
   agg.setRange(piece.fromMs, piece.toMs);
   const accounts = target.accountIds === null ? null : new Set(target.accountIds);
@@ -279,7 +290,8 @@ async function scanRaw(
       );
       return agg.columnsFor(timeFilter, accountFilter);
     },
-    visit(batch: ColumnBatch, block: BlockMetaView) {
+    visit(batch: ColumnBatch, block: BlockMetaView, segment: SegmentEntryView) {
+      provenance?.raw.add(segment.segment_id ?? segment.id);
       agg.visit(batch, { rowCount: block.rowCount, timeFilter, accountFilter });
     },
   });

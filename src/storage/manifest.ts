@@ -76,6 +76,11 @@ export interface PeriodSnapshotEntry {
   rollup_segment_ids: number[];
   evidence_digest: string;
   lines: PeriodLine[];
+  /**
+   * Ids of the Correction and Retraction events behind the snapshot: any other one in the
+   * account-month arrived after the close (an adjustment). Absent in earlier files: [].
+   */
+  correction_event_ids: string[];
 }
 
 /** A segment of conflicting copies set aside by compaction: reported, never counted. */
@@ -271,6 +276,13 @@ function readPeriod(v: unknown, where: string, problem: Problem): PeriodSnapshot
     rollup_segment_ids: ids(o, 'rollup_segment_ids', where, problem),
     evidence_digest: str(o, 'evidence_digest', where, problem),
     lines: arr(o, 'lines', where, problem).map((l, i) => readLine(l, `${where}.lines[${i}]`, problem)),
+    correction_event_ids:
+      o.correction_event_ids === undefined
+        ? []
+        : arr(o, 'correction_event_ids', where, problem).map((v, i) => {
+            if (typeof v !== 'string') problem(`${where}.correction_event_ids[${i}] is not a string`);
+            return v as string;
+          }),
   };
 }
 

@@ -101,6 +101,15 @@ export class RetractedOriginals {
     for (const id of segmentIds) this.uncache(id);
   }
 
+  /** The live segments holding a Retraction of `originalId` (exact; normally at most one). */
+  async segmentsRetracting(originalId: string): Promise<number[]> {
+    const found: number[] = [];
+    for (const segmentId of this.byHash.get(hash128(originalId).h1) ?? []) {
+      if ((await this.read(segmentId)).has(originalId)) found.push(segmentId);
+    }
+    return found;
+  }
+
   /** Whether a stored Retraction retracts `originalId`. */
   async has(originalId: string): Promise<boolean> {
     const candidates = this.byHash.get(hash128(originalId).h1);
