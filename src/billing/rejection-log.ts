@@ -166,6 +166,7 @@ function invalid(message: string): UsageDbError {
 
 export class RejectionLog {
   private readonly fs: FileSystem;
+  private readonly root: string;
   private readonly dir: string;
   private readonly bytesMax: number;
   private readonly ageMaxMs: number;
@@ -187,6 +188,7 @@ export class RejectionLog {
     nowMs: () => number;
   }) {
     this.fs = init.fs;
+    this.root = init.root;
     this.dir = joinPath(init.root, REJECTIONS_DIR);
     this.bytesMax = Math.max(1024, init.bytesMax);
     this.ageMaxMs = init.ageMaxMs;
@@ -215,6 +217,8 @@ export class RejectionLog {
 
   private async load(): Promise<void> {
     await this.fs.mkdirp(this.dir);
+    // The directory entry itself must survive a crash, or every file in it goes with it.
+    await this.fs.syncDir(this.root);
     const names = (await this.fs.readdir(this.dir)).filter((n) => /^\d{6}\.log$/.test(n)).sort();
     for (const name of names) {
       const bytes = await this.fs.readFile(joinPath(this.dir, name));
