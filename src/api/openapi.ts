@@ -43,6 +43,7 @@ function errorResponses(route: Route): Record<string, Json> {
   };
   if (route.params || route.querystring || route.body) add(400, 'malformed request or invalid query');
   if (route.url.startsWith('/v1/')) add(401, 'missing or unknown API key (when keys are configured)');
+  if (route.stateConflict) add(409, 'already in the requested state');
   if (route.body) {
     add(413, 'body or batch too large');
     add(415, 'content type other than application/json');

@@ -13,8 +13,15 @@ import {
   AccountParams,
   BatchRequest,
   BatchResponse,
+  EventParams,
   EventsQuery,
   EventsResponse,
+  ExplainResponse,
+  LookupResponse,
+  PeriodParams,
+  PeriodResponse,
+  RejectionsQuery,
+  RejectionsResponse,
   HealthResponse,
   JsonQuery,
   JsonQueryResponse,
@@ -54,6 +61,8 @@ export interface Route {
   timed?: 'query';
   /** A non-JSON answer (text/plain) serialised by the handler itself. */
   produces?: 'text/plain';
+  /** Answers 409 when the resource is already in the requested state. */
+  stateConflict?: true;
   params?: TSchema;
   querystring?: TSchema;
   body?: TSchema;
@@ -74,6 +83,7 @@ export function defineRoute<
   summary: string;
   timed?: 'query';
   produces?: 'text/plain';
+  stateConflict?: true;
   params?: P;
   querystring?: Q;
   body?: B;
@@ -179,6 +189,7 @@ export const ROUTES: readonly Route[] = [
     response: SqlResponse,
     handler: ({ body }, { db }) => db.sql(body.query),
   }),
+  ...billingRoutes(),
   defineRoute({
     method: 'GET',
     url: '/v1/accounts/:id/verify',
@@ -218,3 +229,63 @@ export const ROUTES: readonly Route[] = [
     handler: async (_input, { openApi }) => openApi,
   }),
 ];
+
+/** Periods, explain, event lookup, rejection log: one library call each. */
+function billingRoutes(): Route[] {
+  return [
+    defineRoute({
+      method: 'GET',
+      url: '/v1/accounts/:id/periods/:period',
+      summary: "An account's billing period (UTC month): live lines, or the closed snapshot with adjustments",
+      timed: 'query',
+      params: PeriodParams,
+      response: PeriodResponse,
+      handler: ({ params }, { db }) => db.periods.get(params.id, params.period),
+    }),
+    defineRoute({
+      method: 'POST',
+      url: '/v1/accounts/:id/periods/:period/close',
+      summary: 'Close a period: freeze its lines; later Usage events into it are rejected (409 if closed)',
+      stateConflict: true,
+      params: PeriodParams,
+      response: PeriodResponse,
+      handler: ({ params }, { db }) => db.periods.close(params.id, params.period),
+    }),
+    defineRoute({
+      method: 'POST',
+      url: '/v1/accounts/:id/periods/:period/reopen',
+      summary: 'Reopen a closed period: its snapshot is discarded (409 if open)',
+      stateConflict: true,
+      params: PeriodParams,
+      response: PeriodResponse,
+      handler: ({ params }, { db }) => db.periods.reopen(params.id, params.period),
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/v1/accounts/:id/explain',
+      summary: "An account's lines over [from, to) with provenance and the corrections that moved them",
+      timed: 'query',
+      params: AccountParams,
+      querystring: RangeQuery,
+      response: ExplainResponse,
+      handler: ({ params, query }, { db }) => db.explain({ account_id: params.id, from: query.from, to: query.to }),
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/v1/events/:event_id',
+      summary: 'Where an event is stored, or why it was not (rejected, conflict, unknown)',
+      params: EventParams,
+      response: LookupResponse,
+      handler: ({ params }, { db }) => db.lookupEvent(params.event_id),
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/v1/accounts/:id/rejections',
+      summary: "The account's rejected events and conflicting copies, oldest first (bounded log)",
+      params: AccountParams,
+      querystring: RejectionsQuery,
+      response: RejectionsResponse,
+      handler: ({ params, query }, { db }) => db.rejections({ ...query, account_id: params.id }),
+    }),
+  ];
+}

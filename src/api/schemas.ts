@@ -277,3 +277,160 @@ export const VerifyResponse = Type.Object(
   },
   { description: 'raw scan vs rollup path per billing line; ok only with no drift' },
 );
+
+// ---------------------------------------------------------------- billing periods
+
+const BillingLineFields = {
+  product_id: Type.String(),
+  meter_id: Type.String(),
+  model_id: Type.Union([Type.String(), Type.Null()]),
+  unit: Type.String(),
+  quantity: Decimal,
+  event_count: Type.Integer({ description: 'events of every kind behind the line' }),
+};
+const BillingLine = Type.Object(BillingLineFields, { title: 'BillingLine' });
+
+export const PeriodParams = Type.Object({
+  id: Name,
+  period: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}$', description: 'UTC calendar month, YYYY-MM' }),
+});
+export type PeriodParams = Static<typeof PeriodParams>;
+
+export const PeriodResponse = Type.Object(
+  {
+    account_id: Type.String(),
+    period: Type.String(),
+    status: Type.Union([Type.Literal('open'), Type.Literal('closed')]),
+    lines: Type.Array(BillingLine, { description: 'open: live lines; closed: the snapshot lines' }),
+    carried_adjustments: Type.Optional(
+      Type.Array(
+        Type.Object({ period: Type.String({ description: 'the closed period adjusted' }), ...BillingLineFields }),
+        { description: 'open only: late corrections of the closed periods right before this one' },
+      ),
+    ),
+    snapshot: Type.Optional(
+      Type.Object({
+        lines: Type.Array(BillingLine),
+        watermark_ms: Type.Integer(),
+        segment_ids: Type.Array(Type.Integer(), { description: 'raw segments the close read' }),
+        closed_at_ms: Type.Integer(),
+        evidence_digest: Type.String({ description: 'SHA-256 hex over the canonical text of the events (docs/billing.md)' }),
+      }),
+    ),
+    adjustments: Type.Optional(Type.Array(UsageEvent, { description: 'corrections that arrived after the close' })),
+    adjustment_lines: Type.Optional(Type.Array(BillingLine)),
+    net_lines: Type.Optional(Type.Array(BillingLine, { description: 'snapshot + adjustments' })),
+  },
+  { title: 'Period' },
+);
+
+// ---------------------------------------------------------------- explain
+
+export const ExplainResponse = Type.Object(
+  {
+    account_id: Type.String(),
+    from_ms: Type.Integer(),
+    to_ms: Type.Integer(),
+    lines: Type.Array(BillingLine),
+    provenance: Type.Object({
+      raw_segment_ids: Type.Array(Type.Integer()),
+      rollup_segment_ids: Type.Array(Type.Integer()),
+      memtable_rows: Type.Integer(),
+    }),
+    corrections: Type.Array(
+      Type.Object({
+        event_id: Type.String(),
+        kind: Type.Union([Type.Literal('Correction'), Type.Literal('Retraction')]),
+        original_event_id: Type.String(),
+        reason: Type.String(),
+        timestamp_ms: Type.Integer(),
+        quantity: Decimal,
+        product_id: Type.String(),
+        meter_id: Type.String(),
+        model_id: Type.Union([Type.String(), Type.Null()]),
+        unit: Type.String(),
+      }),
+    ),
+  },
+  { title: 'Explanation' },
+);
+
+// ---------------------------------------------------------------- event lookup and rejections
+
+export const EventParams = Type.Object({ event_id: Type.String({ minLength: 1, maxLength: 1024 }) });
+export type EventParams = Static<typeof EventParams>;
+
+const Sent = Type.Unknown({ description: 'the event as sent (truncated when large: see event_truncated)' });
+const RejectionStatus = Type.Union([Type.Literal('rejected'), Type.Literal('conflict')]);
+
+export const LookupResponse = Type.Object(
+  {
+    event_id: Type.String(),
+    status: Type.Union([
+      Type.Literal('stored'),
+      Type.Literal('retracted'),
+      Type.Literal('rejected'),
+      Type.Literal('conflict'),
+      Type.Literal('unknown'),
+    ]),
+    location: Type.Optional(Type.Union([Type.Literal('segment'), Type.Literal('memtable')])),
+    segment_id: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+    period: Type.Optional(Type.String()),
+    period_closed: Type.Optional(Type.Boolean()),
+    line: Type.Optional(
+      Type.Object({
+        product_id: Type.String(),
+        meter_id: Type.String(),
+        model_id: Type.Union([Type.String(), Type.Null()]),
+        unit: Type.String(),
+      }),
+    ),
+    event: Type.Optional(UsageEvent),
+    retracted_by: Type.Optional(
+      Type.Union([
+        Type.Object({ event_id: Type.String(), timestamp_ms: Type.Integer(), reason: Type.String() }),
+        Type.Null(),
+      ]),
+    ),
+    received_at_ms: Type.Optional(Type.Integer()),
+    reason: Type.Optional(Type.String()),
+    rejections: Type.Array(
+      Type.Object({
+        received_at_ms: Type.Integer(),
+        index: Type.Integer(),
+        status: RejectionStatus,
+        reason: Type.String(),
+        event: Sent,
+        event_truncated: Type.Boolean(),
+      }),
+    ),
+  },
+  { title: 'EventLookup' },
+);
+
+export const RejectionsQuery = Type.Object({
+  from: Type.Optional(Time),
+  to: Type.Optional(Time),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'default 100' })),
+  cursor: Type.Optional(Type.String({ minLength: 1 })),
+});
+export type RejectionsQuery = Static<typeof RejectionsQuery>;
+
+export const RejectionsResponse = Type.Object(
+  {
+    rejections: Type.Array(
+      Type.Object({
+        received_at_ms: Type.Integer(),
+        index: Type.Integer({ description: 'position of the event in its batch' }),
+        event_id: Type.Union([Type.String(), Type.Null()]),
+        status: RejectionStatus,
+        reason: Type.String(),
+        account_id: Type.Union([Type.String(), Type.Null()]),
+        event: Sent,
+        event_truncated: Type.Boolean(),
+      }),
+    ),
+    next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'null on the last page' }),
+  },
+  { title: 'RejectionsPage' },
+);
