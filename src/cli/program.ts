@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { UsageDbError } from '../errors.ts';
-import { registerAdmin } from './commands/admin.ts';
+import { registerAdmin, registerLookup } from './commands/admin.ts';
 import { registerBench } from './commands/bench.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerExportParquet } from './commands/export-parquet.ts';
@@ -61,6 +61,7 @@ export function createProgram(ctx: CliContext): Command {
   registerServe(program, ctx);
   registerQuery(program, ctx);
   registerAdmin(program, ctx);
+  registerLookup(program, ctx);
   registerBench(program, ctx);
   for (const command of program.commands) command.exitOverride();
   return program;

@@ -45,6 +45,18 @@ describe('admin commands', () => {
     const human = usagedb(['check', '--db-root', 'db']);
     expect(human.status).toBe(0);
     expect(human.stdout).toMatch(/3 segments, 0 quarantined, shallow check/);
+    expect(human.stdout).toMatch(/rejection log: 0 entries, \d+ bytes, 0 dropped/);
+  });
+
+  it('lookup tells where an event is stored, or that it is unknown', () => {
+    const r = usagedb(['lookup', 'evt_5', '--db-root', 'db', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ event_id: 'evt_5', status: 'stored', location: 'segment', segment_id: 1 });
+    const human = usagedb(['lookup', 'evt_5', '--db-root', 'db']);
+    expect(human.stdout).toMatch(/^evt_5: stored\nstored in segment 1; period 2026-05 \(open\)/);
+    const unknown = usagedb(['lookup', 'nope', '--db-root', 'db', '--json']);
+    expect(unknown.status).toBe(0);
+    expect(JSON.parse(unknown.stdout)).toMatchObject({ status: 'unknown' });
   });
 
   it('inspect-segment prints a footer; an unknown id fails with one line', () => {

@@ -1,11 +1,11 @@
 /**
  * Operator commands over the database in --db-root: `check [--deep]`, `compact`,
  * `inspect-segment ID`, `rollup`, `rebuild-rollups --from --to`, `verify-period [--account]
- * --from --to`. Each opens the database (so a running server's lock refuses it:
+ * --from --to`, `lookup EVENT_ID`. Each opens the database (so a running server's lock refuses it:
  * one process owns a directory), calls one library method, prints its result.
  */
 import type { Command } from 'commander';
-import type { UsageDb } from '../../db.ts';
+import type { EventLookup, UsageDb } from '../../db.ts';
 import { UsageDbError } from '../../errors.ts';
 import type { CliContext } from '../context.ts';
 import { table } from '../format.ts';
@@ -42,6 +42,8 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
         `manifest generation ${report.manifest.generation} (format ${report.manifest.format_version}), ` +
         `${report.segments.length} segments, ${report.quarantine.length} quarantined, ${report.deep ? 'deep' : 'shallow'} check\n` +
         `${table(['segment', 'kind', 'rows', 'bytes', 'status'], rows, [true, false, true, true, false])}\n` +
+        `rejection log: ${report.rejection_log.entries} entries, ${report.rejection_log.bytes} bytes, ` +
+        `${report.rejection_log.dropped} dropped\n` +
         `${report.ok ? 'ok' : `${report.problems.length} problem(s)`}\n`;
       ctx.finish({
         data: { db_root: g.dbRoot, ...report },
@@ -166,4 +168,32 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
 
 function watermark(ms: number | null): string {
   return ms === null ? 'none (no flushed events)' : new Date(ms).toISOString();
+}
+
+/** One line per fact of a lookup, for a terminal. */
+function lookupText(r: EventLookup): string {
+  const out = [`${r.event_id}: ${r.status}`];
+  if (r.location !== undefined) {
+    const where = r.location === 'segment' ? `segment ${r.segment_id}` : 'memtable (not flushed yet)';
+    out.push(`stored in ${where}; period ${r.period} (${r.period_closed ? 'closed' : 'open'})`);
+    if (r.line !== undefined)
+      out.push(`line ${r.line.product_id} / ${r.line.meter_id} / ${r.line.model_id ?? '-'} / ${r.line.unit}`);
+    if (r.event !== undefined) out.push(`quantity ${r.event.quantity} at ${new Date(r.event.timestamp_ms).toISOString()}`);
+  }
+  if (r.retracted_by) out.push(`retracted by ${r.retracted_by.event_id} (${r.retracted_by.reason})`);
+  for (const x of r.rejections)
+    out.push(`${x.status} at ${new Date(x.received_at_ms).toISOString()}: ${x.reason} (batch index ${x.index})`);
+  return `${out.join('\n')}\n`;
+}
+
+export function registerLookup(program: Command, ctx: CliContext): void {
+  program
+    .command('lookup')
+    .description('where an event is stored, or why it was not (rejected, conflict, unknown)')
+    .argument('<event_id>', 'the event id')
+    .action(async (eventId: string, _flags: unknown, command: Command) => {
+      const g = ctx.globals(command);
+      const r = await withDb(g.dbRoot, (db) => db.lookupEvent(eventId), false);
+      ctx.finish({ data: { db_root: g.dbRoot, ...r }, human: lookupText(r) });
+    });
 }
