@@ -9,33 +9,43 @@
  * - an event of an account without closed periods costs one map lookup.
  */
 import type { PeriodSnapshotEntry } from '../storage/manifest.ts';
+import { periodRange } from './lines.ts';
+
+interface ClosedRange {
+  period: string;
+  fromMs: number;
+  toMs: number;
+}
 
 export class ClosedPeriods {
-  private byAccount = new Map<string, Set<string>>();
+  /** Per account, its closed months as [fromMs, toMs) ranges: numbers compared per event. */
+  private byAccount = new Map<string, ClosedRange[]>();
 
   constructor(periods: readonly PeriodSnapshotEntry[] = []) {
     this.reset(periods);
   }
 
   reset(periods: readonly PeriodSnapshotEntry[]): void {
-    const byAccount = new Map<string, Set<string>>();
+    const byAccount = new Map<string, ClosedRange[]>();
     for (const p of periods) {
-      const set = byAccount.get(p.account_id);
-      if (set === undefined) byAccount.set(p.account_id, new Set([p.period]));
-      else set.add(p.period);
+      const range = { period: p.period, ...periodRange(p.period) };
+      const list = byAccount.get(p.account_id);
+      if (list === undefined) byAccount.set(p.account_id, [range]);
+      else list.push(range);
     }
     this.byAccount = byAccount;
   }
 
   /** Whether the account-month of `timestampMs` is closed. */
   isClosed(accountId: string, timestampMs: number): boolean {
-    const set = this.byAccount.get(accountId);
-    if (set === undefined) return false;
-    return set.has(new Date(timestampMs).toISOString().slice(0, 7));
+    const list = this.byAccount.get(accountId);
+    if (list === undefined) return false;
+    for (const r of list) if (timestampMs >= r.fromMs && timestampMs < r.toMs) return true;
+    return false;
   }
 
   /** Closed periods of an account, ascending. */
   closedOf(accountId: string): string[] {
-    return [...(this.byAccount.get(accountId) ?? [])].sort();
+    return (this.byAccount.get(accountId) ?? []).map((r) => r.period).sort();
   }
 }

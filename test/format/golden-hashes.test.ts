@@ -359,3 +359,66 @@ describe('manifest envelope', () => {
     expect(decoded.legacyRetracted).toBeNull();
   });
 });
+
+describe('period snapshots in the manifest', () => {
+  const period = {
+    account_id: 'acme',
+    period: '2026-05',
+    closed_at_ms: 1_780_000_000_000,
+    watermark_ms: 1_779_010_200_000,
+    raw_segment_ids: [1, 4],
+    rollup_segment_ids: [],
+    evidence_digest: 'd3799106bc0920e4',
+    lines: [
+      { product_id: 'p', meter_id: 'm', model_id: null, unit: 'tokens', quantity: '-12', event_count: 3 },
+    ],
+  };
+  const body = (extra: Record<string, unknown>) =>
+    JSON.stringify({
+      format_version: 2,
+      generation: 4,
+      database_id: 'udb-test',
+      bucket_count: 8,
+      created_at_ms: 1,
+      next_segment_id: 5,
+      wal_start: 1,
+      raw_segments: [],
+      rollup_segments: [],
+      periods: [{ ...period, ...extra }],
+      quarantine: [],
+    });
+  const file = (json: string) =>
+    utf8.encode(`{"crc32c":"${crc32c(utf8.encode(json)).toString(16).padStart(8, '0')}","manifest":${json}}\n`);
+
+  it('an entry written before correction_event_ids existed loads with none', () => {
+    const decoded = decodeManifest(file(body({})), 4);
+    expect(decoded.state.periods[0].correction_event_ids).toEqual([]);
+    expect(decoded.state.periods[0].lines[0].model_id).toBeNull();
+  });
+
+  it('an entry with correction_event_ids round-trips byte for byte', () => {
+    const json = body({ correction_event_ids: ['c1', 'r2'] });
+    const decoded = decodeManifest(file(json), 4);
+    expect(decoded.state.periods[0].correction_event_ids).toEqual(['c1', 'r2']);
+    expect(hex(encodeManifest(decoded.state))).toBe(hex(file(json)));
+  });
+});
+
+describe('evidence digest canonical text', () => {
+  // Stored in closed periods and recomputed by users over exports: never change it.
+  it('has a fixed line format and hash', async () => {
+    const { canonicalDigestLine, evidenceDigest } = await import('../../src/billing/digest.ts');
+    const e = {
+      event_id: 'gw-1',
+      kind: 'Usage',
+      product_id: 'llm-api',
+      meter_id: 'tokens.input',
+      model_id: 'gpt-x',
+      unit: 'tokens',
+      timestamp_ms: 1_779_010_200_000,
+      quantity: '800',
+    };
+    expect(canonicalDigestLine(e)).toBe('4:gw-1,Usage,7:llm-api,12:tokens.input,5:gpt-x,6:tokens,1779010200000,800\n');
+    expect(evidenceDigest([e])).toBe('96999d77f870d278ff02379b18c11d626b838fa5ff2653968e1d6ad453dbf637');
+  });
+});
