@@ -273,7 +273,8 @@ export class UsageDb {
     });
     this.periods = {
       get: (accountId, period) => this.billing('cannot read the period', (p) => p.get(accountId, period)),
-      close: (accountId, period) => this.billing('cannot close the period', (p) => p.close(accountId, period)),
+      close: (accountId, period) =>
+        this.billing('cannot close the period', (p) => p.close(accountId, period)),
       reopen: (accountId, period) =>
         this.billing('cannot reopen the period', (p) => p.reopen(accountId, period)),
     };
@@ -436,7 +437,11 @@ export class UsageDb {
    * append does not undo the call (its accepted events are acknowledged): it is logged and
    * counted (`check().rejection_log.write_failures`).
    */
-  private async logRejections(events: readonly unknown[], result: IngestResult, nowMs: number): Promise<void> {
+  private async logRejections(
+    events: readonly unknown[],
+    result: IngestResult,
+    nowMs: number,
+  ): Promise<void> {
     if (result.errors.length === 0) return;
     const inputs = result.errors.map((e) => ({
       index: e.index,
@@ -488,10 +493,18 @@ export class UsageDb {
       const from = params.from === undefined ? undefined : parseTimeInput(params.from, 'rejections.from');
       const to = params.to === undefined ? undefined : parseTimeInput(params.to, 'rejections.to');
       const limit =
-        typeof params.limit === 'string' && /^\d{1,9}$/.test(params.limit) ? Number(params.limit) : params.limit;
+        typeof params.limit === 'string' && /^\d{1,9}$/.test(params.limit)
+          ? Number(params.limit)
+          : params.limit;
       if (limit !== undefined && typeof limit !== 'number')
         throw new UsageDbError('USAGEDB_ERR_INVALID_QUERY', 'rejections.limit must be an integer');
-      return this.rejectionLog.page({ account_id: params.account_id, from, to, limit, cursor: params.cursor });
+      return this.rejectionLog.page({
+        account_id: params.account_id,
+        from,
+        to,
+        limit,
+        cursor: params.cursor,
+      });
     });
   }
 

@@ -268,7 +268,8 @@ function billingRoutes(): Route[] {
       params: AccountParams,
       querystring: RangeQuery,
       response: ExplainResponse,
-      handler: ({ params, query }, { db }) => db.explain({ account_id: params.id, from: query.from, to: query.to }),
+      handler: ({ params, query }, { db }) =>
+        db.explain({ account_id: params.id, from: query.from, to: query.to }),
     }),
     defineRoute({
       method: 'GET',

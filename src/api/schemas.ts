@@ -304,7 +304,10 @@ export const PeriodResponse = Type.Object(
     lines: Type.Array(BillingLine, { description: 'open: live lines; closed: the snapshot lines' }),
     carried_adjustments: Type.Optional(
       Type.Array(
-        Type.Object({ period: Type.String({ description: 'the closed period adjusted' }), ...BillingLineFields }),
+        Type.Object({
+          period: Type.String({ description: 'the closed period adjusted' }),
+          ...BillingLineFields,
+        }),
         { description: 'open only: late corrections of the closed periods right before this one' },
       ),
     ),
@@ -314,10 +317,14 @@ export const PeriodResponse = Type.Object(
         watermark_ms: Type.Integer(),
         segment_ids: Type.Array(Type.Integer(), { description: 'raw segments the close read' }),
         closed_at_ms: Type.Integer(),
-        evidence_digest: Type.String({ description: 'SHA-256 hex over the canonical text of the events (docs/billing.md)' }),
+        evidence_digest: Type.String({
+          description: 'SHA-256 hex over the canonical text of the events (docs/billing.md)',
+        }),
       }),
     ),
-    adjustments: Type.Optional(Type.Array(UsageEvent, { description: 'corrections that arrived after the close' })),
+    adjustments: Type.Optional(
+      Type.Array(UsageEvent, { description: 'corrections that arrived after the close' }),
+    ),
     adjustment_lines: Type.Optional(Type.Array(BillingLine)),
     net_lines: Type.Optional(Type.Array(BillingLine, { description: 'snapshot + adjustments' })),
   },

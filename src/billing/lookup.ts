@@ -86,7 +86,11 @@ export async function lookupEvent(deps: LookupDeps, eventId: unknown): Promise<E
     const period = periodOf(e.timestamp_ms);
     const retractedBy = e.kind === 'Usage' ? await findRetraction(deps, snapshot, e) : null;
     const status: LookupStatus =
-      retractedBy !== null ? 'retracted' : rejections.some((r) => r.status === 'conflict') ? 'conflict' : 'stored';
+      retractedBy !== null
+        ? 'retracted'
+        : rejections.some((r) => r.status === 'conflict')
+          ? 'conflict'
+          : 'stored';
     return {
       event_id: eventId,
       status,
@@ -122,7 +126,8 @@ async function findStored(
   eventId: string,
 ): Promise<{ segmentId: number | null; event: StoredEvent } | null> {
   const recent = deps.memtables.recent.lookup(eventId);
-  if (recent?.kind === 'memtable') return { segmentId: null, event: eventOfRow(recent.memtable.columns(), recent.row) };
+  if (recent?.kind === 'memtable')
+    return { segmentId: null, event: eventOfRow(recent.memtable.columns(), recent.row) };
   const hit = await deps.finder.find(eventId);
   return hit === null ? null : { segmentId: hit.segmentId, event: hit.event };
 }
@@ -144,7 +149,11 @@ async function findRetraction(
   }
   const segmentIds = new Set(await deps.retracted.segmentsRetracting(id));
   if (segmentIds.size === 0) return null;
-  const only = { ...snapshot, memtables: [], segments: snapshot.segments.filter((s) => segmentIds.has(s.segment_id)) };
+  const only = {
+    ...snapshot,
+    memtables: [],
+    segments: snapshot.segments.filter((s) => segmentIds.has(s.segment_id)),
+  };
   const found = await collectEvents(deps.engine, only, original.account_id, 0, TIME_MAX_MS, (e) =>
     e.kind === 'Retraction' && e.correction_ref?.original_event_id === id ? e : null,
   );

@@ -116,7 +116,11 @@ export class Periods {
    * period it is — the run of closed months right before it (the earliest open month after a
    * closed one is where its late corrections are billed).
    */
-  private async carriedInto(snapshot: ReadSnapshot, accountId: string, period: string): Promise<CarriedLine[]> {
+  private async carriedInto(
+    snapshot: ReadSnapshot,
+    accountId: string,
+    period: string,
+  ): Promise<CarriedLine[]> {
     const closed = new Map(
       this.deps.versions.current.periods.filter((p) => p.account_id === accountId).map((p) => [p.period, p]),
     );

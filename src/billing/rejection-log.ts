@@ -126,7 +126,11 @@ function boundedCopy(v: unknown, depth: number, seen: Set<object>): unknown {
     const out: Record<string, unknown> = {};
     const keys = Object.keys(v);
     for (const k of keys.slice(0, 32)) {
-      out[boundedCopy(k, depth, seen) as string] = boundedCopy((v as Record<string, unknown>)[k], depth + 1, seen);
+      out[boundedCopy(k, depth, seen) as string] = boundedCopy(
+        (v as Record<string, unknown>)[k],
+        depth + 1,
+        seen,
+      );
     }
     if (keys.length > 32) out['…'] = `${keys.length - 32} more keys`;
     return out;
@@ -232,7 +236,7 @@ export class RejectionLog {
 
   private parseFile(number: number, text: string, bytes: number): LogFile | null {
     const lines = text.split('\n');
-    let header: { first_seq?: unknown } | null = null;
+    let header: { first_seq?: unknown } | null;
     try {
       header = JSON.parse(lines[0]) as { first_seq?: unknown };
     } catch {

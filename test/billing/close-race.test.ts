@@ -13,8 +13,18 @@ import { ev, HOUR, MAY } from './helpers.ts';
 type Op = { kind: 'ingest'; size: number; yields: number } | { kind: 'flush'; yields: number };
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant('ingest' as const), size: fc.integer({ min: 1, max: 20 }), yields: fc.integer({ min: 0, max: 6 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('flush' as const), yields: fc.integer({ min: 0, max: 6 }) }) },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('ingest' as const),
+      size: fc.integer({ min: 1, max: 20 }),
+      yields: fc.integer({ min: 0, max: 6 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('flush' as const), yields: fc.integer({ min: 0, max: 6 }) }),
+  },
 );
 
 async function spin(n: number): Promise<void> {
@@ -50,7 +60,11 @@ describe('close racing concurrent ingest', () => {
             }
             const batch = Array.from({ length: op.size }, () => {
               const n = next++;
-              const e = ev(`e${n}`, { quantity: n, timestamp_ms: MAY + (n % 500) * HOUR, model_id: n % 2 ? 'a' : null });
+              const e = ev(`e${n}`, {
+                quantity: n,
+                timestamp_ms: MAY + (n % 500) * HOUR,
+                model_id: n % 2 ? 'a' : null,
+              });
               sent.set(`e${n}`, e);
               return e;
             });

@@ -20,7 +20,13 @@ describe('periods and the admission gate', () => {
   it('a timestamp is in a closed period exactly when its UTC month is closed for that account', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(fc.constantFrom('a', 'b'), fc.integer({ min: 2020, max: 2030 }), fc.integer({ min: 1, max: 12 }))),
+        fc.array(
+          fc.tuple(
+            fc.constantFrom('a', 'b'),
+            fc.integer({ min: 2020, max: 2030 }),
+            fc.integer({ min: 1, max: 12 }),
+          ),
+        ),
         fc.constantFrom('a', 'b', 'c'),
         fc.integer({ min: Date.UTC(2019, 11, 31), max: Date.UTC(2031, 0, 2) }),
         (closed, account, ts) => {

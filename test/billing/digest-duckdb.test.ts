@@ -7,7 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, describe, expect, it } from 'vitest';
-import { canonicalDigestLine, compareUtf8, DIGEST_DUCKDB_SQL, evidenceDigest } from '../../src/billing/digest.ts';
+import {
+  canonicalDigestLine,
+  compareUtf8,
+  DIGEST_DUCKDB_SQL,
+  evidenceDigest,
+} from '../../src/billing/digest.ts';
 import { UsageDb } from '../../src/db.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 import { correction, ev, HOUR, JUNE, MAY } from './helpers.ts';
@@ -58,7 +63,8 @@ describe('evidence digest', () => {
       ev('other-account', { account_id: 'zeta' }),
       ev('june', { timestamp_ms: JUNE }),
     ];
-    for (let i = 0; i < 40; i++) events.push(ev(`bulk-${i}`, { quantity: i * 7, timestamp_ms: MAY + i * HOUR }));
+    for (let i = 0; i < 40; i++)
+      events.push(ev(`bulk-${i}`, { quantity: i * 7, timestamp_ms: MAY + i * HOUR }));
     expect((await db.ingest(events)).accepted).toBe(events.length);
     await db.flush();
     expect((await db.ingest([correction('c1', 'u1', -40, { timestamp_ms: MAY + 9 })])).accepted).toBe(1);

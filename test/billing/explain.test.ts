@@ -7,16 +7,27 @@ describe('explain', () => {
   it('provenance names exactly the segments read, the memtable rows counted, and the corrections', async () => {
     const sim = simDb();
     const db = await sim.open();
-    await db.ingest([ev('u1'), ev('u2', { timestamp_ms: MAY + 40 * HOUR }), ev('o1', { account_id: 'other' })]);
+    await db.ingest([
+      ev('u1'),
+      ev('u2', { timestamp_ms: MAY + 40 * HOUR }),
+      ev('o1', { account_id: 'other' }),
+    ]);
     await db.flush(); // segment 1: acme May + other
     await db.ingest([ev('o2', { account_id: 'other' }), ev('o3', { account_id: 'other2' })]);
     await db.flush(); // segment 2: other accounts only
     await db.ingest([ev('j1', { timestamp_ms: JUNE + HOUR })]);
     await db.flush(); // segment 3: acme, June only
-    await db.ingest([correction('c1', 'u1', -30, { timestamp_ms: MAY + 2 * HOUR }), ev('u3', { quantity: 1 })]);
+    await db.ingest([
+      correction('c1', 'u1', -30, { timestamp_ms: MAY + 2 * HOUR }),
+      ev('u3', { quantity: 1 }),
+    ]);
     await db.flush(); // segment 4: acme May
     await db.ingest([retraction('r1', 'u2', { timestamp_ms: MAY + 41 * HOUR }), ev('m1', { quantity: 5 })]);
-    const x = await db.explain({ account_id: 'acme', from: '2026-05-01T00:00:00Z', to: '2026-06-01T00:00:00Z' });
+    const x = await db.explain({
+      account_id: 'acme',
+      from: '2026-05-01T00:00:00Z',
+      to: '2026-06-01T00:00:00Z',
+    });
     expect(x.provenance).toEqual({ raw_segment_ids: [1, 4], rollup_segment_ids: [], memtable_rows: 2 });
     expect(x.lines).toEqual([
       {
@@ -32,7 +43,11 @@ describe('explain', () => {
       ['c1', 'Correction', 'u1', '-30'],
       ['r1', 'Retraction', 'u2', '-100'],
     ]);
-    expect(x.corrections[0]).toMatchObject({ reason: 'recount', meter_id: 'tokens.input', model_id: 'gpt-x' });
+    expect(x.corrections[0]).toMatchObject({
+      reason: 'recount',
+      meter_id: 'tokens.input',
+      model_id: 'gpt-x',
+    });
     // After a flush and a compaction, the numbers stay and provenance names the merged file.
     await db.flush();
     await db.compact();
@@ -45,7 +60,11 @@ describe('explain', () => {
     expect(after.provenance.raw_segment_ids).not.toContain(1);
     // An account with nothing in range reads nothing.
     const none = await db.explain({ account_id: 'nobody', from: MAY, to: JUNE });
-    expect(none).toMatchObject({ lines: [], corrections: [], provenance: { raw_segment_ids: [], memtable_rows: 0 } });
+    expect(none).toMatchObject({
+      lines: [],
+      corrections: [],
+      provenance: { raw_segment_ids: [], memtable_rows: 0 },
+    });
     const err = await db.explain({ account_id: 'acme', from: JUNE, to: MAY }).catch((e: unknown) => e);
     expect((err as UsageDbError).code).toBe('USAGEDB_ERR_INVALID_QUERY');
     await db.close();

@@ -29,7 +29,12 @@ export function retraction(id: string, original: string, overrides: WireInput = 
   });
 }
 
-export function correction(id: string, original: string, quantity: number, overrides: WireInput = {}): WireInput {
+export function correction(
+  id: string,
+  original: string,
+  quantity: number,
+  overrides: WireInput = {},
+): WireInput {
   return ev(id, {
     kind: 'Correction',
     quantity,

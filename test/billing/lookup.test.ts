@@ -73,9 +73,17 @@ describe('lookupEvent', () => {
       });
       expect(await db.lookupEvent('c1')).toMatchObject({ status: 'rejected', reason: 'unknown_original' });
       const conflict = await db.lookupEvent('u1');
-      expect(conflict).toMatchObject({ status: 'conflict', location: expect.any(String), event: { quantity: '100' } });
+      expect(conflict).toMatchObject({
+        status: 'conflict',
+        location: expect.any(String),
+        event: { quantity: '100' },
+      });
       expect(conflict.rejections).toMatchObject([{ index: 1, status: 'conflict', event: { quantity: 999 } }]);
-      expect(await db.lookupEvent('never-sent')).toEqual({ event_id: 'never-sent', status: 'unknown', rejections: [] });
+      expect(await db.lookupEvent('never-sent')).toEqual({
+        event_id: 'never-sent',
+        status: 'unknown',
+        rejections: [],
+      });
     };
     await check();
     await db.close();

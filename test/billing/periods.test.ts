@@ -18,7 +18,11 @@ describe('periods', () => {
   it('open → close → late retraction → adjustments and carried lines → reopen', async () => {
     const sim = simDb();
     const db = await sim.open();
-    await db.ingest([ev('u1'), ev('u2', { quantity: 250 }), ev('u3', { meter_id: 'tokens.output', quantity: 7 })]);
+    await db.ingest([
+      ev('u1'),
+      ev('u2', { quantity: 250 }),
+      ev('u3', { meter_id: 'tokens.output', quantity: 7 }),
+    ]);
     await db.ingest([ev('j1', { timestamp_ms: JUNE + HOUR, quantity: 5 })]);
     const open = (await db.periods.get('acme', '2026-05')) as OpenPeriodView;
     expect(open).toEqual({
@@ -42,7 +46,12 @@ describe('periods', () => {
     // A new Usage event into the closed month is refused; a retry of a billed one is a duplicate.
     const late = await db.ingest([ev('u4'), ev('u1')]);
     expect(late).toMatchObject({ accepted: 0, duplicates: 1, rejected: 1 });
-    expect(late.errors[0]).toMatchObject({ index: 0, event_id: 'u4', status: 'rejected', reason: 'period_closed' });
+    expect(late.errors[0]).toMatchObject({
+      index: 0,
+      event_id: 'u4',
+      status: 'rejected',
+      reason: 'period_closed',
+    });
 
     // A late retraction is accepted: an adjustment of May, carried into June.
     const r = await db.ingest([retraction('r1', 'u2', { timestamp_ms: MAY + 2 * HOUR })]);
@@ -71,7 +80,9 @@ describe('periods', () => {
       lines: [line('100', 3), line('7', 1, { meter_id: 'tokens.output' })],
       carried_adjustments: [],
     });
-    expect((await db.periods.get('acme', '2026-06')) as OpenPeriodView).toMatchObject({ carried_adjustments: [] });
+    expect((await db.periods.get('acme', '2026-06')) as OpenPeriodView).toMatchObject({
+      carried_adjustments: [],
+    });
     expect((await db.ingest([ev('u4')])).accepted).toBe(1);
     await db.close();
   });
@@ -129,7 +140,11 @@ describe('periods', () => {
     for (let batch = 0; batch < 4; batch++) {
       await db.ingest(
         Array.from({ length: 50 }, (_, i) =>
-          ev(`b${batch}_${i}`, { quantity: i + batch, timestamp_ms: MAY + (batch * 50 + i) * HOUR, model_id: i % 3 === 0 ? null : 'm' }),
+          ev(`b${batch}_${i}`, {
+            quantity: i + batch,
+            timestamp_ms: MAY + (batch * 50 + i) * HOUR,
+            model_id: i % 3 === 0 ? null : 'm',
+          }),
         ),
       );
       await db.flush();

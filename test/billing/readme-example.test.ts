@@ -74,7 +74,13 @@ describe('README: a month from ingest to close', () => {
 
     // 6. Why gw-1002 is not billed, and why gw-1004 is not stored.
     const why = await db.lookupEvent('gw-1002');
-    lines.push(shown({ status: why.status, retracted_by: why.retracted_by?.event_id, period_closed: why.period_closed }));
+    lines.push(
+      shown({
+        status: why.status,
+        retracted_by: why.retracted_by?.event_id,
+        period_closed: why.period_closed,
+      }),
+    );
     const refused = await db.lookupEvent('gw-1004');
     lines.push(shown({ status: refused.status, reason: refused.reason }));
     await db.close();
@@ -95,7 +101,10 @@ describe('README: a month from ingest to close', () => {
     ]);
     const readme = readFileSync(README, 'utf8');
     const section = readme.slice(readme.indexOf('## A month from ingest to close'));
-    const printed = section.split('\n').filter((l) => l.trimStart().startsWith('// → ')).map((l) => l.trim());
+    const printed = section
+      .split('\n')
+      .filter((l) => l.trimStart().startsWith('// → '))
+      .map((l) => l.trim());
     expect(printed).toEqual(lines);
   });
 });

@@ -59,7 +59,10 @@ describe('rejection log', () => {
     expect(page.rejections[0].event_id).toBe(`e${report.dropped}`);
     await db.close();
     db = await sim.open({ limits: { rejectionLogBytesMax: bytesMax } });
-    expect((await db.check()).rejection_log).toMatchObject({ entries: report.entries, dropped: report.dropped });
+    expect((await db.check()).rejection_log).toMatchObject({
+      entries: report.entries,
+      dropped: report.dropped,
+    });
     await db.close();
   });
 

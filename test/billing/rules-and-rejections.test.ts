@@ -10,7 +10,12 @@ describe('correction rules and rejection reasons', () => {
   it('each reason is answered per event and lands in the rejection log', async () => {
     const sim = simDb();
     const db = await sim.open();
-    await db.ingest([ev('u1'), ev('u2'), ev('u3', { quantity: 10 }), ev('closed-u', { account_id: 'closed' })]);
+    await db.ingest([
+      ev('u1'),
+      ev('u2'),
+      ev('u3', { quantity: 10 }),
+      ev('closed-u', { account_id: 'closed' }),
+    ]);
     await db.ingest([retraction('r-u3', 'u3')]);
     await db.periods.close('closed', '2026-05');
     const cases: [string, unknown][] = [
@@ -45,7 +50,11 @@ describe('correction rules and rejection reasons', () => {
     expect(page.rejections.map((r) => r.reason)).toEqual(cases.map(([reason]) => reason));
     expect(page.rejections.map((r) => r.index)).toEqual(cases.map((_, i) => i));
     expect(page.rejections[0]).toMatchObject({ event_id: null, event: 'not an object', account_id: null });
-    expect(page.rejections[5]).toMatchObject({ event_id: 'x5', event: { quantity: 1.5 }, account_id: 'acme' });
+    expect(page.rejections[5]).toMatchObject({
+      event_id: 'x5',
+      event: { quantity: 1.5 },
+      account_id: 'acme',
+    });
     expect(page.rejections.at(-1)).toMatchObject({ status: 'conflict', event_id: 'u1' });
     expect(page.next_cursor).toBeNull();
     await db.close();

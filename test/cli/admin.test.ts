@@ -51,7 +51,12 @@ describe('admin commands', () => {
   it('lookup tells where an event is stored, or that it is unknown', () => {
     const r = usagedb(['lookup', 'evt_5', '--db-root', 'db', '--json']);
     expect(r.status, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ event_id: 'evt_5', status: 'stored', location: 'segment', segment_id: 1 });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      event_id: 'evt_5',
+      status: 'stored',
+      location: 'segment',
+      segment_id: 1,
+    });
     const human = usagedb(['lookup', 'evt_5', '--db-root', 'db']);
     expect(human.stdout).toMatch(/^evt_5: stored\nstored in segment 1; period 2026-05 \(open\)/);
     const unknown = usagedb(['lookup', 'nope', '--db-root', 'db', '--json']);

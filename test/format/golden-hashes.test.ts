@@ -388,7 +388,9 @@ describe('period snapshots in the manifest', () => {
       quarantine: [],
     });
   const file = (json: string) =>
-    utf8.encode(`{"crc32c":"${crc32c(utf8.encode(json)).toString(16).padStart(8, '0')}","manifest":${json}}\n`);
+    utf8.encode(
+      `{"crc32c":"${crc32c(utf8.encode(json)).toString(16).padStart(8, '0')}","manifest":${json}}\n`,
+    );
 
   it('an entry written before correction_event_ids existed loads with none', () => {
     const decoded = decodeManifest(file(body({})), 4);
@@ -418,7 +420,9 @@ describe('evidence digest canonical text', () => {
       timestamp_ms: 1_779_010_200_000,
       quantity: '800',
     };
-    expect(canonicalDigestLine(e)).toBe('4:gw-1,Usage,7:llm-api,12:tokens.input,5:gpt-x,6:tokens,1779010200000,800\n');
+    expect(canonicalDigestLine(e)).toBe(
+      '4:gw-1,Usage,7:llm-api,12:tokens.input,5:gpt-x,6:tokens,1779010200000,800\n',
+    );
     expect(evidenceDigest([e])).toBe('96999d77f870d278ff02379b18c11d626b838fa5ff2653968e1d6ad453dbf637');
   });
 });

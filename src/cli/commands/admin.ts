@@ -178,11 +178,14 @@ function lookupText(r: EventLookup): string {
     out.push(`stored in ${where}; period ${r.period} (${r.period_closed ? 'closed' : 'open'})`);
     if (r.line !== undefined)
       out.push(`line ${r.line.product_id} / ${r.line.meter_id} / ${r.line.model_id ?? '-'} / ${r.line.unit}`);
-    if (r.event !== undefined) out.push(`quantity ${r.event.quantity} at ${new Date(r.event.timestamp_ms).toISOString()}`);
+    if (r.event !== undefined)
+      out.push(`quantity ${r.event.quantity} at ${new Date(r.event.timestamp_ms).toISOString()}`);
   }
   if (r.retracted_by) out.push(`retracted by ${r.retracted_by.event_id} (${r.retracted_by.reason})`);
   for (const x of r.rejections)
-    out.push(`${x.status} at ${new Date(x.received_at_ms).toISOString()}: ${x.reason} (batch index ${x.index})`);
+    out.push(
+      `${x.status} at ${new Date(x.received_at_ms).toISOString()}: ${x.reason} (batch index ${x.index})`,
+    );
   return `${out.join('\n')}\n`;
 }
 
