@@ -270,6 +270,9 @@ export class UsageDb {
           await this.flusher.flushHoldingMutex();
           return work();
         }),
+      buildRollups: async () => {
+        await this.roller.rollupAll();
+      },
     });
     this.periods = {
       get: (accountId, period) => this.billing('cannot read the period', (p) => p.get(accountId, period)),

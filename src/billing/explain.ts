@@ -1,10 +1,10 @@
 /**
  * explain: an account's lines over a range, with where every number came from — the raw
- * segment files read, the rollup segments read (none until rollups serve queries), the
+ * segment files read raw, the rollup segments read (for the raw files they cover), the
  * memtable rows counted — and the Corrections and Retractions that moved each line.
  *
- * Invariant: provenance names exactly the segment files the line query read blocks from,
- * in the same pinned snapshot as the lines.
+ * Invariant: provenance names exactly what the line query read (raw files it took blocks
+ * from, rollup segments it read), in the same pinned snapshot as the lines.
  */
 import type { QueryEngine } from '../query/index.ts';
 import { parseRange } from '../query/time.ts';
@@ -82,8 +82,8 @@ export async function explain(
     to_ms: toMs,
     lines: sumLines(fromSegments.lines, fromMemtable.lines),
     provenance: {
-      raw_segment_ids: fromSegments.segmentsRead,
-      rollup_segment_ids: [],
+      raw_segment_ids: fromSegments.rawSegmentIds,
+      rollup_segment_ids: fromSegments.rollupSegmentIds,
       memtable_rows: fromMemtable.lines.reduce((n, l) => n + l.event_count, 0),
     },
     corrections,

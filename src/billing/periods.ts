@@ -18,6 +18,7 @@ import type { WireEvent } from '../model/event.ts';
 import type { QueryEngine } from '../query/index.ts';
 import type { Clock } from '../storage/clock.ts';
 import type { PeriodSnapshotEntry } from '../storage/manifest.ts';
+import { rollupWatermark } from '../rollup/roller.ts';
 import type { ReadSnapshot } from '../storage/snapshot.ts';
 import type { VersionSet } from '../storage/version-set.ts';
 import type { ClosedPeriods } from './closed-periods.ts';
@@ -34,6 +35,8 @@ export interface BillingDeps {
   closed: ClosedPeriods;
   /** Runs `work` holding the ingest mutex, once every acknowledged event is in a committed segment. */
   withIngestDrained<T>(work: () => Promise<T>): Promise<T>;
+  /** Rolls up every raw segment no rollup covers yet (the rollup builder). */
+  buildRollups(): Promise<void>;
 }
 
 export interface CarriedLine extends PeriodLine {
@@ -183,8 +186,8 @@ export class Periods {
     await this.deps.withIngestDrained(async () => {
       if (this.entryOf(accountId, period) !== undefined)
         throw conflict(`period ${period} of account ${accountId} is already closed`);
-      // Rollups: when the rollup builder lands, close builds them here (db.rollup()) so the
-      // lines below come from rollup segments; record their ids in rollup_segment_ids.
+      // The month's lines come from rollups: build them for what the flush just wrote.
+      await this.deps.buildRollups();
       const entry = await this.freeze(accountId, period, fromMs, toMs);
       await this.deps.versions.commit(
         (s) => ({ ...s, periods: [...s.periods, entry] }),
@@ -203,12 +206,21 @@ export class Periods {
   ): Promise<PeriodSnapshotEntry> {
     const { engine, clock } = this.deps;
     const snapshot = this.deps.pinSnapshot();
+    const version = this.deps.versions.current;
     try {
       assert(
         snapshot.memtables.every((m) => m.rowCount === 0),
         'close reads a snapshot whose memtables are flushed',
       );
-      const { lines, segmentsRead } = await readLines(engine, snapshot, accountId, fromMs, toMs);
+      const read = await readLines(engine, snapshot, accountId, fromMs, toMs);
+      const { lines } = read;
+      // Every raw file behind the lines, whether read through a rollup or not; and the pair
+      // check of rollups against raw events (drift 0) before anything is frozen.
+      const raw = await readLines(engine, snapshot, accountId, fromMs, toMs, 'raw');
+      assert(
+        JSON.stringify(raw.lines) === JSON.stringify(lines),
+        `period ${period} of ${accountId}: rollup lines differ from raw lines`,
+      );
       const events = await collectEvents(engine, snapshot, accountId, fromMs, toMs, (e): DigestEvent => ({
         event_id: e.event_id,
         kind: e.kind,
@@ -226,14 +238,13 @@ export class Periods {
         JSON.stringify(sums.lines()) === JSON.stringify(lines),
         `period ${period} of ${accountId}: lines differ from the events behind them`,
       );
-      const flushedMaxMs = Math.max(0, ...snapshot.segments.map((s) => s.max_ts));
       return {
         account_id: accountId,
         period,
         closed_at_ms: clock.nowMs(),
-        watermark_ms: Math.min(toMs - 1, flushedMaxMs),
-        raw_segment_ids: segmentsRead,
-        rollup_segment_ids: [],
+        watermark_ms: Math.min(toMs, rollupWatermark(version) ?? fromMs),
+        raw_segment_ids: raw.rawSegmentIds,
+        rollup_segment_ids: read.rollupSegmentIds,
         evidence_digest: evidenceDigest(events),
         lines,
         correction_event_ids: events.filter((e) => e.kind !== 'Usage').map((e) => e.event_id),

@@ -12,22 +12,35 @@ import { type LineSums, type PeriodLine, sumLines } from './lines.ts';
 
 export const LINE_GROUP_BY = ['product_id', 'meter_id', 'model_id', 'unit'] as const;
 
-/** A range's lines, read by the aggregate path, and which segment files it read. */
+export interface LinesRead {
+  lines: PeriodLine[];
+  /** Raw segment files the query took blocks from. */
+  rawSegmentIds: number[];
+  /** Rollup segments the query read (none on the raw path). */
+  rollupSegmentIds: number[];
+}
+
+/**
+ * A range's lines through the aggregate path, and what it read. `source`: `auto` reads
+ * rollups where they cover the raw files (as `db.query` does); `raw` reads only raw events.
+ */
 export async function readLines(
   engine: QueryEngine,
   snapshot: QuerySnapshot,
   accountId: string,
   fromMs: number,
   toMs: number,
-): Promise<{ lines: PeriodLine[]; segmentsRead: number[] }> {
+  source: 'auto' | 'raw' = 'auto',
+): Promise<LinesRead> {
   const query = parseJsonQuery({
+    source,
     account_id: accountId,
     from: fromMs,
     to: toMs,
     group_by: [...LINE_GROUP_BY],
     metrics: ['sum', 'count'],
   });
-  const { result, rawSegmentIds: segmentsRead } = await engine.runQueryTraced(snapshot, query);
+  const { result, rawSegmentIds, rollupSegmentIds } = await engine.runQueryTraced(snapshot, query);
   const lines = result.rows.map((row) => ({
     product_id: row.product_id as string,
     meter_id: row.meter_id as string,
@@ -36,7 +49,7 @@ export async function readLines(
     quantity: row.sum as string,
     event_count: row.count as number,
   }));
-  return { lines: sumLines(lines), segmentsRead };
+  return { lines: sumLines(lines), rawSegmentIds, rollupSegmentIds };
 }
 
 /** How many Correction and Retraction events the range holds (a cheap aggregate). */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { UsageDbError } from '../../src/errors.ts';
+import { readSnapshot } from '../../src/testing.ts';
 import { simDb } from '../support/events.ts';
 import { correction, ev, HOUR, JUNE, MAY, retraction } from './helpers.ts';
 
@@ -48,7 +49,29 @@ describe('explain', () => {
       meter_id: 'tokens.input',
       model_id: 'gpt-x',
     });
-    // After a flush and a compaction, the numbers stay and provenance names the merged file.
+    // With rollups: the month's rollups of exactly segments 1 and 4 are read instead of them.
+    await db.rollup();
+    const monthRollupsOf = (rawIds: number[]) => {
+      const snapshot = readSnapshot(db);
+      try {
+        return (snapshot.rollups?.entries ?? [])
+          .filter((r) => r.level === 'month' && r.covers.some((id) => rawIds.includes(id)))
+          .map((r) => r.id)
+          .sort((a, b) => a - b);
+      } finally {
+        snapshot.release();
+      }
+    };
+    const rolled = await db.explain({ account_id: 'acme', from: MAY, to: JUNE });
+    expect(rolled.lines).toEqual(x.lines);
+    expect(rolled.provenance.raw_segment_ids).toEqual([]);
+    expect(rolled.provenance.rollup_segment_ids).toEqual(monthRollupsOf([1, 4]));
+    expect(rolled.provenance.rollup_segment_ids).toHaveLength(2);
+    // A range that is not whole hours reads its edges raw.
+    const edges = await db.explain({ account_id: 'acme', from: MAY, to: MAY + 2 * HOUR + 1 });
+    expect(edges.provenance.raw_segment_ids).toEqual([4]); // c1, at MAY + 2 h, in segment 4
+    expect(edges.provenance.rollup_segment_ids.length).toBeGreaterThan(0);
+    // After a flush and a compaction, the numbers stay and provenance names the merged file's rollup.
     await db.flush();
     await db.compact();
     const after = await db.explain({ account_id: 'acme', from: MAY, to: JUNE });
@@ -56,8 +79,11 @@ describe('explain', () => {
     expect(after.lines).toEqual(x.lines);
     expect(after.corrections).toEqual(x.corrections);
     expect(after.provenance.memtable_rows).toBe(0);
-    expect(after.provenance.raw_segment_ids).toEqual(live);
-    expect(after.provenance.raw_segment_ids).not.toContain(1);
+    expect(after.provenance.raw_segment_ids).toEqual([]);
+    expect(after.provenance.rollup_segment_ids).toEqual(monthRollupsOf(live));
+    expect(after.provenance.rollup_segment_ids).not.toEqual(rolled.provenance.rollup_segment_ids);
+    const rawAfter = await db.explain({ account_id: 'acme', from: MAY, to: MAY + 2 * HOUR + 1 });
+    expect(rawAfter.provenance.raw_segment_ids).toEqual(live);
     // An account with nothing in range reads nothing.
     const none = await db.explain({ account_id: 'nobody', from: MAY, to: JUNE });
     expect(none).toMatchObject({

@@ -38,7 +38,8 @@ describe('periods', () => {
     expect(closed.lines).toEqual(open.lines);
     expect(closed.snapshot.segment_ids).toEqual([1]);
     expect(closed.snapshot.closed_at_ms).toBe(sim.clock.nowMs());
-    expect(closed.snapshot.watermark_ms).toBe(JUNE - 1);
+    // Rollups built at close reach the end of June's first hour: capped at the period's end.
+    expect(closed.snapshot.watermark_ms).toBe(JUNE);
     expect(closed.snapshot.evidence_digest).toMatch(/^[0-9a-f]{64}$/);
     expect(closed.adjustments).toEqual([]);
     expect(closed.net_lines).toEqual(open.lines);
@@ -151,6 +152,15 @@ describe('periods', () => {
     }
     const closed = await db.periods.close('acme', '2026-05');
     expect(closed.snapshot.segment_ids).toEqual([1, 2, 3, 4]);
+    // The close built rollups and read the lines from them: the manifest names both sets.
+    const current = new TextDecoder().decode(await sim.fs.readFile('/db/manifest/CURRENT')).trim();
+    const manifest = JSON.parse(
+      new TextDecoder().decode(await sim.fs.readFile(`/db/manifest/${current}`)),
+    ) as {
+      manifest: { periods: { raw_segment_ids: number[]; rollup_segment_ids: number[] }[] };
+    };
+    expect(manifest.manifest.periods[0].raw_segment_ids).toEqual([1, 2, 3, 4]);
+    expect(manifest.manifest.periods[0].rollup_segment_ids).toHaveLength(4);
     await db.ingest([retraction('r1', 'b1_3', { model_id: 'm', timestamp_ms: MAY + 7 })]);
     const before = await db.periods.get('acme', '2026-05');
     await db.compact();

@@ -89,7 +89,7 @@ describe('README: a month from ingest to close', () => {
     expect(lines).toEqual([
       '// → {"accepted":3,"rejected":0}',
       '// → [["tokens.input","2000",2],["tokens.output","450",1]]',
-      `// → {"watermark_ms":${Date.parse('2026-05-17T09:30:00Z')},"digest":"${snapshot.evidence_digest.slice(0, 16)}"}`,
+      `// → {"watermark_ms":${Date.parse('2026-05-17T10:00:00Z')},"digest":"${snapshot.evidence_digest.slice(0, 16)}"}`,
       '// → [["gw-1004","period_closed"]]',
       '// → {"accepted":1}',
       '// → [["tokens.input","-800",1]]',
