@@ -1,17 +1,28 @@
 /** The package entry: the library API and its result types. Test hooks are not exported. */
 export type {
   CheckReport,
+  CheckResult,
+  ClosedPeriodView,
   Durability,
+  EventLookup,
+  Explanation,
+  ExplainParams,
   IngestError,
   IngestResult,
   IngestStatus,
   MergeResult,
+  OpenPeriodView,
+  PeriodView,
+  RejectionLogReport,
+  RejectionsPage,
+  RejectionsParams,
   SegmentInspection,
   UsageDbLimits,
   UsageDbOptions,
   UsageDbStats,
 } from './db.ts';
 export { DEFAULT_LIMITS, UsageDb } from './db.ts';
+export { DIGEST_DUCKDB_SQL } from './billing/digest.ts';
 export type { ErrorCode } from './errors.ts';
 export { ERROR_CATALOGUE, UsageDbError } from './errors.ts';
 export type { ExportParquetOptions, ExportParquetResult } from './export/parquet.ts';

@@ -182,6 +182,7 @@ export class RejectionLog {
   private nextSeq = 0;
   private corruptLines = 0;
   private writeFailures = 0;
+  private closed = false;
 
   private constructor(init: {
     fs: FileSystem;
@@ -268,6 +269,7 @@ export class RejectionLog {
   async append(receivedAtMs: number, inputs: readonly RejectionInput[]): Promise<void> {
     if (inputs.length === 0) return;
     await this.mutex.run(async () => {
+      if (this.closed) throw new UsageDbError('USAGEDB_ERR_CLOSED', 'the rejection log is closed');
       const lines: string[] = [];
       for (const r of inputs) {
         const { event, truncated } = storedEventOf(r.event);
@@ -416,6 +418,7 @@ export class RejectionLog {
 
   async close(): Promise<void> {
     await this.mutex.run(async () => {
+      this.closed = true;
       if (this.out === null) return;
       await this.out.sync().catch(() => undefined);
       await this.out.close().catch(() => undefined);
