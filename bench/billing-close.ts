@@ -45,7 +45,9 @@ try {
   const closed = await timed('close (flush, rollups, lines x2, events for the digest, commit)', () =>
     db.periods.close('acct_42', '2026-05'),
   );
-  console.log(`  lines ${closed.lines.length}, events ${closed.lines.reduce((n, l) => n + l.event_count, 0)}`);
+  console.log(
+    `  lines ${closed.lines.length}, events ${closed.lines.reduce((n, l) => n + l.event_count, 0)}`,
+  );
   await timed('get closed period (no adjustments)', () => db.periods.get('acct_42', '2026-05'));
   await db.ingest([
     {
@@ -61,7 +63,9 @@ try {
       timestamp_ms: MAY + 1,
     },
   ]);
-  await timed('get closed period (one adjustment: events listed)', () => db.periods.get('acct_42', '2026-05'));
+  await timed('get closed period (one adjustment: events listed)', () =>
+    db.periods.get('acct_42', '2026-05'),
+  );
   await timed('explain (month)', () => db.explain({ account_id: 'acct_42', from: MAY, to: '2026-06-01' }));
   await timed('lookup (retracted, in a segment)', () => db.lookupEvent('gw-1'));
   await db.close();
