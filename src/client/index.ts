@@ -11,15 +11,24 @@
 import type {
   BatchEventError,
   BatchResult,
+  ClosedPeriod,
+  EventLookup,
   EventsPage,
   EventsParams,
+  Explanation,
   Health,
   JsonQuery,
   JsonQueryResult,
+  OpenPeriod,
+  Period,
+  RangeParams,
+  RejectionsPage,
+  RejectionsParams,
   SqlResult,
   UsageEventInput,
   UsageParams,
   UsageResult,
+  VerifyResult,
 } from './types.ts';
 
 export type * from './types.ts';
@@ -101,6 +110,10 @@ function query(params: Record<string, string | number | string[] | undefined>): 
     parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(text)}`);
   }
   return parts.length === 0 ? '' : `?${parts.join('&')}`;
+}
+
+function periodPath(accountId: string, period: string): string {
+  return `/v1/accounts/${encodeURIComponent(accountId)}/periods/${encodeURIComponent(period)}`;
 }
 
 export class UsageDbClient {
@@ -285,6 +298,50 @@ export class UsageDbClient {
   /** POST /v1/query/sql. */
   querySql(sql: string): Promise<SqlResult> {
     return this.request<SqlResult>('POST', '/v1/query/sql', { query: sql });
+  }
+
+  /** GET /v1/accounts/{id}/periods/{YYYY-MM}: open (live lines) or closed (frozen snapshot). */
+  period(accountId: string, period: string): Promise<Period> {
+    return this.request<Period>('GET', periodPath(accountId, period));
+  }
+
+  /** POST .../periods/{YYYY-MM}/close: freezes the snapshot (409 if already closed). */
+  closePeriod(accountId: string, period: string): Promise<ClosedPeriod> {
+    return this.request<ClosedPeriod>('POST', `${periodPath(accountId, period)}/close`);
+  }
+
+  /** POST .../periods/{YYYY-MM}/reopen: discards the snapshot (409 if open). */
+  reopenPeriod(accountId: string, period: string): Promise<OpenPeriod> {
+    return this.request<OpenPeriod>('POST', `${periodPath(accountId, period)}/reopen`);
+  }
+
+  /** GET /v1/accounts/{id}/explain: lines, provenance and the corrections that moved them. */
+  explain(accountId: string, params: RangeParams): Promise<Explanation> {
+    return this.request<Explanation>(
+      'GET',
+      `/v1/accounts/${encodeURIComponent(accountId)}/explain${query({ ...params })}`,
+    );
+  }
+
+  /** GET /v1/accounts/{id}/verify: raw scan vs rollups per billing line. */
+  verify(accountId: string, params: RangeParams): Promise<VerifyResult> {
+    return this.request<VerifyResult>(
+      'GET',
+      `/v1/accounts/${encodeURIComponent(accountId)}/verify${query({ ...params })}`,
+    );
+  }
+
+  /** GET /v1/events/{event_id}: where an event is stored, or why it was not billed. */
+  lookupEvent(eventId: string): Promise<EventLookup> {
+    return this.request<EventLookup>('GET', `/v1/events/${encodeURIComponent(eventId)}`);
+  }
+
+  /** GET /v1/accounts/{id}/rejections: one page of the rejection log. */
+  rejections(accountId: string, params: RejectionsParams = {}): Promise<RejectionsPage> {
+    return this.request<RejectionsPage>(
+      'GET',
+      `/v1/accounts/${encodeURIComponent(accountId)}/rejections${query({ ...params })}`,
+    );
   }
 
   health(): Promise<Health> {

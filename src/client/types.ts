@@ -121,3 +121,128 @@ export interface Health {
   /** The last flush error while flushes keep failing (ingest then fails too), else null. */
   flush_error: string | null;
 }
+
+/** A billing line of a period: per (product_id, meter_id, model_id, unit), all kinds. */
+export interface PeriodLine {
+  product_id: string;
+  meter_id: string;
+  model_id: string | null;
+  unit: string;
+  /** Decimal string: exact. */
+  quantity: string;
+  event_count: number;
+}
+
+export interface OpenPeriod {
+  account_id: string;
+  period: string;
+  status: 'open';
+  lines: PeriodLine[];
+  /** Late corrections of earlier closed periods, carried into this one. */
+  carried_adjustments: (PeriodLine & { period: string })[];
+}
+
+export interface ClosedPeriod {
+  account_id: string;
+  period: string;
+  status: 'closed';
+  lines: PeriodLine[];
+  snapshot: {
+    lines: PeriodLine[];
+    watermark_ms: number;
+    segment_ids: number[];
+    closed_at_ms: number;
+    evidence_digest: string;
+  };
+  adjustments: StoredUsageEvent[];
+  adjustment_lines: PeriodLine[];
+  net_lines: PeriodLine[];
+}
+
+export type Period = OpenPeriod | ClosedPeriod;
+
+export interface RangeParams {
+  from: TimeInput;
+  to: TimeInput;
+}
+
+export interface Explanation {
+  account_id: string;
+  from_ms: number;
+  to_ms: number;
+  lines: PeriodLine[];
+  provenance: { raw_segment_ids: number[]; rollup_segment_ids: number[]; memtable_rows: number };
+  corrections: {
+    event_id: string;
+    kind: 'Correction' | 'Retraction';
+    original_event_id: string;
+    reason: string;
+    timestamp_ms: number;
+    quantity: string;
+    product_id: string;
+    meter_id: string;
+    model_id: string | null;
+    unit: string;
+  }[];
+}
+
+export interface VerifyLineTotals {
+  quantity: string;
+  event_count: number;
+  min: string | null;
+  max: string | null;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  drift: {
+    account_id: string;
+    product_id: string;
+    meter_id: string;
+    model_id: string | null;
+    unit: string;
+    raw: VerifyLineTotals | null;
+    rollup: VerifyLineTotals | null;
+  }[];
+  lines_compared: number;
+  rollup_segments_read: number;
+}
+
+export interface Rejection {
+  received_at_ms: number;
+  index: number;
+  event_id: string | null;
+  status: 'rejected' | 'conflict';
+  reason: string;
+  /** The event as sent (cut when large: see `event_truncated`). */
+  event: unknown;
+  event_truncated?: boolean;
+  account_id?: string | null;
+}
+
+export interface EventLookup {
+  event_id: string;
+  status: 'stored' | 'retracted' | 'rejected' | 'conflict' | 'unknown';
+  location?: 'segment' | 'memtable';
+  segment_id?: number | null;
+  period?: string;
+  period_closed?: boolean;
+  line?: { product_id: string; meter_id: string; model_id: string | null; unit: string };
+  event?: StoredUsageEvent;
+  retracted_by?: { event_id: string; timestamp_ms: number; reason: string } | null;
+  received_at_ms?: number;
+  reason?: string;
+  rejections: Rejection[];
+}
+
+export interface RejectionsParams {
+  from?: TimeInput;
+  to?: TimeInput;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface RejectionsPage {
+  rejections: Rejection[];
+  next_cursor: string | null;
+}

@@ -111,6 +111,23 @@ describe('UsageDbClient against a real server', () => {
       `SELECT COUNT(*) AS n FROM usage_events WHERE timestamp_ms >= '${FROM}' AND timestamp_ms < '${TO}'`,
     );
     expect(sql).toMatchObject({ columns: ['n'], rows: [[1000]] });
+    // Billing routes: a period closed and reopened, explain, verify, lookup, rejections.
+    const open = await client.period('acct_3', '2026-05');
+    expect(open).toMatchObject({ status: 'open', carried_adjustments: [] });
+    const closed = await client.closePeriod('acct_3', '2026-05');
+    expect(closed.status).toBe('closed');
+    expect(closed.snapshot.lines).toEqual(open.lines);
+    expect(closed.snapshot.evidence_digest).toMatch(/^[0-9a-f]{64}$/);
+    const again = await client.closePeriod('acct_3', '2026-05').catch((e: unknown) => e);
+    expect(again).toMatchObject({ status: 409, code: 'USAGEDB_ERR_STATE_CONFLICT' });
+    expect((await client.reopenPeriod('acct_3', '2026-05')).status).toBe('open');
+    const ex = await client.explain('acct_3', { from: FROM, to: TO });
+    expect(ex.lines.map((l) => l.quantity)).toEqual(open.lines.map((l) => l.quantity));
+    expect(await client.verify('acct_3', { from: FROM, to: TO })).toMatchObject({ ok: true, drift: [] });
+    const first = (await client.events('acct_3', { from: FROM, to: TO, limit: 1 })).events[0];
+    expect(await client.lookupEvent(first.event_id)).toMatchObject({ status: 'stored', period: '2026-05' });
+    expect(await client.lookupEvent('never-sent')).toMatchObject({ status: 'unknown' });
+    expect(await client.rejections('acct_3', { from: FROM, to: TO })).toMatchObject({ next_cursor: null });
     expect(await client.health()).toMatchObject({ status: 'ok' });
     expect(await client.metrics()).toContain('usagedb_ingest_events_total');
     expect(await client.openApi()).toMatchObject({ openapi: '3.1.0' });
