@@ -8,6 +8,10 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { Durability } from '../db.ts';
 import { UsageDbError } from '../errors.ts';
+import {
+  DEFAULT_REJECTION_LOG_AGE_MAX_MS,
+  DEFAULT_REJECTION_LOG_BYTES_MAX,
+} from '../billing/rejection-log.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -28,6 +32,9 @@ export interface ServerConfig {
   logLevel: LogLevel;
   /** How often the server runs `db.tick()` (age-based flush, hot-id eviction). */
   tickIntervalMs: number;
+  /** Bounds of the rejection log (oldest entries dropped first, counted). */
+  rejectionLogBytesMax: number;
+  rejectionLogAgeMaxMs: number;
 }
 
 export const BODY_BYTES_MAX = 16 * 1024 * 1024;
@@ -45,6 +52,8 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = {
   requestTimeoutMs: 30_000,
   logLevel: 'info',
   tickIntervalMs: 10_000,
+  rejectionLogBytesMax: DEFAULT_REJECTION_LOG_BYTES_MAX,
+  rejectionLogAgeMaxMs: DEFAULT_REJECTION_LOG_AGE_MAX_MS,
 };
 
 type Key = keyof ServerConfig;
@@ -158,6 +167,20 @@ const SETTINGS: { [K in Key]: Setting<K> } = {
     env: 'USAGEDB_TICK_INTERVAL_MS',
     flag: '--tick-interval-ms',
     parse: integer(10, 3_600_000),
+  },
+  rejectionLogBytesMax: {
+    key: 'rejectionLogBytesMax',
+    file: 'rejection_log_bytes_max',
+    env: 'USAGEDB_REJECTION_LOG_BYTES_MAX',
+    flag: '--rejection-log-bytes-max',
+    parse: integer(64 * 1024, 2 ** 40),
+  },
+  rejectionLogAgeMaxMs: {
+    key: 'rejectionLogAgeMaxMs',
+    file: 'rejection_log_age_max_ms',
+    env: 'USAGEDB_REJECTION_LOG_AGE_MAX_MS',
+    flag: '--rejection-log-age-max-ms',
+    parse: integer(60_000, 100 * 365 * 86_400_000),
   },
 };
 

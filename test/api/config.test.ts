@@ -39,6 +39,18 @@ describe('resolveConfig', () => {
     expect(resolveConfig({ env: { USAGEDB_INSECURE: 'true', USAGEDB_HOST: '0.0.0.0' } }).insecure).toBe(true);
   });
 
+  it('rejection log bounds from the file, the environment or flags', () => {
+    const file = { path: 'c.json', data: { rejection_log_age_max_ms: 3_600_000 } };
+    const env = { USAGEDB_REJECTION_LOG_BYTES_MAX: '1048576' };
+    expect(resolveConfig({ file, env })).toMatchObject({
+      rejectionLogBytesMax: 1_048_576,
+      rejectionLogAgeMaxMs: 3_600_000,
+    });
+    expect(() => resolveConfig({ env: { USAGEDB_REJECTION_LOG_BYTES_MAX: '10' } })).toThrow(
+      /USAGEDB_REJECTION_LOG_BYTES_MAX/,
+    );
+  });
+
   it('names the source of a bad value', () => {
     expect(() => resolveConfig({ flags: { port: 'http' } })).toThrow(/--port must be an integer/);
     expect(() => resolveConfig({ env: { USAGEDB_BODY_BYTES_MAX: '-1' } })).toThrow(

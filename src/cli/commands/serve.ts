@@ -39,6 +39,8 @@ interface ServeFlags {
   requestTimeoutMs?: string;
   logLevel?: string;
   tickIntervalMs?: string;
+  rejectionLogBytesMax?: string;
+  rejectionLogAgeMaxMs?: string;
 }
 
 const FLAG_KEYS = [
@@ -51,6 +53,8 @@ const FLAG_KEYS = [
   'requestTimeoutMs',
   'logLevel',
   'tickIntervalMs',
+  'rejectionLogBytesMax',
+  'rejectionLogAgeMaxMs',
 ] as const;
 
 async function loadDemoMonth(db: UsageDb): Promise<{ events: number; ms: number }> {
@@ -160,6 +164,8 @@ export function registerServe(program: Command, ctx: CliContext): void {
     .option('--request-timeout-ms <n>', 'time to receive a whole request (default 30,000)')
     .option('--log-level <level>', 'fatal, error, warn, info (default), debug, trace or silent')
     .option('--tick-interval-ms <n>', 'how often background work runs (default 10,000)')
+    .option('--rejection-log-bytes-max <n>', 'size bound of the rejection log in bytes')
+    .option('--rejection-log-age-max-ms <n>', 'age bound of rejection log entries in ms')
     .action(async (flags: ServeFlags, command: Command) => {
       const g = ctx.globals(command);
       const config = await configFrom(flags, command, g.dbRootGiven ? g.dbRoot : null);
@@ -173,7 +179,11 @@ export function registerServe(program: Command, ctx: CliContext): void {
       const db = await UsageDb.open({
         dir: config.dbRoot,
         durability: config.durability,
-        limits: { batchEventsMax: config.batchEventsMax },
+        limits: {
+          batchEventsMax: config.batchEventsMax,
+          rejectionLogBytesMax: config.rejectionLogBytesMax,
+          rejectionLogAgeMaxMs: config.rejectionLogAgeMaxMs,
+        },
         logger: logger.child({ component: 'engine' }),
       });
       let demo: { events: number; ms: number } | null = null;
