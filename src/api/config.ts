@@ -35,6 +35,8 @@ export interface ServerConfig {
   /** Bounds of the rejection log (oldest entries dropped first, counted). */
   rejectionLogBytesMax: number;
   rejectionLogAgeMaxMs: number;
+  /** Memtable size that triggers a flush (small values: frequent flushes and merges). */
+  memtableBytesMax: number;
 }
 
 export const BODY_BYTES_MAX = 16 * 1024 * 1024;
@@ -54,6 +56,7 @@ export const DEFAULT_SERVER_CONFIG: ServerConfig = {
   tickIntervalMs: 10_000,
   rejectionLogBytesMax: DEFAULT_REJECTION_LOG_BYTES_MAX,
   rejectionLogAgeMaxMs: DEFAULT_REJECTION_LOG_AGE_MAX_MS,
+  memtableBytesMax: 64 * 1024 * 1024,
 };
 
 type Key = keyof ServerConfig;
@@ -181,6 +184,13 @@ const SETTINGS: { [K in Key]: Setting<K> } = {
     env: 'USAGEDB_REJECTION_LOG_AGE_MAX_MS',
     flag: '--rejection-log-age-max-ms',
     parse: integer(60_000, 100 * 365 * 86_400_000),
+  },
+  memtableBytesMax: {
+    key: 'memtableBytesMax',
+    file: 'memtable_bytes_max',
+    env: 'USAGEDB_MEMTABLE_BYTES_MAX',
+    flag: '--memtable-bytes-max',
+    parse: integer(4096, 64 * 1024 * 1024 * 1024),
   },
 };
 

@@ -41,6 +41,7 @@ interface ServeFlags {
   tickIntervalMs?: string;
   rejectionLogBytesMax?: string;
   rejectionLogAgeMaxMs?: string;
+  memtableBytesMax?: string;
 }
 
 const FLAG_KEYS = [
@@ -55,6 +56,7 @@ const FLAG_KEYS = [
   'tickIntervalMs',
   'rejectionLogBytesMax',
   'rejectionLogAgeMaxMs',
+  'memtableBytesMax',
 ] as const;
 
 async function loadDemoMonth(db: UsageDb): Promise<{ events: number; ms: number }> {
@@ -166,6 +168,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
     .option('--tick-interval-ms <n>', 'how often background work runs (default 10,000)')
     .option('--rejection-log-bytes-max <n>', 'size bound of the rejection log in bytes')
     .option('--rejection-log-age-max-ms <n>', 'age bound of rejection log entries in ms')
+    .option('--memtable-bytes-max <n>', 'memtable size that triggers a flush (default 64 MiB)')
     .action(async (flags: ServeFlags, command: Command) => {
       const g = ctx.globals(command);
       const config = await configFrom(flags, command, g.dbRootGiven ? g.dbRoot : null);
@@ -183,6 +186,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
           batchEventsMax: config.batchEventsMax,
           rejectionLogBytesMax: config.rejectionLogBytesMax,
           rejectionLogAgeMaxMs: config.rejectionLogAgeMaxMs,
+          memtableBytesMax: config.memtableBytesMax,
         },
         logger: logger.child({ component: 'engine' }),
       });
