@@ -23,7 +23,7 @@ import { type FileSystem, joinPath } from './fs/file-system.ts';
 import type { IdIndex } from './id-index.ts';
 import { RAW_DIR, segmentPath } from './layout.ts';
 import type { SegmentEntry } from './manifest.ts';
-import { writeRetractionFile } from './retractions.ts';
+import { retractionFilePath, writeRetractionFile } from './retractions.ts';
 import type { EncodeResult } from './segment/encode-flush.ts';
 import { encodeFlush } from './segment/segment-encoder.ts';
 
@@ -85,10 +85,19 @@ export async function writeEncodedSegment(
   encoded: EncodeResult,
 ): Promise<SegmentEntry> {
   assert(encoded.meta.segmentId === segmentId, 'a segment is written under its own id');
-  await fs.writeFile(segmentPath(root, segmentId), encoded.bytes, { sync: true });
-  const retractions =
-    encoded.retracted.length > 0 ? await writeRetractionFile(fs, root, segmentId, encoded.retracted) : 0;
-  await fs.syncDir(joinPath(root, RAW_DIR));
+  let retractions = 0;
+  try {
+    await fs.writeFile(segmentPath(root, segmentId), encoded.bytes, { sync: true });
+    if (encoded.retracted.length > 0)
+      retractions = await writeRetractionFile(fs, root, segmentId, encoded.retracted);
+    await fs.syncDir(joinPath(root, RAW_DIR));
+  } catch (err) {
+    // No manifest names this id yet: a partial file must not stay under a segment's name
+    // (on a full disk every retry would leave one more until the next open).
+    for (const path of [segmentPath(root, segmentId), retractionFilePath(root, segmentId)])
+      await fs.unlink(path).catch(() => undefined);
+    throw err;
+  }
   return {
     id: segmentId,
     rows: encoded.meta.rowCount,

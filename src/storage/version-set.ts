@@ -23,6 +23,7 @@ import {
   MANIFEST_FORMAT_VERSION,
   MANIFEST_GENERATIONS_KEPT,
   type LoadedManifest,
+  manifestFileName,
   type ManifestState,
   ManifestStore,
 } from './manifest.ts';
@@ -164,13 +165,30 @@ export class VersionSet {
         generation: before.generation + 1,
         next_segment_id: Math.max(before.next_segment_id, this.nextSegmentId),
       };
-      await this.store.commit(next);
+      try {
+        await this.store.commit(next);
+      } catch (err) {
+        await this.dropUnpublished(before, next).catch(() => undefined);
+        throw err;
+      }
       // Synchronous from here to the end of afterInstall: readers switch in one step.
       this.install(next);
       afterInstall(next);
       await this.afterCommit(before);
       return next;
     });
+  }
+
+  /**
+   * After a failed commit: when the new generation's file never appeared, no generation names
+   * the segments it added, so their files go now (a flush retried on a full disk would
+   * otherwise leave one more file per attempt until the next open).
+   */
+  private async dropUnpublished(before: ManifestState, next: ManifestState): Promise<void> {
+    if (await this.fs.exists(joinPath(this.store.dir, manifestFileName(next.generation)))) return;
+    const old = new Set(segmentIdsOf(before));
+    for (const id of segmentIdsOf(next)) if (!old.has(id)) this.obsolete.add(id);
+    await this.deleteObsoleteFiles();
   }
 
   /** Commits an unchanged generation, so the WAL files the last flush covered can go. */

@@ -453,11 +453,12 @@ class Run {
   db: UsageDb | null = null;
   readonly model = new Model();
   readonly sim: SimDb;
-  readonly log: string[] = [];
+  readonly scenario: Scenario;
   /** Once a corruption was reported, the sequence ends: the data is damaged on purpose. */
   ended = false;
 
-  constructor(readonly scenario: Scenario) {
+  constructor(scenario: Scenario) {
+    this.scenario = scenario;
     this.sim = simDb(scenario.fsSeed, {
       durability: scenario.durability,
       limits: { memtableBytesMax: scenario.memtableBytes, blockRows: 16 },
