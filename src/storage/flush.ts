@@ -92,10 +92,8 @@ export async function writeEncodedSegment(
       retractions = await writeRetractionFile(fs, root, segmentId, encoded.retracted);
     await fs.syncDir(joinPath(root, RAW_DIR));
   } catch (err) {
-    // No manifest names this id yet: a partial file must not stay under a segment's name
-    // (on a full disk every retry would leave one more until the next open).
-    for (const path of [segmentPath(root, segmentId), retractionFilePath(root, segmentId)])
-      await fs.unlink(path).catch(() => undefined);
+    // No manifest names this id yet: nothing that looks like a segment may stay under its name.
+    await emptyUncommitted(fs, root, segmentId);
     throw err;
   }
   return {
@@ -107,4 +105,19 @@ export async function writeEncodedSegment(
     crc32c: encoded.checksum,
     retractions,
   };
+}
+
+/**
+ * Empties the files of a segment no manifest generation names (its write or its commit
+ * failed): on a full disk each retry would otherwise keep one more copy until the next open.
+ * The empty name stays, so the id is not allocated again after a restart (the open deletes it).
+ */
+export async function emptyUncommitted(fs: FileSystem, root: string, segmentId: number): Promise<void> {
+  for (const path of [segmentPath(root, segmentId), retractionFilePath(root, segmentId)]) {
+    try {
+      if (await fs.exists(path)) await fs.writeFile(path, new Uint8Array(0));
+    } catch {
+      // Best effort: the open deletes what no generation names anyway.
+    }
+  }
 }

@@ -28,6 +28,7 @@ import {
   ManifestStore,
 } from './manifest.ts';
 import { retractionFileName, writeRetractionFile } from './retractions.ts';
+import { emptyUncommitted } from './flush.ts';
 import { AsyncMutex } from '../util/async-mutex.ts';
 
 /** A version a reader holds: the manifest state it started on. Release it when done. */
@@ -181,14 +182,13 @@ export class VersionSet {
 
   /**
    * After a failed commit: when the new generation's file never appeared, no generation names
-   * the segments it added, so their files go now (a flush retried on a full disk would
-   * otherwise leave one more file per attempt until the next open).
+   * the segments it added, so their files are emptied now (a flush retried on a full disk would
+   * otherwise keep one more copy per attempt until the next open).
    */
   private async dropUnpublished(before: ManifestState, next: ManifestState): Promise<void> {
     if (await this.fs.exists(joinPath(this.store.dir, manifestFileName(next.generation)))) return;
     const old = new Set(segmentIdsOf(before));
-    for (const id of segmentIdsOf(next)) if (!old.has(id)) this.obsolete.add(id);
-    await this.deleteObsoleteFiles();
+    for (const id of segmentIdsOf(next)) if (!old.has(id)) await emptyUncommitted(this.fs, this.root, id);
   }
 
   /** Commits an unchanged generation, so the WAL files the last flush covered can go. */

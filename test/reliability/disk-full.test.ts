@@ -9,7 +9,7 @@
  * - after a reopen, every acknowledged event is stored exactly once and nothing is invented.
  */
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -78,7 +78,7 @@ function fill(path: string): void {
   }
 }
 
-/** Segment and side files in raw/ that no manifest generation on disk names. */
+/** Non-empty segment and side files in raw/ that no manifest generation on disk names. */
 function unnamedSegments(dir: string): string[] {
   const named = new Set<number>();
   for (const f of readdirSync(join(dir, 'manifest')).filter((n) => /^manifest-\d+\.json$/.test(n))) {
@@ -87,7 +87,10 @@ function unnamedSegments(dir: string): string[] {
     };
     for (const e of [...doc.manifest.raw_segments, ...doc.manifest.quarantine]) named.add(e.id);
   }
-  return readdirSync(join(dir, 'raw')).filter((f) => /^\d+\.(useg|rtx)$/.test(f) && !named.has(Number(f.slice(0, 8))));
+  return readdirSync(join(dir, 'raw')).filter(
+    (f) =>
+      /^\d+\.(useg|rtx)$/.test(f) && !named.has(Number(f.slice(0, 8))) && statSync(join(dir, 'raw', f)).size > 0,
+  );
 }
 
 const mount = tryMount();

@@ -1,6 +1,6 @@
 /**
- * A flush or merge whose segment write fails (a full disk) leaves no file under a segment's
- * name that no manifest generation names. Found on a full tmpfs: each retry of a failing flush
+ * A flush or merge whose segment write or commit fails (a full disk) leaves no bytes under a
+ * segment's name that no manifest generation names (an empty file keeps the id taken). Found on a full tmpfs: each retry of a failing flush
  * left one more `raw/NNNNNNNN.useg` (partial, or complete when the manifest write failed)
  * until the next open, eating the space the disk got back.
  */
@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { SimFileSystem } from '../../src/storage/fs/sim-file-system.ts';
 import { DAY_MS, simDb, T0, usage } from '../support/events.ts';
 
-/** Segment files in raw/ that no manifest generation on disk names. */
+/** Non-empty segment files in raw/ that no manifest generation on disk names. */
 function unnamedSegments(fs: SimFileSystem): string[] {
   const named = new Set<number>();
   for (const p of fs.listAll().filter((f) => /\/manifest\/manifest-\d+\.json$/.test(f))) {
@@ -19,7 +19,7 @@ function unnamedSegments(fs: SimFileSystem): string[] {
   }
   return fs
     .listAll()
-    .filter((p) => /\/raw\/\d+\.(useg|rtx)$/.test(p))
+    .filter((p) => /\/raw\/\d+\.(useg|rtx)$/.test(p) && fs.readRaw(p).byteLength > 0)
     .filter((p) => !named.has(Number(/(\d+)\.\w+$/.exec(p)?.[1])));
 }
 
