@@ -10,6 +10,7 @@
  * - `close()` stops accepting, lets in-flight requests finish, then returns; the caller closes
  *   the database afterwards (the server never closes a database it was handed).
  */
+import { createServer as createHttpServer } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -34,6 +35,9 @@ export interface CreateServerOptions {
 
 export type UsageDbServer = FastifyInstance;
 
+/** Fastify's default, kept when the server is built here (see serverFactory). */
+const KEEP_ALIVE_TIMEOUT_MS = 72_000;
+
 /** Routes a load balancer, a metrics scraper and a client generator reach without a key. */
 const OPEN_ROUTES: ReadonlySet<string> = new Set(['/health', '/metrics', '/openapi.json']);
 
@@ -49,6 +53,19 @@ export async function createServer(options: CreateServerOptions): Promise<UsageD
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: config.bodyBytesMax,
     requestTimeout: config.requestTimeoutMs,
+    // Node checks request timeouts only every connectionsCheckingInterval (30 s by default): a
+    // body trickling in would hold its connection far past request_timeout_ms (answered 408).
+    serverFactory: (handler) => {
+      const server = createHttpServer(
+        {
+          requestTimeout: config.requestTimeoutMs,
+          connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(config.requestTimeoutMs / 4))),
+        },
+        handler,
+      );
+      server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+      return server;
+    },
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     // Requests arriving while closing get our own 503 (onRequest below), in the error shape.
