@@ -33,10 +33,25 @@ export interface LoadOptions {
 
 export interface LoadReport {
   seconds: number;
-  ingest: { requests: number; events: number; eventsPerSecond: number; p50Ms: number; p99Ms: number; maxMs: number };
+  ingest: {
+    requests: number;
+    events: number;
+    eventsPerSecond: number;
+    p50Ms: number;
+    p99Ms: number;
+    maxMs: number;
+  };
   query: { requests: number; perSecond: number; p50Ms: number; p99Ms: number; maxMs: number };
   failures: string[];
-  proof: { acknowledged: number; stored: number; lost: number; doubled: number; invented: number; countMatches: boolean; sumMatches: boolean };
+  proof: {
+    acknowledged: number;
+    stored: number;
+    lost: number;
+    doubled: number;
+    invented: number;
+    countMatches: boolean;
+    sumMatches: boolean;
+  };
 }
 
 function eventOf(n: number): Record<string, unknown> {
@@ -54,7 +69,18 @@ function eventOf(n: number): Record<string, unknown> {
 }
 
 async function startServer(dir: string, o: LoadOptions): Promise<{ url: string; stop(): Promise<void> }> {
-  const args = [BIN, 'serve', '--port', '0', '--db-root', dir, '--durability', o.durability, '--log-level', 'warn'];
+  const args = [
+    BIN,
+    'serve',
+    '--port',
+    '0',
+    '--db-root',
+    dir,
+    '--durability',
+    o.durability,
+    '--log-level',
+    'warn',
+  ];
   if (o.memtableBytesMax !== undefined) args.push('--memtable-bytes-max', String(o.memtableBytesMax));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -128,7 +154,9 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
               })
             : i % 3 === 1
               ? await json(`${server.url}/v1/accounts/${account}/usage?from=${T0}&to=${T0 + 31 * 86_400_000}`)
-              : await json(`${server.url}/v1/accounts/${account}/usage/events?from=${T0}&to=${T0 + 31 * 86_400_000}&limit=100`);
+              : await json(
+                  `${server.url}/v1/accounts/${account}/usage/events?from=${T0}&to=${T0 + 31 * 86_400_000}&limit=100`,
+                );
         queryMs.push(performance.now() - t);
         if (r.status !== 200) failures.push(`query ${r.status}: ${JSON.stringify(r.body).slice(0, 200)}`);
       }
@@ -203,7 +231,14 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
 
 export function proven(r: LoadReport): boolean {
   const p = r.proof;
-  return r.failures.length === 0 && p.lost === 0 && p.doubled === 0 && p.invented === 0 && p.countMatches && p.sumMatches;
+  return (
+    r.failures.length === 0 &&
+    p.lost === 0 &&
+    p.doubled === 0 &&
+    p.invented === 0 &&
+    p.countMatches &&
+    p.sumMatches
+  );
 }
 
 export function describeReport(r: LoadReport): string {
@@ -237,7 +272,9 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
     queryClients: Number(values['query-clients']),
     batch: Number(values.batch),
     durability: values.durability as LoadOptions['durability'],
-    ...(values['memtable-bytes-max'] === undefined ? {} : { memtableBytesMax: Number(values['memtable-bytes-max']) }),
+    ...(values['memtable-bytes-max'] === undefined
+      ? {}
+      : { memtableBytesMax: Number(values['memtable-bytes-max']) }),
   });
   console.log(describeReport(report));
   if (values.json !== undefined) writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);

@@ -43,7 +43,11 @@ async function stored(db: UsageDb): Promise<Map<string, { count: number; quantit
         ...(cursor === null ? {} : { cursor }),
       });
       for (const e of page.events)
-        out.set(e.event_id, { count: (out.get(e.event_id)?.count ?? 0) + 1, quantity: e.quantity, kind: e.kind });
+        out.set(e.event_id, {
+          count: (out.get(e.event_id)?.count ?? 0) + 1,
+          quantity: e.quantity,
+          kind: e.kind,
+        });
       cursor = page.next_cursor;
     } while (cursor !== null);
   }
@@ -58,7 +62,8 @@ async function verify(db: UsageDb, t: Tracker, where: string): Promise<void> {
     const e = t.sent.get(id);
     expect(e, `${where}: invented ${id}`).toBeDefined();
     expect(s.kind, `${where}: kind of ${id}`).toBe((e as WireInput).kind ?? 'Usage');
-    if ((e as WireInput).quantity !== undefined) expect(s.quantity, `${where}: ${id}`).toBe(String((e as WireInput).quantity));
+    if ((e as WireInput).quantity !== undefined)
+      expect(s.quantity, `${where}: ${id}`).toBe(String((e as WireInput).quantity));
     sum += BigInt(s.quantity);
   }
   for (const id of t.mustSurvive) expect(got.has(id), `${where}: acknowledged ${id} lost`).toBe(true);
@@ -84,7 +89,10 @@ type Workload = (sim: SimDb, db: UsageDb | null, t: Tracker) => Promise<void>;
  */
 async function sweep(
   name: string,
-  options: { durability: 'strict' | 'balanced' | 'fast'; setup?: (sim: SimDb, t: Tracker) => Promise<UsageDb | null> },
+  options: {
+    durability: 'strict' | 'balanced' | 'fast';
+    setup?: (sim: SimDb, t: Tracker) => Promise<UsageDb | null>;
+  },
   workload: Workload,
 ): Promise<number> {
   const fresh = () => simDb(13, { durability: options.durability, bucketCount: 2, limits: { blockRows: 8 } });
@@ -99,16 +107,16 @@ async function sweep(
     const where = `${name}: crash at call ${n} of ${calls}`;
     const sim = fresh();
     const t: Tracker = { sent: new Map(), mustSurvive: new Set(), opened: null };
-    let db = options.setup ? await options.setup(sim, t) : null;
+    const db = options.setup ? await options.setup(sim, t) : null;
     sim.fs.crashAt(sim.fs.callCount + n, { tornWrites: n % 2 === 0 });
     try {
       await workload(sim, db, t);
     } catch (err) {
-      if (!(err instanceof SimulatedCrashError) && !sim.fs.halted) throw new Error(`${where}: ${String(err)}`, { cause: err });
+      if (!(err instanceof SimulatedCrashError) && !sim.fs.halted)
+        throw new Error(`${where}: ${String(err)}`, { cause: err });
     }
     if (db !== null) abandonForCrashTest(db);
     if (t.opened !== null && t.opened !== db) abandonForCrashTest(t.opened);
-    db = null;
     if (sim.fs.halted) sim.fs.restart();
     else sim.fs.clearFaults();
     const reopened = await sim.open();
@@ -124,7 +132,8 @@ function ingester(sim: SimDb, t: Tracker, durability: string) {
   const pendingFast: string[] = [];
   return {
     async ingest(db: UsageDb, batch: WireInput[], rejected: string[] = []): Promise<void> {
-      for (const e of batch) if (!rejected.includes(e.event_id as string)) t.sent.set(e.event_id as string, e);
+      for (const e of batch)
+        if (!rejected.includes(e.event_id as string)) t.sent.set(e.event_id as string, e);
       const r = await db.ingest(batch);
       if (sim.fs.halted) return; // answered after the machine went off: not observable
       expect(r.errors.map((e) => e.event_id)).toEqual(rejected);
@@ -156,27 +165,51 @@ describe('crash at every file-system call', () => {
       const calls = await sweep('ingest+flush', { durability }, async (sim, _db, t) => {
         const io = ingester(sim, t, durability);
         const db = (t.opened = await sim.open());
-        await io.ingest(db, Array.from({ length: 8 }, (_, i) => at(i)));
+        await io.ingest(
+          db,
+          Array.from({ length: 8 }, (_, i) => at(i)),
+        );
         await Promise.all([
-          io.ingest(db, Array.from({ length: 6 }, (_, i) => at(10 + i))),
+          io.ingest(
+            db,
+            Array.from({ length: 6 }, (_, i) => at(10 + i)),
+          ),
           io.ingest(db, [
-            { ...at(0), event_id: 'ret_0', kind: 'Retraction', quantity: undefined, correction_ref: ref('evt_0') },
+            {
+              ...at(0),
+              event_id: 'ret_0',
+              kind: 'Retraction',
+              quantity: undefined,
+              correction_ref: ref('evt_0'),
+            },
             ...Array.from({ length: 4 }, (_, i) => at(20 + i)),
           ]),
         ]);
-        t.sent.set('ret_0', { ...(t.sent.get('ret_0') as WireInput), quantity: String(-Number(at(0).quantity)) });
+        t.sent.set('ret_0', {
+          ...(t.sent.get('ret_0') as WireInput),
+          quantity: String(-Number(at(0).quantity)),
+        });
         await io.flush(db);
         await io.ingest(
           db,
           [
             { ...at(1), event_id: 'cor_1', kind: 'Correction', quantity: -2, correction_ref: ref('evt_1') },
-            { ...at(0), event_id: 'ret_0b', kind: 'Retraction', quantity: undefined, correction_ref: ref('evt_0') },
+            {
+              ...at(0),
+              event_id: 'ret_0b',
+              kind: 'Retraction',
+              quantity: undefined,
+              correction_ref: ref('evt_0'),
+            },
             ...Array.from({ length: 4 }, (_, i) => at(30 + i)),
           ],
           ['ret_0b'],
         );
         await io.flush(db);
-        await io.ingest(db, Array.from({ length: 5 }, (_, i) => at(40 + i)));
+        await io.ingest(
+          db,
+          Array.from({ length: 5 }, (_, i) => at(40 + i)),
+        );
         await io.close(db);
       });
       expect(calls).toBeGreaterThan(50);
@@ -193,7 +226,10 @@ describe('crash at every file-system call', () => {
           io = ingester(sim, t, 'balanced');
           const db = await sim.open();
           for (let s = 0; s < 4; s++) {
-            await io.ingest(db, Array.from({ length: 6 }, (_, i) => at(s * 6 + i)));
+            await io.ingest(
+              db,
+              Array.from({ length: 6 }, (_, i) => at(s * 6 + i)),
+            );
             await io.flush(db);
           }
           return db;
@@ -203,7 +239,10 @@ describe('crash at every file-system call', () => {
         const live = db as UsageDb;
         sim.clock.advance(60 * 60 * 1000);
         await live.tick();
-        await (io as ReturnType<typeof ingester>).ingest(live, Array.from({ length: 5 }, (_, i) => at(100 + i)));
+        await (io as ReturnType<typeof ingester>).ingest(
+          live,
+          Array.from({ length: 5 }, (_, i) => at(100 + i)),
+        );
         expect(sim.fs.halted || live.stats().compaction.merges > 0).toBe(true);
         await live.tick();
         await (io as ReturnType<typeof ingester>).close(live);
@@ -220,9 +259,16 @@ describe('crash at every file-system call', () => {
         async setup(sim, t) {
           const io = ingester(sim, t, 'strict');
           const db = await sim.open();
-          await io.ingest(db, Array.from({ length: 8 }, (_, i) => at(i)));
+          await io.ingest(
+            db,
+            Array.from({ length: 8 }, (_, i) => at(i)),
+          );
           await io.flush(db);
-          for (let b = 0; b < 3; b++) await io.ingest(db, Array.from({ length: 4 }, (_, i) => at(10 + b * 4 + i)));
+          for (let b = 0; b < 3; b++)
+            await io.ingest(
+              db,
+              Array.from({ length: 4 }, (_, i) => at(10 + b * 4 + i)),
+            );
           // The first crash: the WAL holds three acknowledged records; no clean close.
           abandonForCrashTest(db);
           sim.fs.crash({ tornWrites: true });
@@ -232,7 +278,10 @@ describe('crash at every file-system call', () => {
       async (sim, _db, t) => {
         const io = ingester(sim, t, 'strict');
         const db = (t.opened = await sim.open());
-        await io.ingest(db, Array.from({ length: 3 }, (_, i) => at(50 + i)));
+        await io.ingest(
+          db,
+          Array.from({ length: 3 }, (_, i) => at(50 + i)),
+        );
         await io.close(db);
       },
     );

@@ -9,7 +9,16 @@
  * - after a reopen, every acknowledged event is stored exactly once and nothing is invented.
  */
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -89,7 +98,9 @@ function unnamedSegments(dir: string): string[] {
   }
   return readdirSync(join(dir, 'raw')).filter(
     (f) =>
-      /^\d+\.(useg|rtx)$/.test(f) && !named.has(Number(f.slice(0, 8))) && statSync(join(dir, 'raw', f)).size > 0,
+      /^\d+\.(useg|rtx)$/.test(f) &&
+      !named.has(Number(f.slice(0, 8))) &&
+      statSync(join(dir, 'raw', f)).size > 0,
   );
 }
 

@@ -67,7 +67,12 @@ async function answers(db: UsageDb): Promise<Answers> {
 }
 
 /** The workload: segments (one with Retractions), then events only in the WAL. */
-async function buildBaseline(): Promise<{ files: Files; sent: WireInput[]; answers: Answers; inSegments: Set<string> }> {
+async function buildBaseline(): Promise<{
+  files: Files;
+  sent: WireInput[];
+  answers: Answers;
+  inSegments: Set<string>;
+}> {
   const fs = new SimFileSystem({ seed: 1 });
   let db = await open(fs);
   const sent: WireInput[] = [];
@@ -92,7 +97,8 @@ async function buildBaseline(): Promise<{ files: Files; sent: WireInput[]; answe
   const baseline = await answers(db);
   await db.close({ flushMemtable: false });
   const files: Files = new Map();
-  for (const path of fs.listAll()) if (!path.endsWith('/') && !path.endsWith('/LOCK')) files.set(path, fs.readRaw(path));
+  for (const path of fs.listAll())
+    if (!path.endsWith('/') && !path.endsWith('/LOCK')) files.set(path, fs.readRaw(path));
   expect(baseline.events.size).toBe(sent.length);
   return { files, sent, answers: baseline, inSegments };
 }
@@ -101,10 +107,27 @@ const damage = fc.record({
   pick: fc.nat(),
   kind: fc.constantFrom('segment', 'rtx', 'wal', 'manifest', 'current'),
   how: fc.oneof(
-    fc.record({ t: fc.constant('flip' as const), at: fc.array(fc.tuple(fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), fc.nat(7)), { minLength: 1, maxLength: 4 }) }),
-    fc.record({ t: fc.constant('overwrite' as const), at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), bytes: fc.uint8Array({ minLength: 1, maxLength: 64 }) }),
-    fc.record({ t: fc.constant('zero' as const), at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), length: fc.integer({ min: 1, max: 4096 }) }),
-    fc.record({ t: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }) }),
+    fc.record({
+      t: fc.constant('flip' as const),
+      at: fc.array(fc.tuple(fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), fc.nat(7)), {
+        minLength: 1,
+        maxLength: 4,
+      }),
+    }),
+    fc.record({
+      t: fc.constant('overwrite' as const),
+      at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+      bytes: fc.uint8Array({ minLength: 1, maxLength: 64 }),
+    }),
+    fc.record({
+      t: fc.constant('zero' as const),
+      at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+      length: fc.integer({ min: 1, max: 4096 }),
+    }),
+    fc.record({
+      t: fc.constant('truncate' as const),
+      at: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+    }),
     fc.record({ t: fc.constant('append' as const), bytes: fc.uint8Array({ minLength: 1, maxLength: 200 }) }),
     fc.record({ t: fc.constant('replace' as const), bytes: fc.uint8Array({ maxLength: 2000 }) }),
     fc.record({ t: fc.constant('swap' as const), other: fc.nat() }),
@@ -158,7 +181,8 @@ function apply(files: Files, d: Damage): { files: Files; path: string } | null {
       break;
     }
   }
-  if (next.length === bytes.length && next.every((b, i) => b === (files.get(path) as Uint8Array)[i])) return null;
+  if (next.length === bytes.length && next.every((b, i) => b === (files.get(path) as Uint8Array)[i]))
+    return null;
   out.set(path, next);
   return { files: out, path };
 }
@@ -199,7 +223,9 @@ describe('file-level fuzz of segment, side-file, WAL and manifest bytes', () => 
           if (!torn) outcomes.exact++;
         } catch (err) {
           if (!(err instanceof UsageDbError) || err.code === 'USAGEDB_ERR_INTERNAL') {
-            throw new Error(`${d.kind} ${damaged.path} (${d.how.t}): not a clear error: ${String(err)}`, { cause: err });
+            throw new Error(`${d.kind} ${damaged.path} (${d.how.t}): not a clear error: ${String(err)}`, {
+              cause: err,
+            });
           }
           outcomes.error++;
           codes.set(err.code, (codes.get(err.code) ?? 0) + 1);

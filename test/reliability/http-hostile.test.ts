@@ -63,7 +63,9 @@ function send(
     req.setTimeout(30_000, () => req.destroy(new Error('client timeout')));
     // A connection the server closed (truncated or too slow) is not an answer: status 0.
     req.on('error', (err) =>
-      options.truncate === true || options.slowMs !== undefined ? resolve({ status: 0, text: String(err) }) : reject(err),
+      options.truncate === true || options.slowMs !== undefined
+        ? resolve({ status: 0, text: String(err) })
+        : reject(err),
     );
     if (body === null) {
       req.end();
@@ -162,9 +164,9 @@ const hostileValueText = fc.oneof(
   fc.string({ maxLength: 30 }).map((s) => JSON.stringify(s)),
   fc.string({ unit: 'binary', maxLength: 20 }).map((s) => JSON.stringify(s)),
   fc.nat(300_000).map((n) => JSON.stringify('x'.repeat(n))),
-  fc.integer({ min: 15, max: 40 }).map((n) =>
-    JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, k) => [`k${k}`, 'v']))),
-  ),
+  fc
+    .integer({ min: 15, max: 40 })
+    .map((n) => JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, k) => [`k${k}`, 'v'])))),
   fc.nat(3_000).map((d) => `${'{"a":'.repeat(d)}1${'}'.repeat(d)}`),
   fc.nat(3_000).map((d) => `${'['.repeat(d)}${']'.repeat(d)}`),
 );
@@ -283,7 +285,13 @@ describe('hostile input to the HTTP API at volume', () => {
     await fc.assert(
       fc.asyncProperty(
         hostileBody,
-        fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/xml', null),
+        fc.constantFrom(
+          'application/json',
+          'application/json; charset=utf-8',
+          'text/plain',
+          'application/xml',
+          null,
+        ),
         fc.constantFrom('/v1/usage/batch', '/v1/query/json', '/v1/query/sql'),
         async (body, contentType, path) => {
           const a = await send('POST', path, body, contentType);

@@ -45,10 +45,17 @@ function eventOf(n: number): Record<string, unknown> {
 
 function sentOf(n: number): Sent {
   const e = eventOf(n);
-  return { account: e.account_id as string, timestamp: e.timestamp_ms as number, quantity: e.quantity as number };
+  return {
+    account: e.account_id as string,
+    timestamp: e.timestamp_ms as number,
+    quantity: e.quantity as number,
+  };
 }
 
-async function post(url: string, events: Record<string, unknown>[]): Promise<{ status: number; body: unknown }> {
+async function post(
+  url: string,
+  events: Record<string, unknown>[],
+): Promise<{ status: number; body: unknown }> {
   const r = await fetch(`${url}/v1/usage/batch`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -148,7 +155,9 @@ describe('serve: SIGKILL at random moments under concurrent HTTP ingest', () => 
       };
       // Failures are collected, not left unhandled while the test sleeps before the kill.
       const failures: unknown[] = [];
-      const senders = Array.from({ length: SENDERS }, () => sender().catch((err: unknown) => failures.push(err)));
+      const senders = Array.from({ length: SENDERS }, () =>
+        sender().catch((err: unknown) => failures.push(err)),
+      );
       // A random moment: with an 8 KiB memtable and a 15 ms tick, flushes and merges run
       // continuously, so the kill often lands inside one.
       await new Promise((r) => setTimeout(r, 50 + Math.floor(random() * 450)));

@@ -17,7 +17,13 @@ describe('bounded load on loopback (short)', () => {
     });
     console.log(describeReport(report));
     expect(report.failures).toEqual([]);
-    expect(report.proof).toMatchObject({ lost: 0, doubled: 0, invented: 0, countMatches: true, sumMatches: true });
+    expect(report.proof).toMatchObject({
+      lost: 0,
+      doubled: 0,
+      invented: 0,
+      countMatches: true,
+      sumMatches: true,
+    });
     expect(proven(report)).toBe(true);
     expect(report.proof.acknowledged).toBeGreaterThan(0);
     expect(report.query.requests).toBeGreaterThan(0);

@@ -42,7 +42,15 @@ const DISK_ERROR = /^USAGEDB_ERR_(IO|NO_SPACE|WAL_WRITE)$/;
 
 /** One event of an ingest batch, resolved against the model when the batch runs. */
 type Item =
-  | { t: 'new'; account: number; meter: number; day: number; ms: number; quantity: QuantitySpec; dims: number }
+  | {
+      t: 'new';
+      account: number;
+      meter: number;
+      day: number;
+      ms: number;
+      quantity: QuantitySpec;
+      dims: number;
+    }
   | { t: 'late'; account: number; meter: number; daysBack: number; quantity: number }
   | { t: 'retry'; pick: number }
   | { t: 'conflict'; pick: number; delta: number }
@@ -96,7 +104,11 @@ const itemArb: fc.Arbitrary<Item> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ t: fc.constant('retry' as const), pick: fc.nat() }) },
   {
     weight: 1,
-    arbitrary: fc.record({ t: fc.constant('conflict' as const), pick: fc.nat(), delta: fc.integer({ min: 1, max: 99 }) }),
+    arbitrary: fc.record({
+      t: fc.constant('conflict' as const),
+      pick: fc.nat(),
+      delta: fc.integer({ min: 1, max: 99 }),
+    }),
   },
   {
     weight: 2,
@@ -108,11 +120,17 @@ const itemArb: fc.Arbitrary<Item> = fc.oneof(
     }),
   },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('retraction' as const), pick: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant('orphan' as const), delta: fc.integer({ min: -9, max: 9 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ t: fc.constant('orphan' as const), delta: fc.integer({ min: -9, max: 9 }) }),
+  },
   { weight: 1, arbitrary: fc.record({ t: fc.constant('invalid' as const), which: fc.nat(5) }) },
 );
 
-const ingestArb = fc.record({ t: fc.constant('ingest' as const), items: fc.array(itemArb, { minLength: 1, maxLength: 10 }) });
+const ingestArb = fc.record({
+  t: fc.constant('ingest' as const),
+  items: fc.array(itemArb, { minLength: 1, maxLength: 10 }),
+});
 
 const innerArb: fc.Arbitrary<Inner> = fc.oneof(
   { weight: 6, arbitrary: ingestArb },
@@ -262,12 +280,10 @@ class Model {
       const e = this.events.get(id);
       expect(e, `${where}: invented ${id}`).toBeDefined();
       const w = (e as ModelEvent).wire;
-      expect([s.wire.kind, s.wire.account_id, s.wire.timestamp_ms, s.wire.quantity], `${where}: payload of ${id}`).toEqual([
-        w.kind ?? 'Usage',
-        w.account_id,
-        w.timestamp_ms,
-        String(w.quantity),
-      ]);
+      expect(
+        [s.wire.kind, s.wire.account_id, s.wire.timestamp_ms, s.wire.quantity],
+        `${where}: payload of ${id}`,
+      ).toEqual([w.kind ?? 'Usage', w.account_id, w.timestamp_ms, String(w.quantity)]);
     }
     const lostAcked: number[] = [];
     let survivingAckedMax = -1;
@@ -284,7 +300,10 @@ class Model {
     }
     // Fast mode: a crash may drop a suffix of what was acknowledged, never something before a survivor.
     for (const seq of lostAcked)
-      expect(seq > survivingAckedMax, `${where}: acknowledged event #${seq} lost while a later one survived`).toBe(true);
+      expect(
+        seq > survivingAckedMax,
+        `${where}: acknowledged event #${seq} lost while a later one survived`,
+      ).toBe(true);
   }
 
   /** Stored events of one account in audit order. */
@@ -319,7 +338,13 @@ class Model {
 
 // ---------------------------------------------------------------- running a sequence
 
-function baseEvent(id: string, account: number, meter: number, timestamp: number, quantity: number | string): WireInput {
+function baseEvent(
+  id: string,
+  account: number,
+  meter: number,
+  timestamp: number,
+  quantity: number | string,
+): WireInput {
   return {
     event_id: id,
     account_id: ACCOUNTS[account],
@@ -356,10 +381,15 @@ function buildBatch(model: Model, items: readonly Item[]): { send: WireInput[]; 
       case 'new':
       case 'late': {
         const id = model.fresh('e');
-        const ts = item.t === 'new' ? T0 + item.day * DAY_MS + item.ms : T0 - item.daysBack * DAY_MS + item.quantity;
-        const q = item.t === 'new' && item.quantity === 'huge' ? '99999999999999999999999999999' : (item.quantity as number);
+        const ts =
+          item.t === 'new' ? T0 + item.day * DAY_MS + item.ms : T0 - item.daysBack * DAY_MS + item.quantity;
+        const q =
+          item.t === 'new' && item.quantity === 'huge'
+            ? '99999999999999999999999999999'
+            : (item.quantity as number);
         const wire = baseEvent(id, item.account, item.meter, ts, q);
-        if (item.t === 'new' && item.dims > 0) wire.dimensions = { region: item.dims === 1 ? 'eu' : 'us', tier: 'x' };
+        if (item.t === 'new' && item.dims > 0)
+          wire.dimensions = { region: item.dims === 1 ? 'eu' : 'us', tier: 'x' };
         send.push(wire);
         expects.push({ kind: 'accepted', id, wire });
         break;
@@ -374,7 +404,10 @@ function buildBatch(model: Model, items: readonly Item[]): { send: WireInput[]; 
       case 'conflict': {
         const p = pickKnown(item.pick, isUsage);
         if (p === null) break;
-        send.push({ ...p[1].wire, quantity: BigInt(p[1].wire.quantity as string | number) + BigInt(item.delta) + '' });
+        send.push({
+          ...p[1].wire,
+          quantity: BigInt(p[1].wire.quantity as string | number) + BigInt(item.delta) + '',
+        });
         expects.push({ kind: 'conflict', id: p[0] });
         break;
       }
@@ -475,24 +508,31 @@ class Run {
     if (send.length === 0) return;
     const pending = wants.filter((w) => w.kind === 'accepted' || w.kind === 'unsure');
     for (const w of pending) this.model.add(w.id, w.wire, 'maybe');
-    let r: IngestResult;
-    try {
-      r = await this.live.ingest(send);
-    } catch (err) {
-      // Nothing acknowledged: its new events stay 'maybe' until the next check.
-      throw err;
-    }
+    // A call that throws acknowledged nothing: its new events stay 'maybe' until the next check.
+    const r: IngestResult = await this.live.ingest(send);
     const unsure = wants.filter((w) => w.kind === 'unsure').length;
     const count = (k: Expect['kind']) => wants.filter((w) => w.kind === k).length;
-    const got = { accepted: r.accepted, duplicates: r.duplicates, conflicts: r.conflicts, rejected: r.rejected };
-    expect(got.accepted + got.rejected - count('accepted') - count('rejected'), `${where}: counts ${JSON.stringify(got)}`).toBe(unsure);
-    expect({ duplicates: got.duplicates, conflicts: got.conflicts }, `${where}: ${JSON.stringify(r.errors)}`).toEqual({
+    const got = {
+      accepted: r.accepted,
+      duplicates: r.duplicates,
+      conflicts: r.conflicts,
+      rejected: r.rejected,
+    };
+    expect(
+      got.accepted + got.rejected - count('accepted') - count('rejected'),
+      `${where}: counts ${JSON.stringify(got)}`,
+    ).toBe(unsure);
+    expect(
+      { duplicates: got.duplicates, conflicts: got.conflicts },
+      `${where}: ${JSON.stringify(r.errors)}`,
+    ).toEqual({
       duplicates: count('duplicate'),
       conflicts: count('conflict'),
     });
     const errorsById = new Map(r.errors.map((e) => [e.event_id, e]));
     for (const w of wants) {
-      if (w.kind === 'conflict') expect(errorsById.get(w.id)?.status, `${where}: conflict ${w.id}`).toBe('conflict');
+      if (w.kind === 'conflict')
+        expect(errorsById.get(w.id)?.status, `${where}: conflict ${w.id}`).toBe('conflict');
       if (w.kind === 'rejected') {
         const e = errorsById.get(w.id);
         expect(e?.status, `${where}: rejected ${w.id}`).toBe('rejected');
@@ -516,7 +556,10 @@ class Run {
       await op();
       this.model.committed();
     } catch (err) {
-      if (this.scenario.durability === 'fast' && (err as { code?: string }).code === 'USAGEDB_ERR_WAL_WRITE') {
+      if (
+        this.scenario.durability === 'fast' &&
+        (err as { code?: string }).code === 'USAGEDB_ERR_WAL_WRITE'
+      ) {
         this.model.setUncertain(true);
         this.model.setUncertain(false);
         return;
@@ -580,7 +623,11 @@ class Run {
       expect(walks.get(account), `${where}: audit walk of ${account}`).toEqual(want);
     }
     // The query engine, which bills: sums and counts per account and kind.
-    const q = await this.live.query({ ...RANGE, group_by: ['account_id', 'kind'], metrics: ['sum', 'count'] });
+    const q = await this.live.query({
+      ...RANGE,
+      group_by: ['account_id', 'kind'],
+      metrics: ['sum', 'count'],
+    });
     const rows = [...(q.rows as { account_id: string; kind: string; sum: string; count: number }[])]
       .filter((r) => r.count > 0)
       .sort((a, b) => (`${a.account_id}\u0000${a.kind}` < `${b.account_id}\u0000${b.kind}` ? -1 : 1));
@@ -639,7 +686,18 @@ class Run {
         const at = this.sim.fs.callCount + 1 + cmd.afterCalls;
         if (this.scenario.durability === 'fast') this.model.setUncertain(true);
         const remove = this.sim.fs.injectFault((c) =>
-          c.callNumber === at && ['writeFile', 'append', 'sync', 'rename', 'syncDir', 'truncate', 'openAppend', 'createExclusive', 'unlink'].includes(c.op)
+          c.callNumber === at &&
+          [
+            'writeFile',
+            'append',
+            'sync',
+            'rename',
+            'syncDir',
+            'truncate',
+            'openAppend',
+            'createExclusive',
+            'unlink',
+          ].includes(c.op)
             ? cmd.code
             : undefined,
         );
@@ -674,22 +732,34 @@ class Run {
   async flip(cmd: Extract<Command, { t: 'flip' }>, where: string): Promise<void> {
     await this.flushLike(() => this.live.close({ flushMemtable: cmd.target !== 'wal' }));
     this.db = null;
-    const files = this.sim.fs.listAll().filter((p) =>
-      cmd.target === 'segment' ? p.endsWith('.useg') : cmd.target === 'wal' ? /\/wal\/wal-\d+\.log$/.test(p) : /\/manifest\/manifest-\d+\.json$/.test(p),
-    );
-    let tailGuard = 0;
+    const files = this.sim.fs
+      .listAll()
+      .filter((p) =>
+        cmd.target === 'segment'
+          ? p.endsWith('.useg')
+          : cmd.target === 'wal'
+            ? /\/wal\/wal-\d+\.log$/.test(p)
+            : /\/manifest\/manifest-\d+\.json$/.test(p),
+      );
     if (cmd.target === 'wal') {
       // The final record of the newest WAL file is left alone: a damaged final record is
       // indistinguishable from a torn write and is dropped as one (reported in stats().recovery).
       // A marker event (durable by itself) is that final record.
       this.db = await this.sim.open();
-      const newest = this.sim.fs.listAll().filter((p) => /\/wal\/wal-\d+\.log$/.test(p)).sort().at(-1) as string;
+      const newest = this.sim.fs
+        .listAll()
+        .filter((p) => /\/wal\/wal-\d+\.log$/.test(p))
+        .sort()
+        .at(-1) as string;
       // Two records that may be hit, then the marker.
       for (const account of [1, 2])
-        await this.ingest([{ t: 'new', account, meter: 1, day: 1, ms: cmd.pick % DAY_MS, quantity: 7, dims: 0 }], where);
+        await this.ingest(
+          [{ t: 'new', account, meter: 1, day: 1, ms: cmd.pick % DAY_MS, quantity: 7, dims: 0 }],
+          where,
+        );
       const before = this.sim.fs.readRaw(newest).byteLength;
       await this.ingest([{ t: 'new', account: 0, meter: 0, day: 0, ms: 1, quantity: 1, dims: 0 }], where);
-      tailGuard = this.sim.fs.readRaw(newest).byteLength - before;
+      const tailGuard = this.sim.fs.readRaw(newest).byteLength - before;
       await this.live.close({ flushMemtable: false });
       this.db = null;
       files.splice(0, files.length, ...this.sim.fs.listAll().filter((p) => /\/wal\/wal-\d+\.log$/.test(p)));
@@ -740,7 +810,9 @@ class Run {
         totals.flipsDetected++;
         return 'corrupt';
       }
-      throw new Error(`${where}: expected a corruption error or an exact answer, got ${String(err)}`, { cause: err });
+      throw new Error(`${where}: expected a corruption error or an exact answer, got ${String(err)}`, {
+        cause: err,
+      });
     }
   }
 }
@@ -750,7 +822,8 @@ async function runScenario(scenario: Scenario): Promise<void> {
   const run = new Run(scenario);
   try {
     run.db = await run.sim.open();
-    for (let step = 0; step < scenario.commands.length && !run.ended; step++) await run.run(scenario.commands[step], step);
+    for (let step = 0; step < scenario.commands.length && !run.ended; step++)
+      await run.run(scenario.commands[step], step);
     if (!run.ended) {
       await run.flushLike(() => run.live.close());
       run.db = await run.sim.open();

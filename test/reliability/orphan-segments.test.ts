@@ -40,7 +40,13 @@ describe('a failed segment write leaves nothing under a segment name', () => {
         const first = batch();
         await db.ingest(first);
         await db.ingest([
-          { ...first[0], event_id: 'r1', kind: 'Retraction', quantity: undefined, correction_ref: { original_event_id: first[0].event_id, reason: 'x' } },
+          {
+            ...first[0],
+            event_id: 'r1',
+            kind: 'Retraction',
+            quantity: undefined,
+            correction_ref: { original_event_id: first[0].event_id, reason: 'x' },
+          },
         ]);
         await db.flush();
         await db.ingest(batch());
