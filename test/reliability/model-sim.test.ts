@@ -62,18 +62,32 @@ type Item =
 type QuantitySpec = number | 'huge';
 
 /** Operations that may run inside a crash or fault window. */
-type Inner = { t: 'ingest'; items: Item[] } | { t: 'flush' } | { t: 'compact' } | { t: 'tick' };
+type Inner =
+  | { t: 'ingest'; items: Item[] }
+  | { t: 'flush' }
+  | { t: 'compact' }
+  | { t: 'tick' }
+  | { t: 'rollup' }
+  | { t: 'rebuildRollups'; fromDay: number; days: number };
 
 type Command =
   | Inner
   | { t: 'restart' }
   | { t: 'crash'; afterCalls: number; torn: boolean; ops: Inner[] }
   | { t: 'fault'; code: 'EIO' | 'ENOSPC'; afterCalls: number; ops: Inner[] }
-  | { t: 'flip'; target: 'segment' | 'wal' | 'manifest'; pick: number; offset: number; bit: number };
-// Extension point: rollup builds and period close/reopen become new kinds here (e.g.
-// { t: 'rollupBuild' }, { t: 'periodClose'; account; month }, { t: 'periodReopen'; ... }),
-// with an arbitrary in `commandArb`, a case in `runCommand`, and their expectations in the
-// model (closed periods reject new Usage with `period_closed`; rollup answers equal raw).
+  | {
+      t: 'flip';
+      target: 'segment' | 'rollup' | 'wal' | 'manifest';
+      pick: number;
+      offset: number;
+      bit: number;
+    };
+// Extension point: billing periods become new kinds here ({ t: 'periodClose'; account;
+// month }, { t: 'periodReopen'; ... }), with an arbitrary in `commandArb`, a case in
+// `Run.run` (or `Run.inner` when they may run inside a crash window), and their expectations
+// in the model (a closed period rejects new Usage with `period_closed`; its snapshot stays).
+// Rollups are here already: builds and rebuilds are commands, and every check compares the
+// raw, rollup and auto query paths with the model and asks `verify` for zero drift.
 
 const itemArb: fc.Arbitrary<Item> = fc.oneof(
   {
@@ -132,11 +146,24 @@ const ingestArb = fc.record({
   items: fc.array(itemArb, { minLength: 1, maxLength: 10 }),
 });
 
+const rollupArb = fc.oneof(
+  { weight: 3, arbitrary: fc.constant({ t: 'rollup' as const }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant('rebuildRollups' as const),
+      fromDay: fc.integer({ min: -41, max: 4 }),
+      days: fc.integer({ min: 1, max: 45 }),
+    }),
+  },
+);
+
 const innerArb: fc.Arbitrary<Inner> = fc.oneof(
   { weight: 6, arbitrary: ingestArb },
   { weight: 2, arbitrary: fc.constant({ t: 'flush' as const }) },
   { weight: 1, arbitrary: fc.constant({ t: 'compact' as const }) },
   { weight: 1, arbitrary: fc.constant({ t: 'tick' as const }) },
+  { weight: 1, arbitrary: rollupArb },
 );
 
 const commandArb: fc.Arbitrary<Command> = fc.oneof(
@@ -144,6 +171,7 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
   { weight: 3, arbitrary: fc.constant({ t: 'flush' as const }) },
   { weight: 2, arbitrary: fc.constant({ t: 'compact' as const }) },
   { weight: 2, arbitrary: fc.constant({ t: 'tick' as const }) },
+  { weight: 2, arbitrary: rollupArb },
   { weight: 2, arbitrary: fc.constant({ t: 'restart' as const }) },
   {
     weight: 3,
@@ -167,7 +195,7 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({
       t: fc.constant('flip' as const),
-      target: fc.constantFrom('segment' as const, 'wal' as const, 'manifest' as const),
+      target: fc.constantFrom('segment' as const, 'rollup' as const, 'wal' as const, 'manifest' as const),
       pick: fc.nat(),
       offset: fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
       bit: fc.nat(7),
@@ -582,9 +610,15 @@ class Run {
         await this.live.compact();
         return;
       case 'tick':
-        // Age-based flush and the background merge policy.
+        // Age-based flush, the background merge policy and rollup builds.
         this.sim.clock.advance(2 * 60 * 60 * 1000);
         await this.live.tick();
+        return;
+      case 'rollup':
+        await this.live.rollup();
+        return;
+      case 'rebuildRollups':
+        await this.live.rebuildRollups(T0 + op.fromDay * DAY_MS, T0 + (op.fromDay + op.days) * DAY_MS);
         return;
     }
   }
@@ -622,16 +656,23 @@ class Run {
       const want = this.model.ofAccount(account).map((e) => [e.wire.event_id, String(e.wire.quantity)]);
       expect(walks.get(account), `${where}: audit walk of ${account}`).toEqual(want);
     }
-    // The query engine, which bills: sums and counts per account and kind.
-    const q = await this.live.query({
-      ...RANGE,
-      group_by: ['account_id', 'kind'],
-      metrics: ['sum', 'count'],
-    });
-    const rows = [...(q.rows as { account_id: string; kind: string; sum: string; count: number }[])]
-      .filter((r) => r.count > 0)
-      .sort((a, b) => (`${a.account_id}\u0000${a.kind}` < `${b.account_id}\u0000${b.kind}` ? -1 : 1));
-    expect(rows, `${where}: db.query sums per account and kind`).toEqual(this.model.sums());
+    // The query engine, which bills: sums and counts per account and kind, on every path.
+    const want = this.model.sums();
+    for (const source of ['raw', 'rollup', 'auto']) {
+      const q = await this.live.query({
+        ...RANGE,
+        source,
+        group_by: ['account_id', 'kind'],
+        metrics: ['sum', 'count'],
+      });
+      const rows = [...(q.rows as { account_id: string; kind: string; sum: string; count: number }[])]
+        .filter((r) => r.count > 0)
+        .sort((a, b) => (`${a.account_id}\u0000${a.kind}` < `${b.account_id}\u0000${b.kind}` ? -1 : 1));
+      expect(rows, `${where}: db.query (${source}) sums per account and kind`).toEqual(want);
+    }
+    const verified = await this.live.verify(RANGE);
+    expect(verified.drift, `${where}: verify`).toEqual([]);
+    expect(verified.ok).toBe(true);
     // With nothing left in memory, every stored event is in committed segments (fast mode too).
     const s = this.live.stats();
     if (s.memtableRows === 0 && s.frozenMemtables === 0) this.model.allInSegments();
@@ -656,6 +697,8 @@ class Run {
       case 'flush':
       case 'compact':
       case 'tick':
+      case 'rollup':
+      case 'rebuildRollups':
         await this.inner(cmd, where);
         await this.check(where, false);
         return;
@@ -736,10 +779,12 @@ class Run {
       .listAll()
       .filter((p) =>
         cmd.target === 'segment'
-          ? p.endsWith('.useg')
-          : cmd.target === 'wal'
-            ? /\/wal\/wal-\d+\.log$/.test(p)
-            : /\/manifest\/manifest-\d+\.json$/.test(p),
+          ? /\/raw\/\d+\.useg$/.test(p)
+          : cmd.target === 'rollup'
+            ? /\/rollup\/\d+\.rseg$/.test(p)
+            : cmd.target === 'wal'
+              ? /\/wal\/wal-\d+\.log$/.test(p)
+              : /\/manifest\/manifest-\d+\.json$/.test(p),
       );
     if (cmd.target === 'wal') {
       // The final record of the newest WAL file is left alone: a damaged final record is
