@@ -9,6 +9,8 @@
  *
  * KILL_ROUNDS=N runs more rounds (CI: 20); KILL_SEED=N replays the kill timings' seed.
  */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rng } from '../support/events.ts';
 import { tempDir } from '../api/harness.ts';
@@ -104,6 +106,35 @@ async function storedCopies(url: string): Promise<Map<string, { count: number; c
   return out;
 }
 
+/**
+ * True when the directory holds a segment, rollup or manifest file that the committed
+ * generation does not name: the kill landed between writing it and committing it.
+ */
+function writesInFlight(dir: string): boolean {
+  const manifestDir = join(dir, 'manifest');
+  const current = readFileSync(join(manifestDir, 'CURRENT'), 'utf8').trim();
+  const doc = JSON.parse(readFileSync(join(manifestDir, current), 'utf8')) as {
+    manifest: {
+      raw_segments: { id: number }[];
+      rollup_segments?: { id: number }[];
+      quarantine: { id: number }[];
+    };
+  };
+  const named = new Set(
+    [...doc.manifest.raw_segments, ...(doc.manifest.rollup_segments ?? []), ...doc.manifest.quarantine].map(
+      (e) => e.id,
+    ),
+  );
+  const files = [
+    ...readdirSync(join(dir, 'raw')),
+    ...(existsSync(join(dir, 'rollup')) ? readdirSync(join(dir, 'rollup')) : []),
+  ];
+  const newest = Math.max(0, ...named);
+  // Only ids above every committed one: older unnamed files are obsolete ones not yet deleted.
+  if (files.some((f) => /^\d+\.(useg|rseg)$/.test(f) && Number(f.slice(0, 8)) > newest)) return true;
+  return readdirSync(manifestDir).some((f) => f.endsWith('.tmp'));
+}
+
 describe('serve: SIGKILL at random moments under concurrent HTTP ingest', () => {
   const tmp = tempDir('usagedb-kill-serve-');
   afterAll(() => tmp.remove());
@@ -117,6 +148,8 @@ describe('serve: SIGKILL at random moments under concurrent HTTP ingest', () => 
     let next = 0;
     let kills = 0;
     let retriedDuplicates = 0;
+    /** Kills that left a segment or manifest file no committed generation names yet. */
+    let killedMidWrite = 0;
     for (let round = 0; round < ROUNDS; round++) {
       const durability = (['strict', 'balanced'] as const)[round % 2];
       const server = await serve(tmp.dir, durability);
@@ -165,6 +198,7 @@ describe('serve: SIGKILL at random moments under concurrent HTTP ingest', () => 
       kills++;
       stop = true;
       await server.exited;
+      if (writesInFlight(tmp.dir)) killedMidWrite++;
       await Promise.all(senders);
       expect(failures.map(String)).toEqual([]);
     }
@@ -202,7 +236,8 @@ describe('serve: SIGKILL at random moments under concurrent HTTP ingest', () => 
       expect(retriedDuplicates).toBeGreaterThan(0);
       console.log(
         `kill-serve seed ${SEED}: ${kills} kills, ${next} events sent, ${acked.size} acknowledged, ` +
-          `${copies.size} stored, lost 0, doubled 0, invented 0`,
+          `${copies.size} stored, lost 0, doubled 0, invented 0; ${killedMidWrite} kills landed inside a flush, ` +
+          'merge or rollup build (files not yet committed)',
       );
     } finally {
       last.child.kill('SIGTERM');
