@@ -239,7 +239,6 @@ interface StoredCopy {
 
 class Model {
   readonly events = new Map<string, ModelEvent>();
-  /** Originals with an accepted Retraction (by any standing: then a new one is uncertain). */
   private seq = 0;
   private nextId = 0;
   private uncertain = false;
@@ -286,10 +285,6 @@ class Model {
   setUncertain(on: boolean): void {
     this.uncertain = on;
     if (on) for (const e of this.events.values()) if (e.standing === 'acked') e.standing = 'maybe';
-  }
-
-  isUncertain(): boolean {
-    return this.uncertain;
   }
 
   /** Standing of a newly acknowledged event under `durability`. */
