@@ -521,6 +521,37 @@ class Run {
     });
   }
 
+  /** The file system the current instance writes through; cut off when its process "dies". */
+  private process: { dead: boolean } = { dead: false };
+
+  /**
+   * Opens an instance that reaches the disk through its own gate: at a crash the gate closes,
+   * so work the abandoned instance still had in flight (a flush waiting for its encoder, a
+   * background fsync) cannot write to the rebooted disk, as a dead process could not.
+   */
+  open(): Promise<UsageDb> {
+    const life = { dead: false };
+    this.process = life;
+    const fs = this.sim.fs;
+    const gated = new Proxy(fs, {
+      get(target, prop, receiver) {
+        const value = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          if (life.dead)
+            return Promise.reject(new SimulatedCrashError(String(prop), String(args[0]), fs.callCount));
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    return this.sim.open({ fs: gated });
+  }
+
+  /** The current instance's process is gone: nothing it still runs reaches the disk. */
+  kill(): void {
+    this.process.dead = true;
+  }
+
   get live(): UsageDb {
     if (this.db === null) throw new Error('no open database');
     return this.db;
@@ -674,6 +705,7 @@ class Run {
   }
 
   async crashAndReopen(): Promise<void> {
+    this.kill();
     if (this.db !== null) abandonForCrashTest(this.db);
     this.db = null;
     if (this.sim.fs.halted) this.sim.fs.restart();
@@ -681,7 +713,7 @@ class Run {
       this.sim.fs.clearFaults();
       this.sim.fs.crash({ tornWrites: true });
     }
-    this.db = await this.sim.open();
+    this.db = await this.open();
   }
 
   async run(cmd: Command, step: number): Promise<void> {
@@ -700,7 +732,7 @@ class Run {
       case 'restart':
         await this.flushLike(() => this.live.close());
         this.db = null;
-        this.db = await this.sim.open();
+        this.db = await this.open();
         await this.check(where, true);
         return;
       case 'crash': {
@@ -785,7 +817,7 @@ class Run {
       // The final record of the newest WAL file is left alone: a damaged final record is
       // indistinguishable from a torn write and is dropped as one (reported in stats().recovery).
       // A marker event (durable by itself) is that final record.
-      this.db = await this.sim.open();
+      this.db = await this.open();
       const newest = this.sim.fs
         .listAll()
         .filter((p) => /\/wal\/wal-\d+\.log$/.test(p))
@@ -809,20 +841,20 @@ class Run {
       const file = cmd.pick % 2 === 0 ? last : files[(cmd.pick >> 1) % files.length];
       const size = this.sim.fs.readRaw(file).byteLength - (file === last ? tailGuard : 0);
       if (size <= 0) {
-        this.db = await this.sim.open();
+        this.db = await this.open();
         return;
       }
       this.sim.fs.flipBit(file, Math.floor(cmd.offset * size), cmd.bit);
     } else {
       if (files.length === 0) {
-        this.db = await this.sim.open();
+        this.db = await this.open();
         return;
       }
       const file = files[cmd.pick % files.length];
       const size = this.sim.fs.readRaw(file).byteLength;
       this.sim.fs.flipBit(file, Math.floor(cmd.offset * size), cmd.bit);
     }
-    const outcome = await this.tolerant(where, () => this.sim.open());
+    const outcome = await this.tolerant(where, () => this.open());
     if (outcome === 'corrupt') {
       this.ended = true;
       return;
@@ -861,12 +893,12 @@ async function runScenario(scenario: Scenario): Promise<void> {
   totals.sequences++;
   const run = new Run(scenario);
   try {
-    run.db = await run.sim.open();
+    run.db = await run.open();
     for (let step = 0; step < scenario.commands.length && !run.ended; step++)
       await run.run(scenario.commands[step], step);
     if (!run.ended) {
       await run.flushLike(() => run.live.close());
-      run.db = await run.sim.open();
+      run.db = await run.open();
       await run.check('final reopen', true);
       await run.live.close();
       run.db = null;
