@@ -82,7 +82,7 @@ type Command =
       offset: number;
       bit: number;
     };
-// Extension point: billing periods become new kinds here ({ t: 'periodClose'; account;
+// Extension point: billing periods (src/billing) become new kinds here ({ t: 'periodClose'; account;
 // month }, { t: 'periodReopen'; ... }), with an arbitrary in `commandArb`, a case in
 // `Run.run` (or `Run.inner` when they may run inside a crash window), and their expectations
 // in the model (a closed period rejects new Usage with `period_closed`; its snapshot stays).
