@@ -70,9 +70,10 @@ const RICE_BITS = 8;
 /**
  * One stored chunk of an id index: entries [from, to) of `index`, hashes shifted right by
  * `shift` (storedHashShift). Layout, a bit stream (least significant bit of each byte first):
- * the deltas of the shifted hashes after the first (the first is in the footer's directory),
- * each Rice coded (delta >> 8 in unary as ones ended by a zero, then its low 8 bits), then
- * every row in `rowBits` bits; zero bits pad the last byte.
+ * every row in `rowBits` bits (fixed width, so row i is at bit i · rowBits), then the deltas of
+ * the shifted hashes after the first (the first is in the footer's directory), each Rice coded
+ * (delta >> 8 in unary as ones ended by a zero, then its low 8 bits); zero bits pad the last
+ * byte. A lookup decodes deltas only up to its key, then reads the matching rows directly.
  */
 export function encodeIdIndexChunk(
   index: IdIndex,
@@ -81,81 +82,130 @@ export function encodeIdIndexChunk(
   rowBits: number,
   shift: number,
 ): Uint8Array {
-  const bits: number[] = [];
+  const bytes: number[] = [];
   let acc = 0;
   let accBits = 0;
   const put = (value: number, width: number): void => {
     for (let k = 0; k < width; k++) {
       acc |= ((value >>> k) & 1) << accBits;
       if (++accBits === 8) {
-        bits.push(acc);
+        bytes.push(acc);
         acc = 0;
         accBits = 0;
       }
     }
   };
+  for (let i = from; i < to; i++) put(index.rows[i], rowBits);
   for (let i = from + 1; i < to; i++) {
     const d = (index.hashes[i] >>> shift) - (index.hashes[i - 1] >>> shift);
     for (let q = d >>> RICE_BITS; q > 0; q--) put(1, 1);
     put(0, 1);
     put(d, RICE_BITS);
   }
-  for (let i = from; i < to; i++) put(index.rows[i], rowBits);
-  if (accBits > 0) bits.push(acc);
-  return Uint8Array.from(bits);
+  if (accBits > 0) bytes.push(acc);
+  return Uint8Array.from(bytes);
 }
 
-/** Decodes a stored chunk of `count` entries (shifted hashes); throws RangeError on bytes that do not fit. */
+/** Reads stored id index bits: fields of up to 16 bits per mask and shift. */
+class BitReader {
+  private readonly bytes: Uint8Array;
+  private acc = 0;
+  private have = 0;
+  private pos: number;
+
+  constructor(bytes: Uint8Array, bit: number) {
+    this.bytes = bytes;
+    this.pos = bit >>> 3;
+    this.take(bit & 7);
+  }
+
+  private refill(): void {
+    while (this.have <= 16 && this.pos < this.bytes.length) {
+      this.acc |= this.bytes[this.pos++] << this.have;
+      this.have += 8;
+    }
+  }
+
+  take(width: number): number {
+    if (width > 16) return this.take(16) + this.take(width - 16) * 65536;
+    this.refill();
+    if (this.have < width) throw new RangeError('id index chunk: truncated');
+    const v = this.acc & ((1 << width) - 1);
+    this.acc >>>= width;
+    this.have -= width;
+    return v;
+  }
+
+  /** One Rice-coded delta. */
+  delta(): number {
+    let q = 0;
+    for (;;) {
+      if (this.have === 0) {
+        this.refill();
+        if (this.have === 0) throw new RangeError('id index chunk: truncated');
+      }
+      const bit = this.acc & 1;
+      this.acc >>>= 1;
+      this.have--;
+      if (bit === 0) break;
+      q++;
+    }
+    return q * 256 + this.take(RICE_BITS);
+  }
+
+  /** True when only the zero padding of the last byte is left. */
+  atPaddedEnd(): boolean {
+    return this.pos === this.bytes.length && this.have < 8 && this.acc === 0;
+  }
+}
+
+function checkChunkSize(bytes: Uint8Array, count: number, rowBits: number): void {
+  if (count < 1 || bytes.length * 8 < count * rowBits + (count - 1) * (RICE_BITS + 1))
+    throw new RangeError('id index chunk: shorter than its entries');
+}
+
+/** Decodes a whole stored chunk of `count` entries (shifted hashes); RangeError on bytes that do not fit. */
 export function decodeIdIndexChunk(
   bytes: Uint8Array,
   firstHash: number,
   count: number,
   rowBits: number,
 ): IdIndex {
+  checkChunkSize(bytes, count, rowBits);
   const hashes = new Uint32Array(count);
   const rows = new Uint32Array(count);
-  // Bits not yet consumed sit in `acc` (low bits first), `have` of them; refilled a byte at a
-  // time, so a field of up to 16 bits is one mask and shift (cold lookups decode whole chunks).
-  let acc = 0;
-  let have = 0;
-  let pos = 0;
-  const refill = (): void => {
-    while (have <= 16 && pos < bytes.length) {
-      acc |= bytes[pos++] << have;
-      have += 8;
-    }
-  };
-  const take = (width: number): number => {
-    refill();
-    if (have < width) throw new RangeError('id index chunk: truncated');
-    const v = acc & ((1 << width) - 1);
-    acc >>>= width;
-    have -= width;
-    return v;
-  };
-  const takeWide = (width: number): number =>
-    width <= 16 ? take(width) : take(16) + take(width - 16) * 65536;
+  const rowReader = new BitReader(bytes, 0);
+  for (let i = 0; i < count; i++) rows[i] = rowReader.take(rowBits);
+  const r = new BitReader(bytes, count * rowBits);
   let h = firstHash;
   hashes[0] = h;
   for (let i = 1; i < count; i++) {
-    let q = 0;
-    for (;;) {
-      if (have === 0) {
-        refill();
-        if (have === 0) throw new RangeError('id index chunk: truncated');
-      }
-      const bit = acc & 1;
-      acc >>>= 1;
-      have--;
-      if (bit === 0) break;
-      q++;
-    }
-    h += q * 256 + take(RICE_BITS);
+    h += r.delta();
     if (h > 0xffffffff) throw new RangeError('id index chunk: hash out of range');
     hashes[i] = h;
   }
-  for (let i = 0; i < count; i++) rows[i] = takeWide(rowBits);
-  // Only the zero padding of the last byte may remain.
-  if (pos !== bytes.length || have >= 8 || acc !== 0) throw new RangeError('id index chunk: trailing bits');
+  if (!r.atPaddedEnd()) throw new RangeError('id index chunk: trailing bits');
   return { hashes, rows };
+}
+
+/**
+ * Rows of a stored chunk whose shifted hash equals `key`: decodes deltas only up to the key,
+ * then reads those rows at their fixed positions. RangeError on bytes that do not fit.
+ */
+export function searchIdIndexChunk(
+  bytes: Uint8Array,
+  firstHash: number,
+  count: number,
+  rowBits: number,
+  key: number,
+): number[] {
+  checkChunkSize(bytes, count, rowBits);
+  const matches: number[] = [];
+  const r = new BitReader(bytes, count * rowBits);
+  let h = firstHash;
+  for (let i = 0; i < count && h <= key; i++) {
+    if (i > 0) h += r.delta();
+    if (h === key) matches.push(i);
+  }
+  return matches.map((i) => new BitReader(bytes, i * rowBits).take(rowBits));
 }

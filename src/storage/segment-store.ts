@@ -28,7 +28,7 @@ import { accountBucket, utcDay } from './partition.ts';
 import type { BlockMeta, SegmentMeta } from './segment/segment-format.ts';
 import {
   type IdIndexLayout,
-  parseIdIndexChunk,
+  verifyIdIndexChunk,
   readSegmentFilter,
   readSegmentFooter,
   readSegmentTail,
@@ -36,7 +36,14 @@ import {
 } from './segment/segment-reader.ts';
 import type { RegionRef } from './segment/segment-format.ts';
 import { lowerBound } from '../util/lower-bound.ts';
-import { buildIdIndex, ID_INDEX_CHUNK_ENTRIES, type IdIndex, storedHashShift } from './id-index.ts';
+import {
+  buildIdIndex,
+  ID_INDEX_CHUNK_ENTRIES,
+  type IdIndex,
+  rowBitsOf,
+  searchIdIndexChunk,
+  storedHashShift,
+} from './id-index.ts';
 import { type IdFilter, type IdHashes } from './id-filter.ts';
 
 /** One (day, bucket) partition inside a segment file: a contiguous run of its blocks. */
@@ -96,7 +103,7 @@ export interface DedupeCounters {
 
 /** Memory for per-segment id filters read on demand. */
 const FILTER_CACHE_BYTES_MAX = 16 * 1024 * 1024;
-/** Memory for decoded id index chunks. */
+/** Memory for id index chunks (as stored, verified) and format 1 files' built indexes. */
 const ID_INDEX_CACHE_BYTES_MAX = 16 * 1024 * 1024;
 /** Cache key of a format 1 file's whole id index (chunk numbers stay below it). */
 const WHOLE_INDEX_CHUNK = 65_535;
@@ -179,6 +186,10 @@ function slicesOf(entry: SegmentEntry, meta: SegmentMeta, bucketCount: number): 
   return slices;
 }
 
+function cachedBytes(value: Uint8Array | IdIndex): number {
+  return value instanceof Uint8Array ? value.byteLength : value.hashes.byteLength + value.rows.byteLength;
+}
+
 /** Smallest index i with sorted[i] > value. */
 function upperBound(sorted: readonly string[], value: string): number {
   let lo = 0;
@@ -226,7 +237,7 @@ export class SegmentStore {
   private files: SegmentFile[] = [];
   private filterCache = new Map<number, BloomFilter>();
   private filterCacheBytes = 0;
-  private indexCache = new Map<number, IdIndex>();
+  private indexCache = new Map<number, Uint8Array | IdIndex>();
   private indexCacheBytes = 0;
   private idFilterOrNull: IdFilter | null = null;
   readonly dedupe: DedupeCounters = {
@@ -424,26 +435,35 @@ export class SegmentStore {
   async idIndexRows(segmentId: number, h3: number): Promise<number[]> {
     const file = this.prepared.get(segmentId);
     assert(file !== undefined, `segment ${segmentId} is not committed`);
-    const rows: number[] = [];
-    const collect = (index: IdIndex, key: number): void => {
-      for (let i = lowerBound(index.hashes, key); i < index.hashes.length && index.hashes[i] === key; i++)
-        rows.push(index.rows[i]);
-    };
     const layout = file.idIndex;
     if (layout === null) {
-      collect(await this.wholeIdIndex(file), h3);
+      const index = await this.wholeIdIndex(file);
+      const rows: number[] = [];
+      for (let i = lowerBound(index.hashes, h3); i < index.hashes.length && index.hashes[i] === h3; i++)
+        rows.push(index.rows[i]);
       return rows;
     }
     // A stored index keeps the high bits of each hash (storedHashShift): candidates compare
     // on those. Equal values may run across chunks: start at the last chunk starting below.
-    const key = h3 >>> storedHashShift(file.meta.rowCount);
+    const rowCount = file.meta.rowCount;
+    const key = h3 >>> storedHashShift(rowCount);
     const first = layout.firstHashes;
-    let c = Math.max(0, lowerBound(first, key) - 1);
-    for (; c < first.length && first[c] <= key; c++) collect(await this.idIndexChunk(file, layout, c), key);
+    const rows: number[] = [];
+    for (let c = Math.max(0, lowerBound(first, key) - 1); c < first.length && first[c] <= key; c++) {
+      const bytes = await this.idIndexChunk(file, layout, c);
+      const count = Math.min(ID_INDEX_CHUNK_ENTRIES, rowCount - c * ID_INDEX_CHUNK_ENTRIES);
+      const found = decodedOrCorrupt(segmentId, () =>
+        searchIdIndexChunk(bytes, first[c], count, rowBitsOf(rowCount), key),
+      );
+      for (const row of found) {
+        if (row >= rowCount) throw corrupt(segmentId, `id index names row ${row} of ${rowCount}`);
+        rows.push(row);
+      }
+    }
     return rows;
   }
 
-  private cached(key: number): IdIndex | undefined {
+  private cached(key: number): Uint8Array | IdIndex | undefined {
     const hit = this.indexCache.get(key);
     if (hit !== undefined) {
       this.indexCache.delete(key);
@@ -452,30 +472,29 @@ export class SegmentStore {
     return hit;
   }
 
-  private remember(file: SegmentFile, key: number, index: IdIndex): void {
+  private remember(file: SegmentFile, key: number, value: Uint8Array | IdIndex): void {
     if (this.prepared.get(file.entry.id) !== file) return;
-    this.indexCache.set(key, index);
-    this.indexCacheBytes += index.hashes.byteLength + index.rows.byteLength;
-    for (const [other, f] of this.indexCache) {
+    this.indexCache.set(key, value);
+    this.indexCacheBytes += cachedBytes(value);
+    for (const [other, v] of this.indexCache) {
       if (this.indexCacheBytes <= ID_INDEX_CACHE_BYTES_MAX || other === key) break;
       this.indexCache.delete(other);
-      this.indexCacheBytes -= f.hashes.byteLength + f.rows.byteLength;
+      this.indexCacheBytes -= cachedBytes(v);
     }
   }
 
-  private async idIndexChunk(file: SegmentFile, layout: IdIndexLayout, chunk: number): Promise<IdIndex> {
+  /** A stored id index chunk, verified once when read. */
+  private async idIndexChunk(file: SegmentFile, layout: IdIndexLayout, chunk: number): Promise<Uint8Array> {
     const id = file.entry.id;
     const key = id * 65_536 + chunk;
     const hit = this.cached(key);
-    if (hit !== undefined) return hit;
+    if (hit instanceof Uint8Array) return hit;
     const region = layout.regions[chunk];
-    const count = Math.min(ID_INDEX_CHUNK_ENTRIES, file.meta.rowCount - chunk * ID_INDEX_CHUNK_ENTRIES);
     const handle = await this.openHandle(id, segmentPath(this.root, id));
     let failed = false;
-    let index: IdIndex;
+    let bytes: Uint8Array;
     try {
-      const bytes = await handle.read(region.offset, region.length);
-      index = parseIdIndexChunk(bytes, region, layout.firstHashes[chunk], count, file.meta.rowCount);
+      bytes = verifyIdIndexChunk(await handle.read(region.offset, region.length), region);
     } catch (err) {
       failed = true;
       throw corrupt(id, `id index: ${(err as Error).message}`, err);
@@ -483,15 +502,15 @@ export class SegmentStore {
       await this.releaseHandle(id, failed);
     }
     this.dedupe.idIndexChunkReads++;
-    this.remember(file, key, index);
-    return index;
+    this.remember(file, key, bytes);
+    return bytes;
   }
 
   /** A format 1 file's id index, built from its event ids (it stores none). */
   private async wholeIdIndex(file: SegmentFile): Promise<IdIndex> {
     const key = file.entry.id * 65_536 + WHOLE_INDEX_CHUNK;
     const hit = this.cached(key);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined && !(hit instanceof Uint8Array)) return hit;
     const byRow = new Uint32Array(file.meta.rowCount);
     const h = new Uint32Array(4);
     let row = 0;
@@ -545,10 +564,10 @@ export class SegmentStore {
       this.filterCache.delete(segmentId);
       this.filterCacheBytes -= f.sizeBytes;
     }
-    for (const [key, index] of this.indexCache) {
+    for (const [key, value] of this.indexCache) {
       if (Math.floor(key / 65_536) !== segmentId) continue;
       this.indexCache.delete(key);
-      this.indexCacheBytes -= index.hashes.byteLength + index.rows.byteLength;
+      this.indexCacheBytes -= cachedBytes(value);
     }
   }
 

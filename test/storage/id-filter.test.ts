@@ -14,6 +14,7 @@ import {
   decodeIdIndexChunk,
   encodeIdIndexChunk,
   rowBitsOf,
+  searchIdIndexChunk,
   storedHashShift,
 } from '../../src/storage/id-index.ts';
 import { rng } from '../support/events.ts';
@@ -105,6 +106,13 @@ describe('stored id index chunks', () => {
           const back = decodeIdIndexChunk(bytes, index.hashes[from] >>> shift, to - from, rowBitsOf(n));
           expect([...back.rows]).toEqual([...index.rows.subarray(from, to)]);
           expect([...back.hashes]).toEqual([...index.hashes.subarray(from, to)].map((h) => h >>> shift));
+          // A search finds exactly the rows of its key, for keys present and absent.
+          for (const k of [from, Math.floor((from + to) / 2), to - 1]) {
+            const key = index.hashes[k] >>> shift;
+            const expected = [...back.rows].filter((_, i) => back.hashes[i] === key);
+            expect(searchIdIndexChunk(bytes, back.hashes[0], to - from, rowBitsOf(n), key)).toEqual(expected);
+            expect(searchIdIndexChunk(bytes, back.hashes[0], to - from, rowBitsOf(n), key + 0.5)).toEqual([]);
+          }
         },
       ),
       { numRuns: 200 },
