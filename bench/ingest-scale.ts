@@ -6,13 +6,17 @@
  * Ingests the generated workload in batches of 1,000 (balanced) while calling `tick()` about
  * every 200 batches, as a server's timer would (so background compaction runs as in
  * production), and prints per million events: the rate inside ingest, batch latency p50/p99,
- * RSS, heap and segment count. Then: compaction totals and write amplification, bytes/event
- * before and after a full compaction, reopen time, a retry probe (retries of random events
- * from the first 1% of history: all must be recognised) and q1/q4 on the sampled accounts.
+ * RSS, heap, segment count and the database id filter (size, bits per key, probes of
+ * per-segment filters). Then: batch p99 with and without a background merge running,
+ * compaction totals and write amplification, bytes/event before and after a full compaction
+ * (and its throughput), reopen time with the memory the reopened database holds per stored
+ * event, a retry probe (retries of random events from the first 1% of history: all must be
+ * recognised, p50/p99 per batch) and q1/q4 on the sampled accounts.
  */
 import { execSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { UsageDb } from '../src/db.ts';
+import { dedupeState } from '../src/testing.ts';
 import { usagedbQueryRunner } from './usagedb.ts';
 import { querySample, Workload } from './workload.ts';
 
@@ -36,12 +40,19 @@ let insideMs = 0;
 let windowMs = 0;
 let batches = 0;
 let latencies: number[] = [];
+const whileMerging: number[] = [];
+const withoutMerge: number[] = [];
 let ticking: Promise<void> | null = null;
 const rates: number[] = [];
+// CPU time of the whole process (every thread) per million: steadier than wall time when
+// other processes share the machine.
+let cpuAt = process.cpuUsage();
 for (const batch of workload.batches()) {
+  const merging = db.stats().compaction.running;
   const t0 = performance.now();
   await db.ingest(batch.events);
   const ms = performance.now() - t0;
+  (merging ? whileMerging : withoutMerge).push(ms);
   insideMs += ms;
   windowMs += ms;
   latencies.push(ms);
@@ -57,10 +68,17 @@ for (const batch of workload.batches()) {
     rates.push(rate);
     const m = process.memoryUsage();
     const s = db.stats();
+    const d = dedupeState(db);
+    const cpu = process.cpuUsage(cpuAt);
+    cpuAt = process.cpuUsage();
+    const cpuUs = (cpu.user + cpu.system) / MILLION;
     console.log(
-      `${(batches * 1000) / MILLION}M: ${rate} events/s inside ingest, batch p50 ${pct(latencies, 0.5).toFixed(1)} ms ` +
+      `${(batches * 1000) / MILLION}M: ${rate} events/s inside ingest, ${cpuUs.toFixed(2)} µs CPU/event, batch p50 ${pct(latencies, 0.5).toFixed(1)} ms ` +
         `p99 ${pct(latencies, 0.99).toFixed(1)} ms, rss ${mib(m.rss)} MiB, heap ${mib(m.heapUsed)} MiB, ` +
-        `segments ${s.segments}, merges ${s.compaction.merges}`,
+        `segments ${s.segments}, merges ${s.compaction.merges}; id filter ${mib(d.filter.bytes)} MiB ` +
+        `(${d.filter.bitsPerKey.toFixed(1)} bits/key, ${d.filter.rebuilds} rebuilds, ${d.filter.writes} writes), ` +
+        `cold lookups ${d.counters.coldLookups}, segment-filter probes ${d.counters.segmentFilterProbes}, ` +
+        `id index chunk reads ${d.counters.idIndexChunkReads} (totals so far)`,
     );
     latencies = [];
     windowMs = 0;
@@ -72,6 +90,24 @@ console.log(
 );
 if (rates.length >= 2) {
   console.log(`last million / first million: ${((rates[rates.length - 1] / rates[0]) * 100).toFixed(0)}%`);
+}
+whileMerging.sort((a, b) => a - b);
+withoutMerge.sort((a, b) => a - b);
+console.log(
+  `batch p99: ${pct(withoutMerge, 0.99).toFixed(1)} ms without a background merge (${withoutMerge.length} batches), ` +
+    (whileMerging.length > 0
+      ? `${pct(whileMerging, 0.99).toFixed(1)} ms while one ran (${whileMerging.length} batches)`
+      : 'no batch ran beside a merge'),
+);
+{
+  const d = dedupeState(db);
+  const probesPerEvent = d.filter.probes / events;
+  console.log(
+    `dedupe: database filter ${d.filter.probes} probes (${probesPerEvent.toFixed(3)} per event sent), ` +
+      `${d.counters.segmentFilterProbes} per-segment filter probes (${(d.counters.segmentFilterProbes / events).toFixed(4)} per event), ` +
+      `${d.counters.segmentFilterLoads} filter loads, ${d.counters.idIndexChunkReads} id index chunk reads; ` +
+      `caches ${mib(d.cacheBytes.segmentFilters)} + ${mib(d.cacheBytes.idIndexChunks)} MiB`,
+  );
 }
 const closeStart = performance.now();
 await db.flush();
@@ -88,6 +124,8 @@ const before = diskBytes();
 console.log(`on disk: ${before} bytes, ${(before / workload.totals.unique).toFixed(2)} bytes/event`);
 console.log(`peak RSS: ${mib(process.resourceUsage().maxRSS * 1024)} MiB`);
 
+// Opens and closes the database once (one process owns a directory at a time).
+await reportHeldMemory();
 const reopenStart = performance.now();
 const reopened = await UsageDb.open({ dir });
 console.log(`reopen: ${Math.round(performance.now() - reopenStart)} ms`);
@@ -140,3 +178,35 @@ for (const kind of ['q1', 'q4'] as const) {
   console.log(`${kind}: p50 ${pct(times, 0.5).toFixed(1)} ms, p95 ${pct(times, 0.95).toFixed(1)} ms`);
 }
 await runner.close();
+
+/**
+ * Memory a freshly opened database holds: heap and array buffers after a GC with it open,
+ * minus the same after closing it (so only what it held, nothing the run left behind).
+ */
+async function reportHeldMemory(): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) return;
+  const used = (): number => {
+    gc();
+    const m = process.memoryUsage();
+    return m.heapUsed + m.arrayBuffers;
+  };
+  const stored = workload.totals.unique;
+  // The database lives only inside this call, so it is garbage once the call returns.
+  const measure = async (): Promise<{ withDb: number; line: string }> => {
+    const open = await UsageDb.open({ dir });
+    const withDb = used();
+    const d = dedupeState(open);
+    const line =
+      `id filter ${(d.filter.bytes / stored).toFixed(2)} B/event at ${d.filter.bitsPerKey.toFixed(1)} bits/key, ` +
+      `${open.stats().segments} segments`;
+    await open.close();
+    return { withDb, line };
+  };
+  const { withDb, line } = await measure();
+  const held = withDb - used();
+  console.log(
+    `held by a reopened database: ${mib(held)} MiB, ${(held / stored).toFixed(2)} bytes/stored event (${line}; ` +
+      'the rest: segment footers, WAL and memtable buffers)',
+  );
+}

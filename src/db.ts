@@ -36,6 +36,7 @@ import {
 } from './export/parquet.ts';
 import { Admission, emptyIngestResult, type IngestResult, rejectEvent } from './ingest/admission.ts';
 import { StoredEventFinder } from './ingest/dedupe.ts';
+import { IdFilter } from './storage/id-filter.ts';
 import { Flusher } from './ingest/flusher.ts';
 import { type Durability, Ingestor } from './ingest/ingestor.ts';
 import { Memtables } from './ingest/memtables.ts';
@@ -186,6 +187,7 @@ export interface UsageDbOptions {
 export const ABANDON = Symbol('usagedb.abandonForCrashTest');
 export const READ_SNAPSHOT = Symbol('usagedb.readSnapshot');
 export const REPLACE_ROLLUP = Symbol('usagedb.replaceRollupForTest');
+export const SEGMENT_STORE = Symbol('usagedb.segmentStore');
 
 interface Parts {
   options: UsageDbOptions;
@@ -334,6 +336,10 @@ export class UsageDb {
         await segments.prepare(entry);
         if (entry.retractions > 0) await retracted.addSegment(entry.id, entry.retractions);
       }
+      // The database id filter: its newest file plus the ids of any segment the file lacks.
+      segments.setIdFilter(
+        await IdFilter.open(fs, root, manifest.raw_segments, (id) => segments.idHashes(id)),
+      );
       segments.setEntries(manifest.raw_segments);
       const rollupStore = new RollupStore(fs, root, limits.rollupCacheBytes);
       versions.onCommit = (state) => {
@@ -582,7 +588,12 @@ export class UsageDb {
    */
   async compact(): Promise<MergeResult | null> {
     this.assertOpen();
-    return publicErrors('cannot compact', () => this.compactor.compactAll());
+    return publicErrors('cannot compact', async () => {
+      const merged = await this.compactor.compactAll();
+      // The outputs are covered by the filter in memory; written now, a reopen need not rescan them.
+      if (merged !== null) await this.persistIdFilter();
+      return merged;
+    });
   }
 
   /**
@@ -734,11 +745,27 @@ export class UsageDb {
       });
     }
     this.closed = true;
+    if (flushError === null) await this.persistIdFilter();
     await this.ingestor.close();
     await this.rejectionLog.close();
     await this.segments.close();
     await publicErrors('cannot release the lock', () => this.lock.release());
     if (flushError !== null) throw flushError;
+  }
+
+  /**
+   * Writes the id filter so the next open loads it instead of reading event ids. A failure
+   * costs only that (the next open rebuilds what the newest valid file lacks).
+   */
+  private async persistIdFilter(): Promise<void> {
+    const filter = this.segments.idFilter;
+    await filter.idle();
+    await filter.persist(() => this.versions.liveSegmentIds()).catch(() => undefined);
+  }
+
+  /** The segment store, for dedupe probes in tests and benchmarks (src/testing.ts). */
+  [SEGMENT_STORE](): SegmentStore {
+    return this.segments;
   }
 
   /** Drops this instance without any I/O, as a crash would (src/testing.ts). */

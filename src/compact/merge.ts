@@ -91,7 +91,8 @@ export async function mergeRawSegments(
           files.map((f) => f.bytes.buffer as ArrayBuffer),
         );
   const output = await writeEncodedSegment(ctx.fs, ctx.root, request.outputId, merged.encoded);
-  await ctx.segments.prepare(output, merged.encoded.idIndex);
+  // No ids to add to the database id filter: the output's ids are its inputs'.
+  await ctx.segments.prepare(output);
   try {
     return await commitMerge(ctx, inputs, merged, output, request.bucketCount);
   } catch (err) {
@@ -153,7 +154,10 @@ async function commitMerge(
         quarantine: [...s.quarantine, ...quarantine],
       };
     },
-    () => ctx.retracted.removeSegments(inputIds),
+    () => {
+      ctx.retracted.removeSegments(inputIds);
+      ctx.segments.idFilter.noteMerge(output.id, inputIds);
+    },
   );
   const quarantinedRows = quarantine.reduce((n, q) => n + q.rows, 0);
   return {

@@ -2,14 +2,17 @@
  * Permanent idempotency: finding whether an event id was ever stored, at any age.
  *
  * Lookup order for an id: memtables and the hot window of recently flushed ids
- * (RecentIds, in the caller) -> the id filter of every segment file (in memory; a "no" is final) ->
- * in a file that says maybe, its id index (sorted id hashes with their row) -> the exact
- * id of that row. Works whatever partition the stored event is in (a retry whose timestamp
- * or account changed is a conflict, and is found).
+ * (RecentIds, in the caller) -> the database id filter (one probe of one cache line, in
+ * memory; a "no" is final) -> on a maybe, each segment file's own id filter (read on demand,
+ * cached) -> in a file that says maybe, its id index (sorted id hashes with their row, read a
+ * chunk at a time, cached) -> the exact id of that row. Works whatever partition the stored
+ * event is in (a retry whose timestamp or account changed is a conflict, and is found).
  *
  * Invariants:
- * - a "not found" is only returned when every segment's id filter or id index says no:
- *   neither has false negatives, so a flushed id is always found;
+ * - a "not found" is only returned when the database filter, or every segment's id filter or
+ *   id index, says no: none has false negatives, so a flushed id is always found;
+ * - a new event costs one filter probe whatever the number of files, unless the database
+ *   filter answers a false positive;
  * - every hit is confirmed against the exact event_id string; hashes never decide alone.
  */
 
@@ -17,7 +20,6 @@ import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
 import { eventOfRow, type StoredEvent } from '../model/event.ts';
 import { hash128 } from '../model/hash.ts';
 import type { SegmentStore } from '../storage/segment-store.ts';
-import { lowerBound } from '../util/lower-bound.ts';
 
 /** Where a stored event was found. */
 export interface StoredHit {
@@ -36,7 +38,7 @@ export class StoredEventFinder {
 
   /** `h1`, `h2` = hash128(event id). False means the id was never flushed (filters have no false negatives). */
   mayBeStored(h1: number, h2: number): boolean {
-    return this.segments.anyFileMayContain(h1, h2);
+    return this.segments.mayBeStored(h1, h2);
   }
 
   /**
@@ -47,10 +49,9 @@ export class StoredEventFinder {
    */
   async find(eventId: string): Promise<StoredHit | null> {
     const h = hash128(eventId);
-    for (const entry of this.segments.filesMayContain(h.h1, h.h2)) {
-      const index = await this.segments.idIndex(entry.id);
-      for (let i = lowerBound(index.hashes, h.h3); i < index.hashes.length && index.hashes[i] === h.h3; i++) {
-        const row = index.rows[i];
+    if (!this.segments.mayBeStored(h.h1, h.h2)) return null;
+    for (const entry of await this.segments.filesMayContain(h.h1, h.h2)) {
+      for (const row of await this.segments.idIndexRows(entry.id, h.h3)) {
         if ((await this.segments.readEventIdAt(entry.id, row)) !== eventId) continue;
         const { block, rowInBlock } = this.segments.blockOfRow(entry.id, row);
         // Every column but event_id (known to match): ids are the costliest to decode.

@@ -180,12 +180,31 @@ export class Flusher {
     this.lastError = null;
   }
 
+  /**
+   * Grows or writes the database id filter when due, in the background (one at a time; a
+   * failure is logged and retried after a later flush: the filter in memory stays complete).
+   */
+  private idFilterUpkeep(): void {
+    const filter = this.segments.idFilter;
+    if (!filter.wantsGrowth && !filter.wantsWrite) return;
+    filter
+      .maintain(
+        () => {
+          const v = this.versions.pin();
+          return { segments: v.state.raw_segments, release: () => v.release() };
+        },
+        (id) => this.segments.idHashes(id),
+        () => this.versions.liveSegmentIds(),
+      )
+      .catch((err: unknown) => this.config.logger.warn({ err: String(err) }, 'id filter upkeep failed'));
+  }
+
   private async flushLoop(): Promise<void> {
     const { fs, root, clock, blockRows } = this.config;
     while (this.memtables.frozen.length > 0) {
       const job = this.memtables.frozen[0];
       const segmentId = this.versions.allocateSegmentId();
-      const { segment, payloadHashes, eventIds, idIndex } = await flushColumns(job.memtable.columns(), {
+      const { segment, payloadHashes, eventIds, idHashes } = await flushColumns(job.memtable.columns(), {
         fs,
         root,
         clock,
@@ -194,13 +213,16 @@ export class Flusher {
         blockRows,
       });
       this.bytesFlushed += segment.size_bytes;
-      await this.segments.prepare(segment, idIndex);
+      await this.segments.prepare(segment);
       try {
         if (segment.retractions > 0) await this.retracted.addSegment(segment.id, segment.retractions);
         await this.versions.commit(
           (s) => ({ ...s, wal_start: job.lastWalNumber + 1, raw_segments: [...s.raw_segments, segment] }),
           () => {
-            // The same synchronous step as the segment becoming visible.
+            // The same synchronous step as the segment becoming visible: the database id
+            // filter gets its ids now (not earlier: a filter rebuild pins versions, and must
+            // see either the segment in the version it pinned or this add).
+            this.segments.idFilter.addSegment(segment.id, idHashes);
             this.memtables.frozen.shift();
             this.progress.resolve();
             this.progress = Promise.withResolvers<void>();
@@ -212,6 +234,7 @@ export class Flusher {
         this.segments.discard(segment.id);
         throw err;
       }
+      this.idFilterUpkeep();
     }
   }
 }

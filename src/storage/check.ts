@@ -252,9 +252,9 @@ export async function inspectSegment(
     blocks: meta.blocks.length,
     accounts: meta.accountIds.length,
     id_filter: {
-      bits: reader.filter.bitCount,
-      hashes: reader.filter.hashCount,
-      bytes_per_event: Math.round((reader.filter.bitCount / 8 / meta.rowCount) * 100) / 100,
+      bits: reader.filter?.bitCount ?? 0,
+      hashes: reader.filter?.hashCount ?? 0,
+      bytes_per_event: Math.round(((reader.filter?.bitCount ?? 0) / 8 / meta.rowCount) * 100) / 100,
     },
     bytes_by_column: bytesByColumn,
     partitions,

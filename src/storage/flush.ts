@@ -20,7 +20,7 @@ import type { EventColumns } from '../model/columns.ts';
 import type { PackedIds } from '../model/packed-ids.ts';
 import type { Clock } from './clock.ts';
 import { type FileSystem, joinPath } from './fs/file-system.ts';
-import type { IdIndex } from './id-index.ts';
+import type { IdHashes } from './id-filter.ts';
 import { RAW_DIR, segmentPath } from './layout.ts';
 import type { SegmentEntry } from './manifest.ts';
 import { retractionFilePath, writeRetractionFile } from './retractions.ts';
@@ -47,8 +47,8 @@ export interface FlushOutput {
   payloadHashes: Uint32Array;
   /** The memtable rows' event ids, packed, for the hot dedupe window. */
   eventIds: PackedIds;
-  /** The segment file's id index, for dedupe lookups (SegmentStore.prepare). */
-  idIndex: IdIndex;
+  /** hash128 h1, h2 of the segment's event ids, for the database id filter (SegmentStore.prepare). */
+  idHashes: IdHashes;
 }
 
 export async function flushColumns(columns: EventColumns, ctx: FlushContext): Promise<FlushOutput> {
@@ -70,7 +70,7 @@ export async function flushColumns(columns: EventColumns, ctx: FlushContext): Pr
     segment,
     payloadHashes: encoded.payloadHashes,
     eventIds: encoded.eventIds,
-    idIndex: encoded.idIndex,
+    idHashes: encoded.idHashes,
   };
 }
 

@@ -1,11 +1,13 @@
 /**
  * Event-id hashes of a segment file, sorted, with the row of each: finds the row holding an
- * id with one binary search, so a lookup decodes one event id, not a block of them. Derived
- * from the file (not stored: it would cost ~8 bytes/event on disk), 8 bytes/event of memory.
- * A flush builds it in its worker from the hashes it already has; a file opened later gets it
- * on the first id-filter hit (segment-store.ts).
+ * id with one binary search, so a lookup decodes one event id, not a block of them. The
+ * writer builds it from the hashes it computes anyway and stores it in the file (format 2:
+ * chunks of ID_INDEX_CHUNK_ENTRIES, hash prefixes Rice coded, rows bit-packed; ~3–4 bytes per
+ * event); lookups read one chunk at a time through a bounded cache (segment-store.ts). A
+ * format 1 file gets its whole index built from its event ids on first need.
  *
- * Invariant: `hashes` ascending; `rows[i]` is the row whose id hashes (hash128 h3) to `hashes[i]`.
+ * Invariant: `hashes` ascending; `rows[i]` is the row whose id hashes (hash128 h3, or in a
+ * stored chunk its high bits, storedHashShift) to `hashes[i]`.
  */
 export interface IdIndex {
   hashes: Uint32Array;
@@ -40,4 +42,170 @@ export function buildIdIndex(hashOfRow: Uint32Array, packedSortRowsMax = PACKED_
     for (let i = 0; i < n; i++) hashes[i] = hashOfRow[rows[i]];
   }
   return { hashes, rows };
+}
+
+/**
+ * Entries per stored id-index chunk (format 2, docs/segment-format.md): a cold lookup reads
+ * and decodes one chunk (~5 KiB on disk, 16 KiB decoded) instead of the whole index.
+ */
+export const ID_INDEX_CHUNK_ENTRIES = 2048;
+
+/** Bits that hold any row number of a file of `rowCount` rows (at least 1). */
+export function rowBitsOf(rowCount: number): number {
+  return Math.max(1, Math.ceil(Math.log2(Math.max(2, rowCount))));
+}
+
+/**
+ * Low hash bits a stored index drops: it keeps rowBits + 8 bits of each hash, so a lookup
+ * meets a wrong candidate row (one decoded id, then rejected) at most once in 256, and the
+ * sorted deltas stay near one byte.
+ */
+export function storedHashShift(rowCount: number): number {
+  return Math.max(0, 32 - (rowBitsOf(rowCount) + 8));
+}
+
+/** Rice parameter of the stored hash deltas: they average 256–512 (storedHashShift). */
+const RICE_BITS = 8;
+
+/**
+ * One stored chunk of an id index: entries [from, to) of `index`, hashes shifted right by
+ * `shift` (storedHashShift). Layout, a bit stream (least significant bit of each byte first):
+ * every row in `rowBits` bits (fixed width, so row i is at bit i · rowBits), then the deltas of
+ * the shifted hashes after the first (the first is in the footer's directory), each Rice coded
+ * (delta >> 8 in unary as ones ended by a zero, then its low 8 bits); zero bits pad the last
+ * byte. A lookup decodes deltas only up to its key, then reads the matching rows directly.
+ */
+export function encodeIdIndexChunk(
+  index: IdIndex,
+  from: number,
+  to: number,
+  rowBits: number,
+  shift: number,
+): Uint8Array {
+  const bytes: number[] = [];
+  let acc = 0;
+  let accBits = 0;
+  const put = (value: number, width: number): void => {
+    for (let k = 0; k < width; k++) {
+      acc |= ((value >>> k) & 1) << accBits;
+      if (++accBits === 8) {
+        bytes.push(acc);
+        acc = 0;
+        accBits = 0;
+      }
+    }
+  };
+  for (let i = from; i < to; i++) put(index.rows[i], rowBits);
+  for (let i = from + 1; i < to; i++) {
+    const d = (index.hashes[i] >>> shift) - (index.hashes[i - 1] >>> shift);
+    for (let q = d >>> RICE_BITS; q > 0; q--) put(1, 1);
+    put(0, 1);
+    put(d, RICE_BITS);
+  }
+  if (accBits > 0) bytes.push(acc);
+  return Uint8Array.from(bytes);
+}
+
+/** Reads stored id index bits: fields of up to 16 bits per mask and shift. */
+class BitReader {
+  private readonly bytes: Uint8Array;
+  private acc = 0;
+  private have = 0;
+  private pos: number;
+
+  constructor(bytes: Uint8Array, bit: number) {
+    this.bytes = bytes;
+    this.pos = bit >>> 3;
+    this.take(bit & 7);
+  }
+
+  private refill(): void {
+    while (this.have <= 16 && this.pos < this.bytes.length) {
+      this.acc |= this.bytes[this.pos++] << this.have;
+      this.have += 8;
+    }
+  }
+
+  take(width: number): number {
+    if (width > 16) return this.take(16) + this.take(width - 16) * 65536;
+    this.refill();
+    if (this.have < width) throw new RangeError('id index chunk: truncated');
+    const v = this.acc & ((1 << width) - 1);
+    this.acc >>>= width;
+    this.have -= width;
+    return v;
+  }
+
+  /** One Rice-coded delta. */
+  delta(): number {
+    let q = 0;
+    for (;;) {
+      if (this.have === 0) {
+        this.refill();
+        if (this.have === 0) throw new RangeError('id index chunk: truncated');
+      }
+      const bit = this.acc & 1;
+      this.acc >>>= 1;
+      this.have--;
+      if (bit === 0) break;
+      q++;
+    }
+    return q * 256 + this.take(RICE_BITS);
+  }
+
+  /** True when only the zero padding of the last byte is left. */
+  atPaddedEnd(): boolean {
+    return this.pos === this.bytes.length && this.have < 8 && this.acc === 0;
+  }
+}
+
+function checkChunkSize(bytes: Uint8Array, count: number, rowBits: number): void {
+  if (count < 1 || bytes.length * 8 < count * rowBits + (count - 1) * (RICE_BITS + 1))
+    throw new RangeError('id index chunk: shorter than its entries');
+}
+
+/** Decodes a whole stored chunk of `count` entries (shifted hashes); RangeError on bytes that do not fit. */
+export function decodeIdIndexChunk(
+  bytes: Uint8Array,
+  firstHash: number,
+  count: number,
+  rowBits: number,
+): IdIndex {
+  checkChunkSize(bytes, count, rowBits);
+  const hashes = new Uint32Array(count);
+  const rows = new Uint32Array(count);
+  const rowReader = new BitReader(bytes, 0);
+  for (let i = 0; i < count; i++) rows[i] = rowReader.take(rowBits);
+  const r = new BitReader(bytes, count * rowBits);
+  let h = firstHash;
+  hashes[0] = h;
+  for (let i = 1; i < count; i++) {
+    h += r.delta();
+    if (h > 0xffffffff) throw new RangeError('id index chunk: hash out of range');
+    hashes[i] = h;
+  }
+  if (!r.atPaddedEnd()) throw new RangeError('id index chunk: trailing bits');
+  return { hashes, rows };
+}
+
+/**
+ * Rows of a stored chunk whose shifted hash equals `key`: decodes deltas only up to the key,
+ * then reads those rows at their fixed positions. RangeError on bytes that do not fit.
+ */
+export function searchIdIndexChunk(
+  bytes: Uint8Array,
+  firstHash: number,
+  count: number,
+  rowBits: number,
+  key: number,
+): number[] {
+  checkChunkSize(bytes, count, rowBits);
+  const matches: number[] = [];
+  const r = new BitReader(bytes, count * rowBits);
+  let h = firstHash;
+  for (let i = 0; i < count && h <= key; i++) {
+    if (i > 0) h += r.delta();
+    if (h === key) matches.push(i);
+  }
+  return matches.map((i) => new BitReader(bytes, i * rowBits).take(rowBits));
 }

@@ -6,8 +6,13 @@
  * Invariants:
  * - a reader is only built from bytes whose size and CRC32C equal the manifest entry
  *   (fail closed: a corrupt or swapped file raises USAGEDB_ERR_SEGMENT_CORRUPT, never data);
- * - footers (partition index + id filter) of every committed segment are in memory, loaded by
- *   `prepare` before the segment becomes visible, so the switch itself is synchronous;
+ * - footers (partition index, where the id filter and id index lie) of every committed
+ *   segment are in memory, loaded by `prepare` before the segment becomes visible, so the
+ *   switch itself is synchronous;
+ * - the database id filter (id-filter.ts) holds the ids of every visible segment: a flush adds
+ *   its ids in the synchronous step of its commit that makes the segment visible;
+ * - per-segment id filters and id index chunks are read on demand into caches bounded in bytes;
+ *   nothing kept per segment grows with its rows beyond the footer;
  * - cached file bytes stay under `cacheBytesMax` (least recently used dropped first).
  */
 import { assert, UsageDbError } from '../errors.ts';
@@ -21,9 +26,25 @@ import { segmentPath } from './layout.ts';
 import type { SegmentEntry } from './manifest.ts';
 import { accountBucket, utcDay } from './partition.ts';
 import type { BlockMeta, SegmentMeta } from './segment/segment-format.ts';
-import { readSegmentFooter, readSegmentTail, SegmentReader } from './segment/segment-reader.ts';
+import {
+  type IdIndexLayout,
+  verifyIdIndexChunk,
+  readSegmentFilter,
+  readSegmentFooter,
+  readSegmentTail,
+  SegmentReader,
+} from './segment/segment-reader.ts';
+import type { RegionRef } from './segment/segment-format.ts';
 import { lowerBound } from '../util/lower-bound.ts';
-import { buildIdIndex, type IdIndex } from './id-index.ts';
+import {
+  buildIdIndex,
+  ID_INDEX_CHUNK_ENTRIES,
+  type IdIndex,
+  rowBitsOf,
+  searchIdIndexChunk,
+  storedHashShift,
+} from './id-index.ts';
+import { type IdFilter, type IdHashes } from './id-filter.ts';
 
 /** One (day, bucket) partition inside a segment file: a contiguous run of its blocks. */
 export interface PartitionSlice {
@@ -61,11 +82,31 @@ export interface SliceReader {
 interface SegmentFile {
   entry: SegmentEntry;
   meta: SegmentMeta;
-  filter: BloomFilter;
+  /** Where the file's own id filter lies (read on demand into the filter cache). */
+  bloom: RegionRef;
+  /** The stored id index's chunks (format 2); null for a format 1 file (index built on demand). */
+  idIndex: IdIndexLayout | null;
   slices: PartitionSlice[];
-  /** From the flush that wrote the file, else built on first need (see idIndex). */
-  idIndex: IdIndex | null;
 }
+
+/** Counters of the dedupe path (stats, and tests that bound the work per event). */
+export interface DedupeCounters {
+  /** Lookups that went past the database filter (its maybes: stored ids and false positives). */
+  coldLookups: number;
+  /** Probes of per-segment filters (only after the database filter said maybe). */
+  segmentFilterProbes: number;
+  segmentFilterLoads: number;
+  idIndexChunkReads: number;
+  /** Format 1 files whose whole id index was built from their event ids. */
+  idIndexBuilds: number;
+}
+
+/** Memory for per-segment id filters read on demand. */
+const FILTER_CACHE_BYTES_MAX = 16 * 1024 * 1024;
+/** Memory for id index chunks (as stored, verified) and format 1 files' built indexes. */
+const ID_INDEX_CACHE_BYTES_MAX = 16 * 1024 * 1024;
+/** Cache key of a format 1 file's whole id index (chunk numbers stay below it). */
+const WHOLE_INDEX_CHUNK = 65_535;
 
 const SLICE_ID_FACTOR = 2 ** 20;
 /** Memory for point-lookup images (only the chunks actually read are resident). */
@@ -145,6 +186,10 @@ function slicesOf(entry: SegmentEntry, meta: SegmentMeta, bucketCount: number): 
   return slices;
 }
 
+function cachedBytes(value: Uint8Array | IdIndex): number {
+  return value instanceof Uint8Array ? value.byteLength : value.hashes.byteLength + value.rows.byteLength;
+}
+
 /** Smallest index i with sorted[i] > value. */
 function upperBound(sorted: readonly string[], value: string): number {
   let lo = 0;
@@ -190,6 +235,18 @@ export class SegmentStore {
   /** Prepared and not yet visible: a commit naming them is on its way. */
   private readonly pending = new Set<number>();
   private files: SegmentFile[] = [];
+  private filterCache = new Map<number, BloomFilter>();
+  private filterCacheBytes = 0;
+  private indexCache = new Map<number, Uint8Array | IdIndex>();
+  private indexCacheBytes = 0;
+  private idFilterOrNull: IdFilter | null = null;
+  readonly dedupe: DedupeCounters = {
+    coldLookups: 0,
+    segmentFilterProbes: 0,
+    segmentFilterLoads: 0,
+    idIndexChunkReads: 0,
+    idIndexBuilds: 0,
+  };
   private allSlices: PartitionSlice[] = [];
   private byBucket = new Map<number, PartitionSlice[]>();
 
@@ -205,15 +262,24 @@ export class SegmentStore {
     this.cacheBytesMax = cacheBytesMax;
   }
 
+  /** The database id filter, once `setIdFilter` installed it (at open). */
+  get idFilter(): IdFilter {
+    assert(this.idFilterOrNull !== null, 'the id filter is not open');
+    return this.idFilterOrNull;
+  }
+
+  setIdFilter(filter: IdFilter): void {
+    this.idFilterOrNull = filter;
+  }
+
   /**
-   * Reads the footer (partition index, id filter) of a segment about to become visible.
-   * `idIndex`: the file's id index when the caller has it (a flush builds it while encoding).
+   * Reads the footer (partition index, where the id filter and index lie) of a segment about
+   * to become visible.
    */
-  async prepare(entry: SegmentEntry, idIndex: IdIndex | null = null): Promise<void> {
-    assert(idIndex === null || idIndex.rows.length === entry.rows, `segment ${entry.id}: id index size`);
+  async prepare(entry: SegmentEntry): Promise<void> {
     if (this.prepared.has(entry.id)) return;
     const path = segmentPath(this.root, entry.id);
-    let footer: { meta: SegmentMeta; filter: BloomFilter };
+    let footer: { meta: SegmentMeta; bloom: RegionRef; idIndex: IdIndexLayout | null };
     try {
       const file = await this.fs.openRead(path);
       try {
@@ -233,7 +299,13 @@ export class SegmentStore {
       );
     }
     const slices = slicesOf(entry, footer.meta, this.bucketCount);
-    this.prepared.set(entry.id, { entry, meta: footer.meta, filter: footer.filter, slices, idIndex });
+    this.prepared.set(entry.id, {
+      entry,
+      meta: footer.meta,
+      bloom: footer.bloom,
+      idIndex: footer.idIndex,
+      slices,
+    });
     this.pending.add(entry.id);
   }
 
@@ -241,6 +313,7 @@ export class SegmentStore {
   discard(segmentId: number): void {
     if (!this.pending.delete(segmentId)) return;
     this.prepared.delete(segmentId);
+    this.forgetLookups(segmentId);
   }
 
   /**
@@ -257,8 +330,11 @@ export class SegmentStore {
     const live = new Set([...entries.map((e) => e.id), ...retain]);
     for (const e of entries) this.pending.delete(e.id);
     // Prepared for a commit still to come (a flush or merge waiting for the manifest): kept.
-    for (const id of [...this.prepared.keys()])
-      if (!live.has(id) && !this.pending.has(id)) this.prepared.delete(id);
+    for (const id of [...this.prepared.keys()]) {
+      if (live.has(id) || this.pending.has(id)) continue;
+      this.prepared.delete(id);
+      this.forgetLookups(id);
+    }
     for (const id of [...this.readers.keys()]) if (!live.has(id)) this.evict(id);
     for (const id of [...this.points.keys()]) if (!live.has(id)) this.evictPoint(id);
     for (const id of [...this.handles.keys()]) if (!live.has(id)) void this.closeHandle(id);
@@ -303,38 +379,201 @@ export class SegmentStore {
     return this.byBucket.get(bucket) ?? [];
   }
 
-  anyFileMayContain(h1: number, h2: number): boolean {
-    for (const f of this.files) if (f.filter.mayContain(h1, h2)) return true;
-    return false;
+  /** One probe of the database id filter: false means no live segment holds the id. */
+  mayBeStored(h1: number, h2: number): boolean {
+    return this.idFilter.mayContain(h1, h2);
   }
 
-  /** Segment files whose id filter may hold `h` (no false negatives). */
-  filesMayContain(h1: number, h2: number): SegmentEntry[] {
-    return this.files.filter((f) => f.filter.mayContain(h1, h2)).map((f) => f.entry);
+  /**
+   * Visible segment files whose own id filter may hold `h` (no false negatives). Only asked
+   * after the database filter said maybe; the filters come through a cache bounded in bytes.
+   */
+  async filesMayContain(h1: number, h2: number): Promise<SegmentEntry[]> {
+    const out: SegmentEntry[] = [];
+    this.dedupe.coldLookups++;
+    for (const f of this.files) {
+      this.dedupe.segmentFilterProbes++;
+      // Cached filters answer without an await (a maybe probes every file).
+      const filter = this.filterCache.get(f.entry.id) ?? (await this.segmentFilter(f));
+      if (filter.mayContain(h1, h2)) out.push(f.entry);
+    }
+    return out;
   }
 
-  /** The id index of a committed segment file (built once, then kept with its footer). */
-  async idIndex(segmentId: number): Promise<IdIndex> {
+  private async segmentFilter(file: SegmentFile): Promise<BloomFilter> {
+    const id = file.entry.id;
+    const cached = this.filterCache.get(id);
+    if (cached !== undefined) {
+      this.filterCache.delete(id);
+      this.filterCache.set(id, cached);
+      return cached;
+    }
+    const handle = await this.openHandle(id, segmentPath(this.root, id));
+    let failed = false;
+    let filter: BloomFilter;
+    try {
+      filter = await readSegmentFilter(handle, file.bloom);
+    } catch (err) {
+      failed = true;
+      throw corrupt(id, `id filter: ${(err as Error).message}`, err);
+    } finally {
+      await this.releaseHandle(id, failed);
+    }
+    this.dedupe.segmentFilterLoads++;
+    if (this.prepared.get(id) !== file) return filter;
+    this.filterCache.set(id, filter);
+    this.filterCacheBytes += filter.sizeBytes;
+    for (const [other, f] of this.filterCache) {
+      if (this.filterCacheBytes <= FILTER_CACHE_BYTES_MAX || other === id) break;
+      this.filterCache.delete(other);
+      this.filterCacheBytes -= f.sizeBytes;
+    }
+    return filter;
+  }
+
+  /** Rows of a committed file whose event id hashes (hash128 h3) to `h3`, from its id index. */
+  async idIndexRows(segmentId: number, h3: number): Promise<number[]> {
     const file = this.prepared.get(segmentId);
     assert(file !== undefined, `segment ${segmentId} is not committed`);
-    if (file.idIndex !== null) return file.idIndex;
+    const layout = file.idIndex;
+    if (layout === null) {
+      const index = await this.wholeIdIndex(file);
+      const rows: number[] = [];
+      for (let i = lowerBound(index.hashes, h3); i < index.hashes.length && index.hashes[i] === h3; i++)
+        rows.push(index.rows[i]);
+      return rows;
+    }
+    // A stored index keeps the high bits of each hash (storedHashShift): candidates compare
+    // on those. Equal values may run across chunks: start at the last chunk starting below.
+    const rowCount = file.meta.rowCount;
+    const key = h3 >>> storedHashShift(rowCount);
+    const first = layout.firstHashes;
+    const rows: number[] = [];
+    for (let c = Math.max(0, lowerBound(first, key) - 1); c < first.length && first[c] <= key; c++) {
+      const bytes = await this.idIndexChunk(file, layout, c);
+      const count = Math.min(ID_INDEX_CHUNK_ENTRIES, rowCount - c * ID_INDEX_CHUNK_ENTRIES);
+      const found = decodedOrCorrupt(segmentId, () =>
+        searchIdIndexChunk(bytes, first[c], count, rowBitsOf(rowCount), key),
+      );
+      for (const row of found) {
+        if (row >= rowCount) throw corrupt(segmentId, `id index names row ${row} of ${rowCount}`);
+        rows.push(row);
+      }
+    }
+    return rows;
+  }
+
+  private cached(key: number): Uint8Array | IdIndex | undefined {
+    const hit = this.indexCache.get(key);
+    if (hit !== undefined) {
+      this.indexCache.delete(key);
+      this.indexCache.set(key, hit);
+    }
+    return hit;
+  }
+
+  private remember(file: SegmentFile, key: number, value: Uint8Array | IdIndex): void {
+    if (this.prepared.get(file.entry.id) !== file) return;
+    this.indexCache.set(key, value);
+    this.indexCacheBytes += cachedBytes(value);
+    for (const [other, v] of this.indexCache) {
+      if (this.indexCacheBytes <= ID_INDEX_CACHE_BYTES_MAX || other === key) break;
+      this.indexCache.delete(other);
+      this.indexCacheBytes -= cachedBytes(v);
+    }
+  }
+
+  /** A stored id index chunk, verified once when read. */
+  private async idIndexChunk(file: SegmentFile, layout: IdIndexLayout, chunk: number): Promise<Uint8Array> {
+    const id = file.entry.id;
+    const key = id * 65_536 + chunk;
+    const hit = this.cached(key);
+    if (hit instanceof Uint8Array) return hit;
+    const region = layout.regions[chunk];
+    const handle = await this.openHandle(id, segmentPath(this.root, id));
+    let failed = false;
+    let bytes: Uint8Array;
+    try {
+      bytes = verifyIdIndexChunk(await handle.read(region.offset, region.length), region);
+    } catch (err) {
+      failed = true;
+      throw corrupt(id, `id index: ${(err as Error).message}`, err);
+    } finally {
+      await this.releaseHandle(id, failed);
+    }
+    this.dedupe.idIndexChunkReads++;
+    this.remember(file, key, bytes);
+    return bytes;
+  }
+
+  /** A format 1 file's id index, built from its event ids (it stores none). */
+  private async wholeIdIndex(file: SegmentFile): Promise<IdIndex> {
+    const key = file.entry.id * 65_536 + WHOLE_INDEX_CHUNK;
+    const hit = this.cached(key);
+    if (hit !== undefined && !(hit instanceof Uint8Array)) return hit;
+    const byRow = new Uint32Array(file.meta.rowCount);
+    const h = new Uint32Array(4);
+    let row = 0;
+    await this.forEachEventId(file.entry.id, (id) => {
+      hash128Into(id, h);
+      byRow[row++] = h[2];
+    });
+    assert(row === file.meta.rowCount, `segment ${file.entry.id}: id index row count`);
+    const index = buildIdIndex(byRow);
+    this.dedupe.idIndexBuilds++;
+    this.remember(file, key, index);
+    return index;
+  }
+
+  /** hash128 words h1, h2 of every event id of a committed file (the id filter's keys). */
+  async idHashes(segmentId: number): Promise<IdHashes> {
+    const file = this.prepared.get(segmentId);
+    assert(file !== undefined, `segment ${segmentId} is not committed`);
+    const h1 = new Uint32Array(file.meta.rowCount);
+    const h2 = new Uint32Array(file.meta.rowCount);
+    const h = new Uint32Array(4);
+    let row = 0;
+    await this.forEachEventId(segmentId, (id) => {
+      hash128Into(id, h);
+      h1[row] = h[0];
+      h2[row++] = h[1];
+    });
+    assert(row === file.meta.rowCount, `segment ${segmentId}: id hashes row count`);
+    return { h1, h2 };
+  }
+
+  /** Decodes a file's event ids block by block (its event_id chunks only), in file order. */
+  private async forEachEventId(segmentId: number, visit: (id: string) => void): Promise<void> {
+    const file = this.prepared.get(segmentId);
+    assert(file !== undefined, `segment ${segmentId} is not committed`);
     const blockCount = file.meta.blocks.length;
     const all = Array.from({ length: blockCount }, (_, b) => b);
     const point = await this.pointColumns(segmentId, ['event_id'], all);
-    const n = file.meta.rowCount;
-    const byRow = new Uint32Array(n);
-    const h = new Uint32Array(4);
-    let row = 0;
     for (let b = 0; b < blockCount; b++) {
-      const ids = this.decodeBlocks(segmentId, point.reader, ['event_id'], [b]).event_id ?? [];
-      for (const id of ids) {
-        hash128Into(id, h);
-        byRow[row++] = h[2];
-      }
+      for (const id of this.decodeBlocks(segmentId, point.reader, ['event_id'], [b]).event_id ?? [])
+        visit(id);
+      // A large file takes ~100 ms or more: let ingest calls in between.
+      if (b % 16 === 15) await new Promise((resolve) => setImmediate(resolve));
     }
-    assert(row === n, `segment ${segmentId}: id index row count`);
-    file.idIndex = buildIdIndex(byRow);
-    return file.idIndex;
+  }
+
+  /** Drops what the dedupe caches hold of a file that left every version. */
+  private forgetLookups(segmentId: number): void {
+    const f = this.filterCache.get(segmentId);
+    if (f !== undefined) {
+      this.filterCache.delete(segmentId);
+      this.filterCacheBytes -= f.sizeBytes;
+    }
+    for (const [key, value] of this.indexCache) {
+      if (Math.floor(key / 65_536) !== segmentId) continue;
+      this.indexCache.delete(key);
+      this.indexCacheBytes -= cachedBytes(value);
+    }
+  }
+
+  /** Bytes the dedupe caches hold now (stats). */
+  get dedupeCacheBytes(): { segmentFilters: number; idIndexChunks: number } {
+    return { segmentFilters: this.filterCacheBytes, idIndexChunks: this.indexCacheBytes };
   }
 
   /** The block holding a row of a file, and the row's index inside it. */
@@ -473,7 +712,7 @@ export class SegmentStore {
     const chunks = new Map<number, Uint8Array>();
     const head = await handle.read(0, Math.min(64, entry.size_bytes));
     const tail = await readSegmentTail(handle);
-    const reader = SegmentReader.sparse(entry.size_bytes, head, tail, file.filter, (i) => {
+    const reader = SegmentReader.sparse(entry.size_bytes, head, tail, (i) => {
       const bytes = chunks.get(i);
       assert(bytes !== undefined, `segment ${segmentId}: chunk ${i} decoded before it was read`);
       return bytes;

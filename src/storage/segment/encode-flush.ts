@@ -5,7 +5,6 @@
 import { type EventColumns, KIND_RETRACTION, selectRows, sortRowsForSegment } from '../../model/columns.ts';
 import { type PackedIds, packIds } from '../../model/packed-ids.ts';
 import { payloadHashesOfColumns } from '../../model/payload-hash.ts';
-import type { IdIndex } from '../id-index.ts';
 import { accountBucket, utcDay } from '../partition.ts';
 import type { SegmentMeta } from './segment-format.ts';
 import { encodeSegment } from './segment-writer.ts';
@@ -38,8 +37,8 @@ export interface EncodeResult {
   payloadHashes: Uint32Array;
   /** The input rows' event ids (memtable order), packed: the hot window keeps them. */
   eventIds: PackedIds;
-  /** The segment file's id index (id-index.ts). */
-  idIndex: IdIndex;
+  /** hash128 words h1, h2 of each event id (file order): the database id filter's keys. */
+  idHashes: { h1: Uint32Array; h2: Uint32Array };
 }
 
 /** Rows sorted for the segment, and the rows where each (day, bucket) partition starts. */
@@ -95,7 +94,7 @@ export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
     retracted,
     payloadHashes,
     eventIds,
-    idIndex: encoded.idIndex,
+    idHashes: encoded.idHashes,
   };
 }
 
@@ -104,8 +103,8 @@ export function encodeResultTransfer(result: EncodeResult): ArrayBuffer[] {
   return [
     result.bytes.buffer,
     result.payloadHashes.buffer,
-    result.idIndex.hashes.buffer,
-    result.idIndex.rows.buffer,
+    result.idHashes.h1.buffer,
+    result.idHashes.h2.buffer,
     result.eventIds.bytes.buffer,
     result.eventIds.ends.buffer,
   ] as ArrayBuffer[];

@@ -13,7 +13,8 @@
  *   blockCount, per block: rowCount, minTs - segment minTs, maxTs - minTs,
  *     min account code, max - min account code,
  *   per column (COLUMN_NAMES order), per block: chunk length, u32 crc32c,
- *   bloom length, u32 crc32c.
+ *   bloom length, u32 crc32c,
+ *   format 2 only: id index chunk count, per chunk: u32 first hash, length, u32 crc32c.
  *
  * Invariants:
  * - decodeFooter(encodeFooter(f)) deep-equals f;
@@ -34,6 +35,7 @@ import {
   FOOTER_RAW,
   FOOTER_ZSTD,
   FORMAT_VERSION,
+  FORMAT_VERSION_1,
   isDay,
   SEGMENT_MAGIC,
   SEGMENT_ROWS_MAX,
@@ -73,6 +75,13 @@ export interface FooterData {
   /** Column-major: chunks[column * blocks.length + block]. */
   chunks: FooterChunk[];
   bloom: FooterChunk;
+  /** Format 2: the stored id index's chunks (id-index.ts); null in a format 1 file. */
+  idIndex: FooterIdChunk[] | null;
+}
+
+export interface FooterIdChunk extends FooterChunk {
+  /** The chunk's smallest (first) id hash. */
+  firstHash: number;
 }
 
 const ACCOUNT_DICT = DICT_COLUMN_NAMES.indexOf('account_id');
@@ -111,6 +120,14 @@ export function encodeFooter(f: FooterData, zstdLevel: number): Uint8Array {
   }
   w.writeVarUint(f.bloom.length);
   w.writeU32LE(f.bloom.crc);
+  if (f.idIndex !== null) {
+    w.writeVarUint(f.idIndex.length);
+    for (const c of f.idIndex) {
+      w.writeU32LE(c.firstHash);
+      w.writeVarUint(c.length);
+      w.writeU32LE(c.crc);
+    }
+  }
   const raw = w.finish();
   const compressed = zstdCompress(raw, zstdLevel);
   const useZstd = compressed.length < raw.length;
@@ -122,7 +139,7 @@ export function encodeFooter(f: FooterData, zstdLevel: number): Uint8Array {
 }
 
 /** Parses a stored footer (already CRC-checked); structural problems throw DecodeError. */
-export function decodeFooter(stored: Uint8Array): FooterData {
+export function decodeFooter(stored: Uint8Array, formatVersion = FORMAT_VERSION): FooterData {
   if (stored.length < 1) throw new DecodeError('footer is empty');
   const mode = stored[0];
   if (mode !== FOOTER_RAW && mode !== FOOTER_ZSTD)
@@ -174,6 +191,14 @@ export function decodeFooter(stored: Uint8Array): FooterData {
   for (let i = 0; i < COLUMN_COUNT * blockCount; i++)
     chunks.push({ length: r.readVarUint(), crc: r.readU32LE() });
   const bloom = { length: r.readVarUint(), crc: r.readU32LE() };
+  let idIndex: FooterIdChunk[] | null = null;
+  if (formatVersion >= 2) {
+    const count = r.readVarUint();
+    if (count > rowCount) throw new DecodeError(`footer: bad id index chunk count ${count}`);
+    idIndex = [];
+    for (let i = 0; i < count; i++)
+      idIndex.push({ firstHash: r.readU32LE(), length: r.readVarUint(), crc: r.readU32LE() });
+  }
   if (!r.atEnd()) throw new DecodeError(`footer: ${r.remaining} trailing bytes`);
   return {
     info: { segmentId, day, bucket, createdAtMs },
@@ -184,6 +209,7 @@ export function decodeFooter(stored: Uint8Array): FooterData {
     blocks,
     chunks,
     bloom,
+    idIndex,
   };
 }
 
@@ -205,7 +231,7 @@ export function metaOf(f: FooterData): SegmentMeta {
   const models = f.dicts[MODEL_DICT];
   return {
     ...f.info,
-    formatVersion: FORMAT_VERSION,
+    formatVersion: f.idIndex === null ? FORMAT_VERSION_1 : FORMAT_VERSION,
     rowCount: f.rowCount,
     minTimestampMs: f.minTimestampMs,
     maxTimestampMs: f.maxTimestampMs,
@@ -230,17 +256,25 @@ export function encodeTrailer(footerLength: number, footerCrc: number): Uint8Arr
 }
 
 /** Parses the trailer; the caller maps a thrown DecodeError to SegmentCorruptError. */
-export function decodeTrailer(trailer: Uint8Array): { footerLength: number; footerCrc: number } {
+export function decodeTrailer(trailer: Uint8Array): {
+  footerLength: number;
+  footerCrc: number;
+  formatVersion: number;
+} {
   if (trailer.length !== TRAILER_BYTES)
     throw new DecodeError(`trailer is ${trailer.length} bytes, expected ${TRAILER_BYTES}`);
   for (let i = 0; i < SEGMENT_MAGIC.length; i++) {
     if (trailer[9 + i] !== SEGMENT_MAGIC[i])
       throw new DecodeError('trailer magic is not USEG (not a segment file, or its tail is damaged)');
   }
-  if (trailer[8] !== FORMAT_VERSION)
+  if (trailer[8] !== FORMAT_VERSION && trailer[8] !== FORMAT_VERSION_1)
     throw new DecodeError(
-      `unsupported segment format version ${trailer[8]} (this build reads ${FORMAT_VERSION})`,
+      `unsupported segment format version ${trailer[8]} (this build reads ${FORMAT_VERSION_1} and ${FORMAT_VERSION})`,
     );
   const view = new DataView(trailer.buffer, trailer.byteOffset, TRAILER_BYTES);
-  return { footerLength: view.getUint32(0, true), footerCrc: view.getUint32(4, true) };
+  return {
+    footerLength: view.getUint32(0, true),
+    footerCrc: view.getUint32(4, true),
+    formatVersion: trailer[8],
+  };
 }

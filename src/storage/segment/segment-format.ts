@@ -22,7 +22,9 @@ import {
 
 /** "USEG": first four and last four bytes of every segment file. */
 export const SEGMENT_MAGIC = Uint8Array.of(0x55, 0x53, 0x45, 0x47);
-export const FORMAT_VERSION = 1;
+/** Format 2 adds the stored id index; format 1 files (no index) stay readable. */
+export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION_1 = 1;
 /** u32 footer length, u32 footer crc32c, u8 format version, 4-byte magic. */
 export const TRAILER_BYTES = 13;
 export const HEADER_BYTES = SEGMENT_MAGIC.length;
@@ -160,6 +162,8 @@ export interface EncodedSegment {
   checksum: number;
   /** The file's id index (id-index.ts), from the id hashes the writer computes anyway. */
   idIndex: IdIndex;
+  /** hash128 words h1, h2 of each row's event id (file order), for the database id filter. */
+  idHashes: { h1: Uint32Array; h2: Uint32Array };
 }
 
 /** Byte range and checksum of one stored region. */

@@ -6,7 +6,8 @@
  * Invariants:
  * - nothing is decoded from bytes whose CRC32C was not checked first: the trailer's footer CRC
  *   at open, the Bloom filter's CRC at open, each chunk's CRC on every read;
- * - the regions tile the file exactly: magic | chunks | bloom | footer | trailer;
+ * - the regions tile the file exactly: magic | chunks | id index chunks (format 2) | bloom |
+ *   footer | trailer;
  * - every failure to verify or decode throws SegmentCorruptError naming the region.
  */
 
@@ -53,6 +54,14 @@ interface ParsedTail {
   bloom: RegionRef;
   /** Column-major chunk regions: chunks[column * blockCount + block]. */
   chunks: RegionRef[];
+  /** The stored id index's chunks (format 2), or null (format 1). */
+  idIndex: IdIndexLayout | null;
+}
+
+/** Where a file's stored id index lies (id-index.ts): its chunks, each with its first hash. */
+export interface IdIndexLayout {
+  firstHashes: Uint32Array;
+  regions: RegionRef[];
 }
 
 function corrupt(what: string, err?: unknown): SegmentCorruptError {
@@ -67,7 +76,7 @@ function corrupt(what: string, err?: unknown): SegmentCorruptError {
 function parseTail(size: number, tail: Uint8Array, tailStart: number): ParsedTail {
   if (size < HEADER_BYTES + TRAILER_BYTES)
     throw corrupt(`segment is ${size} bytes, too short for header and trailer`);
-  let trailer: { footerLength: number; footerCrc: number };
+  let trailer: { footerLength: number; footerCrc: number; formatVersion: number };
   try {
     trailer = decodeTrailer(tail.subarray(tail.length - TRAILER_BYTES));
   } catch (err) {
@@ -83,16 +92,28 @@ function parseTail(size: number, tail: Uint8Array, tailStart: number): ParsedTai
     throw corrupt('segment footer: checksum mismatch (footer or trailer damaged)');
   let footer: FooterData;
   try {
-    footer = decodeFooter(footerBytes);
+    footer = decodeFooter(footerBytes, trailer.formatVersion);
   } catch (err) {
     throw corrupt('segment footer', err);
   }
-  // Chunks are contiguous after the magic; the filter follows them, the footer follows it.
+  // Chunks are contiguous after the magic; the id index (format 2) follows them, then the
+  // filter, then the footer.
   const chunks: RegionRef[] = [];
   let offset = HEADER_BYTES;
   for (const c of footer.chunks) {
     chunks.push({ offset, length: c.length, crc: c.crc });
     offset += c.length;
+  }
+  let idIndex: IdIndexLayout | null = null;
+  if (footer.idIndex !== null) {
+    const regions: RegionRef[] = [];
+    const firstHashes = new Uint32Array(footer.idIndex.length);
+    footer.idIndex.forEach((c, i) => {
+      regions.push({ offset, length: c.length, crc: c.crc });
+      firstHashes[i] = c.firstHash;
+      offset += c.length;
+    });
+    idIndex = { firstHashes, regions };
   }
   const bloom: RegionRef = { offset, length: footer.bloom.length, crc: footer.bloom.crc };
   if (offset + bloom.length !== footerStart) {
@@ -100,7 +121,7 @@ function parseTail(size: number, tail: Uint8Array, tailStart: number): ParsedTai
       `segment footer: chunks and filter end at ${offset + bloom.length}, footer starts at ${footerStart}`,
     );
   }
-  return { footer, meta: metaOf(footer), bloom, chunks };
+  return { footer, meta: metaOf(footer), bloom, chunks, idIndex };
 }
 
 function parseBloom(bytes: Uint8Array, region: RegionRef): BloomFilter {
@@ -155,8 +176,10 @@ class Slab {
 
 export class SegmentReader {
   readonly meta: SegmentMeta;
-  /** The event-id filter (shared; do not mutate). */
-  readonly filter: BloomFilter;
+  /** The event-id filter (shared; do not mutate); null in a sparse reader (not read). */
+  readonly filter: BloomFilter | null;
+  /** The stored id index's layout (format 2), or null (format 1). */
+  readonly idIndexLayout: IdIndexLayout | null;
   /** The whole file, or null for a sparse reader (chunks come from `fetchChunk`). */
   private readonly bytes: Uint8Array | null;
   private readonly fetchChunk: ((chunkIndex: number) => Uint8Array) | null;
@@ -174,7 +197,7 @@ export class SegmentReader {
   private constructor(
     source: Uint8Array | { sizeBytes: number; fetchChunk: (chunkIndex: number) => Uint8Array },
     tail: ParsedTail,
-    filter: BloomFilter,
+    filter: BloomFilter | null,
     fileVerified: boolean,
   ) {
     if (source instanceof Uint8Array) {
@@ -192,6 +215,7 @@ export class SegmentReader {
     this.meta = tail.meta;
     this.chunks = tail.chunks;
     this.filter = filter;
+    this.idIndexLayout = tail.idIndex;
     this.blockCount = tail.footer.blocks.length;
     this.bloomBytes = tail.bloom.length;
     this.fileVerified = fileVerified;
@@ -213,6 +237,12 @@ export class SegmentReader {
       if (bytes[i] !== SEGMENT_MAGIC[i]) throw corrupt('segment header magic is not USEG');
     }
     const tail = parseTail(bytes.length, bytes, 0);
+    if (expected === undefined) {
+      for (const r of tail.idIndex?.regions ?? []) {
+        if (crc32c(bytes.subarray(r.offset, r.offset + r.length)) !== r.crc)
+          throw corrupt('segment id index chunk: checksum mismatch');
+      }
+    }
     const filter = parseBloom(
       bytes.subarray(tail.bloom.offset, tail.bloom.offset + tail.bloom.length),
       tail.bloom,
@@ -230,7 +260,6 @@ export class SegmentReader {
     sizeBytes: number,
     head: Uint8Array,
     tail: { bytes: Uint8Array; start: number },
-    filter: BloomFilter,
     fetchChunk: (chunkIndex: number) => Uint8Array,
   ): SegmentReader {
     for (let i = 0; i < SEGMENT_MAGIC.length; i++) {
@@ -239,13 +268,13 @@ export class SegmentReader {
     return new SegmentReader(
       { sizeBytes, fetchChunk },
       parseTail(sizeBytes, tail.bytes, tail.start),
-      filter,
+      null,
       false,
     );
   }
 
   mayContainEventId(h1: number, h2: number): boolean {
-    return this.filter.mayContain(h1, h2);
+    return this.filter === null || this.filter.mayContain(h1, h2);
   }
 
   /** Block indexes that may hold rows of `accountId` with timestamp in [fromMs, toMs). */
@@ -472,12 +501,16 @@ export class SegmentReader {
   }
 
   /** Stored bytes per column (all blocks) and of the other regions: for size reports. */
-  sizeBreakdown(): Record<ColumnName | 'header' | 'bloom' | 'footer' | 'trailer', number> {
-    const out = { header: HEADER_BYTES, bloom: this.bloomBytes, trailer: TRAILER_BYTES, footer: 0 } as Record<
-      ColumnName | 'header' | 'bloom' | 'footer' | 'trailer',
-      number
-    >;
-    let used = HEADER_BYTES + this.bloomBytes + TRAILER_BYTES;
+  sizeBreakdown(): Record<ColumnName | 'header' | 'bloom' | 'id_index' | 'footer' | 'trailer', number> {
+    const idIndexBytes = (this.idIndexLayout?.regions ?? []).reduce((n, r) => n + r.length, 0);
+    const out = {
+      header: HEADER_BYTES,
+      bloom: this.bloomBytes,
+      id_index: idIndexBytes,
+      trailer: TRAILER_BYTES,
+      footer: 0,
+    } as Record<ColumnName | 'header' | 'bloom' | 'id_index' | 'footer' | 'trailer', number>;
+    let used = HEADER_BYTES + this.bloomBytes + idIndexBytes + TRAILER_BYTES;
     for (const name of COLUMN_NAMES) out[name] = 0;
     for (const chunk of this.chunkLayout()) {
       out[chunk.column] += chunk.length;
@@ -489,19 +522,28 @@ export class SegmentReader {
 }
 
 /**
- * Reads only the tail of a segment file (trailer, footer, filter) to get its metadata and
- * event-id filter without reading column data. Usually one read.
+ * Reads only the tail of a segment file (trailer, footer) to get its metadata, where its
+ * event-id filter lies and its id index layout, without reading column data or the filter.
+ * Usually one read.
  */
-export async function readSegmentFooter(file: ReadFile): Promise<{ meta: SegmentMeta; filter: BloomFilter }> {
-  const size = file.sizeBytes;
+export async function readSegmentFooter(
+  file: ReadFile,
+): Promise<{ meta: SegmentMeta; bloom: RegionRef; idIndex: IdIndexLayout | null }> {
   const { bytes: tail, start: tailStart } = await readSegmentTail(file);
-  const parsed = parseTail(size, tail, tailStart);
-  const bloom = parsed.bloom;
-  const bloomBytes =
-    bloom.offset >= tailStart
-      ? tail.subarray(bloom.offset - tailStart, bloom.offset - tailStart + bloom.length)
-      : await file.read(bloom.offset, bloom.length);
-  return { meta: parsed.meta, filter: parseBloom(bloomBytes, bloom) };
+  const parsed = parseTail(file.sizeBytes, tail, tailStart);
+  return { meta: parsed.meta, bloom: parsed.bloom, idIndex: parsed.idIndex };
+}
+
+/** Reads and verifies a segment's event-id filter (its region from readSegmentFooter). */
+export async function readSegmentFilter(file: ReadFile, region: RegionRef): Promise<BloomFilter> {
+  return parseBloom(await file.read(region.offset, region.length), region);
+}
+
+/** Verifies one stored id index chunk (its CRC); the bytes are then searched as they are. */
+export function verifyIdIndexChunk(bytes: Uint8Array, region: RegionRef): Uint8Array {
+  if (bytes.length !== region.length || crc32c(bytes) !== region.crc)
+    throw corrupt('segment id index chunk: checksum mismatch');
+  return bytes;
 }
 
 /**

@@ -25,7 +25,13 @@ import {
 } from '../../model/columns.ts';
 import { hash128Into } from '../../model/hash.ts';
 import { BloomFilter } from '../encoding/bloom-filter.ts';
-import { buildIdIndex } from '../id-index.ts';
+import {
+  buildIdIndex,
+  encodeIdIndexChunk,
+  ID_INDEX_CHUNK_ENTRIES,
+  rowBitsOf,
+  storedHashShift,
+} from '../id-index.ts';
 import { crc32c } from '../encoding/crc32c.ts';
 import { ZSTD_LEVEL_MAX, ZSTD_LEVEL_MIN } from '../encoding/zstd.ts';
 import {
@@ -43,6 +49,7 @@ import {
   type FooterBlock,
   type FooterData,
   type FooterDict,
+  type FooterIdChunk,
   metaOf,
 } from './segment-footer.ts';
 import {
@@ -128,6 +135,17 @@ export function encodeSegment(
     }
   }
   const bloomBytes = filter.toBytes();
+  const idIndex = buildIdIndex(idH3);
+  const rowBits = rowBitsOf(n);
+  const shift = storedHashShift(n);
+  const idChunks: Uint8Array[] = [];
+  const idDir: FooterIdChunk[] = [];
+  for (let from = 0; from < n; from += ID_INDEX_CHUNK_ENTRIES) {
+    const to = Math.min(n, from + ID_INDEX_CHUNK_ENTRIES);
+    const bytes = encodeIdIndexChunk(idIndex, from, to, rowBits, shift);
+    idChunks.push(bytes);
+    idDir.push({ firstHash: idIndex.hashes[from] >>> shift, length: bytes.length, crc: crc32c(bytes) });
+  }
   const footer: FooterData = {
     info: { segmentId: info.segmentId, day: info.day, bucket: info.bucket, createdAtMs: info.createdAtMs },
     rowCount: columns.rowCount,
@@ -140,13 +158,15 @@ export function encodeSegment(
     blocks,
     chunks: chunkBytes.map((c) => ({ length: c.length, crc: crc32c(c) })),
     bloom: { length: bloomBytes.length, crc: crc32c(bloomBytes) },
+    idIndex: idDir,
   };
-  const bytes = assemble(chunkBytes, bloomBytes, encodeFooter(footer, zstdLevel));
+  const bytes = assemble([...chunkBytes, ...idChunks], bloomBytes, encodeFooter(footer, zstdLevel));
   const encoded: EncodedSegment = {
     bytes,
     meta: metaOf(footer),
     checksum: crc32c(bytes),
-    idIndex: buildIdIndex(idH3),
+    idIndex,
+    idHashes: { h1: idH1, h2: idH2 },
   };
   if (options.verify !== false) verifyEncodedSegment(encoded, columns);
   return encoded;

@@ -30,7 +30,9 @@ function regionOf(position: number): string {
   if (position >= bytes.length - TRAILER_BYTES) return 'trailer';
   const chunk = layout.find((c) => position >= c.offset && position < c.offset + c.length);
   if (chunk) return `chunk ${chunk.column} block ${chunk.block}`;
-  return position < chunksEnd + SegmentReader.fromBytes(bytes).sizeBreakdown().bloom ? 'bloom' : 'footer';
+  const sizes = SegmentReader.fromBytes(bytes).sizeBreakdown();
+  if (position < chunksEnd + sizes.id_index) return 'id_index';
+  return position < chunksEnd + sizes.id_index + sizes.bloom ? 'bloom' : 'footer';
 }
 
 function expectCorrupt(fn: () => unknown, message?: RegExp): void {
@@ -47,7 +49,7 @@ function expectCorrupt(fn: () => unknown, message?: RegExp): void {
 describe('segment corruption', () => {
   it('covers every region in the test file', () => {
     const regions = new Set(Array.from({ length: bytes.length }, (_, i) => regionOf(i).split(' ')[0]));
-    expect([...regions].sort()).toEqual(['bloom', 'chunk', 'footer', 'header', 'trailer']);
+    expect([...regions].sort()).toEqual(['bloom', 'chunk', 'footer', 'header', 'id_index', 'trailer']);
     expect(layout.length).toBe(COLUMN_NAMES.length * 4);
   });
 
@@ -79,7 +81,7 @@ describe('segment corruption', () => {
       if (!region.startsWith('chunk')) {
         expectCorrupt(
           () => SegmentReader.fromBytes(damaged),
-          new RegExp(region === 'bloom' ? 'filter' : region),
+          new RegExp(region === 'bloom' ? 'filter' : region === 'id_index' ? 'id index' : region),
         );
         continue;
       }
@@ -108,11 +110,12 @@ describe('segment corruption', () => {
     );
   });
 
-  it('readSegmentFooter detects damage in the tail and ignores damage in column chunks', async () => {
+  it('readSegmentFooter detects damage in footer and trailer, and ignores damage in regions it does not read', async () => {
     for (let position = 0; position < bytes.length; position++) {
       const region = regionOf(position);
       const file = new MemoryReadFile(flipped(position, 5));
-      if (region.startsWith('chunk') || region === 'header') {
+      // Chunks, filter and id index are verified when they are read (segment-store.ts).
+      if (region.startsWith('chunk') || ['header', 'bloom', 'id_index'].includes(region)) {
         await expect(readSegmentFooter(file)).resolves.toMatchObject({ meta: encoded.meta });
       } else {
         await expect(readSegmentFooter(file)).rejects.toBeInstanceOf(SegmentCorruptError);
@@ -126,7 +129,7 @@ describe('segment corruption', () => {
     notSegment[0] = 0x50;
     expectCorrupt(() => SegmentReader.fromBytes(notSegment), /header magic/);
     const future = Uint8Array.from(bytes);
-    future[bytes.length - 5] = 2;
-    expectCorrupt(() => SegmentReader.fromBytes(future), /unsupported segment format version 2/);
+    future[bytes.length - 5] = 3;
+    expectCorrupt(() => SegmentReader.fromBytes(future), /unsupported segment format version 3/);
   });
 });

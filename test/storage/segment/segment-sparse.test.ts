@@ -11,12 +11,8 @@ async function sparseOf(bytes: Uint8Array, chunkBytes: (offset: number, length: 
   const whole = SegmentReader.fromBytes(bytes);
   const layout = whole.chunkLayout();
   const file = new MemoryReadFile(bytes);
-  const sparse = SegmentReader.sparse(
-    bytes.length,
-    bytes.subarray(0, 64),
-    await readSegmentTail(file),
-    whole.filter,
-    (i) => chunkBytes(layout[i].offset, layout[i].length),
+  const sparse = SegmentReader.sparse(bytes.length, bytes.subarray(0, 64), await readSegmentTail(file), (i) =>
+    chunkBytes(layout[i].offset, layout[i].length),
   );
   return { whole, sparse };
 }
@@ -47,14 +43,6 @@ describe('sparse segment reader (point lookups)', () => {
     const noMagic = bytes.slice(0, 64);
     noMagic[0] ^= 1;
     const tail = await readSegmentTail(new MemoryReadFile(bytes));
-    expect(() =>
-      SegmentReader.sparse(
-        bytes.length,
-        noMagic,
-        tail,
-        SegmentReader.fromBytes(bytes).filter,
-        () => new Uint8Array(0),
-      ),
-    ).toThrow(/magic/);
+    expect(() => SegmentReader.sparse(bytes.length, noMagic, tail, () => new Uint8Array(0))).toThrow(/magic/);
   });
 });
