@@ -81,13 +81,18 @@ type Command =
       pick: number;
       offset: number;
       bit: number;
-    };
-// Extension point: billing periods (src/billing) become new kinds here ({ t: 'periodClose'; account;
-// month }, { t: 'periodReopen'; ... }), with an arbitrary in `commandArb`, a case in
-// `Run.run` (or `Run.inner` when they may run inside a crash window), and their expectations
-// in the model (a closed period rejects new Usage with `period_closed`; its snapshot stays).
-// Rollups are here already: builds and rebuilds are commands, and every check compares the
-// raw, rollup and auto query paths with the model and asks `verify` for zero drift.
+    }
+  | { t: 'periodClose'; account: number; month: number }
+  | { t: 'periodReopen'; account: number; month: number };
+// Billing periods: close and reopen are commands; in the model a closed account-month refuses
+// new Usage with `period_closed` (retries stay duplicates, corrections are accepted as
+// adjustments), and every check reads each closed period's snapshot, which must not change.
+// Rollups: builds and rebuilds are commands, and every check compares the raw, rollup and
+// auto query paths with the model and asks `verify` for zero drift.
+
+/** The months events fall in: late events reach back into March and April. */
+const MONTHS = ['2026-03', '2026-04', '2026-05'];
+const monthOf = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
 
 const itemArb: fc.Arbitrary<Item> = fc.oneof(
   {
@@ -192,6 +197,22 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
     }),
   },
   {
+    weight: 2,
+    arbitrary: fc.record({
+      t: fc.constant('periodClose' as const),
+      account: fc.nat(ACCOUNTS.length - 1),
+      month: fc.nat(MONTHS.length - 1),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      t: fc.constant('periodReopen' as const),
+      account: fc.nat(ACCOUNTS.length - 1),
+      month: fc.nat(MONTHS.length - 1),
+    }),
+  },
+  {
     weight: 1,
     arbitrary: fc.record({
       t: fc.constant('flip' as const),
@@ -230,15 +251,56 @@ interface ModelEvent {
 }
 
 /** Aggregate counters over all sequences, for the report. */
-const totals = { sequences: 0, steps: 0, crashes: 0, faults: 0, flips: 0, flipsDetected: 0, checks: 0 };
+const totals = {
+  sequences: 0,
+  steps: 0,
+  crashes: 0,
+  faults: 0,
+  flips: 0,
+  flipsDetected: 0,
+  checks: 0,
+  periods: 0,
+};
 
 interface StoredCopy {
   count: number;
   wire: { kind: string; quantity: string; account_id: string; timestamp_ms: number };
 }
 
+/** A billing line of a period, as the snapshot holds it. */
+interface Line {
+  product_id: string;
+  meter_id: string;
+  model_id: string | null;
+  unit: string;
+  quantity: string;
+  event_count: number;
+}
+
 class Model {
   readonly events = new Map<string, ModelEvent>();
+  /** Closed account-months (`account|YYYY-MM`) and the lines their snapshot froze. */
+  readonly closed = new Map<string, Line[]>();
+
+  isClosed(account: string, ms: number): boolean {
+    return this.closed.has(`${account}|${monthOf(ms)}`);
+  }
+
+  /** The lines of an account-month: every stored event in it, all kinds. */
+  lines(account: string, month: string): Map<string, { quantity: bigint; count: number }> {
+    const out = new Map<string, { quantity: bigint; count: number }>();
+    for (const e of this.events.values()) {
+      const w = e.wire;
+      if (w.account_id !== account || monthOf(w.timestamp_ms as number) !== month) continue;
+      const key = [w.product_id, w.meter_id, w.model_id ?? null, w.unit].join('|');
+      const t = out.get(key) ?? { quantity: 0n, count: 0 };
+      t.quantity += BigInt(w.quantity as string | number);
+      t.count++;
+      out.set(key, t);
+    }
+    return out;
+  }
+
   private seq = 0;
   private nextId = 0;
   private uncertain = false;
@@ -414,7 +476,9 @@ function buildBatch(model: Model, items: readonly Item[]): { send: WireInput[]; 
         if (item.t === 'new' && item.dims > 0)
           wire.dimensions = { region: item.dims === 1 ? 'eu' : 'us', tier: 'x' };
         send.push(wire);
-        expects.push({ kind: 'accepted', id, wire });
+        if (model.isClosed(ACCOUNTS[item.account], ts))
+          expects.push({ kind: 'rejected', id, reason: 'period_closed' });
+        else expects.push({ kind: 'accepted', id, wire });
         break;
       }
       case 'retry': {
@@ -696,6 +760,16 @@ class Run {
         .sort((a, b) => (`${a.account_id}\u0000${a.kind}` < `${b.account_id}\u0000${b.kind}` ? -1 : 1));
       expect(rows, `${where}: db.query (${source}) sums per account and kind`).toEqual(want);
     }
+    // Closed periods: still closed, the snapshot frozen at close unchanged.
+    for (const [key, lines] of this.model.closed) {
+      const [account, month] = key.split('|');
+      const view = await this.live.periods.get(account, month);
+      expect(view.status, `${where}: ${key} closed`).toBe('closed');
+      expect(
+        (view as { snapshot: { lines: Line[] } }).snapshot.lines,
+        `${where}: snapshot of ${key}`,
+      ).toEqual(lines);
+    }
     const verified = await this.live.verify(RANGE);
     expect(verified.drift, `${where}: verify`).toEqual([]);
     expect(verified.ok).toBe(true);
@@ -795,7 +869,48 @@ class Run {
         totals.flips++;
         await this.flip(cmd, where);
         return;
+      case 'periodClose':
+      case 'periodReopen':
+        totals.periods++;
+        await this.period(cmd, where);
+        await this.check(where, false);
+        return;
     }
+  }
+
+  /** Close or reopen an account-month: a state conflict when it is already in that state. */
+  async period(cmd: Extract<Command, { t: 'periodClose' | 'periodReopen' }>, where: string): Promise<void> {
+    const account = ACCOUNTS[cmd.account];
+    const month = MONTHS[cmd.month];
+    const key = `${account}|${month}`;
+    const closing = cmd.t === 'periodClose';
+    if (this.model.closed.has(key) === closing) {
+      const err = await (
+        closing ? this.live.periods.close(account, month) : this.live.periods.reopen(account, month)
+      ).catch((e: unknown) => e);
+      expect((err as UsageDbError).code, `${where}: ${key} already ${closing ? 'closed' : 'open'}`).toBe(
+        'USAGEDB_ERR_STATE_CONFLICT',
+      );
+      return;
+    }
+    if (!closing) {
+      expect((await this.live.periods.reopen(account, month)).status, where).toBe('open');
+      this.model.closed.delete(key);
+      return;
+    }
+    // A close flushes: everything acknowledged is then in committed segments.
+    const view = await this.live.periods.close(account, month);
+    this.model.committed();
+    expect(view.status, where).toBe('closed');
+    const lines = (view as { snapshot: { lines: Line[] } }).snapshot.lines;
+    const got = new Map(
+      lines.map((l) => [
+        [l.product_id, l.meter_id, l.model_id, l.unit].join('|'),
+        { quantity: BigInt(l.quantity), count: l.event_count },
+      ]),
+    );
+    expect(got, `${where}: snapshot of ${key} against the model`).toEqual(this.model.lines(account, month));
+    this.model.closed.set(key, lines);
   }
 
   /** Bit rot with the process down: every answer afterwards is a corruption error or exact. */
@@ -860,6 +975,23 @@ class Run {
       return;
     }
     this.db = outcome;
+    // A flipped manifest generation rolls back to the previous one, which may predate a close
+    // (a period is a manifest entry): closed periods are read back from what opened.
+    if (cmd.target === 'manifest') {
+      const closedNow = await this.tolerant(where, async () => {
+        for (const key of [...this.model.closed.keys()]) {
+          const [account, month] = key.split('|');
+          if ((await this.live.periods.get(account, month)).status === 'open') this.model.closed.delete(key);
+        }
+        return true;
+      });
+      if (closedNow === 'corrupt') {
+        abandonForCrashTest(this.live);
+        this.db = null;
+        this.ended = true;
+        return;
+      }
+    }
     // Opened: each check either reports the corruption or is exact.
     const checked = await this.tolerant(where, async () => {
       await this.check(`${where}: after a flipped bit in a ${cmd.target}`, true);
@@ -923,7 +1055,7 @@ describe('model-based simulation (fast-check, simulated disk and clock)', () => 
     });
     console.log(
       `model-sim: ${totals.sequences} sequences (incl. shrinking), ${totals.steps} steps, ${totals.checks} checks, ` +
-        `${totals.crashes} crashes, ${totals.faults} disk faults, ${totals.flips} bit flips ` +
+        `${totals.crashes} crashes, ${totals.faults} disk faults, ${totals.periods} period closes/reopens, ${totals.flips} bit flips ` +
         `(${totals.flipsDetected} reported as corruption, the rest answered exactly)`,
     );
     expect(totals.sequences).toBeGreaterThanOrEqual(Math.min(runs, 500));
