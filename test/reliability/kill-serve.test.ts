@@ -5,7 +5,10 @@
  * happen all the time, so kills land inside them too. After the last restart, through the
  * audit API: every acknowledged event is stored exactly once (counted per id), nothing stored
  * was never sent or differs from what was sent, and the query engine's totals equal the
- * stored events. Retries of acknowledged batches after a restart are all duplicates.
+ * stored events. Retries of acknowledged batches after a restart are all duplicates. Beside
+ * the senders, a billing client closes and reopens one account's April over and over, so
+ * kills land inside closes too: at the end that period is closed with exactly its events'
+ * lines, or open and closes to them.
  *
  * KILL_ROUNDS=N runs more rounds (CI: 20); KILL_SEED=N replays the kill timings' seed.
  */
@@ -43,6 +46,29 @@ function eventOf(n: number): Record<string, unknown> {
     quantity: (n * 7919) % 100_000,
     dimensions: n % 4 === 0 ? { region: 'eu' } : undefined,
   };
+}
+
+/** The billed account: a fixed month of events, closed and reopened while the senders run. */
+const BILL_ACCOUNT = 'acct_bill';
+const BILL_PERIOD = '2026-04';
+const BILL_EVENTS = Array.from({ length: 40 }, (_, i) => ({
+  event_id: `bill_${i}`,
+  account_id: BILL_ACCOUNT,
+  product_id: 'llm-api',
+  meter_id: i % 2 === 0 ? 'tokens.input' : 'tokens.output',
+  unit: 'tokens',
+  source: 'kill-test',
+  timestamp_ms: Date.UTC(2026, 3, 1) + i * 3_600_000,
+  quantity: i + 1,
+}));
+
+async function periodCall(
+  url: string,
+  action: 'close' | 'reopen' | null,
+): Promise<{ status: number; body: unknown }> {
+  const path = `${url}/v1/accounts/${BILL_ACCOUNT}/periods/${BILL_PERIOD}${action === null ? '' : `/${action}`}`;
+  const r = await fetch(path, { method: action === null ? 'GET' : 'POST' });
+  return { status: r.status, body: await r.json() };
 }
 
 function sentOf(n: number): Sent {
@@ -147,12 +173,17 @@ describe('serve: SIGKILL at random moments under concurrent HTTP ingest', () => 
     const unanswered: number[][] = [];
     let next = 0;
     let kills = 0;
+    let closes = 0;
     let retriedDuplicates = 0;
     /** Kills that left a segment or manifest file no committed generation names yet. */
     let killedMidWrite = 0;
     for (let round = 0; round < ROUNDS; round++) {
       const durability = (['strict', 'balanced'] as const)[round % 2];
       const server = await serve(tmp.dir, durability);
+      if (round === 0) {
+        const r = await post(server.url, BILL_EVENTS);
+        expect(r.body).toMatchObject({ accepted: BILL_EVENTS.length });
+      }
       // First the retries: earlier unanswered batches (any outcome allowed, then acknowledged)
       // and one acknowledged batch (must be all duplicates: nothing stored twice).
       for (const batch of unanswered.splice(0)) {
@@ -191,6 +222,21 @@ describe('serve: SIGKILL at random moments under concurrent HTTP ingest', () => 
       const senders = Array.from({ length: SENDERS }, () =>
         sender().catch((err: unknown) => failures.push(err)),
       );
+      // Closes and reopens the billed month until the kill (a 409 only means a race lost).
+      const biller = async () => {
+        while (!stop) {
+          let r: { status: number; body: unknown };
+          try {
+            r = await periodCall(server.url, closes % 2 === 0 ? 'close' : 'reopen');
+          } catch {
+            return;
+          }
+          if (r.status !== 200 && r.status !== 409)
+            throw new Error(`period: ${r.status} ${JSON.stringify(r.body)}`);
+          closes++;
+        }
+      };
+      senders.push(biller().catch((err: unknown) => failures.push(err)));
       // A random moment: with an 8 KiB memtable and a 15 ms tick, flushes and merges run
       // continuously, so the kill often lands inside one.
       await new Promise((r) => setTimeout(r, 50 + Math.floor(random() * 450)));
@@ -224,20 +270,41 @@ describe('serve: SIGKILL at random moments under concurrent HTTP ingest', () => 
         }
       }
       expect({ lost, doubled, invented }).toEqual({ lost: 0, doubled: 0, invented: 0 });
+      // The billed month: closed with exactly its events' lines, or open and closing to them.
+      let period = await periodCall(last.url, null);
+      if ((period.body as { status: string }).status === 'open') period = await periodCall(last.url, 'close');
+      const lines = (
+        period.body as { snapshot: { lines: { meter_id: string; quantity: string; event_count: number }[] } }
+      ).snapshot.lines;
+      const want = ['tokens.input', 'tokens.output'].map((meter) => {
+        const mine = BILL_EVENTS.filter((e) => e.meter_id === meter);
+        return {
+          meter_id: meter,
+          quantity: String(mine.reduce((a, e) => a + e.quantity, 0)),
+          event_count: mine.length,
+        };
+      });
+      expect(
+        lines.map((l) => ({ meter_id: l.meter_id, quantity: l.quantity, event_count: l.event_count })),
+      ).toEqual(want);
+      for (const e of BILL_EVENTS) sum += e.quantity;
       // The query engine, which bills, counts the same events once each.
       const r = await fetch(`${last.url}/v1/query/json`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ from: 0, to: 2_000_000_000_000, metrics: ['sum', 'count'] }),
       });
-      expect(await r.json()).toMatchObject({ rows: [{ sum: String(sum), count: copies.size }] });
+      expect(await r.json()).toMatchObject({
+        rows: [{ sum: String(sum), count: copies.size + BILL_EVENTS.length }],
+      });
+      expect(closes).toBeGreaterThan(ROUNDS);
       expect(kills).toBe(ROUNDS);
       expect(acked.size).toBeGreaterThan(ROUNDS * 20);
       expect(retriedDuplicates).toBeGreaterThan(0);
       console.log(
         `kill-serve seed ${SEED}: ${kills} kills, ${next} events sent, ${acked.size} acknowledged, ` +
           `${copies.size} stored, lost 0, doubled 0, invented 0; ${killedMidWrite} kills landed inside a flush, ` +
-          'merge or rollup build (files not yet committed)',
+          `merge or rollup build (files not yet committed); ${closes} period closes/reopens answered`,
       );
     } finally {
       last.child.kill('SIGTERM');
