@@ -64,16 +64,8 @@ export interface RejectionsParams {
 }
 
 export interface RejectionsPage {
-  rejections: {
-    received_at_ms: number;
-    index: number;
-    event_id: string | null;
-    status: 'rejected' | 'conflict';
-    reason: string;
-    account_id: string | null;
-    event: unknown;
-    event_truncated: boolean;
-  }[];
+  /** The entries without their internal sequence number. */
+  rejections: Omit<RejectionEntry, 'seq'>[];
   next_cursor: string | null;
 }
 

@@ -5,9 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { UsageDb } from '../../src/db.ts';
-import { SimulatedCrashError } from '../../src/storage/fs/sim-file-system.ts';
-import { abandonForCrashTest } from '../../src/testing.ts';
 import { silentLogger } from '../../src/util/logger.ts';
+import { crashDuring } from '../support/crash.ts';
 import { DAY_MS, simDb, T0, usage, type WireInput } from '../support/events.ts';
 import { scanAccount } from '../support/scan.ts';
 
@@ -60,16 +59,7 @@ describe('compaction crash sweep', () => {
       const acked = new Set<string>();
       const db = await sim.open();
       await prepare(db, acked);
-      sim.fs.crashAt(sim.fs.callCount + n, { tornWrites: n % 2 === 0 });
-      try {
-        await db.compact();
-        await db.close();
-      } catch (err) {
-        if (!(err instanceof SimulatedCrashError) && !sim.fs.halted) throw err;
-      }
-      abandonForCrashTest(db);
-      if (sim.fs.halted) sim.fs.restart();
-      const reopened = await sim.open();
+      const reopened = await crashDuring(sim, db, n, (d) => d.compact());
       const counts = await idCounts(reopened);
       for (const [id, count] of counts) {
         expect(count, `crash at call ${n}: ${id} stored ${count} times`).toBe(1);

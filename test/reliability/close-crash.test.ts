@@ -7,8 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ClosedPeriodView, UsageDb } from '../../src/db.ts';
-import { SimulatedCrashError } from '../../src/storage/fs/sim-file-system.ts';
-import { abandonForCrashTest } from '../../src/testing.ts';
+import { crashDuring } from '../support/crash.ts';
 import { DAY_MS, simDb, T0, usage, type WireInput } from '../support/events.ts';
 
 const ACCOUNT = 'acct_3';
@@ -59,16 +58,7 @@ describe('period close crash sweep', () => {
     let closedAfterCrash = 0;
     for (let n = 1; n <= calls; n++) {
       const { sim, db } = await prepare(9);
-      sim.fs.crashAt(sim.fs.callCount + n, { tornWrites: n % 2 === 0 });
-      try {
-        await db.periods.close(ACCOUNT, PERIOD);
-        await db.close();
-      } catch (err) {
-        if (!(err instanceof SimulatedCrashError) && !sim.fs.halted) throw err;
-      }
-      abandonForCrashTest(db);
-      if (sim.fs.halted) sim.fs.restart();
-      const reopened = await sim.open();
+      const reopened = await crashDuring(sim, db, n, (d) => d.periods.close(ACCOUNT, PERIOD));
       const where = `crash at call ${n} of ${calls}`;
       const counts = await storedCounts(reopened);
       expect(counts.size, where).toBe(42);

@@ -8,8 +8,8 @@ import { describe, expect, it } from 'vitest';
 import type { UsageDb } from '../../src/db.ts';
 import { UsageDbError } from '../../src/errors.ts';
 import { rollupPath } from '../../src/storage/layout.ts';
-import { SimulatedCrashError } from '../../src/storage/fs/sim-file-system.ts';
-import { abandonForCrashTest, damageRollupForTest, readSnapshot } from '../../src/testing.ts';
+import { damageRollupForTest, readSnapshot } from '../../src/testing.ts';
+import { crashDuring } from '../support/crash.ts';
 import { DAY_MS, simDb, T0, usage, type WireInput } from '../support/events.ts';
 
 function event(i: number): WireInput {
@@ -54,16 +54,7 @@ async function sweep(work: (db: UsageDb) => Promise<unknown>, before?: (db: Usag
   for (let n = 1; n <= calls; n++) {
     const { sim, db } = await seeded(7);
     if (before) await before(db);
-    sim.fs.crashAt(sim.fs.callCount + n, { tornWrites: n % 2 === 0 });
-    try {
-      await work(db);
-      await db.close();
-    } catch (err) {
-      if (!(err instanceof SimulatedCrashError) && !sim.fs.halted) throw err;
-    }
-    abandonForCrashTest(db);
-    if (sim.fs.halted) sim.fs.restart();
-    const reopened = await sim.open();
+    const reopened = await crashDuring(sim, db, n, work);
     const report = await reopened.check({ deep: true });
     expect(report.ok, `crash at call ${n}: ${report.problems.join('; ')}`).toBe(true);
     const a = await answers(reopened);
