@@ -292,6 +292,7 @@ export class UsageDb {
       segments: parts.segments,
       retracted: parts.retracted,
       rollups: (raw, bytes) => this.roller.build(raw, bytes),
+      discardRollups: (entries) => this.roller.removeFiles(entries),
     });
   }
 

@@ -46,6 +46,8 @@ export interface MergeContext {
   retracted: RetractedOriginals;
   /** Builds the rollup files of a merge output (given its bytes), committed with it. */
   rollups?: (output: RawSegmentEntry, bytes: Uint8Array) => Promise<RollupSegmentEntry[]>;
+  /** Deletes built rollup files the commit did not take. */
+  discardRollups?: (entries: readonly RollupSegmentEntry[]) => Promise<void>;
 }
 
 export interface MergeResult {
@@ -130,6 +132,10 @@ async function commitMerge(
   // The output's rollups replace its inputs' in the same commit: coverage never lapses.
   const rollups = ctx.rollups === undefined ? [] : await ctx.rollups(output, merged.encoded.bytes);
   const inputIds = new Set(inputs.map((e) => e.id));
+  // Every input row is in the output: a rollup covering all the inputs still holds exactly
+  // the output's sums, so it keeps covering the output instead of being rebuilt.
+  const sameRows = merged.duplicatesDropped === 0 && quarantine.length === 0;
+  let unusedRollups: RollupSegmentEntry[] = [];
   await ctx.versions.commit(
     (s) => {
       for (const id of inputIds)
@@ -144,13 +150,12 @@ async function commitMerge(
         0,
         output,
       );
-      // Rollups of the inputs go; a rollup that also covered other segments leaves those
-      // uncovered (the builder covers them again).
-      const keptRollups = s.rollup_segments.filter((r) => !r.covers.some((id) => inputIds.has(id)));
+      const next = replaceRollups(s.rollup_segments, inputIds, output.id, rollups, sameRows);
+      unusedRollups = next.unused;
       return {
         ...s,
         raw_segments: raw,
-        rollup_segments: [...keptRollups, ...rollups],
+        rollup_segments: next.rollups,
         quarantine: [...s.quarantine, ...quarantine],
       };
     },
@@ -159,6 +164,7 @@ async function commitMerge(
       ctx.segments.idFilter.noteMerge(output.id, inputIds);
     },
   );
+  if (unusedRollups.length > 0) await ctx.discardRollups?.(unusedRollups);
   const quarantinedRows = quarantine.reduce((n, q) => n + q.rows, 0);
   return {
     inputSegments: inputs.length,
@@ -169,4 +175,40 @@ async function commitMerge(
     bytesRead: inputs.reduce((n, e) => n + e.size_bytes, 0),
     bytesWritten: quarantine.reduce((n, q) => n + q.size_bytes, output.size_bytes),
   };
+}
+
+/**
+ * The rollups after a merge of `inputIds` into `outputId`, per level: when every input was
+ * covered by one same rollup and no row was dropped, that rollup covers the output in their
+ * place (its sums are the output's); otherwise the rollups touching an input go (segments they
+ * also covered are built again by the builder) and the output's own rollup of that level is
+ * taken. Returns the rollups and the built ones not taken.
+ */
+export function replaceRollups(
+  current: readonly RollupSegmentEntry[],
+  inputIds: ReadonlySet<number>,
+  outputId: number,
+  built: readonly RollupSegmentEntry[],
+  sameRows: boolean,
+): { rollups: RollupSegmentEntry[]; unused: RollupSegmentEntry[] } {
+  const out: RollupSegmentEntry[] = [];
+  const unused: RollupSegmentEntry[] = [];
+  const levels = new Set([...current.map((r) => r.level), ...built.map((r) => r.level)]);
+  for (const level of levels) {
+    const mine = current.filter((r) => r.level === level);
+    const touching = mine.filter((r) => r.covers.some((id) => inputIds.has(id)));
+    const own = built.filter((r) => r.level === level);
+    const one = touching.length === 1 ? touching[0] : null;
+    if (sameRows && one !== null && [...inputIds].every((id) => one.covers.includes(id))) {
+      out.push(...mine.filter((r) => r !== one));
+      out.push({
+        ...one,
+        covers: [...one.covers.filter((id) => !inputIds.has(id)), outputId].sort((a, b) => a - b),
+      });
+      unused.push(...own);
+    } else {
+      out.push(...mine.filter((r) => !touching.includes(r)), ...own);
+    }
+  }
+  return { rollups: out, unused };
 }

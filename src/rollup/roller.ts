@@ -13,7 +13,7 @@
  */
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assert } from '../errors.ts';
+import { assert, UsageDbError } from '../errors.ts';
 import { type FileSystem, isFsError, joinPath } from '../storage/fs/file-system.ts';
 import { ROLLUP_DIR, rollupPath, segmentPath } from '../storage/layout.ts';
 import type { ManifestState, RawSegmentEntry, RollupLevel, RollupSegmentEntry } from '../storage/manifest.ts';
@@ -43,6 +43,8 @@ export interface RollupStats {
   /** Raw segments rolled up since open (builds, rebuilds and compaction outputs). */
   segmentsBuilt: number;
   rawRowsRolledUp: number;
+  /** Merges of rollup files of one level into one. */
+  merges: number;
   bytesWritten: number;
   /** Time spent building (decode, sum, encode, write), for throughput. */
   buildMs: number;
@@ -57,6 +59,20 @@ export interface RollupResult {
   watermark_ms: number | null;
 }
 
+/**
+ * Runs a build or merge inline (small) or in the worker; damaged input (a checksum that does
+ * not match, bytes that do not decode) is USAGEDB_ERR_SEGMENT_CORRUPT, never a number.
+ */
+async function runJob(request: RollupRequest, rows: number, transfer: ArrayBuffer[]): Promise<RollupOutput> {
+  try {
+    return rows <= INLINE_ROLLUP_ROWS_MAX ? runRollup(request) : await jobs.run(request, transfer);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    if (!/ is corrupt: /.test(message)) throw err;
+    throw new UsageDbError('USAGEDB_ERR_SEGMENT_CORRUPT', message.split('\n')[0], { cause: err });
+  }
+}
+
 /** Builds the rollup files of one raw segment (written and fsynced, not committed). */
 export async function buildRollupFiles(
   ctx: RollupContext,
@@ -65,16 +81,14 @@ export async function buildRollupFiles(
 ): Promise<RollupSegmentEntry[]> {
   const data = bytes ?? (await ctx.fs.readFile(segmentPath(ctx.root, raw.id)));
   const request: RollupRequest = {
+    op: 'build',
     segmentId: raw.id,
     // A worker takes the buffer: hand it a copy when the caller keeps using its bytes.
     bytes: bytes === undefined ? data : data.slice(),
     sizeBytes: raw.size_bytes,
     crc32c: raw.crc32c,
   };
-  const out =
-    raw.rows <= INLINE_ROLLUP_ROWS_MAX
-      ? runRollup(request)
-      : await jobs.run(request, [request.bytes.buffer as ArrayBuffer]);
+  const out = await runJob(request, raw.rows, [request.bytes.buffer as ArrayBuffer]);
   assert(out.rawRows === raw.rows, `rollup of segment ${raw.id} read ${out.rawRows} of ${raw.rows} rows`);
   const entries: RollupSegmentEntry[] = [];
   for (const { level, encoded } of out.levels) {
@@ -93,6 +107,28 @@ export async function buildRollupFiles(
   }
   await ctx.fs.syncDir(joinPath(ctx.root, ROLLUP_DIR));
   return entries;
+}
+
+/** Rows one rollup merge reads at most: bounds its memory. */
+export const ROLLUP_MERGE_ROWS_MAX = 4_000_000;
+/** Levels whose files are merged: the ones long ranges and top-N queries read. */
+const MERGED_LEVELS: readonly RollupLevel[] = ['month', 'day'];
+
+/**
+ * Rollup files of `level` to merge into one, smallest first while under ROLLUP_MERGE_ROWS_MAX
+ * rows; null when fewer than two. One file per level then serves a query for all the raw
+ * segments it covers (instead of one file per flush).
+ */
+export function planRollupMerge(state: ManifestState, level: RollupLevel): RollupSegmentEntry[] | null {
+  const files = state.rollup_segments.filter((r) => r.level === level).sort((a, b) => a.rows - b.rows);
+  const picked: RollupSegmentEntry[] = [];
+  let rows = 0;
+  for (const f of files) {
+    if (picked.length >= 2 && rows + f.rows > ROLLUP_MERGE_ROWS_MAX) break;
+    picked.push(f);
+    rows += f.rows;
+  }
+  return picked.length >= 2 ? picked : null;
 }
 
 /** Raw segments some level does not cover yet, oldest first. */
@@ -147,6 +183,7 @@ export class Roller {
   private readonly totals: Omit<RollupStats, 'running'> = {
     segmentsBuilt: 0,
     rawRowsRolledUp: 0,
+    merges: 0,
     bytesWritten: 0,
     buildMs: 0,
   };
@@ -173,13 +210,75 @@ export class Roller {
     return built;
   }
 
-  /** One uncovered segment's rollups (background work); false when none is due or one runs. */
+  /**
+   * One piece of background work: an uncovered segment's rollups, else one merge of rollup
+   * files of a level; false when none is due or work runs.
+   */
   async step(): Promise<boolean> {
     if (this.running !== null) return false;
     const next = uncoveredSegments(this.ctx.versions.current)[0];
-    if (next === undefined) return false;
-    await this.exclusive(() => this.buildAndCommit(next, false));
-    return true;
+    if (next !== undefined) {
+      await this.exclusive(() => this.buildAndCommit(next, false));
+      return true;
+    }
+    for (const level of MERGED_LEVELS) {
+      const files = planRollupMerge(this.ctx.versions.current, level);
+      if (files === null) continue;
+      await this.exclusive(() => this.mergeAndCommit(level, files));
+      return true;
+    }
+    return false;
+  }
+
+  /** Merges rollup files of `level` into one, replacing them in one commit (their covers unite). */
+  private async mergeAndCommit(level: RollupLevel, files: readonly RollupSegmentEntry[]): Promise<boolean> {
+    const started = this.now();
+    const request: RollupRequest = {
+      op: 'merge',
+      level,
+      files: [],
+    };
+    for (const f of files)
+      request.files.push({
+        id: f.id,
+        bytes: await this.ctx.fs.readFile(rollupPath(this.ctx.root, f.id)),
+        crc32c: f.crc32c,
+      });
+    const rows = files.reduce((n, f) => n + f.rows, 0);
+    const out = await runJob(
+      request,
+      rows,
+      request.files.map((f) => f.bytes.buffer as ArrayBuffer),
+    );
+    const encoded = out.levels[0].encoded;
+    const id = this.ctx.versions.allocateSegmentId();
+    await this.ctx.fs.writeFile(rollupPath(this.ctx.root, id), encoded.bytes, { sync: true });
+    await this.ctx.fs.syncDir(joinPath(this.ctx.root, ROLLUP_DIR));
+    const merged: RollupSegmentEntry = {
+      id,
+      level,
+      covers: files.flatMap((f) => f.covers).sort((a, b) => a - b),
+      rows: encoded.rows,
+      min_ts: encoded.min_ts,
+      max_ts: encoded.max_ts,
+      size_bytes: encoded.bytes.length,
+      crc32c: encoded.crc32c,
+    };
+    const ids = new Set(files.map((f) => f.id));
+    let taken = false;
+    await this.ctx.versions.commit((s) => {
+      // A compaction or rebuild may have replaced one of them meanwhile: then nothing changes.
+      taken = files.every((f) => s.rollup_segments.some((r) => r.id === f.id));
+      if (!taken) return s;
+      return { ...s, rollup_segments: [...s.rollup_segments.filter((r) => !ids.has(r.id)), merged] };
+    });
+    if (!taken) await this.removeFiles([merged]);
+    else {
+      this.totals.merges++;
+      this.totals.bytesWritten += merged.size_bytes;
+      this.totals.buildMs += this.now() - started;
+    }
+    return taken;
   }
 
   /** Rolls up every uncovered raw segment now. */
@@ -197,6 +296,7 @@ export class Roller {
           rawRows += next.rows;
         }
       }
+      await this.mergeAll();
       return { segments, rawRows, watermark_ms: rollupWatermark(this.ctx.versions.current) };
     });
   }
@@ -217,6 +317,16 @@ export class Roller {
       }
       return { segments, rawRows, watermark_ms: rollupWatermark(this.ctx.versions.current) };
     });
+  }
+
+  /** Merges the files of every merged level until one per level is left (or the cap stops it). */
+  private async mergeAll(): Promise<void> {
+    for (const level of MERGED_LEVELS) {
+      for (;;) {
+        const files = planRollupMerge(this.ctx.versions.current, level);
+        if (files === null || !(await this.mergeAndCommit(level, files))) break;
+      }
+    }
   }
 
   /** Waits for a running build, then runs `work` as the only one. */

@@ -1,24 +1,38 @@
 /**
- * The CPU part of a rollup build, pure (no I/O), so it runs in a worker thread: decode the raw
- * segment's grain columns (the file verified whole against its manifest checksum), sum them per
- * level, and encode one rollup file per level.
+ * The CPU part of rollup work, pure (no I/O), so it runs in a worker thread: a build decodes a
+ * raw segment's grain columns (the file verified whole against its manifest checksum), sums
+ * them per level and encodes one rollup file per level; a merge sums several rollup files of
+ * one level into one.
  *
- * Invariant: at every level, the rows' counts add up to the segment's row count.
+ * Invariant: the rows' counts add up to the events they summarise (the segment's rows, or the
+ * merged files' counts).
  */
 import { assert } from '../errors.ts';
 import type { EventColumns } from '../model/columns.ts';
 import type { RollupLevel } from '../storage/manifest.ts';
 import { SegmentReader } from '../storage/segment/segment-reader.ts';
 import { ROLLUP_LEVELS } from './levels.ts';
-import { type EncodedRollup, encodeRollupFile } from './rollup-file.ts';
-import { buildRollupLevels, ROLLUP_SOURCE_COLUMNS } from './rollup-rows.ts';
+import { crc32c } from '../storage/encoding/crc32c.ts';
+import { type EncodedRollup, encodeRollupFile, readRollupFile } from './rollup-file.ts';
+import { buildRollupLevels, mergeRollupRows, ROLLUP_SOURCE_COLUMNS, type RollupRows } from './rollup-rows.ts';
 
-export interface RollupRequest {
+/** Build: the rollups of one raw segment file. */
+export interface BuildRequest {
+  op: 'build';
   segmentId: number;
   bytes: Uint8Array;
   sizeBytes: number;
   crc32c: number;
 }
+
+/** Merge: several rollup files of one level into one. */
+export interface MergeRollupsRequest {
+  op: 'merge';
+  level: RollupLevel;
+  files: { id: number; bytes: Uint8Array; crc32c: number }[];
+}
+
+export type RollupRequest = BuildRequest | MergeRollupsRequest;
 
 export interface RollupOutput {
   rawRows: number;
@@ -26,6 +40,35 @@ export interface RollupOutput {
 }
 
 export function runRollup(req: RollupRequest): RollupOutput {
+  return req.op === 'build' ? runBuild(req) : runMergeRollups(req);
+}
+
+/**
+ * One file of `req.level` from several (each verified whole against its manifest checksum):
+ * the events they count, summed once per grain key and bucket.
+ */
+function runMergeRollups(req: MergeRollupsRequest): RollupOutput {
+  const parts: RollupRows[] = [];
+  let events = 0;
+  for (const f of req.files) {
+    try {
+      if (crc32c(f.bytes) !== f.crc32c >>> 0) throw new Error('file checksum mismatch');
+      for (const block of readRollupFile(f.bytes).rows) {
+        parts.push(block);
+        for (let i = 0; i < block.rowCount; i++) events += block.count[i];
+      }
+    } catch (err) {
+      throw new Error(`rollup segment ${f.id} is corrupt: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  const rows = mergeRollupRows(parts, req.level);
+  let merged = 0;
+  for (let i = 0; i < rows.rowCount; i++) merged += rows.count[i];
+  assert(merged === events, `a ${req.level} rollup merge counts ${merged} events of ${events}`);
+  return { rawRows: events, levels: [{ level: req.level, encoded: encodeRollupFile(rows, req.level) }] };
+}
+
+function runBuild(req: BuildRequest): RollupOutput {
   let columns: EventColumns;
   try {
     const reader = SegmentReader.fromBytes(req.bytes, { sizeBytes: req.sizeBytes, checksum: req.crc32c });

@@ -312,6 +312,84 @@ function groupInput(input: Input, level: RollupLevel): Groups {
   return groups;
 }
 
+/** The grain's columns (raw events or rollup rows): what lines and output rows are made of. */
+type GrainColumns = Pick<EventColumns, RollupDictColumn | 'kind' | 'rowCount'>;
+
+/**
+ * One set of rows of `level` from several rollup files of that level (each covering other raw
+ * segments): rows of the same grain key and bucket are summed, exactly as the files' raw
+ * events would have been.
+ */
+export function mergeRollupRows(parts: readonly RollupRows[], level: RollupLevel): RollupRows {
+  const n = parts.reduce((a, p) => a + p.rowCount, 0);
+  // Dictionaries made common: each part's codes mapped to one dictionary per column.
+  const dictCols = {} as Record<RollupDictColumn, DictColumn>;
+  for (const name of ROLLUP_DICT_COLUMNS) {
+    const dict: string[] = [];
+    const index = new Map<string, number>();
+    const codes = new Uint32Array(n);
+    let at = 0;
+    for (const part of parts) {
+      const col = part[name];
+      const remap = col.dict.map((v) => {
+        let c = index.get(v);
+        if (c === undefined) {
+          c = dict.length;
+          dict.push(v);
+          index.set(v, c);
+        }
+        return c;
+      });
+      for (let i = 0; i < part.rowCount; i++) {
+        const code = col.codes[i];
+        codes[at++] = code === NULL_CODE ? NULL_CODE : remap[code];
+      }
+    }
+    dictCols[name] = { dict, codes };
+  }
+  const kind = new Uint8Array(n);
+  const f64 = (pick: (p: RollupRows) => Float64Array) => {
+    const out = new Float64Array(n);
+    let at = 0;
+    for (const p of parts) {
+      out.set(pick(p).subarray(0, p.rowCount), at);
+      at += p.rowCount;
+    }
+    return out;
+  };
+  const quantities = (pick: (p: RollupRows) => QuantityColumn): QuantityColumn => {
+    const values = f64((p) => pick(p).values);
+    let big: Map<number, bigint> | null = null;
+    let at = 0;
+    for (const p of parts) {
+      const b = pick(p).big;
+      if (b !== null) for (const [row, v] of b) (big ??= new Map()).set(at + row, v);
+      at += p.rowCount;
+    }
+    return { values, big };
+  };
+  let at = 0;
+  for (const p of parts) {
+    kind.set(p.kind.subarray(0, p.rowCount), at);
+    at += p.rowCount;
+  }
+  const c: GrainColumns = { rowCount: n, kind, ...dictCols };
+  const lines = lineIds(c);
+  const timestamp = f64((p) => p.timestamp_ms);
+  const input: Input = {
+    rowCount: n,
+    line: lines.ids,
+    timestamp,
+    count: f64((p) => p.count),
+    sum: quantities((p) => p.quantity),
+    min: quantities((p) => p.min),
+    max: quantities((p) => p.max),
+    first: f64((p) => p.first_ts),
+    last: f64((p) => p.last_ts),
+  };
+  return toRows(c, lines, groupInput(input, level));
+}
+
 /** Per raw row, the id of its grain line (everything but time), numbered in first-seen order. */
 export interface LineIds {
   ids: Int32Array;
@@ -319,7 +397,7 @@ export interface LineIds {
   firstRow: number[];
 }
 
-export function lineIds(c: EventColumns): LineIds {
+export function lineIds(c: GrainColumns): LineIds {
   const n = c.rowCount;
   const ids = new Int32Array(n);
   const firstRow: number[] = [];
@@ -417,7 +495,7 @@ function rowsLine(groups: Groups, rows: RollupRows): Int32Array {
 const ORDER = Symbol('groupOrder');
 
 /** Finished groups as columns sorted by account, with dictionaries of only the values used. */
-function toRows(c: EventColumns, lines: LineIds, groups: Groups): RollupRows {
+function toRows(c: GrainColumns, lines: LineIds, groups: Groups): RollupRows {
   const m = groups.n;
   // Counting sort by account (in text order); within an account, groups keep their order.
   const accountDict = c.account_id.dict;

@@ -66,7 +66,8 @@ describe('explain', () => {
     expect(rolled.lines).toEqual(x.lines);
     expect(rolled.provenance.raw_segment_ids).toEqual([]);
     expect(rolled.provenance.rollup_segment_ids).toEqual(monthRollupsOf([1, 4]));
-    expect(rolled.provenance.rollup_segment_ids).toHaveLength(2);
+    // One month file (the rollups of both raw segments merged) serves the month.
+    expect(rolled.provenance.rollup_segment_ids).toHaveLength(1);
     // A range that is not whole hours reads its edges raw.
     const edges = await db.explain({ account_id: 'acme', from: MAY, to: MAY + 2 * HOUR + 1 });
     expect(edges.provenance.raw_segment_ids).toEqual([4]); // c1, at MAY + 2 h, in segment 4
