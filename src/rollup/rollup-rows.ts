@@ -21,7 +21,9 @@
  */
 import { assert } from '../errors.ts';
 import {
+  DICT_COLUMN_NAMES,
   type DictColumn,
+  type DictColumnName,
   type EventColumns,
   NULL_CODE,
   type QuantityColumn,
@@ -32,16 +34,14 @@ import type { RollupLevel } from '../storage/manifest.ts';
 import type { RollupBatch } from '../query/types.ts';
 import { bucketStart, HOUR_MS } from './levels.ts';
 
-export const ROLLUP_DICT_COLUMNS = [
-  'account_id',
-  'subscription_id',
-  'product_id',
-  'meter_id',
-  'model_id',
-  'unit',
-  'source',
-] as const;
-export type RollupDictColumn = (typeof ROLLUP_DICT_COLUMNS)[number];
+/**
+ * The grain's dictionary columns: every dictionary column of an event but `dimensions`, in the
+ * persisted order of DICT_COLUMN_NAMES (the rollup file stores their chunks in this order).
+ */
+export type RollupDictColumn = Exclude<DictColumnName, 'dimensions'>;
+export const ROLLUP_DICT_COLUMNS: readonly RollupDictColumn[] = DICT_COLUMN_NAMES.filter(
+  (name): name is RollupDictColumn => name !== 'dimensions',
+);
 
 /** The raw columns a rollup build reads. */
 export const ROLLUP_SOURCE_COLUMNS = [...ROLLUP_DICT_COLUMNS, 'kind', 'timestamp_ms', 'quantity'] as const;
