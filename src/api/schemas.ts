@@ -263,6 +263,7 @@ export const VerifyResponse = Type.Object(
     ok: Type.Boolean(),
     drift: Type.Array(
       Type.Object({
+        grain: Type.Union([Type.Literal('line'), Type.Literal('meter')]),
         account_id: Type.String(),
         product_id: Type.String(),
         meter_id: Type.String(),

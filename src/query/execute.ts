@@ -14,7 +14,7 @@ import { quantityToString } from '../model/quantity.ts';
 import { Aggregator } from './aggregate.ts';
 import type { ChunkCache } from './chunk-cache.ts';
 import { orderAndLimit, type ResultGroup } from './order.ts';
-import { splitRange } from '../rollup/levels.ts';
+import { METER_GRAIN_COLUMNS, meterLevelOf, splitRange } from '../rollup/levels.ts';
 import { lowerBound } from '../util/lower-bound.ts';
 import { assert } from '../errors.ts';
 import { bucketsOf, candidateEntries, emptyStats, type ScanTarget, scanSegments } from './scan.ts';
@@ -149,6 +149,7 @@ export function planSources(
     for (const id of r.covers) byRaw.set(id, r);
   }
   const plan: SourcePlan = { rawPieces: [], rollupPieces: [], fallback: null };
+  const meterGrain = servedByMeterGrain(query);
   for (const piece of splitRange(query.fromMs, query.toMs, coarsest)) {
     const inPiece = entries.filter((e) => e.max_ts >= piece.fromMs && e.min_ts < piece.toMs);
     if (inPiece.length === 0) continue;
@@ -156,19 +157,44 @@ export function planSources(
       plan.rawPieces.push({ entries: inPiece, fromMs: piece.fromMs, toMs: piece.toMs });
       continue;
     }
-    const byRaw = coverage.get(piece.source);
-    const used = new Set<RollupEntryView>();
-    const uncovered: SegmentEntryView[] = [];
-    for (const e of inPiece) {
-      const r = byRaw?.get(e.segment_id ?? e.id);
-      if (r === undefined) uncovered.push(e);
-      else used.add(r);
+    // The meter grain's smaller files when the query needs nothing else and they cover as much.
+    const meter = meterGrain ? meterLevelOf(piece.source) : null;
+    let { used, uncovered } = assign(inPiece, coverage.get(piece.source));
+    if (meter !== null) {
+      const narrow = assign(inPiece, coverage.get(meter));
+      if (narrow.uncovered.length <= uncovered.length) ({ used, uncovered } = narrow);
     }
     if (used.size > 0) plan.rollupPieces.push({ entries: [...used], fromMs: piece.fromMs, toMs: piece.toMs });
     if (uncovered.length > 0)
       plan.rawPieces.push({ entries: uncovered, fromMs: piece.fromMs, toMs: piece.toMs });
   }
   return plan;
+}
+
+/** The rollups of one level a piece's raw files read through, and the raw files it leaves. */
+function assign(
+  inPiece: readonly SegmentEntryView[],
+  byRaw: Map<number, RollupEntryView> | undefined,
+): { used: Set<RollupEntryView>; uncovered: SegmentEntryView[] } {
+  const used = new Set<RollupEntryView>();
+  const uncovered: SegmentEntryView[] = [];
+  for (const e of inPiece) {
+    const r = byRaw?.get(e.segment_id ?? e.id);
+    if (r === undefined) uncovered.push(e);
+    else used.add(r);
+  }
+  return { used, uncovered };
+}
+
+const METER_GRAIN_KEYS: ReadonlySet<string> = new Set([...METER_GRAIN_COLUMNS, 'kind', 'day']);
+const METER_GRAIN_FILTERS: ReadonlySet<string> = new Set(['meter_id', 'unit', 'kind']);
+
+/** Whether the meter-grain levels hold every column the query groups or filters by. */
+function servedByMeterGrain(query: Query): boolean {
+  if (!query.groupBy.every((k) => METER_GRAIN_KEYS.has(k))) return false;
+  for (const [column, values] of Object.entries(query.filters))
+    if (values !== undefined && !METER_GRAIN_FILTERS.has(column)) return false;
+  return query.dimensions.length === 0;
 }
 
 /** Rollups hold no dimensions: a query that groups or filters by one reads raw events. */

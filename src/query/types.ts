@@ -288,7 +288,7 @@ export interface RollupBatch {
 
 export interface RollupEntryView {
   id: number;
-  level: 'hour' | 'day' | 'month';
+  level: 'hour' | 'day' | 'month' | 'meter_day' | 'meter_month';
   /** Raw segment files it summarises. */
   covers: readonly number[];
   rows: number;

@@ -112,7 +112,7 @@ export async function buildRollupFiles(
 /** Rows one rollup merge reads at most: bounds its memory. */
 export const ROLLUP_MERGE_ROWS_MAX = 4_000_000;
 /** Levels whose files are merged: the ones long ranges and top-N queries read. */
-const MERGED_LEVELS: readonly RollupLevel[] = ['month', 'day'];
+const MERGED_LEVELS: readonly RollupLevel[] = ['meter_month', 'month', 'meter_day', 'day'];
 
 /**
  * Rollup files of `level` to merge into one, smallest first while under ROLLUP_MERGE_ROWS_MAX

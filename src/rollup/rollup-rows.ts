@@ -32,7 +32,7 @@ import {
 import { BIG_ABS_MAX } from '../storage/encoding/varint.ts';
 import type { RollupLevel } from '../storage/manifest.ts';
 import type { RollupBatch } from '../query/types.ts';
-import { bucketStart, HOUR_MS } from './levels.ts';
+import { bucketOf, bucketStart, HOUR_MS, METER_GRAIN_COLUMNS } from './levels.ts';
 
 /**
  * The grain's dictionary columns: every dictionary column of an event but `dimensions`, in the
@@ -264,6 +264,7 @@ class KeyTable {
 
 /** Sums `input` per (line, bucket of `level`). */
 function groupInput(input: Input, level: RollupLevel): Groups {
+  const bucket = bucketOf(level);
   const groups = new Groups(input.rowCount);
   const byKey = new KeyTable(input.rowCount);
   // Keys line * span + hour slot stay small integers (fast map keys) for a segment of a
@@ -275,7 +276,7 @@ function groupInput(input: Input, level: RollupLevel): Groups {
     if (ts < lo) lo = ts;
     if (ts > hi) hi = ts;
   }
-  const base = bucketStart('hour', bucketStart(level, lo));
+  const base = bucketStart('hour', bucketStart(bucket, lo));
   const span = Math.floor((hi - base) / HOUR_MS) + 1;
   assert(span * (input.rowCount + 1) < 2 ** 53, 'rollup group keys exceed 2^53');
   const keyOf = (line: number, bucket: number) => line * span + (bucket - base) / HOUR_MS;
@@ -286,9 +287,9 @@ function groupInput(input: Input, level: RollupLevel): Groups {
     const ts = input.timestamp[r];
     const line = input.line[r];
     const b =
-      level === 'month' && ts >= prevBucket && ts < prevBucket + MONTH_MS_MIN
+      bucket === 'month' && ts >= prevBucket && ts < prevBucket + MONTH_MS_MIN
         ? prevBucket
-        : bucketStart(level, ts);
+        : bucketStart(bucket, ts);
     let g: number;
     if (line === prevLine && b === prevBucket) g = prevGroup;
     else {
@@ -480,7 +481,24 @@ export function buildRollupLevels(c: EventColumns): Map<RollupLevel, RollupRows>
       last: rows.last_ts,
     };
   }
+  const meterDay = meterGrainRows(out.get('day') as RollupRows, 'meter_day');
+  out.set('meter_day', meterDay);
+  out.set('meter_month', mergeRollupRows([meterDay], 'meter_month'));
   return out;
+}
+
+/**
+ * Rows of a meter-grain level from rows of the full grain: the columns outside the meter grain
+ * set to null, rows of equal meter-grain key and bucket summed.
+ */
+export function meterGrainRows(rows: RollupRows, level: RollupLevel): RollupRows {
+  const keep: ReadonlySet<string> = new Set(METER_GRAIN_COLUMNS);
+  const projected: RollupRows = { ...rows };
+  for (const name of ROLLUP_DICT_COLUMNS) {
+    if (keep.has(name)) continue;
+    projected[name] = { dict: [], codes: new Uint32Array(rows.rowCount).fill(NULL_CODE) };
+  }
+  return mergeRollupRows([projected], level);
 }
 
 /** Line id of each output row (toRows keeps the permutation on the rows object). */

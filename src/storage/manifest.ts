@@ -40,7 +40,14 @@ export interface RawSegmentEntry {
 /** Kept for the names used across the storage layer. */
 export type SegmentEntry = RawSegmentEntry;
 
-export type RollupLevel = 'hour' | 'day' | 'month';
+/** The time bucket of a rollup level. */
+export type RollupBucket = 'hour' | 'day' | 'month';
+/**
+ * Levels: the full grain per hour, day and month, and the meter grain (account, meter, unit,
+ * kind) per day and month (docs/rollups.md).
+ */
+export type RollupLevel = RollupBucket | 'meter_day' | 'meter_month';
+export const ROLLUP_LEVELS: readonly RollupLevel[] = ['hour', 'day', 'month', 'meter_day', 'meter_month'];
 
 /** A rollup segment: aggregates of exactly the raw segments it covers. */
 export interface RollupSegmentEntry {
@@ -228,8 +235,6 @@ function readRaw(v: unknown, where: string, problem: Problem): RawSegmentEntry {
     retractions: int(o, 'retractions', where, problem),
   };
 }
-
-const ROLLUP_LEVELS: readonly RollupLevel[] = ['hour', 'day', 'month'];
 
 function readRollup(v: unknown, where: string, problem: Problem): RollupSegmentEntry {
   const o = obj(v, where, problem);

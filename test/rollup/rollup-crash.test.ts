@@ -87,9 +87,9 @@ describe('rollup crash sweep', () => {
     expect(first.segments).toBe(3);
     const second = await db.rollup();
     expect(second.segments).toBe(0);
-    // Three hour files; the day and month files merged into one each.
-    expect(db.stats().rollups.segments).toBe(5);
-    expect(db.stats().rollups.merges).toBe(2);
+    // Three hour files; the day, month, meter_day and meter_month files merged into one each.
+    expect(db.stats().rollups.segments).toBe(7);
+    expect(db.stats().rollups.merges).toBe(4);
     expect(db.stats().rollups.uncoveredRawSegments).toBe(0);
     await db.close();
   });
@@ -106,7 +106,7 @@ describe('verify', () => {
     const snapshot = readSnapshot(db);
     const entries = snapshot.rollups.entries;
     snapshot.release();
-    for (const level of ['hour', 'day', 'month'] as const) {
+    for (const level of ['hour', 'day', 'month', 'meter_day', 'meter_month'] as const) {
       const target = entries.find((r) => r.level === level);
       expect(target).toBeDefined();
       await damageRollupForTest(db, target?.id ?? -1, (rows) => {
@@ -117,9 +117,10 @@ describe('verify', () => {
     const days = await db.verify({ from: T0, to: T0 + 10 * DAY_MS });
     for (const v of [months, days]) {
       expect(v.ok).toBe(false);
-      expect(v.drift.length).toBe(1);
-      const d = v.drift[0];
-      expect(BigInt(d.rollup?.quantity ?? '0') - BigInt(d.raw?.quantity ?? '0')).toBe(1n);
+      // The full-grain file of the level and its meter-grain file: one line each.
+      expect(v.drift.map((d) => d.grain)).toEqual(['line', 'meter']);
+      for (const d of v.drift)
+        expect(BigInt(d.rollup?.quantity ?? '0') - BigInt(d.raw?.quantity ?? '0')).toBe(1n);
     }
     const byHour = { from: T0, to: T0 + 10 * DAY_MS, group_by: ['hour', 'account_id'] };
     expect((await db.query({ ...byHour, source: 'rollup' })).rows).not.toEqual(

@@ -125,6 +125,14 @@ const QUERIES = [
     order_by: [{ key: 'sum', dir: 'desc' }],
     limit: 2,
   },
+  // The meter grain: whole months and days, with month and day edges.
+  {
+    from: T0 + 5 * HOUR,
+    to: Date.UTC(2026, 6, 1) + 3 * DAY_MS + 7 * HOUR,
+    group_by: ['account_id', 'meter_id', 'unit', 'kind'],
+    filters: { kind: ['Usage', 'Correction'] },
+  },
+  { account_id: 'a2', from: T0, to: T0 + 40 * DAY_MS, group_by: ['day', 'unit'] },
   // Dimensions: auto falls back to raw.
   { from: T0, to: T0 + 40 * DAY_MS, group_by: ['dimensions.region'] },
 ];
@@ -243,6 +251,34 @@ describe('rollup property', () => {
       { kind: 'compact' },
       { kind: 'restart' },
     ]);
+  });
+});
+
+describe('meter grain', () => {
+  it('serves a query by account, meter, unit and day from far fewer rollup rows than the full grain', async () => {
+    const sim = simDb(23, { bucketCount: 2 });
+    const db = await sim.open();
+    await db.ingest(
+      Array.from({ length: 200 }, (_, k) =>
+        wire({ id: k, variant: 0, minute: (k % 20) * 61, account: (k >> 2) % 2, line: k % 3 }),
+      ),
+    );
+    await db.flush();
+    await db.rollup();
+    const month = { from: T0, to: Date.UTC(2026, 5, 1) };
+    const byMeter = await db.query({ ...month, group_by: ['account_id', 'meter_id'], source: 'rollup' });
+    const byLine = await db.query({
+      ...month,
+      group_by: ['account_id', 'meter_id', 'product_id', 'model_id'],
+      source: 'rollup',
+    });
+    expect(byMeter.stats.path).toBe('rollup');
+    expect(byLine.stats.path).toBe('rollup');
+    expect(byMeter.stats.rollupRows).toBe(byMeter.rows.length);
+    expect(byMeter.stats.rollupRows).toBeLessThan(byLine.stats.rollupRows);
+    const raw = await db.query({ ...month, group_by: ['account_id', 'meter_id'], source: 'raw' });
+    expect(byMeter.rows).toEqual(raw.rows);
+    await db.close();
   });
 });
 
