@@ -221,7 +221,7 @@ class GroupAccumulators {
     const hi = this.maxBig?.get(g);
     if (lo !== undefined && (min === null || compareQuantity(lo, min) < 0)) min = lo;
     if (hi !== undefined && (max === null || compareQuantity(hi, max) > 0)) max = hi;
-    return { values, count: this.cnt[g], sum, min, max };
+    return { values, count: this.cnt[g], sum, min, max, rank: 0 };
   }
 }
 

@@ -15,6 +15,8 @@ import { Aggregator } from './aggregate.ts';
 import type { ChunkCache } from './chunk-cache.ts';
 import { orderAndLimit, type ResultGroup } from './order.ts';
 import { METER_GRAIN_COLUMNS, meterLevelOf, splitRange } from '../rollup/levels.ts';
+import { type ColumnMakers, lazyRows } from '../rollup/rollup-file.ts';
+import { ROLLUP_DICT_COLUMNS, type RollupDictColumn } from '../rollup/rollup-rows.ts';
 import { lowerBound } from '../util/lower-bound.ts';
 import { assert } from '../errors.ts';
 import { bucketsOf, candidateEntries, emptyStats, type ScanTarget, scanSegments } from './scan.ts';
@@ -225,6 +227,9 @@ async function visitRollups(
     });
     stats.path = 'rollup';
     stats.rollupSegmentsRead++;
+    // Pieces lie on bucket bounds: a file whose events all lie in the piece has all its
+    // buckets there too, and its bucket column need not even be decoded.
+    const timeFilter = !(entry.min_ts >= piece.fromMs && entry.max_ts < piece.toMs);
     for (const whole of batches) {
       // One account: only its rows (a block is sorted by account, codes in text order).
       const b =
@@ -238,7 +243,7 @@ async function visitRollups(
       const last = b.account_id.dict[b.account_id.codes[b.rowCount - 1]];
       agg.visit(b as unknown as ColumnBatch, {
         rowCount: b.rowCount,
-        timeFilter: true,
+        timeFilter,
         accountFilter: !(accounts !== null && first === last && accounts.has(first)),
         weights: b,
       });
@@ -267,28 +272,37 @@ function accountRows(b: RollupBatch, account: string): RollupBatch | null {
   const hi = lowerBound(codes, code + 1);
   if (lo === hi) return null;
   if (lo === 0 && hi === b.rowCount) return b;
-  // Big values are keyed by row: keep the whole block then (rare).
-  if (b.quantity.big !== null || b.min.big !== null || b.max.big !== null) return b;
-  const dictView = (c: DictColumn): DictColumn => ({ dict: c.dict, codes: c.codes.subarray(lo, hi) });
-  const q = (c: QuantityColumn): QuantityColumn => ({ values: c.values.subarray(lo, hi), big: null });
-  return {
-    rowCount: hi - lo,
-    account_id: dictView(b.account_id),
-    subscription_id: dictView(b.subscription_id),
-    product_id: dictView(b.product_id),
-    meter_id: dictView(b.meter_id),
-    model_id: dictView(b.model_id),
-    unit: dictView(b.unit),
-    source: dictView(b.source),
-    kind: b.kind.subarray(lo, hi),
-    timestamp_ms: b.timestamp_ms.subarray(lo, hi),
-    quantity: q(b.quantity),
-    count: b.count.subarray(lo, hi),
-    min: q(b.min),
-    max: q(b.max),
-    first_ts: b.first_ts.subarray(lo, hi),
-    last_ts: b.last_ts.subarray(lo, hi),
+  // Views made on first access: the query touches only the columns it needs.
+  const dictView = (name: RollupDictColumn) => (): DictColumn => ({
+    dict: b[name].dict,
+    codes: b[name].codes.subarray(lo, hi),
+  });
+  const q = (name: 'quantity' | 'min' | 'max') => (): QuantityColumn => {
+    const c = b[name];
+    if (c.big === null) return { values: c.values.subarray(lo, hi), big: null };
+    const big = new Map<number, bigint>();
+    for (const [row, v] of c.big) if (row >= lo && row < hi) big.set(row - lo, v);
+    return { values: c.values.subarray(lo, hi), big: big.size > 0 ? big : null };
   };
+  const f64 = (name: 'timestamp_ms' | 'count' | 'first_ts' | 'last_ts') => (): Float64Array =>
+    b[name].subarray(lo, hi);
+  const makers: ColumnMakers = {
+    ...(Object.fromEntries(ROLLUP_DICT_COLUMNS.map((name) => [name, dictView(name)])) as Pick<
+      ColumnMakers,
+      RollupDictColumn
+    >),
+    kind: () => b.kind.subarray(lo, hi),
+    timestamp_ms: f64('timestamp_ms'),
+    quantity: q('quantity'),
+    count: f64('count'),
+    min: q('min'),
+    max: q('max'),
+    first_ts: f64('first_ts'),
+    last_ts: f64('last_ts'),
+  };
+  return lazyRows(hi - lo, makers, (err) => {
+    throw err;
+  });
 }
 
 async function scanRaw(

@@ -8,6 +8,7 @@
  *   heap selection and a full sort give the same rows;
  * - ascending order: null first, then strings by UTF-16 code units, quantities numerically.
  */
+import { assert } from '../errors.ts';
 import { compareQuantity, type Quantity } from '../model/quantity.ts';
 import type { GroupKey, Metric, QueryOrder, RowValue } from './types.ts';
 
@@ -58,18 +59,39 @@ const METRIC_NAMES: readonly string[] = ['sum', 'count', 'min', 'max'];
  */
 export function rankGroups(groups: readonly ResultGroup[], keyCount: number): boolean {
   if (keyCount === 0) return false;
-  const ranks: Map<RowValue, number>[] = [];
+  const n = groups.length;
+  // Per key: each group's index into the key's distinct values, then those indexes replaced
+  // by ranks once the (few) distinct values are sorted.
+  const slots: Int32Array[] = [];
+  const sizes: number[] = [];
   let space = 1;
   for (let k = 0; k < keyCount; k++) {
-    const distinct = [...new Set(groups.map((g) => g.values[k]))].sort(compareValue);
-    ranks.push(new Map(distinct.map((v, i) => [v, i])));
+    const index = new Map<RowValue, number>();
+    const distinct: RowValue[] = [];
+    const slot = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const v = groups[i].values[k];
+      let at = index.get(v);
+      if (at === undefined) {
+        at = distinct.length;
+        distinct.push(v);
+        index.set(v, at);
+      }
+      slot[i] = at;
+    }
+    const order = distinct.map((_, i) => i).sort((a, b) => compareValue(distinct[a], distinct[b]));
+    const rankOf = new Int32Array(distinct.length);
+    for (let r = 0; r < order.length; r++) rankOf[order[r]] = r;
+    for (let i = 0; i < n; i++) slot[i] = rankOf[slot[i]];
+    slots.push(slot);
+    sizes.push(distinct.length);
     space *= distinct.length;
   }
   if (space > Number.MAX_SAFE_INTEGER) return false;
-  for (const g of groups) {
+  for (let i = 0; i < n; i++) {
     let r = 0;
-    for (let k = 0; k < keyCount; k++) r = r * ranks[k].size + (ranks[k].get(g.values[k]) as number);
-    g.rank = r;
+    for (let k = 0; k < keyCount; k++) r = r * sizes[k] + slots[k][i];
+    groups[i].rank = r;
   }
   return true;
 }
@@ -118,9 +140,29 @@ export function orderAndLimit(
   if (limit === 0) return [];
   if (limit !== null && limit * 4 <= groups.length)
     return topN(groups, limit, comparatorFor(orderBy, groupBy));
-  const cmp = comparatorFor(orderBy, groupBy, groups.length > 1 && rankGroups(groups, groupBy.length));
-  const sorted = groups.sort(cmp);
+  const ranked = groups.length > 1 && rankGroups(groups, groupBy.length);
+  const sorted =
+    ranked && orderBy.length === 0
+      ? sortByRank(groups)
+      : groups.sort(comparatorFor(orderBy, groupBy, ranked));
   return limit === null || limit >= sorted.length ? sorted : sorted.slice(0, limit);
+}
+
+/** Groups in rank order (ranks are distinct): a numeric sort of the ranks, no comparator calls. */
+function sortByRank(groups: readonly ResultGroup[]): ResultGroup[] {
+  const n = groups.length;
+  const ranks = new Float64Array(n);
+  const byRank = new Map<number, ResultGroup>();
+  for (let i = 0; i < n; i++) {
+    const r = groups[i].rank as number;
+    ranks[i] = r;
+    byRank.set(r, groups[i]);
+  }
+  assert(byRank.size === n, 'group key tuples are not distinct');
+  ranks.sort();
+  const out = new Array<ResultGroup>(n);
+  for (let i = 0; i < n; i++) out[i] = byRank.get(ranks[i]) as ResultGroup;
+  return out;
 }
 
 /** Bounded selection: a max-heap (by cmp) of the best k seen; O(n log k). */

@@ -16,7 +16,7 @@
  */
 import { crc32c } from '../storage/encoding/crc32c.ts';
 import { DecodeError } from '../storage/encoding/varint.ts';
-import { zstdCompress, zstdDecompress } from '../storage/encoding/zstd.ts';
+import { zlibDecompress, zstdCompress, zstdDecompress } from '../storage/encoding/zstd.ts';
 import type { RollupLevel } from '../storage/manifest.ts';
 import {
   decodeQuantityChunkInto,
@@ -36,6 +36,15 @@ export const ROLLUP_MAGIC = Uint8Array.of(0x55, 0x52, 0x53, 0x47);
 export const ROLLUP_FORMAT_VERSION = 1;
 export const ROLLUP_TRAILER_BYTES = 13;
 export const ROLLUP_BLOCK_ROWS = 4096;
+/**
+ * Rows per block of the levels one account's question reads whole (its month, its meter
+ * series): an account has hundreds of rows there, and a first read decodes whole blocks.
+ */
+export const ROLLUP_SMALL_BLOCK_ROWS = 1024;
+
+export function rollupBlockRows(level: RollupLevel): number {
+  return level === 'hour' || level === 'day' ? ROLLUP_BLOCK_ROWS : ROLLUP_SMALL_BLOCK_ROWS;
+}
 /** Rollups are rebuilt from raw at will: a fast level (measured in docs/rollups.md). */
 const ZSTD_LEVEL = 3;
 const CHUNKS_PER_BLOCK = 15;
@@ -112,7 +121,7 @@ function quantitySlice(col: QuantityColumn, from: number, to: number): QuantityC
 export function encodeRollupFile(
   rows: RollupRows,
   level: RollupLevel,
-  blockRows = ROLLUP_BLOCK_ROWS,
+  blockRows = rollupBlockRows(level),
 ): EncodedRollup {
   const parts: Uint8Array[] = [ROLLUP_MAGIC];
   let offset = ROLLUP_MAGIC.length;
@@ -238,13 +247,27 @@ export function decodeRollupFooter(bytes: Uint8Array, crc: number, fileBytes: nu
   return f;
 }
 
-/** Decodes one block (its bytes verified against the footer first). */
-export function decodeRollupBlock(footer: RollupFooter, index: number, stored: Uint8Array): RollupRows {
+/** Blocks at least this large (stored) go through node:zlib's zstd: faster than the
+ * TypeScript decoder once the frame's setup cost is small beside its size (measured). */
+const NATIVE_ZSTD_MIN_BYTES = 8192;
+
+/**
+ * Decodes one block (its bytes verified against the footer first). With `lazy`, each column
+ * is decoded on first access and kept: a query reads the few columns it needs (a block's
+ * first read is the cold cost of an account-month query). A lazily decoded column that fails
+ * to decode throws what `onError` makes of the error.
+ */
+export function decodeRollupBlock(
+  footer: RollupFooter,
+  index: number,
+  stored: Uint8Array,
+  lazy?: { onError: (err: unknown) => never },
+): RollupRows {
   let bytes = stored;
   const meta = footer.blocks[index];
   if (bytes.length !== meta.length || crc32c(bytes) !== meta.crc32c)
     throw new DecodeError(`rollup block ${index}: checksum mismatch`);
-  if (meta.zstd) bytes = zstdDecompress(bytes);
+  if (meta.zstd) bytes = meta.length >= NATIVE_ZSTD_MIN_BYTES ? zlibDecompress(bytes) : zstdDecompress(bytes);
   if (bytes.length !== meta.raw_length)
     throw new DecodeError(`rollup block ${index}: ${bytes.length} bytes, the footer says ${meta.raw_length}`);
   const n = meta.rows;
@@ -254,31 +277,33 @@ export function decodeRollupBlock(footer: RollupFooter, index: number, stored: U
     chunks.push(bytes.subarray(at, at + len));
     at += len;
   }
-  const dict = (k: number, name: RollupDictColumn): DictColumn => {
+  const dict = (k: number, name: RollupDictColumn) => (): DictColumn => {
     const d = footer.dicts[name];
     const codes = new Uint32Array(n);
     decodeSmallIntsInto(chunks[k], 'dict', codes, d.length + 1, true);
     return { dict: d, codes };
   };
-  const quantity = (k: number): QuantityColumn => {
+  const quantity = (k: number) => (): QuantityColumn => {
     const values = new Float64Array(n);
     const big = new Map<number, bigint>();
     decodeQuantityChunkInto(chunks[k], values, 0, n, big);
     return { values, big: big.size > 0 ? big : null };
   };
-  const times = (k: number): Float64Array => {
+  const times = (k: number) => (): Float64Array => {
     const out = new Float64Array(n);
     decodeTimestampsInto(chunks[k], out);
     return out;
   };
-  const kind = new Uint8Array(n);
-  decodeSmallIntsInto(chunks[7], 'kind', kind, KIND_LIMIT);
+  const kind = (): Uint8Array => {
+    const out = new Uint8Array(n);
+    decodeSmallIntsInto(chunks[7], 'kind', out, KIND_LIMIT);
+    return out;
+  };
   const d = ROLLUP_DICT_COLUMNS.length;
-  return {
-    rowCount: n,
-    ...(Object.fromEntries(ROLLUP_DICT_COLUMNS.map((name, k) => [name, dict(k, name)])) as Record<
-      RollupDictColumn,
-      DictColumn
+  const makers: ColumnMakers = {
+    ...(Object.fromEntries(ROLLUP_DICT_COLUMNS.map((name, k) => [name, dict(k, name)])) as Pick<
+      ColumnMakers,
+      RollupDictColumn
     >),
     kind,
     timestamp_ms: times(d + 1),
@@ -289,6 +314,44 @@ export function decodeRollupBlock(footer: RollupFooter, index: number, stored: U
     first_ts: times(d + 6),
     last_ts: times(d + 7),
   };
+  return lazy === undefined ? eagerRows(n, makers) : lazyRows(n, makers, lazy.onError);
+}
+
+export type ColumnMakers = { [K in Exclude<keyof RollupRows, 'rowCount'>]: () => RollupRows[K] };
+
+function eagerRows(rowCount: number, makers: ColumnMakers): RollupRows {
+  const rows: Record<string, unknown> = { rowCount };
+  for (const [name, make] of Object.entries(makers)) rows[name] = make();
+  return rows as unknown as RollupRows;
+}
+
+/**
+ * Rows whose columns are made on first access and kept (a rollup block's columns, or views of
+ * one account's rows). Read-only: the cache shares them between queries.
+ */
+export function lazyRows(
+  rowCount: number,
+  makers: ColumnMakers,
+  onError: (err: unknown) => never,
+): RollupRows {
+  const rows = { rowCount } as RollupRows;
+  for (const [name, make] of Object.entries(makers) as [string, () => unknown][]) {
+    let value: unknown;
+    Object.defineProperty(rows, name, {
+      enumerable: true,
+      get() {
+        if (value === undefined) {
+          try {
+            value = make();
+          } catch (err) {
+            onError(err);
+          }
+        }
+        return value;
+      },
+    });
+  }
+  return rows;
 }
 
 /** Every row of a whole rollup file, verified (check --deep, tools, tests). */

@@ -141,7 +141,11 @@ export class RollupStore implements RollupSource {
           const meta = footer.blocks[i];
           let rows: RollupBatch;
           try {
-            rows = decodeRollupBlock(footer, i, await file.read(meta.offset, meta.length));
+            rows = decodeRollupBlock(footer, i, await file.read(meta.offset, meta.length), {
+              onError: (err) => {
+                throw corrupt(entry, (err as Error).message, err);
+              },
+            });
           } catch (err) {
             throw corrupt(entry, (err as Error).message, err);
           }

@@ -1,0 +1,151 @@
+/**
+ * The rollup file on its own: lazily decoded blocks equal eagerly decoded ones column by
+ * column, the meter grain keeps only its columns with the same totals, and a block that
+ * passes its checksum but does not decode reports through the reader's error hook.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { crc32c } from '../../src/storage/encoding/crc32c.ts';
+import { zlibDecompress } from '../../src/storage/encoding/zstd.ts';
+import {
+  decodeRollupBlock,
+  decodeRollupFooter,
+  encodeRollupFile,
+  readRollupFile,
+  ROLLUP_TRAILER_BYTES,
+  rollupBlockRows,
+  rollupFooterRange,
+} from '../../src/rollup/rollup-file.ts';
+import { buildRollupLevels, ROLLUP_DICT_COLUMNS } from '../../src/rollup/rollup-rows.ts';
+import { columnsOf } from '../export/fixtures.ts';
+
+const COLUMNS = [
+  ...ROLLUP_DICT_COLUMNS,
+  'kind',
+  'timestamp_ms',
+  'quantity',
+  'count',
+  'min',
+  'max',
+  'first_ts',
+  'last_ts',
+] as const;
+
+function footerOf(bytes: Uint8Array) {
+  const range = rollupFooterRange(bytes.subarray(bytes.length - ROLLUP_TRAILER_BYTES), bytes.length);
+  return decodeRollupFooter(
+    bytes.subarray(range.offset, range.offset + range.length),
+    range.crc,
+    bytes.length,
+  );
+}
+
+/** Events over 40 accounts and three meters, one every 7 minutes from May 2026. */
+function events(quantities: readonly bigint[]) {
+  const c = columnsOf(
+    quantities,
+    Array.from({ length: 40 }, (_, i) => `acct_${i}`),
+  );
+  c.meter_id = { dict: ['m0', 'm1', 'm2'], codes: Uint32Array.from(quantities, (_, i) => i % 3) };
+  c.product_id = {
+    dict: ['p0', 'p1'],
+    codes: Uint32Array.from(quantities, (_, i) => Math.floor(i / 40) % 2),
+  };
+  c.timestamp_ms = Float64Array.from(quantities, (_, i) => Date.UTC(2026, 4, 1) + i * 7 * 60_000);
+  return c;
+}
+
+describe('rollup file', () => {
+  it('a lazily decoded block equals the eager decode, column by column', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.bigInt({ min: -(10n ** 20n), max: 10n ** 20n }), { minLength: 1, maxLength: 3000 }),
+        (quantities) => {
+          const levels = buildRollupLevels(events(quantities));
+          for (const [level, rows] of levels) {
+            const file = encodeRollupFile(rows, level);
+            const footer = footerOf(file.bytes);
+            const eager = readRollupFile(file.bytes).rows;
+            expect(footer.blocks.every((b) => b.rows <= rollupBlockRows(level))).toBe(true);
+            footer.blocks.forEach((meta, i) => {
+              const lazy = decodeRollupBlock(
+                footer,
+                i,
+                file.bytes.subarray(meta.offset, meta.offset + meta.length),
+                {
+                  onError: (err) => {
+                    throw err;
+                  },
+                },
+              );
+              expect(lazy.rowCount).toBe(eager[i].rowCount);
+              for (const name of COLUMNS) expect(lazy[name], `${level} ${name}`).toEqual(eager[i][name]);
+            });
+          }
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('the meter grain keeps account, meter, unit and kind, with the same totals per meter', () => {
+    const quantities = Array.from({ length: 2000 }, (_, i) => BigInt((i * 37) % 1000));
+    const levels = buildRollupLevels(events(quantities));
+    const month = levels.get('month');
+    const meter = levels.get('meter_month');
+    expect(month && meter).toBeTruthy();
+    if (month === undefined || meter === undefined) return;
+    expect(meter.rowCount).toBeLessThan(month.rowCount);
+    for (const name of ['subscription_id', 'product_id', 'model_id', 'source'] as const)
+      expect(meter[name].dict).toEqual([]);
+    const totals = (rows: typeof month) => {
+      const out = new Map<string, bigint>();
+      for (let i = 0; i < rows.rowCount; i++) {
+        const key = `${rows.account_id.dict[rows.account_id.codes[i]]}|${rows.meter_id.dict[rows.meter_id.codes[i]]}`;
+        out.set(key, (out.get(key) ?? 0n) + BigInt(rows.quantity.values[i]));
+      }
+      return out;
+    };
+    expect(totals(meter)).toEqual(totals(month));
+    // One row per account and meter: the grain has nothing else (one unit, one kind).
+    expect(meter.rowCount).toBe(totals(meter).size);
+  });
+
+  it('a block that passes its checksum but does not decode reports through the error hook', () => {
+    const rows = buildRollupLevels(events(Array.from({ length: 300 }, (_, i) => BigInt(i)))).get('month');
+    if (rows === undefined) throw new Error('no month rows');
+    const file = encodeRollupFile(rows, 'month');
+    const footer = footerOf(file.bytes);
+    const meta = footer.blocks[0];
+    const stored = file.bytes.subarray(meta.offset, meta.offset + meta.length);
+    const plain = meta.zstd ? zlibDecompress(stored) : stored.slice();
+    // The quantity chunk (after 7 dictionary chunks, kind and the bucket) loses its last byte.
+    const before = meta.chunks.slice(0, 9).reduce((a, b) => a + b, 0);
+    const damaged = new Uint8Array(plain.length - 1);
+    damaged.set(plain.subarray(0, before + meta.chunks[9] - 1));
+    damaged.set(plain.subarray(before + meta.chunks[9]), before + meta.chunks[9] - 1);
+    const chunks = meta.chunks.slice();
+    chunks[9]--;
+    const patched = {
+      ...footer,
+      blocks: [
+        {
+          ...meta,
+          zstd: false,
+          length: damaged.length,
+          raw_length: damaged.length,
+          crc32c: crc32c(damaged),
+          chunks,
+        },
+      ],
+    };
+    const block = decodeRollupBlock(patched, 0, damaged, {
+      onError: () => {
+        throw new Error('reported corrupt');
+      },
+    });
+    // Columns before the damaged one decode; the damaged one is reported.
+    expect(block.account_id.codes.length).toBe(meta.rows);
+    expect(() => block.quantity).toThrow('reported corrupt');
+  });
+});
