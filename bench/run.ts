@@ -6,10 +6,11 @@
  *   node --expose-gc bench/run.ts [--events N | --10m] [--seed S] [--only ingest,http,query,export]
  *     [--engines usagedb,sqlite,duckdb] [--dir PATH] [--json FILE] [--samples N] [--q3-runs N]
  *     [--page-size N] [--duckdb-order account|arrival] [--duckdb-quantity decimal38|bigint] [--verbose]
+ *     [--reuse] (keep --dir and reuse the loads an earlier run of the same events left there)
  */
 import { spawn } from 'node:child_process';
 import { RUNTIME_ENV, RUNTIME_NODE_FLAGS } from '../src/cli/runtime-profile.ts';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,6 +59,8 @@ interface Options {
   verbose: boolean;
   /** Every durability mode and the WAL reopen run (default below 10M; --all-modes at 10M). */
   allModes: boolean;
+  /** Keep the directory and reuse loads an earlier run of the same events and seed left. */
+  reuse: boolean;
 }
 
 function parseOptions(): Options {
@@ -77,6 +80,7 @@ function parseOptions(): Options {
       'duckdb-quantity': { type: 'string', default: 'hugeint,bigint' },
       verbose: { type: 'boolean', default: false },
       'all-modes': { type: 'boolean', default: false },
+      reuse: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -123,7 +127,19 @@ function parseOptions(): Options {
     duckdbOrder: order,
     duckdbQuantities: quantities,
     verbose: values.verbose,
+    reuse: values.reuse,
   };
+}
+
+/** The result of a load an earlier run left for the same events and seed (--reuse), or null. */
+function reusedLoad(file: string, o: Options): IngestResult | null {
+  if (!existsSync(file)) return null;
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as {
+    events: number;
+    seed: number;
+    result: IngestResult;
+  };
+  return saved.events === o.events && saved.seed === o.seed ? saved.result : null;
 }
 
 /** Wipes the scratch directory, but only one this benchmark created (or an empty one). */
@@ -259,7 +275,7 @@ interface Plan {
 
 async function main(): Promise<void> {
   const o = parseOptions();
-  prepareDir(o.dir);
+  if (!o.reuse || !existsSync(join(o.dir, MARKER_FILE))) prepareDir(o.dir);
   const sqliteVersion = o.engines.has('sqlite') ? (await import('./sqlite.ts')).sqliteVersion() : '-';
   const duckdbVersion = o.engines.has('duckdb') ? (await import('./duckdb.ts')).duckdbVersion() : '-';
   const cpus = os.cpus();
@@ -356,7 +372,13 @@ async function main(): Promise<void> {
   // ---- ingest ------------------------------------------------------------------------------
   const loaded = new Map<string, IngestResult>();
   for (const p of plans) {
-    const r = await runTask<IngestResult>(`ingest ${p.label}`, p.task, o.verbose);
+    const saved = join(o.dir, `${p.key}.load.json`);
+    let r = o.reuse ? reusedLoad(saved, o) : null;
+    if (r) log(`reused ${p.label}: loaded by an earlier run (${saved})`);
+    else {
+      r = await runTask<IngestResult>(`ingest ${p.label}`, p.task, o.verbose);
+      if (r) writeFileSync(saved, JSON.stringify({ events: o.events, seed: o.seed, result: r }));
+    }
     if (r) {
       loaded.set(p.key, r);
       report.ingest.push(r);
@@ -457,12 +479,19 @@ async function main(): Promise<void> {
         continue;
       }
       const answersFile = join(o.dir, `answers-${name}.json`);
+      // The auto path builds rollups and compacts: on a copy, so the load stays as ingested.
+      let dir = dirOf(key);
+      if (variant === 'auto') {
+        dir = dirOf('usagedb-auto');
+        rmSync(dir, { recursive: true, force: true });
+        cpSync(dirOf(key), dir, { recursive: true });
+      }
       const r = await runTask<QueryResult>(
         `query ${name}`,
         {
           phase: 'query',
           engine,
-          dir: dirOf(key),
+          dir,
           accounts,
           warmup,
           q3Runs: o.q3Runs,
