@@ -750,6 +750,7 @@ export class UsageDb {
     await this.ingestor.close();
     await this.rejectionLog.close();
     await this.segments.close();
+    await this.rollupStore.close();
     await publicErrors('cannot release the lock', () => this.lock.release());
     if (flushError !== null) throw flushError;
   }

@@ -30,6 +30,14 @@ interface CachedBlock {
   bytes: number;
 }
 
+interface Handle {
+  file: Promise<ReadFile>;
+  /** Reads in flight. */
+  users: number;
+  /** The file is no longer live: closed when its last read ends. */
+  dead: boolean;
+}
+
 function blockBytes(rows: RollupBatch): number {
   // Eight typed columns of 8 bytes, seven of 4, kind 1; big values rarely matter.
   return rows.rowCount * (8 * 8 + 7 * 4 + 1) + 64;
@@ -41,6 +49,12 @@ export class RollupStore implements RollupSource {
   private readonly cacheBytes: number;
   private readonly footers = new Map<number, Promise<RollupFooter>>();
   private readonly blocks = new Map<string, CachedBlock>();
+  /**
+   * An open handle per live file read since open (a few dozen at most: day, month and meter
+   * files are merged): opening and closing a file for each first read of a block cost more
+   * than decoding it.
+   */
+  private readonly handles = new Map<number, Handle>();
   private heldBytes = 0;
   /** Blocks read from disk since open (tests and stats). */
   blocksRead = 0;
@@ -51,9 +65,14 @@ export class RollupStore implements RollupSource {
     this.cacheBytes = cacheBytes;
   }
 
-  /** Drops what is cached for files no longer live. */
+  /** Drops what is cached for files no longer live (no snapshot can read them). */
   retain(live: ReadonlySet<number>): void {
     for (const id of this.footers.keys()) if (!live.has(id)) this.footers.delete(id);
+    for (const [id, h] of this.handles) {
+      if (live.has(id)) continue;
+      h.dead = true;
+      if (h.users === 0) this.dropHandle(id, h);
+    }
     for (const [key, b] of this.blocks) {
       if (live.has(Number(key.slice(0, key.indexOf(':'))))) continue;
       this.blocks.delete(key);
@@ -71,12 +90,45 @@ export class RollupStore implements RollupSource {
     return f;
   }
 
-  private async readFooter(entry: RollupSegmentEntry): Promise<RollupFooter> {
-    const file = await this.open(entry);
+  private readFooter(entry: RollupSegmentEntry): Promise<RollupFooter> {
+    return this.withFile(entry, (file) => this.footerOf(entry, file));
+  }
+
+  private async withFile<T>(entry: RollupSegmentEntry, use: (file: ReadFile) => Promise<T>): Promise<T> {
+    let h = this.handles.get(entry.id);
+    if (h === undefined) {
+      const opened = this.open(entry);
+      const handle: Handle = { file: opened, users: 0, dead: false };
+      // A failed open is not kept: the next read tries again (and reports again).
+      opened.catch(() => {
+        if (this.handles.get(entry.id) === handle) this.handles.delete(entry.id);
+      });
+      this.handles.set(entry.id, (h = handle));
+    }
+    h.users++;
     try {
-      return await this.footerOf(entry, file);
+      return await use(await h.file);
     } finally {
-      await file.close();
+      h.users--;
+      if (h.dead && h.users === 0) this.dropHandle(entry.id, h);
+    }
+  }
+
+  private dropHandle(id: number, h: Handle): void {
+    if (this.handles.get(id) === h) this.handles.delete(id);
+    void h.file.then(
+      (f) => f.close(),
+      () => undefined,
+    );
+  }
+
+  /** Closes every open file (the database is closing: no query runs). */
+  async close(): Promise<void> {
+    const open = [...this.handles.values()];
+    this.handles.clear();
+    for (const h of open) {
+      const file = await h.file.catch(() => null);
+      await file?.close();
     }
   }
 
@@ -135,8 +187,7 @@ export class RollupStore implements RollupSource {
       }
     }
     if (missing.length > 0) {
-      const file = await this.open(entry);
-      try {
+      await this.withFile(entry, async (file) => {
         for (const i of missing) {
           const meta = footer.blocks[i];
           let rows: RollupBatch;
@@ -153,9 +204,7 @@ export class RollupStore implements RollupSource {
           this.insert({ key: `${entry.id}:${i}`, rows, bytes: blockBytes(rows) });
           out.push(rows);
         }
-      } finally {
-        await file.close();
-      }
+      });
     }
     return out;
   }
