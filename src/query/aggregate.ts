@@ -276,7 +276,15 @@ export class Aggregator {
   private readonly groupsAccount: boolean;
   private readonly acc: GroupAccumulators;
   /** Group key (value ids) -> group index, and each group's decoded key values. */
+  /**
+   * Group by key, for groups made before `indexed` (see groupFor): while one key context makes
+   * every group, its own table already keeps keys apart and this index is not needed.
+   */
   private readonly groupIndex = new Map<number | string, number>();
+  private readonly groupKeys: (number | string)[] = [];
+  private indexed = 0;
+  /** The only context that made groups so far (undefined: none yet; null: several). */
+  private soleContext: KeyContext | null | undefined = undefined;
   private readonly groupValues: RowValue[][] = [];
   /** The value ids of the row groupFor is keying. */
   private readonly idScratch: number[] = [];
@@ -696,13 +704,33 @@ export class Aggregator {
       numeric = numeric * width + id;
     }
     const gk: number | string = fits ? numeric : ids.slice(0, keys.length).join('|');
+    // One context's keys are distinct codes of its dictionaries, so distinct values: a new key
+    // there is a new group. A second context (another file's dictionaries) may meet the same
+    // values: from then on every group is found through the index.
+    if (ctx !== null && (this.soleContext === undefined || this.soleContext === ctx)) {
+      this.soleContext = ctx;
+      return this.newGroup(gk, keys.length);
+    }
+    this.soleContext = null;
+    for (; this.indexed < this.groupKeys.length; this.indexed++)
+      this.groupIndex.set(this.groupKeys[this.indexed], this.indexed);
     let g = this.groupIndex.get(gk);
     if (g === undefined) {
-      if (this.groupValues.length >= QUERY_GROUPS_MAX) throw tooManyGroups();
-      g = this.groupValues.length;
-      this.groupValues.push(keys.map((_, k) => this.valueOf(k, batch, row)));
+      g = this.newGroup(gk, keys.length);
       this.groupIndex.set(gk, g);
+      this.indexed++;
     }
+    return g;
+  }
+
+  /** A group for the key values of idScratch (key `gk`). */
+  private newGroup(gk: number | string, keyCount: number): number {
+    if (this.groupValues.length >= QUERY_GROUPS_MAX) throw tooManyGroups();
+    const g = this.groupValues.length;
+    const values: RowValue[] = new Array<RowValue>(keyCount);
+    for (let k = 0; k < keyCount; k++) values[k] = this.valueOfId(k, this.idScratch[k]);
+    this.groupValues.push(values);
+    this.groupKeys.push(gk);
     return g;
   }
 
@@ -728,9 +756,9 @@ export class Aggregator {
     }
   }
 
-  private valueOf(k: number, batch: ColumnBatch, row: number): RowValue {
+  /** The value of group key k whose value id is `id`. */
+  private valueOfId(k: number, id: number): RowValue {
     const spec = this.keys[k];
-    const id = this.valueId(k, batch, row);
     if (spec.type === 'kind') return KIND_NAMES[id];
     if (spec.type === 'day') return dayLabel(id);
     if (spec.type === 'hour') return hourLabel(id);

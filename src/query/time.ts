@@ -97,12 +97,31 @@ export function parseRange(from: unknown, to: unknown, where: string): { fromMs:
   return { fromMs, toMs };
 }
 
+/** Labels made so far: a daily series asks for the same few hundred days again and again. */
+const LABELS_MAX = 100_000;
+const dayLabels = new Map<number, string>();
+const hourLabels = new Map<number, string>();
+
+function remembered(cache: Map<number, string>, n: number, make: (n: number) => string): string {
+  let label = cache.get(n);
+  if (label === undefined) {
+    if (cache.size >= LABELS_MAX) cache.clear();
+    label = make(n);
+    cache.set(n, label);
+  }
+  return label;
+}
+
 /** "YYYY-MM-DD" of a UTC day number (days since the epoch). */
 export function dayLabel(dayNumber: number): string {
-  return new Date(dayNumber * DAY_MS).toISOString().slice(0, 10);
+  return remembered(dayLabels, dayNumber, (d) => new Date(d * DAY_MS).toISOString().slice(0, 10));
 }
 
 /** "YYYY-MM-DDTHH:00:00Z" of a UTC hour number (hours since the epoch). */
 export function hourLabel(hourNumber: number): string {
-  return `${new Date(hourNumber * HOUR_MS).toISOString().slice(0, 13)}:00:00Z`;
+  return remembered(
+    hourLabels,
+    hourNumber,
+    (h) => `${new Date(h * HOUR_MS).toISOString().slice(0, 13)}:00:00Z`,
+  );
 }
