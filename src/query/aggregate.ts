@@ -126,11 +126,45 @@ class DictFilter {
     let m = this.masks.get(dict);
     // A memtable dictionary may have grown since: rebuild over its current length.
     if (m === undefined || m.bits.length < dict.length + 1) {
-      m = buildMask(dict.length, this.allowNull, (c) => this.allowed.has(dict[c]));
+      m =
+        this.allowed.size * 8 < dict.length
+          ? this.sparseMask(dict)
+          : buildMask(dict.length, this.allowNull, (c) => this.allowed.has(dict[c]));
       this.masks.set(dict, m);
     }
     return m;
   }
+
+  /** A few values (one account) in a long dictionary: their codes through the dictionary's index. */
+  private sparseMask(dict: readonly string[]): Mask {
+    const bits = new Uint8Array(dict.length + 1);
+    bits[0] = this.allowNull ? 1 : 0;
+    let set = this.allowNull ? 1 : 0;
+    const index = codeIndex(dict);
+    for (const v of this.allowed) {
+      const code = index.get(v);
+      if (code === undefined) continue;
+      bits[code + 1] = 1;
+      set++;
+    }
+    return { bits, any: set > 0, all: set === dict.length + 1 };
+  }
+}
+
+const codeIndexes = new WeakMap<readonly string[], Map<string, number>>();
+
+/**
+ * Code of each value of a dictionary, kept while the dictionary lives (segment dictionaries are
+ * shared by every query reading them). A memtable dictionary that grew gets a new index.
+ */
+export function codeIndex(dict: readonly string[]): Map<string, number> {
+  let index = codeIndexes.get(dict);
+  if (index === undefined || index.size < dict.length) {
+    index = new Map();
+    for (let c = 0; c < dict.length; c++) index.set(dict[c], c);
+    codeIndexes.set(dict, index);
+  }
+  return index;
 }
 
 /** A dimension key's local values over one dimensions dictionary: code + 1 -> local id (0 = absent). */

@@ -11,7 +11,7 @@
  */
 import type { ColumnBatch } from '../model/columns.ts';
 import { quantityToString } from '../model/quantity.ts';
-import { Aggregator } from './aggregate.ts';
+import { Aggregator, codeIndex } from './aggregate.ts';
 import type { ChunkCache } from './chunk-cache.ts';
 import { orderAndLimit, type ResultGroup } from './order.ts';
 import { METER_GRAIN_COLUMNS, meterLevelOf, splitRange } from '../rollup/levels.ts';
@@ -251,21 +251,13 @@ async function visitRollups(
   }
 }
 
-const codeIndexes = new WeakMap<readonly string[], Map<string, number>>();
-
 /**
  * The rows of one account in a rollup block, as views (null when it has none). Rollup rows are
  * sorted by account and the file's dictionary is numbered in that order, so the account's rows
  * are one run of equal codes, found by binary search.
  */
 function accountRows(b: RollupBatch, account: string): RollupBatch | null {
-  const dict = b.account_id.dict;
-  let index = codeIndexes.get(dict);
-  if (index === undefined) {
-    index = new Map(dict.map((a, code) => [a, code]));
-    codeIndexes.set(dict, index);
-  }
-  const code = index.get(account);
+  const code = codeIndex(b.account_id.dict).get(account);
   if (code === undefined) return null;
   const codes = b.account_id.codes;
   const lo = lowerBound(codes, code);
