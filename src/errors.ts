@@ -11,6 +11,7 @@ export const ERROR_CATALOGUE = {
   USAGEDB_ERR_BODY_TOO_LARGE: { httpStatus: 413, exitCode: 2 },
   USAGEDB_ERR_UNSUPPORTED_MEDIA_TYPE: { httpStatus: 415, exitCode: 2 },
   USAGEDB_ERR_UNAUTHORIZED: { httpStatus: 401, exitCode: 2 },
+  USAGEDB_ERR_REQUEST_TIMEOUT: { httpStatus: 408, exitCode: 5 },
   USAGEDB_ERR_NOT_FOUND: { httpStatus: 404, exitCode: 3 },
   USAGEDB_ERR_STATE_CONFLICT: { httpStatus: 409, exitCode: 3 },
   USAGEDB_ERR_LOCKED: { httpStatus: 503, exitCode: 4 },

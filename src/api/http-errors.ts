@@ -56,3 +56,21 @@ export function toHttpError(err: unknown, limits: { bodyBytesMax: number }): Htt
   if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return httpError('USAGEDB_ERR_IO', message);
   return httpError('USAGEDB_ERR_INTERNAL', 'internal error; see the server log');
 }
+
+/**
+ * The answer to an error Node's HTTP server raises on a connection before any request exists
+ * (`clientError`): `code` is Node's error code.
+ */
+export function clientErrorAnswer(code: string | undefined, limits: { requestTimeoutMs: number }): HttpError {
+  switch (code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return httpError(
+        'USAGEDB_ERR_REQUEST_TIMEOUT',
+        `the request was not received within ${limits.requestTimeoutMs} ms; nothing of it was ingested`,
+      );
+    case 'HPE_HEADER_OVERFLOW':
+      return httpError('USAGEDB_ERR_INVALID_ARGUMENT', 'the request headers are too large', 431);
+    default:
+      return httpError('USAGEDB_ERR_INVALID_ARGUMENT', 'malformed HTTP request');
+  }
+}

@@ -47,6 +47,7 @@ function errorResponses(route: Route): Record<string, Json> {
   if (route.body) {
     add(413, 'body or batch too large');
     add(415, 'content type other than application/json');
+    add(408, 'the request was not received within request_timeout_ms: nothing was ingested');
   }
   add(503, 'cannot persist or the database is closing: nothing was acknowledged');
   return out;

@@ -10,7 +10,8 @@
  * - `close()` stops accepting, lets in-flight requests finish, then returns; the caller closes
  *   the database afterwards (the server never closes a database it was handed).
  */
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -18,7 +19,7 @@ import { pino, type Logger } from 'pino';
 import type { UsageDb } from '../db.ts';
 import { ApiKeys } from './auth.ts';
 import type { ServerConfig } from './config.ts';
-import { toHttpError } from './http-errors.ts';
+import { clientErrorAnswer, toHttpError } from './http-errors.ts';
 import { ServerMetrics } from './metrics.ts';
 import { openApiDocument } from './openapi.ts';
 import { type RouteContext, ROUTES, type Route } from './routes.ts';
@@ -43,6 +44,15 @@ const OPEN_ROUTES: ReadonlySet<string> = new Set(['/health', '/metrics', '/opena
 
 function errorBody(code: string, message: string): { error: { code: string; message: string } } {
   return { error: { code, message } };
+}
+
+/** A whole HTTP/1.1 answer written straight to a socket that no request owns; the connection then closes. */
+function rawErrorResponse(status: number, body: object): string {
+  const json = JSON.stringify(body);
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+    `content-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`
+  );
 }
 
 export async function createServer(options: CreateServerOptions): Promise<UsageDbServer> {
@@ -70,6 +80,15 @@ export async function createServer(options: CreateServerOptions): Promise<UsageD
     genReqId: () => randomUUID(),
     // Requests arriving while closing get our own 503 (onRequest below), in the error shape.
     return503OnClosing: false,
+    // Errors Node's HTTP parser raises before any route runs (a request not received within
+    // request_timeout_ms, malformed HTTP, oversized headers) get the error shape too.
+    clientErrorHandler(err: Error & { code?: string }, socket: Socket) {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const e = clientErrorAnswer(err.code, config);
+      // As Node does for its own answer: write, then close (the request can never complete).
+      if (socket.writable) socket.write(rawErrorResponse(e.status, errorBody(e.code, e.message)));
+      socket.destroy();
+    },
   });
   // Only JSON bodies: anything else is a 415.
   app.removeContentTypeParser('text/plain');

@@ -92,7 +92,8 @@ export class UsageDbClientError extends Error {
   }
 }
 
-const RETRYABLE_STATUS = (status: number) => status === 429 || status >= 500;
+/** 408: the server timed the request out before receiving it whole (nothing was ingested). */
+const RETRYABLE_STATUS = (status: number) => status === 408 || status === 429 || status >= 500;
 
 function emptyResult(): FlushResult {
   return { accepted: 0, duplicates: 0, conflicts: 0, rejected: 0, errors: [], failed: [] };

@@ -1,6 +1,6 @@
 /**
  * The client SDK against a real listening server: buffered tracking, per-event errors, every
- * route helper, retries (network errors, 429, 503; never 4xx), and a server restart in the
+ * route helper, retries (network errors, 408, 429, 503; never another 4xx), and a server restart in the
  * middle of a stream with every tracked event stored exactly once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -136,8 +136,8 @@ describe('UsageDbClient against a real server', () => {
     expect(bad).toMatchObject({ status: 400, code: 'USAGEDB_ERR_UNSUPPORTED_SQL' });
   });
 
-  it('retries network errors, 429 and 503 with backoff; never a 4xx; gives up after maxRetries', async () => {
-    const script: (number | 'network')[] = ['network', 503, 429, 502];
+  it('retries network errors, 408, 429 and 503 with backoff; never another 4xx; gives up after maxRetries', async () => {
+    const script: (number | 'network')[] = ['network', 503, 408, 429, 502];
     let calls = 0;
     const flaky: typeof fetch = async (input, init) => {
       calls++;
@@ -149,7 +149,7 @@ describe('UsageDbClient against a real server', () => {
     };
     const client = new UsageDbClient({ url: s.url, fetch: flaky, retryBaseMs: 1, retryMaxMs: 5 });
     expect(await client.ingest([ev(7000)])).toMatchObject({ accepted: 1 });
-    expect(calls).toBe(5);
+    expect(calls).toBe(6);
 
     // Retry-After (seconds) is honoured, capped at retryMaxMs.
     let answered = 0;
