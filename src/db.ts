@@ -435,9 +435,9 @@ export class UsageDb {
         else rejectEvent(result, index, v.event_id, v.reason, v.message);
       }
       await this.flusher.waitForRoom();
-      await this.ingestor.ingest(valid, result, nowMs);
+      // The refusals are final once classified: their log append runs beside the WAL fsync.
+      await this.ingestor.ingest(valid, result, nowMs, () => this.logRejections(events, result, nowMs));
       this.flusher.maybeStart();
-      await this.logRejections(events, result, nowMs);
       return result;
     });
   }

@@ -63,6 +63,11 @@ export interface Route {
   produces?: 'text/plain';
   /** Answers 409 when the resource is already in the requested state. */
   stateConflict?: true;
+  /**
+   * The body is read with a bare JSON.parse (no scan for "__proto__"/"constructor" keys): only
+   * for a route whose library call checks every field it reads as untrusted input.
+   */
+  plainJson?: true;
   params?: TSchema;
   querystring?: TSchema;
   body?: TSchema;
@@ -84,6 +89,7 @@ export function defineRoute<
   timed?: 'query';
   produces?: 'text/plain';
   stateConflict?: true;
+  plainJson?: true;
   params?: P;
   querystring?: Q;
   body?: B;
@@ -109,6 +115,8 @@ function ingestRoute() {
     method: 'POST',
     url: '/v1/usage/batch',
     summary: 'Ingest a batch of usage events (idempotent per event_id)',
+    // db.ingest validates each event as untrusted input (own "__proto__" keys included).
+    plainJson: true,
     body: BatchRequest,
     response: BatchResponse,
     async handler({ body }, { db, config, metrics }): Promise<IngestResult> {

@@ -85,14 +85,25 @@ export class Ingestor {
     this.memtables.visibleRows = current.rowCount;
   }
 
-  /** Classifies and appends a batch, then waits until it is acknowledged under the policy. */
+  /**
+   * Classifies and appends a batch, then waits until it is acknowledged under the policy.
+   * `whileDurable` runs once `result` is complete, alongside the wait for the WAL fsync (the
+   * rejection log's own write and fsync then cost no extra round trip); it must not throw,
+   * and the call returns only after it settles.
+   */
   async ingest(
     valid: { index: number; event: PendingEvent }[],
     result: IngestResult,
     nowMs: number,
+    whileDurable?: () => Promise<void>,
   ): Promise<void> {
     const waitFor = await this.mutex.run(() => this.classifyAndAppend(valid, result, nowMs));
-    if (waitFor !== null) await this.awaitDurable(waitFor);
+    const side = whileDurable?.();
+    try {
+      if (waitFor !== null) await this.awaitDurable(waitFor);
+    } finally {
+      await side;
+    }
   }
 
   /** Runs under the ingest mutex. Returns the WAL offset to wait for, or null. */

@@ -122,7 +122,6 @@ function checkText(value: unknown, field: string, id: boolean, required: boolean
     return null;
   }
   if (typeof value !== 'string') throw new Rejection('invalid_field', `${field} must be a string`);
-  if (id && validIds.has(value)) return value;
   if (value.length === 0) throw new Rejection('invalid_field', `${field} must not be empty`);
   if (utf8Bytes(value) > ID_BYTES_MAX)
     throw new Rejection('invalid_field', `${field} exceeds ${ID_BYTES_MAX} bytes`);
@@ -136,8 +135,10 @@ function checkText(value: unknown, field: string, id: boolean, required: boolean
 
 /** checkText for the low-cardinality id fields, remembering values that passed. */
 function repeatedId(value: unknown, field: string, required: boolean): string | null {
+  // The common case first: a value seen before costs one Set probe.
+  if (typeof value === 'string' && validIds.has(value)) return value;
   const checked = checkText(value, field, true, required);
-  if (checked !== null && !validIds.has(checked)) {
+  if (checked !== null) {
     if (validIds.size >= VALID_IDS_MAX) validIds.clear();
     validIds.add(checked);
   }

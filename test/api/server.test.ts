@@ -337,8 +337,47 @@ describe('HTTP API without keys', () => {
       400,
       'USAGEDB_ERR_INVALID_ARGUMENT',
     );
+    // An empty JSON body is a 400 too.
+    expectError(
+      await call(`${s.url}/v1/usage/batch`, { raw: '', headers: { 'content-type': 'application/json' } }),
+      400,
+      'USAGEDB_ERR_INVALID_ARGUMENT',
+    );
     // Nothing of the refused requests was stored.
     expect((await s.db.query({ from: 0, to: Date.now() })).rows[0].count).toBe(51);
+  });
+
+  it('a batch read with a bare JSON.parse: "__proto__" keys are refused per event; other bodies keep the safe parser', async () => {
+    const ok = JSON.stringify(usage(5000));
+    const inEvent = `${JSON.stringify(usage(5001)).slice(0, -1)},"__proto__":{"kind":"Retraction"}}`;
+    const e2 = usage(5002);
+    const inDimensions = `${JSON.stringify({ ...e2, dimensions: undefined }).slice(0, -1)},"dimensions":{"__proto__":"x"}}`;
+    const r = await call(`${s.url}/v1/usage/batch`, {
+      raw: `{"events":[${ok},${inEvent},${inDimensions}]}`,
+      headers: { 'content-type': 'application/json' },
+    });
+    expectConforms(r, 'POST', '/v1/usage/batch');
+    expect(r.body).toMatchObject({ accepted: 1, rejected: 2 });
+    const errors = (r.body as { errors: { index: number; reason: string }[] }).errors;
+    expect(errors.map((e) => [e.index, e.reason])).toEqual([
+      [1, 'unknown_field'],
+      [2, 'invalid_dimensions'],
+    ]);
+    // The envelope itself may carry one: it is not read.
+    const envelope = await call(`${s.url}/v1/usage/batch`, {
+      raw: `{"__proto__":{"events":[]},"events":[${JSON.stringify(usage(5003))}]}`,
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(envelope.body).toMatchObject({ accepted: 1 });
+    // Other routes: Fastify's safe parser refuses the body whole.
+    expectError(
+      await call(`${s.url}/v1/query/json`, {
+        raw: `{"from":"${FROM}","to":"${TO}","__proto__":{"limit":1}}`,
+        headers: { 'content-type': 'application/json' },
+      }),
+      400,
+      'USAGEDB_ERR_INVALID_ARGUMENT',
+    );
   });
 });
 
