@@ -257,10 +257,16 @@ describe('WAL', () => {
     }
   });
 
+  /** Format 2: written until the per-record string table; still read. */
   const BATCH_TEXT =
     '[2,1780272000123,[["gw-7f3a:1","Usage",null,null,"acct_42",null,"llm-api","tokens.output",' +
     '"gpt-x","tokens","gateway",1777593600000,"1234","{\\"region\\":\\"eu\\"}"]]]';
   const BATCH_RECORD_HEADER = 'a20000002a5f07d0689c0865';
+  /** Format 3: what ingest writes. */
+  const BATCH_TEXT_V3 =
+    '[3,1780272000123,["acct_42","llm-api","tokens.output","gpt-x","tokens","gateway",' +
+    '"{\\"region\\":\\"eu\\"}"],[["gw-7f3a:1","Usage",null,null,0,-1,1,2,3,4,5,1777593600000,1234,6]]]';
+  const BATCH_RECORD_HEADER_V3 = 'ae0000003f0d615d4d9ca4d3';
 
   it('batch payload of one event, and its record', () => {
     const v = validateEvent(
@@ -281,8 +287,10 @@ describe('WAL', () => {
     );
     if (!v.ok) throw new Error(v.message);
     const payload = encodeWalBatch([v.event as UsageEvent], 1780272000123);
-    expect(Buffer.from(payload).toString('utf8')).toBe(BATCH_TEXT);
-    expect(hex(encodeRecord(payload))).toBe(BATCH_RECORD_HEADER + hex(utf8.encode(BATCH_TEXT)));
+    expect(Buffer.from(payload).toString('utf8')).toBe(BATCH_TEXT_V3);
+    expect(hex(encodeRecord(payload))).toBe(BATCH_RECORD_HEADER_V3 + hex(utf8.encode(BATCH_TEXT_V3)));
+    // Both formats read back to the same event.
+    expect(decodeWalBatch(payload)).toEqual(decodeWalBatch(utf8.encode(BATCH_TEXT)));
   });
 
   it('a WAL file written by the old code is read back', () => {

@@ -1,7 +1,8 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { readWalFile, WalCorruptError, WalWriter, walFileName } from '../../src/ingest/wal.ts';
 import { decodeWalBatch, encodeWalBatch } from '../../src/ingest/wal-batch.ts';
-import type { UsageEvent } from '../../src/model/event.ts';
+import { payloadTuple, type UsageEvent } from '../../src/model/event.ts';
 import { SimFileSystem } from '../../src/storage/fs/sim-file-system.ts';
 
 const enc = new TextEncoder();
@@ -101,5 +102,40 @@ describe('WAL', () => {
     };
     const [back] = decodeWalBatch(encodeWalBatch([e], 123));
     expect(back).toEqual({ ...e, ingested_at_ms: 123 });
+  });
+
+  it('batch codec: any batch reads back as written, and as the older tuple format reads it', () => {
+    const text = fc.oneof(fc.constantFrom('a', 'b', 'acct_1', '{"k":"v"}', 'é"\\'), fc.string({ minLength: 1 }));
+    const nullable = fc.option(text, { nil: null });
+    const quantity = fc.oneof(
+      fc.integer({ min: -(2 ** 40), max: 2 ** 40 }),
+      fc.bigInt({ min: -(10n ** 38n - 1n), max: 10n ** 38n - 1n }).map((q) =>
+        q >= BigInt(Number.MIN_SAFE_INTEGER) && q <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(q) : q,
+      ),
+    );
+    const event: fc.Arbitrary<UsageEvent> = fc.record({
+      event_id: text,
+      kind: fc.constantFrom('Usage' as const, 'Correction' as const, 'Retraction' as const),
+      correction_ref: fc.option(fc.record({ original_event_id: text, reason: text }), { nil: null }),
+      account_id: text,
+      subscription_id: nullable,
+      product_id: text,
+      meter_id: text,
+      model_id: nullable,
+      unit: text,
+      source: text,
+      timestamp_ms: fc.integer({ min: 1, max: 2 ** 45 }),
+      quantity,
+      dimensions_json: text,
+    });
+    fc.assert(
+      fc.property(fc.array(event, { minLength: 1, maxLength: 20 }), fc.nat(), (events, stamp) => {
+        const back = decodeWalBatch(encodeWalBatch(events, stamp));
+        expect(back).toEqual(events.map((e) => ({ ...e, ingested_at_ms: stamp })));
+        const v2 = enc.encode(JSON.stringify([2, stamp, events.map(payloadTuple)]));
+        expect(decodeWalBatch(v2)).toEqual(back);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
