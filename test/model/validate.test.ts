@@ -201,6 +201,14 @@ describe('dimension sets seen before (validation cache)', () => {
     expect(dimsOf({ a: '12', b: 'x' })).toBe('{"a":"12","b":"x"}');
   });
 
+  it('a prefix or an extension of a known set is checked on its own', () => {
+    expect(dimsOf({ pa: '1', pb: '2' })).toBe('{"pa":"1","pb":"2"}');
+    expect(dimsOf({ pa: '1' })).toBe('{"pa":"1"}');
+    expect(dimsOf({ pa: '1', pb: '2', pc: '' })).toBe('rejected: invalid_dimensions');
+    expect(dimsOf({ pa: '1', pb: 2 })).toBe('rejected: invalid_dimensions');
+    expect(dimsOf({ pa: '1', pb: '2' })).toBe('{"pa":"1","pb":"2"}');
+  });
+
   it('never take a set from an object whose JSON describes another set', () => {
     expect(dimsOf({ region: 'us' })).toBe('{"region":"us"}');
     // An inherited toJSON would make JSON.stringify describe { region: 'us' }, a cached set:
