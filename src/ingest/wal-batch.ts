@@ -13,12 +13,7 @@
  * - format 2 (still read): [2, ingested_at_ms, PayloadTuple[]] (model/event.ts).
  */
 import type { EventKind } from '../model/columns.ts';
-import {
-  type PayloadTuple,
-  type StoredEvent,
-  type UsageEvent,
-  eventOfPayloadTuple,
-} from '../model/event.ts';
+import { type PayloadTuple, type StoredEvent, type UsageEvent, eventOfPayloadTuple } from '../model/event.ts';
 import { parseQuantityString, type Quantity } from '../model/quantity.ts';
 
 const BATCH_FORMAT = 3;

@@ -33,11 +33,12 @@ function rawRequest(url: string, bytes: string): Promise<RawAnswer> {
         const i = line.indexOf(':');
         headers[line.slice(0, i).toLowerCase()] = line.slice(i + 1).trim();
       }
-      let body: unknown = null;
+      const text2 = rest.join('\r\n\r\n');
+      let body: unknown;
       try {
-        body = JSON.parse(rest.join('\r\n\r\n'));
+        body = JSON.parse(text2);
       } catch {
-        body = rest.join('\r\n\r\n');
+        body = text2;
       }
       resolve({ status: Number(statusLine.split(' ')[1]), headers, body, elapsedMs: performance.now() - t0 });
     });

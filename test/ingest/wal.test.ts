@@ -105,13 +105,18 @@ describe('WAL', () => {
   });
 
   it('batch codec: any batch reads back as written, and as the older tuple format reads it', () => {
-    const text = fc.oneof(fc.constantFrom('a', 'b', 'acct_1', '{"k":"v"}', 'é"\\'), fc.string({ minLength: 1 }));
+    const text = fc.oneof(
+      fc.constantFrom('a', 'b', 'acct_1', '{"k":"v"}', 'é"\\'),
+      fc.string({ minLength: 1 }),
+    );
     const nullable = fc.option(text, { nil: null });
     const quantity = fc.oneof(
       fc.integer({ min: -(2 ** 40), max: 2 ** 40 }),
-      fc.bigInt({ min: -(10n ** 38n - 1n), max: 10n ** 38n - 1n }).map((q) =>
-        q >= BigInt(Number.MIN_SAFE_INTEGER) && q <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(q) : q,
-      ),
+      fc
+        .bigInt({ min: -(10n ** 38n - 1n), max: 10n ** 38n - 1n })
+        .map((q) =>
+          q >= BigInt(Number.MIN_SAFE_INTEGER) && q <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(q) : q,
+        ),
     );
     const event: fc.Arbitrary<UsageEvent> = fc.record({
       event_id: text,
