@@ -265,8 +265,8 @@ describe('WAL', () => {
   /** Format 3: what ingest writes. */
   const BATCH_TEXT_V3 =
     '[3,1780272000123,["acct_42","llm-api","tokens.output","gpt-x","tokens","gateway",' +
-    '"{\\"region\\":\\"eu\\"}"],[["gw-7f3a:1","Usage",null,null,0,-1,1,2,3,4,5,1777593600000,1234,6]]]';
-  const BATCH_RECORD_HEADER_V3 = 'ae0000003f0d615d4d9ca4d3';
+    '"{\\"region\\":\\"eu\\"}"],["gw-7f3a:1"],[0,-1,1,2,3,4,5,6],[1777593600000],[1234],[]]';
+  const BATCH_RECORD_HEADER_V3 = 'a300000092f5420dd6168593';
 
   it('batch payload of one event, and its record', () => {
     const v = validateEvent(
