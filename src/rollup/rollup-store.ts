@@ -116,10 +116,9 @@ export class RollupStore implements RollupSource {
 
   private dropHandle(id: number, h: Handle): void {
     if (this.handles.get(id) === h) this.handles.delete(id);
-    void h.file.then(
-      (f) => f.close(),
-      () => undefined,
-    );
+    // Nothing waits for this close: a failure (the file already gone with a crashed disk) only
+    // leaves the handle to the process's exit.
+    h.file.then((f) => f.close()).catch(() => undefined);
   }
 
   /** Closes every open file (the database is closing: no query runs). */

@@ -83,9 +83,10 @@ describe('admin commands', () => {
       segments: { kind: string }[];
     };
     expect(check.ok).toBe(true);
-    // One raw segment, and its rollups (hour, day, month) built in the same commit.
+    // One raw segment, and its rollups (hour, day, month, meter_day, meter_month) built in the
+    // same commit.
     expect(check.segments.filter((s) => s.kind === 'raw')).toHaveLength(1);
-    expect(check.segments.filter((s) => s.kind === 'rollup')).toHaveLength(3);
+    expect(check.segments.filter((s) => s.kind === 'rollup')).toHaveLength(5);
   });
 
   it('rollup, verify-period and rebuild-rollups', () => {
