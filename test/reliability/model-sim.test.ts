@@ -22,6 +22,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { IngestResult, UsageDb } from '../../src/db.ts';
 import { UsageDbError } from '../../src/errors.ts';
+import { RECORD_HEADER_BYTES, readWalFile } from '../../src/ingest/wal.ts';
 import { SimulatedCrashError } from '../../src/storage/fs/sim-file-system.ts';
 import { abandonForCrashTest } from '../../src/testing.ts';
 import { DAY_MS, simDb, T0, type SimDb, type WireInput } from '../support/events.ts';
@@ -920,6 +921,7 @@ class Run {
 
   /** Bit rot with the process down: every answer afterwards is a corruption error or exact. */
   async flip(cmd: Extract<Command, { t: 'flip' }>, where: string): Promise<void> {
+    const walFileNumber = (path: string): number => Number(/wal-(\d+)\.log$/.exec(path)?.[1]);
     await this.flushLike(() => this.live.close({ flushMemtable: cmd.target !== 'wal' }));
     this.db = null;
     const files = this.sim.fs
@@ -936,7 +938,9 @@ class Run {
     if (cmd.target === 'wal') {
       // The final record of the newest WAL file is left alone: a damaged final record is
       // indistinguishable from a torn write and is dropped as one (reported in stats().recovery).
-      // A marker event (durable by itself) is that final record.
+      // A marker event (durable by itself) is usually that final record; when the marker is
+      // refused (its month closed) no record is written for it, so the final record is found by
+      // reading the file.
       this.db = await this.open();
       const newest = this.sim.fs
         .listAll()
@@ -949,10 +953,15 @@ class Run {
           [{ t: 'new', account, meter: 1, day: 1, ms: cmd.pick % DAY_MS, quantity: 7, dims: 0 }],
           where,
         );
-      const before = this.sim.fs.readRaw(newest).byteLength;
       await this.ingest([{ t: 'new', account: 0, meter: 0, day: 0, ms: 1, quantity: 1, dims: 0 }], where);
-      const tailGuard = this.sim.fs.readRaw(newest).byteLength - before;
       await this.live.close({ flushMemtable: false });
+      const newestBytes = this.sim.fs.readRaw(newest);
+      const parsed = readWalFile(newest, newestBytes, walFileNumber(newest), true);
+      const final = parsed.records.at(-1);
+      const tailGuard =
+        final === undefined
+          ? 0
+          : newestBytes.byteLength - (parsed.validBytes - final.length - RECORD_HEADER_BYTES);
       this.db = null;
       files.splice(0, files.length, ...this.sim.fs.listAll().filter((p) => /\/wal\/wal-\d+\.log$/.test(p)));
       files.sort();
