@@ -421,6 +421,9 @@ export class SegmentStore {
     }
     this.dedupe.segmentFilterLoads++;
     if (this.prepared.get(id) !== file) return filter;
+    // Concurrent lookups may have loaded it meanwhile: keep theirs, counted once.
+    const raced = this.filterCache.get(id);
+    if (raced !== undefined) return raced;
     this.filterCache.set(id, filter);
     this.filterCacheBytes += filter.sizeBytes;
     for (const [other, f] of this.filterCache) {
@@ -474,6 +477,9 @@ export class SegmentStore {
 
   private remember(file: SegmentFile, key: number, value: Uint8Array | IdIndex): void {
     if (this.prepared.get(file.entry.id) !== file) return;
+    // Concurrent lookups may have read the same chunk: count it once.
+    const raced = this.indexCache.get(key);
+    if (raced !== undefined) this.indexCacheBytes -= cachedBytes(raced);
     this.indexCache.set(key, value);
     this.indexCacheBytes += cachedBytes(value);
     for (const [other, v] of this.indexCache) {
