@@ -213,7 +213,10 @@ export class Admission {
     return this.finder.mayBeStored(idHash[0], idHash[1]) ? 'maybe_stored' : 'new';
   }
 
-  private async lookupStored(event: UsageEvent, prefetched: Map<string, Promise<string | null> | null>): Promise<Lookup> {
+  private async lookupStored(
+    event: UsageEvent,
+    prefetched: Map<string, Promise<string | null> | null>,
+  ): Promise<Lookup> {
     const payload = await (prefetched.get(event.event_id) ?? this.finder.findPayload(event.event_id));
     return payload === null ? 'new' : payload === canonicalPayload(event) ? 'duplicate' : 'conflict';
   }
