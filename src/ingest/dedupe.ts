@@ -68,14 +68,11 @@ export class StoredEventFinder {
     for (const entry of await this.segments.filesMayContain(h.h1, h.h2)) {
       for (const row of await this.segments.idIndexRows(entry.id, h.h3)) {
         if ((await this.segments.readEventIdAt(entry.id, row)) !== eventId) continue;
-        const { block, rowInBlock } = this.segments.blockOfRow(entry.id, row);
         // Every column but event_id (known to match): ids are the costliest to decode.
-        const columns = (await this.segments.readBlocks(entry.id, names, [block])) as EventColumns;
+        const columns = (await this.segments.readRow(entry.id, names, row)) as EventColumns;
         const payloadOnly = columns.ingested_at_ms === undefined;
         if (payloadOnly) columns.ingested_at_ms = NOT_READ;
-        const ids: string[] = [];
-        ids[rowInBlock] = eventId;
-        const event = eventOfRow({ ...columns, event_id: ids }, rowInBlock);
+        const event = eventOfRow({ ...columns, event_id: [eventId] }, 0);
         // Not read: NaN, never a plausible instant.
         if (payloadOnly) event.ingested_at_ms = Number.NaN;
         return { segmentId: entry.id, event };

@@ -659,6 +659,16 @@ export class SegmentStore {
   }
 
   /**
+   * One row of a file as a one-row batch (point lookups: dedupe's cold hits), reading only the
+   * chunks of its block and copying out only its values.
+   */
+  async readRow(segmentId: number, names: readonly ColumnName[], row: number): Promise<ColumnBatch> {
+    const { block, rowInBlock } = this.blockOfRow(segmentId, row);
+    const point = await this.pointColumns(segmentId, names, [block]);
+    return decodedOrCorrupt(segmentId, () => point.reader.readRowAt(names, block, rowInBlock));
+  }
+
+  /**
    * Reads the chunks of `names` × `blocks` of a file that its point image lacks. `image`: the
    * image a reader handed out earlier belongs to (it may have left the registry since; the
    * chunks must land in the image that reader decodes from).
