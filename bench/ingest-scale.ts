@@ -81,7 +81,8 @@ for (const batch of workload.batches()) {
     console.log(
       `${(batches * 1000) / MILLION}M: ${rate} events/s inside ingest, ${cpuUs.toFixed(2)} µs CPU/event, batch p50 ${pct(latencies, 0.5).toFixed(1)} ms ` +
         `p99 ${pct(latencies, 0.99).toFixed(1)} ms, rss ${mib(m.rss)} MiB, heap ${mib(m.heapUsed)}/${mib(m.heapTotal)} MiB, ` +
-        `external ${mib(m.external)} MiB (array buffers ${mib(m.arrayBuffers)}), ` +
+        `external ${mib(m.external)} MiB (array buffers ${mib(m.arrayBuffers)}), memtables ${mib(s.memtableBytes)} MiB, ` +
+        `caches ${mib(d.cacheBytes.segmentFilters)}+${mib(d.cacheBytes.idIndexChunks)}+${mib(d.cacheBytes.pointChunks)} MiB (filters+index+point), ` +
         `segments ${s.segments}, merges ${s.compaction.merges}; id filter ${mib(d.filter.bytes)} MiB ` +
         `(${d.filter.bitsPerKey.toFixed(1)} bits/key, ${d.filter.rebuilds} rebuilds, ${d.filter.writes} writes), ` +
         `cold lookups ${d.counters.coldLookups}, segment-filter probes ${d.counters.segmentFilterProbes}, ` +
@@ -121,7 +122,7 @@ console.log(
     `dedupe: database filter ${d.filter.probes} probes (${probesPerEvent.toFixed(3)} per event sent), ` +
       `${d.counters.segmentFilterProbes} per-segment filter probes (${(d.counters.segmentFilterProbes / events).toFixed(4)} per event), ` +
       `${d.counters.segmentFilterLoads} filter loads, ${d.counters.idIndexChunkReads} id index chunk reads; ` +
-      `caches ${mib(d.cacheBytes.segmentFilters)} + ${mib(d.cacheBytes.idIndexChunks)} MiB`,
+      `caches ${mib(d.cacheBytes.segmentFilters)} + ${mib(d.cacheBytes.idIndexChunks)} + ${mib(d.cacheBytes.pointChunks)} MiB`,
   );
 }
 const closeStart = performance.now();

@@ -615,8 +615,12 @@ export class SegmentStore {
   }
 
   /** Bytes the dedupe caches hold now (stats). */
-  get dedupeCacheBytes(): { segmentFilters: number; idIndexChunks: number } {
-    return { segmentFilters: this.filterCacheBytes, idIndexChunks: this.indexCacheBytes };
+  get dedupeCacheBytes(): { segmentFilters: number; idIndexChunks: number; pointChunks: number } {
+    return {
+      segmentFilters: this.filterCacheBytes,
+      idIndexChunks: this.indexCacheBytes,
+      pointChunks: this.pointBytes,
+    };
   }
 
   /** The block holding a row of a file, and the row's index inside it. */

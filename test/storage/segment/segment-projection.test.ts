@@ -206,18 +206,18 @@ describe('segment projection and block selection', () => {
 /** Row `row` of full columns as one-row columns (the borrowed values of readRowAt's check). */
 function sliceRow(c: EventColumns, row: number): EventColumns {
   const out = { rowCount: 1 } as EventColumns;
+  const set = out as unknown as Record<string, unknown>;
   for (const name of COLUMN_NAMES) {
     const v = c[name];
-    if (Array.isArray(v)) (out as Record<string, unknown>)[name] = [v[row]];
-    else if (v instanceof Float64Array || v instanceof Uint8Array)
-      (out as Record<string, unknown>)[name] = v.slice(row, row + 1);
+    if (Array.isArray(v)) set[name] = [v[row]];
+    else if (v instanceof Float64Array || v instanceof Uint8Array) set[name] = v.slice(row, row + 1);
     else if ('values' in v) {
       const big = v.big?.get(row);
       out.quantity = {
         values: v.values.slice(row, row + 1),
         big: big === undefined ? null : new Map([[0, big]]),
       };
-    } else (out as Record<string, unknown>)[name] = { dict: v.dict, codes: v.codes.slice(row, row + 1) };
+    } else set[name] = { dict: v.dict, codes: v.codes.slice(row, row + 1) };
   }
   return out;
 }
