@@ -565,11 +565,12 @@ export function buildRollupLevels(c: EventColumns, phases?: BuildPhases): Map<Ro
     first: c.timestamp_ms,
     last: c.timestamp_ms,
   };
-  const out = levelsFrom(c, lines, raw, ['hour', 'day', 'month'], true, phases);
+  const built = levelsWithLines(c, lines, raw, ['hour', 'day', 'month'], true, phases);
+  const out = built.rows;
   const t1 = performance.now();
-  const meterDay = meterGrainRows(out.get('day') as RollupRows, 'meter_day');
-  out.set('meter_day', meterDay);
-  out.set('meter_month', mergeRollupRows([meterDay], 'meter_month'));
+  const meter = meterLevels(built.grain, out.get('day') as RollupRows, built.lines.get('day') as Int32Array);
+  out.set('meter_day', meter.meterDay);
+  out.set('meter_month', meter.meterMonth);
   if (phases !== undefined) phases.meterMs += performance.now() - t1;
   return out;
 }
@@ -586,6 +587,18 @@ function levelsFrom(
   ordered: boolean,
   phases?: BuildPhases,
 ): Map<RollupLevel, RollupRows> {
+  return levelsWithLines(c, lines, first, levels, ordered, phases).rows;
+}
+
+/** levelsFrom, with each level's row lines and the grain of the lines. */
+function levelsWithLines(
+  c: GrainColumns,
+  lines: LineIds,
+  first: Input,
+  levels: readonly RollupLevel[],
+  ordered: boolean,
+  phases?: BuildPhases,
+): { rows: Map<RollupLevel, RollupRows>; lines: Map<RollupLevel, Int32Array>; grain: LineGrain } {
   let t = performance.now();
   const lap = (key: 'hourMs' | 'dayMonthMs' | 'rowsMs'): void => {
     if (phases === undefined) return;
@@ -595,6 +608,7 @@ function levelsFrom(
   };
   const grain = grainOfLines(c, lines);
   const out = new Map<RollupLevel, RollupRows>();
+  const rowLines = new Map<RollupLevel, Int32Array>();
   let input = first;
   for (const level of levels) {
     const groups = groupInput(input, level, ordered);
@@ -602,6 +616,7 @@ function levelsFrom(
     const { rows, line } = toRows(grain, groups);
     lap('rowsMs');
     out.set(level, rows);
+    rowLines.set(level, line);
     // The next level sums this one's rows.
     input = {
       rowCount: rows.rowCount,
@@ -615,22 +630,77 @@ function levelsFrom(
       last: rows.last_ts,
     };
   }
-  return out;
+  return { rows: out, lines: rowLines, grain };
 }
 
 /**
- * Rows of a meter-grain level from rows of the full grain: the columns outside the meter grain
- * set to null, rows of equal meter-grain key and bucket summed.
+ * The meter-grain levels from the day rows (`dayLine`: their lines of `grain`): each line maps
+ * to its meter line (account, meter, unit, kind; the other columns null), numbered in the order
+ * the day rows first show it, and the day rows are summed per meter line and day, then month.
+ * (As merging the day rows with the other columns set to null would, without going through
+ * dictionaries and line keys again.)
  */
-export function meterGrainRows(rows: RollupRows, level: RollupLevel): RollupRows {
-  const keep: ReadonlySet<string> = new Set(METER_GRAIN_COLUMNS);
-  const projected: RollupRows = { ...rows };
-  for (const name of ROLLUP_DICT_COLUMNS) {
-    if (keep.has(name)) continue;
-    projected[name] = { dict: [], codes: new Uint32Array(rows.rowCount).fill(NULL_CODE) };
+function meterLevels(
+  grain: LineGrain,
+  day: RollupRows,
+  dayLine: Int32Array,
+): { meterDay: RollupRows; meterMonth: RollupRows } {
+  const cols = METER_GRAIN_COLUMNS.map((name) => grain.codes[name]);
+  const cards = METER_GRAIN_COLUMNS.map((name) => grain.dicts[name].length + 1);
+  const meterOf = new Int32Array(grain.lines).fill(-1);
+  const byKey = new KeyTable(1024);
+  const representative: number[] = [];
+  const line = new Int32Array(day.rowCount);
+  for (let i = 0; i < day.rowCount; i++) {
+    const l = dayLine[i];
+    let m = meterOf[l];
+    if (m < 0) {
+      let key = grain.kind[l];
+      for (let k = 0; k < cols.length; k++) key = key * cards[k] + ((cols[k][l] + 1) >>> 0);
+      const found = byKey.get(key);
+      if (found === undefined) {
+        m = representative.length;
+        representative.push(l);
+        byKey.set(key, m);
+      } else m = found;
+      meterOf[l] = m;
+    }
+    line[i] = m;
   }
-  // A meter line's days come once per full-grain line: not in time order.
-  return mergeRollupRows([projected], level, false);
+  const keep: ReadonlySet<string> = new Set(METER_GRAIN_COLUMNS);
+  const n = representative.length;
+  const codes = {} as Record<RollupDictColumn, Uint32Array>;
+  for (const name of ROLLUP_DICT_COLUMNS) {
+    const out = new Uint32Array(n).fill(NULL_CODE);
+    if (keep.has(name)) for (let m = 0; m < n; m++) out[m] = grain.codes[name][representative[m]];
+    codes[name] = out;
+  }
+  const meterGrain: LineGrain = {
+    lines: n,
+    codes,
+    dicts: grain.dicts,
+    kind: Uint8Array.from(representative, (l) => grain.kind[l]),
+    accountRank: Int32Array.from(representative, (l) => grain.accountRank[l]),
+    accounts: grain.accounts,
+  };
+  const asInput = (rows: RollupRows, rowLine: Int32Array): Input => ({
+    rowCount: rows.rowCount,
+    line: rowLine,
+    timestamp: rows.timestamp_ms,
+    count: rows.count,
+    sum: rows.quantity,
+    min: rows.min,
+    max: rows.max,
+    first: rows.first_ts,
+    last: rows.last_ts,
+  });
+  // A meter line's days come once per full line: not in time order.
+  const meterDay = toRows(meterGrain, groupInput(asInput(day, line), 'meter_day', false));
+  const meterMonth = toRows(
+    meterGrain,
+    groupInput(asInput(meterDay.rows, meterDay.line), 'meter_month', true),
+  );
+  return { meterDay: meterDay.rows, meterMonth: meterMonth.rows };
 }
 
 /** Per line, its grain values: codes per dictionary column, kind, and the account's rank. */
