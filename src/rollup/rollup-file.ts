@@ -205,7 +205,7 @@ function bitClassStreams(values: Float64Array, delta: boolean, mantissaBits: num
       rest -= take;
     }
   }
-  if (accBits > 0) mantissas[pos++] = acc & 0xff;
+  if (accBits > 0) mantissas[pos] = acc & 0xff;
   return [classes, mantissas];
 }
 
