@@ -9,7 +9,8 @@
  *   may have got there first), otherwise the built file is dropped;
  * - nothing is visible before the commit; a crash leaves only unreferenced files, removed at
  *   the next open, so a build twice or a crash in the middle never counts an event twice;
- * - at most one build runs at a time.
+ * - at most one piece of rollup work (a step, `rollupAll`, a rebuild) runs at a time; inside
+ *   `rollupAll` up to ROLLUP_WORKERS segments build at once, each committed on its own.
  */
 import { availableParallelism } from 'node:os';
 import { extname } from 'node:path';
@@ -65,10 +66,21 @@ async function onLanes<T>(
   work: (item: T, lane: number) => Promise<void>,
 ): Promise<void> {
   let next = 0;
+  let failed = false;
   const lane = async (index: number): Promise<void> => {
-    while (next < items.length) await work(items[next++], index);
+    try {
+      while (!failed && next < items.length) await work(items[next++], index);
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
   };
-  await Promise.all(Array.from({ length: Math.min(ROLLUP_WORKERS, items.length) }, (_, i) => lane(i)));
+  // Every lane settles before this returns, and none starts an item after a failure: no work
+  // of a failed call goes on after it.
+  const settled = await Promise.allSettled(
+    Array.from({ length: Math.min(ROLLUP_WORKERS, items.length) }, (_, i) => lane(i)),
+  );
+  for (const r of settled) if (r.status === 'rejected') throw r.reason;
 }
 
 export interface RollupContext {
@@ -127,7 +139,7 @@ export async function buildRollupFiles(
 }
 
 /**
- * buildRollupFiles, or with `carry` only the hour file, the day and month rows handed back to
+ * buildRollupFiles, or with `carry` only the hour file, the other levels' rows handed back to
  * be combined with other segments' (one file per level for many segments).
  */
 async function buildRollups(
@@ -377,10 +389,10 @@ export class Roller {
 
   /**
    * Rolls up every uncovered raw segment now, on every worker lane at once. Segments no level
-   * covers are built in groups: each segment's hour file (committed as it is done), and one day
-   * and one month file for the whole group, summed from the rows the builds hand back (no file
-   * per segment to write, read back and merge). Others get the levels they lack one by one.
-   * Then the day and month files are merged, the two levels side by side.
+   * covers are built in groups: each segment's hour file (committed as it is done), and one
+   * file per other level for the whole group, summed from the rows the builds hand back (no
+   * file per segment to write, read back and merge). Others get the levels they lack one by
+   * one. Then the files of each merged level are merged, levels side by side.
    */
   async rollupAll(): Promise<RollupResult> {
     return this.exclusive(async () => {
@@ -419,7 +431,7 @@ export class Roller {
 
   /**
    * Builds a group of segments no level covers: their hour files (each committed as built),
-   * then one day and one month file covering them all, each committed when every segment it
+   * then one file per other level covering them all, each committed when every segment it
    * covers is still live and uncovered at its level (else dropped: they are built again later).
    */
   private async buildGroup(
