@@ -407,8 +407,14 @@ export class Roller {
           if (due.length === 0) break;
           for (const e of due) done.add(e.id);
           const covered = new Set(state.rollup_segments.flatMap((r) => r.covers));
-          const fresh = due.filter((e) => !covered.has(e.id));
-          const partial = due.filter((e) => covered.has(e.id));
+          // A group pays off from two segments on; one (the usual case of a period close or
+          // a call after a flush) is built the per-segment way: five files, one commit.
+          let fresh = due.filter((e) => !covered.has(e.id));
+          let partial = due.filter((e) => covered.has(e.id));
+          if (fresh.length < 2) {
+            partial = due;
+            fresh = [];
+          }
           await onLanes(partial, async (next, lane) => {
             if (await this.buildAndCommit(next, false, lane)) {
               segments++;
@@ -431,8 +437,9 @@ export class Roller {
 
   /**
    * Builds a group of segments no level covers: their hour files (each committed as built),
-   * then one file per other level covering them all, each committed when every segment it
-   * covers is still live and uncovered at its level (else dropped: they are built again later).
+   * then one file per other level covering them all, committed together, each taken when every
+   * segment it covers is still live and uncovered at its level (else dropped: they are built
+   * again later).
    */
   private async buildGroup(
     group: readonly RawSegmentEntry[],
@@ -465,27 +472,32 @@ export class Roller {
     carried.sort((a, b) => a.raw.id - b.raw.id);
     const covers = carried.map((c) => c.raw.id);
     const events = carried.reduce((n, c) => n + c.raw.rows, 0);
+    const started = this.now();
+    const combined: RollupSegmentEntry[] = [];
     await onLanes(CARRIED_LEVELS, async (level, lane) => {
-      const started = this.now();
       const parts = carried.map((c) => c.rows[level]);
       const request: RollupRequest = { op: 'combine', level, parts };
       const out = await runJob(request, events, parts.flatMap(rowsTransfer), lane);
       assert(out.rawRows === events, `a combined ${level} rollup counts ${out.rawRows} of ${events} events`);
-      const entry = await writeRollupFile(this.ctx, level, covers, out.levels[0].encoded);
-      await this.ctx.fs.syncDir(joinPath(this.ctx.root, ROLLUP_DIR));
-      let taken = false;
-      await this.ctx.versions.commit((s) => {
-        const live = new Set(s.raw_segments.map((e) => e.id));
-        const atLevel = new Set(s.rollup_segments.filter((r) => r.level === level).flatMap((r) => r.covers));
-        taken = covers.every((id) => live.has(id) && !atLevel.has(id));
-        return taken ? { ...s, rollup_segments: [...s.rollup_segments, entry] } : s;
-      });
-      if (!taken) await this.removeFiles([entry]);
-      else {
-        this.totals.bytesWritten += entry.size_bytes;
-        this.totals.buildMs += this.now() - started;
-      }
+      combined.push(await writeRollupFile(this.ctx, level, covers, out.levels[0].encoded));
     });
+    await this.ctx.fs.syncDir(joinPath(this.ctx.root, ROLLUP_DIR));
+    // One commit for the group's files: each taken when every segment it covers is still live
+    // and uncovered at its level.
+    let taken: RollupSegmentEntry[] = [];
+    await this.ctx.versions.commit((s) => {
+      const live = new Set(s.raw_segments.map((e) => e.id));
+      taken = combined.filter((entry) => {
+        const atLevel = new Set(
+          s.rollup_segments.filter((r) => r.level === entry.level).flatMap((r) => r.covers),
+        );
+        return covers.every((id) => live.has(id) && !atLevel.has(id));
+      });
+      return taken.length === 0 ? s : { ...s, rollup_segments: [...s.rollup_segments, ...taken] };
+    });
+    await this.removeFiles(combined.filter((e) => !taken.includes(e)));
+    this.totals.bytesWritten += taken.reduce((n, e) => n + e.size_bytes, 0);
+    this.totals.buildMs += this.now() - started;
     return { segments, rawRows };
   }
 
