@@ -14,6 +14,8 @@
  * recognised, p50/p99 per batch) and q1/q4 on the sampled accounts.
  */
 import { execSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { rmSync } from 'node:fs';
 import { UsageDb } from '../src/db.ts';
 import { dedupeState } from '../src/testing.ts';
@@ -47,6 +49,10 @@ const rates: number[] = [];
 // CPU time of the whole process (every thread) per million: steadier than wall time when
 // other processes share the machine.
 let cpuAt = process.cpuUsage();
+// USAGEDB_PROFILE_FROM=M: profile the main thread from the Mth million to the end of ingest.
+const profileFrom = Number(process.env.USAGEDB_PROFILE_FROM ?? 0);
+const profiler = profileFrom > 0 ? new Session() : null;
+profiler?.connect();
 for (const batch of workload.batches()) {
   const merging = db.stats().compaction.running;
   const t0 = performance.now();
@@ -74,7 +80,9 @@ for (const batch of workload.batches()) {
     const cpuUs = (cpu.user + cpu.system) / MILLION;
     console.log(
       `${(batches * 1000) / MILLION}M: ${rate} events/s inside ingest, ${cpuUs.toFixed(2)} µs CPU/event, batch p50 ${pct(latencies, 0.5).toFixed(1)} ms ` +
-        `p99 ${pct(latencies, 0.99).toFixed(1)} ms, rss ${mib(m.rss)} MiB, heap ${mib(m.heapUsed)} MiB, ` +
+        `p99 ${pct(latencies, 0.99).toFixed(1)} ms, rss ${mib(m.rss)} MiB, heap ${mib(m.heapUsed)}/${mib(m.heapTotal)} MiB, ` +
+        `external ${mib(m.external)} MiB (array buffers ${mib(m.arrayBuffers)}), memtables ${mib(s.memtableBytes)} MiB, ` +
+        `caches ${mib(d.cacheBytes.segmentFilters)}+${mib(d.cacheBytes.idIndexChunks)}+${mib(d.cacheBytes.pointChunks)} MiB (filters+index+point), ` +
         `segments ${s.segments}, merges ${s.compaction.merges}; id filter ${mib(d.filter.bytes)} MiB ` +
         `(${d.filter.bitsPerKey.toFixed(1)} bits/key, ${d.filter.rebuilds} rebuilds, ${d.filter.writes} writes), ` +
         `cold lookups ${d.counters.coldLookups}, segment-filter probes ${d.counters.segmentFilterProbes}, ` +
@@ -82,7 +90,15 @@ for (const batch of workload.batches()) {
     );
     latencies = [];
     windowMs = 0;
+    if (profiler !== null && (batches * 1000) / MILLION === profileFrom) {
+      await profiler.post('Profiler.enable');
+      await profiler.post('Profiler.start');
+    }
   }
+}
+if (profiler !== null) {
+  const { profile } = await profiler.post('Profiler.stop');
+  writeFileSync(`ingest-${profileFrom}M.cpuprofile`, JSON.stringify(profile));
 }
 if (ticking !== null) await ticking;
 console.log(
@@ -106,7 +122,7 @@ console.log(
     `dedupe: database filter ${d.filter.probes} probes (${probesPerEvent.toFixed(3)} per event sent), ` +
       `${d.counters.segmentFilterProbes} per-segment filter probes (${(d.counters.segmentFilterProbes / events).toFixed(4)} per event), ` +
       `${d.counters.segmentFilterLoads} filter loads, ${d.counters.idIndexChunkReads} id index chunk reads; ` +
-      `caches ${mib(d.cacheBytes.segmentFilters)} + ${mib(d.cacheBytes.idIndexChunks)} MiB`,
+      `caches ${mib(d.cacheBytes.segmentFilters)} + ${mib(d.cacheBytes.idIndexChunks)} + ${mib(d.cacheBytes.pointChunks)} MiB`,
   );
 }
 const closeStart = performance.now();

@@ -34,7 +34,7 @@ export interface DedupeState {
   mayBeStored(eventId: string): boolean;
   filter: IdFilterStats;
   counters: DedupeCounters;
-  cacheBytes: { segmentFilters: number; idIndexChunks: number };
+  cacheBytes: { segmentFilters: number; idIndexChunks: number; pointChunks: number };
   /** Waits for a background rebuild or write of the id filter. */
   idle(): Promise<void>;
 }

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=16
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 node --max-semi-space-size=16
 /**
  * Entry point of the `usagedb` binary (package.json bin -> dist/cli/main.js): checks the Node
  * version, runs the command, flushes stdout/stderr, exits with the command's code.

@@ -97,9 +97,12 @@ export class Admission {
     result: IngestResult,
   ): Promise<Admitted> {
     const version = this.pin();
+    const stored = this.prefetchStored(valid);
     try {
-      return await this.classifyPinned(valid, result);
+      return await this.classifyPinned(valid, result, stored);
     } finally {
+      // Lookups the loop did not need still read the pinned files: done before the release.
+      await Promise.allSettled([...stored.values()].filter((p) => p !== null));
       version.release();
     }
   }
@@ -107,6 +110,7 @@ export class Admission {
   private async classifyPinned(
     valid: readonly { index: number; event: PendingEvent }[],
     result: IngestResult,
+    stored: Map<string, Promise<string | null> | null>,
   ): Promise<Admitted> {
     const events: UsageEvent[] = [];
     const idKeys = new Uint32Array(valid.length);
@@ -126,8 +130,8 @@ export class Admission {
       }
       hash128Into(event.event_id, this.idHash);
       const idKey = this.idHash[0];
-      let found = this.lookupInMemory(event, this.idHash, batch);
-      if (found === 'maybe_stored') found = await this.lookupStored(event);
+      let found = this.lookupInMemory(event, this.idHash, batch, stored);
+      if (found === 'maybe_stored') found = await this.lookupStored(event, stored);
       if (found === 'duplicate') {
         result.duplicates++;
         continue;
@@ -190,6 +194,7 @@ export class Admission {
     event: UsageEvent,
     idHash: Uint32Array,
     batch: Map<string, UsageEvent>,
+    prefetched: Map<string, Promise<string | null> | null>,
   ): Lookup | 'maybe_stored' {
     const inBatch = batch.get(event.event_id);
     if (inBatch) return compare(event, canonicalPayload(inBatch));
@@ -203,12 +208,45 @@ export class Admission {
       const same = h.h1 === p.h1 && h.h2 === p.h2 && h.h3 === p.h3 && h.h4 === p.h4;
       return same ? 'duplicate' : 'conflict';
     }
+    const known = prefetched.get(event.event_id);
+    if (known !== undefined) return known === null ? 'new' : 'maybe_stored';
     return this.finder.mayBeStored(idHash[0], idHash[1]) ? 'maybe_stored' : 'new';
   }
 
-  private async lookupStored(event: UsageEvent): Promise<Lookup> {
-    const hit = await this.finder.find(event.event_id);
-    return hit ? compare(event, canonicalPayload(hit.event)) : 'new';
+  private async lookupStored(
+    event: UsageEvent,
+    prefetched: Map<string, Promise<string | null> | null>,
+  ): Promise<Lookup> {
+    const payload = await (prefetched.get(event.event_id) ?? this.finder.findPayload(event.event_id));
+    return payload === null ? 'new' : payload === canonicalPayload(event) ? 'duplicate' : 'conflict';
+  }
+
+  /**
+   * Starts the stored lookups of a batch's Usage events that memory cannot answer, all at
+   * once: a cold retry waits on a dozen small reads, and the batch's retries then wait
+   * together instead of one after another. The loop still decides in order (an earlier event
+   * of the batch or a memtable answers first); a lookup it does not need is only wasted work.
+   */
+  private prefetchStored(
+    valid: readonly { event: PendingEvent }[],
+  ): Map<string, Promise<string | null> | null> {
+    const out = new Map<string, Promise<string | null> | null>();
+    const h = this.idHash;
+    for (const { event } of valid) {
+      if (event.kind !== 'Usage' || out.has(event.event_id)) continue;
+      hash128Into(event.event_id, h);
+      if (this.memtables.recent.lookup(event.event_id, h[0]) !== undefined) continue;
+      if (!this.finder.mayBeStored(h[0], h[1])) {
+        // The filter's answer, kept: the loop then probes it no second time.
+        out.set(event.event_id, null);
+        continue;
+      }
+      const lookup = this.finder.findPayload(event.event_id);
+      // Awaited in the loop, unless an earlier failure ends it first: never unhandled.
+      lookup.catch(() => undefined);
+      out.set(event.event_id, lookup);
+    }
+    return out;
   }
 
   private async findOriginal(

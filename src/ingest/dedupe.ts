@@ -16,8 +16,8 @@
  * - every hit is confirmed against the exact event_id string; hashes never decide alone.
  */
 
-import { COLUMN_NAMES, type EventColumns } from '../model/columns.ts';
-import { eventOfRow, type StoredEvent } from '../model/event.ts';
+import { COLUMN_NAMES, type ColumnName, type EventColumns } from '../model/columns.ts';
+import { canonicalPayload, eventOfRow, type StoredEvent } from '../model/event.ts';
 import { hash128 } from '../model/hash.ts';
 import type { SegmentStore } from '../storage/segment-store.ts';
 
@@ -28,6 +28,8 @@ export interface StoredHit {
 }
 
 const OTHER_COLUMNS = COLUMN_NAMES.filter((name) => name !== 'event_id');
+/** What the canonical payload is made of: neither the id (known) nor ingested_at_ms. */
+const PAYLOAD_COLUMNS = OTHER_COLUMNS.filter((name) => name !== 'ingested_at_ms');
 
 export class StoredEventFinder {
   private readonly segments: SegmentStore;
@@ -44,23 +46,41 @@ export class StoredEventFinder {
   /**
    * Finds a stored (flushed) event by id, at any age and whatever partition it is in: every
    * segment file whose id filter says maybe is searched through its id index (a binary search
-   * on the id hash gives candidate rows; only their event ids are decoded, then the whole
-   * block of the one that matches).
+   * on the id hash gives candidate rows; only their event ids are decoded, then the block of
+   * the one that matches).
    */
   async find(eventId: string): Promise<StoredHit | null> {
+    return this.findWith(eventId, OTHER_COLUMNS);
+  }
+
+  /**
+   * The canonical payload of a stored event (duplicate or conflict), or null: like find but
+   * without ingested_at_ms, one chunk fewer to read and decode on every cold retry.
+   */
+  async findPayload(eventId: string): Promise<string | null> {
+    const hit = await this.findWith(eventId, PAYLOAD_COLUMNS);
+    return hit === null ? null : canonicalPayload(hit.event);
+  }
+
+  private async findWith(eventId: string, names: readonly ColumnName[]): Promise<StoredHit | null> {
     const h = hash128(eventId);
     if (!this.segments.mayBeStored(h.h1, h.h2)) return null;
     for (const entry of await this.segments.filesMayContain(h.h1, h.h2)) {
       for (const row of await this.segments.idIndexRows(entry.id, h.h3)) {
         if ((await this.segments.readEventIdAt(entry.id, row)) !== eventId) continue;
-        const { block, rowInBlock } = this.segments.blockOfRow(entry.id, row);
         // Every column but event_id (known to match): ids are the costliest to decode.
-        const columns = (await this.segments.readBlocks(entry.id, OTHER_COLUMNS, [block])) as EventColumns;
-        const ids: string[] = [];
-        ids[rowInBlock] = eventId;
-        return { segmentId: entry.id, event: eventOfRow({ ...columns, event_id: ids }, rowInBlock) };
+        const columns = (await this.segments.readRow(entry.id, names, row)) as EventColumns;
+        const payloadOnly = columns.ingested_at_ms === undefined;
+        if (payloadOnly) columns.ingested_at_ms = NOT_READ;
+        const event = eventOfRow({ ...columns, event_id: [eventId] }, 0);
+        // Not read: NaN, never a plausible instant.
+        if (payloadOnly) event.ingested_at_ms = Number.NaN;
+        return { segmentId: entry.id, event };
       }
     }
     return null;
   }
 }
+
+/** Stands in for ingested_at_ms when it was not read (payload-only lookups). */
+const NOT_READ = new Float64Array(0);

@@ -75,3 +75,53 @@ export function hash128Into(text: string, out: Uint32Array): void {
   out[2] = c;
   out[3] = d;
 }
+
+const utf8 = new TextDecoder();
+
+/**
+ * hash128Into of the string whose UTF-8 bytes are bytes[start, end): the same words, without
+ * building the string when it is ASCII (one byte per UTF-16 code unit; event ids nearly always
+ * are). Used to re-hash stored ids in bulk (the database id filter's rebuilds).
+ */
+export function hash128BytesInto(bytes: Uint8Array, start: number, end: number, out: Uint32Array): void {
+  for (let i = start; i < end; i++) {
+    if (bytes[i] >= 0x80) {
+      hash128Into(utf8.decode(bytes.subarray(start, end)), out);
+      return;
+    }
+  }
+  const n = end - start;
+  let a = 0x9e3779b9 ^ n;
+  let b = 0x85ebca6b;
+  let c = 0xc2b2ae35;
+  let d = 0x27d4eb2f;
+  let i = start;
+  for (; i + 1 < end; i += 2) {
+    const k = (bytes[i] | (bytes[i + 1] << 16)) >>> 0;
+    a = Math.imul(a ^ k, 0xcc9e2d51);
+    a = (a << 15) | (a >>> 17);
+    b = Math.imul(b ^ k, 0x1b873593);
+    b = (b << 13) | (b >>> 19);
+    c = Math.imul(c + k, 0x38b34ae5);
+    c ^= c >>> 15;
+    d = Math.imul(d ^ ((k << 7) | (k >>> 25)), 0xa1e38b93);
+    d = (d + a) | 0;
+  }
+  if (i < end) {
+    const k = bytes[i];
+    a = Math.imul(a ^ k, 0xcc9e2d51);
+    b = Math.imul(b ^ k, 0x1b873593);
+    c = Math.imul(c + k, 0x38b34ae5);
+    d = Math.imul(d ^ k, 0xa1e38b93);
+  }
+  a = fmix32(a ^ n);
+  b = fmix32(b + a);
+  c = fmix32(c ^ b);
+  d = fmix32(d + c);
+  a = fmix32(a ^ d);
+  b = fmix32(b ^ a);
+  out[0] = a;
+  out[1] = b;
+  out[2] = c;
+  out[3] = d;
+}

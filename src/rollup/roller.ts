@@ -9,8 +9,10 @@
  *   may have got there first), otherwise the built file is dropped;
  * - nothing is visible before the commit; a crash leaves only unreferenced files, removed at
  *   the next open, so a build twice or a crash in the middle never counts an event twice;
- * - at most one build runs at a time.
+ * - at most one piece of rollup work (a step, `rollupAll`, a rebuild) runs at a time; inside
+ *   `rollupAll` up to ROLLUP_WORKERS segments build at once, each committed on its own.
  */
+import { availableParallelism } from 'node:os';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assert, UsageDbError } from '../errors.ts';
@@ -20,18 +22,66 @@ import type { ManifestState, RawSegmentEntry, RollupLevel, RollupSegmentEntry } 
 import type { VersionSet } from '../storage/version-set.ts';
 import { WorkerJobs } from '../util/worker-jobs.ts';
 import { bucketStart, HOUR_MS, ROLLUP_LEVELS } from './levels.ts';
-import { encodeRollupFile, readRollupFile } from './rollup-file.ts';
-import { type RollupOutput, type RollupRequest, runRollup } from './rollup-job.ts';
+import { type EncodedRollup, encodeRollupFile, readRollupFile } from './rollup-file.ts';
+import {
+  CARRIED_LEVELS,
+  type CarriedRows,
+  type RollupOutput,
+  type RollupRequest,
+  rowsTransfer,
+  runRollup,
+} from './rollup-job.ts';
 import type { RollupRows } from './rollup-rows.ts';
 
 /** Smaller builds run inline: a worker round trip would cost more than it saves. */
 const INLINE_ROLLUP_ROWS_MAX = 20_000;
 
-const jobs = new WorkerJobs<RollupRequest, RollupOutput>(
-  new URL(`./rollup-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
-  'rollup build',
-  { exitWhenIdle: true },
+/**
+ * Worker threads `rollup()` runs builds and merges on at once: one per core, at most two (each
+ * holds a segment's columns or a merge's rows; `tick()` uses the first only).
+ */
+export const ROLLUP_WORKERS = Math.max(1, Math.min(2, availableParallelism()));
+
+const lanes = Array.from(
+  { length: ROLLUP_WORKERS },
+  () =>
+    new WorkerJobs<RollupRequest, RollupOutput>(
+      new URL(`./rollup-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url),
+      'rollup build',
+      { exitWhenIdle: true },
+    ),
 );
+
+/** Keeps every rollup worker alive until the returned release (a run of many jobs). */
+function holdWorkers(): () => void {
+  const releases = lanes.map((l) => l.hold());
+  return () => {
+    for (const r of releases) r();
+  };
+}
+
+/** Runs `work` over `items` with up to ROLLUP_WORKERS at once, each on its own worker lane. */
+async function onLanes<T>(
+  items: readonly T[],
+  work: (item: T, lane: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const lane = async (index: number): Promise<void> => {
+    try {
+      while (!failed && next < items.length) await work(items[next++], index);
+    } catch (err) {
+      failed = true;
+      throw err;
+    }
+  };
+  // Every lane settles before this returns, and none starts an item after a failure: no work
+  // of a failed call goes on after it.
+  const settled = await Promise.allSettled(
+    Array.from({ length: Math.min(ROLLUP_WORKERS, items.length) }, (_, i) => lane(i)),
+  );
+  for (const r of settled) if (r.status === 'rejected') throw r.reason;
+}
 
 export interface RollupContext {
   fs: FileSystem;
@@ -63,9 +113,14 @@ export interface RollupResult {
  * Runs a build or merge inline (small) or in the worker; damaged input (a checksum that does
  * not match, bytes that do not decode) is USAGEDB_ERR_SEGMENT_CORRUPT, never a number.
  */
-async function runJob(request: RollupRequest, rows: number, transfer: ArrayBuffer[]): Promise<RollupOutput> {
+async function runJob(
+  request: RollupRequest,
+  rows: number,
+  transfer: ArrayBuffer[],
+  lane = 0,
+): Promise<RollupOutput> {
   try {
-    return rows <= INLINE_ROLLUP_ROWS_MAX ? runRollup(request) : await jobs.run(request, transfer);
+    return rows <= INLINE_ROLLUP_ROWS_MAX ? runRollup(request) : await lanes[lane].run(request, transfer);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     if (!/ is corrupt: /.test(message)) throw err;
@@ -78,7 +133,22 @@ export async function buildRollupFiles(
   ctx: RollupContext,
   raw: RawSegmentEntry,
   bytes?: Uint8Array,
+  lane = 0,
 ): Promise<RollupSegmentEntry[]> {
+  return (await buildRollups(ctx, raw, bytes, lane, false)).entries;
+}
+
+/**
+ * buildRollupFiles, or with `carry` only the hour file, the other levels' rows handed back to
+ * be combined with other segments' (one file per level for many segments).
+ */
+async function buildRollups(
+  ctx: RollupContext,
+  raw: RawSegmentEntry,
+  bytes: Uint8Array | undefined,
+  lane: number,
+  carry: boolean,
+): Promise<{ entries: RollupSegmentEntry[]; carried?: RollupOutput['carried'] }> {
   const data = bytes ?? (await ctx.fs.readFile(segmentPath(ctx.root, raw.id)));
   const request: RollupRequest = {
     op: 'build',
@@ -87,26 +157,36 @@ export async function buildRollupFiles(
     bytes: bytes === undefined ? data : data.slice(),
     sizeBytes: raw.size_bytes,
     crc32c: raw.crc32c,
+    carry,
   };
-  const out = await runJob(request, raw.rows, [request.bytes.buffer as ArrayBuffer]);
+  const out = await runJob(request, raw.rows, [request.bytes.buffer as ArrayBuffer], lane);
   assert(out.rawRows === raw.rows, `rollup of segment ${raw.id} read ${out.rawRows} of ${raw.rows} rows`);
   const entries: RollupSegmentEntry[] = [];
-  for (const { level, encoded } of out.levels) {
-    const id = ctx.versions.allocateSegmentId();
-    await ctx.fs.writeFile(rollupPath(ctx.root, id), encoded.bytes, { sync: true });
-    entries.push({
-      id,
-      level,
-      covers: [raw.id],
-      rows: encoded.rows,
-      min_ts: encoded.min_ts,
-      max_ts: encoded.max_ts,
-      size_bytes: encoded.bytes.length,
-      crc32c: encoded.crc32c,
-    });
-  }
+  for (const { level, encoded } of out.levels)
+    entries.push(await writeRollupFile(ctx, level, [raw.id], encoded));
   await ctx.fs.syncDir(joinPath(ctx.root, ROLLUP_DIR));
-  return entries;
+  return { entries, carried: out.carried };
+}
+
+/** Writes (and fsyncs) one encoded rollup file under a new id; the directory is synced by the caller. */
+async function writeRollupFile(
+  ctx: RollupContext,
+  level: RollupLevel,
+  covers: number[],
+  encoded: EncodedRollup,
+): Promise<RollupSegmentEntry> {
+  const id = ctx.versions.allocateSegmentId();
+  await ctx.fs.writeFile(rollupPath(ctx.root, id), encoded.bytes, { sync: true });
+  return {
+    id,
+    level,
+    covers,
+    rows: encoded.rows,
+    min_ts: encoded.min_ts,
+    max_ts: encoded.max_ts,
+    size_bytes: encoded.bytes.length,
+    crc32c: encoded.crc32c,
+  };
 }
 
 /** Rows one rollup merge reads at most: bounds its memory. */
@@ -129,6 +209,27 @@ export function planRollupMerge(state: ManifestState, level: RollupLevel): Rollu
     rows += f.rows;
   }
   return picked.length >= 2 ? picked : null;
+}
+
+/**
+ * Consecutive groups of segments whose day and month rows are combined into one file per
+ * level: up to ROLLUP_MERGE_ROWS_MAX raw rows each (a level has at most as many rows as events),
+ * which bounds a combine's memory as it bounds a merge's.
+ */
+function combineGroups(segments: readonly RawSegmentEntry[]): RawSegmentEntry[][] {
+  const groups: RawSegmentEntry[][] = [];
+  let rows = 0;
+  for (const e of segments) {
+    const last = groups.at(-1);
+    if (last === undefined || rows + e.rows > ROLLUP_MERGE_ROWS_MAX) {
+      groups.push([e]);
+      rows = e.rows;
+    } else {
+      last.push(e);
+      rows += e.rows;
+    }
+  }
+  return groups;
 }
 
 /** Raw segments some level does not cover yet, oldest first. */
@@ -200,9 +301,9 @@ export class Roller {
   }
 
   /** Builds the rollups of `raw` (its file's bytes, when at hand), counting the work. */
-  async build(raw: RawSegmentEntry, bytes?: Uint8Array): Promise<RollupSegmentEntry[]> {
+  async build(raw: RawSegmentEntry, bytes?: Uint8Array, lane = 0): Promise<RollupSegmentEntry[]> {
     const started = this.now();
-    const built = await buildRollupFiles(this.ctx, raw, bytes);
+    const built = await buildRollupFiles(this.ctx, raw, bytes, lane);
     this.totals.segmentsBuilt++;
     this.totals.rawRowsRolledUp += raw.rows;
     this.totals.bytesWritten += built.reduce((n, r) => n + r.size_bytes, 0);
@@ -231,7 +332,11 @@ export class Roller {
   }
 
   /** Merges rollup files of `level` into one, replacing them in one commit (their covers unite). */
-  private async mergeAndCommit(level: RollupLevel, files: readonly RollupSegmentEntry[]): Promise<boolean> {
+  private async mergeAndCommit(
+    level: RollupLevel,
+    files: readonly RollupSegmentEntry[],
+    lane = 0,
+  ): Promise<boolean> {
     const started = this.now();
     const request: RollupRequest = {
       op: 'merge',
@@ -249,6 +354,7 @@ export class Roller {
       request,
       rows,
       request.files.map((f) => f.bytes.buffer as ArrayBuffer),
+      lane,
     );
     const encoded = out.levels[0].encoded;
     const id = this.ctx.versions.allocateSegmentId();
@@ -281,24 +387,118 @@ export class Roller {
     return taken;
   }
 
-  /** Rolls up every uncovered raw segment now. */
+  /**
+   * Rolls up every uncovered raw segment now, on every worker lane at once. Segments no level
+   * covers are built in groups: each segment's hour file (committed as it is done), and one
+   * file per other level for the whole group, summed from the rows the builds hand back (no
+   * file per segment to write, read back and merge). Others get the levels they lack one by
+   * one. Then the files of each merged level are merged, levels side by side.
+   */
   async rollupAll(): Promise<RollupResult> {
     return this.exclusive(async () => {
       let segments = 0;
       let rawRows = 0;
       const done = new Set<number>();
-      for (;;) {
-        const next = uncoveredSegments(this.ctx.versions.current).find((e) => !done.has(e.id));
-        if (next === undefined) break;
-        done.add(next.id);
-        if (await this.buildAndCommit(next, false)) {
-          segments++;
-          rawRows += next.rows;
+      const release = holdWorkers();
+      try {
+        for (;;) {
+          const state = this.ctx.versions.current;
+          const due = uncoveredSegments(state).filter((e) => !done.has(e.id));
+          if (due.length === 0) break;
+          for (const e of due) done.add(e.id);
+          const covered = new Set(state.rollup_segments.flatMap((r) => r.covers));
+          // A group pays off from two segments on; one (the usual case of a period close or
+          // a call after a flush) is built the per-segment way: five files, one commit.
+          let fresh = due.filter((e) => !covered.has(e.id));
+          let partial = due.filter((e) => covered.has(e.id));
+          if (fresh.length < 2) {
+            partial = due;
+            fresh = [];
+          }
+          await onLanes(partial, async (next, lane) => {
+            if (await this.buildAndCommit(next, false, lane)) {
+              segments++;
+              rawRows += next.rows;
+            }
+          });
+          for (const group of combineGroups(fresh)) {
+            const r = await this.buildGroup(group);
+            segments += r.segments;
+            rawRows += r.rawRows;
+          }
         }
+        await onLanes(MERGED_LEVELS, (level, lane) => this.mergeLevel(level, lane));
+      } finally {
+        release();
       }
-      await this.mergeAll();
       return { segments, rawRows, watermark_ms: rollupWatermark(this.ctx.versions.current) };
     });
+  }
+
+  /**
+   * Builds a group of segments no level covers: their hour files (each committed as built),
+   * then one file per other level covering them all, committed together, each taken when every
+   * segment it covers is still live and uncovered at its level (else dropped: they are built
+   * again later).
+   */
+  private async buildGroup(
+    group: readonly RawSegmentEntry[],
+  ): Promise<{ segments: number; rawRows: number }> {
+    let segments = 0;
+    let rawRows = 0;
+    const carried: { raw: RawSegmentEntry; rows: CarriedRows }[] = [];
+    await onLanes(group, async (raw, lane) => {
+      const started = this.now();
+      const built = await buildRollups(this.ctx, raw, undefined, lane, true);
+      assert(built.carried !== undefined, 'a carrying build hands back its rows');
+      this.totals.bytesWritten += built.entries.reduce((n, r) => n + r.size_bytes, 0);
+      this.totals.buildMs += this.now() - started;
+      let unused: RollupSegmentEntry[] = [];
+      await this.ctx.versions.commit((s) => {
+        const r = withRollups(s, raw.id, built.entries, false);
+        unused = r.unused;
+        return r.state;
+      });
+      await this.removeFiles(unused);
+      if (unused.length < built.entries.length) {
+        segments++;
+        rawRows += raw.rows;
+        this.totals.segmentsBuilt++;
+        this.totals.rawRowsRolledUp += raw.rows;
+      }
+      carried.push({ raw, rows: built.carried });
+    });
+    // The order of the segments, not of the builds' ends: the same files for the same input.
+    carried.sort((a, b) => a.raw.id - b.raw.id);
+    const covers = carried.map((c) => c.raw.id);
+    const events = carried.reduce((n, c) => n + c.raw.rows, 0);
+    const started = this.now();
+    const combined: RollupSegmentEntry[] = [];
+    await onLanes(CARRIED_LEVELS, async (level, lane) => {
+      const parts = carried.map((c) => c.rows[level]);
+      const request: RollupRequest = { op: 'combine', level, parts };
+      const out = await runJob(request, events, parts.flatMap(rowsTransfer), lane);
+      assert(out.rawRows === events, `a combined ${level} rollup counts ${out.rawRows} of ${events} events`);
+      combined.push(await writeRollupFile(this.ctx, level, covers, out.levels[0].encoded));
+    });
+    await this.ctx.fs.syncDir(joinPath(this.ctx.root, ROLLUP_DIR));
+    // One commit for the group's files: each taken when every segment it covers is still live
+    // and uncovered at its level.
+    let taken: RollupSegmentEntry[] = [];
+    await this.ctx.versions.commit((s) => {
+      const live = new Set(s.raw_segments.map((e) => e.id));
+      taken = combined.filter((entry) => {
+        const atLevel = new Set(
+          s.rollup_segments.filter((r) => r.level === entry.level).flatMap((r) => r.covers),
+        );
+        return covers.every((id) => live.has(id) && !atLevel.has(id));
+      });
+      return taken.length === 0 ? s : { ...s, rollup_segments: [...s.rollup_segments, ...taken] };
+    });
+    await this.removeFiles(combined.filter((e) => !taken.includes(e)));
+    this.totals.bytesWritten += taken.reduce((n, e) => n + e.size_bytes, 0);
+    this.totals.buildMs += this.now() - started;
+    return { segments, rawRows };
   }
 
   /** Drops and rebuilds from raw the rollups of every raw segment with events in [from, to). */
@@ -319,13 +519,11 @@ export class Roller {
     });
   }
 
-  /** Merges the files of every merged level until one per level is left (or the cap stops it). */
-  private async mergeAll(): Promise<void> {
-    for (const level of MERGED_LEVELS) {
-      for (;;) {
-        const files = planRollupMerge(this.ctx.versions.current, level);
-        if (files === null || !(await this.mergeAndCommit(level, files))) break;
-      }
+  /** Merges the files of `level` until one is left (or the cap stops it). */
+  private async mergeLevel(level: RollupLevel, lane: number): Promise<void> {
+    for (;;) {
+      const files = planRollupMerge(this.ctx.versions.current, level);
+      if (files === null || !(await this.mergeAndCommit(level, files, lane))) break;
     }
   }
 
@@ -346,8 +544,8 @@ export class Roller {
   }
 
   /** Builds and commits one segment's rollups; false when the commit took none of them. */
-  private async buildAndCommit(raw: RawSegmentEntry, replace: boolean): Promise<boolean> {
-    const built = await this.build(raw);
+  private async buildAndCommit(raw: RawSegmentEntry, replace: boolean, lane = 0): Promise<boolean> {
+    const built = await this.build(raw, undefined, lane);
     let unused: RollupSegmentEntry[] = [];
     await this.ctx.versions.commit((s) => {
       const r = withRollups(s, raw.id, built, replace);

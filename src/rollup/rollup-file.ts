@@ -18,17 +18,16 @@ import { crc32c } from '../storage/encoding/crc32c.ts';
 import { DecodeError } from '../storage/encoding/varint.ts';
 import { zlibDecompress, zstdCompress, zstdDecompress } from '../storage/encoding/zstd.ts';
 import type { RollupLevel } from '../storage/manifest.ts';
+import { bitLength, encodePlanes } from '../storage/encoding/int-codec.ts';
+import { encodeQuantities } from '../storage/encoding/quantity-codec.ts';
+import { ByteWriter } from '../storage/encoding/varint.ts';
 import {
   decodeQuantityChunkInto,
   decodeSmallIntsInto,
   decodeTimestampsInto,
-  type Candidate,
   packChunk,
-  quantityCandidates,
-  smallIntCandidates,
-  timestampCandidates,
 } from '../storage/segment/column-chunk.ts';
-import { KIND_LIMIT } from '../storage/segment/segment-format.ts';
+import { Encoding, type EncodingId, KIND_LIMIT } from '../storage/segment/segment-format.ts';
 import type { DictColumn, QuantityColumn } from '../model/columns.ts';
 import { ROLLUP_DICT_COLUMNS, type RollupDictColumn, type RollupRows } from './rollup-rows.ts';
 
@@ -89,19 +88,228 @@ export interface EncodedRollup {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** The smallest candidate, its streams stored raw (the block is compressed as a whole). */
-function smallestRaw(candidates: readonly Candidate[]): Uint8Array {
-  let best: Uint8Array | null = null;
-  for (const c of candidates) {
-    const bytes = packChunk(
-      c,
-      ZSTD_LEVEL,
-      c.streams.map(() => false),
-    ).bytes;
-    if (best === null || bytes.length < best.length) best = bytes;
+/** Length of a LEB128 varint. */
+function varLen(value: number): number {
+  let n = 1;
+  for (let v = value; v >= 128; v = Math.floor(v / 128)) n++;
+  return n;
+}
+
+/** Bytes of a chunk whose streams (of these lengths) are stored raw (packChunk's layout). */
+function rawChunkLength(streamLengths: readonly number[]): number {
+  let n = 1 + varLen(streamLengths.length);
+  for (const len of streamLengths) n += varLen(len * 2) + len;
+  return n;
+}
+
+function byteWidth(max: number): number {
+  return max < 0x100 ? 1 : max < 0x10000 ? 2 : max < 0x1000000 ? 3 : 4;
+}
+
+/** The chunk with its streams stored raw (the block is compressed as a whole). */
+function packRaw(encoding: EncodingId, streams: Uint8Array[]): Uint8Array {
+  return packChunk(
+    { encoding, streams },
+    ZSTD_LEVEL,
+    streams.map(() => false),
+  ).bytes;
+}
+
+/*
+ * The chunk writers below pick the same encoding as trying every candidate of the column kind
+ * and keeping the smallest raw chunk (first wins ties), but size the candidates in one pass
+ * and encode only the winner: encoding every candidate was most of a build's time.
+ */
+
+/** Small integers: runs or planes. */
+function smallIntsChunk(values: Uint8Array | Uint32Array): Uint8Array {
+  const n = values.length;
+  let valsLength = 0;
+  let runsLength = 0;
+  let max = 0;
+  for (let i = 0; i < n;) {
+    const v = values[i];
+    let j = i + 1;
+    while (j < n && values[j] === v) j++;
+    valsLength += varLen(v);
+    runsLength += varLen(j - i);
+    if (v > max) max = v;
+    i = j;
   }
-  if (best === null) throw new Error('rollup chunk: no candidate encoding');
-  return best;
+  const runs = rawChunkLength([valsLength, runsLength]);
+  const planes = rawChunkLength([1 + byteWidth(max) * n]);
+  if (planes < runs) return packRaw(Encoding.PLANES, encodePlanes(values));
+  // The runs streams (value, run length varints), written straight into their exact sizes.
+  const vals = new Uint8Array(valsLength);
+  const lengths = new Uint8Array(runsLength);
+  let vp = 0;
+  let lp = 0;
+  for (let i = 0; i < n;) {
+    const v = values[i];
+    let j = i + 1;
+    while (j < n && values[j] === v) j++;
+    vp = putVarUint32(vals, vp, v);
+    lp = putVarUint32(lengths, lp, j - i);
+    i = j;
+  }
+  return packRaw(Encoding.RUNS, [vals, lengths]);
+}
+
+/** LEB128 of a value below 2^32 at `pos`; returns the position after it. */
+function putVarUint32(out: Uint8Array, pos: number, value: number): number {
+  let v = value >>> 0;
+  while (v > 0x7f) {
+    out[pos++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  out[pos++] = v;
+  return pos;
+}
+
+/**
+ * Bit-class streams (int-codec.ts: a class byte per value, the mantissa bits below its leading
+ * one packed least significant bit first) of safe integers, or of the differences of successive
+ * values with `delta`; `mantissaBits` is their exact total. Same bytes as BitClassWriter.
+ */
+function bitClassStreams(values: Float64Array, delta: boolean, mantissaBits: number): Uint8Array[] {
+  const n = values.length;
+  const classes = new Uint8Array(n);
+  const mantissas = new Uint8Array(Math.ceil(mantissaBits / 8));
+  let pos = 0;
+  let acc = 0;
+  let accBits = 0;
+  let prev = 0;
+  for (let i = 0; i < n; i++) {
+    const x = values[i];
+    const v = delta ? x - prev : x;
+    prev = x;
+    const negative = v < 0;
+    let abs = negative ? -v : v;
+    const bits = bitLength(abs);
+    classes[i] = negative ? bits + 64 : bits;
+    if (bits <= 1) continue;
+    let rest = bits - 1;
+    abs -= POW2[rest];
+    // In pieces of at most 24 bits, so the accumulator stays a positive int32.
+    while (rest > 0) {
+      const take = rest > 24 ? 24 : rest;
+      const piece = take === rest ? abs : abs % 0x1000000;
+      acc |= piece << accBits;
+      accBits += take;
+      while (accBits >= 8) {
+        mantissas[pos++] = acc & 0xff;
+        acc >>>= 8;
+        accBits -= 8;
+      }
+      abs = (abs - piece) / 0x1000000;
+      rest -= take;
+    }
+  }
+  if (accBits > 0) mantissas[pos] = acc & 0xff;
+  return [classes, mantissas];
+}
+
+const POW2 = Float64Array.from({ length: 54 }, (_, k) => 2 ** k);
+
+/** Total mantissa bits of bit-class values (of the differences with `delta`). */
+function mantissaBitsOf(values: Float64Array, delta: boolean): number {
+  let total = 0;
+  let prev = 0;
+  for (let i = 0; i < values.length; i++) {
+    const x = values[i];
+    const v = delta ? x - prev : x;
+    prev = x;
+    const bits = bitLength(v < 0 ? -v : v);
+    if (bits > 1) total += bits - 1;
+  }
+  return total;
+}
+
+/** A quantity chunk: the bit-class streams when every value is a safe integer (no big rows). */
+function quantityChunk(col: QuantityColumn, from: number, to: number): Uint8Array {
+  const values = col.values.subarray(from, to);
+  let safe = col.big === null;
+  for (let i = 0; safe && i < values.length; i++) safe = Number.isSafeInteger(values[i]);
+  if (!safe)
+    return packRaw(Encoding.QUANTITY_BIT_CLASS, encodeQuantities(quantitySlice(col, from, to), 0, to - from));
+  const streams = bitClassStreams(values, false, mantissaBitsOf(values, false));
+  return packRaw(Encoding.QUANTITY_BIT_CLASS, [...streams, new Uint8Array(0)]);
+}
+
+/** Open-addressing set of the distinct values of a block (-1: empty; values are >= 0). */
+const SEEN_SLOTS = 1 << 12;
+const seen = new Float64Array(SEEN_SLOTS);
+let seenValues = new Float64Array(1024);
+
+/**
+ * The distinct values of `values` ascending (in seenValues), or -1 when more than `max` are
+ * distinct (found without sorting the whole block: most time columns bail out early).
+ */
+function distinctSorted(values: Float64Array, max: number): number {
+  let slots = SEEN_SLOTS;
+  while (slots < max * 4) slots *= 2;
+  const table = slots === SEEN_SLOTS ? seen : new Float64Array(slots);
+  table.fill(-1);
+  if (seenValues.length < max + 1) seenValues = new Float64Array(max + 1);
+  const out = seenValues;
+  const mask = slots - 1;
+  let distinct = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    const h = Math.imul((v | 0) ^ Math.floor(v / 4294967296), 0x9e3779b1);
+    for (let k = (h ^ (h >>> 16)) & mask; ; k = (k + 1) & mask) {
+      const t = table[k];
+      if (t === v) break;
+      if (t === -1) {
+        if (distinct === max) return -1;
+        table[k] = v;
+        out[distinct++] = v;
+        break;
+      }
+    }
+  }
+  out.subarray(0, distinct).sort();
+  return distinct;
+}
+
+/** Integers in [0, 2^53): delta bit-class, or a value dictionary when it is smaller. */
+function timestampsChunk(values: Float64Array): Uint8Array {
+  const n = values.length;
+  const mantissaBits = mantissaBitsOf(values, true);
+  const delta = rawChunkLength([n, Math.ceil(mantissaBits / 8)]);
+  // The value dictionary is a candidate only with at most a quarter of the values distinct.
+  const distinct = distinctSorted(values, Math.max(16, n >> 2));
+  if (distinct < 0) return packRaw(Encoding.DELTA_BIT_CLASS, bitClassStreams(values, true, mantissaBits));
+  const keys = seenValues.slice(0, distinct);
+  let dictLength = varLen(distinct);
+  let last = 0;
+  for (let k = 0; k < distinct; k++) {
+    dictLength += varLen(keys[k] - last);
+    last = keys[k];
+  }
+  const dict = rawChunkLength([dictLength, 1 + byteWidth(distinct - 1) * n]);
+  if (delta <= dict) return packRaw(Encoding.DELTA_BIT_CLASS, bitClassStreams(values, true, mantissaBits));
+  // Distinct values ascending (delta varints), then each row's index among them as planes.
+  const head = new ByteWriter(dictLength);
+  head.writeVarUint(distinct);
+  last = 0;
+  for (let k = 0; k < distinct; k++) {
+    head.writeVarUint(keys[k] - last);
+    last = keys[k];
+  }
+  const codes = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = values[i];
+    let lo = 0;
+    let hi = distinct - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (keys[mid] < v) lo = mid + 1;
+      else hi = mid;
+    }
+    codes[i] = lo;
+  }
+  return packRaw(Encoding.VALUE_DICT, [head.finish(), ...encodePlanes(codes)]);
 }
 
 /** Dictionary codes are stored + 1 (0 = null), as in raw segments. */
@@ -130,21 +338,18 @@ export function encodeRollupFile(
   let maxTs = Number.NEGATIVE_INFINITY;
   for (let from = 0; from < rows.rowCount; from += blockRows) {
     const to = Math.min(rows.rowCount, from + blockRows);
-    const q = (col: QuantityColumn) => {
-      const s = quantitySlice(col, from, to);
-      return quantityCandidates(s, 0, to - from);
-    };
+    const q = (col: QuantityColumn) => quantityChunk(col, from, to);
     const chunks = [
-      ...ROLLUP_DICT_COLUMNS.map((name) => smallIntCandidates(shiftedCodes(rows[name].codes, from, to))),
-      smallIntCandidates(rows.kind.subarray(from, to)),
-      timestampCandidates(rows.timestamp_ms.subarray(from, to)),
+      ...ROLLUP_DICT_COLUMNS.map((name) => smallIntsChunk(shiftedCodes(rows[name].codes, from, to))),
+      smallIntsChunk(rows.kind.subarray(from, to)),
+      timestampsChunk(rows.timestamp_ms.subarray(from, to)),
       q(rows.quantity),
-      timestampCandidates(rows.count.subarray(from, to)),
+      timestampsChunk(rows.count.subarray(from, to)),
       q(rows.min),
       q(rows.max),
-      timestampCandidates(rows.first_ts.subarray(from, to)),
-      timestampCandidates(rows.last_ts.subarray(from, to)),
-    ].map(smallestRaw);
+      timestampsChunk(rows.first_ts.subarray(from, to)),
+      timestampsChunk(rows.last_ts.subarray(from, to)),
+    ];
     const rawLength = chunks.reduce((n, c) => n + c.length, 0);
     const plain = new Uint8Array(rawLength);
     let at = 0;

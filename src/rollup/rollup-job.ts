@@ -14,7 +14,13 @@ import { SegmentReader } from '../storage/segment/segment-reader.ts';
 import { ROLLUP_LEVELS } from './levels.ts';
 import { crc32c } from '../storage/encoding/crc32c.ts';
 import { type EncodedRollup, encodeRollupFile, readRollupFile } from './rollup-file.ts';
-import { buildRollupLevels, mergeRollupRows, ROLLUP_SOURCE_COLUMNS, type RollupRows } from './rollup-rows.ts';
+import {
+  buildRollupLevels,
+  mergeRollupRows,
+  ROLLUP_DICT_COLUMNS,
+  ROLLUP_SOURCE_COLUMNS,
+  type RollupRows,
+} from './rollup-rows.ts';
 
 /** Build: the rollups of one raw segment file. */
 export interface BuildRequest {
@@ -23,6 +29,18 @@ export interface BuildRequest {
   bytes: Uint8Array;
   sizeBytes: number;
   crc32c: number;
+  /**
+   * Encode only the hour file and hand back the other levels' rows (`carried`), to be summed
+   * with other segments' rows into one file per level (`combine`) instead of a file each.
+   */
+  carry?: boolean;
+}
+
+/** Combine: one file of `level` from rows several builds carried (each of other segments). */
+export interface CombineRequest {
+  op: 'combine';
+  level: RollupLevel;
+  parts: RollupRows[];
 }
 
 /** Merge: several rollup files of one level into one. */
@@ -32,15 +50,48 @@ export interface MergeRollupsRequest {
   files: { id: number; bytes: Uint8Array; crc32c: number }[];
 }
 
-export type RollupRequest = BuildRequest | MergeRollupsRequest;
+export type RollupRequest = BuildRequest | MergeRollupsRequest | CombineRequest;
 
 export interface RollupOutput {
   rawRows: number;
   levels: { level: RollupLevel; encoded: EncodedRollup }[];
+  /** A carrying build's day and month rows. */
+  carried?: CarriedRows;
 }
 
+/** Levels a carrying build hands back as rows (every level but hour). */
+export const CARRIED_LEVELS = ['day', 'month', 'meter_day', 'meter_month'] as const;
+export type CarriedLevel = (typeof CARRIED_LEVELS)[number];
+export type CarriedRows = Record<CarriedLevel, RollupRows>;
+
 export function runRollup(req: RollupRequest): RollupOutput {
-  return req.op === 'build' ? runBuild(req) : runMergeRollups(req);
+  if (req.op === 'build') return runBuild(req);
+  if (req.op === 'combine') return runCombine(req);
+  return runMergeRollups(req);
+}
+
+function countEvents(rows: RollupRows): number {
+  let events = 0;
+  for (let i = 0; i < rows.rowCount; i++) events += rows.count[i];
+  return events;
+}
+
+function runCombine(req: CombineRequest): RollupOutput {
+  const events = req.parts.reduce((n, p) => n + countEvents(p), 0);
+  const rows = mergeRollupRows(req.parts, req.level);
+  const merged = countEvents(rows);
+  assert(merged === events, `a combined ${req.level} rollup counts ${merged} events of ${events}`);
+  return { rawRows: events, levels: [{ level: req.level, encoded: encodeRollupFile(rows, req.level) }] };
+}
+
+/** The buffers of rows' columns (each its own: toRows allocates every column). */
+export function rowsTransfer(rows: RollupRows): ArrayBuffer[] {
+  const out = new Set<ArrayBuffer>();
+  for (const name of ROLLUP_DICT_COLUMNS) out.add(rows[name].codes.buffer as ArrayBuffer);
+  for (const a of [rows.kind, rows.timestamp_ms, rows.count, rows.first_ts, rows.last_ts])
+    out.add(a.buffer as ArrayBuffer);
+  for (const q of [rows.quantity, rows.min, rows.max]) out.add(q.values.buffer as ArrayBuffer);
+  return [...out];
 }
 
 /**
@@ -76,23 +127,35 @@ function runBuild(req: BuildRequest): RollupOutput {
   } catch (err) {
     throw new Error(`segment ${req.segmentId} is corrupt: ${(err as Error).message}`, { cause: err });
   }
-  return rollupColumns(columns);
+  return rollupColumns(columns, req.carry === true);
 }
 
-/** Rollup files of every level for one segment's decoded columns. */
-export function rollupColumns(columns: EventColumns): RollupOutput {
+/** Rollup files of every level (`carry`: the hour file, day and month rows) for one segment. */
+export function rollupColumns(columns: EventColumns, carry = false): RollupOutput {
   const built = buildRollupLevels(columns);
-  const levels = ROLLUP_LEVELS.map((level) => {
+  const rowsOf = (level: RollupLevel): RollupRows => {
     const rows = built.get(level);
     assert(rows !== undefined, `no ${level} rollup rows`);
-    let events = 0;
-    for (let i = 0; i < rows.rowCount; i++) events += rows.count[i];
+    const events = countEvents(rows);
     assert(events === columns.rowCount, `${level} rollup counts ${events} events of ${columns.rowCount}`);
-    return { level, encoded: encodeRollupFile(rows, level) };
-  });
-  return { rawRows: columns.rowCount, levels };
+    return rows;
+  };
+  const encoded = (carry ? (['hour'] as const) : ROLLUP_LEVELS).map((level) => ({
+    level,
+    encoded: encodeRollupFile(rowsOf(level), level),
+  }));
+  return {
+    rawRows: columns.rowCount,
+    levels: encoded,
+    ...(carry
+      ? { carried: Object.fromEntries(CARRIED_LEVELS.map((l) => [l, rowsOf(l)])) as CarriedRows }
+      : {}),
+  };
 }
 
 export function rollupOutputTransfer(out: RollupOutput): ArrayBuffer[] {
-  return out.levels.map((l) => l.encoded.bytes.buffer as ArrayBuffer);
+  const buffers = out.levels.map((l) => l.encoded.bytes.buffer as ArrayBuffer);
+  const carried = out.carried;
+  if (carried !== undefined) for (const l of CARRIED_LEVELS) buffers.push(...rowsTransfer(carried[l]));
+  return buffers;
 }

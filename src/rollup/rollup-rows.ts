@@ -30,9 +30,9 @@ import {
   quantityBigAt,
 } from '../model/columns.ts';
 import { BIG_ABS_MAX } from '../storage/encoding/varint.ts';
-import type { RollupLevel } from '../storage/manifest.ts';
+import type { RollupBucket, RollupLevel } from '../storage/manifest.ts';
 import type { RollupBatch } from '../query/types.ts';
-import { bucketOf, bucketStart, HOUR_MS, METER_GRAIN_COLUMNS } from './levels.ts';
+import { bucketOf, bucketStart, DAY_MS, HOUR_MS, METER_GRAIN_COLUMNS } from './levels.ts';
 
 /**
  * The grain's dictionary columns: every dictionary column of an event but `dimensions`, in the
@@ -262,8 +262,87 @@ class KeyTable {
   }
 }
 
-/** Sums `input` per (line, bucket of `level`). */
-function groupInput(input: Input, level: RollupLevel): Groups {
+/**
+ * Sums `input` per (line, bucket of `level`). `ordered`: the input's rows are likely in time
+ * order within each line, or nearly (a raw segment's sort and the rows built from it; rows of
+ * segments flushed one after another, a few late), so a group is found from its line's newest
+ * group, stepping back a few groups for a late row, without a hash lookup. A row further back
+ * than that sends the whole input through the hashed path instead.
+ */
+function groupInput(input: Input, level: RollupLevel, ordered: boolean): Groups {
+  if (ordered) {
+    const groups = groupByLine(input, level);
+    if (groups !== null) return groups;
+  }
+  return groupHashed(input, level);
+}
+
+/**
+ * bucketStart for integer times: a division and a floor instead of two float remainders (the
+ * quotient of an integer below 2^53 never rounds up across a bucket boundary).
+ */
+function fastBucketStart(bucket: RollupBucket, ts: number): number {
+  if (bucket === 'hour') return Math.floor(ts / HOUR_MS) * HOUR_MS;
+  if (bucket === 'day') return Math.floor(ts / DAY_MS) * DAY_MS;
+  return bucketStart(bucket, ts);
+}
+
+/** Groups a late row may step back over in groupByLine before it gives up. */
+const LATE_STEPS_MAX = 8;
+
+/**
+ * groupInput along each line's groups, newest first (a chain by bucket, descending); null
+ * when a row lies more than LATE_STEPS_MAX groups back.
+ */
+function groupByLine(input: Input, level: RollupLevel): Groups | null {
+  const bucket = bucketOf(level);
+  const n = input.rowCount;
+  let lines = 0;
+  for (let r = 0; r < n; r++) if (input.line[r] >= lines) lines = input.line[r] + 1;
+  const head = new Int32Array(lines).fill(-1);
+  /** Per group: the next older group of its line, -1 at the end. */
+  let older = new Int32Array(Math.max(16, n));
+  const groups = new Groups(n);
+  const insert = (line: number, b: number, before: number, after: number): number => {
+    const g = groups.add(line, b);
+    if (g === older.length) {
+      const grown = new Int32Array(g * 2);
+      grown.set(older);
+      older = grown;
+    }
+    older[g] = after;
+    if (before < 0) head[line] = g;
+    else older[before] = g;
+    return g;
+  };
+  let prevBucket = Number.NaN;
+  for (let r = 0; r < n; r++) {
+    const ts = input.timestamp[r];
+    const line = input.line[r];
+    const b =
+      bucket === 'month' && ts >= prevBucket && ts < prevBucket + MONTH_MS_MIN
+        ? prevBucket
+        : fastBucketStart(bucket, ts);
+    prevBucket = b;
+    let g = head[line];
+    let before = -1;
+    for (let steps = 0; g >= 0 && groups.bucket[g] > b; steps++) {
+      if (steps === LATE_STEPS_MAX) return null;
+      before = g;
+      g = older[g];
+    }
+    if (g < 0 || groups.bucket[g] !== b) g = insert(line, b, before, g);
+    if (!groups.addRow(g, input, r)) {
+      // The sum would leave what a row stores: the key goes on in a new row, found first.
+      g = insert(line, b, before, g);
+      assert(groups.addRow(g, input, r), 'one quantity fits a rollup row');
+    }
+  }
+  return groups;
+}
+
+/** groupInput in any row order: groups found by (line, bucket) in a hash table. */
+function groupHashed(input: Input, level: RollupLevel): Groups {
   const bucket = bucketOf(level);
   const groups = new Groups(input.rowCount);
   const byKey = new KeyTable(input.rowCount);
@@ -289,7 +368,7 @@ function groupInput(input: Input, level: RollupLevel): Groups {
     const b =
       bucket === 'month' && ts >= prevBucket && ts < prevBucket + MONTH_MS_MIN
         ? prevBucket
-        : bucketStart(bucket, ts);
+        : fastBucketStart(bucket, ts);
     let g: number;
     if (line === prevLine && b === prevBucket) g = prevGroup;
     else {
@@ -321,7 +400,11 @@ type GrainColumns = Pick<EventColumns, RollupDictColumn | 'kind' | 'rowCount'>;
  * segments): rows of the same grain key and bucket are summed, exactly as the files' raw
  * events would have been.
  */
-export function mergeRollupRows(parts: readonly RollupRows[], level: RollupLevel): RollupRows {
+export function mergeRollupRows(
+  parts: readonly RollupRows[],
+  level: RollupLevel,
+  ordered = true,
+): RollupRows {
   const n = parts.reduce((a, p) => a + p.rowCount, 0);
   // Dictionaries made common: each part's codes mapped to one dictionary per column.
   const dictCols = {} as Record<RollupDictColumn, DictColumn>;
@@ -388,25 +471,26 @@ export function mergeRollupRows(parts: readonly RollupRows[], level: RollupLevel
     first: f64((p) => p.first_ts),
     last: f64((p) => p.last_ts),
   };
-  return toRows(c, lines, groupInput(input, level));
+  return levelsFrom(c, lines, input, [level], ordered).get(level) as RollupRows;
 }
 
 /** Per raw row, the id of its grain line (everything but time), numbered in first-seen order. */
 export interface LineIds {
   ids: Int32Array;
   /** A raw row holding each line. */
-  firstRow: number[];
+  firstRow: Int32Array;
 }
 
 export function lineIds(c: GrainColumns): LineIds {
   const n = c.rowCount;
   const ids = new Int32Array(n);
-  const firstRow: number[] = [];
+  let firstRow = new Int32Array(64);
+  let lines = 0;
   const cols = ROLLUP_DICT_COLUMNS.map((name) => c[name].codes);
   // A line as one number (mixed radix of its codes and kind) when that fits 2^53, else text.
   const cards = ROLLUP_DICT_COLUMNS.map((name) => c[name].dict.length + 1);
   const numeric = cards.reduce((a, b) => a * b, 3) < 2 ** 53;
-  const byNumber = new Map<number, number>();
+  const byNumber = new KeyTable(1024);
   const byText = new Map<string, number>();
   let prev = -1;
   for (let row = 0; row < n; row++) {
@@ -423,8 +507,7 @@ export function lineIds(c: GrainColumns): LineIds {
       for (let k = 0; k < cols.length; k++) key = key * cards[k] + ((cols[k][row] + 1) >>> 0);
       id = byNumber.get(key);
       if (id === undefined) {
-        id = firstRow.length;
-        firstRow.push(row);
+        id = lines;
         byNumber.set(key, id);
       }
     } else {
@@ -432,15 +515,22 @@ export function lineIds(c: GrainColumns): LineIds {
       for (let k = 0; k < cols.length; k++) key += `,${cols[k][row]}`;
       id = byText.get(key);
       if (id === undefined) {
-        id = firstRow.length;
-        firstRow.push(row);
+        id = lines;
         byText.set(key, id);
       }
+    }
+    if (id === lines) {
+      if (lines === firstRow.length) {
+        const grown = new Int32Array(lines * 2);
+        grown.set(firstRow);
+        firstRow = grown;
+      }
+      firstRow[lines++] = row;
     }
     ids[row] = id;
     prev = row;
   }
-  return { ids, firstRow };
+  return { ids, firstRow: firstRow.slice(0, lines) };
 }
 
 function sameCodes(cols: readonly Uint32Array[], a: number, b: number): boolean {
@@ -448,9 +538,22 @@ function sameCodes(cols: readonly Uint32Array[], a: number, b: number): boolean 
   return true;
 }
 
+/** Milliseconds spent per build phase, added to (bench/rollup-build.ts). */
+export interface BuildPhases {
+  readMs: number;
+  linesMs: number;
+  hourMs: number;
+  dayMonthMs: number;
+  rowsMs: number;
+  /** The meter-grain levels, from the day rows. */
+  meterMs: number;
+}
+
 /** Rollup rows of every level for one segment's decoded rollup source columns. */
-export function buildRollupLevels(c: EventColumns): Map<RollupLevel, RollupRows> {
+export function buildRollupLevels(c: EventColumns, phases?: BuildPhases): Map<RollupLevel, RollupRows> {
+  const t = performance.now();
   const lines = lineIds(c);
+  if (phases !== undefined) phases.linesMs += performance.now() - t;
   const raw: Input = {
     rowCount: c.rowCount,
     line: lines.ids,
@@ -462,16 +565,62 @@ export function buildRollupLevels(c: EventColumns): Map<RollupLevel, RollupRows>
     first: c.timestamp_ms,
     last: c.timestamp_ms,
   };
+  const built = levelsWithLines(c, lines, raw, ['hour', 'day', 'month'], true, phases);
+  const out = built.rows;
+  const t1 = performance.now();
+  const meter = meterLevels(built.grain, out.get('day') as RollupRows, built.lines.get('day') as Int32Array);
+  out.set('meter_day', meter.meterDay);
+  out.set('meter_month', meter.meterMonth);
+  if (phases !== undefined) phases.meterMs += performance.now() - t1;
+  return out;
+}
+
+/**
+ * Rows of each of `levels` (finest first) from `input`: the first level sums the input, each
+ * next one the rows of the level before it.
+ */
+function levelsFrom(
+  c: GrainColumns,
+  lines: LineIds,
+  first: Input,
+  levels: readonly RollupLevel[],
+  ordered: boolean,
+  phases?: BuildPhases,
+): Map<RollupLevel, RollupRows> {
+  return levelsWithLines(c, lines, first, levels, ordered, phases).rows;
+}
+
+/** levelsFrom, with each level's row lines and the grain of the lines. */
+function levelsWithLines(
+  c: GrainColumns,
+  lines: LineIds,
+  first: Input,
+  levels: readonly RollupLevel[],
+  ordered: boolean,
+  phases?: BuildPhases,
+): { rows: Map<RollupLevel, RollupRows>; lines: Map<RollupLevel, Int32Array>; grain: LineGrain } {
+  let t = performance.now();
+  const lap = (key: 'hourMs' | 'dayMonthMs' | 'rowsMs'): void => {
+    if (phases === undefined) return;
+    const now = performance.now();
+    phases[key] += now - t;
+    t = now;
+  };
+  const grain = grainOfLines(c, lines);
   const out = new Map<RollupLevel, RollupRows>();
-  let input = raw;
-  for (const level of ['hour', 'day', 'month'] as const) {
-    const groups = groupInput(input, level);
-    const rows = toRows(c, lines, groups);
+  const rowLines = new Map<RollupLevel, Int32Array>();
+  let input = first;
+  for (const level of levels) {
+    const groups = groupInput(input, level, ordered);
+    lap(level === 'hour' ? 'hourMs' : 'dayMonthMs');
+    const { rows, line } = toRows(grain, groups);
+    lap('rowsMs');
     out.set(level, rows);
-    // The next level sums this one's rows (their line ids come back through the order).
+    rowLines.set(level, line);
+    // The next level sums this one's rows.
     input = {
       rowCount: rows.rowCount,
-      line: rowsLine(groups, rows),
+      line,
       timestamp: rows.timestamp_ms,
       count: rows.count,
       sum: rows.quantity,
@@ -481,41 +630,105 @@ export function buildRollupLevels(c: EventColumns): Map<RollupLevel, RollupRows>
       last: rows.last_ts,
     };
   }
-  const meterDay = meterGrainRows(out.get('day') as RollupRows, 'meter_day');
-  out.set('meter_day', meterDay);
-  out.set('meter_month', mergeRollupRows([meterDay], 'meter_month'));
-  return out;
+  return { rows: out, lines: rowLines, grain };
 }
 
 /**
- * Rows of a meter-grain level from rows of the full grain: the columns outside the meter grain
- * set to null, rows of equal meter-grain key and bucket summed.
+ * The meter-grain levels from the day rows (`dayLine`: their lines of `grain`): each line maps
+ * to its meter line (account, meter, unit, kind; the other columns null), numbered in the order
+ * the day rows first show it, and the day rows are summed per meter line and day, then month.
+ * (As merging the day rows with the other columns set to null would, without going through
+ * dictionaries and line keys again.)
  */
-export function meterGrainRows(rows: RollupRows, level: RollupLevel): RollupRows {
-  const keep: ReadonlySet<string> = new Set(METER_GRAIN_COLUMNS);
-  const projected: RollupRows = { ...rows };
-  for (const name of ROLLUP_DICT_COLUMNS) {
-    if (keep.has(name)) continue;
-    projected[name] = { dict: [], codes: new Uint32Array(rows.rowCount).fill(NULL_CODE) };
+function meterLevels(
+  grain: LineGrain,
+  day: RollupRows,
+  dayLine: Int32Array,
+): { meterDay: RollupRows; meterMonth: RollupRows } {
+  const cols = METER_GRAIN_COLUMNS.map((name) => grain.codes[name]);
+  const cards = METER_GRAIN_COLUMNS.map((name) => grain.dicts[name].length + 1);
+  const meterOf = new Int32Array(grain.lines).fill(-1);
+  const byKey = new KeyTable(1024);
+  const representative: number[] = [];
+  const line = new Int32Array(day.rowCount);
+  for (let i = 0; i < day.rowCount; i++) {
+    const l = dayLine[i];
+    let m = meterOf[l];
+    if (m < 0) {
+      let key = grain.kind[l];
+      for (let k = 0; k < cols.length; k++) key = key * cards[k] + ((cols[k][l] + 1) >>> 0);
+      const found = byKey.get(key);
+      if (found === undefined) {
+        m = representative.length;
+        representative.push(l);
+        byKey.set(key, m);
+      } else m = found;
+      meterOf[l] = m;
+    }
+    line[i] = m;
   }
-  return mergeRollupRows([projected], level);
+  const keep: ReadonlySet<string> = new Set(METER_GRAIN_COLUMNS);
+  const n = representative.length;
+  const codes = {} as Record<RollupDictColumn, Uint32Array>;
+  for (const name of ROLLUP_DICT_COLUMNS) {
+    const out = new Uint32Array(n).fill(NULL_CODE);
+    if (keep.has(name)) for (let m = 0; m < n; m++) out[m] = grain.codes[name][representative[m]];
+    codes[name] = out;
+  }
+  const meterGrain: LineGrain = {
+    lines: n,
+    codes,
+    dicts: grain.dicts,
+    kind: Uint8Array.from(representative, (l) => grain.kind[l]),
+    accountRank: Int32Array.from(representative, (l) => grain.accountRank[l]),
+    accounts: grain.accounts,
+  };
+  const asInput = (rows: RollupRows, rowLine: Int32Array): Input => ({
+    rowCount: rows.rowCount,
+    line: rowLine,
+    timestamp: rows.timestamp_ms,
+    count: rows.count,
+    sum: rows.quantity,
+    min: rows.min,
+    max: rows.max,
+    first: rows.first_ts,
+    last: rows.last_ts,
+  });
+  // A meter line's days come once per full line: not in time order.
+  const meterDay = toRows(meterGrain, groupInput(asInput(day, line), 'meter_day', false));
+  const meterMonth = toRows(
+    meterGrain,
+    groupInput(asInput(meterDay.rows, meterDay.line), 'meter_month', true),
+  );
+  return { meterDay: meterDay.rows, meterMonth: meterMonth.rows };
 }
 
-/** Line id of each output row (toRows keeps the permutation on the rows object). */
-function rowsLine(groups: Groups, rows: RollupRows): Int32Array {
-  const order = (rows as RollupRows & { [ORDER]?: Int32Array })[ORDER];
-  assert(order !== undefined, 'rollup rows without their group order');
-  const line = new Int32Array(rows.rowCount);
-  for (let i = 0; i < rows.rowCount; i++) line[i] = groups.line[order[i]];
-  return line;
+/** Per line, its grain values: codes per dictionary column, kind, and the account's rank. */
+interface LineGrain {
+  lines: number;
+  codes: Record<RollupDictColumn, Uint32Array>;
+  dicts: Record<RollupDictColumn, readonly string[]>;
+  kind: Uint8Array;
+  /** Rank of the line's account in text order, and the number of accounts. */
+  accountRank: Int32Array;
+  accounts: number;
 }
 
-const ORDER = Symbol('groupOrder');
-
-/** Finished groups as columns sorted by account, with dictionaries of only the values used. */
-function toRows(c: GrainColumns, lines: LineIds, groups: Groups): RollupRows {
-  const m = groups.n;
-  // Counting sort by account (in text order); within an account, groups keep their order.
+function grainOfLines(c: GrainColumns, lines: LineIds): LineGrain {
+  const nLines = lines.firstRow.length;
+  const firstRow = lines.firstRow;
+  const codes = {} as Record<RollupDictColumn, Uint32Array>;
+  const dicts = {} as Record<RollupDictColumn, readonly string[]>;
+  for (const name of ROLLUP_DICT_COLUMNS) {
+    const src = c[name].codes;
+    const lc = new Uint32Array(nLines);
+    for (let l = 0; l < nLines; l++) lc[l] = src[firstRow[l]];
+    codes[name] = lc;
+    dicts[name] = c[name].dict;
+  }
+  const kind = new Uint8Array(nLines);
+  for (let l = 0; l < nLines; l++) kind[l] = c.kind[firstRow[l]];
+  // Accounts in text order.
   const accountDict = c.account_id.dict;
   const rank = new Int32Array(accountDict.length);
   accountDict
@@ -524,52 +737,79 @@ function toRows(c: GrainColumns, lines: LineIds, groups: Groups): RollupRows {
     .forEach(({ code }, i) => {
       rank[code] = i;
     });
-  const accountOfGroup = new Int32Array(m);
-  const starts = new Int32Array(accountDict.length + 1);
+  const accountRank = new Int32Array(nLines);
+  const accountCodes = codes.account_id;
+  for (let l = 0; l < nLines; l++) accountRank[l] = rank[accountCodes[l]];
+  return { lines: nLines, codes, dicts, kind, accountRank, accounts: accountDict.length };
+}
+
+/**
+ * Finished groups as columns sorted by account (text order; within an account, groups keep
+ * their order), with dictionaries of only the values used; `line`: each row's line.
+ */
+function toRows(grain: LineGrain, groups: Groups): { rows: RollupRows; line: Int32Array } {
+  const m = groups.n;
+  const starts = new Int32Array(grain.accounts + 1);
+  // Groups of a raw segment's rows (sorted by account) are already in order: no permutation.
+  let inOrder = true;
+  let prevRank = -1;
   for (let g = 0; g < m; g++) {
-    const a = rank[c.account_id.codes[lines.firstRow[groups.line[g]]]];
-    accountOfGroup[g] = a;
-    starts[a + 1]++;
+    const rank = grain.accountRank[groups.line[g]];
+    if (rank < prevRank) inOrder = false;
+    prevRank = rank;
+    starts[rank + 1]++;
   }
-  for (let a = 0; a < accountDict.length; a++) starts[a + 1] += starts[a];
-  const order = new Int32Array(m);
-  const fill = starts.slice();
-  for (let g = 0; g < m; g++) order[fill[accountOfGroup[g]]++] = g;
+  let order: Int32Array | null = null;
+  let line: Int32Array;
+  if (inOrder) line = groups.line.slice(0, m);
+  else {
+    for (let a = 0; a < grain.accounts; a++) starts[a + 1] += starts[a];
+    order = new Int32Array(m);
+    for (let g = 0; g < m; g++) order[starts[grain.accountRank[groups.line[g]]]++] = g;
+    line = new Int32Array(m);
+    for (let i = 0; i < m; i++) line[i] = groups.line[order[i]];
+  }
+  const gather = (from: Float64Array): Float64Array => {
+    if (order === null) return from.slice(0, m);
+    const out = new Float64Array(m);
+    for (let i = 0; i < m; i++) out[i] = from[order[i]];
+    return out;
+  };
+  const exact = groups.bigSum.size === 0 && groups.bigMin.size === 0 && groups.bigMax.size === 0;
+  const kind = new Uint8Array(m);
+  for (let i = 0; i < m; i++) kind[i] = grain.kind[line[i]];
   const rows: RollupRows = {
     rowCount: m,
     ...(Object.fromEntries(
-      ROLLUP_DICT_COLUMNS.map((name) => [name, remapDict(c[name], lines, groups, order)]),
+      ROLLUP_DICT_COLUMNS.map((name) => [name, remapDict(grain.codes[name], grain.dicts[name], line)]),
     ) as Record<RollupDictColumn, DictColumn>),
-    kind: new Uint8Array(m),
-    timestamp_ms: new Float64Array(m),
-    quantity: { values: new Float64Array(m), big: null },
-    count: new Float64Array(m),
-    min: { values: new Float64Array(m), big: null },
-    max: { values: new Float64Array(m), big: null },
-    first_ts: new Float64Array(m),
-    last_ts: new Float64Array(m),
+    kind,
+    timestamp_ms: gather(groups.bucket),
+    // No group met a value beyond 2^53: every sum, min and max is a safe number.
+    quantity: { values: exact ? gather(groups.sum) : new Float64Array(m), big: null },
+    count: gather(groups.count),
+    min: { values: exact ? gather(groups.min) : new Float64Array(m), big: null },
+    max: { values: exact ? gather(groups.max) : new Float64Array(m), big: null },
+    first_ts: gather(groups.first),
+    last_ts: gather(groups.last),
   };
-  for (let i = 0; i < m; i++) {
-    const g = order[i];
-    rows.kind[i] = c.kind[lines.firstRow[groups.line[g]]];
-    rows.timestamp_ms[i] = groups.bucket[g];
-    rows.count[i] = groups.count[g];
-    rows.first_ts[i] = groups.first[g];
-    rows.last_ts[i] = groups.last[g];
-    groups.put(rows.quantity, i, g, 'sum');
-    groups.put(rows.min, i, g, 'min');
-    groups.put(rows.max, i, g, 'max');
+  if (!exact) {
+    for (let i = 0; i < m; i++) {
+      const g = order === null ? i : order[i];
+      groups.put(rows.quantity, i, g, 'sum');
+      groups.put(rows.min, i, g, 'min');
+      groups.put(rows.max, i, g, 'max');
+    }
   }
-  Object.defineProperty(rows, ORDER, { value: order, enumerable: false });
-  return rows;
+  return { rows, line };
 }
 
-function remapDict(col: DictColumn, lines: LineIds, groups: Groups, order: Int32Array): DictColumn {
+function remapDict(lineCodes: Uint32Array, dictIn: readonly string[], line: Int32Array): DictColumn {
   const dict: string[] = [];
-  const codes = new Uint32Array(order.length);
-  const newCode = new Int32Array(col.dict.length).fill(-1);
-  for (let i = 0; i < order.length; i++) {
-    const code = col.codes[lines.firstRow[groups.line[order[i]]]];
+  const codes = new Uint32Array(line.length);
+  const newCode = new Int32Array(dictIn.length).fill(-1);
+  for (let i = 0; i < line.length; i++) {
+    const code = lineCodes[line[i]];
     if (code === NULL_CODE) {
       codes[i] = NULL_CODE;
       continue;
@@ -577,7 +817,7 @@ function remapDict(col: DictColumn, lines: LineIds, groups: Groups, order: Int32
     let nc = newCode[code];
     if (nc < 0) {
       nc = dict.length;
-      dict.push(col.dict[code]);
+      dict.push(dictIn[code]);
       newCode[code] = nc;
     }
     codes[i] = nc;

@@ -17,8 +17,8 @@
  */
 import { assert, UsageDbError } from '../errors.ts';
 import { COLUMN_NAMES, type ColumnBatch, type ColumnName } from '../model/columns.ts';
-import type { PackedIds } from '../model/packed-ids.ts';
-import { hash128Into } from '../model/hash.ts';
+import { packedIdAt, type PackedIds } from '../model/packed-ids.ts';
+import { hash128BytesInto, hash128Into } from '../model/hash.ts';
 import type { BloomFilter } from './encoding/bloom-filter.ts';
 import { type FileSystem, isFsError, type ReadFile } from './fs/file-system.ts';
 import { ioErrorCode } from './fs/io-error.ts';
@@ -113,6 +113,8 @@ const SLICE_ID_FACTOR = 2 ** 20;
 const POINT_CACHE_BYTES_MAX = 32 * 1024 * 1024;
 /** Missing blocks of one column this close together are read in one span. */
 const SPAN_GAP_BLOCKS_MAX = 8;
+/** event_id chunks read at once when every id of a file is decoded (~250 KB). */
+const EVENT_ID_SPAN_BLOCKS = 16;
 /** Idle segment file handles kept open for point reads. */
 const OPEN_HANDLES_MAX = 64;
 
@@ -421,6 +423,9 @@ export class SegmentStore {
     }
     this.dedupe.segmentFilterLoads++;
     if (this.prepared.get(id) !== file) return filter;
+    // Concurrent lookups may have loaded it meanwhile: keep theirs, counted once.
+    const raced = this.filterCache.get(id);
+    if (raced !== undefined) return raced;
     this.filterCache.set(id, filter);
     this.filterCacheBytes += filter.sizeBytes;
     for (const [other, f] of this.filterCache) {
@@ -474,6 +479,9 @@ export class SegmentStore {
 
   private remember(file: SegmentFile, key: number, value: Uint8Array | IdIndex): void {
     if (this.prepared.get(file.entry.id) !== file) return;
+    // Concurrent lookups may have read the same chunk: count it once.
+    const raced = this.indexCache.get(key);
+    if (raced !== undefined) this.indexCacheBytes -= cachedBytes(raced);
     this.indexCache.set(key, value);
     this.indexCacheBytes += cachedBytes(value);
     for (const [other, v] of this.indexCache) {
@@ -533,10 +541,14 @@ export class SegmentStore {
     const h2 = new Uint32Array(file.meta.rowCount);
     const h = new Uint32Array(4);
     let row = 0;
-    await this.forEachEventId(segmentId, (id) => {
-      hash128Into(id, h);
-      h1[row] = h[0];
-      h2[row++] = h[1];
+    await this.forEachEventIdBlock(segmentId, ({ bytes, ends }) => {
+      let start = 0;
+      for (let i = 0; i < ends.length; i++) {
+        hash128BytesInto(bytes, start, ends[i], h);
+        start = ends[i];
+        h1[row] = h[0];
+        h2[row++] = h[1];
+      }
     });
     assert(row === file.meta.rowCount, `segment ${segmentId}: id hashes row count`);
     return { h1, h2 };
@@ -544,16 +556,47 @@ export class SegmentStore {
 
   /** Decodes a file's event ids block by block (its event_id chunks only), in file order. */
   private async forEachEventId(segmentId: number, visit: (id: string) => void): Promise<void> {
+    await this.forEachEventIdBlock(segmentId, (ids) => {
+      for (let i = 0; i < ids.ends.length; i++) visit(packedIdAt(ids, i));
+    });
+  }
+
+  /**
+   * Decodes a file's event ids a block at a time, as UTF-8 bytes, in file order: spans of
+   * EVENT_ID_SPAN_BLOCKS chunks read in one go, each chunk checked against its CRC, and
+   * dropped once decoded. Not through the point cache: a whole column read once (a filter
+   * rebuild reads every file's) would only evict what lookups use, and stay resident.
+   */
+  private async forEachEventIdBlock(segmentId: number, visit: (ids: PackedIds) => void): Promise<void> {
     const file = this.prepared.get(segmentId);
     assert(file !== undefined, `segment ${segmentId} is not committed`);
-    const blockCount = file.meta.blocks.length;
-    const all = Array.from({ length: blockCount }, (_, b) => b);
-    const point = await this.pointColumns(segmentId, ['event_id'], all);
-    for (let b = 0; b < blockCount; b++) {
-      for (const id of this.decodeBlocks(segmentId, point.reader, ['event_id'], [b]).event_id ?? [])
-        visit(id);
-      // A large file takes ~100 ms or more: let ingest calls in between.
-      if (b % 16 === 15) await new Promise((resolve) => setImmediate(resolve));
+    const path = segmentPath(this.root, segmentId);
+    const handle = await this.openHandle(segmentId, path);
+    let failed = false;
+    try {
+      const image = await this.loadPointImage(segmentId, handle, file.entry);
+      const blockCount = file.meta.blocks.length;
+      const column = COLUMN_NAMES.indexOf('event_id') * blockCount;
+      for (let b = 0; b < blockCount; b += EVENT_ID_SPAN_BLOCKS) {
+        const last = Math.min(blockCount, b + EVENT_ID_SPAN_BLOCKS) - 1;
+        const first = image.layout[column + b];
+        const end = image.layout[column + last];
+        const bytes = await handle.read(first.offset, end.offset + end.length - first.offset);
+        for (let k = b; k <= last; k++) {
+          const at = image.layout[column + k].offset - first.offset;
+          image.chunks.set(column + k, bytes.subarray(at, at + image.layout[column + k].length));
+          visit(this.decodeEventIdBytes(segmentId, image.reader, [k]));
+          image.chunks.delete(column + k);
+        }
+        // A large file takes ~100 ms or more: let ingest calls in between.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } catch (err) {
+      failed = true;
+      if (err instanceof UsageDbError) throw err;
+      throw corrupt(segmentId, `${path}: ${(err as Error).message}`, err);
+    } finally {
+      await this.releaseHandle(segmentId, failed);
     }
   }
 
@@ -572,8 +615,12 @@ export class SegmentStore {
   }
 
   /** Bytes the dedupe caches hold now (stats). */
-  get dedupeCacheBytes(): { segmentFilters: number; idIndexChunks: number } {
-    return { segmentFilters: this.filterCacheBytes, idIndexChunks: this.indexCacheBytes };
+  get dedupeCacheBytes(): { segmentFilters: number; idIndexChunks: number; pointChunks: number } {
+    return {
+      segmentFilters: this.filterCacheBytes,
+      idIndexChunks: this.indexCacheBytes,
+      pointChunks: this.pointBytes,
+    };
   }
 
   /** The block holding a row of a file, and the row's index inside it. */
@@ -613,6 +660,16 @@ export class SegmentStore {
   ): Promise<ColumnBatch> {
     const point = await this.pointColumns(segmentId, names, blocks);
     return this.decodeBlocks(segmentId, point.reader, names, blocks);
+  }
+
+  /**
+   * One row of a file as a one-row batch (point lookups: dedupe's cold hits), reading only the
+   * chunks of its block and copying out only its values.
+   */
+  async readRow(segmentId: number, names: readonly ColumnName[], row: number): Promise<ColumnBatch> {
+    const { block, rowInBlock } = this.blockOfRow(segmentId, row);
+    const point = await this.pointColumns(segmentId, names, [block]);
+    return decodedOrCorrupt(segmentId, () => point.reader.readRowAt(names, block, rowInBlock));
   }
 
   /**

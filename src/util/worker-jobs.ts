@@ -20,6 +20,8 @@ export class WorkerJobs<Request extends object, Result> {
   private readonly pending = new Map<number, Pending<Result>>();
 
   private readonly exitWhenIdle: boolean;
+  /** Holds taken by hold(): while any is open, an idle worker is kept (exitWhenIdle waits). */
+  private holds = 0;
 
   /**
    * `what` names the work in errors ("segment encoding"). `exitWhenIdle`: end the worker once
@@ -49,11 +51,7 @@ export class WorkerJobs<Request extends object, Result> {
       this.pending.delete(reply.jobId);
       if (this.pending.size === 0) {
         w.unref();
-        if (this.exitWhenIdle) {
-          this.worker = null;
-          w.removeAllListeners('exit');
-          void w.terminate();
-        }
+        if (this.exitWhenIdle && this.holds === 0) this.retire(w);
       }
       if (reply.ok) job.resolve(reply.result);
       else job.reject(new Error(`${this.what} failed: ${reply.message}`));
@@ -64,6 +62,28 @@ export class WorkerJobs<Request extends object, Result> {
     w.unref();
     this.worker = w;
     return w;
+  }
+
+  private retire(w: Worker): void {
+    this.worker = null;
+    w.removeAllListeners('exit');
+    void w.terminate();
+  }
+
+  /**
+   * Keeps the worker between jobs until the returned release is called (a run of jobs pays
+   * the thread's start and its compilation once, not per job). Idempotent release.
+   */
+  hold(): () => void {
+    this.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.holds--;
+      const w = this.worker;
+      if (this.holds === 0 && this.exitWhenIdle && w !== null && this.pending.size === 0) this.retire(w);
+    };
   }
 
   /** Runs one job; `transfer` lists buffers moved to the worker (the caller gives them up). */

@@ -136,7 +136,7 @@ export function decodePlanesInto(
 
 // ---- bit-class -------------------------------------------------------------------------
 
-function bitLength(abs: number): number {
+export function bitLength(abs: number): number {
   // 32 - clz32 for int32 range; larger magnitudes go through the exponent.
   if (abs < 0x80000000) return 32 - Math.clz32(abs);
   let bits = 31;

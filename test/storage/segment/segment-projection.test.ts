@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { COLUMN_NAMES, type ColumnName, type EventColumns } from '../../../src/model/columns.ts';
+import { eventOfRow } from '../../../src/model/event.ts';
 import { SegmentReader } from '../../../src/storage/segment/segment-reader.ts';
 import { encodeSegment } from '../../../src/storage/segment/segment-writer.ts';
 import { arbitraryRows } from './arbitrary-rows.ts';
@@ -20,6 +21,38 @@ function withDefaults(batch: Partial<EventColumns> & { rowCount: number }, like:
 }
 
 describe('segment projection and block selection', () => {
+  it('readRowAt gives each row exactly as readColumns gives it, for any columns', () => {
+    fc.assert(
+      fc.property(
+        arbitraryRows(40),
+        fc.integer({ min: 1, max: 8 }),
+        fc.subarray([...COLUMN_NAMES], { minLength: 1 }),
+        (rows, blockRows, names) => {
+          const encoded = encodeSegment(rowsToColumns(rows), INFO, {
+            blockRows,
+            zstdLevel: 1,
+            verify: false,
+          });
+          const reader = SegmentReader.fromBytes(encoded.bytes);
+          const all = reader.readColumns([...COLUMN_NAMES]) as EventColumns;
+          reader.meta.blocks.forEach((block, b) => {
+            for (let r = 0; r < block.rowCount; r++) {
+              const one = reader.readRowAt(names, b, r);
+              expect(one.rowCount).toBe(1);
+              expect(Object.keys(one).sort()).toEqual(['rowCount', ...names].sort());
+              // Columns not asked for are borrowed from the full read of that row.
+              const rowOfAll = { ...all, ...sliceRow(all, block.firstRow + r) };
+              const back = eventOfRow(withDefaults(one, rowOfAll as EventColumns), 0);
+              expect(back).toEqual(eventOfRow(all, block.firstRow + r));
+            }
+          });
+          expect(() => reader.readRowAt(names, 0, reader.meta.blocks[0].rowCount)).toThrow(RangeError);
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
   it('returns exactly the chosen columns of the chosen blocks, rows in block order', () => {
     fc.assert(
       fc.property(
@@ -169,3 +202,22 @@ describe('segment projection and block selection', () => {
     expect(reader.readColumns(['kind'], []).rowCount).toBe(0);
   });
 });
+
+/** Row `row` of full columns as one-row columns (the borrowed values of readRowAt's check). */
+function sliceRow(c: EventColumns, row: number): EventColumns {
+  const out = { rowCount: 1 } as EventColumns;
+  const set = out as unknown as Record<string, unknown>;
+  for (const name of COLUMN_NAMES) {
+    const v = c[name];
+    if (Array.isArray(v)) set[name] = [v[row]];
+    else if (v instanceof Float64Array || v instanceof Uint8Array) set[name] = v.slice(row, row + 1);
+    else if ('values' in v) {
+      const big = v.big?.get(row);
+      out.quantity = {
+        values: v.values.slice(row, row + 1),
+        big: big === undefined ? null : new Map([[0, big]]),
+      };
+    } else set[name] = { dict: v.dict, codes: v.codes.slice(row, row + 1) };
+  }
+  return out;
+}

@@ -1,0 +1,113 @@
+/**
+ * `npx node bench/rollup-build.ts N DIR`: rollup build throughput. Loads N bench events into
+ * `DIR/base` (batches of 1,000, durability 'balanced', no tick; skipped when already loaded),
+ * copies it to `DIR/run` (no rollups yet) and times `db.rollup()` there: builds of every raw
+ * segment (hour, day, month) and the merges of the day and month files, files written and
+ * fsynced. Then a phase breakdown, in this thread, over the same raw segment files.
+ */
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import type { EventColumns } from '../src/model/columns.ts';
+import { UsageDb } from '../src/index.ts';
+import { encodeRollupFile } from '../src/rollup/rollup-file.ts';
+import {
+  type BuildPhases,
+  buildRollupLevels,
+  mergeRollupRows,
+  ROLLUP_SOURCE_COLUMNS,
+  type RollupRows,
+} from '../src/rollup/rollup-rows.ts';
+import { CARRIED_LEVELS, type CarriedLevel } from '../src/rollup/rollup-job.ts';
+import { SegmentReader } from '../src/storage/segment/segment-reader.ts';
+import { Workload } from './workload.ts';
+
+const events = Number(process.argv[2]);
+const dir = process.argv[3];
+if (!(events > 0) || dir === undefined) throw new Error('usage: npx node bench/rollup-build.ts N DIR');
+const base = join(dir, 'base');
+const run = join(dir, 'run');
+const marker = join(dir, 'loaded.json');
+
+if (!existsSync(marker)) {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(base, { recursive: true });
+  const t0 = performance.now();
+  const db = await UsageDb.open({ dir: base, durability: 'balanced' });
+  const workload = new Workload({ events, seed: 1 });
+  for (const batch of workload.batches()) await db.ingest(batch.events);
+  await db.flush();
+  await db.close();
+  writeFileSync(marker, JSON.stringify({ events, unique: workload.totals.unique }));
+  console.log(`loaded ${events} events in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+const loaded = JSON.parse(readFileSync(marker, 'utf8')) as { events: number };
+if (loaded.events !== events) throw new Error(`${dir} holds ${loaded.events} events, not ${events}`);
+
+rmSync(run, { recursive: true, force: true });
+cpSync(base, run, { recursive: true });
+
+const db = await UsageDb.open({ dir: run, durability: 'balanced' });
+const t0 = performance.now();
+const cpu0 = process.cpuUsage();
+const result = await db.rollup();
+const wallMs = performance.now() - t0;
+const cpu = process.cpuUsage(cpu0);
+const stats = db.stats().rollups;
+await db.close();
+const rollupBytes = readdirSync(join(run, 'rollup')).reduce(
+  (n, f) => n + readFileSync(join(run, 'rollup', f)).length,
+  0,
+);
+console.log(
+  `db.rollup(): ${result.rawRows} events from ${result.segments} raw segments in ${(wallMs / 1000).toFixed(2)} s` +
+    ` = ${Math.round(result.rawRows / (wallMs / 1000)).toLocaleString('en-US')} events/s` +
+    ` (${stats.merges} merges, ${(rollupBytes / 2 ** 20).toFixed(1)} MiB of rollup files;` +
+    ` CPU of every thread ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s, load average ${loadavg()[0].toFixed(1)})`,
+);
+
+// Phase breakdown, in this thread (the build itself runs in workers), as db.rollup() does it
+// from scratch: per raw segment read its columns, group hour rows, derive the other levels,
+// encode the hour file; then sum every segment's rows of each other level into one file each.
+// ROLLUP_PHASES=0 skips it.
+if (process.env.ROLLUP_PHASES === '0') process.exit(0);
+const phases: BuildPhases = { readMs: 0, linesMs: 0, hourMs: 0, dayMonthMs: 0, rowsMs: 0, meterMs: 0 };
+let encodeMs = 0;
+const carried = Object.fromEntries(CARRIED_LEVELS.map((l) => [l, [] as RollupRows[]])) as Record<
+  CarriedLevel,
+  RollupRows[]
+>;
+const rawDir = join(run, 'raw');
+let rows = 0;
+const cpuPhases0 = process.cpuUsage();
+for (const f of readdirSync(rawDir).sort()) {
+  const bytes = new Uint8Array(readFileSync(join(rawDir, f)));
+  const r0 = performance.now();
+  const columns = SegmentReader.fromBytes(bytes).readColumns(ROLLUP_SOURCE_COLUMNS) as EventColumns;
+  phases.readMs += performance.now() - r0;
+  rows += columns.rowCount;
+  const levels = buildRollupLevels(columns, phases);
+  const e0 = performance.now();
+  encodeRollupFile(levels.get('hour') as RollupRows, 'hour');
+  encodeMs += performance.now() - e0;
+  for (const l of CARRIED_LEVELS) carried[l].push(levels.get(l) as RollupRows);
+}
+const combine: string[] = [];
+for (const level of CARRIED_LEVELS) {
+  const m0 = performance.now();
+  const merged = mergeRollupRows(carried[level], level);
+  const m1 = performance.now();
+  encodeRollupFile(merged, level);
+  combine.push(`${level} ${merged.rowCount} rows: sum ${ms(m1 - m0)}, encode ${ms(performance.now() - m1)}`);
+}
+const cpuPhases = process.cpuUsage(cpuPhases0);
+function ms(x: number): string {
+  return `${x.toFixed(0)} ms`;
+}
+console.log(
+  `phases over ${rows} raw rows (one thread, CPU ${((cpuPhases.user + cpuPhases.system) / 1e6).toFixed(2)} s):` +
+    ` read columns ${ms(phases.readMs)}, line ids ${ms(phases.linesMs)}, hour groups ${ms(phases.hourMs)},` +
+    ` day+month from hour rows ${ms(phases.dayMonthMs)}, groups->rows ${ms(phases.rowsMs)},` +
+    ` meter_day+meter_month from day rows ${ms(phases.meterMs)},` +
+    ` encode+compress hour files ${ms(encodeMs)}; combine ${combine.join('; ')}`,
+);
