@@ -57,12 +57,16 @@ export function hash128Into(text: string, out: Uint32Array): void {
     d = Math.imul(d ^ ((k << 7) | (k >>> 25)), 0xa1e38b93);
     d = (d + a) | 0;
   }
-  if (i < n) {
-    const k = text.charCodeAt(i);
-    a = Math.imul(a ^ k, 0xcc9e2d51);
-    b = Math.imul(b ^ k, 0x1b873593);
-    c = Math.imul(c + k, 0x38b34ae5);
-    d = Math.imul(d ^ k, 0xa1e38b93);
+  finish(a, b, c, d, n, i < n ? text.charCodeAt(i) : -1, out);
+}
+
+/** The odd last unit (`last`, -1 if none) and the final mix: the same for both input forms. */
+function finish(a: number, b: number, c: number, d: number, n: number, last: number, out: Uint32Array): void {
+  if (last >= 0) {
+    a = Math.imul(a ^ last, 0xcc9e2d51);
+    b = Math.imul(b ^ last, 0x1b873593);
+    c = Math.imul(c + last, 0x38b34ae5);
+    d = Math.imul(d ^ last, 0xa1e38b93);
   }
   a = fmix32(a ^ n);
   b = fmix32(b + a);
@@ -107,21 +111,5 @@ export function hash128BytesInto(bytes: Uint8Array, start: number, end: number, 
     d = Math.imul(d ^ ((k << 7) | (k >>> 25)), 0xa1e38b93);
     d = (d + a) | 0;
   }
-  if (i < end) {
-    const k = bytes[i];
-    a = Math.imul(a ^ k, 0xcc9e2d51);
-    b = Math.imul(b ^ k, 0x1b873593);
-    c = Math.imul(c + k, 0x38b34ae5);
-    d = Math.imul(d ^ k, 0xa1e38b93);
-  }
-  a = fmix32(a ^ n);
-  b = fmix32(b + a);
-  c = fmix32(c ^ b);
-  d = fmix32(d + c);
-  a = fmix32(a ^ d);
-  b = fmix32(b ^ a);
-  out[0] = a;
-  out[1] = b;
-  out[2] = c;
-  out[3] = d;
+  finish(a, b, c, d, n, i < end ? bytes[i] : -1, out);
 }

@@ -618,19 +618,24 @@ function levelsWithLines(
     out.set(level, rows);
     rowLines.set(level, line);
     // The next level sums this one's rows.
-    input = {
-      rowCount: rows.rowCount,
-      line,
-      timestamp: rows.timestamp_ms,
-      count: rows.count,
-      sum: rows.quantity,
-      min: rows.min,
-      max: rows.max,
-      first: rows.first_ts,
-      last: rows.last_ts,
-    };
+    input = rowsInput(rows, line);
   }
   return { rows: out, lines: rowLines, grain };
+}
+
+/** Rollup rows (of lines `line`) as the input of a coarser level. */
+function rowsInput(rows: RollupRows, line: Int32Array): Input {
+  return {
+    rowCount: rows.rowCount,
+    line,
+    timestamp: rows.timestamp_ms,
+    count: rows.count,
+    sum: rows.quantity,
+    min: rows.min,
+    max: rows.max,
+    first: rows.first_ts,
+    last: rows.last_ts,
+  };
 }
 
 /**
@@ -683,22 +688,11 @@ function meterLevels(
     accountRank: Int32Array.from(representative, (l) => grain.accountRank[l]),
     accounts: grain.accounts,
   };
-  const asInput = (rows: RollupRows, rowLine: Int32Array): Input => ({
-    rowCount: rows.rowCount,
-    line: rowLine,
-    timestamp: rows.timestamp_ms,
-    count: rows.count,
-    sum: rows.quantity,
-    min: rows.min,
-    max: rows.max,
-    first: rows.first_ts,
-    last: rows.last_ts,
-  });
   // A meter line's days come once per full line: not in time order.
-  const meterDay = toRows(meterGrain, groupInput(asInput(day, line), 'meter_day', false));
+  const meterDay = toRows(meterGrain, groupInput(rowsInput(day, line), 'meter_day', false));
   const meterMonth = toRows(
     meterGrain,
-    groupInput(asInput(meterDay.rows, meterDay.line), 'meter_month', true),
+    groupInput(rowsInput(meterDay.rows, meterDay.line), 'meter_month', true),
   );
   return { meterDay: meterDay.rows, meterMonth: meterMonth.rows };
 }
