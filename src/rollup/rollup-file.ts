@@ -473,6 +473,8 @@ export function decodeRollupBlock(
   if (bytes.length !== meta.length || crc32c(bytes) !== meta.crc32c)
     throw new DecodeError(`rollup block ${index}: checksum mismatch`);
   if (meta.zstd) bytes = meta.length >= NATIVE_ZSTD_MIN_BYTES ? zlibDecompress(bytes) : zstdDecompress(bytes);
+  // Kept for later columns: a copy, not a view pinning a larger read buffer.
+  else if (lazy !== undefined) bytes = stored.slice();
   if (bytes.length !== meta.raw_length)
     throw new DecodeError(`rollup block ${index}: ${bytes.length} bytes, the footer says ${meta.raw_length}`);
   const n = meta.rows;
