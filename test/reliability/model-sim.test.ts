@@ -981,6 +981,11 @@ class Run {
       }
       const file = files[cmd.pick % files.length];
       const size = this.sim.fs.readRaw(file).byteLength;
+      // An empty file (a write a disk fault cut short, not yet swept) has no bit to flip.
+      if (size === 0) {
+        this.db = await this.open();
+        return;
+      }
       this.sim.fs.flipBit(file, Math.floor(cmd.offset * size), cmd.bit);
     }
     const outcome = await this.tolerant(where, () => this.open());
