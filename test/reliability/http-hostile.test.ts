@@ -11,6 +11,7 @@
 import { request } from 'node:http';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EVENT_FIELDS } from '../../src/model/validate.ts';
 import { NOW, T0 } from '../support/events.ts';
 import { type Running, startServer, tempDir } from '../api/harness.ts';
 
@@ -105,23 +106,6 @@ function valid(i: number): Record<string, unknown> {
   };
 }
 
-const FIELDS = [
-  'event_id',
-  'kind',
-  'correction_ref',
-  'account_id',
-  'subscription_id',
-  'product_id',
-  'meter_id',
-  'model_id',
-  'unit',
-  'source',
-  'timestamp_ms',
-  'quantity',
-  'dimensions',
-  'ingested_at_ms',
-];
-
 /** Values as JSON text, so that lone surrogates, 1e400 and the like reach the server's parser. */
 const hostileValueText = fc.oneof(
   fc.constantFrom(
@@ -174,7 +158,7 @@ const hostileValueText = fc.oneof(
 
 /** One hostile event as JSON text: a valid event with one field replaced, removed, doubled or polluted. */
 const hostileEventText = fc
-  .tuple(fc.nat(2_000_000), fc.constantFrom(...FIELDS), hostileValueText, fc.nat(99))
+  .tuple(fc.nat(2_000_000), fc.constantFrom(...EVENT_FIELDS), hostileValueText, fc.nat(99))
   .map(([i, field, value, how]) => {
     const e = valid(i);
     const entries = Object.entries(e).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`);
