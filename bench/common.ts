@@ -45,7 +45,7 @@ export type Task =
       engine: Engine;
       dir: string;
       accounts: QueryAccount[];
-      warmup: QueryAccount;
+      warmup: QueryAccount[];
       q3Runs: number;
       pageSize: number;
       answersFile: string;

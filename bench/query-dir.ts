@@ -5,13 +5,13 @@
  * For re-measuring the query paths without loading every engine again.
  */
 import { percentile } from './common.ts';
-import { runQuerySuite } from './queries.ts';
+import { runQuerySuite, WARMUP_ACCOUNTS } from './queries.ts';
 import { usagedbQueryRunner } from './usagedb.ts';
 import { querySample } from './workload.ts';
 
 const dir = process.argv[2];
 if (dir === undefined) throw new Error('usage: npm run bench:queries -- DIR');
-const sample = querySample(42, 51);
+const sample = querySample(42, 50 + WARMUP_ACCOUNTS);
 const runner = await usagedbQueryRunner(dir, 1000, 'auto');
 const t0 = performance.now();
 const built = await runner.rollup();
@@ -21,7 +21,7 @@ console.log(
 const result = await runQuerySuite(runner, {
   engine: 'usagedb',
   accounts: sample.slice(0, 50),
-  warmup: sample[50],
+  warmup: sample.slice(50),
   q3Runs: 20,
   answersFile: `${dir}.answers.json`,
 });

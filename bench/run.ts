@@ -33,6 +33,7 @@ import {
   type TaskResult,
 } from './common.ts';
 import type { HttpFloorResult, HttpIngestResult } from './http.ts';
+import { WARMUP_ACCOUNTS } from './queries.ts';
 import { RESULT_MARKER } from './worker.ts';
 import { querySample, type WorkloadTotals } from './workload.ts';
 
@@ -454,9 +455,9 @@ async function main(): Promise<void> {
 
   // ---- query -------------------------------------------------------------------------------
   if (wantQuery) {
-    const sample = querySample(o.seed, o.samples + 1);
+    const sample = querySample(o.seed, o.samples + WARMUP_ACCOUNTS);
     const accounts = sample.slice(0, o.samples);
-    const warmup = sample[o.samples];
+    const warmup = sample.slice(o.samples);
     // usagedb on the raw path first, then after building its rollups (timed) through `auto`;
     // DuckDB once per quantity type.
     const stores: { engine: Engine; key: string; variant?: string; extra?: Record<string, unknown> }[] = [
@@ -798,7 +799,7 @@ function printQueries(results: QueryResult[], o: Options, accounts: number): voi
       `duckdb quantity columns: ${o.duckdbQuantities.map((q) => QUANTITY_LABELS[q]).join('; ')}\n` +
       'usagedb-raw: source raw, as ingested (no rollups, no compaction); usagedb-auto: source auto after\n' +
       'db.rollup() (timed above) and db.compact() (as background work would leave it);\n' +
-      'times: call to fully materialised JS rows, after one untimed warm-up pass on another account.',
+      `times: call to fully materialised JS rows, after untimed q1/q2/q4 on ${WARMUP_ACCOUNTS} accounts outside the sample.`,
   );
 }
 

@@ -25,6 +25,12 @@ import {
 export const DEFAULT_ROLLUP_CACHE_BYTES = 64 * 1024 * 1024;
 /** Largest read of neighbouring blocks at once. */
 const READ_SPAN_BYTES_MAX = 4 * 1024 * 1024;
+/**
+ * Spans up to this size are read without leaving the thread: an account-month is a block or
+ * two of a few KiB, usually in the page cache, and the round trip through the I/O threads
+ * (plus the wait for the event loop) cost more than reading and decoding them.
+ */
+const SYNC_READ_BYTES_MAX = 256 * 1024;
 
 interface CachedBlock {
   key: string;
@@ -206,7 +212,10 @@ export class RollupStore implements RollupSource {
             )
               bytes += footer.blocks[missing[++end]].length;
             spanOffset = meta.offset;
-            span = await file.read(spanOffset, bytes);
+            span =
+              bytes <= SYNC_READ_BYTES_MAX
+                ? file.readSync(spanOffset, bytes)
+                : await file.read(spanOffset, bytes);
           }
           const at = meta.offset - spanOffset;
           let rows: RollupBatch;

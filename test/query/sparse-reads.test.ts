@@ -24,10 +24,18 @@ function countReads(sim: ReturnType<typeof simDb>): { bytes: number; wholeFiles:
   fs.openRead = async (path: string): Promise<ReadFile> => {
     const file = await openRead(path);
     const read = file.read.bind(file);
+    const readSync = file.readSync.bind(file);
+    const count = (length: number): void => {
+      if (path.includes('/raw/')) counter.bytes += length;
+    };
     return Object.assign(file, {
       read: async (offset: number, length: number) => {
-        if (path.includes('/raw/')) counter.bytes += length;
+        count(length);
         return read(offset, length);
+      },
+      readSync: (offset: number, length: number) => {
+        count(length);
+        return readSync(offset, length);
       },
     });
   };

@@ -1,12 +1,13 @@
 /**
  * The rollup file on its own: lazily decoded blocks equal eagerly decoded ones column by
- * column, the meter grain keeps only its columns with the same totals, and a block that
- * passes its checksum but does not decode reports through the reader's error hook.
+ * column, the meter grain keeps only its columns with the same totals, a block stored as one
+ * zstd frame (as older files have them) decodes to the same rows, and a block that passes its
+ * checksum but does not decode reports through the reader's error hook.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { crc32c } from '../../src/storage/encoding/crc32c.ts';
-import { zlibDecompress } from '../../src/storage/encoding/zstd.ts';
+import { zlibDecompress, zstdCompress } from '../../src/storage/encoding/zstd.ts';
 import {
   decodeRollupBlock,
   decodeRollupFooter,
@@ -109,6 +110,25 @@ describe('rollup file', () => {
     expect(totals(meter)).toEqual(totals(month));
     // One row per account and meter: the grain has nothing else (one unit, one kind).
     expect(meter.rowCount).toBe(totals(meter).size);
+  });
+
+  it('a block stored as one zstd frame decodes to the same rows as the block stored as is', () => {
+    const rows = buildRollupLevels(events(Array.from({ length: 300 }, (_, i) => BigInt(i * 7)))).get('month');
+    if (rows === undefined) throw new Error('no month rows');
+    const file = encodeRollupFile(rows, 'month');
+    const footer = footerOf(file.bytes);
+    const meta = footer.blocks[0];
+    expect(meta.zstd).toBe(false);
+    const plain = file.bytes.subarray(meta.offset, meta.offset + meta.length);
+    const packed = zstdCompress(plain, 3);
+    const patched = {
+      ...footer,
+      blocks: [{ ...meta, zstd: true, length: packed.length, crc32c: crc32c(packed) }],
+    };
+    const fromZstd = decodeRollupBlock(patched, 0, packed);
+    const asIs = decodeRollupBlock(footer, 0, plain);
+    for (const name of COLUMNS) expect(fromZstd[name]).toEqual(asIs[name]);
+    expect(fromZstd.rowCount).toBe(meta.rows);
   });
 
   it('a block that passes its checksum but does not decode reports through the error hook', () => {

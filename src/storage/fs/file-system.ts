@@ -74,6 +74,12 @@ export interface ReadFile {
   readonly sizeBytes: number;
   /** Reads exactly `length` bytes at `offset`; throws FsError('EIO') on a short read. */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * The same read, blocking the thread: for small reads on a query's hot path, where a round
+   * trip through the I/O threads costs more than the read itself (the bytes are usually in the
+   * page cache). Keep it to a few hundred KiB.
+   */
+  readSync(offset: number, length: number): Uint8Array;
   close(): Promise<void>;
 }
 

@@ -11,6 +11,7 @@
  *   truncate (and is re-read from the disk after a failed append, whose length is unknown).
  */
 
+import { readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as fsp from 'node:fs/promises';
 import {
@@ -306,6 +307,25 @@ class NodeReadFile implements ReadFile {
       filledBytes += bytesRead;
     }
     // A short read means the file is shorter than its caller believes: report, never pad.
+    if (filledBytes < length) throw new FsError('EIO', 'read', this.path);
+    return bytes;
+  }
+
+  readSync(offset: number, length: number): Uint8Array {
+    if (this.closed) throw new FsError('EBADF', 'read', this.path);
+    assert(Number.isSafeInteger(offset) && offset >= 0, `read offset ${offset} is a non-negative integer`);
+    assert(Number.isSafeInteger(length) && length >= 0, `read length ${length} is a non-negative integer`);
+    const bytes = new Uint8Array(length);
+    let filledBytes = 0;
+    try {
+      while (filledBytes < length) {
+        const n = readSync(this.fh.fd, bytes, filledBytes, length - filledBytes, offset + filledBytes);
+        if (n === 0) break;
+        filledBytes += n;
+      }
+    } catch (err) {
+      throw toFsError(err, 'read', this.path);
+    }
     if (filledBytes < length) throw new FsError('EIO', 'read', this.path);
     return bytes;
   }

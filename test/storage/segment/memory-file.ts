@@ -15,6 +15,10 @@ export class MemoryReadFile implements ReadFile {
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
+    return this.readSync(offset, length);
+  }
+
+  readSync(offset: number, length: number): Uint8Array {
     this.reads.push({ offset, length });
     if (offset < 0 || offset + length > this.bytes.length) throw new FsError('EIO', 'read', this.path);
     return this.bytes.slice(offset, offset + length);
