@@ -591,15 +591,6 @@ export class SimFileSystem implements FileSystem {
 
   private makeAppendFile(path: string, inode: Inode): AppendFile {
     const handle: HandleState = { bootId: this.bootId, closed: false };
-    const readAt = (offset: number, length: number): Uint8Array => {
-      this.enter('read', path);
-      this.checkHandle(handle, 'read', path);
-      assert(Number.isInteger(offset) && offset >= 0, `read offset ${offset} is a non-negative integer`);
-      assert(Number.isInteger(length) && length >= 0, `read length ${length} is a non-negative integer`);
-      // Reads see the inode's current bytes, as a real fd does (even after unlink or rename).
-      if (offset + length > inode.volatile.sizeBytes) throw new FsError('EIO', 'read', path);
-      return inode.volatile.copy(offset, offset + length);
-    };
     return {
       path,
       // Bookkeeping, not I/O (the real fs tracks it in memory): not counted, never faulted.
