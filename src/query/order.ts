@@ -55,10 +55,10 @@ const METRIC_NAMES: readonly string[] = ['sum', 'count', 'min', 'max'];
 /**
  * Numbers every group by its key tuple in ascending key order (each key's distinct values
  * sorted once), so the key part of the order is one subtraction instead of a string
- * comparison per key. False (nothing set) when the tuple space exceeds 2^53.
+ * comparison per key. Returns the size of the rank space, 0 (nothing set) when it exceeds 2^53.
  */
-export function rankGroups(groups: readonly ResultGroup[], keyCount: number): boolean {
-  if (keyCount === 0) return false;
+export function rankGroups(groups: readonly ResultGroup[], keyCount: number): number {
+  if (keyCount === 0) return 0;
   const n = groups.length;
   // Per key: each group's index into the key's distinct values, then those indexes replaced
   // by ranks once the (few) distinct values are sorted.
@@ -87,13 +87,13 @@ export function rankGroups(groups: readonly ResultGroup[], keyCount: number): bo
     sizes.push(distinct.length);
     space *= distinct.length;
   }
-  if (space > Number.MAX_SAFE_INTEGER) return false;
+  if (space > Number.MAX_SAFE_INTEGER) return 0;
   for (let i = 0; i < n; i++) {
     let r = 0;
     for (let k = 0; k < keyCount; k++) r = r * sizes[k] + slots[k][i];
     groups[i].rank = r;
   }
-  return true;
+  return space;
 }
 
 /** The order: `orderBy` entries, then the group keys (by rank when the groups are ranked). */
@@ -140,28 +140,44 @@ export function orderAndLimit(
   if (limit === 0) return [];
   if (limit !== null && limit * 4 <= groups.length)
     return topN(groups, limit, comparatorFor(orderBy, groupBy));
-  const ranked = groups.length > 1 && rankGroups(groups, groupBy.length);
+  const space = groups.length > 1 ? rankGroups(groups, groupBy.length) : 0;
   const sorted =
-    ranked && orderBy.length === 0
-      ? sortByRank(groups)
-      : groups.sort(comparatorFor(orderBy, groupBy, ranked));
+    space > 0 && orderBy.length === 0 && space * groups.length <= Number.MAX_SAFE_INTEGER
+      ? sortByRank(groups, space)
+      : groups.sort(comparatorFor(orderBy, groupBy, space > 0));
   return limit === null || limit >= sorted.length ? sorted : sorted.slice(0, limit);
 }
 
-/** Groups in rank order (ranks are distinct): a numeric sort of the ranks, no comparator calls. */
-function sortByRank(groups: readonly ResultGroup[]): ResultGroup[] {
+/**
+ * Groups in rank order (ranks are distinct), without comparator calls: placed by rank in a
+ * table when the rank space is small beside the groups (a billing line's few products,
+ * meters, models and units), else a numeric sort of (rank, index) packed in one number.
+ */
+export function sortByRank(groups: readonly ResultGroup[], space: number): ResultGroup[] {
   const n = groups.length;
-  const ranks = new Float64Array(n);
-  const byRank = new Map<number, ResultGroup>();
-  for (let i = 0; i < n; i++) {
-    const r = groups[i].rank as number;
-    ranks[i] = r;
-    byRank.set(r, groups[i]);
-  }
-  assert(byRank.size === n, 'group key tuples are not distinct');
-  ranks.sort();
   const out = new Array<ResultGroup>(n);
-  for (let i = 0; i < n; i++) out[i] = byRank.get(ranks[i]) as ResultGroup;
+  if (space <= Math.max(16 * n, 4096)) {
+    const at = new Int32Array(space).fill(-1);
+    for (let i = 0; i < n; i++) {
+      const r = groups[i].rank as number;
+      assert(at[r] === -1, 'group key tuples are not distinct');
+      at[r] = i;
+    }
+    let o = 0;
+    for (let r = 0; r < space; r++) if (at[r] >= 0) out[o++] = groups[at[r]];
+    return out;
+  }
+  assert(space * n <= Number.MAX_SAFE_INTEGER, 'rank and index pack into one number');
+  const packed = new Float64Array(n);
+  for (let i = 0; i < n; i++) packed[i] = (groups[i].rank as number) * n + i;
+  packed.sort();
+  for (let i = 0; i < n; i++) {
+    out[i] = groups[packed[i] % n];
+    assert(
+      i === 0 || Math.floor(packed[i] / n) !== Math.floor(packed[i - 1] / n),
+      'group key tuples are not distinct',
+    );
+  }
   return out;
 }
 
