@@ -46,7 +46,7 @@ import {
   timeUnitRange,
   timeUnits,
 } from './kernels.ts';
-import type { ResultGroup } from './order.ts';
+import { compareRowValues, type ResultGroup } from './order.ts';
 import { DAY_MS, dayLabel, HOUR_MS, hourLabel } from './time.ts';
 import {
   DIMENSION_KEY_PREFIX,
@@ -265,6 +265,9 @@ class GroupAccumulators {
  * cleared) instead of being allocated and filled for every query.
  */
 const TABLE_POOL_BYTES_MAX = 16 * 1024 * 1024;
+/** Widest span of one key's value ids ranked through rankTable (beyond it: rank by values). */
+const RANK_SPAN_MAX = 1 << 22;
+let rankTable = new Int32Array(1024);
 const tablePool: Int32Array[] = [];
 let tablePoolBytes = 0;
 
@@ -320,6 +323,8 @@ export class Aggregator {
   /** The only context that made groups so far (undefined: none yet; null: several). */
   private soleContext: KeyContext | null | undefined = undefined;
   private readonly groupValues: RowValue[][] = [];
+  /** Each group's key value ids, keyCount per group (ranks are computed from them). */
+  private readonly groupIds: number[] = [];
   /** The value ids of the row groupFor is keying. */
   private readonly idScratch: number[] = [];
   /** Each key's share of a 52-bit numeric group key. */
@@ -762,7 +767,10 @@ export class Aggregator {
     if (this.groupValues.length >= QUERY_GROUPS_MAX) throw tooManyGroups();
     const g = this.groupValues.length;
     const values: RowValue[] = new Array<RowValue>(keyCount);
-    for (let k = 0; k < keyCount; k++) values[k] = this.valueOfId(k, this.idScratch[k]);
+    for (let k = 0; k < keyCount; k++) {
+      values[k] = this.valueOfId(k, this.idScratch[k]);
+      this.groupIds.push(this.idScratch[k]);
+    }
     this.groupValues.push(values);
     this.groupKeys.push(gk);
     return g;
@@ -806,6 +814,63 @@ export class Aggregator {
       c.table = null;
     }
     return this.groupValues.map((values, g) => this.acc.result(g, values));
+  }
+
+  /**
+   * Sets each group's `rank`, its key tuple's position in ascending key order (as rankGroups
+   * in order.ts does from the values), from the value ids: a value id stands for one value, so
+   * each key's distinct values are found by number, in a table over the ids' span, and only
+   * they are compared as values. Returns the rank space, 0 when it exceeds 2^53.
+   */
+  rank(groups: readonly ResultGroup[]): number {
+    const keyCount = this.keys.length;
+    const n = groups.length;
+    if (keyCount === 0 || n !== this.groupValues.length) return 0;
+    const ids = this.groupIds;
+    const slots: Int32Array[] = [];
+    const sizes: number[] = [];
+    let space = 1;
+    for (let k = 0; k < keyCount; k++) {
+      let lo = Number.POSITIVE_INFINITY;
+      let hi = Number.NEGATIVE_INFINITY;
+      for (let g = 0; g < n; g++) {
+        const id = ids[g * keyCount + k];
+        if (id < lo) lo = id;
+        if (id > hi) hi = id;
+      }
+      // Ids are small integers (first-seen order, day and hour numbers): a table over their
+      // span, shared between queries and left zeroed (distinct index + 1 while in use).
+      if (hi - lo >= RANK_SPAN_MAX) return 0;
+      if (rankTable.length < hi - lo + 1)
+        rankTable = new Int32Array(Math.max(hi - lo + 1, 2 * rankTable.length));
+      const at = rankTable;
+      const distinct: number[] = [];
+      const slot = new Int32Array(n);
+      for (let g = 0; g < n; g++) {
+        const o = ids[g * keyCount + k] - lo;
+        if (at[o] === 0) {
+          distinct.push(o + lo);
+          at[o] = distinct.length;
+        }
+        slot[g] = at[o] - 1;
+      }
+      for (const id of distinct) at[id - lo] = 0;
+      const values = distinct.map((id) => this.valueOfId(k, id));
+      const order = values.map((_, i) => i).sort((a, b) => compareRowValues(values[a], values[b]));
+      const rankOf = new Int32Array(order.length);
+      for (let r = 0; r < order.length; r++) rankOf[order[r]] = r;
+      for (let g = 0; g < n; g++) slot[g] = rankOf[slot[g]];
+      slots.push(slot);
+      sizes.push(distinct.length);
+      space *= distinct.length;
+    }
+    if (space > Number.MAX_SAFE_INTEGER) return 0;
+    for (let g = 0; g < n; g++) {
+      let r = 0;
+      for (let k = 0; k < keyCount; k++) r = r * sizes[k] + slots[k][g];
+      groups[g].rank = r;
+    }
+    return space;
   }
 }
 

@@ -98,7 +98,7 @@ export async function executeQuery(
   // No group keys: exactly one row of totals, zeros when nothing matched.
   if (query.groupBy.length === 0 && groups.length === 0)
     groups.push({ values: [], count: 0, sum: 0, min: null, max: null });
-  const ordered = orderAndLimit(groups, query.orderBy, query.groupBy, query.limit);
+  const ordered = orderAndLimit(groups, query.orderBy, query.groupBy, query.limit, (g) => agg.rank(g));
   return { rows: ordered.map((g) => toRow(g, query)), stats };
 }
 

@@ -25,7 +25,7 @@ export interface ResultGroup {
 
 type Compare = (a: ResultGroup, b: ResultGroup) => number;
 
-function compareValue(a: RowValue, b: RowValue): number {
+export function compareRowValues(a: RowValue, b: RowValue): number {
   if (a === b) return 0;
   if (a === null) return -1;
   if (b === null) return 1;
@@ -79,7 +79,7 @@ export function rankGroups(groups: readonly ResultGroup[], keyCount: number): nu
       }
       slot[i] = at;
     }
-    const order = distinct.map((_, i) => i).sort((a, b) => compareValue(distinct[a], distinct[b]));
+    const order = distinct.map((_, i) => i).sort((a, b) => compareRowValues(distinct[a], distinct[b]));
     const rankOf = new Int32Array(distinct.length);
     for (let r = 0; r < order.length; r++) rankOf[order[r]] = r;
     for (let i = 0; i < n; i++) slot[i] = rankOf[slot[i]];
@@ -107,7 +107,7 @@ export function comparatorFor(
       ? metricCompare(o.key as Metric)
       : (
           (i) => (a: ResultGroup, b: ResultGroup) =>
-            compareValue(a.values[i], b.values[i])
+            compareRowValues(a.values[i], b.values[i])
         )(groupBy.indexOf(o.key as GroupKey));
     return o.dir === 'desc' ? (a, b) => base(b, a) : base;
   });
@@ -116,7 +116,7 @@ export function comparatorFor(
     if (parts.length === 0) return byRank;
     parts.push(byRank);
   } else
-    for (let i = 0; i < groupBy.length; i++) parts.push((a, b) => compareValue(a.values[i], b.values[i]));
+    for (let i = 0; i < groupBy.length; i++) parts.push((a, b) => compareRowValues(a.values[i], b.values[i]));
   return (a, b) => {
     for (const p of parts) {
       const c = p(a, b);
@@ -129,18 +129,20 @@ export function comparatorFor(
 /**
  * The first `limit` groups in query order (all of them when limit is null), sorted. A full
  * sort ranks the key tuples first; a small limit (top 100 of 1,000 accounts) takes a bounded
- * heap, where most comparisons end at the metric.
+ * heap, where most comparisons end at the metric. `rank` sets the groups' ranks as rankGroups
+ * does (the aggregator does it from value ids, without hashing strings).
  */
 export function orderAndLimit(
   groups: ResultGroup[],
   orderBy: readonly QueryOrder[],
   groupBy: readonly GroupKey[],
   limit: number | null,
+  rank: (groups: readonly ResultGroup[]) => number = (g) => rankGroups(g, groupBy.length),
 ): ResultGroup[] {
   if (limit === 0) return [];
   if (limit !== null && limit * 4 <= groups.length)
     return topN(groups, limit, comparatorFor(orderBy, groupBy));
-  const space = groups.length > 1 ? rankGroups(groups, groupBy.length) : 0;
+  const space = groups.length > 1 ? rank(groups) : 0;
   const sorted =
     space > 0 && orderBy.length === 0 && space * groups.length <= Number.MAX_SAFE_INTEGER
       ? sortByRank(groups, space)
@@ -156,15 +158,16 @@ export function orderAndLimit(
 export function sortByRank(groups: readonly ResultGroup[], space: number): ResultGroup[] {
   const n = groups.length;
   const out = new Array<ResultGroup>(n);
-  if (space <= Math.max(16 * n, 4096)) {
-    const at = new Int32Array(space).fill(-1);
+  if (space <= Math.max(32 * n, 16_384)) {
+    // Index + 1 by rank: a fresh (zeroed) table needs no fill.
+    const at = new Int32Array(space);
     for (let i = 0; i < n; i++) {
       const r = groups[i].rank as number;
-      assert(at[r] === -1, 'group key tuples are not distinct');
-      at[r] = i;
+      assert(at[r] === 0, 'group key tuples are not distinct');
+      at[r] = i + 1;
     }
     let o = 0;
-    for (let r = 0; r < space; r++) if (at[r] >= 0) out[o++] = groups[at[r]];
+    for (let r = 0; r < space; r++) if (at[r] !== 0) out[o++] = groups[at[r] - 1];
     return out;
   }
   assert(space * n <= Number.MAX_SAFE_INTEGER, 'rank and index pack into one number');

@@ -6,11 +6,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { orderAndLimit, type ResultGroup } from '../../src/query/order.ts';
-import type { GroupKey, QueryOrder } from '../../src/query/types.ts';
+import type { GroupKey, QueryOrder, RowValue } from '../../src/query/types.ts';
 
 const KEYS: GroupKey[] = ['product_id', 'meter_id', 'model_id', 'unit'];
 
-function compareTuples(a: readonly (string | null)[], b: readonly (string | null)[]): number {
+function compareTuples(a: readonly RowValue[], b: readonly RowValue[]): number {
   for (let k = 0; k < a.length; k++) {
     if (a[k] === b[k]) continue;
     if (a[k] === null) return -1;
