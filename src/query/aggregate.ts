@@ -831,10 +831,11 @@ export class Aggregator {
     const sizes: number[] = [];
     let space = 1;
     for (let k = 0; k < keyCount; k++) {
-      let lo = Number.POSITIVE_INFINITY;
-      let hi = Number.NEGATIVE_INFINITY;
-      for (let g = 0; g < n; g++) {
-        const id = ids[g * keyCount + k];
+      // Small integers throughout (no ±Infinity seeds): the loops below index typed arrays.
+      let lo = ids[k] | 0;
+      let hi = lo;
+      for (let g = 1; g < n; g++) {
+        const id = ids[g * keyCount + k] | 0;
         if (id < lo) lo = id;
         if (id > hi) hi = id;
       }
@@ -847,7 +848,7 @@ export class Aggregator {
       const distinct: number[] = [];
       const slot = new Int32Array(n);
       for (let g = 0; g < n; g++) {
-        const o = ids[g * keyCount + k] - lo;
+        const o = (ids[g * keyCount + k] - lo) | 0;
         if (at[o] === 0) {
           distinct.push(o + lo);
           at[o] = distinct.length;
