@@ -10,7 +10,7 @@
  * - the cache never holds more than `cacheBytes` after an insert returns.
  */
 import { UsageDbError } from '../errors.ts';
-import type { FileSystem, ReadFile } from '../storage/fs/file-system.ts';
+import { type FileSystem, type ReadFile, readSmall } from '../storage/fs/file-system.ts';
 import { rollupPath } from '../storage/layout.ts';
 import type { RollupSegmentEntry } from '../storage/manifest.ts';
 import type { RollupBatch, RollupBlockFilter, RollupSource } from '../query/types.ts';
@@ -25,12 +25,6 @@ import {
 export const DEFAULT_ROLLUP_CACHE_BYTES = 64 * 1024 * 1024;
 /** Largest read of neighbouring blocks at once. */
 const READ_SPAN_BYTES_MAX = 4 * 1024 * 1024;
-/**
- * Spans up to this size are read without leaving the thread: an account-month is a block or
- * two of a few KiB, usually in the page cache, and the round trip through the I/O threads
- * (plus the wait for the event loop) cost more than reading and decoding them.
- */
-const SYNC_READ_BYTES_MAX = 256 * 1024;
 
 interface CachedBlock {
   key: string;
@@ -212,10 +206,8 @@ export class RollupStore implements RollupSource {
             )
               bytes += footer.blocks[missing[++end]].length;
             spanOffset = meta.offset;
-            span =
-              bytes <= SYNC_READ_BYTES_MAX
-                ? file.readSync(spanOffset, bytes)
-                : await file.read(spanOffset, bytes);
+            // An account-month is a block or two of a few KiB: read without leaving the thread.
+            span = await readSmall(file, spanOffset, bytes);
           }
           const at = meta.offset - spanOffset;
           let rows: RollupBatch;

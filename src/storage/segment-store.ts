@@ -20,7 +20,7 @@ import { COLUMN_NAMES, type ColumnBatch, type ColumnName } from '../model/column
 import { packedIdAt, type PackedIds } from '../model/packed-ids.ts';
 import { hash128BytesInto, hash128Into } from '../model/hash.ts';
 import type { BloomFilter } from './encoding/bloom-filter.ts';
-import { type FileSystem, isFsError, type ReadFile } from './fs/file-system.ts';
+import { type FileSystem, isFsError, type ReadFile, readSmall } from './fs/file-system.ts';
 import { ioErrorCode } from './fs/io-error.ts';
 import { segmentPath } from './layout.ts';
 import type { SegmentEntry } from './manifest.ts';
@@ -502,7 +502,7 @@ export class SegmentStore {
     let failed = false;
     let bytes: Uint8Array;
     try {
-      bytes = verifyIdIndexChunk(await handle.read(region.offset, region.length), region);
+      bytes = verifyIdIndexChunk(await readSmall(handle, region.offset, region.length), region);
     } catch (err) {
       failed = true;
       throw corrupt(id, `id index: ${(err as Error).message}`, err);
@@ -722,9 +722,10 @@ export class SegmentStore {
           i = j;
           const first = layout[from];
           const last = layout[to];
-          // Columns lie far apart (column-major): read them concurrently, not one after another.
+          // Small spans (a cold lookup's few chunks) are read at once, in this thread; larger
+          // ones concurrently (columns lie far apart, column-major).
           reads.push(
-            handle.read(first.offset, last.offset + last.length - first.offset).then((bytes) => {
+            readSmall(handle, first.offset, last.offset + last.length - first.offset).then((bytes) => {
               // Every chunk of the span is kept: they share its buffer.
               for (let k = from; k <= to; k++) {
                 const start = layout[k].offset - first.offset;
@@ -767,7 +768,7 @@ export class SegmentStore {
     const file = this.prepared.get(segmentId);
     assert(file !== undefined, `segment ${segmentId} is not committed`);
     const chunks = new Map<number, Uint8Array>();
-    const head = await handle.read(0, Math.min(64, entry.size_bytes));
+    const head = await readSmall(handle, 0, Math.min(64, entry.size_bytes));
     const tail = await readSegmentTail(handle);
     const reader = SegmentReader.sparse(entry.size_bytes, head, tail, (i) => {
       const bytes = chunks.get(i);

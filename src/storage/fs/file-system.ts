@@ -83,6 +83,24 @@ export interface ReadFile {
   close(): Promise<void>;
 }
 
+/**
+ * Reads up to this size go through `readSync` on query and lookup paths: the data is usually
+ * in the page cache, and a round trip through Node's I/O threads and back through the event
+ * loop costs more than the read. Larger reads stay asynchronous, so the event loop is never
+ * held long.
+ */
+export const SYNC_READ_BYTES_MAX = 256 * 1024;
+
+/** `file.read`, done synchronously when small (see SYNC_READ_BYTES_MAX). */
+export function readSmall(file: ReadFile, offset: number, length: number): Promise<Uint8Array> {
+  if (length > SYNC_READ_BYTES_MAX) return file.read(offset, length);
+  try {
+    return Promise.resolve(file.readSync(offset, length));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
 export interface WriteFileOptions {
   /** fsync the file before returning (the directory entry still needs `syncDir`). */
   sync?: boolean;

@@ -23,7 +23,7 @@ import {
 import type { PackedIds } from '../../model/packed-ids.ts';
 import { BloomFilter } from '../encoding/bloom-filter.ts';
 import { crc32c } from '../encoding/crc32c.ts';
-import type { ReadFile } from '../fs/file-system.ts';
+import { type ReadFile, readSmall } from '../fs/file-system.ts';
 import {
   decodeEventIdBytes,
   decodeEventIds,
@@ -626,7 +626,7 @@ export async function readSegmentTail(file: ReadFile): Promise<{ bytes: Uint8Arr
   if (size < HEADER_BYTES + TRAILER_BYTES)
     throw corrupt(`segment ${file.path} is ${size} bytes, too short for header and trailer`);
   let tailStart = Math.max(0, size - FOOTER_TAIL_READ_BYTES);
-  let tail = await file.read(tailStart, size - tailStart);
+  let tail = await readSmall(file, tailStart, size - tailStart);
   const footerLength = new DataView(tail.buffer, tail.byteOffset + tail.length - TRAILER_BYTES, 4).getUint32(
     0,
     true,
@@ -635,7 +635,7 @@ export async function readSegmentTail(file: ReadFile): Promise<{ bytes: Uint8Arr
   const needFrom = size - TRAILER_BYTES - footerLength;
   if (needFrom < tailStart && needFrom >= HEADER_BYTES) {
     tailStart = needFrom;
-    tail = await file.read(tailStart, size - tailStart);
+    tail = await readSmall(file, tailStart, size - tailStart);
   }
   return { bytes: tail, start: tailStart };
 }
