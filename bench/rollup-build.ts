@@ -2,8 +2,9 @@
  * `npx node bench/rollup-build.ts N DIR`: rollup build throughput. Loads N bench events into
  * `DIR/base` (batches of 1,000, durability 'balanced', no tick; skipped when already loaded),
  * copies it to `DIR/run` (no rollups yet) and times `db.rollup()` there: builds of every raw
- * segment (hour, day, month) and the merges of the day and month files, files written and
- * fsynced. Then a phase breakdown, in this thread, over the same raw segment files.
+ * segment (hour and day), the combine of their day rows into the other levels, any merges,
+ * files written and fsynced. Then a phase breakdown, in this thread, over the same raw segment
+ * files.
  */
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -14,11 +15,11 @@ import { encodeRollupFile } from '../src/rollup/rollup-file.ts';
 import {
   type BuildPhases,
   buildRollupLevels,
-  mergeRollupRows,
+  combineDayRows,
   ROLLUP_SOURCE_COLUMNS,
   type RollupRows,
 } from '../src/rollup/rollup-rows.ts';
-import { CARRIED_LEVELS, type CarriedLevel } from '../src/rollup/rollup-job.ts';
+import { CARRIED_LEVELS } from '../src/rollup/rollup-job.ts';
 import { SegmentReader } from '../src/storage/segment/segment-reader.ts';
 import { Workload } from './workload.ts';
 
@@ -67,16 +68,13 @@ console.log(
 );
 
 // Phase breakdown, in this thread (the build itself runs in workers), as db.rollup() does it
-// from scratch: per raw segment read its columns, group hour rows, derive the other levels,
-// encode the hour file; then sum every segment's rows of each other level into one file each.
-// ROLLUP_PHASES=0 skips it.
+// from scratch: per raw segment read its columns, group hour rows, derive day rows, encode the
+// hour file; then sum every segment's day rows, derive the other levels from the sum and
+// encode one file each. ROLLUP_PHASES=0 skips it.
 if (process.env.ROLLUP_PHASES === '0') process.exit(0);
 const phases: BuildPhases = { readMs: 0, linesMs: 0, hourMs: 0, dayMonthMs: 0, rowsMs: 0, meterMs: 0 };
 let encodeMs = 0;
-const carried = Object.fromEntries(CARRIED_LEVELS.map((l) => [l, [] as RollupRows[]])) as Record<
-  CarriedLevel,
-  RollupRows[]
->;
+const carried: RollupRows[] = [];
 const rawDir = join(run, 'raw');
 let rows = 0;
 const cpuPhases0 = process.cpuUsage();
@@ -86,19 +84,20 @@ for (const f of readdirSync(rawDir).sort()) {
   const columns = SegmentReader.fromBytes(bytes).readColumns(ROLLUP_SOURCE_COLUMNS) as EventColumns;
   phases.readMs += performance.now() - r0;
   rows += columns.rowCount;
-  const levels = buildRollupLevels(columns, phases);
+  const levels = buildRollupLevels(columns, phases, true);
   const e0 = performance.now();
   encodeRollupFile(levels.get('hour') as RollupRows, 'hour');
   encodeMs += performance.now() - e0;
-  for (const l of CARRIED_LEVELS) carried[l].push(levels.get(l) as RollupRows);
+  carried.push(levels.get('day') as RollupRows);
 }
-const combine: string[] = [];
+const c0 = performance.now();
+const combined = combineDayRows(carried);
+const combine: string[] = [`day rows summed, other levels derived ${ms(performance.now() - c0)}`];
 for (const level of CARRIED_LEVELS) {
-  const m0 = performance.now();
-  const merged = mergeRollupRows(carried[level], level);
-  const m1 = performance.now();
-  encodeRollupFile(merged, level);
-  combine.push(`${level} ${merged.rowCount} rows: sum ${ms(m1 - m0)}, encode ${ms(performance.now() - m1)}`);
+  const rowsOf = combined.get(level) as RollupRows;
+  const e0 = performance.now();
+  encodeRollupFile(rowsOf, level);
+  combine.push(`${level} ${rowsOf.rowCount} rows: encode ${ms(performance.now() - e0)}`);
 }
 const cpuPhases = process.cpuUsage(cpuPhases0);
 function ms(x: number): string {
@@ -107,7 +106,6 @@ function ms(x: number): string {
 console.log(
   `phases over ${rows} raw rows (one thread, CPU ${((cpuPhases.user + cpuPhases.system) / 1e6).toFixed(2)} s):` +
     ` read columns ${ms(phases.readMs)}, line ids ${ms(phases.linesMs)}, hour groups ${ms(phases.hourMs)},` +
-    ` day+month from hour rows ${ms(phases.dayMonthMs)}, groups->rows ${ms(phases.rowsMs)},` +
-    ` meter_day+meter_month from day rows ${ms(phases.meterMs)},` +
+    ` day from hour rows ${ms(phases.dayMonthMs)}, groups->rows ${ms(phases.rowsMs)},` +
     ` encode+compress hour files ${ms(encodeMs)}; combine ${combine.join('; ')}`,
 );

@@ -25,7 +25,6 @@ import { bucketStart, HOUR_MS, ROLLUP_LEVELS } from './levels.ts';
 import { type EncodedRollup, encodeRollupFile, readRollupFile } from './rollup-file.ts';
 import {
   CARRIED_LEVELS,
-  type CarriedRows,
   type RollupOutput,
   type RollupRequest,
   rowsTransfer,
@@ -139,8 +138,8 @@ export async function buildRollupFiles(
 }
 
 /**
- * buildRollupFiles, or with `carry` only the hour file, the other levels' rows handed back to
- * be combined with other segments' (one file per level for many segments).
+ * buildRollupFiles, or with `carry` only the hour file, the day rows handed back to be
+ * combined with other segments' (one file per level for many segments).
  */
 async function buildRollups(
   ctx: RollupContext,
@@ -148,7 +147,7 @@ async function buildRollups(
   bytes: Uint8Array | undefined,
   lane: number,
   carry: boolean,
-): Promise<{ entries: RollupSegmentEntry[]; carried?: RollupOutput['carried'] }> {
+): Promise<{ entries: RollupSegmentEntry[]; carriedDay?: RollupRows }> {
   const data = bytes ?? (await ctx.fs.readFile(segmentPath(ctx.root, raw.id)));
   const request: RollupRequest = {
     op: 'build',
@@ -165,7 +164,7 @@ async function buildRollups(
   for (const { level, encoded } of out.levels)
     entries.push(await writeRollupFile(ctx, level, [raw.id], encoded));
   await ctx.fs.syncDir(joinPath(ctx.root, ROLLUP_DIR));
-  return { entries, carried: out.carried };
+  return { entries, carriedDay: out.carriedDay };
 }
 
 /** Writes (and fsyncs) one encoded rollup file under a new id; the directory is synced by the caller. */
@@ -209,27 +208,6 @@ export function planRollupMerge(state: ManifestState, level: RollupLevel): Rollu
     rows += f.rows;
   }
   return picked.length >= 2 ? picked : null;
-}
-
-/**
- * Consecutive groups of segments whose day and month rows are combined into one file per
- * level: up to ROLLUP_MERGE_ROWS_MAX raw rows each (a level has at most as many rows as events),
- * which bounds a combine's memory as it bounds a merge's.
- */
-function combineGroups(segments: readonly RawSegmentEntry[]): RawSegmentEntry[][] {
-  const groups: RawSegmentEntry[][] = [];
-  let rows = 0;
-  for (const e of segments) {
-    const last = groups.at(-1);
-    if (last === undefined || rows + e.rows > ROLLUP_MERGE_ROWS_MAX) {
-      groups.push([e]);
-      rows = e.rows;
-    } else {
-      last.push(e);
-      rows += e.rows;
-    }
-  }
-  return groups;
 }
 
 /** Raw segments some level does not cover yet, oldest first. */
@@ -389,10 +367,11 @@ export class Roller {
 
   /**
    * Rolls up every uncovered raw segment now, on every worker lane at once. Segments no level
-   * covers are built in groups: each segment's hour file (committed as it is done), and one
-   * file per other level for the whole group, summed from the rows the builds hand back (no
-   * file per segment to write, read back and merge). Others get the levels they lack one by
-   * one. Then the files of each merged level are merged, levels side by side.
+   * covers are built together: each segment's hour file (committed as it is done), and one
+   * file per other level for up to ROLLUP_MERGE_ROWS_MAX day rows of them, summed from the day
+   * rows the builds hand back, the coarser levels derived from that sum (no file per segment
+   * to write, read back and merge). Others get the levels they lack one by one. Then the files
+   * of each merged level are merged, levels side by side.
    */
   async rollupAll(): Promise<RollupResult> {
     return this.exclusive(async () => {
@@ -421,11 +400,9 @@ export class Roller {
               rawRows += next.rows;
             }
           });
-          for (const group of combineGroups(fresh)) {
-            const r = await this.buildGroup(group);
-            segments += r.segments;
-            rawRows += r.rawRows;
-          }
+          const r = await this.buildCarrying(fresh);
+          segments += r.segments;
+          rawRows += r.rawRows;
         }
         await onLanes(MERGED_LEVELS, (level, lane) => this.mergeLevel(level, lane));
       } finally {
@@ -436,21 +413,22 @@ export class Roller {
   }
 
   /**
-   * Builds a group of segments no level covers: their hour files (each committed as built),
-   * then one file per other level covering them all, committed together, each taken when every
-   * segment it covers is still live and uncovered at its level (else dropped: they are built
-   * again later).
+   * Builds segments no level covers, on every lane: each one's hour file (committed as built)
+   * and its day rows, carried; whenever the carried day rows reach ROLLUP_MERGE_ROWS_MAX (and
+   * at the end), they are combined into one file per other level (combineCarried). The lane
+   * that fills a batch combines it while the other lane goes on building.
    */
-  private async buildGroup(
-    group: readonly RawSegmentEntry[],
+  private async buildCarrying(
+    fresh: readonly RawSegmentEntry[],
   ): Promise<{ segments: number; rawRows: number }> {
     let segments = 0;
     let rawRows = 0;
-    const carried: { raw: RawSegmentEntry; rows: CarriedRows }[] = [];
-    await onLanes(group, async (raw, lane) => {
+    let batch: { raw: RawSegmentEntry; day: RollupRows }[] = [];
+    let batchRows = 0;
+    await onLanes(fresh, async (raw, lane) => {
       const started = this.now();
       const built = await buildRollups(this.ctx, raw, undefined, lane, true);
-      assert(built.carried !== undefined, 'a carrying build hands back its rows');
+      assert(built.carriedDay !== undefined, 'a carrying build hands back its day rows');
       this.totals.bytesWritten += built.entries.reduce((n, r) => n + r.size_bytes, 0);
       this.totals.buildMs += this.now() - started;
       let unused: RollupSegmentEntry[] = [];
@@ -466,24 +444,51 @@ export class Roller {
         this.totals.segmentsBuilt++;
         this.totals.rawRowsRolledUp += raw.rows;
       }
-      carried.push({ raw, rows: built.carried });
+      batch.push({ raw, day: built.carriedDay });
+      batchRows += built.carriedDay.rowCount;
+      if (batchRows >= ROLLUP_MERGE_ROWS_MAX) {
+        const full = batch;
+        batch = [];
+        batchRows = 0;
+        await this.combineCarried(full);
+      }
     });
+    if (batch.length > 0) await this.combineCarried(batch);
+    return { segments, rawRows };
+  }
+
+  /**
+   * One file per level but hour for segments whose day rows builds carried: the day rows
+   * summed and the coarser levels derived (one job), then each level encoded (a job per
+   * level, on every lane), committed together; each file taken when every segment it covers
+   * is still live and uncovered at its level (else dropped: they are built again later).
+   */
+  private async combineCarried(carried: { raw: RawSegmentEntry; day: RollupRows }[]): Promise<void> {
     // The order of the segments, not of the builds' ends: the same files for the same input.
     carried.sort((a, b) => a.raw.id - b.raw.id);
     const covers = carried.map((c) => c.raw.id);
     const events = carried.reduce((n, c) => n + c.raw.rows, 0);
     const started = this.now();
+    const parts = carried.map((c) => c.day);
+    const rows = parts.reduce((n, p) => n + p.rowCount, 0);
+    const request: RollupRequest = { op: 'combine', parts };
+    const out = await runJob(request, rows, parts.flatMap(rowsTransfer));
+    assert(out.rawRows === events, `combined rollups count ${out.rawRows} of ${events} events`);
+    const derived = out.derived;
+    assert(derived !== undefined, 'a combine hands back the rows of its levels');
     const combined: RollupSegmentEntry[] = [];
     await onLanes(CARRIED_LEVELS, async (level, lane) => {
-      const parts = carried.map((c) => c.rows[level]);
-      const request: RollupRequest = { op: 'combine', level, parts };
-      const out = await runJob(request, events, parts.flatMap(rowsTransfer), lane);
-      assert(out.rawRows === events, `a combined ${level} rollup counts ${out.rawRows} of ${events} events`);
-      combined.push(await writeRollupFile(this.ctx, level, covers, out.levels[0].encoded));
+      const encode: RollupRequest = { op: 'encode', level, rows: derived[level] };
+      const encoded = await runJob(encode, derived[level].rowCount, rowsTransfer(derived[level]), lane);
+      assert(
+        encoded.rawRows === events,
+        `a combined ${level} rollup counts ${encoded.rawRows} of ${events} events`,
+      );
+      combined.push(await writeRollupFile(this.ctx, level, covers, encoded.levels[0].encoded));
     });
     await this.ctx.fs.syncDir(joinPath(this.ctx.root, ROLLUP_DIR));
-    // One commit for the group's files: each taken when every segment it covers is still live
-    // and uncovered at its level.
+    // One commit for the files: each taken when every segment it covers is still live and
+    // uncovered at its level.
     let taken: RollupSegmentEntry[] = [];
     await this.ctx.versions.commit((s) => {
       const live = new Set(s.raw_segments.map((e) => e.id));
@@ -498,7 +503,6 @@ export class Roller {
     await this.removeFiles(combined.filter((e) => !taken.includes(e)));
     this.totals.bytesWritten += taken.reduce((n, e) => n + e.size_bytes, 0);
     this.totals.buildMs += this.now() - started;
-    return { segments, rawRows };
   }
 
   /** Drops and rebuilds from raw the rollups of every raw segment with events in [from, to). */

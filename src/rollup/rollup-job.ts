@@ -16,6 +16,7 @@ import { crc32c } from '../storage/encoding/crc32c.ts';
 import { type EncodedRollup, encodeRollupFile, readRollupFile } from './rollup-file.ts';
 import {
   buildRollupLevels,
+  combineDayRows,
   mergeRollupRows,
   ROLLUP_DICT_COLUMNS,
   ROLLUP_SOURCE_COLUMNS,
@@ -30,17 +31,28 @@ export interface BuildRequest {
   sizeBytes: number;
   crc32c: number;
   /**
-   * Encode only the hour file and hand back the other levels' rows (`carried`), to be summed
-   * with other segments' rows into one file per level (`combine`) instead of a file each.
+   * Encode only the hour file and hand back the day rows (`carriedDay`), to be summed with
+   * other segments' day rows (`combine`), the coarser levels derived from the sum, one file
+   * per level for them all instead of a file each.
    */
   carry?: boolean;
 }
 
-/** Combine: one file of `level` from rows several builds carried (each of other segments). */
+/**
+ * Combine: the day rows several builds carried (each of other segments, in segment order)
+ * summed, and the month and meter levels derived from the sum, handed back as rows (`derived`)
+ * to be encoded level by level on every worker lane.
+ */
 export interface CombineRequest {
   op: 'combine';
-  level: RollupLevel;
   parts: RollupRows[];
+}
+
+/** Encode: one rollup file of `level` from rows. */
+export interface EncodeRequest {
+  op: 'encode';
+  level: RollupLevel;
+  rows: RollupRows;
 }
 
 /** Merge: several rollup files of one level into one. */
@@ -50,16 +62,18 @@ export interface MergeRollupsRequest {
   files: { id: number; bytes: Uint8Array; crc32c: number }[];
 }
 
-export type RollupRequest = BuildRequest | MergeRollupsRequest | CombineRequest;
+export type RollupRequest = BuildRequest | MergeRollupsRequest | CombineRequest | EncodeRequest;
 
 export interface RollupOutput {
   rawRows: number;
   levels: { level: RollupLevel; encoded: EncodedRollup }[];
-  /** A carrying build's day and month rows. */
-  carried?: CarriedRows;
+  /** A carrying build's day rows. */
+  carriedDay?: RollupRows;
+  /** A combine's rows of every level but hour. */
+  derived?: CarriedRows;
 }
 
-/** Levels a carrying build hands back as rows (every level but hour). */
+/** Levels a combine makes from carried day rows (every level but hour). */
 export const CARRIED_LEVELS = ['day', 'month', 'meter_day', 'meter_month'] as const;
 export type CarriedLevel = (typeof CARRIED_LEVELS)[number];
 export type CarriedRows = Record<CarriedLevel, RollupRows>;
@@ -67,6 +81,11 @@ export type CarriedRows = Record<CarriedLevel, RollupRows>;
 export function runRollup(req: RollupRequest): RollupOutput {
   if (req.op === 'build') return runBuild(req);
   if (req.op === 'combine') return runCombine(req);
+  if (req.op === 'encode')
+    return {
+      rawRows: countEvents(req.rows),
+      levels: [{ level: req.level, encoded: encodeRollupFile(req.rows, req.level) }],
+    };
   return runMergeRollups(req);
 }
 
@@ -78,10 +97,16 @@ function countEvents(rows: RollupRows): number {
 
 function runCombine(req: CombineRequest): RollupOutput {
   const events = req.parts.reduce((n, p) => n + countEvents(p), 0);
-  const rows = mergeRollupRows(req.parts, req.level);
-  const merged = countEvents(rows);
-  assert(merged === events, `a combined ${req.level} rollup counts ${merged} events of ${events}`);
-  return { rawRows: events, levels: [{ level: req.level, encoded: encodeRollupFile(rows, req.level) }] };
+  const built = combineDayRows(req.parts);
+  const derived = {} as CarriedRows;
+  for (const level of CARRIED_LEVELS) {
+    const rows = built.get(level);
+    assert(rows !== undefined, `no combined ${level} rows`);
+    const counted = countEvents(rows);
+    assert(counted === events, `a combined ${level} rollup counts ${counted} events of ${events}`);
+    derived[level] = rows;
+  }
+  return { rawRows: events, levels: [], derived };
 }
 
 /** The buffers of rows' columns (each its own: toRows allocates every column). */
@@ -130,9 +155,9 @@ function runBuild(req: BuildRequest): RollupOutput {
   return rollupColumns(columns, req.carry === true);
 }
 
-/** Rollup files of every level (`carry`: the hour file, day and month rows) for one segment. */
+/** Rollup files of every level (`carry`: the hour file and the day rows) for one segment. */
 export function rollupColumns(columns: EventColumns, carry = false): RollupOutput {
-  const built = buildRollupLevels(columns);
+  const built = buildRollupLevels(columns, undefined, carry);
   const rowsOf = (level: RollupLevel): RollupRows => {
     const rows = built.get(level);
     assert(rows !== undefined, `no ${level} rollup rows`);
@@ -147,15 +172,14 @@ export function rollupColumns(columns: EventColumns, carry = false): RollupOutpu
   return {
     rawRows: columns.rowCount,
     levels: encoded,
-    ...(carry
-      ? { carried: Object.fromEntries(CARRIED_LEVELS.map((l) => [l, rowsOf(l)])) as CarriedRows }
-      : {}),
+    ...(carry ? { carriedDay: rowsOf('day') } : {}),
   };
 }
 
 export function rollupOutputTransfer(out: RollupOutput): ArrayBuffer[] {
   const buffers = out.levels.map((l) => l.encoded.bytes.buffer as ArrayBuffer);
-  const carried = out.carried;
-  if (carried !== undefined) for (const l of CARRIED_LEVELS) buffers.push(...rowsTransfer(carried[l]));
+  if (out.carriedDay !== undefined) buffers.push(...rowsTransfer(out.carriedDay));
+  const derived = out.derived;
+  if (derived !== undefined) for (const l of CARRIED_LEVELS) buffers.push(...rowsTransfer(derived[l]));
   return buffers;
 }

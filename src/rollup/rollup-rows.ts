@@ -405,6 +405,28 @@ export function mergeRollupRows(
   level: RollupLevel,
   ordered = true,
 ): RollupRows {
+  const { c, lines, input } = mergedInput(parts);
+  return levelsFrom(c, lines, input, [level], ordered).get(level) as RollupRows;
+}
+
+/**
+ * The day rows of several raw segments (in segment order) summed into one set, and the month,
+ * meter_day and meter_month rows derived from it as a build derives them from one segment's
+ * day rows: each coarser level costs what the merged day rows cost, not what every segment's
+ * own rows of that level would.
+ */
+export function combineDayRows(parts: readonly RollupRows[]): Map<RollupLevel, RollupRows> {
+  const { c, lines, input } = mergedInput(parts);
+  const built = levelsWithLines(c, lines, input, ['day', 'month'], true);
+  const out = built.rows;
+  const meter = meterLevels(built.grain, out.get('day') as RollupRows, built.lines.get('day') as Int32Array);
+  out.set('meter_day', meter.meterDay);
+  out.set('meter_month', meter.meterMonth);
+  return out;
+}
+
+/** Several parts' rows as one input: dictionaries made common, lines numbered over all. */
+function mergedInput(parts: readonly RollupRows[]): { c: GrainColumns; lines: LineIds; input: Input } {
   const n = parts.reduce((a, p) => a + p.rowCount, 0);
   // Dictionaries made common: each part's codes mapped to one dictionary per column.
   const dictCols = {} as Record<RollupDictColumn, DictColumn>;
@@ -471,7 +493,7 @@ export function mergeRollupRows(
     first: f64((p) => p.first_ts),
     last: f64((p) => p.last_ts),
   };
-  return levelsFrom(c, lines, input, [level], ordered).get(level) as RollupRows;
+  return { c, lines, input };
 }
 
 /** Per raw row, the id of its grain line (everything but time), numbered in first-seen order. */
@@ -549,8 +571,15 @@ export interface BuildPhases {
   meterMs: number;
 }
 
-/** Rollup rows of every level for one segment's decoded rollup source columns. */
-export function buildRollupLevels(c: EventColumns, phases?: BuildPhases): Map<RollupLevel, RollupRows> {
+/**
+ * Rollup rows of every level for one segment's decoded rollup source columns; `hourAndDay`:
+ * only those two (the others then come from several segments' day rows: combineDayRows).
+ */
+export function buildRollupLevels(
+  c: EventColumns,
+  phases?: BuildPhases,
+  hourAndDay = false,
+): Map<RollupLevel, RollupRows> {
   const t = performance.now();
   const lines = lineIds(c);
   if (phases !== undefined) phases.linesMs += performance.now() - t;
@@ -565,8 +594,16 @@ export function buildRollupLevels(c: EventColumns, phases?: BuildPhases): Map<Ro
     first: c.timestamp_ms,
     last: c.timestamp_ms,
   };
-  const built = levelsWithLines(c, lines, raw, ['hour', 'day', 'month'], true, phases);
+  const built = levelsWithLines(
+    c,
+    lines,
+    raw,
+    hourAndDay ? ['hour', 'day'] : ['hour', 'day', 'month'],
+    true,
+    phases,
+  );
   const out = built.rows;
+  if (hourAndDay) return out;
   const t1 = performance.now();
   const meter = meterLevels(built.grain, out.get('day') as RollupRows, built.lines.get('day') as Int32Array);
   out.set('meter_day', meter.meterDay);

@@ -12,6 +12,7 @@ import { bucketOf, bucketStart, ROLLUP_LEVELS } from '../../src/rollup/levels.ts
 import { encodeRollupFile, readRollupFile } from '../../src/rollup/rollup-file.ts';
 import {
   buildRollupLevels,
+  combineDayRows,
   mergeRollupRows,
   ROLLUP_DICT_COLUMNS,
   type RollupRows,
@@ -217,6 +218,33 @@ describe('rollup rows', () => {
               (p) => buildRollupLevels(columns(segmentOrder(p))).get(level) as RollupRows,
             );
             expect(summed([mergeRollupRows(rows, level)])).toEqual(reference(parts.flat(), level));
+          }
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  it("the coarser levels derived from the parts' summed day rows equal rolling up all their events", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(event, { minLength: 1, maxLength: 80, size: 'max' }), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        fc.boolean(),
+        (drawn, huge) => {
+          const parts = huge ? drawn : drawn.map((p) => p.map((e) => ({ ...e, q: e.q % 2n ** 60n })));
+          // As a carrying build hands them back: hour and day only.
+          const days = parts.map(
+            (p) => buildRollupLevels(columns(segmentOrder(p)), undefined, true).get('day') as RollupRows,
+          );
+          const combined = combineDayRows(days);
+          for (const level of ['day', 'month', 'meter_day', 'meter_month'] as const) {
+            const rows = combined.get(level) as RollupRows;
+            const want = reference(parts.flat(), level);
+            expect(summed([rows])).toEqual(want);
+            if (!huge) expect(rows.rowCount).toBe(want.size);
           }
         },
       ),
