@@ -341,9 +341,19 @@ function groupByLine(input: Input, level: RollupLevel): Groups | null {
   return groups;
 }
 
-/** groupInput in any row order: groups found by (line, bucket) in a hash table. */
+/** Cells of a dense (line, bucket) table groupHashed uses instead of hashing, at most. */
+const DENSE_CELLS_MAX = 1 << 22;
+
+/**
+ * groupInput in any row order: groups found by (line, bucket) in a table indexed by both when
+ * lines × buckets is small (the meter lines of a few weeks' day rows), else in a hash table.
+ */
 function groupHashed(input: Input, level: RollupLevel): Groups {
   const bucket = bucketOf(level);
+  if (bucket !== 'month') {
+    const groups = groupDense(input, bucket === 'hour' ? HOUR_MS : DAY_MS);
+    if (groups !== null) return groups;
+  }
   const groups = new Groups(input.rowCount);
   const byKey = new KeyTable(input.rowCount);
   // Keys line * span + hour slot stay small integers (fast map keys) for a segment of a
@@ -388,6 +398,47 @@ function groupHashed(input: Input, level: RollupLevel): Groups {
     prevLine = line;
     prevBucket = b;
     prevGroup = g;
+  }
+  return groups;
+}
+
+/**
+ * groupHashed for buckets of a fixed `width` through a table of every (line, bucket) cell;
+ * null when that table would exceed DENSE_CELLS_MAX cells or 2 per input row. Groups come in
+ * the same order, with the same split rows, as through the hash table.
+ */
+function groupDense(input: Input, width: number): Groups | null {
+  const n = input.rowCount;
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = Number.NEGATIVE_INFINITY;
+  let lines = 0;
+  for (let r = 0; r < n; r++) {
+    const ts = input.timestamp[r];
+    if (ts < lo) lo = ts;
+    if (ts > hi) hi = ts;
+    if (input.line[r] >= lines) lines = input.line[r] + 1;
+  }
+  const base = Math.floor(lo / width) * width;
+  const span = Math.floor((hi - base) / width) + 1;
+  const cells = lines * span;
+  if (!(cells <= DENSE_CELLS_MAX && cells <= 2 * n)) return null;
+  const cell = new Int32Array(cells).fill(-1);
+  const groups = new Groups(n);
+  for (let r = 0; r < n; r++) {
+    const line = input.line[r];
+    const slot = Math.floor((input.timestamp[r] - base) / width);
+    const at = line * span + slot;
+    let g = cell[at];
+    if (g < 0) {
+      g = groups.add(line, base + slot * width);
+      cell[at] = g;
+    }
+    if (!groups.addRow(g, input, r)) {
+      // The sum would leave what a row stores: the key goes on in a new row.
+      g = groups.add(line, base + slot * width);
+      cell[at] = g;
+      assert(groups.addRow(g, input, r), 'one quantity fits a rollup row');
+    }
   }
   return groups;
 }
