@@ -228,12 +228,15 @@ function mantissaBitsOf(values: Float64Array, delta: boolean): number {
 /** A quantity chunk: the bit-class streams when every value is a safe integer (no big rows). */
 function quantityChunk(col: QuantityColumn, from: number, to: number): Uint8Array {
   const values = col.values.subarray(from, to);
-  let safe = col.big === null;
-  for (let i = 0; safe && i < values.length; i++) safe = Number.isSafeInteger(values[i]);
-  if (!safe)
+  if (col.big !== null || !allSafeIntegers(values))
     return packRaw(Encoding.QUANTITY_BIT_CLASS, encodeQuantities(quantitySlice(col, from, to), 0, to - from));
   const streams = bitClassStreams(values, false, mantissaBitsOf(values, false));
-  return packRaw(Encoding.QUANTITY_BIT_CLASS, [...streams, new Uint8Array(0)]);
+  return packRaw(Encoding.QUANTITY_BIT_CLASS, [streams[0], streams[1], new Uint8Array(0)]);
+}
+
+function allSafeIntegers(values: Float64Array): boolean {
+  for (let i = 0; i < values.length; i++) if (!Number.isSafeInteger(values[i])) return false;
+  return true;
 }
 
 /** Open-addressing set of the distinct values of a block (-1: empty; values are >= 0). */
@@ -289,7 +292,19 @@ function timestampsChunk(values: Float64Array): Uint8Array {
   }
   const dict = rawChunkLength([dictLength, 1 + byteWidth(distinct - 1) * n]);
   if (delta <= dict) return packRaw(Encoding.DELTA_BIT_CLASS, bitClassStreams(values, true, mantissaBits));
-  // Distinct values ascending (delta varints), then each row's index among them as planes.
+  return valueDictChunk(values, keys, dictLength);
+}
+
+/**
+ * The value dictionary chunk: distinct values ascending (delta varints), then each row's index
+ * among them as planes. Its own function: inlined into timestampsChunk before any block had
+ * taken this branch, it sent that function back to the interpreter on the first that did
+ * (a hundred times in a cold worker's first segment).
+ */
+function valueDictChunk(values: Float64Array, keys: Float64Array, dictLength: number): Uint8Array {
+  const n = values.length;
+  const distinct = keys.length;
+  let last = 0;
   const head = new ByteWriter(dictLength);
   head.writeVarUint(distinct);
   last = 0;
@@ -297,11 +312,23 @@ function timestampsChunk(values: Float64Array): Uint8Array {
     head.writeVarUint(keys[k] - last);
     last = keys[k];
   }
+  const planes = encodePlanes(dictCodes(values, keys));
+  return packRaw(Encoding.VALUE_DICT, [head.finish(), planes[0]]);
+}
+
+/**
+ * Each value's index among `keys` (ascending, holding every value). Hot loops live in small
+ * functions of their own here: code after a loop that V8 compiled on the stack (OSR) before
+ * that code ever ran deoptimizes there, again on every call, until the function is compiled
+ * whole.
+ */
+function dictCodes(values: Float64Array, keys: Float64Array): Uint32Array {
+  const n = values.length;
   const codes = new Uint32Array(n);
   for (let i = 0; i < n; i++) {
     const v = values[i];
     let lo = 0;
-    let hi = distinct - 1;
+    let hi = keys.length - 1;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if (keys[mid] < v) lo = mid + 1;
@@ -309,7 +336,7 @@ function timestampsChunk(values: Float64Array): Uint8Array {
     }
     codes[i] = lo;
   }
-  return packRaw(Encoding.VALUE_DICT, [head.finish(), ...encodePlanes(codes)]);
+  return codes;
 }
 
 /** Dictionary codes are stored + 1 (0 = null), as in raw segments. */
