@@ -30,7 +30,7 @@ import {
   rowsTransfer,
   runRollup,
 } from './rollup-job.ts';
-import type { RollupRows } from './rollup-rows.ts';
+import { type RollupRows, splitRowsByAccount } from './rollup-rows.ts';
 
 /** Smaller builds run inline: a worker round trip would cost more than it saves. */
 const INLINE_ROLLUP_ROWS_MAX = 20_000;
@@ -459,9 +459,10 @@ export class Roller {
 
   /**
    * One file per level but hour for segments whose day rows builds carried: the day rows
-   * summed and the coarser levels derived (one job), then each level encoded (a job per
-   * level, on every lane), committed together; each file taken when every segment it covers
-   * is still live and uncovered at its level (else dropped: they are built again later).
+   * summed and the coarser levels derived (a job per half of the accounts, the two side by
+   * side), then each level's halves joined and encoded (a job per level, on every lane),
+   * committed together; each file taken when every segment it covers is still live and
+   * uncovered at its level (else dropped: they are built again later).
    */
   private async combineCarried(carried: { raw: RawSegmentEntry; day: RollupRows }[]): Promise<void> {
     // The order of the segments, not of the builds' ends: the same files for the same input.
@@ -471,15 +472,31 @@ export class Roller {
     const started = this.now();
     const parts = carried.map((c) => c.day);
     const rows = parts.reduce((n, p) => n + p.rowCount, 0);
-    const request: RollupRequest = { op: 'combine', parts };
-    const out = await runJob(request, rows, parts.flatMap(rowsTransfer));
-    assert(out.rawRows === events, `combined rollups count ${out.rawRows} of ${events} events`);
-    const derived = out.derived;
-    assert(derived !== undefined, 'a combine hands back the rows of its levels');
+    // Large enough for two lanes: one combine per account range, side by side.
+    const ranges = (ROLLUP_WORKERS > 1 && rows > 2 * INLINE_ROLLUP_ROWS_MAX && splitRowsByAccount(parts)) || [
+      parts,
+    ];
+    const outs: RollupOutput[] = [];
+    await onLanes(
+      ranges.map((range, index) => ({ range, index })),
+      async ({ range, index }, lane) => {
+        const request: RollupRequest = { op: 'combine', parts: range };
+        const count = range.reduce((n, p) => n + p.rowCount, 0);
+        outs[index] = await runJob(request, count, range.flatMap(rowsTransfer), lane);
+      },
+    );
+    const counted = outs.reduce((n, o) => n + o.rawRows, 0);
+    assert(counted === events, `combined rollups count ${counted} of ${events} events`);
+    const derived = outs.map((o) => {
+      assert(o.derived !== undefined, 'a combine hands back the rows of its levels');
+      return o.derived;
+    });
     const combined: RollupSegmentEntry[] = [];
     await onLanes(CARRIED_LEVELS, async (level, lane) => {
-      const encode: RollupRequest = { op: 'encode', level, rows: derived[level] };
-      const encoded = await runJob(encode, derived[level].rowCount, rowsTransfer(derived[level]), lane);
+      const sets = derived.map((d) => d[level]);
+      const encode: RollupRequest = { op: 'encode', level, sets };
+      const size = sets.reduce((n, r) => n + r.rowCount, 0);
+      const encoded = await runJob(encode, size, sets.flatMap(rowsTransfer), lane);
       assert(
         encoded.rawRows === events,
         `a combined ${level} rollup counts ${encoded.rawRows} of ${events} events`,

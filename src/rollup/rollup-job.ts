@@ -17,6 +17,7 @@ import { type EncodedRollup, encodeRollupFile, readRollupFile } from './rollup-f
 import {
   buildRollupLevels,
   combineDayRows,
+  concatRows,
   mergeRollupRows,
   ROLLUP_DICT_COLUMNS,
   ROLLUP_SOURCE_COLUMNS,
@@ -48,11 +49,14 @@ export interface CombineRequest {
   parts: RollupRows[];
 }
 
-/** Encode: one rollup file of `level` from rows. */
+/**
+ * Encode: one rollup file of `level` from sets of rows over account ranges in order (the
+ * combines of a batch split by account), joined first.
+ */
 export interface EncodeRequest {
   op: 'encode';
   level: RollupLevel;
-  rows: RollupRows;
+  sets: RollupRows[];
 }
 
 /** Merge: several rollup files of one level into one. */
@@ -81,11 +85,13 @@ export type CarriedRows = Record<CarriedLevel, RollupRows>;
 export function runRollup(req: RollupRequest): RollupOutput {
   if (req.op === 'build') return runBuild(req);
   if (req.op === 'combine') return runCombine(req);
-  if (req.op === 'encode')
+  if (req.op === 'encode') {
+    const rows = concatRows(req.sets);
     return {
-      rawRows: countEvents(req.rows),
-      levels: [{ level: req.level, encoded: encodeRollupFile(req.rows, req.level) }],
+      rawRows: countEvents(rows),
+      levels: [{ level: req.level, encoded: encodeRollupFile(rows, req.level) }],
     };
+  }
   return runMergeRollups(req);
 }
 

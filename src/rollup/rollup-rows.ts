@@ -906,3 +906,133 @@ function remapDict(lineCodes: Uint32Array, dictIn: readonly string[], line: Int3
   }
   return { dict, codes };
 }
+
+/** Rows [from, to) of `rows` as rows of their own (copied; the dictionaries are shared). */
+export function sliceRows(rows: RollupRows, from: number, to: number): RollupRows {
+  const quantity = (q: QuantityColumn): QuantityColumn => {
+    let big: Map<number, bigint> | null = null;
+    if (q.big !== null)
+      for (const [row, v] of q.big) if (row >= from && row < to) (big ??= new Map()).set(row - from, v);
+    return { values: q.values.slice(from, to), big };
+  };
+  return {
+    rowCount: to - from,
+    ...(Object.fromEntries(
+      ROLLUP_DICT_COLUMNS.map((name) => [
+        name,
+        { dict: rows[name].dict, codes: rows[name].codes.slice(from, to) },
+      ]),
+    ) as Record<RollupDictColumn, DictColumn>),
+    kind: rows.kind.slice(from, to),
+    timestamp_ms: rows.timestamp_ms.slice(from, to),
+    quantity: quantity(rows.quantity),
+    count: rows.count.slice(from, to),
+    min: quantity(rows.min),
+    max: quantity(rows.max),
+    first_ts: rows.first_ts.slice(from, to),
+    last_ts: rows.last_ts.slice(from, to),
+  };
+}
+
+/**
+ * Each part's rows (sorted by account) cut in two at one account: those before it and the
+ * rest, so two combines can run side by side over account ranges that do not overlap and
+ * their rows be joined in order (concatRows). Null when one side would be empty.
+ */
+export function splitRowsByAccount(parts: readonly RollupRows[]): [RollupRows[], RollupRows[]] | null {
+  let largest: RollupRows | undefined;
+  for (const p of parts)
+    if (p.rowCount > 0 && (largest === undefined || p.rowCount > largest.rowCount)) largest = p;
+  if (largest === undefined) return null;
+  const pivot = accountAt(largest, largest.rowCount >> 1);
+  const before: RollupRows[] = [];
+  const after: RollupRows[] = [];
+  for (const p of parts) {
+    // The first row whose account is not before the pivot.
+    let lo = 0;
+    let hi = p.rowCount;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (accountAt(p, mid) < pivot) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo > 0) before.push(sliceRows(p, 0, lo));
+    if (lo < p.rowCount) after.push(sliceRows(p, lo, p.rowCount));
+  }
+  return before.length === 0 || after.length === 0 ? null : [before, after];
+}
+
+function accountAt(rows: RollupRows, i: number): string {
+  return rows.account_id.dict[rows.account_id.codes[i]];
+}
+
+/**
+ * Row sets of one level over account ranges in order (every account of a set before every
+ * account of the next) as one set: dictionaries made common, columns joined.
+ */
+export function concatRows(sets: readonly RollupRows[]): RollupRows {
+  if (sets.length === 1) return sets[0];
+  const n = sets.reduce((a, s) => a + s.rowCount, 0);
+  const dictCols = {} as Record<RollupDictColumn, DictColumn>;
+  for (const name of ROLLUP_DICT_COLUMNS) {
+    const dict: string[] = [];
+    const index = new Map<string, number>();
+    const codes = new Uint32Array(n);
+    let at = 0;
+    for (const s of sets) {
+      const col = s[name];
+      const remap = col.dict.map((v) => {
+        let c = index.get(v);
+        if (c === undefined) {
+          c = dict.length;
+          dict.push(v);
+          index.set(v, c);
+        }
+        return c;
+      });
+      for (let i = 0; i < s.rowCount; i++) {
+        const code = col.codes[i];
+        codes[at++] = code === NULL_CODE ? NULL_CODE : remap[code];
+      }
+    }
+    dictCols[name] = { dict, codes };
+  }
+  const join = <T extends Uint8Array | Float64Array>(
+    make: (n: number) => T,
+    pick: (s: RollupRows) => T,
+  ): T => {
+    const out = make(n);
+    let at = 0;
+    for (const s of sets) {
+      out.set(pick(s).subarray(0, s.rowCount), at);
+      at += s.rowCount;
+    }
+    return out;
+  };
+  const f64 = (pick: (s: RollupRows) => Float64Array) => join((k) => new Float64Array(k), pick);
+  const quantities = (pick: (s: RollupRows) => QuantityColumn): QuantityColumn => {
+    let big: Map<number, bigint> | null = null;
+    let at = 0;
+    for (const s of sets) {
+      const b = pick(s).big;
+      if (b !== null) for (const [row, v] of b) (big ??= new Map()).set(at + row, v);
+      at += s.rowCount;
+    }
+    return { values: f64((s) => pick(s).values), big };
+  };
+  return {
+    rowCount: n,
+    ...dictCols,
+    kind: join(
+      (k) => new Uint8Array(k),
+      (s) => s.kind,
+    ),
+    timestamp_ms: f64((s) => s.timestamp_ms),
+    quantity: quantities((s) => s.quantity),
+    count: f64((s) => s.count),
+    min: quantities((s) => s.min),
+    max: quantities((s) => s.max),
+    first_ts: f64((s) => s.first_ts),
+    last_ts: f64((s) => s.last_ts),
+  };
+}
