@@ -297,17 +297,15 @@ function timestampsChunk(values: Float64Array): Uint8Array {
 
 /**
  * The value dictionary chunk: distinct values ascending (delta varints), then each row's index
- * among them as planes. Its own function: inlined into timestampsChunk before any block had
- * taken this branch, it sent that function back to the interpreter on the first that did
- * (a hundred times in a cold worker's first segment).
+ * among them as planes. A function of its own, its loop in another (dictCodes): compiled
+ * inside timestampsChunk, this rarely taken branch deoptimized it a hundred times over a cold
+ * worker's first segment.
  */
 function valueDictChunk(values: Float64Array, keys: Float64Array, dictLength: number): Uint8Array {
-  const n = values.length;
   const distinct = keys.length;
-  let last = 0;
   const head = new ByteWriter(dictLength);
   head.writeVarUint(distinct);
-  last = 0;
+  let last = 0;
   for (let k = 0; k < distinct; k++) {
     head.writeVarUint(keys[k] - last);
     last = keys[k];
