@@ -45,7 +45,7 @@ export function rollupBlockRows(level: RollupLevel): number {
   return level === 'hour' || level === 'day' ? ROLLUP_BLOCK_ROWS : ROLLUP_SMALL_BLOCK_ROWS;
 }
 /** Rollups are rebuilt from raw at will: a fast level (measured in docs/rollups.md). */
-const ZSTD_LEVEL = 1;
+const ZSTD_LEVEL = 3;
 const CHUNKS_PER_BLOCK = 15;
 
 export interface RollupBlockMeta {
