@@ -351,6 +351,29 @@ function quantitySlice(col: QuantityColumn, from: number, to: number): QuantityC
   return { values: col.values.subarray(from, to), big };
 }
 
+const bounds = new Float64Array(4);
+
+/**
+ * Rows [from, to)'s first and last bucket and first and last event time, into `out`. A loop
+ * of its own (see dictCodes): inside the block loop it deoptimized encodeRollupFile per block.
+ */
+function blockBounds(rows: RollupRows, from: number, to: number, out: Float64Array): void {
+  let minBucket = Number.POSITIVE_INFINITY;
+  let maxBucket = Number.NEGATIVE_INFINITY;
+  let minTs = Number.POSITIVE_INFINITY;
+  let maxTs = Number.NEGATIVE_INFINITY;
+  for (let i = from; i < to; i++) {
+    minBucket = Math.min(minBucket, rows.timestamp_ms[i]);
+    maxBucket = Math.max(maxBucket, rows.timestamp_ms[i]);
+    minTs = Math.min(minTs, rows.first_ts[i]);
+    maxTs = Math.max(maxTs, rows.last_ts[i]);
+  }
+  out[0] = minBucket;
+  out[1] = maxBucket;
+  out[2] = minTs;
+  out[3] = maxTs;
+}
+
 export function encodeRollupFile(
   rows: RollupRows,
   level: RollupLevel,
@@ -390,14 +413,11 @@ export function encodeRollupFile(
     const block = plain;
     const length = block.length;
     const accounts = rows.account_id;
-    let minBucket = Number.POSITIVE_INFINITY;
-    let maxBucket = Number.NEGATIVE_INFINITY;
-    for (let i = from; i < to; i++) {
-      minBucket = Math.min(minBucket, rows.timestamp_ms[i]);
-      maxBucket = Math.max(maxBucket, rows.timestamp_ms[i]);
-      minTs = Math.min(minTs, rows.first_ts[i]);
-      maxTs = Math.max(maxTs, rows.last_ts[i]);
-    }
+    blockBounds(rows, from, to, bounds);
+    const minBucket = bounds[0];
+    const maxBucket = bounds[1];
+    minTs = Math.min(minTs, bounds[2]);
+    maxTs = Math.max(maxTs, bounds[3]);
     blocks.push({
       offset,
       length,

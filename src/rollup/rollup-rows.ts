@@ -497,10 +497,7 @@ function mergedInput(parts: readonly RollupRows[]): { c: GrainColumns; lines: Li
         }
         return c;
       });
-      for (let i = 0; i < part.rowCount; i++) {
-        const code = col.codes[i];
-        codes[at++] = code === NULL_CODE ? NULL_CODE : remap[code];
-      }
+      at = remapCodesInto(codes, at, col.codes, part.rowCount, remap);
     }
     dictCols[name] = { dict, codes };
   }
@@ -545,6 +542,25 @@ function mergedInput(parts: readonly RollupRows[]): { c: GrainColumns; lines: Li
     last: f64((p) => p.last_ts),
   };
   return { c, lines, input };
+}
+
+/**
+ * `count` codes of `from` through `remap` (null stays null) into `out` at `at`; returns the
+ * position after them. Loops nested in loops over columns and parts live in small functions:
+ * an inner loop V8 compiles while it runs deoptimizes its function at every exit otherwise.
+ */
+function remapCodesInto(
+  out: Uint32Array,
+  at: number,
+  from: Uint32Array,
+  count: number,
+  remap: readonly number[],
+): number {
+  for (let i = 0; i < count; i++) {
+    const code = from[i];
+    out[at++] = code === NULL_CODE ? NULL_CODE : remap[code];
+  }
+  return at;
 }
 
 /** Per raw row, the id of its grain line (everything but time), numbered in first-seen order. */
@@ -796,16 +812,20 @@ interface LineGrain {
   accounts: number;
 }
 
+/** `src` at each of `rows` (see remapCodesInto: a loop of its own). */
+function gatherCodes(src: Uint32Array, rows: Int32Array): Uint32Array {
+  const out = new Uint32Array(rows.length);
+  for (let l = 0; l < rows.length; l++) out[l] = src[rows[l]];
+  return out;
+}
+
 function grainOfLines(c: GrainColumns, lines: LineIds): LineGrain {
   const nLines = lines.firstRow.length;
   const firstRow = lines.firstRow;
   const codes = {} as Record<RollupDictColumn, Uint32Array>;
   const dicts = {} as Record<RollupDictColumn, readonly string[]>;
   for (const name of ROLLUP_DICT_COLUMNS) {
-    const src = c[name].codes;
-    const lc = new Uint32Array(nLines);
-    for (let l = 0; l < nLines; l++) lc[l] = src[firstRow[l]];
-    codes[name] = lc;
+    codes[name] = gatherCodes(c[name].codes, firstRow);
     dicts[name] = c[name].dict;
   }
   const kind = new Uint8Array(nLines);
@@ -990,10 +1010,7 @@ export function concatRows(sets: readonly RollupRows[]): RollupRows {
         }
         return c;
       });
-      for (let i = 0; i < s.rowCount; i++) {
-        const code = col.codes[i];
-        codes[at++] = code === NULL_CODE ? NULL_CODE : remap[code];
-      }
+      at = remapCodesInto(codes, at, col.codes, s.rowCount, remap);
     }
     dictCols[name] = { dict, codes };
   }
