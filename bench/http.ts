@@ -10,10 +10,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { DEFAULT_SERVER_CONFIG } from '../src/api/config.ts';
-import { closeServer, createServer, listen } from '../src/api/server.ts';
-import { UsageDb } from '../src/db.ts';
-import { type Counts, maxRssBytes, now, percentile } from './common.ts';
+import { builtModule, type Counts, maxRssBytes, now, percentile } from './common.ts';
 import { HTTP_CLIENT_MARKER, type HttpClientResult, readBodies } from './http-client.ts';
 import { MONTH_FROM, MONTH_TO, Workload, type WorkloadTotals } from './workload.ts';
 
@@ -91,6 +88,9 @@ export async function httpIngestUsagedb(o: {
 }): Promise<HttpIngestResult> {
   mkdirSync(o.dir, { recursive: true });
   const { totals, bytes } = writeBodies(o.bodiesFile, o.events, o.seed);
+  const { UsageDb } = await builtModule<typeof import('../src/index.ts')>('index.js');
+  const { closeServer, createServer, DEFAULT_SERVER_CONFIG, listen } =
+    await builtModule<typeof import('../src/api/index.ts')>('api/index.js');
   const db = await UsageDb.open({ dir: o.dir, durability: 'balanced' });
   // Request logs off (warn): one line per request is a deployment choice, not the engine's cost.
   const config = { ...DEFAULT_SERVER_CONFIG, port: 0, logLevel: 'warn' as const };

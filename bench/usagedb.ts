@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   auditRow,
+  builtModule,
   type Counts,
   type Durability,
   dirBytes,
@@ -117,7 +118,7 @@ export interface UsageDbStatic {
 }
 
 async function loadUsageDb(): Promise<UsageDbStatic> {
-  const mod = await import('../src/index.ts');
+  const mod = await builtModule<typeof import('../src/index.ts')>('index.js');
   const UsageDb: UsageDbStatic = mod.UsageDb;
   return UsageDb;
 }

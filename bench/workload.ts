@@ -41,6 +41,12 @@ export interface WorkloadTotals {
   conflicts: number;
   /** Sum of the quantities of the unique (stored) events: every engine must hold exactly this. */
   quantitySum: number;
+  /**
+   * What the conflicting copies add over their originals. Senders running side by side may
+   * deliver a copy before its original (first writer wins, the original is then the conflict):
+   * their stored sum lies in quantitySum + [0, this].
+   */
+  conflictQuantityDelta: number;
 }
 
 export interface WorkloadOptions {
@@ -383,7 +389,14 @@ function dimensions(rng: Rng): Record<string, string> | undefined {
 
 /** Emits `opts.events` events (retries and conflicts included) in batches; `totals` fills as it runs. */
 export class Workload {
-  readonly totals: WorkloadTotals = { sent: 0, unique: 0, duplicates: 0, conflicts: 0, quantitySum: 0 };
+  readonly totals: WorkloadTotals = {
+    sent: 0,
+    unique: 0,
+    duplicates: 0,
+    conflicts: 0,
+    quantitySum: 0,
+    conflictQuantityDelta: 0,
+  };
   private readonly opts: Required<WorkloadOptions>;
 
   constructor(opts: WorkloadOptions) {
@@ -416,7 +429,9 @@ export class Workload {
             expect[i] = EXPECT_DUPLICATE;
             this.totals.duplicates++;
           } else {
-            resent.quantity += 1 + rng.int(10);
+            const delta = 1 + rng.int(10);
+            resent.quantity += delta;
+            this.totals.conflictQuantityDelta += delta;
             expect[i] = EXPECT_CONFLICT;
             this.totals.conflicts++;
           }
