@@ -11,6 +11,7 @@
  * - cached chunks are shared by every query: callers treat them as read-only.
  */
 import { COLUMN_NAMES, type ColumnBatch, type ColumnName, type EventColumns } from '../model/columns.ts';
+import type { BlockSummary } from './summary.ts';
 import type { SegmentEntryView, SegmentReaderView, SegmentSource } from './types.ts';
 
 export const DEFAULT_QUERY_CACHE_BYTES = 128 * 1024 * 1024;
@@ -41,7 +42,16 @@ export interface SegmentChunks {
   /** Per column index, per block. */
   readonly byColumn: (Entry | undefined)[][];
   reader: Entry | null;
+  /** Block summaries (summary.ts): per shape key, per block. */
+  readonly summaries: Map<string, (SummaryEntry | undefined)[]>;
   entries: number;
+}
+
+interface SummaryEntry {
+  owner: SegmentChunks;
+  shape: string;
+  block: number;
+  value: BlockSummary;
 }
 
 export interface CacheCounters {
@@ -65,26 +75,78 @@ export function chunkBytes(value: ColumnChunk): number {
   return value.values.byteLength + (value.big === null ? 0 : value.big.size * 64);
 }
 
+/** Share of the cache's bytes kept for block summaries (their own LRU, see keepSummary). */
+export const SUMMARY_SHARE = 0.25;
+
 export class ChunkCache {
   readonly maxBytes: number;
+  /** Bytes kept for block summaries; chunks and readers get the rest. */
+  readonly summaryMaxBytes: number;
+  private readonly chunkMaxBytes: number;
   private bytes = 0;
   private count = 0;
+  private summaryBytes = 0;
+  /** Block summaries, least recently used first (a Map keeps insertion order). */
+  private readonly summaryLru = new Map<SummaryEntry, true>();
   private oldest: Entry | null = null;
   private newest: Entry | null = null;
   private readonly stores = new WeakMap<object, Map<number, SegmentChunks>>();
 
-  constructor(maxBytes = DEFAULT_QUERY_CACHE_BYTES) {
+  /** `summaryShare`: the part of `maxBytes` kept for block summaries. */
+  constructor(maxBytes = DEFAULT_QUERY_CACHE_BYTES, summaryShare = SUMMARY_SHARE) {
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0)
       throw new RangeError(`cacheBytes must be a non-negative integer, got ${maxBytes}`);
     this.maxBytes = maxBytes;
+    this.summaryMaxBytes = Math.floor(maxBytes * summaryShare);
+    this.chunkMaxBytes = maxBytes - this.summaryMaxBytes;
   }
 
   get sizeBytes(): number {
-    return this.bytes;
+    return this.bytes + this.summaryBytes;
   }
 
   get entryCount(): number {
-    return this.count;
+    return this.count + this.summaryLru.size;
+  }
+
+  /** A block's cached summary of one shape, or undefined. */
+  summary(seg: SegmentChunks, block: number, shape: string): BlockSummary | undefined {
+    const e = seg.summaries.get(shape)?.[block];
+    if (e === undefined) return undefined;
+    this.summaryLru.delete(e);
+    this.summaryLru.set(e, true);
+    return e.value;
+  }
+
+  /**
+   * Keeps a block summary in the summaries' own share of the budget: the chunks a scan
+   * decodes to build summaries then cannot push the summaries out.
+   */
+  keepSummary(seg: SegmentChunks, block: number, shape: string, value: BlockSummary): void {
+    let byBlock = seg.summaries.get(shape);
+    if (value.bytes > this.summaryMaxBytes || byBlock?.[block] !== undefined) return;
+    while (this.summaryBytes + value.bytes > this.summaryMaxBytes) {
+      const oldest = this.summaryLru.keys().next();
+      if (oldest.done === true) break;
+      this.removeSummary(oldest.value);
+    }
+    const e: SummaryEntry = { owner: seg, shape, block, value };
+    if (byBlock === undefined) seg.summaries.set(shape, (byBlock = []));
+    byBlock[block] = e;
+    this.summaryLru.set(e, true);
+    this.summaryBytes += value.bytes;
+    seg.entries++;
+    if (seg.entries === 1) this.stores.get(seg.store)?.set(seg.segmentId, seg);
+  }
+
+  private removeSummary(e: SummaryEntry): void {
+    this.summaryLru.delete(e);
+    this.summaryBytes -= e.value.bytes;
+    const seg = e.owner;
+    const byBlock = seg.summaries.get(e.shape);
+    if (byBlock !== undefined) byBlock[e.block] = undefined;
+    seg.entries--;
+    if (seg.entries === 0) this.stores.get(seg.store)?.delete(seg.segmentId);
   }
 
   /** The cache record of one segment, created on first use. */
@@ -106,6 +168,7 @@ export class ChunkCache {
         crc: entry.crc32c,
         byColumn: COLUMN_NAMES.map(() => []),
         reader: null,
+        summaries: new Map(),
         entries: 0,
       };
       bySegment.set(entry.id, seg);
@@ -189,12 +252,12 @@ export class ChunkCache {
     bytes: number,
     cold = false,
   ): void {
-    if (bytes > this.maxBytes) return;
+    if (bytes > this.chunkMaxBytes) return;
     // Two queries may decode the same chunk concurrently; keep one.
     const existing = column === READER_SLOT ? seg.reader : seg.byColumn[column][block];
     if (existing !== null && existing !== undefined) return;
     // Room first, so a cold entry is not its own first victim.
-    while (this.bytes + bytes > this.maxBytes && this.oldest !== null) this.remove(this.oldest);
+    while (this.bytes + bytes > this.chunkMaxBytes && this.oldest !== null) this.remove(this.oldest);
     const e: Entry = { owner: seg, column, block, value, bytes, prev: null, next: null };
     if (cold) {
       e.next = this.oldest;
@@ -249,12 +312,15 @@ export class ChunkCache {
   private dropSegment(seg: SegmentChunks): void {
     if (seg.reader !== null) this.remove(seg.reader);
     for (const blocks of seg.byColumn) for (const e of blocks) if (e !== undefined) this.remove(e);
+    for (const byBlock of [...seg.summaries.values()])
+      for (const e of byBlock) if (e !== undefined) this.removeSummary(e);
     this.stores.get(seg.store)?.delete(seg.segmentId);
   }
 
   /** Drops everything (tests, or after a memory-pressure signal). */
   clear(): void {
     while (this.oldest !== null) this.remove(this.oldest);
+    for (const e of [...this.summaryLru.keys()]) this.removeSummary(e);
   }
 }
 
