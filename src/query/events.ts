@@ -504,10 +504,10 @@ function materialize(
   const source = c.source;
   if ('columns' in source) return wireEventAt(source.columns, c.row, ctx.dims, c.id as string);
   if (source.full === null) {
-    // Every column but the ids, once per block of the page, at the cold end of the cache
-    // (one-off wide reads; see ChunkCache).
+    // Every column but the ids, once per block of the page, kept apart from the chunks (one-off
+    // wide reads; see ChunkCache.wideBlock) so the next page, usually in the same block, reuses it.
     const seg = ctx.cache.segment(snapshot.store, source.entry);
-    source.full = ctx.cache.block(
+    source.full = ctx.cache.wideBlock(
       seg,
       snapshot.store,
       source.entry,
@@ -516,7 +516,6 @@ function materialize(
       source.rowCount,
       WIRE_COLUMNS,
       stats,
-      true,
     ) as WireColumns;
   }
   return wireEventAt(source.full, c.row, ctx.dims, c.id as string);

@@ -321,14 +321,13 @@ async function scanRaw(
   let summarise = false;
   const cache = ctx.cache;
   const shape = agg.shape;
-  const shapeKey = shape?.key ?? '';
   /** Summaries taken from the cache, by the dictionaries they share (one file's). */
   const taken = new Map<readonly string[], { parts: BlockSummary[]; accountFilter: boolean }>();
   const pieceTarget = { ...target, fromMs: piece.fromMs, toMs: piece.toMs };
   await scanSegments(snapshot, piece.entries, pieceTarget, cache, stats, {
     takeCached(seg: SegmentChunks, segment: SegmentEntryView, block: BlockMetaView, blockIndex: number) {
       if (!summaryServes(block)) return false;
-      const summary = cache.summary(seg, blockIndex, shapeKey);
+      const summary = cache.summary(seg, blockIndex, shape as SummaryShape);
       if (summary === undefined) return false;
       provenance?.raw.add(segment.segment_id ?? segment.id);
       stats.cacheHits++;
@@ -352,7 +351,7 @@ async function scanRaw(
       provenance?.raw.add(segment.segment_id ?? segment.id);
       if (summarise) {
         const summary = summarize(shape as SummaryShape, batch, block.rowCount, block.minTimestampMs);
-        cache.keepSummary(cache.segment(snapshot.store, segment), blockIndex, shapeKey, summary);
+        cache.keepSummary(cache.segment(snapshot.store, segment), blockIndex, shape as SummaryShape, summary);
         agg.visitSummary(summary, accountFilter);
         return;
       }

@@ -319,7 +319,10 @@ async function openEntry(
   let reader = cache.reader(seg);
   if (reader === null) {
     reader = await store.reader(entry);
-    cache.keepReader(seg, reader, entry.size_bytes);
+    // A source that prefetches hands out sparse readers: its own caches (bounded there) hold
+    // the chunk bytes, the reader only its block metadata. Else the reader holds the file.
+    const held = store.prefetch !== undefined ? 512 + reader.meta.blocks.length * 128 : entry.size_bytes;
+    cache.keepReader(seg, reader, held);
   }
   stats.segmentsOpened++;
   const meta = reader.meta;

@@ -34,7 +34,7 @@ export interface SummaryShape {
   kind: boolean;
   /** Whether groups keep their min and max (else only count and sum). */
   minMax: boolean;
-  /** Whether rows carry the block's first timestamp (for a day key). */
+  /** Whether the query reads the rows' timestamps (a day key); summaries always carry them. */
   time: boolean;
   /** Cache key of the shape. */
   key: string;
@@ -53,7 +53,7 @@ export function summaryShape(
     ...[...new Set(dicts)].filter((d) => d !== 'account_id').sort(),
   ];
   const columns: ColumnName[] = [...all, ...(kind ? (['kind'] as const) : []), 'quantity'];
-  const key = `${all.join(',')}${kind ? ',kind' : ''}${minMax ? ',minmax' : ''}${time ? ',time' : ''}`;
+  const key = `${all.join(',')}${kind ? ',kind' : ''}${minMax ? ',minmax' : ''}`;
   return { dicts: all, kind, minMax, time, key, columns };
 }
 
@@ -74,6 +74,18 @@ export function oneDay(minTimestampMs: number, maxTimestampMs: number): boolean 
 }
 
 const SAFE_MAX = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Whether a summary built for shape `built` can stand for one of shape `wanted`: it groups by
+ * every column the wanted one does (more columns only split groups further) and keeps what
+ * the wanted one reads. A q1 summary (account, product, meter, model, unit) then serves the
+ * same account's daily series by (meter, unit).
+ */
+export function shapeServes(built: SummaryShape, wanted: SummaryShape): boolean {
+  if ((wanted.kind && !built.kind) || (wanted.minMax && !built.minMax)) return false;
+  for (const d of wanted.dicts) if (!built.dicts.includes(d)) return false;
+  return true;
+}
 
 const NO_KIND = new Uint8Array(0);
 
@@ -186,12 +198,12 @@ export function summarize(
     for (let k = 0; k < n; k++) kinds[k] = kind[firstRow[k]];
     out.kind = kinds;
   }
-  if (shape.time) out.timestamp_ms = new Float64Array(n).fill(firstTimestampMs);
+  out.timestamp_ms = new Float64Array(n).fill(firstTimestampMs);
   out.quantity = finishSums(sum.slice(0, n), big);
   const minCol = shape.minMax ? finishExtreme(min.slice(0, n), minBig, -1) : null;
   const maxCol = shape.minMax ? finishExtreme(max.slice(0, n), maxBig, 1) : null;
   const bigCount = (out.quantity.big?.size ?? 0) + (minCol?.big?.size ?? 0) + (maxCol?.big?.size ?? 0);
-  const perGroup = width * 4 + (shape.kind ? 1 : 0) + (shape.time ? 8 : 0) + (shape.minMax ? 32 : 16);
+  const perGroup = width * 4 + (shape.kind ? 1 : 0) + 8 + (shape.minMax ? 32 : 16);
   return {
     batch: out,
     count: cnt.slice(0, n),
