@@ -89,9 +89,23 @@ export function shapeServes(built: SummaryShape, wanted: SummaryShape): boolean 
 
 const NO_KIND = new Uint8Array(0);
 
+/** Scratch of summarize (used only inside one synchronous call). */
+let keyScratch = new Float64Array(4096);
+let groupScratch = new Int32Array(4096);
+/** Open-addressing table of tuple numbers -> group + 1 (0 = empty); cleared after each use. */
+let slotKeys = new Float64Array(8192);
+let slotGroups = new Int32Array(8192);
+
+function slotOf(k: number, mask: number): number {
+  const lo = (k % 0x80000000) | 0;
+  const hi = (k / 0x80000000) | 0;
+  return (Math.imul(lo ^ Math.imul(hi, 0x27d4eb2f), 0x9e3779b1) >>> 15) & mask;
+}
+
 /**
- * Summarises a decoded block (the shape's columns and quantity). Consecutive rows with the same
- * tuple share one lookup: sorted blocks have long runs.
+ * Summarises a decoded block (the shape's columns and quantity). Each row's tuple becomes one
+ * number (codes + 1 in mixed radix, when the space allows) in a tight pass per column; then
+ * runs of equal numbers (sorted blocks have long runs) share one lookup.
  */
 export function summarize(
   shape: SummaryShape,
@@ -110,82 +124,131 @@ export function summarize(
   assert(kind !== undefined && quantity !== undefined, 'summary needs kind and quantity');
   const withKind = shape.kind;
   const width = cols.length;
-  // One number per tuple (codes + 1, null = 0, in mixed radix) when the space allows, else text.
+  if (keyScratch.length < rowCount) {
+    keyScratch = new Float64Array(rowCount);
+    groupScratch = new Int32Array(rowCount);
+  }
+  const gid = groupScratch;
+  const firstRow: number[] = [];
   let space = withKind ? 3 : 1;
   for (const name of names) space *= (batch[name] as DictColumn).dict.length + 1;
-  const numeric = space <= 2 ** 53;
-  const cards = names.map((name) => (batch[name] as DictColumn).dict.length + 1);
-  const groupOf = new Map<number | string, number>();
-  const firstRow: number[] = [];
-  let cnt = new Float64Array(64);
-  let sum = new Float64Array(64);
-  let min = new Float64Array(64);
-  let max = new Float64Array(64);
+  if (space <= 2 ** 53) {
+    const keys = keyScratch;
+    if (withKind) for (let row = 0; row < rowCount; row++) keys[row] = kind[row];
+    else keys.fill(0, 0, rowCount);
+    for (let c = 0; c < width; c++) {
+      const codes = cols[c];
+      const card = (batch[names[c]] as DictColumn).dict.length + 1;
+      for (let row = 0; row < rowCount; row++) keys[row] = keys[row] * card + ((codes[row] + 1) >>> 0);
+    }
+    if (slotKeys.length < 2 * rowCount) {
+      let size = slotKeys.length;
+      while (size < 2 * rowCount) size *= 2;
+      slotKeys = new Float64Array(size);
+      slotGroups = new Int32Array(size);
+    }
+    const mask = slotKeys.length - 1;
+    const usedSlots: number[] = [];
+    let prev = -1;
+    let g = -1;
+    for (let row = 0; row < rowCount; row++) {
+      const k = keys[row];
+      if (k !== prev) {
+        prev = k;
+        let slot = slotOf(k, mask);
+        while (slotGroups[slot] !== 0 && slotKeys[slot] !== k) slot = (slot + 1) & mask;
+        if (slotGroups[slot] !== 0) g = slotGroups[slot] - 1;
+        else {
+          g = firstRow.length;
+          slotKeys[slot] = k;
+          slotGroups[slot] = g + 1;
+          firstRow.push(row);
+          usedSlots.push(slot);
+        }
+      }
+      gid[row] = g;
+    }
+    // Empty the table again: only the slots of this block's groups were set.
+    for (let i = 0; i < usedSlots.length; i++) slotGroups[usedSlots[i]] = 0;
+  } else {
+    // Beyond one number: the tuple as text, looked up once per run.
+    const groupOf = new Map<string, number>();
+    let g = -1;
+    for (let row = 0; row < rowCount; row++) {
+      let same = g >= 0 && (!withKind || kind[row] === kind[row - 1]);
+      for (let c = 0; same && c < width; c++) same = cols[c][row] === cols[c][row - 1];
+      if (!same) {
+        let key = withKind ? String(kind[row]) : '';
+        for (let c = 0; c < width; c++) key += ',' + cols[c][row];
+        const known = groupOf.get(key);
+        if (known !== undefined) g = known;
+        else {
+          g = firstRow.length;
+          groupOf.set(key, g);
+          firstRow.push(row);
+        }
+      }
+      gid[row] = g;
+    }
+  }
+  const n = firstRow.length;
+  const cnt = new Float64Array(n);
+  const sum = new Float64Array(n);
+  const min = new Float64Array(shape.minMax ? n : 0).fill(Number.POSITIVE_INFINITY);
+  const max = new Float64Array(shape.minMax ? n : 0).fill(Number.NEGATIVE_INFINITY);
+  const values = quantity.values;
+  let slow = false;
+  for (let row = 0; row < rowCount; row++) {
+    const g = gid[row];
+    const t = sum[g] + values[row];
+    // NaN (a quantity beyond 2^53) fails both comparisons too.
+    if (t <= SAFE_MAX && t >= -SAFE_MAX) {
+      sum[g] = t;
+      cnt[g]++;
+    } else {
+      gid[row] = ~g;
+      slow = true;
+    }
+  }
+  if (shape.minMax)
+    for (let row = 0; row < rowCount; row++) {
+      const g = gid[row];
+      if (g < 0) continue;
+      const v = values[row];
+      if (v < min[g]) min[g] = v;
+      if (v > max[g]) max[g] = v;
+    }
   let big: Map<number, bigint> | null = null;
   let minBig: Map<number, bigint> | null = null;
   let maxBig: Map<number, bigint> | null = null;
-  const values = quantity.values;
-  let g = -1;
-  for (let row = 0; row < rowCount; row++) {
-    let same = g >= 0 && (!withKind || kind[row] === kind[row - 1]);
-    for (let c = 0; same && c < width; c++) same = cols[c][row] === cols[c][row - 1];
-    if (!same) {
-      let key: number | string;
-      if (numeric) {
-        let k = withKind ? kind[row] : 0;
-        for (let c = 0; c < width; c++) k = k * cards[c] + ((cols[c][row] + 1) >>> 0);
-        key = k;
-      } else {
-        key = withKind ? String(kind[row]) : '';
-        for (let c = 0; c < width; c++) key += ',' + cols[c][row];
-      }
-      const known = groupOf.get(key);
-      if (known !== undefined) g = known;
-      else {
-        g = firstRow.length;
-        groupOf.set(key, g);
-        firstRow.push(row);
-        if (g >= cnt.length) {
-          const grow = (a: Float64Array<ArrayBuffer>): Float64Array<ArrayBuffer> => {
-            const b = new Float64Array(a.length * 2);
-            b.set(a);
-            return b;
-          };
-          cnt = grow(cnt);
-          sum = grow(sum);
-          min = grow(min);
-          max = grow(max);
+  if (slow)
+    for (let row = 0; row < rowCount; row++) {
+      if (gid[row] >= 0) continue;
+      const g = ~gid[row];
+      cnt[g]++;
+      const v = values[row];
+      big ??= new Map();
+      if (!Number.isNaN(v)) {
+        // The float sum would leave the safe range: move it and this row to the BigInt part.
+        big.set(g, (big.get(g) ?? 0n) + BigInt(sum[g]) + BigInt(v));
+        sum[g] = 0;
+        if (shape.minMax) {
+          if (v < min[g]) min[g] = v;
+          if (v > max[g]) max[g] = v;
         }
-        min[g] = Number.POSITIVE_INFINITY;
-        max[g] = Number.NEGATIVE_INFINITY;
+        continue;
       }
-    }
-    cnt[g]++;
-    const v = values[row];
-    if (Number.isNaN(v)) {
       const q = quantity.big?.get(row);
       assert(q !== undefined, `quantity row ${row} is NaN without a big value`);
-      big ??= new Map();
       big.set(g, (big.get(g) ?? 0n) + q);
+      if (!shape.minMax) continue;
       minBig ??= new Map();
       maxBig ??= new Map();
       const lo = minBig.get(g);
       const hi = maxBig.get(g);
       if (lo === undefined || q < lo) minBig.set(g, q);
       if (hi === undefined || q > hi) maxBig.set(g, q);
-      continue;
     }
-    const t = sum[g] + v;
-    if (t <= SAFE_MAX && t >= -SAFE_MAX) sum[g] = t;
-    else {
-      big ??= new Map();
-      big.set(g, (big.get(g) ?? 0n) + BigInt(sum[g]) + BigInt(v));
-      sum[g] = 0;
-    }
-    if (v < min[g]) min[g] = v;
-    if (v > max[g]) max[g] = v;
-  }
-  const n = firstRow.length;
   const out: ColumnBatch = { rowCount: n };
   for (let c = 0; c < width; c++) {
     const name = names[c];
@@ -199,14 +262,14 @@ export function summarize(
     out.kind = kinds;
   }
   out.timestamp_ms = new Float64Array(n).fill(firstTimestampMs);
-  out.quantity = finishSums(sum.slice(0, n), big);
-  const minCol = shape.minMax ? finishExtreme(min.slice(0, n), minBig, -1) : null;
-  const maxCol = shape.minMax ? finishExtreme(max.slice(0, n), maxBig, 1) : null;
+  out.quantity = finishSums(sum, big);
+  const minCol = shape.minMax ? finishExtreme(min, minBig, -1) : null;
+  const maxCol = shape.minMax ? finishExtreme(max, maxBig, 1) : null;
   const bigCount = (out.quantity.big?.size ?? 0) + (minCol?.big?.size ?? 0) + (maxCol?.big?.size ?? 0);
   const perGroup = width * 4 + (shape.kind ? 1 : 0) + 8 + (shape.minMax ? 32 : 16);
   return {
     batch: out,
-    count: cnt.slice(0, n),
+    count: cnt,
     min: minCol,
     max: maxCol,
     // Typed arrays per group, plus the objects around them and any big values.
