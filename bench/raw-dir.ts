@@ -4,19 +4,19 @@
  * For re-measuring the raw query path without loading every engine again.
  */
 import { percentile } from './common.ts';
-import { runQuerySuite } from './queries.ts';
+import { runQuerySuite, WARMUP_ACCOUNTS } from './queries.ts';
 import { usagedbQueryRunner } from './usagedb.ts';
 import { querySample } from './workload.ts';
 
 const dir = process.argv[2];
 if (dir === undefined) throw new Error('usage: npx node bench/raw-dir.ts DIR');
 const q3Runs = Number(process.argv[3] ?? 10);
-const sample = querySample(42, 51);
+const sample = querySample(42, 50 + WARMUP_ACCOUNTS);
 const runner = await usagedbQueryRunner(dir, 1000, 'raw');
 const result = await runQuerySuite(runner, {
   engine: 'usagedb',
   accounts: sample.slice(0, 50),
-  warmup: sample[50],
+  warmup: sample.slice(50),
   q3Runs,
   answersFile: `${dir}.raw-answers.json`,
 });
