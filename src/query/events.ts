@@ -251,6 +251,8 @@ function matchSortedRows(
   levels: readonly (string | null | undefined)[],
   lowMs: number,
   toMs: number,
+  keep: number,
+  countFromMs: number,
   out: number[],
 ): void {
   const sort: SortLevel[] = [];
@@ -275,7 +277,16 @@ function matchSortedRows(
     if (depth === sort.length) {
       if (tsSorted) {
         const from = lowerTime(ts, lo, hi, lowMs);
-        const to = lowerTime(ts, from, hi, toMs);
+        let to = lowerTime(ts, from, hi, toMs);
+        // A page keeps `keep` rows: past the first `keep` of a time-sorted range from
+        // countFromMs (rows at the cursor's own time may all be dropped as already returned),
+        // only rows tied on time with the last of them can still be among them (ties go by id).
+        const base = lowerTime(ts, from, to, countFromMs);
+        if (to - base > keep) {
+          const end = to;
+          to = base + keep;
+          while (to < end && ts[to] === ts[to - 1]) to++;
+        }
         for (let r = from; r < to; r++) out.push(r);
       } else {
         for (let r = lo; r < hi; r++) if (ts[r] >= lowMs && ts[r] < toMs) out.push(r);
@@ -411,6 +422,8 @@ export async function executeEvents(
     .sort((a, b) => a.min_ts - b.min_ts);
   stats.segmentsPruned += snapshot.segments.length - segments.length;
   const keep = p.limit + 1;
+  // Rows at the cursor's time are returned only past its id: count a range's rows after it.
+  const countFromMs = p.after === null ? lowMs : p.after.ts + 1;
   let ordered = 0;
   const stopBefore = async (entry: SegmentEntryView): Promise<boolean> => {
     if (candidates.length < keep) return false;
@@ -451,7 +464,7 @@ export async function executeEvents(
         reader: SegmentReaderView,
       ) {
         rows.length = 0;
-        matchSortedRows(batch, block.rowCount, levels, lowMs, p.toMs, rows);
+        matchSortedRows(batch, block.rowCount, levels, lowMs, p.toMs, keep, countFromMs, rows);
         if (rows.length === 0) return;
         const source: BlockSource = {
           entry,
