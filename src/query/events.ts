@@ -254,6 +254,7 @@ function matchSortedRows(
   keep: number,
   countFromMs: number,
   out: number[],
+  timestamps: () => Float64Array = () => batch.timestamp_ms as Float64Array,
 ): void {
   const sort: SortLevel[] = [];
   for (let i = 0; i < levels.length; i++) {
@@ -271,10 +272,12 @@ function matchSortedRows(
   // A leaf range has one value per level (filtered, or walked run by run): its timestamps are
   // sorted when the levels reach model_id (account_id may be absent: a one-account block).
   const tsSorted = levels.length === SORT_LEVELS.length;
-  const ts = batch.timestamp_ms as Float64Array;
+  // Decoded on first need: a block whose levels hold no wanted row never decodes its times.
+  let known: Float64Array | null = null;
   const collect = (depth: number, lo: number, hi: number): void => {
     if (lo >= hi) return;
     if (depth === sort.length) {
+      const ts = (known ??= timestamps());
       if (tsSorted) {
         const from = lowerTime(ts, lo, hi, lowMs);
         let to = lowerTime(ts, from, hi, toMs);
@@ -439,8 +442,18 @@ export async function executeEvents(
   // The sort levels through the last filtered one (account always), and their filter values.
   const levels: (string | null | undefined)[] = [p.accountId, p.productId, p.meterId, p.modelId];
   while (levels[levels.length - 1] === undefined) levels.pop();
-  const sortColumns: ColumnName[] = ['timestamp_ms', ...SORT_LEVELS.slice(1, levels.length)];
+  // With a filtered level below the account, a block's times are decoded only when its levels
+  // hold wanted rows (most blocks of a heavy account's day hold other meters and models).
+  const lazyTimes = levels.length > 1;
+  const sortColumns: ColumnName[] = [
+    ...(lazyTimes ? [] : ['timestamp_ms' as const]),
+    ...SORT_LEVELS.slice(1, levels.length),
+  ];
   const withAccount: ColumnName[] = [...sortColumns, 'account_id'];
+  const extraColumns: ColumnName[] = [
+    ...(lazyTimes ? ['timestamp_ms' as const] : []),
+    ...(p.after === null ? [] : ['event_id' as const]),
+  ];
   const after = p.after;
   const rows: number[] = [];
   await scanSegments(
@@ -454,8 +467,9 @@ export async function executeEvents(
         const single = block.minAccountId === p.accountId && block.maxAccountId === p.accountId;
         return single ? sortColumns : withAccount;
       },
-      // Rows at the cursor's timestamp are told apart by id, decoded during the visit.
-      ...(after === null ? {} : { extraColumns: ['event_id'] as const }),
+      // Rows at the cursor's timestamp are told apart by id, decoded during the visit; times
+      // may be decoded there too (lazyTimes).
+      ...(extraColumns.length === 0 ? {} : { extraColumns }),
       visit(
         batch: ColumnBatch,
         block: BlockMetaView,
@@ -464,7 +478,16 @@ export async function executeEvents(
         reader: SegmentReaderView,
       ) {
         rows.length = 0;
-        matchSortedRows(batch, block.rowCount, levels, lowMs, p.toMs, keep, countFromMs, rows);
+        let times = batch.timestamp_ms;
+        const timestamps = (): Float64Array => {
+          if (times === undefined) {
+            const seg = ctx.cache.segment(store, entry);
+            const got = ctx.cache.block(seg, store, entry, reader, blockIndex, block.rowCount, TIMES, stats);
+            times = got.timestamp_ms as Float64Array;
+          }
+          return times;
+        };
+        matchSortedRows(batch, block.rowCount, levels, lowMs, p.toMs, keep, countFromMs, rows, timestamps);
         if (rows.length === 0) return;
         const source: BlockSource = {
           entry,
@@ -473,7 +496,7 @@ export async function executeEvents(
           reader,
           full: null,
         };
-        const ts = batch.timestamp_ms as Float64Array;
+        const ts = timestamps();
         const found: Candidate[] = rows.map((row) => ({ ts: ts[row], id: null, row, source }));
         if (after !== null) {
           // Rows at the cursor's timestamp are kept only past its id.
@@ -503,6 +526,8 @@ export async function executeEvents(
   const next_cursor = candidates.length > p.limit ? encodeCursor(last.ts, last.id as string) : null;
   return { page: { events, next_cursor }, stats };
 }
+
+const TIMES: readonly ColumnName[] = ['timestamp_ms'];
 
 /** Columns a returned event is built from (its id comes separately). */
 const WIRE_COLUMNS: readonly ColumnName[] = COLUMN_NAMES.filter((name) => name !== 'event_id');
