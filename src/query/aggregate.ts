@@ -47,6 +47,7 @@ import {
   timeUnits,
 } from './kernels.ts';
 import { compareRowValues, type ResultGroup } from './order.ts';
+import { type BlockSummary, type SummaryShape, summaryShape } from './summary.ts';
 import { DAY_MS, dayLabel, HOUR_MS, hourLabel } from './time.ts';
 import {
   DIMENSION_KEY_PREFIX,
@@ -64,6 +65,7 @@ const KEY_SPACE_MAX = 2 ** 52;
 /** Key spaces up to this size get a dense table per context (4 bytes an entry). */
 const CONTEXT_TABLE_MAX = 1 << 20;
 const SAFE_MAX = Number.MAX_SAFE_INTEGER;
+const NO_QUANTITY: QuantityColumn = { values: new Float64Array(0), big: null };
 
 type KeySpec =
   | { type: 'dict'; column: DictColumnName }
@@ -333,6 +335,8 @@ export class Aggregator {
   /** Cards of day/hour keys: the query's range in those units. */
   private readonly timeBase: number[];
   private readonly timeCard: number[];
+  /** What block summaries of this query group by (null: summaries cannot serve it). */
+  readonly shape: SummaryShape | null;
 
   constructor(query: Query, needed: ReadonlySet<Metric>, caches: AggregatorCaches) {
     this.fromMs = query.fromMs;
@@ -370,6 +374,7 @@ export class Aggregator {
     this.columnSets = [false, true].map((time) =>
       [false, true].map((account) => this.columns(time, account)),
     );
+    this.shape = this.shapeOf();
   }
 
   private columns(timeFilter: boolean, accountColumn: boolean): ColumnName[] {
@@ -402,6 +407,54 @@ export class Aggregator {
   columnsFor(timeFilter: boolean, accountFilter: boolean): readonly ColumnName[] {
     const accountColumn = (accountFilter && this.accountFilter !== null) || this.groupsAccount;
     return this.columnSets[timeFilter ? 1 : 0][accountColumn ? 1 : 0];
+  }
+
+  /**
+   * Whether block summaries (summary.ts) can stand for a block's rows: every filter and key is
+   * a summary column (no dimension filter or key, no hour key), the block lies wholly in the
+   * range (and in one day, for a day key), and the query reads some column at all.
+   */
+  summaryServes(timeFilter: boolean, oneDay: boolean): boolean {
+    if (this.shape === null) return false;
+    if (timeFilter) return false;
+    return oneDay || !this.keys.some((k) => k.type === 'day');
+  }
+
+  /** The summary shape of this query (null when summaries cannot serve it; see summaryServes). */
+  private shapeOf(): SummaryShape | null {
+    if (this.dimFilter.length > 0) return null;
+    if (this.keys.length === 0 && !this.needQuantity) return null;
+    const dicts: DictColumnName[] = this.dictFilters.map((f) => f.column);
+    let kind = this.kindMask !== null;
+    for (const k of this.keys) {
+      if (k.type === 'dim' || k.type === 'hour') return null;
+      if (k.type === 'dict') dicts.push(k.column);
+      if (k.type === 'kind') kind = true;
+    }
+    return summaryShape(
+      dicts,
+      kind,
+      this.needMinMax,
+      this.keys.some((k) => k.type === 'day'),
+    );
+  }
+
+  /** Columns to decode to build a summary. */
+  summaryColumns(): readonly ColumnName[] {
+    assert(this.shape !== null, 'no summary shape');
+    return this.shape.columns;
+  }
+
+  /** Accumulates a block through its summary (groups as weighted rows). */
+  visitSummary(summary: BlockSummary, accountFilter: boolean): void {
+    const batch = summary.batch;
+    this.visit(batch, {
+      rowCount: batch.rowCount,
+      timeFilter: false,
+      accountFilter,
+      // min/max are read only when the query needs them, and then the shape keeps them.
+      weights: { count: summary.count, min: summary.min ?? NO_QUANTITY, max: summary.max ?? NO_QUANTITY },
+    });
   }
 
   /** Filters, groups and accumulates one chunk. */

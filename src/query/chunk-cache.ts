@@ -11,6 +11,7 @@
  * - cached chunks are shared by every query: callers treat them as read-only.
  */
 import { COLUMN_NAMES, type ColumnBatch, type ColumnName, type EventColumns } from '../model/columns.ts';
+import { type BlockSummary, shapeServes, type SummaryShape } from './summary.ts';
 import type { SegmentEntryView, SegmentReaderView, SegmentSource } from './types.ts';
 
 export const DEFAULT_QUERY_CACHE_BYTES = 128 * 1024 * 1024;
@@ -41,7 +42,18 @@ export interface SegmentChunks {
   /** Per column index, per block. */
   readonly byColumn: (Entry | undefined)[][];
   reader: Entry | null;
+  /** Whole decoded blocks of audit pages, per block. */
+  readonly wide: (WideEntry | undefined)[];
+  /** Block summaries (summary.ts): per shape key, per block. */
+  readonly summaries: Map<string, { shape: SummaryShape; blocks: (SummaryEntry | undefined)[] }>;
   entries: number;
+}
+
+interface SummaryEntry {
+  owner: SegmentChunks;
+  shape: string;
+  block: number;
+  value: BlockSummary;
 }
 
 export interface CacheCounters {
@@ -65,26 +77,149 @@ export function chunkBytes(value: ColumnChunk): number {
   return value.values.byteLength + (value.big === null ? 0 : value.big.size * 64);
 }
 
+/** Share of the cache's bytes kept for block summaries (their own LRU, see keepSummary). */
+export const SUMMARY_SHARE = 0.4;
+/** Share kept for the whole blocks an audit page returns rows of (see wideBlock). */
+export const WIDE_SHARE = 1 / 16;
+
+interface WideEntry {
+  owner: SegmentChunks;
+  block: number;
+  value: ColumnBatch;
+  bytes: number;
+}
+
 export class ChunkCache {
   readonly maxBytes: number;
+  /** Bytes kept for block summaries; chunks and readers get the rest. */
+  readonly summaryMaxBytes: number;
+  private readonly chunkMaxBytes: number;
   private bytes = 0;
   private count = 0;
+  private summaryBytes = 0;
+  /** Block summaries, least recently used first (a Map keeps insertion order). */
+  private readonly summaryLru = new Map<SummaryEntry, true>();
+  private readonly wideMaxBytes: number;
+  private wideBytes = 0;
+  private readonly wideLru = new Map<WideEntry, true>();
   private oldest: Entry | null = null;
   private newest: Entry | null = null;
   private readonly stores = new WeakMap<object, Map<number, SegmentChunks>>();
 
-  constructor(maxBytes = DEFAULT_QUERY_CACHE_BYTES) {
+  /** `summaryShare`: the part of `maxBytes` kept for block summaries. */
+  constructor(maxBytes = DEFAULT_QUERY_CACHE_BYTES, summaryShare = SUMMARY_SHARE) {
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0)
       throw new RangeError(`cacheBytes must be a non-negative integer, got ${maxBytes}`);
     this.maxBytes = maxBytes;
+    this.summaryMaxBytes = Math.floor(maxBytes * summaryShare);
+    this.wideMaxBytes = summaryShare === 0 ? 0 : Math.floor(maxBytes * WIDE_SHARE);
+    this.chunkMaxBytes = maxBytes - this.summaryMaxBytes - this.wideMaxBytes;
+  }
+
+  /**
+   * Every column but the ids of one block, as an audit page reads it to return rows: kept
+   * apart from the chunks (whose LRU would drop it at once, or keep it at the expense of the
+   * columns aggregates reuse), so the next page of the walk, usually in the same block, finds it.
+   */
+  wideBlock(
+    seg: SegmentChunks,
+    source: SegmentSource,
+    entry: SegmentEntryView,
+    reader: SegmentReaderView,
+    block: number,
+    rowCount: number,
+    names: readonly ColumnName[],
+    counters: CacheCounters,
+  ): ColumnBatch {
+    const known = seg.wide[block];
+    if (known !== undefined) {
+      counters.cacheHits++;
+      this.wideLru.delete(known);
+      this.wideLru.set(known, true);
+      return known.value;
+    }
+    const value = this.block(seg, source, entry, reader, block, rowCount, names, counters, true);
+    let bytes = 256;
+    for (const name of names) {
+      const col = value[name];
+      if (col !== undefined) bytes += chunkBytes(col) + 96;
+    }
+    if (bytes > this.wideMaxBytes) return value;
+    while (this.wideBytes + bytes > this.wideMaxBytes) {
+      const oldest = this.wideLru.keys().next();
+      if (oldest.done === true) break;
+      this.removeWide(oldest.value);
+    }
+    const e: WideEntry = { owner: seg, block, value, bytes };
+    seg.wide[block] = e;
+    this.wideLru.set(e, true);
+    this.wideBytes += bytes;
+    seg.entries++;
+    if (seg.entries === 1) this.stores.get(seg.store)?.set(seg.segmentId, seg);
+    return value;
+  }
+
+  private removeWide(e: WideEntry): void {
+    this.wideLru.delete(e);
+    this.wideBytes -= e.bytes;
+    const seg = e.owner;
+    seg.wide[e.block] = undefined;
+    seg.entries--;
+    if (seg.entries === 0) this.stores.get(seg.store)?.delete(seg.segmentId);
   }
 
   get sizeBytes(): number {
-    return this.bytes;
+    return this.bytes + this.summaryBytes + this.wideBytes;
   }
 
   get entryCount(): number {
-    return this.count;
+    return this.count + this.summaryLru.size + this.wideLru.size;
+  }
+
+  /** A cached summary of a block that serves `shape` (its own, or a finer one), or undefined. */
+  summary(seg: SegmentChunks, block: number, shape: SummaryShape): BlockSummary | undefined {
+    let e = seg.summaries.get(shape.key)?.blocks[block];
+    if (e === undefined && seg.summaries.size > 0)
+      for (const other of seg.summaries.values()) {
+        e = other.blocks[block];
+        if (e !== undefined && shapeServes(other.shape, shape)) break;
+        e = undefined;
+      }
+    if (e === undefined) return undefined;
+    this.summaryLru.delete(e);
+    this.summaryLru.set(e, true);
+    return e.value;
+  }
+
+  /**
+   * Keeps a block summary in the summaries' own share of the budget: the chunks a scan
+   * decodes to build summaries then cannot push the summaries out.
+   */
+  keepSummary(seg: SegmentChunks, block: number, shape: SummaryShape, value: BlockSummary): void {
+    let byBlock = seg.summaries.get(shape.key)?.blocks;
+    if (value.bytes > this.summaryMaxBytes || byBlock?.[block] !== undefined) return;
+    while (this.summaryBytes + value.bytes > this.summaryMaxBytes) {
+      const oldest = this.summaryLru.keys().next();
+      if (oldest.done === true) break;
+      this.removeSummary(oldest.value);
+    }
+    const e: SummaryEntry = { owner: seg, shape: shape.key, block, value };
+    if (byBlock === undefined) seg.summaries.set(shape.key, { shape, blocks: (byBlock = []) });
+    byBlock[block] = e;
+    this.summaryLru.set(e, true);
+    this.summaryBytes += value.bytes;
+    seg.entries++;
+    if (seg.entries === 1) this.stores.get(seg.store)?.set(seg.segmentId, seg);
+  }
+
+  private removeSummary(e: SummaryEntry): void {
+    this.summaryLru.delete(e);
+    this.summaryBytes -= e.value.bytes;
+    const seg = e.owner;
+    const byShape = seg.summaries.get(e.shape);
+    if (byShape !== undefined) byShape.blocks[e.block] = undefined;
+    seg.entries--;
+    if (seg.entries === 0) this.stores.get(seg.store)?.delete(seg.segmentId);
   }
 
   /** The cache record of one segment, created on first use. */
@@ -106,6 +241,8 @@ export class ChunkCache {
         crc: entry.crc32c,
         byColumn: COLUMN_NAMES.map(() => []),
         reader: null,
+        summaries: new Map(),
+        wide: [],
         entries: 0,
       };
       bySegment.set(entry.id, seg);
@@ -129,9 +266,9 @@ export class ChunkCache {
     return e.value as SegmentReaderView;
   }
 
-  /** Keeps an opened reader, charged with the segment's file size (the bytes it holds). */
-  keepReader(seg: SegmentChunks, reader: SegmentReaderView, sizeBytes: number): void {
-    if (seg.reader === null) this.insert(seg, READER_SLOT, 0, reader, sizeBytes + 4096);
+  /** Keeps an opened reader, charged with the bytes it holds. */
+  keepReader(seg: SegmentChunks, reader: SegmentReaderView, heldBytes: number): void {
+    if (seg.reader === null) this.insert(seg, READER_SLOT, 0, reader, heldBytes + 256);
   }
 
   /**
@@ -189,12 +326,12 @@ export class ChunkCache {
     bytes: number,
     cold = false,
   ): void {
-    if (bytes > this.maxBytes) return;
+    if (bytes > this.chunkMaxBytes) return;
     // Two queries may decode the same chunk concurrently; keep one.
     const existing = column === READER_SLOT ? seg.reader : seg.byColumn[column][block];
     if (existing !== null && existing !== undefined) return;
     // Room first, so a cold entry is not its own first victim.
-    while (this.bytes + bytes > this.maxBytes && this.oldest !== null) this.remove(this.oldest);
+    while (this.bytes + bytes > this.chunkMaxBytes && this.oldest !== null) this.remove(this.oldest);
     const e: Entry = { owner: seg, column, block, value, bytes, prev: null, next: null };
     if (cold) {
       e.next = this.oldest;
@@ -249,12 +386,17 @@ export class ChunkCache {
   private dropSegment(seg: SegmentChunks): void {
     if (seg.reader !== null) this.remove(seg.reader);
     for (const blocks of seg.byColumn) for (const e of blocks) if (e !== undefined) this.remove(e);
+    for (const { blocks } of [...seg.summaries.values()])
+      for (const e of blocks) if (e !== undefined) this.removeSummary(e);
+    for (const e of [...seg.wide]) if (e !== undefined) this.removeWide(e);
     this.stores.get(seg.store)?.delete(seg.segmentId);
   }
 
   /** Drops everything (tests, or after a memory-pressure signal). */
   clear(): void {
     while (this.oldest !== null) this.remove(this.oldest);
+    for (const e of [...this.summaryLru.keys()]) this.removeSummary(e);
+    for (const e of [...this.wideLru.keys()]) this.removeWide(e);
   }
 }
 

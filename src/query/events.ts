@@ -251,7 +251,10 @@ function matchSortedRows(
   levels: readonly (string | null | undefined)[],
   lowMs: number,
   toMs: number,
+  keep: number,
+  countFromMs: number,
   out: number[],
+  timestamps: () => Float64Array = () => batch.timestamp_ms as Float64Array,
 ): void {
   const sort: SortLevel[] = [];
   for (let i = 0; i < levels.length; i++) {
@@ -269,13 +272,24 @@ function matchSortedRows(
   // A leaf range has one value per level (filtered, or walked run by run): its timestamps are
   // sorted when the levels reach model_id (account_id may be absent: a one-account block).
   const tsSorted = levels.length === SORT_LEVELS.length;
-  const ts = batch.timestamp_ms as Float64Array;
+  // Decoded on first need: a block whose levels hold no wanted row never decodes its times.
+  let known: Float64Array | null = null;
   const collect = (depth: number, lo: number, hi: number): void => {
     if (lo >= hi) return;
     if (depth === sort.length) {
+      const ts = (known ??= timestamps());
       if (tsSorted) {
         const from = lowerTime(ts, lo, hi, lowMs);
-        const to = lowerTime(ts, from, hi, toMs);
+        let to = lowerTime(ts, from, hi, toMs);
+        // A page keeps `keep` rows: past the first `keep` of a time-sorted range from
+        // countFromMs (rows at the cursor's own time may all be dropped as already returned),
+        // only rows tied on time with the last of them can still be among them (ties go by id).
+        const base = lowerTime(ts, from, to, countFromMs);
+        if (to - base > keep) {
+          const end = to;
+          to = base + keep;
+          while (to < end && ts[to] === ts[to - 1]) to++;
+        }
         for (let r = from; r < to; r++) out.push(r);
       } else {
         for (let r = lo; r < hi; r++) if (ts[r] >= lowMs && ts[r] < toMs) out.push(r);
@@ -411,6 +425,8 @@ export async function executeEvents(
     .sort((a, b) => a.min_ts - b.min_ts);
   stats.segmentsPruned += snapshot.segments.length - segments.length;
   const keep = p.limit + 1;
+  // Rows at the cursor's time are returned only past its id: count a range's rows after it.
+  const countFromMs = p.after === null ? lowMs : p.after.ts + 1;
   let ordered = 0;
   const stopBefore = async (entry: SegmentEntryView): Promise<boolean> => {
     if (candidates.length < keep) return false;
@@ -426,8 +442,18 @@ export async function executeEvents(
   // The sort levels through the last filtered one (account always), and their filter values.
   const levels: (string | null | undefined)[] = [p.accountId, p.productId, p.meterId, p.modelId];
   while (levels[levels.length - 1] === undefined) levels.pop();
-  const sortColumns: ColumnName[] = ['timestamp_ms', ...SORT_LEVELS.slice(1, levels.length)];
+  // With a filtered level below the account, a block's times are decoded only when its levels
+  // hold wanted rows (most blocks of a heavy account's day hold other meters and models).
+  const lazyTimes = levels.length > 1;
+  const sortColumns: ColumnName[] = [
+    ...(lazyTimes ? [] : ['timestamp_ms' as const]),
+    ...SORT_LEVELS.slice(1, levels.length),
+  ];
   const withAccount: ColumnName[] = [...sortColumns, 'account_id'];
+  const extraColumns: ColumnName[] = [
+    ...(lazyTimes ? ['timestamp_ms' as const] : []),
+    ...(p.after === null ? [] : ['event_id' as const]),
+  ];
   const after = p.after;
   const rows: number[] = [];
   await scanSegments(
@@ -441,8 +467,9 @@ export async function executeEvents(
         const single = block.minAccountId === p.accountId && block.maxAccountId === p.accountId;
         return single ? sortColumns : withAccount;
       },
-      // Rows at the cursor's timestamp are told apart by id, decoded during the visit.
-      ...(after === null ? {} : { extraColumns: ['event_id'] as const }),
+      // Rows at the cursor's timestamp are told apart by id, decoded during the visit; times
+      // may be decoded there too (lazyTimes).
+      ...(extraColumns.length === 0 ? {} : { extraColumns }),
       visit(
         batch: ColumnBatch,
         block: BlockMetaView,
@@ -451,7 +478,16 @@ export async function executeEvents(
         reader: SegmentReaderView,
       ) {
         rows.length = 0;
-        matchSortedRows(batch, block.rowCount, levels, lowMs, p.toMs, rows);
+        let times = batch.timestamp_ms;
+        const timestamps = (): Float64Array => {
+          if (times === undefined) {
+            const seg = ctx.cache.segment(store, entry);
+            const got = ctx.cache.block(seg, store, entry, reader, blockIndex, block.rowCount, TIMES, stats);
+            times = got.timestamp_ms as Float64Array;
+          }
+          return times;
+        };
+        matchSortedRows(batch, block.rowCount, levels, lowMs, p.toMs, keep, countFromMs, rows, timestamps);
         if (rows.length === 0) return;
         const source: BlockSource = {
           entry,
@@ -460,7 +496,7 @@ export async function executeEvents(
           reader,
           full: null,
         };
-        const ts = batch.timestamp_ms as Float64Array;
+        const ts = timestamps();
         const found: Candidate[] = rows.map((row) => ({ ts: ts[row], id: null, row, source }));
         if (after !== null) {
           // Rows at the cursor's timestamp are kept only past its id.
@@ -491,6 +527,8 @@ export async function executeEvents(
   return { page: { events, next_cursor }, stats };
 }
 
+const TIMES: readonly ColumnName[] = ['timestamp_ms'];
+
 /** Columns a returned event is built from (its id comes separately). */
 const WIRE_COLUMNS: readonly ColumnName[] = COLUMN_NAMES.filter((name) => name !== 'event_id');
 type WireColumns = Omit<EventColumns, 'event_id'>;
@@ -504,10 +542,10 @@ function materialize(
   const source = c.source;
   if ('columns' in source) return wireEventAt(source.columns, c.row, ctx.dims, c.id as string);
   if (source.full === null) {
-    // Every column but the ids, once per block of the page, at the cold end of the cache
-    // (one-off wide reads; see ChunkCache).
+    // Every column but the ids, once per block of the page, kept apart from the chunks (one-off
+    // wide reads; see ChunkCache.wideBlock) so the next page, usually in the same block, reuses it.
     const seg = ctx.cache.segment(snapshot.store, source.entry);
-    source.full = ctx.cache.block(
+    source.full = ctx.cache.wideBlock(
       seg,
       snapshot.store,
       source.entry,
@@ -516,7 +554,6 @@ function materialize(
       source.rowCount,
       WIRE_COLUMNS,
       stats,
-      true,
     ) as WireColumns;
   }
   return wireEventAt(source.full, c.row, ctx.dims, c.id as string);

@@ -12,7 +12,8 @@
 import type { ColumnBatch } from '../model/columns.ts';
 import { quantityToString } from '../model/quantity.ts';
 import { Aggregator, codeIndex } from './aggregate.ts';
-import type { ChunkCache } from './chunk-cache.ts';
+import type { ChunkCache, SegmentChunks } from './chunk-cache.ts';
+import { type BlockSummary, concatSummaries, oneDay, type SummaryShape, summarize } from './summary.ts';
 import { orderAndLimit, type ResultGroup } from './order.ts';
 import { METER_GRAIN_COLUMNS, meterLevelOf, splitRange } from '../rollup/levels.ts';
 import { type ColumnMakers, lazyRows } from '../rollup/rollup-file.ts';
@@ -308,25 +309,57 @@ async function scanRaw(
 ): Promise<void> {
   agg.setRange(piece.fromMs, piece.toMs);
   const accounts = target.accountIds === null ? null : new Set(target.accountIds);
+  const needsTime = (block: BlockMetaView): boolean =>
+    !(block.minTimestampMs >= piece.fromMs && block.maxTimestampMs < piece.toMs);
+  const needsAccount = (block: BlockMetaView): boolean =>
+    !(accounts !== null && block.minAccountId === block.maxAccountId && accounts.has(block.minAccountId));
+  const summaryServes = (block: BlockMetaView): boolean =>
+    agg.summaryServes(needsTime(block), oneDay(block.minTimestampMs, block.maxTimestampMs));
   // Set by columnsFor, used by the visit of the same block right after.
   let timeFilter = true;
   let accountFilter = true;
+  let summarise = false;
+  const cache = ctx.cache;
+  const shape = agg.shape;
+  /** Summaries taken from the cache, by the dictionaries they share (one file's). */
+  const taken = new Map<readonly string[], { parts: BlockSummary[]; accountFilter: boolean }>();
   const pieceTarget = { ...target, fromMs: piece.fromMs, toMs: piece.toMs };
-  await scanSegments(snapshot, piece.entries, pieceTarget, ctx.cache, stats, {
-    columnsFor(block: BlockMetaView) {
-      timeFilter = !(block.minTimestampMs >= piece.fromMs && block.maxTimestampMs < piece.toMs);
-      accountFilter = !(
-        accounts !== null &&
-        block.minAccountId === block.maxAccountId &&
-        accounts.has(block.minAccountId)
-      );
-      return agg.columnsFor(timeFilter, accountFilter);
-    },
-    visit(batch: ColumnBatch, block: BlockMetaView, segment: SegmentEntryView) {
+  await scanSegments(snapshot, piece.entries, pieceTarget, cache, stats, {
+    takeCached(seg: SegmentChunks, segment: SegmentEntryView, block: BlockMetaView, blockIndex: number) {
+      if (!summaryServes(block)) return false;
+      const summary = cache.summary(seg, blockIndex, shape as SummaryShape);
+      if (summary === undefined) return false;
       provenance?.raw.add(segment.segment_id ?? segment.id);
+      stats.cacheHits++;
+      // Held until the scan ends, then visited joined per file (see concatSummaries).
+      const dict = (summary.batch.account_id as DictColumn).dict;
+      let group = taken.get(dict);
+      if (group === undefined) taken.set(dict, (group = { parts: [], accountFilter: false }));
+      group.parts.push(summary);
+      group.accountFilter ||= needsAccount(block);
+      return true;
+    },
+    columnsFor(block: BlockMetaView) {
+      timeFilter = needsTime(block);
+      accountFilter = needsAccount(block);
+      summarise = summaryServes(block);
+      return summarise ? agg.summaryColumns() : agg.columnsFor(timeFilter, accountFilter);
+    },
+    // Chunks read to build a summary are not read again while the summary is kept.
+    coldInsert: () => summarise,
+    visit(batch: ColumnBatch, block: BlockMetaView, segment: SegmentEntryView, blockIndex: number) {
+      provenance?.raw.add(segment.segment_id ?? segment.id);
+      if (summarise) {
+        const summary = summarize(shape as SummaryShape, batch, block.rowCount, block.minTimestampMs);
+        cache.keepSummary(cache.segment(snapshot.store, segment), blockIndex, shape as SummaryShape, summary);
+        agg.visitSummary(summary, accountFilter);
+        return;
+      }
       agg.visit(batch, { rowCount: block.rowCount, timeFilter, accountFilter });
     },
   });
+  for (const { parts, accountFilter } of taken.values())
+    agg.visitSummary(concatSummaries(shape as SummaryShape, parts), accountFilter);
 }
 
 function toRow(g: ResultGroup, query: Query): QueryRow {

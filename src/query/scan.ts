@@ -21,7 +21,7 @@
  */
 import type { ColumnBatch, ColumnName } from '../model/columns.ts';
 import { accountBucket } from '../storage/partition.ts';
-import type { ChunkCache } from './chunk-cache.ts';
+import type { ChunkCache, SegmentChunks } from './chunk-cache.ts';
 import { lowerBound } from '../util/lower-bound.ts';
 import type {
   BlockMetaView,
@@ -49,6 +49,13 @@ export interface BlockVisitor {
   columnsFor(block: BlockMetaView): readonly ColumnName[];
   /** Columns `visit` may decode itself (e.g. event ids), read from disk with the others. */
   extraColumns?: readonly ColumnName[];
+  /**
+   * Takes a block from what the cache holds of it without reading its columns (a block
+   * summary); true when taken, and the block is then neither read nor visited.
+   */
+  takeCached?(seg: SegmentChunks, entry: SegmentEntryView, block: BlockMetaView, blockIndex: number): boolean;
+  /** Whether the chunks decoded for the block `columnsFor` was last asked about go to the cache's cold end. */
+  coldInsert?(): boolean;
   visit(
     batch: ColumnBatch,
     block: BlockMetaView,
@@ -274,7 +281,7 @@ export async function scanSegments(
         stopped = true;
         break;
       }
-      const one = await openEntry(snapshot, entry, target, buckets, cache, stats);
+      const one = await openEntry(snapshot, entry, target, buckets, cache, stats, visitor);
       if (one !== null) opened.push(one);
     }
     if (store.prefetch !== undefined && opened.length > 0) {
@@ -301,6 +308,7 @@ async function openEntry(
   buckets: ReadonlySet<number> | null,
   cache: ChunkCache,
   stats: QueryStats,
+  visitor: BlockVisitor,
 ): Promise<OpenedEntry | null> {
   if (!segmentMayMatch(entry, target, buckets)) {
     stats.segmentsPruned++;
@@ -311,16 +319,32 @@ async function openEntry(
   let reader = cache.reader(seg);
   if (reader === null) {
     reader = await store.reader(entry);
-    cache.keepReader(seg, reader, entry.size_bytes);
+    // A source that prefetches hands out sparse readers: its own caches (bounded there) hold
+    // the chunk bytes, the reader only its block metadata. Else the reader holds the file.
+    const held = store.prefetch !== undefined ? 512 + reader.meta.blocks.length * 128 : entry.size_bytes;
+    cache.keepReader(seg, reader, held);
   }
   stats.segmentsOpened++;
   const meta = reader.meta;
-  const blocks = segmentMetaMayMatch(meta, target)
+  let blocks = segmentMetaMayMatch(meta, target)
     ? selectBlocks(reader, target, entry, buckets, snapshot.bucketCount)
     : [];
-  stats.blocksSkipped += meta.blocks.length - blocks.length;
+  let taken = 0;
+  if (visitor.takeCached !== undefined && blocks.length > 0) {
+    const rest: number[] = [];
+    for (const b of blocks) {
+      const block = meta.blocks[b];
+      if (visitor.takeCached(seg, entry, block, b)) {
+        taken++;
+        stats.blocksRead++;
+        stats.rowsScanned += block.rowCount;
+      } else rest.push(b);
+    }
+    blocks = rest;
+  }
+  stats.blocksSkipped += meta.blocks.length - blocks.length - taken;
+  if (blocks.length + taken > 0) stats.segmentsScanned++;
   if (blocks.length === 0) return null;
-  stats.segmentsScanned++;
   return { entry, seg, reader, blocks };
 }
 
@@ -344,7 +368,8 @@ async function visitEntry(
       ]);
     else if (store.prefetch !== undefined && extra.length > 0)
       await store.prefetch([{ entry, reader, names: extra, blocks: [b] }]);
-    const batch = cache.block(seg, store, entry, reader, b, block.rowCount, names, stats);
+    const cold = visitor.coldInsert?.() ?? false;
+    const batch = cache.block(seg, store, entry, reader, b, block.rowCount, names, stats, cold);
     stats.blocksRead++;
     stats.rowsScanned += block.rowCount;
     visitor.visit(batch, block, entry, b, reader);

@@ -223,6 +223,11 @@ export class SegmentStore {
   private readonly cacheBytesMax: number;
   private readonly readers = new Map<number, SegmentReader>();
   private readonly points = new Map<number, PointImage>();
+  /**
+   * The reader of each evicted point image, kept for its parsed footer (footers of live
+   * segments stay in memory anyway): reloading the image then costs no footer read or parse.
+   */
+  private readonly parkedReaders = new Map<number, SegmentReader>();
   private readonly handles = new Map<number, { file: ReadFile; users: number }>();
   private pointBytes = 0;
   /** The file reader behind each slice reader handed out (it outlives cache eviction). */
@@ -339,6 +344,7 @@ export class SegmentStore {
     }
     for (const id of [...this.readers.keys()]) if (!live.has(id)) this.evict(id);
     for (const id of [...this.points.keys()]) if (!live.has(id)) this.evictPoint(id);
+    for (const id of [...this.parkedReaders.keys()]) if (!live.has(id)) this.parkedReaders.delete(id);
     for (const id of [...this.handles.keys()]) if (!live.has(id)) void this.closeHandle(id);
     const byBucket = new Map<number, PartitionSlice[]>();
     const all: PartitionSlice[] = [];
@@ -602,6 +608,7 @@ export class SegmentStore {
 
   /** Drops what the dedupe caches hold of a file that left every version. */
   private forgetLookups(segmentId: number): void {
+    this.parkedReaders.delete(segmentId);
     const f = this.filterCache.get(segmentId);
     if (f !== undefined) {
       this.filterCache.delete(segmentId);
@@ -768,13 +775,17 @@ export class SegmentStore {
     const file = this.prepared.get(segmentId);
     assert(file !== undefined, `segment ${segmentId} is not committed`);
     const chunks = new Map<number, Uint8Array>();
-    const head = await readSmall(handle, 0, Math.min(64, entry.size_bytes));
-    const tail = await readSegmentTail(handle);
-    const reader = SegmentReader.sparse(entry.size_bytes, head, tail, (i) => {
+    const fetchChunk = (i: number): Uint8Array => {
       const bytes = chunks.get(i);
       assert(bytes !== undefined, `segment ${segmentId}: chunk ${i} decoded before it was read`);
       return bytes;
-    });
+    };
+    const parked = this.parkedReaders.get(segmentId);
+    if (parked !== undefined)
+      return { chunks, reader: parked.withChunks(fetchChunk), layout: parked.chunkLayout(), loadedBytes: 0 };
+    const head = await readSmall(handle, 0, Math.min(64, entry.size_bytes));
+    const tail = await readSegmentTail(handle);
+    const reader = SegmentReader.sparse(entry.size_bytes, head, tail, fetchChunk);
     assert(reader.meta.segmentId === segmentId, `segment ${segmentId}: file holds another segment`);
     return { chunks, reader, layout: reader.chunkLayout(), loadedBytes: 0 };
   }
@@ -829,6 +840,7 @@ export class SegmentStore {
     if (!p) return;
     this.pointBytes -= p.loadedBytes;
     this.points.delete(id);
+    if (this.prepared.has(id)) this.parkedReaders.set(id, p.reader);
   }
 
   private evict(id: number): void {

@@ -33,7 +33,8 @@ function source(log: string[]): SegmentSource {
 
 /** A cache that fits three one-column blocks, with a read of block `id` and its source's log. */
 function threeBlockCache() {
-  const cache = new ChunkCache(3 * 8096 + 100);
+  // No share for block summaries: all of the budget holds chunks.
+  const cache = new ChunkCache(3 * 8096 + 100, 0);
   const log: string[] = [];
   const src = source(log);
   const counters = { cacheHits: 0, cacheMisses: 0 };

@@ -175,6 +175,35 @@ describe('listEvents', () => {
     }
   });
 
+  it('long runs of one timestamp inside one sorted range page exactly (a range is cut after a page)', async () => {
+    // One account, meter and model: each block is one time-sorted range, and three distinct
+    // timestamps make runs of equal times far longer than a page, across page boundaries.
+    // Ids in an order unrelated to the order of ingest (7919 is prime to 600: a permutation).
+    const events = generateEvents(9, 600, 1, 'r')
+      .filter((e) => e.kind === 'Usage')
+      .map((e, i) => ({
+        ...e,
+        event_id: `r-${String((i * 7919) % 600).padStart(4, '0')}`,
+        account_id: 'acct-a',
+        product_id: PRODUCTS[0],
+        meter_id: METERS[0],
+        model_id: MODELS[1],
+        timestamp_ms: MAY + (i % 3) * 1000,
+      }));
+    const runs = await openFixture(events, { blockRows: 64 });
+    try {
+      const p = { account_id: 'acct-a', from: MAY, to: JUNE, meter_id: METERS[0], model_id: MODELS[1] };
+      const want = expected(events, p).map((e) => e.event_id);
+      expect(want.length).toBeGreaterThan(100);
+      for (const limit of [1, 3, 10, 45]) {
+        const got = await allPages(runs.db, { ...p, limit });
+        expect(got.events.map((e) => e.event_id)).toEqual(want);
+      }
+    } finally {
+      await runs.db.close();
+    }
+  });
+
   it('a small first page stops early instead of opening every segment of the account', async () => {
     const { page, stats } = await createQueryEngine().listEventsWithStats(readSnapshot(fx.db), {
       account_id: 'acct-a',

@@ -239,6 +239,7 @@ export class SegmentReader {
    * already (the bytes are immutable in memory), so reads skip the per-chunk CRC.
    */
   private readonly fileVerified: boolean;
+  private readonly tail: ParsedTail;
 
   private constructor(
     source: Uint8Array | { sizeBytes: number; fetchChunk: (chunkIndex: number) => Uint8Array },
@@ -257,6 +258,7 @@ export class SegmentReader {
       this.fetchChunk = source.fetchChunk;
       this.sizeBytes = source.sizeBytes;
     }
+    this.tail = tail;
     this.footer = tail.footer;
     this.meta = tail.meta;
     this.chunks = tail.chunks;
@@ -317,6 +319,14 @@ export class SegmentReader {
       null,
       false,
     );
+  }
+
+  /**
+   * A sparse reader of the same file over other chunk bytes, sharing this reader's parsed
+   * footer (immutable): a point image loaded again after eviction neither reads nor parses it.
+   */
+  withChunks(fetchChunk: (chunkIndex: number) => Uint8Array): SegmentReader {
+    return new SegmentReader({ sizeBytes: this.sizeBytes, fetchChunk }, this.tail, null, false);
   }
 
   mayContainEventId(h1: number, h2: number): boolean {
