@@ -54,6 +54,28 @@ export function rejectEvent(
   result.errors.push({ index, event_id: eventId, status: 'rejected', reason, message });
 }
 
+/** Per valid event, what prefetchStored did: nothing (not a Usage event), or hashed its id and… */
+const PREFETCH_NONE = 0;
+/** …left the answer to the loop (the id is in memory: the loop looks it up again, in order); */
+const PREFETCH_HASHED = 1;
+/** …found that no segment holds it (the id filter said no: final); */
+const PREFETCH_NOT_STORED = 2;
+/** …started the stored lookup (in `lookups`). */
+const PREFETCH_LOOKUP = 3;
+
+/**
+ * What prefetchStored learnt of a batch, by position in `valid`: typed arrays rather than a
+ * map entry per event (~1,000 string-keyed entries per batch of mostly new events).
+ */
+interface Prefetch {
+  state: Uint8Array;
+  /** hash128 words h1, h2 of each hashed event id. */
+  h1: Uint32Array;
+  h2: Uint32Array;
+  /** The stored lookups started, by event id. */
+  lookups: Map<string, Promise<string | null>>;
+}
+
 /** How an incoming event relates to what is stored (strings: nothing allocated per event). */
 type Lookup = 'new' | 'duplicate' | 'conflict';
 
@@ -97,12 +119,12 @@ export class Admission {
     result: IngestResult,
   ): Promise<Admitted> {
     const version = this.pin();
-    const stored = this.prefetchStored(valid);
+    const prefetch = this.prefetchStored(valid);
     try {
-      return await this.classifyPinned(valid, result, stored);
+      return await this.classifyPinned(valid, result, prefetch);
     } finally {
       // Lookups the loop did not need still read the pinned files: done before the release.
-      await Promise.allSettled([...stored.values()].filter((p) => p !== null));
+      if (prefetch.lookups.size > 0) await Promise.allSettled(prefetch.lookups.values());
       version.release();
     }
   }
@@ -110,13 +132,14 @@ export class Admission {
   private async classifyPinned(
     valid: readonly { index: number; event: PendingEvent }[],
     result: IngestResult,
-    stored: Map<string, Promise<string | null> | null>,
+    prefetch: Prefetch,
   ): Promise<Admitted> {
     const events: UsageEvent[] = [];
     const idKeys = new Uint32Array(valid.length);
     const batch = new Map<string, UsageEvent>();
     const batchRetracted = new Set<string>();
-    for (const { index, event: pending } of valid) {
+    for (let v = 0; v < valid.length; v++) {
+      const { index, event: pending } = valid[v];
       let event: UsageEvent;
       if (pending.kind === 'Usage') {
         event = pending as UsageEvent;
@@ -128,10 +151,16 @@ export class Admission {
         }
         event = checked.event;
       }
-      hash128Into(event.event_id, this.idHash);
+      // The prefetch hashed the Usage events' ids already (a Correction's id is hashed here).
+      const state = prefetch.state[v];
+      if (state === PREFETCH_NONE) hash128Into(event.event_id, this.idHash);
+      else {
+        this.idHash[0] = prefetch.h1[v];
+        this.idHash[1] = prefetch.h2[v];
+      }
       const idKey = this.idHash[0];
-      let found = this.lookupInMemory(event, this.idHash, batch, stored);
-      if (found === 'maybe_stored') found = await this.lookupStored(event, stored);
+      let found = this.lookupInMemory(event, this.idHash, batch, state, prefetch);
+      if (found === 'maybe_stored') found = await this.lookupStored(event, prefetch);
       if (found === 'duplicate') {
         result.duplicates++;
         continue;
@@ -194,7 +223,8 @@ export class Admission {
     event: UsageEvent,
     idHash: Uint32Array,
     batch: Map<string, UsageEvent>,
-    prefetched: Map<string, Promise<string | null> | null>,
+    state: number,
+    prefetch: Prefetch,
   ): Lookup | 'maybe_stored' {
     const inBatch = batch.get(event.event_id);
     if (inBatch) return compare(event, canonicalPayload(inBatch));
@@ -208,16 +238,13 @@ export class Admission {
       const same = h.h1 === p.h1 && h.h2 === p.h2 && h.h3 === p.h3 && h.h4 === p.h4;
       return same ? 'duplicate' : 'conflict';
     }
-    const known = prefetched.get(event.event_id);
-    if (known !== undefined) return known === null ? 'new' : 'maybe_stored';
+    if (state === PREFETCH_NOT_STORED) return 'new';
+    if (state === PREFETCH_LOOKUP || prefetch.lookups.has(event.event_id)) return 'maybe_stored';
     return this.finder.mayBeStored(idHash[0], idHash[1]) ? 'maybe_stored' : 'new';
   }
 
-  private async lookupStored(
-    event: UsageEvent,
-    prefetched: Map<string, Promise<string | null> | null>,
-  ): Promise<Lookup> {
-    const payload = await (prefetched.get(event.event_id) ?? this.finder.findPayload(event.event_id));
+  private async lookupStored(event: UsageEvent, prefetch: Prefetch): Promise<Lookup> {
+    const payload = await (prefetch.lookups.get(event.event_id) ?? this.finder.findPayload(event.event_id));
     return payload === null ? 'new' : payload === canonicalPayload(event) ? 'duplicate' : 'conflict';
   }
 
@@ -227,24 +254,34 @@ export class Admission {
    * together instead of one after another. The loop still decides in order (an earlier event
    * of the batch or a memtable answers first); a lookup it does not need is only wasted work.
    */
-  private prefetchStored(
-    valid: readonly { event: PendingEvent }[],
-  ): Map<string, Promise<string | null> | null> {
-    const out = new Map<string, Promise<string | null> | null>();
+  private prefetchStored(valid: readonly { event: PendingEvent }[]): Prefetch {
+    const n = valid.length;
+    const out: Prefetch = {
+      state: new Uint8Array(n),
+      h1: new Uint32Array(n),
+      h2: new Uint32Array(n),
+      lookups: new Map(),
+    };
     const h = this.idHash;
-    for (const { event } of valid) {
-      if (event.kind !== 'Usage' || out.has(event.event_id)) continue;
+    for (let v = 0; v < n; v++) {
+      const event = valid[v].event;
+      if (event.kind !== 'Usage') continue;
       hash128Into(event.event_id, h);
+      out.h1[v] = h[0];
+      out.h2[v] = h[1];
+      out.state[v] = PREFETCH_HASHED;
+      if (out.lookups.has(event.event_id)) continue;
       if (this.memtables.recent.lookup(event.event_id, h[0]) !== undefined) continue;
       if (!this.finder.mayBeStored(h[0], h[1])) {
         // The filter's answer, kept: the loop then probes it no second time.
-        out.set(event.event_id, null);
+        out.state[v] = PREFETCH_NOT_STORED;
         continue;
       }
       const lookup = this.finder.findPayload(event.event_id);
       // Awaited in the loop, unless an earlier failure ends it first: never unhandled.
       lookup.catch(() => undefined);
-      out.set(event.event_id, lookup);
+      out.lookups.set(event.event_id, lookup);
+      out.state[v] = PREFETCH_LOOKUP;
     }
     return out;
   }

@@ -1,29 +1,42 @@
 /**
  * The payload of one WAL record: the events a single ingest call accepted, with the stamp they
- * share, as JSON (one native JSON.stringify per record: hand-built text measured slower).
+ * share.
  *
  * Invariants (persisted — never change a format; add one):
- * - format 3 (written), by column: [3, ingested_at_ms, strings, event_ids, fields, timestamps,
- *   quantities, corrections]. `strings` holds each distinct value of the repeating fields once;
- *   `fields` holds 8 indexes into it per event (account, subscription, product, meter, model,
- *   unit, source, dimensions JSON; -1 = null); a quantity is a JSON number when it is a safe
- *   integer, else its decimal string; `corrections` lists the events that are not Usage as
- *   flat quadruples [index, kind, original id, reason] (a Usage event has no correction_ref).
- *   Against format 2 a record is ~50% smaller and ~40% cheaper to encode: no dimensions JSON
- *   escaped per event, no array per event;
+ * - format 4 (written), binary, little-endian, by column: a 32-byte header [u32 4, u32 n,
+ *   f64 ingested_at_ms, u32 text bytes, u32 string count, u32 extra bytes, u32 0], then
+ *   f64 timestamps[n], f64 quantities[n] (NaN where the quantity is not a safe integer),
+ *   i32 fields[8n] (indexes into the string table per event: account, subscription, product,
+ *   meter, model, unit, source, dimensions JSON; -1 = null), u32 lengths[strings + n] (UTF-16
+ *   code units of each table string, then of each event id), the UTF-8 text of the table
+ *   strings then the event ids, all concatenated, and an optional JSON tail
+ *   [big quantities as flat pairs [index, decimal], corrections as flat quadruples
+ *   [index, kind, original id, reason]]. Against format 3 it costs ~45% less to encode (no
+ *   number formatting, most of JSON.stringify's time: one UTF-8 write of the text and
+ *   typed-array stores) for ~8% more bytes (95 against 88 per event of the bench workload).
+ *   Strings are well-formed (validation refuses lone surrogates), so UTF-16 lengths cut the
+ *   decoded text exactly;
+ * - format 3 (still read), JSON by column: [3, ingested_at_ms, strings, event_ids, fields,
+ *   timestamps, quantities, corrections], the same columns as text;
  * - format 2 (still read): [2, ingested_at_ms, PayloadTuple[]] (model/event.ts).
  */
 import type { EventKind } from '../model/columns.ts';
 import { type PayloadTuple, type StoredEvent, type UsageEvent, eventOfPayloadTuple } from '../model/event.ts';
 import { parseQuantityString, type Quantity } from '../model/quantity.ts';
 
+const BATCH_FORMAT_BINARY = 4;
 const BATCH_FORMAT = 3;
 const BATCH_FORMAT_TUPLES = 2;
-/** Indexes into `strings` per event in format 3. */
+/** Indexes into `strings` per event in formats 3 and 4. */
 const FIELDS = 8;
+const HEADER_BYTES = 32;
+/** A JSON format starts with "[". */
+const JSON_FIRST_BYTE = 0x5b;
 const decoder = new TextDecoder('utf-8', { fatal: true });
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 export function encodeWalBatch(events: readonly UsageEvent[], ingestedAtMs: number): Uint8Array {
+  if (!LITTLE_ENDIAN) throw new Error('the WAL batch format needs a little-endian machine');
   const codes = new Map<string, number>();
   const strings: string[] = [];
   const code = (value: string | null): number => {
@@ -37,14 +50,14 @@ export function encodeWalBatch(events: readonly UsageEvent[], ingestedAtMs: numb
     return c;
   };
   const n = events.length;
-  const ids = new Array<string>(n);
-  const fields = new Array<number>(n * FIELDS);
-  const timestamps = new Array<number>(n);
-  const quantities = new Array<number | string>(n);
-  const corrections: (number | string | null)[] = [];
+  const timestamps = new Float64Array(n);
+  const quantities = new Float64Array(n);
+  const fields = new Int32Array(n * FIELDS);
+  const idLengths = new Uint32Array(n);
+  let extra: (number | string | null)[][] | null = null;
+  let text = '';
   for (let i = 0; i < n; i++) {
     const e = events[i];
-    ids[i] = e.event_id;
     const o = i * FIELDS;
     fields[o] = code(e.account_id);
     fields[o + 1] = code(e.subscription_id);
@@ -55,18 +68,56 @@ export function encodeWalBatch(events: readonly UsageEvent[], ingestedAtMs: numb
     fields[o + 6] = code(e.source);
     fields[o + 7] = code(e.dimensions_json);
     timestamps[i] = e.timestamp_ms;
+    idLengths[i] = e.event_id.length;
+    text += e.event_id;
     const q = e.quantity;
-    quantities[i] = typeof q === 'number' ? q : q.toString();
+    if (typeof q === 'number') quantities[i] = q;
+    else {
+      quantities[i] = Number.NaN;
+      (extra ??= [[], []])[0].push(i, q.toString());
+    }
     const ref = e.correction_ref;
     if (e.kind !== 'Usage' || ref !== null) {
-      corrections.push(i, e.kind, ref?.original_event_id ?? null, ref?.reason ?? null);
+      (extra ??= [[], []])[1].push(i, e.kind, ref?.original_event_id ?? null, ref?.reason ?? null);
     }
   }
-  const batch = [BATCH_FORMAT, ingestedAtMs, strings, ids, fields, timestamps, quantities, corrections];
-  return Buffer.from(JSON.stringify(batch), 'utf8');
+  const tableText = strings.join('');
+  const stringCount = strings.length;
+  const extraText = extra === null ? '' : JSON.stringify(extra);
+  const textOffset = HEADER_BYTES + 16 * n + 4 * FIELDS * n + 4 * (stringCount + n);
+  // UTF-8 needs at most 3 bytes per UTF-16 code unit.
+  const textMax = 3 * (tableText.length + text.length + extraText.length);
+  const out = Buffer.allocUnsafe(textOffset + textMax);
+  let pos = textOffset;
+  pos += out.write(tableText, pos, 'utf8');
+  pos += out.write(text, pos, 'utf8');
+  const textBytes = pos - textOffset;
+  const extraBytes = extraText.length === 0 ? 0 : out.write(extraText, pos, 'utf8');
+  const view = new DataView(out.buffer, out.byteOffset, HEADER_BYTES);
+  view.setUint32(0, BATCH_FORMAT_BINARY, true);
+  view.setUint32(4, n, true);
+  view.setFloat64(8, ingestedAtMs, true);
+  view.setUint32(16, textBytes, true);
+  view.setUint32(20, stringCount, true);
+  view.setUint32(24, extraBytes, true);
+  view.setUint32(28, 0, true);
+  let at = HEADER_BYTES;
+  const put = (a: Float64Array | Int32Array | Uint32Array): void => {
+    out.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), at);
+    at += a.byteLength;
+  };
+  put(timestamps);
+  put(quantities);
+  put(fields);
+  const tableLengths = new Uint32Array(stringCount);
+  for (let c = 0; c < stringCount; c++) tableLengths[c] = strings[c].length;
+  put(tableLengths);
+  put(idLengths);
+  return out.subarray(0, pos + extraBytes);
 }
 
 export function decodeWalBatch(payload: Uint8Array): StoredEvent[] {
+  if (payload[0] !== JSON_FIRST_BYTE) return decodeBinaryBatch(payload);
   const batch = JSON.parse(decoder.decode(payload)) as unknown[];
   const [format, ingestedAtMs] = batch as [number, number];
   if (format === BATCH_FORMAT_TUPLES) {
@@ -113,6 +164,12 @@ export function decodeWalBatch(payload: Uint8Array): StoredEvent[] {
       ingested_at_ms: ingestedAtMs,
     };
   }
+  applyCorrections(events, corrections);
+  return events;
+}
+
+/** Applies the flat [index, kind, original id, reason] quadruples of formats 3 and 4. */
+function applyCorrections(events: StoredEvent[], corrections: readonly (number | string | null)[]): void {
   for (let j = 0; j < corrections.length; j += 4) {
     const e = events[corrections[j] as number];
     if (e === undefined) throw new Error(`WAL batch correction of event ${corrections[j]} is out of range`);
@@ -123,9 +180,84 @@ export function decodeWalBatch(payload: Uint8Array): StoredEvent[] {
         ? null
         : { original_event_id: original, reason: (corrections[j + 3] as string | null) ?? '' };
   }
-  return events;
 }
 
 function quantityOf(q: number | string): Quantity {
   return typeof q === 'number' ? q : parseQuantityString(q);
+}
+
+/** Format 4 (see the top of this file). A malformed payload throws. */
+function decodeBinaryBatch(payload: Uint8Array): StoredEvent[] {
+  if (!LITTLE_ENDIAN) throw new Error('the WAL batch format needs a little-endian machine');
+  if (payload.length < HEADER_BYTES) throw new Error('WAL batch shorter than its header');
+  // A copy at offset 0, so the typed-array views below are aligned.
+  const bytes = new Uint8Array(payload);
+  const view = new DataView(bytes.buffer, 0, HEADER_BYTES);
+  const format = view.getUint32(0, true);
+  if (format !== BATCH_FORMAT_BINARY) throw new Error(`unsupported WAL batch format ${format}`);
+  const n = view.getUint32(4, true);
+  const ingestedAtMs = view.getFloat64(8, true);
+  const textBytes = view.getUint32(16, true);
+  const stringCount = view.getUint32(20, true);
+  const extraBytes = view.getUint32(24, true);
+  const textOffset = HEADER_BYTES + 16 * n + 4 * FIELDS * n + 4 * (stringCount + n);
+  if (textOffset + textBytes + extraBytes !== bytes.length)
+    throw new Error('WAL batch sections differ in length');
+  let at = HEADER_BYTES;
+  const timestamps = new Float64Array(bytes.buffer, at, n);
+  at += 8 * n;
+  const quantities = new Float64Array(bytes.buffer, at, n);
+  at += 8 * n;
+  const fields = new Int32Array(bytes.buffer, at, FIELDS * n);
+  at += 4 * FIELDS * n;
+  const lengths = new Uint32Array(bytes.buffer, at, stringCount + n);
+  const text = decoder.decode(bytes.subarray(textOffset, textOffset + textBytes));
+  const pieces = new Array<string>(stringCount + n);
+  let cut = 0;
+  for (let k = 0; k < pieces.length; k++) {
+    pieces[k] = text.slice(cut, cut + lengths[k]);
+    cut += lengths[k];
+  }
+  if (cut !== text.length) throw new Error('WAL batch string lengths do not match its text');
+  const textAt = (c: number): string => {
+    if (!(c >= 0 && c < stringCount)) throw new Error(`WAL batch string ${c} is missing`);
+    return pieces[c];
+  };
+  const nullable = (c: number): string | null => (c === -1 ? null : textAt(c));
+  const events: StoredEvent[] = new Array<StoredEvent>(n);
+  for (let i = 0; i < n; i++) {
+    const o = i * FIELDS;
+    events[i] = {
+      event_id: pieces[stringCount + i],
+      kind: 'Usage',
+      correction_ref: null,
+      account_id: textAt(fields[o]),
+      subscription_id: nullable(fields[o + 1]),
+      product_id: textAt(fields[o + 2]),
+      meter_id: textAt(fields[o + 3]),
+      model_id: nullable(fields[o + 4]),
+      unit: textAt(fields[o + 5]),
+      source: textAt(fields[o + 6]),
+      timestamp_ms: timestamps[i],
+      quantity: quantities[i],
+      dimensions_json: textAt(fields[o + 7]),
+      ingested_at_ms: ingestedAtMs,
+    };
+  }
+  if (extraBytes > 0) {
+    const extraStart = textOffset + textBytes;
+    const [bigs, corrections] = JSON.parse(decoder.decode(bytes.subarray(extraStart))) as [
+      (number | string)[],
+      (number | string | null)[],
+    ];
+    for (let j = 0; j < bigs.length; j += 2) {
+      const e = events[bigs[j] as number];
+      if (e === undefined) throw new Error(`WAL batch quantity of event ${bigs[j]} is out of range`);
+      e.quantity = parseQuantityString(bigs[j + 1] as string);
+    }
+    applyCorrections(events, corrections);
+  }
+  for (const e of events)
+    if (Number.isNaN(e.quantity)) throw new Error(`WAL batch event ${e.event_id} has no quantity`);
+  return events;
 }

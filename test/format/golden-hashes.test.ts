@@ -262,11 +262,30 @@ describe('WAL', () => {
     '[2,1780272000123,[["gw-7f3a:1","Usage",null,null,"acct_42",null,"llm-api","tokens.output",' +
     '"gpt-x","tokens","gateway",1777593600000,"1234","{\\"region\\":\\"eu\\"}"]]]';
   const BATCH_RECORD_HEADER = 'a20000002a5f07d0689c0865';
-  /** Format 3: what ingest writes. */
+  /** Format 3: written until the binary format; still read. */
   const BATCH_TEXT_V3 =
     '[3,1780272000123,["acct_42","llm-api","tokens.output","gpt-x","tokens","gateway",' +
     '"{\\"region\\":\\"eu\\"}"],["gw-7f3a:1"],[0,-1,1,2,3,4,5,6],[1777593600000],[1234],[]]';
   const BATCH_RECORD_HEADER_V3 = 'a300000092f5420dd6168593';
+  /**
+   * Format 4: what ingest writes. Header (format 4, 1 event, the stamp as f64, 69 text bytes,
+   * 7 table strings, no JSON tail), timestamps, quantities, fields, UTF-16 lengths, the text.
+   */
+  const BATCH_HEX_V4 =
+    '04000000' +
+    '01000000' +
+    '00b0c7ae07e87942' +
+    '45000000' +
+    '07000000' +
+    '00000000' +
+    '00000000' +
+    '0000805c0dde7942' +
+    '0000000000489340' +
+    '00000000ffffffff' +
+    '010000000200000003000000040000000500000006000000' +
+    '07000000070000000d0000000500000006000000070000000f00000009000000' +
+    hex(utf8.encode('acct_42llm-apitokens.outputgpt-xtokensgateway{"region":"eu"}gw-7f3a:1'));
+  const BATCH_RECORD_HEADER_V4 = 'b5000000dd566320a0cda127';
 
   it('batch payload of one event, and its record', () => {
     const v = validateEvent(
@@ -287,10 +306,16 @@ describe('WAL', () => {
     );
     if (!v.ok) throw new Error(v.message);
     const payload = encodeWalBatch([v.event as UsageEvent], 1780272000123);
-    expect(Buffer.from(payload).toString('utf8')).toBe(BATCH_TEXT_V3);
-    expect(hex(encodeRecord(payload))).toBe(BATCH_RECORD_HEADER_V3 + hex(utf8.encode(BATCH_TEXT_V3)));
-    // Both formats read back to the same event.
-    expect(decodeWalBatch(payload)).toEqual(decodeWalBatch(utf8.encode(BATCH_TEXT)));
+    expect(hex(payload)).toBe(BATCH_HEX_V4);
+    expect(hex(encodeRecord(payload))).toBe(BATCH_RECORD_HEADER_V4 + BATCH_HEX_V4);
+    // The record header of format 3 (what the old code wrote) is pinned too.
+    expect(hex(encodeRecord(utf8.encode(BATCH_TEXT_V3)))).toBe(
+      BATCH_RECORD_HEADER_V3 + hex(utf8.encode(BATCH_TEXT_V3)),
+    );
+    // Every format reads back to the same event.
+    const back = decodeWalBatch(payload);
+    expect(back).toEqual(decodeWalBatch(utf8.encode(BATCH_TEXT)));
+    expect(back).toEqual(decodeWalBatch(utf8.encode(BATCH_TEXT_V3)));
   });
 
   it('a WAL file written by the old code is read back', () => {

@@ -84,6 +84,34 @@ describe('WAL', () => {
     expect(read.records.length).toBe(1);
   });
 
+  it('batch codec refuses a binary payload whose sections do not add up', () => {
+    const e: UsageEvent = {
+      event_id: 'évt-1',
+      kind: 'Usage',
+      correction_ref: null,
+      account_id: 'a',
+      subscription_id: null,
+      product_id: 'p',
+      meter_id: 'm',
+      model_id: null,
+      unit: 'u',
+      source: 's',
+      timestamp_ms: 1_700_000_000_000,
+      quantity: 5,
+      dimensions_json: '{}',
+    };
+    const payload = encodeWalBatch([e, { ...e, event_id: 'e2' }], 9);
+    expect(decodeWalBatch(payload).map((x) => x.event_id)).toEqual(['évt-1', 'e2']);
+    expect(() => decodeWalBatch(payload.subarray(0, payload.length - 1))).toThrow(/differ in length/);
+    expect(() => decodeWalBatch(payload.subarray(0, 20))).toThrow(/shorter than its header/);
+    // The first id's UTF-16 length sits just before the text: one more unit misplaces every cut.
+    const bad = new Uint8Array(payload);
+    const textBytes = new DataView(bad.buffer).getUint32(16, true);
+    const lengthsEnd = bad.length - textBytes;
+    new DataView(bad.buffer).setUint32(lengthsEnd - 8, 6, true);
+    expect(() => decodeWalBatch(bad)).toThrow(/lengths do not match/);
+  });
+
   it('batch codec round-trips events including big quantities', () => {
     const e: UsageEvent = {
       event_id: 'e1',

@@ -59,9 +59,14 @@ export interface Candidate {
 
 /**
  * Serializes a chunk, compressing each stream with zstd when that makes it smaller. Streams
- * whose `tryZstd` entry is false are stored raw without trying.
+ * whose `tryZstd` entry is false, or shorter than `minBytes`, are stored raw without trying.
  */
-export function packChunk(candidate: Candidate, zstdLevel: number, tryZstd?: readonly boolean[]): Packed {
+export function packChunk(
+  candidate: Candidate,
+  zstdLevel: number,
+  tryZstd?: readonly boolean[],
+  minBytes = STREAM_COMPRESS_MIN_BYTES,
+): Packed {
   const stored: Uint8Array[] = [];
   const compressed: boolean[] = [];
   const header = new ByteWriter(32);
@@ -71,7 +76,7 @@ export function packChunk(candidate: Candidate, zstdLevel: number, tryZstd?: rea
   candidate.streams.forEach((stream, i) => {
     let bytes = stream;
     let zstd = false;
-    if (stream.length >= STREAM_COMPRESS_MIN_BYTES && tryZstd?.[i] !== false) {
+    if (stream.length >= minBytes && tryZstd?.[i] !== false) {
       const z = zstdCompress(stream, zstdLevel);
       if (z.length < stream.length) {
         bytes = z;
@@ -109,18 +114,23 @@ const PROBE_ZSTD_LEVEL = 1;
  * again at `zstdLevel`. Compressing every candidate (e.g. 100 KB of event-id text) or noise
  * (mantissa bits, packed ids) at the stored level would dominate the cost of writing a segment.
  */
-export function packSmallest(candidates: readonly Candidate[], zstdLevel: number): Uint8Array {
+export function packSmallest(
+  candidates: readonly Candidate[],
+  zstdLevel: number,
+  minBytes = STREAM_COMPRESS_MIN_BYTES,
+): Uint8Array {
   if (candidates.length === 0) throw new Error('packSmallest: no candidate encoding');
   // Nothing to rank: one zstd pass at the stored level instead of a probe plus a second pass
   // (each zstd call costs ~50 µs of context setup, the bulk of encoding small blocks).
   if (candidates.length === 1) {
     const only = candidates[0];
-    return packChunk(only, zstdLevel, only.incompressible ? only.streams.map(() => false) : undefined).bytes;
+    const tryZstd = only.incompressible ? only.streams.map(() => false) : undefined;
+    return packChunk(only, zstdLevel, tryZstd, minBytes).bytes;
   }
   let best = candidates[0];
   let bestProbe: Packed | null = null;
   for (const c of candidates) {
-    const probe = packChunk(c, PROBE_ZSTD_LEVEL);
+    const probe = packChunk(c, PROBE_ZSTD_LEVEL, undefined, minBytes);
     if (bestProbe === null || probe.bytes.length < bestProbe.bytes.length) {
       best = c;
       bestProbe = probe;
@@ -128,7 +138,7 @@ export function packSmallest(candidates: readonly Candidate[], zstdLevel: number
   }
   const probe = bestProbe as Packed;
   if (zstdLevel === PROBE_ZSTD_LEVEL || !probe.compressed.includes(true)) return probe.bytes;
-  const packed = packChunk(best, zstdLevel, probe.compressed).bytes;
+  const packed = packChunk(best, zstdLevel, probe.compressed, minBytes).bytes;
   return packed.length <= probe.bytes.length ? packed : probe.bytes;
 }
 

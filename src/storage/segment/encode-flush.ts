@@ -20,6 +20,10 @@ export interface EncodeRequest {
   createdAtMs: number;
   blockRows?: number;
   bloomBitsPerKey: number;
+  /** zstd level of the streams; default DEFAULT_ZSTD_LEVEL (flushes ask for FLUSH_ZSTD_LEVEL). */
+  zstdLevel?: number;
+  /** Streams shorter than this are stored raw; default STREAM_COMPRESS_MIN_BYTES. */
+  compressMinBytes?: number;
   /** False for a compaction merge: no hot-window data (payload hashes, packed ids) is built. */
   hotWindow?: boolean;
 }
@@ -76,6 +80,8 @@ export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
     {
       runStarts,
       bloomBitsPerKey: req.bloomBitsPerKey,
+      ...(req.zstdLevel ? { zstdLevel: req.zstdLevel } : {}),
+      ...(req.compressMinBytes ? { compressMinBytes: req.compressMinBytes } : {}),
       ...(req.blockRows ? { blockRows: req.blockRows } : {}),
     },
   );

@@ -62,6 +62,7 @@ import {
   NULLABLE_DICT_COLUMNS,
   SEGMENT_MAGIC,
   SEGMENT_ROWS_MAX,
+  STREAM_COMPRESS_MIN_BYTES,
   type SegmentInfo,
 } from './segment-format.ts';
 import { verifyEncodedSegment } from './segment-verify.ts';
@@ -73,6 +74,8 @@ export interface EncodeSegmentOptions {
   blockRows?: number;
   /** zstd level of every compressed stream; default DEFAULT_ZSTD_LEVEL. */
   zstdLevel?: number;
+  /** Streams shorter than this are stored raw; default STREAM_COMPRESS_MIN_BYTES. */
+  compressMinBytes?: number;
   /** Bloom filter bits per event id; default 8 (about 2% false positives). */
   bloomBitsPerKey?: number;
   /** Decode the result and compare it with the input before returning; default true. */
@@ -98,6 +101,7 @@ export function encodeSegment(
 ): EncodedSegment {
   const blockRows = options.blockRows ?? DEFAULT_BLOCK_ROWS;
   const zstdLevel = options.zstdLevel ?? DEFAULT_ZSTD_LEVEL;
+  const compressMinBytes = options.compressMinBytes ?? STREAM_COMPRESS_MIN_BYTES;
   const bloomBitsPerKey = options.bloomBitsPerKey ?? DEFAULT_BLOOM_BITS_PER_KEY;
   checkOptions(blockRows, zstdLevel, bloomBitsPerKey);
   checkInfo(info);
@@ -130,7 +134,9 @@ export function encodeSegment(
     let start = 0;
     for (const block of blocks) {
       const end = start + block.rowCount;
-      chunkBytes.push(packSmallest(candidatesFor(columns, dicts, name, start, end), zstdLevel));
+      chunkBytes.push(
+        packSmallest(candidatesFor(columns, dicts, name, start, end), zstdLevel, compressMinBytes),
+      );
       start = end;
     }
   }
