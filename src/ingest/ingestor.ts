@@ -18,6 +18,7 @@ import type { PendingEvent } from '../model/validate.ts';
 import type { FileSystem } from '../storage/fs/file-system.ts';
 import { AsyncMutex } from '../util/async-mutex.ts';
 import type { Admission, IngestResult } from './admission.ts';
+import { FIELD_DICTS } from './memtable.ts';
 import type { Memtables } from './memtables.ts';
 import { FsyncTimes, WalWriter } from './wal.ts';
 import { encodeWalBatch } from './wal-batch.ts';
@@ -117,7 +118,9 @@ export class Ingestor {
     const admitted = await this.admission.classify(valid, result);
     const memtable = this.memtables.current;
     if (admitted.events.length > 0) {
-      const payload = encodeWalBatch(admitted.events, nowMs);
+      // One dictionary lookup per field, shared by the WAL record and the memtable rows.
+      const codes = memtable.codeFields(admitted.events);
+      const payload = encodeWalBatch(admitted.events, nowMs, { codes, dicts: memtable.fieldDicts });
       let endOffset: number;
       try {
         endOffset = await this.wal.append(payload);
@@ -131,7 +134,7 @@ export class Ingestor {
       const recent = this.memtables.recent;
       for (let i = 0; i < admitted.events.length; i++) {
         const e = admitted.events[i];
-        recent.add(e.event_id, memtable.append(e, nowMs), admitted.idKeys[i]);
+        recent.add(e.event_id, memtable.appendCoded(e, nowMs, codes, i * FIELD_DICTS), admitted.idKeys[i]);
       }
       this.walMarks.push({ endOffset, rowsAfter: memtable.rowCount });
     }

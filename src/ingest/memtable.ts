@@ -6,7 +6,8 @@
  * - rows are in append (WAL) order; the caller keeps event ids unique (RecentIds);
  * - rows [0, rowCount) never change once appended, except that `truncate` may cut rows that
  *   were never acknowledged (a failed WAL write); snapshots only cover acknowledged rows;
- * - dictionaries only grow, so codes in old snapshots stay valid.
+ * - dictionaries only grow, so codes in old snapshots stay valid; a value may be in a
+ *   dictionary without a row using it (segment dictionaries keep only the values used).
  */
 
 import { assert } from '../errors.ts';
@@ -20,6 +21,8 @@ import {
 import type { UsageEvent } from '../model/event.ts';
 
 const INITIAL_CAPACITY = 1024;
+/** Dictionary-coded fields per event in `codeFields` (account … dimensions). */
+export const FIELD_DICTS = 8;
 /** Fixed heap cost of a row beyond its strings (its RecentIds entry, column slots), measured ~150 bytes: the flush trigger then tracks real memory. */
 const ROW_OVERHEAD_BYTES = 150;
 
@@ -66,17 +69,19 @@ class DictBuilder {
   readonly codes = new GrowableU32();
 
   push(row: number, value: string | null): void {
-    if (value === null) {
-      this.codes.push(row, NULL_CODE);
-      return;
-    }
+    this.codes.push(row, this.code(value));
+  }
+
+  /** The code of `value` (added to the dictionary if new); NULL_CODE for null. */
+  code(value: string | null): number {
+    if (value === null) return NULL_CODE;
     let code = this.index.get(value);
     if (code === undefined) {
       code = this.dict.length;
       this.dict.push(value);
       this.index.set(value, code);
     }
-    this.codes.push(row, code);
+    return code;
   }
 
   view(rowCount: number): DictColumn {
@@ -122,12 +127,45 @@ export class Memtable {
     return this.eventId;
   }
 
+  /**
+   * The dictionary codes of the repeating fields of `events`, FIELD_DICTS per event in the
+   * order of `fieldDicts` (NULL_CODE for null), adding new values to the dictionaries: the WAL
+   * record (wal-batch.ts) and `appendCoded` then share one lookup per field. Values of events
+   * that are never appended stay in the dictionaries, unused (harmless: see the invariants).
+   */
+  codeFields(events: readonly UsageEvent[]): Uint32Array {
+    const codes = new Uint32Array(events.length * FIELD_DICTS);
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i];
+      const o = i * FIELD_DICTS;
+      codes[o] = this.account.code(e.account_id);
+      codes[o + 1] = this.subscription.code(e.subscription_id);
+      codes[o + 2] = this.product.code(e.product_id);
+      codes[o + 3] = this.meter.code(e.meter_id);
+      codes[o + 4] = this.model.code(e.model_id);
+      codes[o + 5] = this.unit.code(e.unit);
+      codes[o + 6] = this.source.code(e.source);
+      codes[o + 7] = this.dimensions.code(e.dimensions_json);
+    }
+    return codes;
+  }
+
+  /** The dictionaries `codeFields` codes into, in its order. */
+  get fieldDicts(): readonly (readonly string[])[] {
+    return [
+      this.account.dict,
+      this.subscription.dict,
+      this.product.dict,
+      this.meter.dict,
+      this.model.dict,
+      this.unit.dict,
+      this.source.dict,
+      this.dimensions.dict,
+    ];
+  }
+
   append(e: UsageEvent, ingestedAtMs: number): number {
     const row = this.rows;
-    this.eventId[row] = e.event_id;
-    this.kind.push(row, KIND_NAMES.indexOf(e.kind));
-    this.originalId[row] = e.correction_ref?.original_event_id ?? null;
-    this.reason[row] = e.correction_ref?.reason ?? null;
     this.account.push(row, e.account_id);
     this.subscription.push(row, e.subscription_id);
     this.product.push(row, e.product_id);
@@ -136,6 +174,28 @@ export class Memtable {
     this.unit.push(row, e.unit);
     this.source.push(row, e.source);
     this.dimensions.push(row, e.dimensions_json);
+    return this.appendRest(e, ingestedAtMs, row);
+  }
+
+  /** `append` with the field codes `codeFields` returned (`at`: the event's first code). */
+  appendCoded(e: UsageEvent, ingestedAtMs: number, codes: Uint32Array, at: number): number {
+    const row = this.rows;
+    this.account.codes.push(row, codes[at]);
+    this.subscription.codes.push(row, codes[at + 1]);
+    this.product.codes.push(row, codes[at + 2]);
+    this.meter.codes.push(row, codes[at + 3]);
+    this.model.codes.push(row, codes[at + 4]);
+    this.unit.codes.push(row, codes[at + 5]);
+    this.source.codes.push(row, codes[at + 6]);
+    this.dimensions.codes.push(row, codes[at + 7]);
+    return this.appendRest(e, ingestedAtMs, row);
+  }
+
+  private appendRest(e: UsageEvent, ingestedAtMs: number, row: number): number {
+    this.eventId[row] = e.event_id;
+    this.kind.push(row, KIND_NAMES.indexOf(e.kind));
+    this.originalId[row] = e.correction_ref?.original_event_id ?? null;
+    this.reason[row] = e.correction_ref?.reason ?? null;
     this.timestamp.push(row, e.timestamp_ms);
     if (typeof e.quantity === 'number') {
       this.quantity.push(row, e.quantity);

@@ -20,7 +20,7 @@
  *   timestamps, quantities, corrections], the same columns as text;
  * - format 2 (still read): [2, ingested_at_ms, PayloadTuple[]] (model/event.ts).
  */
-import type { EventKind } from '../model/columns.ts';
+import { type EventKind, NULL_CODE } from '../model/columns.ts';
 import { type PayloadTuple, type StoredEvent, type UsageEvent, eventOfPayloadTuple } from '../model/event.ts';
 import { parseQuantityString, type Quantity } from '../model/quantity.ts';
 
@@ -35,38 +35,32 @@ const JSON_FIRST_BYTE = 0x5b;
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
-export function encodeWalBatch(events: readonly UsageEvent[], ingestedAtMs: number): Uint8Array {
+/**
+ * The repeating fields of a batch already coded against dictionaries (the memtable's:
+ * memtable.ts codeFields): FIELDS codes per event, NULL_CODE for null, field f coded in
+ * `dicts[f]`. The record's string table is then built from codes, with no string lookup.
+ */
+export interface CodedFields {
+  codes: Uint32Array;
+  dicts: readonly (readonly string[])[];
+}
+
+export function encodeWalBatch(
+  events: readonly UsageEvent[],
+  ingestedAtMs: number,
+  coded?: CodedFields,
+): Uint8Array {
   if (!LITTLE_ENDIAN) throw new Error('the WAL batch format needs a little-endian machine');
-  const codes = new Map<string, number>();
-  const strings: string[] = [];
-  const code = (value: string | null): number => {
-    if (value === null) return -1;
-    let c = codes.get(value);
-    if (c === undefined) {
-      c = strings.length;
-      strings.push(value);
-      codes.set(value, c);
-    }
-    return c;
-  };
   const n = events.length;
+  const strings: string[] = [];
+  const fields = coded ? tableOfCodes(coded, n, strings) : tableOfValues(events, strings);
   const timestamps = new Float64Array(n);
   const quantities = new Float64Array(n);
-  const fields = new Int32Array(n * FIELDS);
   const idLengths = new Uint32Array(n);
   let extra: (number | string | null)[][] | null = null;
   let text = '';
   for (let i = 0; i < n; i++) {
     const e = events[i];
-    const o = i * FIELDS;
-    fields[o] = code(e.account_id);
-    fields[o + 1] = code(e.subscription_id);
-    fields[o + 2] = code(e.product_id);
-    fields[o + 3] = code(e.meter_id);
-    fields[o + 4] = code(e.model_id);
-    fields[o + 5] = code(e.unit);
-    fields[o + 6] = code(e.source);
-    fields[o + 7] = code(e.dimensions_json);
     timestamps[i] = e.timestamp_ms;
     idLengths[i] = e.event_id.length;
     text += e.event_id;
@@ -184,6 +178,63 @@ function applyCorrections(events: StoredEvent[], corrections: readonly (number |
 
 function quantityOf(q: number | string): Quantity {
   return typeof q === 'number' ? q : parseQuantityString(q);
+}
+
+/** The fields column of format 4, coding each distinct value once into `strings`. */
+function tableOfValues(events: readonly UsageEvent[], strings: string[]): Int32Array {
+  const codes = new Map<string, number>();
+  const code = (value: string | null): number => {
+    if (value === null) return -1;
+    let c = codes.get(value);
+    if (c === undefined) {
+      c = strings.length;
+      strings.push(value);
+      codes.set(value, c);
+    }
+    return c;
+  };
+  const fields = new Int32Array(events.length * FIELDS);
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i];
+    const o = i * FIELDS;
+    fields[o] = code(e.account_id);
+    fields[o + 1] = code(e.subscription_id);
+    fields[o + 2] = code(e.product_id);
+    fields[o + 3] = code(e.meter_id);
+    fields[o + 4] = code(e.model_id);
+    fields[o + 5] = code(e.unit);
+    fields[o + 6] = code(e.source);
+    fields[o + 7] = code(e.dimensions_json);
+  }
+  return fields;
+}
+
+/** The fields column of format 4 from dictionary codes: a value used once gets one entry. */
+function tableOfCodes(coded: CodedFields, n: number, strings: string[]): Int32Array {
+  const { codes, dicts } = coded;
+  if (codes.length !== n * FIELDS || dicts.length !== FIELDS)
+    throw new Error('WAL batch: coded fields do not match the events');
+  // Per field: dictionary code -> index in `strings` + 1 (0 = not in the table yet).
+  const local = dicts.map((d) => new Uint32Array(d.length));
+  const fields = new Int32Array(n * FIELDS);
+  for (let o = 0; o < fields.length; o += FIELDS) {
+    for (let f = 0; f < FIELDS; f++) {
+      const c = codes[o + f];
+      if (c === NULL_CODE) {
+        fields[o + f] = -1;
+        continue;
+      }
+      let l = local[f][c];
+      if (l === 0) {
+        const value = dicts[f][c];
+        if (value === undefined) throw new Error(`WAL batch: code ${c} is outside its dictionary`);
+        l = strings.push(value);
+        local[f][c] = l;
+      }
+      fields[o + f] = l - 1;
+    }
+  }
+  return fields;
 }
 
 /** Format 4 (see the top of this file). A malformed payload throws. */

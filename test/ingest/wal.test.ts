@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { readWalFile, WalCorruptError, WalWriter, walFileName } from '../../src/ingest/wal.ts';
+import { Memtable } from '../../src/ingest/memtable.ts';
 import { decodeWalBatch, encodeWalBatch } from '../../src/ingest/wal-batch.ts';
 import { payloadTuple, type UsageEvent } from '../../src/model/event.ts';
 import { SimFileSystem } from '../../src/storage/fs/sim-file-system.ts';
@@ -167,6 +168,11 @@ describe('WAL', () => {
         expect(back).toEqual(events.map((e) => ({ ...e, ingested_at_ms: stamp })));
         const v2 = enc.encode(JSON.stringify([2, stamp, events.map(payloadTuple)]));
         expect(decodeWalBatch(v2)).toEqual(back);
+        // Coded against a memtable's dictionaries (what ingest writes), already holding values.
+        const memtable = new Memtable();
+        memtable.codeFields([...events].reverse());
+        const coded = { codes: memtable.codeFields(events), dicts: memtable.fieldDicts };
+        expect(decodeWalBatch(encodeWalBatch(events, stamp, coded))).toEqual(back);
       }),
       { numRuns: 300 },
     );
