@@ -476,18 +476,19 @@ export function combineDayRows(parts: readonly RollupRows[]): Map<RollupLevel, R
   return out;
 }
 
-/** Several parts' rows as one input: dictionaries made common, lines numbered over all. */
-function mergedInput(parts: readonly RollupRows[]): { c: GrainColumns; lines: LineIds; input: Input } {
-  const n = parts.reduce((a, p) => a + p.rowCount, 0);
-  // Dictionaries made common: each part's codes mapped to one dictionary per column.
+/**
+ * The dictionary columns of several row sets, one after another (`n` rows in all), over one
+ * dictionary per column (values in first-seen order): each set's codes mapped into it.
+ */
+function commonDictColumns(sets: readonly RollupRows[], n: number): Record<RollupDictColumn, DictColumn> {
   const dictCols = {} as Record<RollupDictColumn, DictColumn>;
   for (const name of ROLLUP_DICT_COLUMNS) {
     const dict: string[] = [];
     const index = new Map<string, number>();
     const codes = new Uint32Array(n);
     let at = 0;
-    for (const part of parts) {
-      const col = part[name];
+    for (const s of sets) {
+      const col = s[name];
       const remap = col.dict.map((v) => {
         let c = index.get(v);
         if (c === undefined) {
@@ -497,10 +498,17 @@ function mergedInput(parts: readonly RollupRows[]): { c: GrainColumns; lines: Li
         }
         return c;
       });
-      at = remapCodesInto(codes, at, col.codes, part.rowCount, remap);
+      at = remapCodesInto(codes, at, col.codes, s.rowCount, remap);
     }
     dictCols[name] = { dict, codes };
   }
+  return dictCols;
+}
+
+/** Several parts' rows as one input: dictionaries made common, lines numbered over all. */
+function mergedInput(parts: readonly RollupRows[]): { c: GrainColumns; lines: LineIds; input: Input } {
+  const n = parts.reduce((a, p) => a + p.rowCount, 0);
+  const dictCols = commonDictColumns(parts, n);
   const kind = new Uint8Array(n);
   const f64 = (pick: (p: RollupRows) => Float64Array) => {
     const out = new Float64Array(n);
@@ -993,27 +1001,7 @@ function accountAt(rows: RollupRows, i: number): string {
 export function concatRows(sets: readonly RollupRows[]): RollupRows {
   if (sets.length === 1) return sets[0];
   const n = sets.reduce((a, s) => a + s.rowCount, 0);
-  const dictCols = {} as Record<RollupDictColumn, DictColumn>;
-  for (const name of ROLLUP_DICT_COLUMNS) {
-    const dict: string[] = [];
-    const index = new Map<string, number>();
-    const codes = new Uint32Array(n);
-    let at = 0;
-    for (const s of sets) {
-      const col = s[name];
-      const remap = col.dict.map((v) => {
-        let c = index.get(v);
-        if (c === undefined) {
-          c = dict.length;
-          dict.push(v);
-          index.set(v, c);
-        }
-        return c;
-      });
-      at = remapCodesInto(codes, at, col.codes, s.rowCount, remap);
-    }
-    dictCols[name] = { dict, codes };
-  }
+  const dictCols = commonDictColumns(sets, n);
   const join = <T extends Uint8Array | Float64Array>(
     make: (n: number) => T,
     pick: (s: RollupRows) => T,
