@@ -137,27 +137,17 @@ export function decodeWalBatch(payload: Uint8Array): StoredEvent[] {
     if (typeof s !== 'string') throw new Error(`WAL batch string ${c} is missing`);
     return s;
   };
-  const nullable = (c: number): string | null => (c === -1 ? null : text(c));
   const events: StoredEvent[] = new Array<StoredEvent>(n);
-  for (let i = 0; i < n; i++) {
-    const o = i * FIELDS;
-    events[i] = {
-      event_id: ids[i],
-      kind: 'Usage',
-      correction_ref: null,
-      account_id: text(fields[o]),
-      subscription_id: nullable(fields[o + 1]),
-      product_id: text(fields[o + 2]),
-      meter_id: text(fields[o + 3]),
-      model_id: nullable(fields[o + 4]),
-      unit: text(fields[o + 5]),
-      source: text(fields[o + 6]),
-      timestamp_ms: timestamps[i],
-      quantity: quantityOf(quantities[i]),
-      dimensions_json: text(fields[o + 7]),
-      ingested_at_ms: ingestedAtMs,
-    };
-  }
+  for (let i = 0; i < n; i++)
+    events[i] = usageEventOf(
+      ids[i],
+      fields,
+      i * FIELDS,
+      text,
+      timestamps[i],
+      quantityOf(quantities[i]),
+      ingestedAtMs,
+    );
   applyCorrections(events, corrections);
   return events;
 }
@@ -274,27 +264,17 @@ function decodeBinaryBatch(payload: Uint8Array): StoredEvent[] {
     if (!(c >= 0 && c < stringCount)) throw new Error(`WAL batch string ${c} is missing`);
     return pieces[c];
   };
-  const nullable = (c: number): string | null => (c === -1 ? null : textAt(c));
   const events: StoredEvent[] = new Array<StoredEvent>(n);
-  for (let i = 0; i < n; i++) {
-    const o = i * FIELDS;
-    events[i] = {
-      event_id: pieces[stringCount + i],
-      kind: 'Usage',
-      correction_ref: null,
-      account_id: textAt(fields[o]),
-      subscription_id: nullable(fields[o + 1]),
-      product_id: textAt(fields[o + 2]),
-      meter_id: textAt(fields[o + 3]),
-      model_id: nullable(fields[o + 4]),
-      unit: textAt(fields[o + 5]),
-      source: textAt(fields[o + 6]),
-      timestamp_ms: timestamps[i],
-      quantity: quantities[i],
-      dimensions_json: textAt(fields[o + 7]),
-      ingested_at_ms: ingestedAtMs,
-    };
-  }
+  for (let i = 0; i < n; i++)
+    events[i] = usageEventOf(
+      pieces[stringCount + i],
+      fields,
+      i * FIELDS,
+      textAt,
+      timestamps[i],
+      quantities[i],
+      ingestedAtMs,
+    );
   if (extraBytes > 0) {
     const extraStart = textOffset + textBytes;
     const [bigs, corrections] = JSON.parse(decoder.decode(bytes.subarray(extraStart))) as [
@@ -311,4 +291,36 @@ function decodeBinaryBatch(payload: Uint8Array): StoredEvent[] {
   for (const e of events)
     if (Number.isNaN(e.quantity)) throw new Error(`WAL batch event ${e.event_id} has no quantity`);
   return events;
+}
+
+/**
+ * A usage event of a decoded batch (formats 3 and 4): its FIELDS dictionary codes start at
+ * `fields[o]` (account, subscription, product, meter, model, unit, source, dimensions; -1 is
+ * null where a field may be null), resolved through `text`.
+ */
+function usageEventOf(
+  eventId: string,
+  fields: ArrayLike<number>,
+  o: number,
+  text: (code: number) => string,
+  timestampMs: number,
+  quantity: Quantity,
+  ingestedAtMs: number,
+): StoredEvent {
+  return {
+    event_id: eventId,
+    kind: 'Usage',
+    correction_ref: null,
+    account_id: text(fields[o]),
+    subscription_id: fields[o + 1] === -1 ? null : text(fields[o + 1]),
+    product_id: text(fields[o + 2]),
+    meter_id: text(fields[o + 3]),
+    model_id: fields[o + 4] === -1 ? null : text(fields[o + 4]),
+    unit: text(fields[o + 5]),
+    source: text(fields[o + 6]),
+    timestamp_ms: timestampMs,
+    quantity,
+    dimensions_json: text(fields[o + 7]),
+    ingested_at_ms: ingestedAtMs,
+  };
 }
