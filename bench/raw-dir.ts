@@ -1,7 +1,8 @@
 /**
  * `npx node bench/raw-dir.ts DIR`: the query suite (q1–q4, `bench/queries.ts`) through the
  * `raw` path on an existing usagedb directory of the bench workload, without building rollups.
- * For re-measuring the raw query path without loading every engine again.
+ * For re-measuring the raw query path without loading every engine again. The runner loads
+ * the built package: run `npm run build` first.
  */
 import { percentile } from './common.ts';
 import { runQuerySuite, WARMUP_ACCOUNTS } from './queries.ts';
