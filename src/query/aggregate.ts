@@ -46,7 +46,7 @@ import {
   timeUnitRange,
   timeUnits,
 } from './kernels.ts';
-import { compareRowValues, type ResultGroup } from './order.ts';
+import { combineRanks, type ResultGroup, slotsToRanks } from './order.ts';
 import { type BlockSummary, type SummaryShape, summaryShape } from './summary.ts';
 import { DAY_MS, dayLabel, HOUR_MS, hourLabel } from './time.ts';
 import {
@@ -882,7 +882,6 @@ export class Aggregator {
     const ids = this.groupIds;
     const slots: Int32Array[] = [];
     const sizes: number[] = [];
-    let space = 1;
     for (let k = 0; k < keyCount; k++) {
       // Small integers throughout (no ±Infinity seeds): the loops below index typed arrays.
       let lo = ids[k] | 0;
@@ -909,22 +908,14 @@ export class Aggregator {
         slot[g] = at[o] - 1;
       }
       for (const id of distinct) at[id - lo] = 0;
-      const values = distinct.map((id) => this.valueOfId(k, id));
-      const order = values.map((_, i) => i).sort((a, b) => compareRowValues(values[a], values[b]));
-      const rankOf = new Int32Array(order.length);
-      for (let r = 0; r < order.length; r++) rankOf[order[r]] = r;
-      for (let g = 0; g < n; g++) slot[g] = rankOf[slot[g]];
+      slotsToRanks(
+        slot,
+        distinct.map((id) => this.valueOfId(k, id)),
+      );
       slots.push(slot);
       sizes.push(distinct.length);
-      space *= distinct.length;
     }
-    if (space > Number.MAX_SAFE_INTEGER) return 0;
-    for (let g = 0; g < n; g++) {
-      let r = 0;
-      for (let k = 0; k < keyCount; k++) r = r * sizes[k] + slots[k][g];
-      groups[g].rank = r;
-    }
-    return space;
+    return combineRanks(groups, slots, sizes);
   }
 }
 

@@ -64,7 +64,6 @@ export function rankGroups(groups: readonly ResultGroup[], keyCount: number): nu
   // by ranks once the (few) distinct values are sorted.
   const slots: Int32Array[] = [];
   const sizes: number[] = [];
-  let space = 1;
   for (let k = 0; k < keyCount; k++) {
     const index = new Map<RowValue, number>();
     const distinct: RowValue[] = [];
@@ -79,18 +78,36 @@ export function rankGroups(groups: readonly ResultGroup[], keyCount: number): nu
       }
       slot[i] = at;
     }
-    const order = distinct.map((_, i) => i).sort((a, b) => compareRowValues(distinct[a], distinct[b]));
-    const rankOf = new Int32Array(distinct.length);
-    for (let r = 0; r < order.length; r++) rankOf[order[r]] = r;
-    for (let i = 0; i < n; i++) slot[i] = rankOf[slot[i]];
+    slotsToRanks(slot, distinct);
     slots.push(slot);
     sizes.push(distinct.length);
-    space *= distinct.length;
   }
+  return combineRanks(groups, slots, sizes);
+}
+
+/** Replaces each slot (an index into `distinct`) with its value's rank in ascending order. */
+export function slotsToRanks(slot: Int32Array, distinct: readonly RowValue[]): void {
+  const order = distinct.map((_, i) => i).sort((a, b) => compareRowValues(distinct[a], distinct[b]));
+  const rankOf = new Int32Array(distinct.length);
+  for (let r = 0; r < order.length; r++) rankOf[order[r]] = r;
+  for (let i = 0; i < slot.length; i++) slot[i] = rankOf[slot[i]];
+}
+
+/**
+ * Sets each group's rank from its per-key ranks (`slots[k][i]`, of `sizes[k]` distinct
+ * values): the key tuple's position in ascending order. Returns the rank space, 0 (nothing
+ * set) when it exceeds 2^53.
+ */
+export function combineRanks(
+  groups: readonly ResultGroup[],
+  slots: readonly Int32Array[],
+  sizes: readonly number[],
+): number {
+  const space = sizes.reduce((a, b) => a * b, 1);
   if (space > Number.MAX_SAFE_INTEGER) return 0;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < groups.length; i++) {
     let r = 0;
-    for (let k = 0; k < keyCount; k++) r = r * sizes[k] + slots[k][i];
+    for (let k = 0; k < sizes.length; k++) r = r * sizes[k] + slots[k][i];
     groups[i].rank = r;
   }
   return space;

@@ -281,9 +281,11 @@ function groupInput(input: Input, level: RollupLevel, ordered: boolean): Groups 
  * bucketStart for integer times: a division and a floor instead of two float remainders (the
  * quotient of an integer below 2^53 never rounds up across a bucket boundary).
  */
-function fastBucketStart(bucket: RollupBucket, ts: number): number {
+function fastBucketStart(bucket: RollupBucket, ts: number, prev = Number.NaN): number {
   if (bucket === 'hour') return Math.floor(ts / HOUR_MS) * HOUR_MS;
   if (bucket === 'day') return Math.floor(ts / DAY_MS) * DAY_MS;
+  // Rows mostly come in time order: a month start is reused while ts stays inside it.
+  if (bucket === 'month' && ts >= prev && ts < prev + MONTH_MS_MIN) return prev;
   return bucketStart(bucket, ts);
 }
 
@@ -319,10 +321,7 @@ function groupByLine(input: Input, level: RollupLevel): Groups | null {
   for (let r = 0; r < n; r++) {
     const ts = input.timestamp[r];
     const line = input.line[r];
-    const b =
-      bucket === 'month' && ts >= prevBucket && ts < prevBucket + MONTH_MS_MIN
-        ? prevBucket
-        : fastBucketStart(bucket, ts);
+    const b = fastBucketStart(bucket, ts, prevBucket);
     prevBucket = b;
     let g = head[line];
     let before = -1;
@@ -375,10 +374,7 @@ function groupHashed(input: Input, level: RollupLevel): Groups {
   for (let r = 0; r < input.rowCount; r++) {
     const ts = input.timestamp[r];
     const line = input.line[r];
-    const b =
-      bucket === 'month' && ts >= prevBucket && ts < prevBucket + MONTH_MS_MIN
-        ? prevBucket
-        : fastBucketStart(bucket, ts);
+    const b = fastBucketStart(bucket, ts, prevBucket);
     let g: number;
     if (line === prevLine && b === prevBucket) g = prevGroup;
     else {
