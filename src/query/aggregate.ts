@@ -169,6 +169,22 @@ export function codeIndex(dict: readonly string[]): Map<string, number> {
   return index;
 }
 
+const sortedLengths = new WeakMap<readonly string[], number>();
+
+/**
+ * Whether a dictionary is in ascending text order (UTF-16 code units, the result order), so
+ * that its codes order its values. Checked once per dictionary and length (a memtable
+ * dictionary grows; segment and rollup dictionaries are written sorted).
+ */
+function isSortedDict(dict: readonly string[]): boolean {
+  const known = sortedLengths.get(dict);
+  if (known !== undefined) return known === dict.length;
+  let sorted = true;
+  for (let c = 1; c < dict.length && sorted; c++) sorted = dict[c - 1] < dict[c];
+  sortedLengths.set(dict, sorted ? dict.length : -1);
+  return sorted;
+}
+
 /** A dimension key's local values over one dimensions dictionary: code + 1 -> local id (0 = absent). */
 interface DimKeyCodes {
   local: Uint32Array;
@@ -248,16 +264,19 @@ class GroupAccumulators {
     this.sum[g] = 0;
   }
 
-  result(g: number, values: RowValue[]): ResultGroup {
+  sumOf(g: number): Quantity {
     const big = this.sumBig?.get(g);
-    const sum = big === undefined ? this.sum[g] : toQuantity(big + BigInt(this.sum[g]));
-    let min: Quantity | null = !this.minMax || this.min[g] === Number.POSITIVE_INFINITY ? null : this.min[g];
-    let max: Quantity | null = !this.minMax || this.max[g] === Number.NEGATIVE_INFINITY ? null : this.max[g];
-    const lo = this.minBig?.get(g);
-    const hi = this.maxBig?.get(g);
-    if (lo !== undefined && (min === null || compareQuantity(lo, min) < 0)) min = lo;
-    if (hi !== undefined && (max === null || compareQuantity(hi, max) > 0)) max = hi;
-    return { values, count: this.cnt[g], sum, min, max, rank: 0 };
+    return big === undefined ? this.sum[g] : toQuantity(big + BigInt(this.sum[g]));
+  }
+
+  extremeOf(g: number, which: 'min' | 'max'): Quantity | null {
+    if (!this.minMax) return null;
+    const sign = which === 'min' ? -1 : 1;
+    const small = (which === 'min' ? this.min : this.max)[g];
+    let q: Quantity | null = Number.isFinite(small) ? small : null;
+    const big = (which === 'min' ? this.minBig : this.maxBig)?.get(g);
+    if (big !== undefined && (q === null || sign * compareQuantity(big, q) > 0)) q = big;
+    return q;
   }
 }
 
@@ -307,7 +326,8 @@ export class Aggregator {
   private readonly dimFilterMasks = new Map<readonly string[], Mask>();
   private readonly dimKeyCodes: Map<readonly string[], DimKeyCodes>[];
   private readonly needQuantity: boolean;
-  private readonly needMinMax: boolean;
+  /** The query reads min or max (rollup rows then carry theirs as weights). */
+  readonly needMinMax: boolean;
   private readonly dims: DimensionsCache;
   private readonly ids: ValueIds;
   /** Columns per chunk kind: [timeFilter][accountColumn]. */
@@ -324,7 +344,6 @@ export class Aggregator {
   private indexed = 0;
   /** The only context that made groups so far (undefined: none yet; null: several). */
   private soleContext: KeyContext | null | undefined = undefined;
-  private readonly groupValues: RowValue[][] = [];
   /** Each group's key value ids, keyCount per group (ranks are computed from them). */
   private readonly groupIds: number[] = [];
   /** The value ids of the row groupFor is keying. */
@@ -502,7 +521,7 @@ export class Aggregator {
     const weights = chunk.weights ?? null;
     if (this.keys.length === 0 && !this.needQuantity) {
       // A plain count: no per-row work at all.
-      if (this.groupValues.length === 0) this.groupValues.push([]);
+      if (this.groupKeys.length === 0) this.groupKeys.push(0);
       this.acc.ensure(1);
       if (weights === null) this.acc.cnt[0] += n;
       else for (let j = 0; j < n; j++) this.acc.cnt[0] += weights.count[sel[j]];
@@ -697,7 +716,7 @@ export class Aggregator {
     const groups = scratch.groups;
     const table = ctx === null ? null : ctx.table;
     if (this.keys.length === 0) {
-      if (this.groupValues.length === 0) this.groupFor(batch, sel[0], null);
+      if (this.groupKeys.length === 0) this.groupFor(batch, sel[0], null);
       groups.fill(0, 0, n);
     } else if (table !== null) {
       // Tight loop until a key without a group; make it; go on from the next row.
@@ -729,7 +748,7 @@ export class Aggregator {
       }
     }
     const d = this.acc;
-    d.ensure(this.groupValues.length);
+    d.ensure(this.groupKeys.length);
     const quantity = this.needQuantity ? (batch.quantity as QuantityColumn) : null;
     if (weights !== null) {
       addWeightedRows(d, groups, sel, n, quantity, weights, this.needMinMax);
@@ -815,16 +834,11 @@ export class Aggregator {
     return g;
   }
 
-  /** A group for the key values of idScratch (key `gk`). */
+  /** A group for the key values of idScratch (key `gk`). Its values are read when rows are made. */
   private newGroup(gk: number | string, keyCount: number): number {
-    if (this.groupValues.length >= QUERY_GROUPS_MAX) throw tooManyGroups();
-    const g = this.groupValues.length;
-    const values: RowValue[] = new Array<RowValue>(keyCount);
-    for (let k = 0; k < keyCount; k++) {
-      values[k] = this.valueOfId(k, this.idScratch[k]);
-      this.groupIds.push(this.idScratch[k]);
-    }
-    this.groupValues.push(values);
+    const g = this.groupKeys.length;
+    if (g >= QUERY_GROUPS_MAX) throw tooManyGroups();
+    for (let k = 0; k < keyCount; k++) this.groupIds.push(this.idScratch[k]);
     this.groupKeys.push(gk);
     return g;
   }
@@ -860,25 +874,88 @@ export class Aggregator {
     return this.ids.values[id];
   }
 
-  /** The finished groups (unordered). Gives the context tables back to the pool. */
-  results(): ResultGroup[] {
+  /** Number of groups so far. */
+  get groupCount(): number {
+    return this.groupKeys.length;
+  }
+
+  /** Value of group key k of group g. */
+  keyValue(g: number, k: number): RowValue {
+    return this.valueOfId(k, this.groupIds[g * this.keys.length + k]);
+  }
+
+  count(g: number): number {
+    return this.acc.cnt[g];
+  }
+
+  sum(g: number): Quantity {
+    return this.acc.sumOf(g);
+  }
+
+  min(g: number): Quantity | null {
+    return this.acc.extremeOf(g, 'min');
+  }
+
+  max(g: number): Quantity | null {
+    return this.acc.extremeOf(g, 'max');
+  }
+
+  /** Ends accumulation: gives the context tables back to the pool. */
+  finish(): void {
     for (const c of this.contexts) {
       if (c.table !== null) giveTable(c.table, c.used);
       c.table = null;
     }
-    return this.groupValues.map((values, g) => this.acc.result(g, values));
+  }
+
+  /** The finished groups as objects (unordered), for orderings by metric. */
+  results(): ResultGroup[] {
+    const out: ResultGroup[] = new Array<ResultGroup>(this.groupCount);
+    for (let g = 0; g < out.length; g++) {
+      const values: RowValue[] = [];
+      for (let k = 0; k < this.keys.length; k++) values.push(this.keyValue(g, k));
+      out[g] = { values, count: this.count(g), sum: this.sum(g), min: this.min(g), max: this.max(g), rank: 0 };
+    }
+    return out;
+  }
+
+  /** Sets each group's `rank` (see keyRanks); returns the rank space, 0 when not ranked. */
+  rank(groups: readonly ResultGroup[]): number {
+    if (groups.length !== this.groupCount) return 0;
+    const ranked = this.keyRanks();
+    if (ranked === null) return 0;
+    for (let g = 0; g < groups.length; g++) groups[g].rank = ranked.ranks[g];
+    return ranked.space;
   }
 
   /**
-   * Sets each group's `rank`, its key tuple's position in ascending key order (as rankGroups
-   * in order.ts does from the values), from the value ids: a value id stands for one value, so
-   * each key's distinct values are found by number, in a table over the ids' span, and only
-   * they are compared as values. Returns the rank space, 0 when it exceeds 2^53.
+   * Each group's rank: its key tuple's position in ascending key order (as rankGroups in
+   * order.ts does from the values), and the rank space; null when it exceeds 2^53.
    */
-  rank(groups: readonly ResultGroup[]): number {
+  keyRanks(): { ranks: Float64Array; space: number } | null {
+    const n = this.groupCount;
+    if (this.keys.length === 0) return null;
+    return this.contextRanks(n) ?? this.idRanks(n);
+  }
+
+  /**
+   * Ranks without comparing a value: when one key context made every group from dictionaries
+   * in text order, a group's context key (codes + 1 in mixed radix, null first) is its rank.
+   */
+  private contextRanks(n: number): { ranks: Float64Array; space: number } | null {
+    const ctx = this.soleContext;
+    if (ctx === undefined || ctx === null || !ctx.allDict || ctx.used.length !== n) return null;
+    for (const d of ctx.dicts) if (d === null || !isSortedDict(d)) return null;
+    const ranks = Float64Array.from(ctx.used);
+    return { ranks, space: ctx.cards.reduce((a, b) => a * b, 1) };
+  }
+
+  /**
+   * Ranks from the value ids: a value id stands for one value, so each key's distinct values
+   * are found by number, in a table over the ids' span, and only they are compared as values.
+   */
+  private idRanks(n: number): { ranks: Float64Array; space: number } | null {
     const keyCount = this.keys.length;
-    const n = groups.length;
-    if (keyCount === 0 || n !== this.groupValues.length) return 0;
     const ids = this.groupIds;
     const slots: Int32Array[] = [];
     const sizes: number[] = [];
@@ -893,7 +970,7 @@ export class Aggregator {
       }
       // Ids are small integers (first-seen order, day and hour numbers): a table over their
       // span, shared between queries and left zeroed (distinct index + 1 while in use).
-      if (hi - lo >= RANK_SPAN_MAX) return 0;
+      if (hi - lo >= RANK_SPAN_MAX) return null;
       if (rankTable.length < hi - lo + 1)
         rankTable = new Int32Array(Math.max(hi - lo + 1, 2 * rankTable.length));
       const at = rankTable;
@@ -915,7 +992,9 @@ export class Aggregator {
       slots.push(slot);
       sizes.push(distinct.length);
     }
-    return combineRanks(groups, slots, sizes);
+    const ranks = new Float64Array(n);
+    const space = combineRanks(ranks, slots, sizes);
+    return space === 0 ? null : { ranks, space };
   }
 }
 
@@ -1038,14 +1117,18 @@ function addWeightedRows(
   needMinMax: boolean,
 ): void {
   const { cnt, sum, min, max } = d;
+  // Columns taken once: a rollup block's columns are getters (decoded on first access).
+  const count = weights.count;
+  const values = sums === null ? null : sums.values;
+  const extremes = needMinMax ? [weights.min, weights.max] : [];
   for (let j = 0; j < n; j++) {
     const g = groups[j];
     const row = sel[j];
-    cnt[g] += weights.count[row];
-    if (sums === null) continue;
-    const v = sums.values[row];
+    cnt[g] += count[row];
+    if (values === null) continue;
+    const v = values[row];
     if (Number.isNaN(v)) {
-      const q = sums.big?.get(row);
+      const q = (sums as QuantityColumn).big?.get(row);
       assert(q !== undefined, `rollup sum row ${row} is NaN without a big value`);
       d.sumBig ??= new Map();
       d.sumBig.set(g, (d.sumBig.get(g) ?? 0n) + q);
@@ -1054,8 +1137,8 @@ function addWeightedRows(
       if (t <= SAFE_MAX && t >= -SAFE_MAX) sum[g] = t;
       else d.spill(g, v);
     }
-    if (!needMinMax) continue;
-    for (const col of [weights.min, weights.max]) {
+    for (let e = 0; e < extremes.length; e++) {
+      const col = extremes[e];
       const m = col.values[row];
       if (Number.isNaN(m)) {
         const q = col.big?.get(row);

@@ -9,14 +9,13 @@
  * - `auto` and `rollup` read rollups for the raw files they cover and raw events for the rest
  *   (planSources): the answer equals the raw path's, which `verify` checks.
  */
-import type { ColumnBatch } from '../model/columns.ts';
-import { quantityToString } from '../model/quantity.ts';
-import { Aggregator, codeIndex } from './aggregate.ts';
+import type { ColumnBatch, ColumnName } from '../model/columns.ts';
+import { type Quantity, quantityToString } from '../model/quantity.ts';
+import { Aggregator, codeIndex, type RowWeights } from './aggregate.ts';
 import type { ChunkCache, SegmentChunks } from './chunk-cache.ts';
 import { type BlockSummary, concatSummaries, oneDay, type SummaryShape, summarize } from './summary.ts';
-import { orderAndLimit, type ResultGroup } from './order.ts';
+import { orderAndLimit, rankOrder, type ResultGroup } from './order.ts';
 import { METER_GRAIN_COLUMNS, meterLevelOf, splitRange } from '../rollup/levels.ts';
-import { type ColumnMakers, lazyRows } from '../rollup/rollup-file.ts';
 import { ROLLUP_DICT_COLUMNS, type RollupDictColumn } from '../rollup/rollup-rows.ts';
 import { lowerBound } from '../util/lower-bound.ts';
 import { assert } from '../errors.ts';
@@ -28,6 +27,7 @@ import {
   type Query,
   type QueryResult,
   type QueryRow,
+  type RowValue,
   type QuerySnapshot,
   type QueryStats,
   type RollupBatch,
@@ -95,12 +95,71 @@ export async function executeQuery(
     stats.rowsScanned += m.rowCount;
     agg.visit(m, { rowCount: m.rowCount, timeFilter: true, accountFilter: true });
   }
+  agg.finish();
+  return { rows: orderedRows(agg, query), stats };
+}
+
+/**
+ * The result rows in query order. Ordered by the group keys alone (the usual case), rows are
+ * made straight from the aggregator in rank order; an order by metric compares groups.
+ */
+function orderedRows(agg: Aggregator, query: Query): QueryRow[] {
+  if (query.orderBy.length === 0 && query.groupBy.length > 0) {
+    const ranked = agg.keyRanks();
+    const order = ranked === null ? null : rankOrder(ranked.ranks, ranked.space);
+    if (order !== null)
+      return toRows(agg, order, query.limit === null ? order.length : Math.min(query.limit, order.length), query);
+  }
   const groups: ResultGroup[] = agg.results();
   // No group keys: exactly one row of totals, zeros when nothing matched.
   if (query.groupBy.length === 0 && groups.length === 0)
     groups.push({ values: [], count: 0, sum: 0, min: null, max: null });
   const ordered = orderAndLimit(groups, query.orderBy, query.groupBy, query.limit, (g) => agg.rank(g));
-  return { rows: ordered.map((g) => toRow(g, query)), stats };
+  const reader: GroupReader = {
+    keyValue: (g, k) => ordered[g].values[k],
+    count: (g) => ordered[g].count,
+    sum: (g) => ordered[g].sum,
+    min: (g) => ordered[g].min,
+    max: (g) => ordered[g].max,
+  };
+  return toRows(reader, null, ordered.length, query);
+}
+
+/** A finished group's key values and metrics, by group number. */
+interface GroupReader {
+  keyValue(g: number, k: number): RowValue;
+  count(g: number): number;
+  sum(g: number): Quantity;
+  min(g: number): Quantity | null;
+  max(g: number): Quantity | null;
+}
+
+/** Rows of the first n groups of `order` (null: 0..n-1), as the query names them. */
+function toRows(reader: GroupReader, order: Int32Array | null, n: number, query: Query): QueryRow[] {
+  const rows = new Array<QueryRow>(n);
+  const keys = query.groupBy;
+  const metrics = query.metrics;
+  for (let i = 0; i < n; i++) {
+    const g = order === null ? i : order[i];
+    const row: QueryRow = {};
+    // One store site per key position (each sees one name per query shape), not one site
+    // for every name: about 4x faster.
+    if (keys.length > 0) row[keys[0]] = reader.keyValue(g, 0);
+    if (keys.length > 1) row[keys[1]] = reader.keyValue(g, 1);
+    if (keys.length > 2) row[keys[2]] = reader.keyValue(g, 2);
+    if (keys.length > 3) row[keys[3]] = reader.keyValue(g, 3);
+    for (let k = 4; k < keys.length; k++) row[keys[k]] = reader.keyValue(g, k);
+    for (const m of metrics) {
+      if (m === 'count') row.count = reader.count(g);
+      else if (m === 'sum') row.sum = quantityToString(reader.sum(g));
+      else {
+        const q = m === 'min' ? reader.min(g) : reader.max(g);
+        row[m] = q === null ? null : quantityToString(q);
+      }
+    }
+    rows[i] = row;
+  }
+  return rows;
 }
 
 /** Raw entries to scan over a part of the query's range. */
@@ -220,6 +279,7 @@ async function visitRollups(
   assert(rollups !== undefined, 'a rollup piece without rollups');
   agg.setRange(piece.fromMs, piece.toMs);
   const accounts = target.accountIds === null ? null : new Set(target.accountIds);
+  const single = target.accountIds !== null && target.accountIds.length === 1 ? target.accountIds[0] : null;
   for (const entry of piece.entries) {
     const batches = await rollups.store.read(entry, {
       accountIds: target.accountIds,
@@ -232,70 +292,73 @@ async function visitRollups(
     // buckets there too, and its bucket column need not even be decoded.
     const timeFilter = !(entry.min_ts >= piece.fromMs && entry.max_ts < piece.toMs);
     for (const whole of batches) {
-      // One account: only its rows (a block is sorted by account, codes in text order).
-      const b =
-        target.accountIds !== null && target.accountIds.length === 1
-          ? accountRows(whole, target.accountIds[0])
-          : whole;
-      if (b === null || b.rowCount === 0) continue;
+      let lo = 0;
+      let hi = whole.rowCount;
+      if (single !== null) {
+        // One account: only its rows (a block is sorted by account, codes in text order).
+        const code = codeIndex(whole.account_id.dict).get(single);
+        if (code === undefined) continue;
+        lo = lowerBound(whole.account_id.codes, code);
+        hi = lowerBound(whole.account_id.codes, code + 1);
+      }
+      if (lo === hi) continue;
       provenance?.rollup.add(entry.id);
-      stats.rollupRows += b.rowCount;
-      const first = b.account_id.dict[b.account_id.codes[0]];
-      const last = b.account_id.dict[b.account_id.codes[b.rowCount - 1]];
-      agg.visit(b as unknown as ColumnBatch, {
-        rowCount: b.rowCount,
-        timeFilter,
-        accountFilter: !(accounts !== null && first === last && accounts.has(first)),
-        weights: b,
-      });
+      stats.rollupRows += hi - lo;
+      const accountCodes = whole.account_id.codes;
+      const accountFilter = !(
+        accounts !== null &&
+        accountCodes[lo] === accountCodes[hi - 1] &&
+        accounts.has(whole.account_id.dict[accountCodes[lo]])
+      );
+      const { batch, weights } = rollupRows(whole, lo, hi, agg.columnsFor(timeFilter, accountFilter), agg.needMinMax);
+      agg.visit(batch, { rowCount: hi - lo, timeFilter, accountFilter, weights });
     }
   }
 }
 
+const NO_EXTREMES: QuantityColumn = { values: new Float64Array(0), big: null };
+
 /**
- * The rows of one account in a rollup block, as views (null when it has none). Rollup rows are
- * sorted by account and the file's dictionary is numbered in that order, so the account's rows
- * are one run of equal codes, found by binary search.
+ * Rows lo..hi of a rollup block as a plain batch of the columns a query reads, and their
+ * weights. A block's columns are getters that decode on first access: taken once here, so the
+ * aggregator's loops read plain properties, and only the needed columns are decoded.
  */
-function accountRows(b: RollupBatch, account: string): RollupBatch | null {
-  const code = codeIndex(b.account_id.dict).get(account);
-  if (code === undefined) return null;
-  const codes = b.account_id.codes;
-  const lo = lowerBound(codes, code);
-  const hi = lowerBound(codes, code + 1);
-  if (lo === hi) return null;
-  if (lo === 0 && hi === b.rowCount) return b;
-  // Views made on first access: the query touches only the columns it needs.
-  const dictView = (name: RollupDictColumn) => (): DictColumn => ({
-    dict: b[name].dict,
-    codes: b[name].codes.subarray(lo, hi),
-  });
-  const q = (name: 'quantity' | 'min' | 'max') => (): QuantityColumn => {
-    const c = b[name];
-    if (c.big === null) return { values: c.values.subarray(lo, hi), big: null };
+function rollupRows(
+  b: RollupBatch,
+  lo: number,
+  hi: number,
+  columns: readonly ColumnName[],
+  minMax: boolean,
+): { batch: ColumnBatch; weights: RowWeights } {
+  const whole = lo === 0 && hi === b.rowCount;
+  const quantity = (c: QuantityColumn): QuantityColumn => {
+    if (whole || c.big === null) return whole ? c : { values: c.values.subarray(lo, hi), big: null };
     const big = new Map<number, bigint>();
     for (const [row, v] of c.big) if (row >= lo && row < hi) big.set(row - lo, v);
     return { values: c.values.subarray(lo, hi), big: big.size > 0 ? big : null };
   };
-  const f64 = (name: 'timestamp_ms' | 'count' | 'first_ts' | 'last_ts') => (): Float64Array =>
-    b[name].subarray(lo, hi);
-  const makers: ColumnMakers = {
-    ...(Object.fromEntries(ROLLUP_DICT_COLUMNS.map((name) => [name, dictView(name)])) as Pick<
-      ColumnMakers,
-      RollupDictColumn
-    >),
-    kind: () => b.kind.subarray(lo, hi),
-    timestamp_ms: f64('timestamp_ms'),
-    quantity: q('quantity'),
-    count: f64('count'),
-    min: q('min'),
-    max: q('max'),
-    first_ts: f64('first_ts'),
-    last_ts: f64('last_ts'),
+  const batch: Record<string, unknown> = { rowCount: hi - lo };
+  for (const name of columns) {
+    if (name === 'quantity') batch.quantity = quantity(b.quantity);
+    else if (name === 'kind' || name === 'timestamp_ms') batch[name] = whole ? b[name] : b[name].subarray(lo, hi);
+    else {
+      assert(isRollupDictColumn(name), `rollups have no column ${name}`);
+      const col = b[name];
+      batch[name] = whole ? col : { dict: col.dict, codes: col.codes.subarray(lo, hi) };
+    }
+  }
+  const weights: RowWeights = {
+    count: whole ? b.count : b.count.subarray(lo, hi),
+    min: minMax ? quantity(b.min) : NO_EXTREMES,
+    max: minMax ? quantity(b.max) : NO_EXTREMES,
   };
-  return lazyRows(hi - lo, makers, (err) => {
-    throw err;
-  });
+  return { batch: batch as ColumnBatch, weights };
+}
+
+const ROLLUP_DICT_NAMES: ReadonlySet<string> = new Set(ROLLUP_DICT_COLUMNS);
+
+function isRollupDictColumn(name: string): name is RollupDictColumn {
+  return ROLLUP_DICT_NAMES.has(name);
 }
 
 async function scanRaw(
@@ -360,18 +423,4 @@ async function scanRaw(
   });
   for (const { parts, accountFilter } of taken.values())
     agg.visitSummary(concatSummaries(shape as SummaryShape, parts), accountFilter);
-}
-
-function toRow(g: ResultGroup, query: Query): QueryRow {
-  const row: QueryRow = {};
-  for (let i = 0; i < query.groupBy.length; i++) row[query.groupBy[i]] = g.values[i];
-  for (const m of query.metrics) {
-    if (m === 'count') row.count = g.count;
-    else if (m === 'sum') row.sum = quantityToString(g.sum);
-    else {
-      const q = m === 'min' ? g.min : g.max;
-      row[m] = q === null ? null : quantityToString(q);
-    }
-  }
-  return row;
 }

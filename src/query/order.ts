@@ -82,7 +82,10 @@ export function rankGroups(groups: readonly ResultGroup[], keyCount: number): nu
     slots.push(slot);
     sizes.push(distinct.length);
   }
-  return combineRanks(groups, slots, sizes);
+  const ranks = new Float64Array(n);
+  const space = combineRanks(ranks, slots, sizes);
+  if (space > 0) for (let i = 0; i < n; i++) groups[i].rank = ranks[i];
+  return space;
 }
 
 /** Replaces each slot (an index into `distinct`) with its value's rank in ascending order. */
@@ -94,21 +97,21 @@ export function slotsToRanks(slot: Int32Array, distinct: readonly RowValue[]): v
 }
 
 /**
- * Sets each group's rank from its per-key ranks (`slots[k][i]`, of `sizes[k]` distinct
- * values): the key tuple's position in ascending order. Returns the rank space, 0 (nothing
- * set) when it exceeds 2^53.
+ * Sets ranks[i] from group i's per-key ranks (`slots[k][i]`, of `sizes[k]` distinct values):
+ * the key tuple's position in ascending order. Returns the rank space, 0 (nothing set) when
+ * it exceeds 2^53.
  */
 export function combineRanks(
-  groups: readonly ResultGroup[],
+  ranks: Float64Array,
   slots: readonly Int32Array[],
   sizes: readonly number[],
 ): number {
   const space = sizes.reduce((a, b) => a * b, 1);
   if (space > Number.MAX_SAFE_INTEGER) return 0;
-  for (let i = 0; i < groups.length; i++) {
+  for (let i = 0; i < ranks.length; i++) {
     let r = 0;
     for (let k = 0; k < sizes.length; k++) r = r * sizes[k] + slots[k][i];
-    groups[i].rank = r;
+    ranks[i] = r;
   }
   return space;
 }
@@ -160,45 +163,56 @@ export function orderAndLimit(
   if (limit !== null && limit * 4 <= groups.length)
     return topN(groups, limit, comparatorFor(orderBy, groupBy));
   const space = groups.length > 1 ? rank(groups) : 0;
-  const sorted =
-    space > 0 && orderBy.length === 0 && space * groups.length <= Number.MAX_SAFE_INTEGER
-      ? sortByRank(groups, space)
-      : groups.sort(comparatorFor(orderBy, groupBy, space > 0));
+  const byRank = space > 0 && orderBy.length === 0 ? sortByRank(groups, space) : null;
+  const sorted = byRank ?? groups.sort(comparatorFor(orderBy, groupBy, space > 0));
   return limit === null || limit >= sorted.length ? sorted : sorted.slice(0, limit);
 }
 
+/** Groups in rank order (ranks are distinct; see rankOrder), or null. */
+export function sortByRank(groups: readonly ResultGroup[], space: number): ResultGroup[] | null {
+  const order = rankOrder(
+    Float64Array.from(groups, (g) => g.rank as number),
+    space,
+  );
+  if (order === null) return null;
+  const out = new Array<ResultGroup>(groups.length);
+  for (let i = 0; i < out.length; i++) out[i] = groups[order[i]];
+  return out;
+}
+
 /**
- * Groups in rank order (ranks are distinct), without comparator calls: placed by rank in a
- * table when the rank space is small beside the groups (a billing line's few products,
- * meters, models and units), else a numeric sort of (rank, index) packed in one number.
+ * The indexes 0..n-1 in ascending order of their distinct ranks (below `space`), without
+ * comparator calls: placed by rank in a table when the rank space is small beside n (a billing
+ * line's few products, meters, models and units), else a numeric sort of (rank, index) packed
+ * in one number; null when that number would pass 2^53.
  */
-export function sortByRank(groups: readonly ResultGroup[], space: number): ResultGroup[] {
-  const n = groups.length;
-  const out = new Array<ResultGroup>(n);
+export function rankOrder(ranks: Float64Array, space: number): Int32Array | null {
+  const n = ranks.length;
+  if (space * n > Number.MAX_SAFE_INTEGER) return null;
+  const order = new Int32Array(n);
   if (space <= Math.max(32 * n, 16_384)) {
     // Index + 1 by rank: a fresh (zeroed) table needs no fill.
     const at = new Int32Array(space);
     for (let i = 0; i < n; i++) {
-      const r = groups[i].rank as number;
+      const r = ranks[i];
       assert(at[r] === 0, 'group key tuples are not distinct');
       at[r] = i + 1;
     }
     let o = 0;
-    for (let r = 0; r < space; r++) if (at[r] !== 0) out[o++] = groups[at[r] - 1];
-    return out;
+    for (let r = 0; r < space; r++) if (at[r] !== 0) order[o++] = at[r] - 1;
+    return order;
   }
-  assert(space * n <= Number.MAX_SAFE_INTEGER, 'rank and index pack into one number');
   const packed = new Float64Array(n);
-  for (let i = 0; i < n; i++) packed[i] = (groups[i].rank as number) * n + i;
+  for (let i = 0; i < n; i++) packed[i] = ranks[i] * n + i;
   packed.sort();
   for (let i = 0; i < n; i++) {
-    out[i] = groups[packed[i] % n];
+    order[i] = packed[i] % n;
     assert(
       i === 0 || Math.floor(packed[i] / n) !== Math.floor(packed[i - 1] / n),
       'group key tuples are not distinct',
     );
   }
-  return out;
+  return order;
 }
 
 /** Bounded selection: a max-heap (by cmp) of the best k seen; O(n log k). */

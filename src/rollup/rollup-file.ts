@@ -28,7 +28,7 @@ import {
   packChunk,
 } from '../storage/segment/column-chunk.ts';
 import { Encoding, type EncodingId, KIND_LIMIT } from '../storage/segment/segment-format.ts';
-import type { DictColumn, QuantityColumn } from '../model/columns.ts';
+import { type DictColumn, NULL_CODE, type QuantityColumn } from '../model/columns.ts';
 import { ROLLUP_DICT_COLUMNS, type RollupDictColumn, type RollupRows } from './rollup-rows.ts';
 
 export const ROLLUP_MAGIC = Uint8Array.of(0x55, 0x52, 0x53, 0x47);
@@ -374,11 +374,38 @@ function blockBounds(rows: RollupRows, from: number, to: number, out: Float64Arr
   out[3] = maxTs;
 }
 
+/**
+ * The rows with every dictionary in text order (codes remapped), as files store them: a query
+ * over one file then orders its result groups by code, without comparing values
+ * (aggregate.ts). Account dictionaries already are.
+ */
+function withSortedDicts(rows: RollupRows): RollupRows {
+  let out = rows;
+  for (const name of ROLLUP_DICT_COLUMNS) {
+    const { dict, codes } = rows[name];
+    let sorted = true;
+    for (let c = 1; c < dict.length && sorted; c++) sorted = dict[c - 1] < dict[c];
+    if (sorted) continue;
+    const order = dict.map((_, c) => c).sort((a, b) => (dict[a] < dict[b] ? -1 : 1));
+    const newCode = new Uint32Array(dict.length);
+    for (let i = 0; i < order.length; i++) newCode[order[i]] = i;
+    const remapped = new Uint32Array(rows.rowCount);
+    for (let i = 0; i < rows.rowCount; i++) {
+      const code = codes[i];
+      remapped[i] = code === NULL_CODE ? NULL_CODE : newCode[code];
+    }
+    if (out === rows) out = { ...rows };
+    out[name] = { dict: order.map((c) => dict[c]), codes: remapped };
+  }
+  return out;
+}
+
 export function encodeRollupFile(
-  rows: RollupRows,
+  unsorted: RollupRows,
   level: RollupLevel,
   blockRows = rollupBlockRows(level),
 ): EncodedRollup {
+  const rows = withSortedDicts(unsorted);
   const parts: Uint8Array[] = [ROLLUP_MAGIC];
   let offset = ROLLUP_MAGIC.length;
   const blocks: RollupBlockMeta[] = [];
