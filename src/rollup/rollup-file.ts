@@ -400,6 +400,34 @@ function withSortedDicts(rows: RollupRows): RollupRows {
   return out;
 }
 
+/**
+ * Where blocks end: whole accounts packed up to `blockRows` rows, and an account longer than
+ * that in equal blocks of its own. A first read of one account's rows then decodes them and
+ * at most `blockRows` rows of its neighbours (rows are sorted by account).
+ */
+export function blockEnds(accounts: Uint32Array, rowCount: number, blockRows: number): number[] {
+  const ends: number[] = [];
+  let start = 0;
+  let i = 0;
+  while (i < rowCount) {
+    let j = i + 1;
+    while (j < rowCount && accounts[j] === accounts[i]) j++;
+    const length = j - i;
+    if (length > blockRows) {
+      if (i > start) ends.push(i);
+      const parts = Math.ceil(length / blockRows);
+      for (let p = 1; p <= parts; p++) ends.push(i + Math.round((length * p) / parts));
+      start = j;
+    } else if (j - start > blockRows) {
+      ends.push(i);
+      start = i;
+    }
+    i = j;
+  }
+  if (start < rowCount) ends.push(rowCount);
+  return ends;
+}
+
 export function encodeRollupFile(
   unsorted: RollupRows,
   level: RollupLevel,
@@ -411,8 +439,8 @@ export function encodeRollupFile(
   const blocks: RollupBlockMeta[] = [];
   let minTs = Number.POSITIVE_INFINITY;
   let maxTs = Number.NEGATIVE_INFINITY;
-  for (let from = 0; from < rows.rowCount; from += blockRows) {
-    const to = Math.min(rows.rowCount, from + blockRows);
+  let from = 0;
+  for (const to of blockEnds(rows.account_id.codes, rows.rowCount, blockRows)) {
     const q = (col: QuantityColumn) => quantityChunk(col, from, to);
     const chunks = [
       ...ROLLUP_DICT_COLUMNS.map((name) => smallIntsChunk(shiftedCodes(rows[name].codes, from, to))),
@@ -460,6 +488,7 @@ export function encodeRollupFile(
     });
     parts.push(block);
     offset += length;
+    from = to;
   }
   const footer: RollupFooter = {
     format: ROLLUP_FORMAT_VERSION,
