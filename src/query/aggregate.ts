@@ -914,7 +914,14 @@ export class Aggregator {
     for (let g = 0; g < out.length; g++) {
       const values: RowValue[] = [];
       for (let k = 0; k < this.keys.length; k++) values.push(this.keyValue(g, k));
-      out[g] = { values, count: this.count(g), sum: this.sum(g), min: this.min(g), max: this.max(g), rank: 0 };
+      out[g] = {
+        values,
+        count: this.count(g),
+        sum: this.sum(g),
+        min: this.min(g),
+        max: this.max(g),
+        rank: 0,
+      };
     }
     return out;
   }
@@ -940,14 +947,37 @@ export class Aggregator {
 
   /**
    * Ranks without comparing a value: when one key context made every group from dictionaries
-   * in text order, a group's context key (codes + 1 in mixed radix, null first) is its rank.
+   * in text order, codes order values, so each key's rank is its code's place among the codes
+   * the groups use (null, code 0 after the shift, first). The rank space is then the product
+   * of the distinct counts, near the number of groups: cheap to order by table.
    */
   private contextRanks(n: number): { ranks: Float64Array; space: number } | null {
     const ctx = this.soleContext;
     if (ctx === undefined || ctx === null || !ctx.allDict || ctx.used.length !== n) return null;
     for (const d of ctx.dicts) if (d === null || !isSortedDict(d)) return null;
-    const ranks = Float64Array.from(ctx.used);
-    return { ranks, space: ctx.cards.reduce((a, b) => a * b, 1) };
+    const keyCount = ctx.cards.length;
+    // Each group's shifted code per key, from its context key (mixed radix of the cards).
+    const digits = new Int32Array(n * keyCount);
+    for (let g = 0; g < n; g++) {
+      let key = ctx.used[g];
+      for (let k = keyCount - 1; k >= 0; k--) {
+        const card = ctx.cards[k];
+        digits[g * keyCount + k] = key % card;
+        key = Math.floor(key / card);
+      }
+    }
+    const ranks = new Float64Array(n);
+    let space = 1;
+    for (let k = 0; k < keyCount; k++) {
+      // Dense rank of each used code: a prefix count over the card.
+      const dense = new Int32Array(ctx.cards[k]);
+      for (let g = 0; g < n; g++) dense[digits[g * keyCount + k]] = 1;
+      let size = 0;
+      for (let c = 0; c < dense.length; c++) if (dense[c] !== 0) dense[c] = size++;
+      for (let g = 0; g < n; g++) ranks[g] = ranks[g] * size + dense[digits[g * keyCount + k]];
+      space *= size;
+    }
+    return { ranks, space };
   }
 
   /**

@@ -108,7 +108,12 @@ function orderedRows(agg: Aggregator, query: Query): QueryRow[] {
     const ranked = agg.keyRanks();
     const order = ranked === null ? null : rankOrder(ranked.ranks, ranked.space);
     if (order !== null)
-      return toRows(agg, order, query.limit === null ? order.length : Math.min(query.limit, order.length), query);
+      return toRows(
+        agg,
+        order,
+        query.limit === null ? order.length : Math.min(query.limit, order.length),
+        query,
+      );
   }
   const groups: ResultGroup[] = agg.results();
   // No group keys: exactly one row of totals, zeros when nothing matched.
@@ -204,12 +209,7 @@ export function planSources(
   const fallback = rollupFallback(query);
   if (fallback !== null) return { ...whole, fallback };
   const coarsest = query.groupBy.includes('hour') ? 'hour' : query.groupBy.includes('day') ? 'day' : 'month';
-  const coverage = new Map<string, Map<number, RollupEntryView>>();
-  for (const r of rollups.entries) {
-    let byRaw = coverage.get(r.level);
-    if (byRaw === undefined) coverage.set(r.level, (byRaw = new Map()));
-    for (const id of r.covers) byRaw.set(id, r);
-  }
+  const coverage = coverageOf(rollups.entries);
   const plan: SourcePlan = { rawPieces: [], rollupPieces: [], fallback: null };
   const meterGrain = servedByMeterGrain(query);
   for (const piece of splitRange(query.fromMs, query.toMs, coarsest)) {
@@ -231,6 +231,22 @@ export function planSources(
       plan.rawPieces.push({ entries: uncovered, fromMs: piece.fromMs, toMs: piece.toMs });
   }
   return plan;
+}
+
+const coverages = new WeakMap<readonly RollupEntryView[], Map<string, Map<number, RollupEntryView>>>();
+
+/** Per level, the rollup file covering each raw file: made once per version's rollup list. */
+function coverageOf(entries: readonly RollupEntryView[]): Map<string, Map<number, RollupEntryView>> {
+  let coverage = coverages.get(entries);
+  if (coverage !== undefined) return coverage;
+  coverage = new Map();
+  for (const r of entries) {
+    let byRaw = coverage.get(r.level);
+    if (byRaw === undefined) coverage.set(r.level, (byRaw = new Map()));
+    for (const id of r.covers) byRaw.set(id, r);
+  }
+  coverages.set(entries, coverage);
+  return coverage;
 }
 
 /** The rollups of one level a piece's raw files read through, and the raw files it leaves. */
@@ -310,7 +326,13 @@ async function visitRollups(
         accountCodes[lo] === accountCodes[hi - 1] &&
         accounts.has(whole.account_id.dict[accountCodes[lo]])
       );
-      const { batch, weights } = rollupRows(whole, lo, hi, agg.columnsFor(timeFilter, accountFilter), agg.needMinMax);
+      const { batch, weights } = rollupRows(
+        whole,
+        lo,
+        hi,
+        agg.columnsFor(timeFilter, accountFilter),
+        agg.needMinMax,
+      );
       agg.visit(batch, { rowCount: hi - lo, timeFilter, accountFilter, weights });
     }
   }
@@ -340,7 +362,8 @@ function rollupRows(
   const batch: Record<string, unknown> = { rowCount: hi - lo };
   for (const name of columns) {
     if (name === 'quantity') batch.quantity = quantity(b.quantity);
-    else if (name === 'kind' || name === 'timestamp_ms') batch[name] = whole ? b[name] : b[name].subarray(lo, hi);
+    else if (name === 'kind' || name === 'timestamp_ms')
+      batch[name] = whole ? b[name] : b[name].subarray(lo, hi);
     else {
       assert(isRollupDictColumn(name), `rollups have no column ${name}`);
       const col = b[name];

@@ -1,14 +1,16 @@
 /**
  * The rollup file on its own: lazily decoded blocks equal eagerly decoded ones column by
  * column, the meter grain keeps only its columns with the same totals, a block stored as one
- * zstd frame (as older files have them) decodes to the same rows, and a block that passes its
- * checksum but does not decode reports through the reader's error hook.
+ * zstd frame (as older files have them) decodes to the same rows, a block that passes its
+ * checksum but does not decode reports through the reader's error hook, blocks are cut at
+ * account bounds, and files store dictionaries in text order with every row's values kept.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { crc32c } from '../../src/storage/encoding/crc32c.ts';
 import { zlibDecompress, zstdCompress } from '../../src/storage/encoding/zstd.ts';
 import {
+  blockEnds,
   decodeRollupBlock,
   decodeRollupFooter,
   encodeRollupFile,
@@ -167,5 +169,65 @@ describe('rollup file', () => {
     // Columns before the damaged one decode; the damaged one is reported.
     expect(block.account_id.codes.length).toBe(meta.rows);
     expect(() => block.quantity).toThrow('reported corrupt');
+  });
+
+  it('blocks hold whole accounts up to the block size, and a larger account alone in equal blocks', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 0, maxLength: 30 }),
+        fc.integer({ min: 1, max: 16 }),
+        (runs, blockRows) => {
+          const codes = Uint32Array.from(
+            runs.flatMap((length, account) => Array<number>(length).fill(account)),
+          );
+          const ends = blockEnds(codes, codes.length, blockRows);
+          const starts = ends.map((_, b) => (b === 0 ? 0 : ends[b - 1]));
+          expect(ends.length === 0 ? 0 : ends[ends.length - 1]).toBe(codes.length);
+          starts.forEach((start, b) => {
+            const size = ends[b] - start;
+            expect(size).toBeGreaterThan(0);
+            expect(size).toBeLessThanOrEqual(blockRows);
+          });
+          let at = 0;
+          runs.forEach((length) => {
+            const first = ends.findIndex((e) => e > at);
+            const last = ends.findIndex((e) => e >= at + length);
+            if (length <= blockRows) expect(last).toBe(first);
+            else {
+              // Its own blocks: one starts where it starts and one ends where it ends.
+              expect(starts[first]).toBe(at);
+              expect(ends[last]).toBe(at + length);
+              expect(last - first + 1).toBe(Math.ceil(length / blockRows));
+            }
+            at += length;
+          });
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('stores dictionaries in text order and keeps every row its values', () => {
+    const c = events(Array.from({ length: 500 }, (_, i) => BigInt(i)));
+    // Dictionaries out of text order, as builds make them (first seen).
+    c.meter_id = { dict: ['m2', 'm0', 'm1'], codes: Uint32Array.from({ length: 500 }, (_, i) => i % 3) };
+    const rows = buildRollupLevels(c).get('month');
+    if (rows === undefined) throw new Error('no month rows');
+    const file = readRollupFile(encodeRollupFile(rows, 'month').bytes);
+    for (const name of ROLLUP_DICT_COLUMNS) {
+      const dict = file.footer.dicts[name];
+      expect(dict, name).toEqual([...dict].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+    }
+    const valuesOf = (col: { dict: readonly string[]; codes: Uint32Array }, n: number) =>
+      Array.from(col.codes.subarray(0, n), (code) => col.dict[code] ?? null);
+    let at = 0;
+    for (const block of file.rows) {
+      for (const name of ROLLUP_DICT_COLUMNS)
+        expect(valuesOf(block[name], block.rowCount), name).toEqual(
+          valuesOf({ dict: rows[name].dict, codes: rows[name].codes.subarray(at) }, block.rowCount),
+        );
+      at += block.rowCount;
+    }
+    expect(at).toBe(rows.rowCount);
   });
 });
