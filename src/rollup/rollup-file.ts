@@ -575,92 +575,151 @@ export function decodeRollupBlock(
   if (bytes.length !== meta.length || crc32c(bytes) !== meta.crc32c)
     throw new DecodeError(`rollup block ${index}: checksum mismatch`);
   if (meta.zstd) bytes = meta.length >= NATIVE_ZSTD_MIN_BYTES ? zlibDecompress(bytes) : zstdDecompress(bytes);
-  // Kept for later columns: a copy, not a view pinning a larger read buffer.
-  else if (lazy !== undefined) bytes = stored.slice();
+  // Kept for later columns: a view of a buffer holding only this block, else a copy (not a
+  // view pinning a larger read).
+  else if (lazy !== undefined && bytes.byteLength !== bytes.buffer.byteLength) bytes = stored.slice();
   if (bytes.length !== meta.raw_length)
     throw new DecodeError(`rollup block ${index}: ${bytes.length} bytes, the footer says ${meta.raw_length}`);
-  const n = meta.rows;
-  const chunks: Uint8Array[] = [];
-  let at = 0;
-  for (const len of meta.chunks) {
-    chunks.push(bytes.subarray(at, at + len));
-    at += len;
-  }
-  const dict = (k: number, name: RollupDictColumn) => (): DictColumn => {
-    const d = footer.dicts[name];
-    const codes = new Uint32Array(n);
-    decodeSmallIntsInto(chunks[k], 'dict', codes, d.length + 1, true);
-    return { dict: d, codes };
-  };
-  const quantity = (k: number) => (): QuantityColumn => {
-    const values = new Float64Array(n);
-    const big = new Map<number, bigint>();
-    decodeQuantityChunkInto(chunks[k], values, 0, n, big);
-    return { values, big: big.size > 0 ? big : null };
-  };
-  const times = (k: number) => (): Float64Array => {
-    const out = new Float64Array(n);
-    decodeTimestampsInto(chunks[k], out);
-    return out;
-  };
-  const kind = (): Uint8Array => {
-    const out = new Uint8Array(n);
-    decodeSmallIntsInto(chunks[7], 'kind', out, KIND_LIMIT);
-    return out;
-  };
-  const d = ROLLUP_DICT_COLUMNS.length;
-  const makers: ColumnMakers = {
-    ...(Object.fromEntries(ROLLUP_DICT_COLUMNS.map((name, k) => [name, dict(k, name)])) as Pick<
-      ColumnMakers,
-      RollupDictColumn
-    >),
-    kind,
-    timestamp_ms: times(d + 1),
-    quantity: quantity(d + 2),
-    count: times(d + 3),
-    min: quantity(d + 4),
-    max: quantity(d + 5),
-    first_ts: times(d + 6),
-    last_ts: times(d + 7),
-  };
-  return lazy === undefined ? eagerRows(n, makers) : lazyRows(n, makers, lazy.onError);
-}
-
-export type ColumnMakers = { [K in Exclude<keyof RollupRows, 'rowCount'>]: () => RollupRows[K] };
-
-function eagerRows(rowCount: number, makers: ColumnMakers): RollupRows {
-  const rows: Record<string, unknown> = { rowCount };
-  for (const [name, make] of Object.entries(makers)) rows[name] = make();
+  const block = new RollupBlock(footer, meta, bytes, lazy?.onError ?? null);
+  if (lazy !== undefined) return block;
+  const rows: Record<string, unknown> = { rowCount: meta.rows };
+  BLOCK_COLUMNS.forEach((name, k) => {
+    rows[name] = block.column(k);
+  });
   return rows as unknown as RollupRows;
 }
 
+/** The columns of a block, in the order of their chunks. */
+const BLOCK_COLUMNS = [
+  ...ROLLUP_DICT_COLUMNS,
+  'kind',
+  'timestamp_ms',
+  'quantity',
+  'count',
+  'min',
+  'max',
+  'first_ts',
+  'last_ts',
+] as const;
+const DICT_CHUNKS = ROLLUP_DICT_COLUMNS.length;
+type BlockColumn = RollupRows[(typeof BLOCK_COLUMNS)[number]];
+
 /**
- * Rows whose columns are made on first access and kept (a rollup block's columns, or views of
- * one account's rows). Read-only: the cache shares them between queries.
+ * One block's rows, each column decoded from its chunk on first access and kept. Read-only:
+ * the cache shares it between queries. A class (getters on the prototype), so that making one
+ * costs one object.
  */
-export function lazyRows(
-  rowCount: number,
-  makers: ColumnMakers,
-  onError: (err: unknown) => never,
-): RollupRows {
-  const rows = { rowCount } as RollupRows;
-  for (const [name, make] of Object.entries(makers) as [string, () => unknown][]) {
-    let value: unknown;
-    Object.defineProperty(rows, name, {
-      enumerable: true,
-      get() {
-        if (value === undefined) {
-          try {
-            value = make();
-          } catch (err) {
-            onError(err);
-          }
-        }
-        return value;
-      },
-    });
+class RollupBlock implements RollupRows {
+  readonly rowCount: number;
+  private readonly footer: RollupFooter;
+  private readonly bytes: Uint8Array;
+  private readonly chunkLengths: readonly number[];
+  private readonly onError: ((err: unknown) => never) | null;
+  private readonly decoded: (BlockColumn | undefined)[] = new Array<BlockColumn | undefined>(
+    CHUNKS_PER_BLOCK,
+  );
+
+  constructor(
+    footer: RollupFooter,
+    meta: RollupBlockMeta,
+    bytes: Uint8Array,
+    onError: ((err: unknown) => never) | null,
+  ) {
+    this.rowCount = meta.rows;
+    this.footer = footer;
+    this.bytes = bytes;
+    this.chunkLengths = meta.chunks;
+    this.onError = onError;
   }
-  return rows;
+
+  get account_id(): DictColumn {
+    return this.column(0) as DictColumn;
+  }
+  get subscription_id(): DictColumn {
+    return this.column(1) as DictColumn;
+  }
+  get product_id(): DictColumn {
+    return this.column(2) as DictColumn;
+  }
+  get meter_id(): DictColumn {
+    return this.column(3) as DictColumn;
+  }
+  get model_id(): DictColumn {
+    return this.column(4) as DictColumn;
+  }
+  get unit(): DictColumn {
+    return this.column(5) as DictColumn;
+  }
+  get source(): DictColumn {
+    return this.column(6) as DictColumn;
+  }
+  get kind(): Uint8Array {
+    return this.column(7) as Uint8Array;
+  }
+  get timestamp_ms(): Float64Array {
+    return this.column(8) as Float64Array;
+  }
+  get quantity(): QuantityColumn {
+    return this.column(9) as QuantityColumn;
+  }
+  get count(): Float64Array {
+    return this.column(10) as Float64Array;
+  }
+  get min(): QuantityColumn {
+    return this.column(11) as QuantityColumn;
+  }
+  get max(): QuantityColumn {
+    return this.column(12) as QuantityColumn;
+  }
+  get first_ts(): Float64Array {
+    return this.column(13) as Float64Array;
+  }
+  get last_ts(): Float64Array {
+    return this.column(14) as Float64Array;
+  }
+
+  /** Column k (BLOCK_COLUMNS order), decoded on first access. */
+  column(k: number): BlockColumn {
+    const kept = this.decoded[k];
+    if (kept !== undefined) return kept;
+    let value: BlockColumn;
+    try {
+      value = this.decode(k);
+    } catch (err) {
+      if (this.onError === null) throw err;
+      return this.onError(err);
+    }
+    this.decoded[k] = value;
+    return value;
+  }
+
+  private decode(k: number): BlockColumn {
+    let at = 0;
+    for (let i = 0; i < k; i++) at += this.chunkLengths[i];
+    const chunk = this.bytes.subarray(at, at + this.chunkLengths[k]);
+    const n = this.rowCount;
+    if (k < DICT_CHUNKS) {
+      const dict = this.footer.dicts[ROLLUP_DICT_COLUMNS[k]];
+      const codes = new Uint32Array(n);
+      decodeSmallIntsInto(chunk, 'dict', codes, dict.length + 1, true);
+      return { dict, codes };
+    }
+    const name = BLOCK_COLUMNS[k];
+    if (name === 'kind') {
+      const out = new Uint8Array(n);
+      decodeSmallIntsInto(chunk, 'kind', out, KIND_LIMIT);
+      return out;
+    }
+    if (name === 'quantity' || name === 'min' || name === 'max') {
+      const values = new Float64Array(n);
+      const big = new Map<number, bigint>();
+      decodeQuantityChunkInto(chunk, values, 0, n, big);
+      return { values, big: big.size > 0 ? big : null };
+    }
+    const out = new Float64Array(n);
+    decodeTimestampsInto(chunk, out);
+    return out;
+  }
 }
 
 /** Every row of a whole rollup file, verified (check --deep, tools, tests). */

@@ -23,8 +23,6 @@ import {
 } from './rollup-file.ts';
 
 export const DEFAULT_ROLLUP_CACHE_BYTES = 64 * 1024 * 1024;
-/** Largest read of neighbouring blocks at once. */
-const READ_SPAN_BYTES_MAX = 4 * 1024 * 1024;
 
 interface CachedBlock {
   key: string;
@@ -189,30 +187,14 @@ export class RollupStore implements RollupSource {
     }
     if (missing.length > 0) {
       await this.withFile(entry, async (file) => {
-        // One read per run of neighbouring blocks (one account's blocks are neighbours): each
-        // read is a round trip through the I/O threads, longer than decoding a block.
-        let span: Uint8Array = new Uint8Array(0);
-        let spanOffset = 0;
-        for (let j = 0; j < missing.length; j++) {
-          const i = missing[j];
+        for (const i of missing) {
           const meta = footer.blocks[i];
-          if (j === 0 || missing[j - 1] !== i - 1 || meta.offset + meta.length > spanOffset + span.length) {
-            let end = j;
-            let bytes = meta.length;
-            while (
-              end + 1 < missing.length &&
-              missing[end + 1] === missing[end] + 1 &&
-              bytes + footer.blocks[missing[end + 1]].length <= READ_SPAN_BYTES_MAX
-            )
-              bytes += footer.blocks[missing[++end]].length;
-            spanOffset = meta.offset;
-            // An account-month is a block or two of a few KiB: read without leaving the thread.
-            span = await readSmall(file, spanOffset, bytes);
-          }
-          const at = meta.offset - spanOffset;
+          // One read per block (a few KiB, without leaving the thread): its buffer holds only
+          // this block, so the cached block keeps it without a copy.
+          const stored = await readSmall(file, meta.offset, meta.length);
           let rows: RollupBatch;
           try {
-            rows = decodeRollupBlock(footer, i, span.subarray(at, at + meta.length), {
+            rows = decodeRollupBlock(footer, i, stored, {
               onError: (err) => {
                 throw corrupt(entry, (err as Error).message, err);
               },
