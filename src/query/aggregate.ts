@@ -926,69 +926,59 @@ export class Aggregator {
     return out;
   }
 
-  /** Sets each group's `rank` (see keyRanks); returns the rank space, 0 when not ranked. */
+  /** Sets each group's `rank` (see keyDigits); returns the rank space, 0 when not ranked. */
   rank(groups: readonly ResultGroup[]): number {
     if (groups.length !== this.groupCount) return 0;
-    const ranked = this.keyRanks();
-    if (ranked === null) return 0;
-    for (let g = 0; g < groups.length; g++) groups[g].rank = ranked.ranks[g];
-    return ranked.space;
+    const keyed = this.keyDigits();
+    if (keyed === null) return 0;
+    const ranks = new Float64Array(groups.length);
+    const space = combineRanks(ranks, keyed.digits, keyed.cards);
+    for (let g = 0; g < groups.length; g++) groups[g].rank = ranks[g];
+    return space;
   }
 
   /**
-   * Each group's rank: its key tuple's position in ascending key order (as rankGroups in
-   * order.ts does from the values), and the rank space; null when it exceeds 2^53.
+   * Each group's digit per key: digits[k][g] in [0, cards[k]), in the order of the key's
+   * values (so the key tuples order as the digit tuples do); null when there are no keys or
+   * a key's value ids span too much.
    */
-  keyRanks(): { ranks: Float64Array; space: number } | null {
+  keyDigits(): { digits: Int32Array[]; cards: number[] } | null {
     const n = this.groupCount;
     if (this.keys.length === 0) return null;
-    return this.contextRanks(n) ?? this.idRanks(n);
+    return this.contextDigits(n) ?? this.idDigits(n);
   }
 
   /**
-   * Ranks without comparing a value: when one key context made every group from dictionaries
-   * in text order, codes order values, so each key's rank is its code's place among the codes
-   * the groups use (null, code 0 after the shift, first). The rank space is then the product
-   * of the distinct counts, near the number of groups: cheap to order by table.
+   * Digits without comparing a value: when one key context made every group from dictionaries
+   * in text order, codes order values, so the digits are the codes + 1 (null first) taken
+   * from each group's context key (their mixed radix over the context's cards).
    */
-  private contextRanks(n: number): { ranks: Float64Array; space: number } | null {
+  private contextDigits(n: number): { digits: Int32Array[]; cards: number[] } | null {
     const ctx = this.soleContext;
     if (ctx === undefined || ctx === null || !ctx.allDict || ctx.used.length !== n) return null;
     for (const d of ctx.dicts) if (d === null || !isSortedDict(d)) return null;
     const keyCount = ctx.cards.length;
-    // Each group's shifted code per key, from its context key (mixed radix of the cards).
-    const digits = new Int32Array(n * keyCount);
+    const digits = ctx.cards.map(() => new Int32Array(n));
     for (let g = 0; g < n; g++) {
       let key = ctx.used[g];
       for (let k = keyCount - 1; k >= 0; k--) {
         const card = ctx.cards[k];
-        digits[g * keyCount + k] = key % card;
+        digits[k][g] = key % card;
         key = Math.floor(key / card);
       }
     }
-    const ranks = new Float64Array(n);
-    let space = 1;
-    for (let k = 0; k < keyCount; k++) {
-      // Dense rank of each used code: a prefix count over the card.
-      const dense = new Int32Array(ctx.cards[k]);
-      for (let g = 0; g < n; g++) dense[digits[g * keyCount + k]] = 1;
-      let size = 0;
-      for (let c = 0; c < dense.length; c++) if (dense[c] !== 0) dense[c] = size++;
-      for (let g = 0; g < n; g++) ranks[g] = ranks[g] * size + dense[digits[g * keyCount + k]];
-      space *= size;
-    }
-    return { ranks, space };
+    return { digits, cards: ctx.cards };
   }
 
   /**
-   * Ranks from the value ids: a value id stands for one value, so each key's distinct values
+   * Digits from the value ids: a value id stands for one value, so each key's distinct values
    * are found by number, in a table over the ids' span, and only they are compared as values.
    */
-  private idRanks(n: number): { ranks: Float64Array; space: number } | null {
+  private idDigits(n: number): { digits: Int32Array[]; cards: number[] } | null {
     const keyCount = this.keys.length;
     const ids = this.groupIds;
-    const slots: Int32Array[] = [];
-    const sizes: number[] = [];
+    const digits: Int32Array[] = [];
+    const cards: number[] = [];
     for (let k = 0; k < keyCount; k++) {
       // Small integers throughout (no ±Infinity seeds): the loops below index typed arrays.
       let lo = ids[k] | 0;
@@ -1019,12 +1009,10 @@ export class Aggregator {
         slot,
         distinct.map((id) => this.valueOfId(k, id)),
       );
-      slots.push(slot);
-      sizes.push(distinct.length);
+      digits.push(slot);
+      cards.push(distinct.length);
     }
-    const ranks = new Float64Array(n);
-    const space = combineRanks(ranks, slots, sizes);
-    return space === 0 ? null : { ranks, space };
+    return { digits, cards };
   }
 }
 

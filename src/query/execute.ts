@@ -14,7 +14,7 @@ import { type Quantity, quantityToString } from '../model/quantity.ts';
 import { Aggregator, codeIndex, type RowWeights } from './aggregate.ts';
 import type { ChunkCache, SegmentChunks } from './chunk-cache.ts';
 import { type BlockSummary, concatSummaries, oneDay, type SummaryShape, summarize } from './summary.ts';
-import { orderAndLimit, rankOrder, type ResultGroup } from './order.ts';
+import { digitOrder, orderAndLimit, type ResultGroup } from './order.ts';
 import { METER_GRAIN_COLUMNS, meterLevelOf, splitRange } from '../rollup/levels.ts';
 import { ROLLUP_DICT_COLUMNS, type RollupDictColumn } from '../rollup/rollup-rows.ts';
 import { lowerBound } from '../util/lower-bound.ts';
@@ -101,19 +101,20 @@ export async function executeQuery(
 
 /**
  * The result rows in query order. Ordered by the group keys alone (the usual case), rows are
- * made straight from the aggregator in rank order; an order by metric compares groups.
+ * made straight from the aggregator in key order; an order by metric compares groups.
  */
 function orderedRows(agg: Aggregator, query: Query): QueryRow[] {
   if (query.orderBy.length === 0 && query.groupBy.length > 0) {
-    const ranked = agg.keyRanks();
-    const order = ranked === null ? null : rankOrder(ranked.ranks, ranked.space);
-    if (order !== null)
+    const keyed = agg.keyDigits();
+    if (keyed !== null) {
+      const order = digitOrder(keyed.digits, keyed.cards, agg.groupCount);
       return toRows(
         agg,
         order,
         query.limit === null ? order.length : Math.min(query.limit, order.length),
         query,
       );
+    }
   }
   const groups: ResultGroup[] = agg.results();
   // No group keys: exactly one row of totals, zeros when nothing matched.

@@ -168,6 +168,40 @@ export function orderAndLimit(
   return limit === null || limit >= sorted.length ? sorted : sorted.slice(0, limit);
 }
 
+/**
+ * The group numbers 0..n-1 in ascending key order, from each key's digit per group
+ * (digits[k][g] in [0, cards[k]), ordered as the key's values): a radix sort, one stable
+ * counting pass per key from the last, so no value is compared. A key whose digits are few in
+ * a wide range (a large dictionary) takes a stable comparison sort instead of its pass.
+ */
+export function digitOrder(digits: readonly Int32Array[], cards: readonly number[], n: number): Int32Array {
+  let order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  let next = new Int32Array(n);
+  for (let k = digits.length - 1; k >= 0; k--) {
+    const d = digits[k];
+    const card = cards[k];
+    if (card > 8 * n + 1024) {
+      order = Int32Array.from(Array.from(order).sort((a, b) => d[a] - d[b]));
+      continue;
+    }
+    const start = new Int32Array(card + 1);
+    for (let i = 0; i < n; i++) start[d[i] + 1]++;
+    for (let c = 0; c < card; c++) start[c + 1] += start[c];
+    for (let i = 0; i < n; i++) {
+      const g = order[i];
+      next[start[d[g]]++] = g;
+    }
+    [order, next] = [next, order];
+  }
+  for (let i = 1; i < n; i++) {
+    let same = true;
+    for (let k = 0; k < digits.length && same; k++) same = digits[k][order[i]] === digits[k][order[i - 1]];
+    assert(!same, 'group key tuples are not distinct');
+  }
+  return order;
+}
+
 /** Groups in rank order (ranks are distinct; see rankOrder), or null. */
 export function sortByRank(groups: readonly ResultGroup[], space: number): ResultGroup[] | null {
   const order = rankOrder(

@@ -12,12 +12,14 @@
 import { UsageDbError } from '../errors.ts';
 import { type FileSystem, type ReadFile, readSmall } from '../storage/fs/file-system.ts';
 import { rollupPath } from '../storage/layout.ts';
+import { lowerBound } from '../util/lower-bound.ts';
 import type { RollupSegmentEntry } from '../storage/manifest.ts';
 import type { RollupBatch, RollupBlockFilter, RollupSource } from '../query/types.ts';
 import {
   decodeRollupBlock,
   decodeRollupFooter,
   ROLLUP_TRAILER_BYTES,
+  type RollupBlockMeta,
   type RollupFooter,
   rollupFooterRange,
 } from './rollup-file.ts';
@@ -163,16 +165,7 @@ export class RollupStore implements RollupSource {
   /** The decoded blocks of `entry` that may hold rows of the filter's accounts and range. */
   async read(entry: RollupSegmentEntry, filter: RollupBlockFilter): Promise<RollupBatch[]> {
     const footer = await this.footer(entry);
-    const wanted: number[] = [];
-    footer.blocks.forEach((b, i) => {
-      if (b.max_bucket < filter.fromMs || b.min_bucket >= filter.toMs) return;
-      if (
-        filter.accountIds !== null &&
-        !filter.accountIds.some((a) => a >= b.min_account && a <= b.max_account)
-      )
-        return;
-      wanted.push(i);
-    });
+    const wanted = blocksFor(footer.blocks, filter, lastAccountsOf(footer));
     const out: RollupBatch[] = [];
     const missing: number[] = [];
     for (const i of wanted) {
@@ -221,6 +214,45 @@ export class RollupStore implements RollupSource {
       this.heldBytes -= old.bytes;
     }
   }
+}
+
+/**
+ * The blocks that may hold rows of the filter's accounts and range, in file order. Blocks are
+ * in account order (`lastAccounts[i]`: block i's last account, non-decreasing), so each
+ * account's blocks are found by binary search.
+ */
+export function blocksFor(
+  blocks: readonly RollupBlockMeta[],
+  filter: RollupBlockFilter,
+  lastAccounts: readonly string[],
+): number[] {
+  const wanted: number[] = [];
+  const inRange = (i: number): boolean =>
+    blocks[i].max_bucket >= filter.fromMs && blocks[i].min_bucket < filter.toMs;
+  if (filter.accountIds === null) {
+    for (let i = 0; i < blocks.length; i++) if (inRange(i)) wanted.push(i);
+    return wanted;
+  }
+  for (const account of filter.accountIds) {
+    for (let i = lowerBound(lastAccounts, account); i < blocks.length; i++) {
+      if (blocks[i].min_account > account) break;
+      // Accounts are sorted: only a block shared with the previous account can repeat.
+      if (inRange(i) && wanted[wanted.length - 1] !== i) wanted.push(i);
+    }
+  }
+  return wanted;
+}
+
+const lastAccounts = new WeakMap<RollupFooter, string[]>();
+
+/** Each block's last account (non-decreasing: rows are sorted by account), kept per footer. */
+function lastAccountsOf(footer: RollupFooter): string[] {
+  let list = lastAccounts.get(footer);
+  if (list === undefined) {
+    list = footer.blocks.map((b) => b.max_account);
+    lastAccounts.set(footer, list);
+  }
+  return list;
 }
 
 function corrupt(entry: RollupSegmentEntry, why: string, cause?: unknown): UsageDbError {
