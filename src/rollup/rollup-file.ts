@@ -590,7 +590,7 @@ export function decodeRollupBlock(
 }
 
 /** The columns of a block, in the order of their chunks. */
-const BLOCK_COLUMNS = [
+export const BLOCK_COLUMNS = [
   ...ROLLUP_DICT_COLUMNS,
   'kind',
   'timestamp_ms',

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { crc32c } from '../../src/storage/encoding/crc32c.ts';
 import { zlibDecompress, zstdCompress } from '../../src/storage/encoding/zstd.ts';
 import {
+  BLOCK_COLUMNS,
   blockEnds,
   decodeRollupBlock,
   decodeRollupFooter,
@@ -22,17 +23,7 @@ import {
 import { buildRollupLevels, ROLLUP_DICT_COLUMNS } from '../../src/rollup/rollup-rows.ts';
 import { columnsOf } from '../export/fixtures.ts';
 
-const COLUMNS = [
-  ...ROLLUP_DICT_COLUMNS,
-  'kind',
-  'timestamp_ms',
-  'quantity',
-  'count',
-  'min',
-  'max',
-  'first_ts',
-  'last_ts',
-] as const;
+const COLUMNS = BLOCK_COLUMNS;
 
 function footerOf(bytes: Uint8Array) {
   const range = rollupFooterRange(bytes.subarray(bytes.length - ROLLUP_TRAILER_BYTES), bytes.length);
