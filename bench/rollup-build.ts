@@ -4,13 +4,14 @@
  * copies it to `DIR/run` (no rollups yet) and times `db.rollup()` there: builds of every raw
  * segment (hour and day), the combine of their day rows into the other levels, any merges,
  * files written and fsynced. Then a phase breakdown, in this thread, over the same raw segment
- * files.
+ * files. `ROLLUP_DIST=1` times the built package (`dist/`, after `npm run build`) as
+ * `npm run bench` does, instead of the sources through Node's type stripping.
  */
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { EventColumns } from '../src/model/columns.ts';
-import { UsageDb } from '../src/index.ts';
+import { UsageDb as SourceUsageDb } from '../src/index.ts';
 import { encodeRollupFile } from '../src/rollup/rollup-file.ts';
 import {
   type BuildPhases,
@@ -21,7 +22,13 @@ import {
 } from '../src/rollup/rollup-rows.ts';
 import { CARRIED_LEVELS } from '../src/rollup/rollup-job.ts';
 import { SegmentReader } from '../src/storage/segment/segment-reader.ts';
+import { builtModule } from './common.ts';
 import { Workload } from './workload.ts';
+
+const UsageDb =
+  process.env.ROLLUP_DIST === '1'
+    ? (await builtModule<typeof import('../src/index.ts')>('index.js')).UsageDb
+    : SourceUsageDb;
 
 const events = Number(process.argv[2]);
 const dir = process.argv[3];
@@ -51,9 +58,11 @@ cpSync(base, run, { recursive: true });
 const db = await UsageDb.open({ dir: run, durability: 'balanced' });
 const t0 = performance.now();
 const cpu0 = process.cpuUsage();
+const mainCpu0 = process.threadCpuUsage();
 const result = await db.rollup();
 const wallMs = performance.now() - t0;
 const cpu = process.cpuUsage(cpu0);
+const mainCpu = process.threadCpuUsage(mainCpu0);
 const stats = db.stats().rollups;
 await db.close();
 const rollupBytes = readdirSync(join(run, 'rollup')).reduce(
@@ -64,7 +73,8 @@ console.log(
   `db.rollup(): ${result.rawRows} events from ${result.segments} raw segments in ${(wallMs / 1000).toFixed(2)} s` +
     ` = ${Math.round(result.rawRows / (wallMs / 1000)).toLocaleString('en-US')} events/s` +
     ` (${stats.merges} merges, ${(rollupBytes / 2 ** 20).toFixed(1)} MiB of rollup files;` +
-    ` CPU of every thread ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s, load average ${loadavg()[0].toFixed(1)})`,
+    ` CPU of every thread ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s,` +
+    ` of the main thread ${((mainCpu.user + mainCpu.system) / 1e6).toFixed(2)} s, load average ${loadavg()[0].toFixed(1)})`,
 );
 
 // Phase breakdown, in this thread (the build itself runs in workers), as db.rollup() does it

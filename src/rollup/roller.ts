@@ -59,10 +59,15 @@ function holdWorkers(): () => void {
   };
 }
 
-/** Runs `work` over `items` with up to ROLLUP_WORKERS at once, each on its own worker lane. */
+/**
+ * Runs `work` over `items` with up to ROLLUP_WORKERS at once, each on its own worker lane;
+ * `perLane` items at once on each lane (a lane's worker then has its next job queued while the
+ * main thread writes, fsyncs and commits the one before).
+ */
 async function onLanes<T>(
   items: readonly T[],
   work: (item: T, lane: number) => Promise<void>,
+  perLane = 1,
 ): Promise<void> {
   let next = 0;
   let failed = false;
@@ -77,7 +82,9 @@ async function onLanes<T>(
   // Every lane settles before this returns, and none starts an item after a failure: no work
   // of a failed call goes on after it.
   const settled = await Promise.allSettled(
-    Array.from({ length: Math.min(ROLLUP_WORKERS, items.length) }, (_, i) => lane(i)),
+    Array.from({ length: Math.min(ROLLUP_WORKERS * perLane, items.length) }, (_, i) =>
+      lane(i % ROLLUP_WORKERS),
+    ),
   );
   for (const r of settled) if (r.status === 'rejected') throw r.reason;
 }
@@ -425,34 +432,38 @@ export class Roller {
     let rawRows = 0;
     let batch: { raw: RawSegmentEntry; day: RollupRows }[] = [];
     let batchRows = 0;
-    await onLanes(fresh, async (raw, lane) => {
-      const started = this.now();
-      const built = await buildRollups(this.ctx, raw, undefined, lane, true);
-      assert(built.carriedDay !== undefined, 'a carrying build hands back its day rows');
-      this.totals.bytesWritten += built.entries.reduce((n, r) => n + r.size_bytes, 0);
-      this.totals.buildMs += this.now() - started;
-      let unused: RollupSegmentEntry[] = [];
-      await this.ctx.versions.commit((s) => {
-        const r = withRollups(s, raw.id, built.entries, false);
-        unused = r.unused;
-        return r.state;
-      });
-      await this.removeFiles(unused);
-      if (unused.length < built.entries.length) {
-        segments++;
-        rawRows += raw.rows;
-        this.totals.segmentsBuilt++;
-        this.totals.rawRowsRolledUp += raw.rows;
-      }
-      batch.push({ raw, day: built.carriedDay });
-      batchRows += built.carriedDay.rowCount;
-      if (batchRows >= ROLLUP_MERGE_ROWS_MAX) {
-        const full = batch;
-        batch = [];
-        batchRows = 0;
-        await this.combineCarried(full);
-      }
-    });
+    await onLanes(
+      fresh,
+      async (raw, lane) => {
+        const started = this.now();
+        const built = await buildRollups(this.ctx, raw, undefined, lane, true);
+        assert(built.carriedDay !== undefined, 'a carrying build hands back its day rows');
+        this.totals.bytesWritten += built.entries.reduce((n, r) => n + r.size_bytes, 0);
+        this.totals.buildMs += this.now() - started;
+        let unused: RollupSegmentEntry[] = [];
+        await this.ctx.versions.commit((s) => {
+          const r = withRollups(s, raw.id, built.entries, false);
+          unused = r.unused;
+          return r.state;
+        });
+        await this.removeFiles(unused);
+        if (unused.length < built.entries.length) {
+          segments++;
+          rawRows += raw.rows;
+          this.totals.segmentsBuilt++;
+          this.totals.rawRowsRolledUp += raw.rows;
+        }
+        batch.push({ raw, day: built.carriedDay });
+        batchRows += built.carriedDay.rowCount;
+        if (batchRows >= ROLLUP_MERGE_ROWS_MAX) {
+          const full = batch;
+          batch = [];
+          batchRows = 0;
+          await this.combineCarried(full);
+        }
+      },
+      2,
+    );
     if (batch.length > 0) await this.combineCarried(batch);
     return { segments, rawRows };
   }

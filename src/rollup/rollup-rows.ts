@@ -289,6 +289,13 @@ function fastBucketStart(bucket: RollupBucket, ts: number, prev = Number.NaN): n
   return bucketStart(bucket, ts);
 }
 
+/** One more than the largest of the first `n` line ids (a loop of its own: see toRows). */
+function lineCount(line: Int32Array, n: number): number {
+  let lines = 0;
+  for (let r = 0; r < n; r++) if (line[r] >= lines) lines = line[r] + 1;
+  return lines;
+}
+
 /** Groups a late row may step back over in groupByLine before it gives up. */
 const LATE_STEPS_MAX = 8;
 
@@ -299,9 +306,7 @@ const LATE_STEPS_MAX = 8;
 function groupByLine(input: Input, level: RollupLevel): Groups | null {
   const bucket = bucketOf(level);
   const n = input.rowCount;
-  let lines = 0;
-  for (let r = 0; r < n; r++) if (input.line[r] >= lines) lines = input.line[r] + 1;
-  const head = new Int32Array(lines).fill(-1);
+  const head = new Int32Array(lineCount(input.line, n)).fill(-1);
   /** Per group: the next older group of its line, -1 at the end. */
   let older = new Int32Array(Math.max(16, n));
   const groups = new Groups(n);
@@ -851,45 +856,24 @@ function grainOfLines(c: GrainColumns, lines: LineIds): LineGrain {
 
 /**
  * Finished groups as columns sorted by account (text order; within an account, groups keep
- * their order), with dictionaries of only the values used; `line`: each row's line.
+ * their order), with dictionaries of only the values used; `line`: each row's line. Each loop
+ * is a function of its own (see remapCodesInto): V8 compiles a function once per loop it
+ * enters hot (on-stack replacement), and this one runs for every level of every build.
  */
 function toRows(grain: LineGrain, groups: Groups): { rows: RollupRows; line: Int32Array } {
   const m = groups.n;
-  const starts = new Int32Array(grain.accounts + 1);
   // Groups of a raw segment's rows (sorted by account) are already in order: no permutation.
-  let inOrder = true;
-  let prevRank = -1;
-  for (let g = 0; g < m; g++) {
-    const rank = grain.accountRank[groups.line[g]];
-    if (rank < prevRank) inOrder = false;
-    prevRank = rank;
-    starts[rank + 1]++;
-  }
-  let order: Int32Array | null = null;
-  let line: Int32Array;
-  if (inOrder) line = groups.line.slice(0, m);
-  else {
-    for (let a = 0; a < grain.accounts; a++) starts[a + 1] += starts[a];
-    order = new Int32Array(m);
-    for (let g = 0; g < m; g++) order[starts[grain.accountRank[groups.line[g]]]++] = g;
-    line = new Int32Array(m);
-    for (let i = 0; i < m; i++) line[i] = groups.line[order[i]];
-  }
-  const gather = (from: Float64Array): Float64Array => {
-    if (order === null) return from.slice(0, m);
-    const out = new Float64Array(m);
-    for (let i = 0; i < m; i++) out[i] = from[order[i]];
-    return out;
-  };
+  const order = accountOrder(grain, groups.line, m);
+  const line = order === null ? groups.line.slice(0, m) : gatherInt32(groups.line, order);
+  const gather = (from: Float64Array): Float64Array =>
+    order === null ? from.slice(0, m) : gatherFloat64(from, order);
   const exact = groups.bigSum.size === 0 && groups.bigMin.size === 0 && groups.bigMax.size === 0;
-  const kind = new Uint8Array(m);
-  for (let i = 0; i < m; i++) kind[i] = grain.kind[line[i]];
   const rows: RollupRows = {
     rowCount: m,
     ...(Object.fromEntries(
       ROLLUP_DICT_COLUMNS.map((name) => [name, remapDict(grain.codes[name], grain.dicts[name], line)]),
     ) as Record<RollupDictColumn, DictColumn>),
-    kind,
+    kind: kindsOf(grain.kind, line),
     timestamp_ms: gather(groups.bucket),
     // No group met a value beyond 2^53: every sum, min and max is a safe number.
     quantity: { values: exact ? gather(groups.sum) : new Float64Array(m), big: null },
@@ -899,15 +883,58 @@ function toRows(grain: LineGrain, groups: Groups): { rows: RollupRows; line: Int
     first_ts: gather(groups.first),
     last_ts: gather(groups.last),
   };
-  if (!exact) {
-    for (let i = 0; i < m; i++) {
-      const g = order === null ? i : order[i];
-      groups.put(rows.quantity, i, g, 'sum');
-      groups.put(rows.min, i, g, 'min');
-      groups.put(rows.max, i, g, 'max');
-    }
-  }
+  if (!exact) putExact(groups, rows, order);
   return { rows, line };
+}
+
+/**
+ * The order of the first `m` groups (of lines `groupLine`) sorted by account rank, stable; null
+ * when they already are.
+ */
+function accountOrder(grain: LineGrain, groupLine: Int32Array, m: number): Int32Array | null {
+  const rankOf = grain.accountRank;
+  const starts = new Int32Array(grain.accounts + 1);
+  let inOrder = true;
+  let prevRank = -1;
+  for (let g = 0; g < m; g++) {
+    const rank = rankOf[groupLine[g]];
+    if (rank < prevRank) inOrder = false;
+    prevRank = rank;
+    starts[rank + 1]++;
+  }
+  if (inOrder) return null;
+  for (let a = 0; a < grain.accounts; a++) starts[a + 1] += starts[a];
+  const order = new Int32Array(m);
+  for (let g = 0; g < m; g++) order[starts[rankOf[groupLine[g]]]++] = g;
+  return order;
+}
+
+function gatherInt32(from: Int32Array, order: Int32Array): Int32Array {
+  const out = new Int32Array(order.length);
+  for (let i = 0; i < order.length; i++) out[i] = from[order[i]];
+  return out;
+}
+
+function gatherFloat64(from: Float64Array, order: Int32Array): Float64Array {
+  const out = new Float64Array(order.length);
+  for (let i = 0; i < order.length; i++) out[i] = from[order[i]];
+  return out;
+}
+
+function kindsOf(lineKind: Uint8Array, line: Int32Array): Uint8Array {
+  const kind = new Uint8Array(line.length);
+  for (let i = 0; i < line.length; i++) kind[i] = lineKind[line[i]];
+  return kind;
+}
+
+/** The exact sums, min and max of groups that met a value beyond 2^53 (toRows). */
+function putExact(groups: Groups, rows: RollupRows, order: Int32Array | null): void {
+  for (let i = 0; i < rows.rowCount; i++) {
+    const g = order === null ? i : order[i];
+    groups.put(rows.quantity, i, g, 'sum');
+    groups.put(rows.min, i, g, 'min');
+    groups.put(rows.max, i, g, 'max');
+  }
 }
 
 function remapDict(lineCodes: Uint32Array, dictIn: readonly string[], line: Int32Array): DictColumn {
