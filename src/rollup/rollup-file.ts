@@ -14,7 +14,7 @@
  *   file by its manifest entry; a block is verified before it is decoded;
  * - rows keep their order (account, then bucket): a block's account bounds let a reader skip it.
  */
-import { crc32c } from '../storage/encoding/crc32c.ts';
+import { crc32c, crc32cCombine } from '../storage/encoding/crc32c.ts';
 import { DecodeError } from '../storage/encoding/varint.ts';
 import { zlibDecompress, zstdCompress, zstdDecompress } from '../storage/encoding/zstd.ts';
 import type { RollupLevel } from '../storage/manifest.ts';
@@ -370,11 +370,22 @@ function dictCodes(values: Float64Array, keys: Float64Array): Uint32Array {
   return codes;
 }
 
-/** Dictionary codes are stored + 1 (0 = null), as in raw segments. */
-function shiftedCodes(codes: Uint32Array, from: number, to: number): Uint32Array {
+/**
+ * Dictionary codes are stored + 1 (0 = null), as in raw segments; through `map` when the
+ * file's dictionary is not the rows' own.
+ */
+function shiftedCodes(codes: Uint32Array, from: number, to: number, map: Uint32Array | null): Uint32Array {
   const out = new Uint32Array(to - from);
-  for (let i = from; i < to; i++) out[i - from] = (codes[i] + 1) >>> 0;
+  if (map === null) for (let i = from; i < to; i++) out[i - from] = (codes[i] + 1) >>> 0;
+  else mapCodes(codes, from, to, map, out);
   return out;
+}
+
+function mapCodes(codes: Uint32Array, from: number, to: number, map: Uint32Array, out: Uint32Array): void {
+  for (let i = from; i < to; i++) {
+    const code = codes[i];
+    out[i - from] = code === NULL_CODE ? 0 : map[code] + 1;
+  }
 }
 
 function quantitySlice(col: QuantityColumn, from: number, to: number): QuantityColumn {
@@ -467,8 +478,39 @@ export function encodeRollupFile(
   blockRows = rollupBlockRows(level),
 ): EncodedRollup {
   const rows = withSortedDicts(unsorted);
-  const parts: Uint8Array[] = [ROLLUP_MAGIC];
-  let offset = ROLLUP_MAGIC.length;
+  const dicts = Object.fromEntries(ROLLUP_DICT_COLUMNS.map((name) => [name, rows[name].dict])) as Record<
+    RollupDictColumn,
+    string[]
+  >;
+  return assembleRollupFile(level, dicts, [encodeRollupBlocks(rows, level, null, blockRows)]);
+}
+
+/** Rows encoded as blocks, to be placed in a file (assembleRollupFile). */
+export interface RollupBlocks {
+  /** The blocks back to back. */
+  bytes: Uint8Array;
+  /** Their metadata, offsets from the start of `bytes`. */
+  blocks: RollupBlockMeta[];
+  rows: number;
+  /** Event times over the rows (first/last); ±Infinity with no row. */
+  minTs: number;
+  maxTs: number;
+}
+
+/**
+ * `rows` as blocks (cut by blockEnds). `codeMaps`: each dictionary column's codes written
+ * through its map into the file's dictionaries (sorted, as encodeRollupFile writes them), so
+ * parts of one file, over accounts that do not overlap, can be encoded apart, one per thread;
+ * without, the rows' dictionaries must be the file's.
+ */
+export function encodeRollupBlocks(
+  rows: RollupRows,
+  level: RollupLevel,
+  codeMaps: Record<RollupDictColumn, Uint32Array> | null = null,
+  blockRows = rollupBlockRows(level),
+): RollupBlocks {
+  const parts: Uint8Array[] = [];
+  let offset = 0;
   const blocks: RollupBlockMeta[] = [];
   let minTs = Number.POSITIVE_INFINITY;
   let maxTs = Number.NEGATIVE_INFINITY;
@@ -476,7 +518,9 @@ export function encodeRollupFile(
   for (const to of blockEnds(rows.account_id.codes, rows.rowCount, blockRows)) {
     const q = (col: QuantityColumn) => quantityChunk(col, from, to);
     const chunks = [
-      ...ROLLUP_DICT_COLUMNS.map((name) => smallIntsChunk(shiftedCodes(rows[name].codes, from, to))),
+      ...ROLLUP_DICT_COLUMNS.map((name) =>
+        smallIntsChunk(shiftedCodes(rows[name].codes, from, to, codeMaps === null ? null : codeMaps[name])),
+      ),
       smallIntsChunk(rows.kind.subarray(from, to)),
       timestampsChunk(rows.timestamp_ms.subarray(from, to)),
       q(rows.quantity),
@@ -523,16 +567,47 @@ export function encodeRollupFile(
     offset += length;
     from = to;
   }
+  const bytes = new Uint8Array(offset);
+  let at = 0;
+  for (const p of parts) {
+    bytes.set(p, at);
+    at += p.length;
+  }
+  return { bytes, blocks, rows: rows.rowCount, minTs, maxTs };
+}
+
+/**
+ * The rollup file of `level` made of `parts` (blocks of rows in file order, their codes those
+ * of `dicts`). The file's checksum is combined from the blocks' (crc32cCombine), not read again.
+ */
+export function assembleRollupFile(
+  level: RollupLevel,
+  dicts: Record<RollupDictColumn, string[]>,
+  parts: readonly RollupBlocks[],
+): EncodedRollup {
+  const blocks: RollupBlockMeta[] = [];
+  let offset = ROLLUP_MAGIC.length;
+  let crc = crc32c(ROLLUP_MAGIC);
+  let rows = 0;
+  let minTs = Number.POSITIVE_INFINITY;
+  let maxTs = Number.NEGATIVE_INFINITY;
+  for (const part of parts) {
+    for (const b of part.blocks) {
+      blocks.push({ ...b, offset: offset + b.offset });
+      crc = crc32cCombine(crc, b.crc32c, b.length);
+    }
+    offset += part.bytes.length;
+    rows += part.rows;
+    minTs = Math.min(minTs, part.minTs);
+    maxTs = Math.max(maxTs, part.maxTs);
+  }
   const footer: RollupFooter = {
     format: ROLLUP_FORMAT_VERSION,
     level,
-    rows: rows.rowCount,
-    min_ts: rows.rowCount === 0 ? 0 : minTs,
-    max_ts: rows.rowCount === 0 ? 0 : maxTs,
-    dicts: Object.fromEntries(ROLLUP_DICT_COLUMNS.map((name) => [name, rows[name].dict])) as Record<
-      RollupDictColumn,
-      string[]
-    >,
+    rows,
+    min_ts: rows === 0 ? 0 : minTs,
+    max_ts: rows === 0 ? 0 : maxTs,
+    dicts,
     blocks,
   };
   const footerBytes = zstdCompress(encoder.encode(JSON.stringify(footer)), ZSTD_LEVEL);
@@ -542,15 +617,17 @@ export function encodeRollupFile(
   view.setUint32(4, crc32c(footerBytes), true);
   trailer[8] = ROLLUP_FORMAT_VERSION;
   trailer.set(ROLLUP_MAGIC, 9);
-  parts.push(footerBytes, trailer);
-  const total = offset + footerBytes.length + trailer.length;
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    bytes.set(p, at);
-    at += p.length;
+  const bytes = new Uint8Array(offset + footerBytes.length + trailer.length);
+  bytes.set(ROLLUP_MAGIC);
+  let at = ROLLUP_MAGIC.length;
+  for (const part of parts) {
+    bytes.set(part.bytes, at);
+    at += part.bytes.length;
   }
-  return { bytes, crc32c: crc32c(bytes), rows: rows.rowCount, min_ts: footer.min_ts, max_ts: footer.max_ts };
+  bytes.set(footerBytes, at);
+  bytes.set(trailer, at + footerBytes.length);
+  crc = crc32c(trailer, crc32c(footerBytes, crc));
+  return { bytes, crc32c: crc, rows, min_ts: footer.min_ts, max_ts: footer.max_ts };
 }
 
 /** Where the footer lies, from the trailer (the file's last ROLLUP_TRAILER_BYTES). */

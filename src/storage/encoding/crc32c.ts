@@ -56,3 +56,45 @@ export function crc32c(data: Uint8Array, initial = 0): number {
   }
   return ~crc >>> 0;
 }
+
+/**
+ * crc32c(a + b) from crc32c(a), crc32c(b) and b's length, without reading the bytes again (a
+ * file's checksum from those of its blocks). Polynomial arithmetic modulo the CRC polynomial,
+ * bit-reflected like the CRC: appending n zero bytes multiplies by x^(8n), and x^(8n) is a
+ * product of precomputed powers x^(2^k).
+ */
+export function crc32cCombine(crcA: number, crcB: number, lengthB: number): number {
+  if (!(Number.isSafeInteger(lengthB) && lengthB >= 0)) throw new RangeError(`bad length ${lengthB}`);
+  // x^(8 * lengthB): the bits of lengthB, from x^8 = x^(2^3) up.
+  let p = 0x80000000; // x^0
+  let k = 3;
+  for (let n = lengthB; n > 0; n = Math.floor(n / 2), k++) if (n % 2 === 1) p = mulModP(X2N[k], p);
+  return (mulModP(p, crcA >>> 0) ^ crcB) >>> 0;
+}
+
+/** a · b modulo the polynomial (bit-reflected: x^0 is the top bit). */
+function mulModP(a: number, b: number): number {
+  let m = 0x80000000;
+  let p = 0;
+  let v = b >>> 0;
+  for (;;) {
+    if ((a & m) !== 0) {
+      p ^= v;
+      if ((a & (m - 1)) === 0) break;
+    }
+    m >>>= 1;
+    v = v & 1 ? (v >>> 1) ^ POLY_REFLECTED : v >>> 1;
+  }
+  return p >>> 0;
+}
+
+/** X2N[k] = x^(2^k) modulo the polynomial, for every k a safe length needs (8 · 2^53). */
+const X2N = buildPowers();
+
+function buildPowers(): Uint32Array {
+  const out = new Uint32Array(57);
+  let p = 0x40000000; // x^1
+  out[0] = p;
+  for (let k = 1; k < out.length; k++) out[k] = p = mulModP(p, p);
+  return out;
+}

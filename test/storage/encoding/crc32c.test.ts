@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { crc32c } from '../../../src/storage/encoding/crc32c.ts';
+import { crc32c, crc32cCombine } from '../../../src/storage/encoding/crc32c.ts';
 
 /** Bit-at-a-time reference: slow and obviously right. */
 function crc32cReference(data: Uint8Array, initial = 0): number {
@@ -43,6 +43,24 @@ describe('crc32c', () => {
         expect(crc32c(b, crc32c(a))).toBe(crc32c(ab));
       }),
     );
+  });
+
+  it('combines: crc32cCombine(crc32c(a), crc32c(b), b.length) === crc32c(a + b)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.uint8Array({ maxLength: 300 }), (a, b) => {
+        const ab = new Uint8Array(a.length + b.length);
+        ab.set(a);
+        ab.set(b, a.length);
+        expect(crc32cCombine(crc32c(a), crc32c(b), b.length)).toBe(crc32c(ab));
+      }),
+      { numRuns: 300 },
+    );
+    // A longer second part: 70,000 zero bytes.
+    const zeros = new Uint8Array(70_000);
+    const head = Uint8Array.of(1, 2, 3);
+    const whole = new Uint8Array(head.length + zeros.length);
+    whole.set(head);
+    expect(crc32cCombine(crc32c(head), crc32c(zeros), zeros.length)).toBe(crc32c(whole));
   });
 
   it('returns an unsigned 32-bit integer and works on subarray views', () => {
