@@ -13,13 +13,19 @@ import type { RollupLevel } from '../storage/manifest.ts';
 import { SegmentReader } from '../storage/segment/segment-reader.ts';
 import { ROLLUP_LEVELS } from './levels.ts';
 import { crc32c } from '../storage/encoding/crc32c.ts';
-import { type EncodedRollup, encodeRollupFile, readRollupFile } from './rollup-file.ts';
+import {
+  type EncodedRollup,
+  encodeRollupBlocks,
+  encodeRollupFile,
+  type RollupBlocks,
+  readRollupFile,
+} from './rollup-file.ts';
 import {
   buildRollupLevels,
   combineDayRows,
-  concatRows,
   mergeRollupRows,
   ROLLUP_DICT_COLUMNS,
+  type RollupDictColumn,
   ROLLUP_SOURCE_COLUMNS,
   type RollupRows,
 } from './rollup-rows.ts';
@@ -50,13 +56,15 @@ export interface CombineRequest {
 }
 
 /**
- * Encode: one rollup file of `level` from sets of rows over account ranges in order (the
- * combines of a batch split by account), joined first.
+ * Encode: rows of `level` as blocks (one part of a file, assembled by the caller), their
+ * codes written through `codeMaps` into the file's dictionaries: the combines of a batch split
+ * by account are encoded side by side, a job per part and level.
  */
 export interface EncodeRequest {
   op: 'encode';
   level: RollupLevel;
-  sets: RollupRows[];
+  rows: RollupRows;
+  codeMaps: Record<RollupDictColumn, Uint32Array>;
 }
 
 /** Merge: several rollup files of one level into one. */
@@ -75,6 +83,8 @@ export interface RollupOutput {
   carriedDay?: RollupRows;
   /** A combine's rows of every level but hour. */
   derived?: CarriedRows;
+  /** An encode's blocks. */
+  blocks?: RollupBlocks;
 }
 
 /** Levels a combine makes from carried day rows (every level but hour). */
@@ -85,13 +95,12 @@ export type CarriedRows = Record<CarriedLevel, RollupRows>;
 export function runRollup(req: RollupRequest): RollupOutput {
   if (req.op === 'build') return runBuild(req);
   if (req.op === 'combine') return runCombine(req);
-  if (req.op === 'encode') {
-    const rows = concatRows(req.sets);
+  if (req.op === 'encode')
     return {
-      rawRows: countEvents(rows),
-      levels: [{ level: req.level, encoded: encodeRollupFile(rows, req.level) }],
+      rawRows: countEvents(req.rows),
+      levels: [],
+      blocks: encodeRollupBlocks(req.rows, req.level, req.codeMaps),
     };
-  }
   return runMergeRollups(req);
 }
 
@@ -187,5 +196,6 @@ export function rollupOutputTransfer(out: RollupOutput): ArrayBuffer[] {
   if (out.carriedDay !== undefined) buffers.push(...rowsTransfer(out.carriedDay));
   const derived = out.derived;
   if (derived !== undefined) for (const l of CARRIED_LEVELS) buffers.push(...rowsTransfer(derived[l]));
+  if (out.blocks !== undefined) buffers.push(out.blocks.bytes.buffer as ArrayBuffer);
   return buffers;
 }

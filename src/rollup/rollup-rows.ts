@@ -478,30 +478,51 @@ export function combineDayRows(parts: readonly RollupRows[]): Map<RollupLevel, R
 }
 
 /**
- * The dictionary columns of several row sets, one after another (`n` rows in all), over one
- * dictionary per column (values in first-seen order): each set's codes mapped into it.
+ * One dictionary per column for several row sets (values in first-seen order over the sets'
+ * dictionaries, in order), and per set the map of its codes into it.
  */
-function commonDictColumns(sets: readonly RollupRows[], n: number): Record<RollupDictColumn, DictColumn> {
-  const dictCols = {} as Record<RollupDictColumn, DictColumn>;
+export function sharedDictionaries(sets: readonly RollupRows[]): {
+  dicts: Record<RollupDictColumn, string[]>;
+  maps: Record<RollupDictColumn, Uint32Array>[];
+} {
+  const dicts = {} as Record<RollupDictColumn, string[]>;
+  const maps = sets.map(() => ({}) as Record<RollupDictColumn, Uint32Array>);
   for (const name of ROLLUP_DICT_COLUMNS) {
     const dict: string[] = [];
     const index = new Map<string, number>();
-    const codes = new Uint32Array(n);
-    let at = 0;
-    for (const s of sets) {
-      const col = s[name];
-      const remap = col.dict.map((v) => {
-        let c = index.get(v);
+    sets.forEach((s, k) => {
+      const values = s[name].dict;
+      const map = new Uint32Array(values.length);
+      for (let i = 0; i < values.length; i++) {
+        let c = index.get(values[i]);
         if (c === undefined) {
           c = dict.length;
-          dict.push(v);
-          index.set(v, c);
+          dict.push(values[i]);
+          index.set(values[i], c);
         }
-        return c;
-      });
-      at = remapCodesInto(codes, at, col.codes, s.rowCount, remap);
-    }
-    dictCols[name] = { dict, codes };
+        map[i] = c;
+      }
+      maps[k][name] = map;
+    });
+    dicts[name] = dict;
+  }
+  return { dicts, maps };
+}
+
+/**
+ * The dictionary columns of several row sets, one after another (`n` rows in all), over one
+ * dictionary per column (sharedDictionaries): each set's codes mapped into it.
+ */
+function commonDictColumns(sets: readonly RollupRows[], n: number): Record<RollupDictColumn, DictColumn> {
+  const shared = sharedDictionaries(sets);
+  const dictCols = {} as Record<RollupDictColumn, DictColumn>;
+  for (const name of ROLLUP_DICT_COLUMNS) {
+    const codes = new Uint32Array(n);
+    let at = 0;
+    sets.forEach((s, k) => {
+      at = remapCodesInto(codes, at, s[name].codes, s.rowCount, shared.maps[k][name]);
+    });
+    dictCols[name] = { dict: shared.dicts[name], codes };
   }
   return dictCols;
 }
@@ -563,7 +584,7 @@ function remapCodesInto(
   at: number,
   from: Uint32Array,
   count: number,
-  remap: readonly number[],
+  remap: Uint32Array,
 ): number {
   for (let i = 0; i < count; i++) {
     const code = from[i];
