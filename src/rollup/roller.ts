@@ -510,7 +510,8 @@ export class Roller {
     });
     // Each level's file in parts, one per account range, encoded side by side on every lane
     // (the day file alone was a third of a 10M build's combine, one thread working), codes
-    // mapped into the file's dictionaries; the file is assembled here once its parts are in.
+    // mapped into the file's dictionaries; the file is assembled here once its parts are in
+    // (meanwhile the lane's next part is queued).
     const combined: RollupSegmentEntry[] = [];
     const jobs = CARRIED_LEVELS.flatMap((level) => {
       const sets = derived.map((d) => d[level]);
@@ -519,20 +520,24 @@ export class Roller {
       const file = { level, dicts: shared.dicts, parts, events: 0, pending: sets.length };
       return sets.map((rows, part) => ({ file, part, rows, codeMaps: shared.maps[part] }));
     });
-    await onLanes(jobs, async ({ file, part, rows, codeMaps }, lane) => {
-      const encode: RollupRequest = { op: 'encode', level: file.level, rows, codeMaps };
-      const out = await runJob(encode, rows.rowCount, rowsTransfer(rows), lane);
-      assert(out.blocks !== undefined, 'an encode hands back its blocks');
-      file.parts[part] = out.blocks;
-      file.events += out.rawRows;
-      if (--file.pending > 0) return;
-      assert(
-        file.events === events,
-        `a combined ${file.level} rollup counts ${file.events} of ${events} events`,
-      );
-      const encoded = assembleRollupFile(file.level, file.dicts, file.parts as RollupBlocks[]);
-      combined.push(await writeRollupFile(this.ctx, file.level, covers, encoded));
-    });
+    await onLanes(
+      jobs,
+      async ({ file, part, rows, codeMaps }, lane) => {
+        const encode: RollupRequest = { op: 'encode', level: file.level, rows, codeMaps };
+        const out = await runJob(encode, rows.rowCount, rowsTransfer(rows), lane);
+        assert(out.blocks !== undefined, 'an encode hands back its blocks');
+        file.parts[part] = out.blocks;
+        file.events += out.rawRows;
+        if (--file.pending > 0) return;
+        assert(
+          file.events === events,
+          `a combined ${file.level} rollup counts ${file.events} of ${events} events`,
+        );
+        const encoded = assembleRollupFile(file.level, file.dicts, file.parts as RollupBlocks[]);
+        combined.push(await writeRollupFile(this.ctx, file.level, covers, encoded));
+      },
+      2,
+    );
     await this.ctx.fs.syncDir(joinPath(this.ctx.root, ROLLUP_DIR));
     // One commit for the files: each taken when every segment it covers is still live and
     // uncovered at its level.

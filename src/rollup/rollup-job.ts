@@ -159,11 +159,20 @@ function runMergeRollups(req: MergeRollupsRequest): RollupOutput {
   return { rawRows: events, levels: [{ level: req.level, encoded: encodeRollupFile(rows, req.level) }] };
 }
 
+/**
+ * The typed columns of this thread's last build, reused by the next (every built row is
+ * copied out of them): ~11 MB per segment less for the garbage collector.
+ */
+let columnScratch = new ArrayBuffer(0);
+
 function runBuild(req: BuildRequest): RollupOutput {
   let columns: EventColumns;
   try {
     const reader = SegmentReader.fromBytes(req.bytes, { sizeBytes: req.sizeBytes, checksum: req.crc32c });
-    columns = reader.readColumns(ROLLUP_SOURCE_COLUMNS) as EventColumns;
+    // 45 bytes per row (seven dictionary codes, kind, time, quantity), with room to spare.
+    if (columnScratch.byteLength < 48 * reader.meta.rowCount)
+      columnScratch = new ArrayBuffer(48 * reader.meta.rowCount);
+    columns = reader.readColumns(ROLLUP_SOURCE_COLUMNS, undefined, columnScratch) as EventColumns;
   } catch (err) {
     throw new Error(`segment ${req.segmentId} is corrupt: ${(err as Error).message}`, { cause: err });
   }

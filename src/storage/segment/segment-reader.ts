@@ -354,8 +354,14 @@ export class SegmentReader {
    * concatenated in block order. Every chunk's CRC is verified before it is decoded (at open
    * when the whole file's CRC was checked there).
    * Dict columns carry the segment dictionary (shared, read-only) and NULL_CODE for null.
+   * `scratch`: typed columns are carved from it when large enough (overwritten by the next
+   * call that passes it: for callers done with the columns by then).
    */
-  readColumns(names: readonly ColumnName[], blockIndexes?: readonly number[]): ColumnBatch {
+  readColumns(
+    names: readonly ColumnName[],
+    blockIndexes?: readonly number[],
+    scratch?: ArrayBuffer,
+  ): ColumnBatch {
     const blocks = blockIndexes ?? this.meta.blocks.map((_, i) => i);
     const rowCount = this.rowsOfBlocks(blocks, 'readColumns');
     const batch: ColumnBatch = { rowCount };
@@ -367,7 +373,7 @@ export class SegmentReader {
       if (COLUMN_ID[name] === undefined) throw new RangeError(`readColumns: unknown column ${String(name)}`);
       bytes += TYPED_BYTES_PER_ROW[COLUMN_KIND[name]] * rowCount;
     }
-    const slab = new Slab(bytes);
+    const slab = new Slab(bytes, scratch);
     // Widest element first keeps every view aligned; then the string columns (width 0).
     for (let w = 0; w < WIDTH_ORDER.length; w++)
       for (let i = 0; i < names.length; i++)
