@@ -478,8 +478,8 @@ export class Roller {
    * One file per level but hour for segments whose day rows builds carried: the day rows
    * summed and the coarser levels derived (a job per half of the accounts, the two side by
    * side), then each level's halves encoded as the parts of one file (a job per half and
-   * level, on every lane), the files committed together; each file taken when every segment it covers is still live and
-   * uncovered at its level (else dropped: they are built again later).
+   * level, on every lane), the files committed together; each file taken when every segment
+   * it covers is still live and uncovered at its level (else dropped: built again later).
    */
   private async combineCarried(carried: { raw: RawSegmentEntry; day: RollupRows }[]): Promise<void> {
     // The order of the segments, not of the builds' ends: the same files for the same input.
@@ -509,9 +509,9 @@ export class Roller {
       return o.derived;
     });
     // Each level's file in parts, one per account range, encoded side by side on every lane
-    // (the day file alone was a third of a 10M build's combine, one thread working), codes
-    // mapped into the file's dictionaries; the file is assembled here once its parts are in
-    // (meanwhile the lane's next part is queued).
+    // (encoded whole, the day file kept one thread busy for a second at 10M events while the
+    // other had little left to do), codes mapped into the file's dictionaries; the file is
+    // assembled here once its parts are in (meanwhile the lane's next part is queued).
     const combined: RollupSegmentEntry[] = [];
     const jobs = CARRIED_LEVELS.flatMap((level) => {
       const sets = derived.map((d) => d[level]);

@@ -2,23 +2,30 @@
  * The rollup build's grouping against a plain reference: random events (in a raw segment's
  * order or shuffled, so both the by-line path and the hashed path run; quantities up to
  * ±(10^38 − 1), so sums split into several rows) summed per grain key and bucket must equal,
- * at every level, what the rows say, also after encoding and decoding the file and after
- * merging the rows of parts.
+ * at every level, what the rows say, also after encoding and decoding the file, after
+ * merging the rows of parts and in a file encoded in parts.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type DictColumn, type EventColumns, NULL_CODE, quantityBigAt } from '../../src/model/columns.ts';
 import { bucketOf, bucketStart, ROLLUP_LEVELS } from '../../src/rollup/levels.ts';
-import { encodeRollupFile, readRollupFile } from '../../src/rollup/rollup-file.ts';
+import {
+  assembleRollupFile,
+  encodeRollupBlocks,
+  encodeRollupFile,
+  readRollupFile,
+} from '../../src/rollup/rollup-file.ts';
 import {
   buildRollupLevels,
   combineDayRows,
   concatRows,
   mergeRollupRows,
   ROLLUP_DICT_COLUMNS,
+  sharedDictionaries,
   splitRowsByAccount,
   type RollupRows,
 } from '../../src/rollup/rollup-rows.ts';
+import { crc32c } from '../../src/storage/encoding/crc32c.ts';
 import type { RollupLevel } from '../../src/storage/manifest.ts';
 
 const MAY = Date.UTC(2026, 4, 1);
@@ -251,6 +258,20 @@ describe('rollup rows', () => {
             const want = reference(parts.flat(), level);
             expect(summed([rows])).toEqual(want);
             if (!huge) expect(rows.rowCount).toBe(want.size);
+            // As rollup() writes it: the halves encoded apart as parts of one file, their codes
+            // mapped into shared dictionaries, the checksum combined from the blocks'.
+            const sets = halves.map((h) => h.get(level) as RollupRows);
+            const shared = sharedDictionaries(sets);
+            const file = assembleRollupFile(
+              level,
+              shared.dicts,
+              sets.map((set, k) => encodeRollupBlocks(set, level, shared.maps[k])),
+            );
+            expect(file.crc32c).toBe(crc32c(file.bytes));
+            expect(file.rows).toBe(rows.rowCount);
+            const read = readRollupFile(file.bytes).rows;
+            expect(read.reduce((n, b) => n + b.rowCount, 0)).toBe(rows.rowCount);
+            expect(summed(read)).toEqual(want);
           }
         },
       ),
