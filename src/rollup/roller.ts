@@ -515,7 +515,7 @@ export class Roller {
     const combined: RollupSegmentEntry[] = [];
     const jobs = CARRIED_LEVELS.flatMap((level) => {
       const sets = derived.map((d) => d[level]);
-      const shared = sharedDictionaries(sets);
+      const shared = sharedDictionaries(sets, true);
       const parts: (RollupBlocks | undefined)[] = sets.map(() => undefined);
       const file = { level, dicts: shared.dicts, parts, events: 0, pending: sets.length };
       return sets.map((rows, part) => ({ file, part, rows, codeMaps: shared.maps[part] }));

@@ -506,9 +506,13 @@ export function combineDayRows(parts: readonly RollupRows[]): Map<RollupLevel, R
 
 /**
  * One dictionary per column for several row sets (values in first-seen order over the sets'
- * dictionaries, in order), and per set the map of its codes into it.
+ * dictionaries, in order; `sorted`: in text order, as rollup files store them), and per set
+ * the map of its codes into it.
  */
-export function sharedDictionaries(sets: readonly RollupRows[]): {
+export function sharedDictionaries(
+  sets: readonly RollupRows[],
+  sorted = false,
+): {
   dicts: Record<RollupDictColumn, string[]>;
   maps: Record<RollupDictColumn, Uint32Array>[];
 } {
@@ -531,9 +535,25 @@ export function sharedDictionaries(sets: readonly RollupRows[]): {
       }
       maps[k][name] = map;
     });
-    dicts[name] = dict;
+    dicts[name] = sorted ? sortDictionary(dict, maps, name) : dict;
   }
   return { dicts, maps };
+}
+
+/** `dict` in text order (as rollup files store it), each set's map of `name` renumbered. */
+function sortDictionary(
+  dict: readonly string[],
+  maps: Record<RollupDictColumn, Uint32Array>[],
+  name: RollupDictColumn,
+): string[] {
+  const order = dict.map((_, c) => c).sort((a, b) => (dict[a] < dict[b] ? -1 : 1));
+  const newCode = new Uint32Array(dict.length);
+  for (let i = 0; i < order.length; i++) newCode[order[i]] = i;
+  for (const m of maps) {
+    const map = m[name];
+    for (let i = 0; i < map.length; i++) map[i] = newCode[map[i]];
+  }
+  return order.map((c) => dict[c]);
 }
 
 /**

@@ -261,7 +261,7 @@ describe('rollup rows', () => {
             // As rollup() writes it: the halves encoded apart as parts of one file, their codes
             // mapped into shared dictionaries, the checksum combined from the blocks'.
             const sets = halves.map((h) => h.get(level) as RollupRows);
-            const shared = sharedDictionaries(sets);
+            const shared = sharedDictionaries(sets, true);
             const file = assembleRollupFile(
               level,
               shared.dicts,
@@ -272,6 +272,13 @@ describe('rollup rows', () => {
             const read = readRollupFile(file.bytes).rows;
             expect(read.reduce((n, b) => n + b.rowCount, 0)).toBe(rows.rowCount);
             expect(summed(read)).toEqual(want);
+            // The same dictionaries, in text order, as the file encoded whole.
+            const whole = readRollupFile(encodeRollupFile(rows, level).bytes).rows;
+            for (const name of ROLLUP_DICT_COLUMNS) {
+              const dict = read[0]?.[name].dict ?? [];
+              expect(dict).toEqual([...dict].sort());
+              expect(dict).toEqual(whole[0]?.[name].dict ?? []);
+            }
           }
         },
       ),
