@@ -25,6 +25,12 @@ import {
 } from './rollup-file.ts';
 
 export const DEFAULT_ROLLUP_CACHE_BYTES = 64 * 1024 * 1024;
+/**
+ * Memory for whole files of the levels one account's questions read (month and meter levels,
+ * about 1% of the raw bytes): read once, in the background, from their first use.
+ */
+export const DEFAULT_ROLLUP_PINNED_BYTES = 64 * 1024 * 1024;
+const PINNED_LEVELS: ReadonlySet<string> = new Set(['month', 'meter_day', 'meter_month']);
 
 interface CachedBlock {
   key: string;
@@ -58,18 +64,38 @@ export class RollupStore implements RollupSource {
    */
   private readonly handles = new Map<number, Handle>();
   private heldBytes = 0;
+  /**
+   * Whole files of PINNED_LEVELS, in process memory: the operating system may drop file pages
+   * that a minute went without reading (this machine's VM does), and a first read of an
+   * account's blocks would then wait for the disk. Blocks are still verified when decoded.
+   */
+  private readonly pinned = new Map<number, Uint8Array>();
+  private readonly pinning = new Map<number, Promise<void>>();
+  private pinnedBytes = 0;
+  private readonly pinnedBytesMax: number;
   /** Blocks read from disk since open (tests and stats). */
   blocksRead = 0;
 
-  constructor(fs: FileSystem, root: string, cacheBytes = DEFAULT_ROLLUP_CACHE_BYTES) {
+  constructor(
+    fs: FileSystem,
+    root: string,
+    cacheBytes = DEFAULT_ROLLUP_CACHE_BYTES,
+    pinnedBytesMax = DEFAULT_ROLLUP_PINNED_BYTES,
+  ) {
     this.fs = fs;
     this.root = root;
     this.cacheBytes = cacheBytes;
+    this.pinnedBytesMax = pinnedBytesMax;
   }
 
   /** Drops what is cached for files no longer live (no snapshot can read them). */
   retain(live: ReadonlySet<number>): void {
     for (const id of this.footers.keys()) if (!live.has(id)) this.footers.delete(id);
+    for (const [id, bytes] of this.pinned) {
+      if (live.has(id)) continue;
+      this.pinned.delete(id);
+      this.pinnedBytes -= bytes.length;
+    }
     for (const [id, h] of this.handles) {
       if (live.has(id)) continue;
       h.dead = true;
@@ -125,6 +151,7 @@ export class RollupStore implements RollupSource {
 
   /** Closes every open file (the database is closing: no query runs). */
   async close(): Promise<void> {
+    await this.settled();
     const open = [...this.handles.values()];
     this.handles.clear();
     for (const h of open) {
@@ -165,6 +192,7 @@ export class RollupStore implements RollupSource {
   /** The decoded blocks of `entry` that may hold rows of the filter's accounts and range. */
   async read(entry: RollupSegmentEntry, filter: RollupBlockFilter): Promise<RollupBatch[]> {
     const footer = await this.footer(entry);
+    this.pin(entry);
     const wanted = blocksFor(footer.blocks, filter, lastAccountsOf(footer));
     const out: RollupBatch[] = [];
     const missing: number[] = [];
@@ -182,9 +210,13 @@ export class RollupStore implements RollupSource {
       await this.withFile(entry, async (file) => {
         for (const i of missing) {
           const meta = footer.blocks[i];
-          // One read per block (a few KiB, without leaving the thread): its buffer holds only
-          // this block, so the cached block keeps it without a copy.
-          const stored = await readSmall(file, meta.offset, meta.length);
+          // From the file held whole, else one read per block (a few KiB, without leaving the
+          // thread): its buffer then holds only this block, kept without a copy.
+          const whole = this.pinned.get(entry.id);
+          const stored =
+            whole === undefined
+              ? await readSmall(file, meta.offset, meta.length)
+              : whole.subarray(meta.offset, meta.offset + meta.length);
           let rows: RollupBatch;
           try {
             rows = decodeRollupBlock(footer, i, stored, {
@@ -202,6 +234,33 @@ export class RollupStore implements RollupSource {
       });
     }
     return out;
+  }
+
+  /** Waits for the whole-file reads in flight (tests and tools). */
+  async settled(): Promise<void> {
+    await Promise.all(this.pinning.values());
+  }
+
+  /** Bytes of whole files held in memory. */
+  get heldFileBytes(): number {
+    return this.pinnedBytes;
+  }
+
+  /** Starts reading a whole file of a pinned level, if it fits and is not held yet. */
+  private pin(entry: RollupSegmentEntry): void {
+    if (!PINNED_LEVELS.has(entry.level) || this.pinned.has(entry.id) || this.pinning.has(entry.id)) return;
+    if (this.pinnedBytes + entry.size_bytes > this.pinnedBytesMax) return;
+    const load = this.withFile(entry, (file) => file.read(0, entry.size_bytes))
+      .then((bytes) => {
+        // Still live (retain has not dropped its footer) and still room.
+        if (!this.footers.has(entry.id) || this.pinnedBytes + bytes.length > this.pinnedBytesMax) return;
+        this.pinned.set(entry.id, bytes);
+        this.pinnedBytes += bytes.length;
+      })
+      // Blocks are then read one by one, as before; a damaged file is reported by them.
+      .catch(() => undefined)
+      .finally(() => this.pinning.delete(entry.id));
+    this.pinning.set(entry.id, load);
   }
 
   private insert(b: CachedBlock): void {

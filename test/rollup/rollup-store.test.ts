@@ -1,11 +1,16 @@
 /**
  * The rollup store's block selection: the blocks found by binary search over account bounds
- * are exactly those a scan of every block with the account and bucket test finds.
+ * are exactly those a scan of every block with the account and bucket test finds. Files of
+ * the month and meter levels are held whole after their first use, and blocks then decode
+ * from memory without touching the file.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { RollupBlockMeta } from '../../src/rollup/rollup-file.ts';
-import { blocksFor } from '../../src/rollup/rollup-store.ts';
+import { blocksFor, type RollupStore } from '../../src/rollup/rollup-store.ts';
+import type { ReadFile } from '../../src/storage/fs/file-system.ts';
+import { readSnapshot } from '../../src/testing.ts';
+import { DAY_MS, simDb, T0, usage } from '../support/events.ts';
 
 const account = (i: number) => `acct_${String(i).padStart(3, '0')}`;
 
@@ -62,5 +67,66 @@ describe('rollup block selection', () => {
       ),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('rollup files held whole', () => {
+  it('a month file is read once whole, and later first reads of its blocks touch no file', async () => {
+    const sim = simDb(11, { limits: { rollupCacheBytes: 0 } });
+    const db = await sim.open();
+    const events = Array.from({ length: 3_000 }, (_, i) =>
+      usage(i, { account_id: `acct_${i % 23}`, timestamp_ms: T0 + (i % 20) * DAY_MS + i }),
+    );
+    for (let i = 0; i < events.length; i += 1_000) await db.ingest(events.slice(i, i + 1_000));
+    await db.flush();
+    await db.rollup();
+    await db.close();
+
+    const again = await sim.open();
+    const rollupReads = { bytes: 0 };
+    const openRead = sim.fs.openRead.bind(sim.fs);
+    sim.fs.openRead = async (path: string): Promise<ReadFile> => {
+      const file = await openRead(path);
+      const count = (length: number) => {
+        if (path.includes('/rollup/')) rollupReads.bytes += length;
+      };
+      const read = file.read.bind(file);
+      const readSync = file.readSync.bind(file);
+      return {
+        ...file,
+        sizeBytes: file.sizeBytes,
+        close: () => file.close(),
+        read: async (offset: number, length: number) => {
+          count(length);
+          return read(offset, length);
+        },
+        readSync: (offset: number, length: number) => {
+          count(length);
+          return readSync(offset, length);
+        },
+      };
+    };
+    const q = (account: string, source: 'auto' | 'raw') =>
+      again.query({
+        account_id: account,
+        from: T0,
+        to: T0 + 30 * DAY_MS,
+        group_by: ['meter_id', 'unit'],
+        source,
+      });
+    const first = await q('acct_1', 'auto');
+    expect(first.stats.path).toBe('rollup');
+    const store = readSnapshot(again).rollups?.store as RollupStore;
+    await store.settled();
+    expect(store.heldFileBytes).toBeGreaterThan(0);
+    const before = rollupReads.bytes;
+    // The block cache holds nothing (0 bytes): every block is decoded again, from memory.
+    for (const account of ['acct_1', 'acct_7', 'acct_19']) {
+      const got = await q(account, 'auto');
+      expect(got.stats.path).toBe('rollup');
+      expect(got.rows).toEqual((await q(account, 'raw')).rows);
+    }
+    expect(rollupReads.bytes).toBe(before);
+    await again.close();
   });
 });
