@@ -133,6 +133,8 @@ export class IdFilter {
   private covered: Set<number>;
   private rebuilding: Rebuild | null = null;
   private rowsSinceWrite = 0;
+  /** Segments the newest file on disk lists as covered. */
+  private fileCovered: ReadonlySet<number> = new Set();
   private seq: number;
   private busy: Promise<void> = Promise.resolve();
   private rebuilds = 0;
@@ -199,6 +201,7 @@ export class IdFilter {
       keys = 0;
     }
     const f = new IdFilter(fs, root, filter, keys, covered, seq, persistRows);
+    if (loaded !== null) f.fileCovered = new Set(loaded.covered);
     for (const e of live) {
       if (covered.has(e.id)) continue;
       f.addSegment(e.id, await hashesOf(e.id));
@@ -285,9 +288,18 @@ export class IdFilter {
     });
   }
 
-  /** Writes the filter now (after a full compaction, at close). */
+  /**
+   * Writes the filter now (after a full compaction, at close), unless the newest file already
+   * holds every key and covers every live segment: a read-only open and close writes nothing.
+   */
   persist(liveIds: () => ReadonlySet<number>): Promise<void> {
-    return this.serial(() => this.write(liveIds()));
+    return this.serial(async () => {
+      const live = liveIds();
+      const upToDate =
+        this.rowsSinceWrite === 0 &&
+        [...this.covered].every((id) => !live.has(id) || this.fileCovered.has(id));
+      if (!upToDate) await this.write(live);
+    });
   }
 
   private async rebuild(
@@ -333,6 +345,7 @@ export class IdFilter {
     await this.fs.rename(tmp, joinPath(this.dir, fileName(seq)));
     await this.fs.syncDir(this.dir);
     this.seq = seq;
+    this.fileCovered = new Set(covered);
     this.rowsSinceWrite = Math.max(0, this.rowsSinceWrite - written);
     this.writes++;
     // Older files go only after the new one is durable (a damaged newest file is ignored

@@ -174,6 +174,9 @@ describe('id filter', () => {
     const reopened = await IdFilter.open(fs, '/db', live(segments), hashesOf, 100_000);
     expect(reads).toBe(0);
     for (const h of segments.values()) expect(misses(reopened, h)).toBe(0);
+    // Nothing new since the file: persisting (as close does) writes nothing.
+    await reopened.persist(() => new Set(segments.keys()));
+    expect(reopened.stats.writes).toBe(0);
 
     // A segment the file does not cover is read at open.
     const newer = randomHashes(100, 1000);
@@ -181,6 +184,8 @@ describe('id filter', () => {
     const third = await IdFilter.open(fs, '/db', live(segments), hashesOf, 100_000);
     expect(reads).toBe(1);
     expect(misses(third, newer)).toBe(0);
+    await third.persist(() => new Set(segments.keys()));
+    expect(third.stats.writes).toBe(1);
   });
 
   it('ignores a damaged file and reads every segment instead', async () => {
