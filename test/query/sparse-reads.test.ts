@@ -4,43 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { UsageDb } from '../../src/db.ts';
-import type { ReadFile } from '../../src/storage/fs/file-system.ts';
 import { silentLogger } from '../../src/util/logger.ts';
 import { DAY_MS, simDb, T0, usage } from '../support/events.ts';
-
-function countReads(sim: ReturnType<typeof simDb>): { bytes: number; wholeFiles: string[] } {
-  const counter = { bytes: 0, wholeFiles: [] as string[] };
-  const fs = sim.fs;
-  const readFile = fs.readFile.bind(fs);
-  fs.readFile = async (path: string) => {
-    const bytes = await readFile(path);
-    if (path.includes('/raw/')) {
-      counter.bytes += bytes.length;
-      counter.wholeFiles.push(path);
-    }
-    return bytes;
-  };
-  const openRead = fs.openRead.bind(fs);
-  fs.openRead = async (path: string): Promise<ReadFile> => {
-    const file = await openRead(path);
-    const read = file.read.bind(file);
-    const readSync = file.readSync.bind(file);
-    const count = (length: number): void => {
-      if (path.includes('/raw/')) counter.bytes += length;
-    };
-    return Object.assign(file, {
-      read: async (offset: number, length: number) => {
-        count(length);
-        return read(offset, length);
-      },
-      readSync: (offset: number, length: number) => {
-        count(length);
-        return readSync(offset, length);
-      },
-    });
-  };
-  return counter;
-}
+import { countReads } from '../support/reads.ts';
 
 async function fill(db: UsageDb): Promise<void> {
   for (let f = 0; f < 4; f++) {
@@ -67,7 +33,7 @@ describe('sparse reads', () => {
     await db.close();
 
     const again = await sim.open();
-    const counter = countReads(sim);
+    const counter = countReads(sim.fs, '/raw/');
     const result = await again.query(q);
     expect(result.rows).toEqual(expected.rows);
     expect(counter.wholeFiles).toEqual([]);

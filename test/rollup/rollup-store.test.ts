@@ -8,9 +8,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { RollupBlockMeta } from '../../src/rollup/rollup-file.ts';
 import { blocksFor, type RollupStore } from '../../src/rollup/rollup-store.ts';
-import type { ReadFile } from '../../src/storage/fs/file-system.ts';
 import { readSnapshot } from '../../src/testing.ts';
 import { DAY_MS, simDb, T0, usage } from '../support/events.ts';
+import { countReads } from '../support/reads.ts';
 
 const account = (i: number) => `acct_${String(i).padStart(3, '0')}`;
 
@@ -83,29 +83,7 @@ describe('rollup files held whole', () => {
     await db.close();
 
     const again = await sim.open();
-    const rollupReads = { bytes: 0 };
-    const openRead = sim.fs.openRead.bind(sim.fs);
-    sim.fs.openRead = async (path: string): Promise<ReadFile> => {
-      const file = await openRead(path);
-      const count = (length: number) => {
-        if (path.includes('/rollup/')) rollupReads.bytes += length;
-      };
-      const read = file.read.bind(file);
-      const readSync = file.readSync.bind(file);
-      return {
-        ...file,
-        sizeBytes: file.sizeBytes,
-        close: () => file.close(),
-        read: async (offset: number, length: number) => {
-          count(length);
-          return read(offset, length);
-        },
-        readSync: (offset: number, length: number) => {
-          count(length);
-          return readSync(offset, length);
-        },
-      };
-    };
+    const rollupReads = countReads(sim.fs, '/rollup/');
     const q = (account: string, source: 'auto' | 'raw') =>
       again.query({
         account_id: account,
