@@ -14,7 +14,8 @@
  * ids they hold ("covered"), and a CRC32C; written to a tmp name, fsynced, renamed, directory
  * fsynced. At open, the newest file that verifies is loaded and the ids of every live segment
  * it does not cover are added from the segment files; with no valid file, all are. A file is
- * written after a rebuild, after PERSIST_ROWS new rows, after a full compaction and at close.
+ * written after a rebuild, after PERSIST_ROWS new rows, after a full compaction and at close
+ * (those two only when the newest file lacks a key or a live segment).
  *
  * Invariants:
  * - every id of every live segment is in `filter` (no false negatives): a flushed segment is
