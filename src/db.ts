@@ -79,6 +79,7 @@ import {
 import { DEFAULT_ROLLUP_CACHE_BYTES, RollupStore } from './rollup/rollup-store.ts';
 import type { RollupRows } from './rollup/rollup-rows.ts';
 import { type VerifyParams, type VerifyResult, verifyRollups } from './rollup/verify.ts';
+import { holdIdHashing } from './storage/id-hashes.ts';
 
 export type { Durability } from './ingest/ingestor.ts';
 export type { IngestError, IngestResult, IngestStatus } from './ingest/admission.ts';
@@ -338,9 +339,14 @@ export class UsageDb {
         if (entry.retractions > 0) await retracted.addSegment(entry.id, entry.retractions);
       }
       // The database id filter: its newest file plus the ids of any segment the file lacks.
-      segments.setIdFilter(
-        await IdFilter.open(fs, root, manifest.raw_segments, (id) => segments.idHashes(id)),
-      );
+      const heldIdHashing = holdIdHashing();
+      try {
+        segments.setIdFilter(
+          await IdFilter.open(fs, root, manifest.raw_segments, (id) => segments.idHashes(id)),
+        );
+      } finally {
+        heldIdHashing();
+      }
       segments.setEntries(manifest.raw_segments);
       const rollupStore = new RollupStore(fs, root, limits.rollupCacheBytes);
       versions.onCommit = (state) => {

@@ -23,6 +23,7 @@ import type { VersionSet } from '../storage/version-set.ts';
 import type { UsageDbLogger } from '../util/logger.ts';
 import type { Ingestor } from './ingestor.ts';
 import type { Memtables } from './memtables.ts';
+import { holdIdHashing } from '../storage/id-hashes.ts';
 
 /** Frozen memtables that may wait for their flush before ingest waits (or fails). */
 export const FROZEN_MEMTABLES_MAX = 2;
@@ -191,7 +192,15 @@ export class Flusher {
       .maintain(
         () => {
           const v = this.versions.pin();
-          return { segments: v.state.raw_segments, release: () => v.release() };
+          // A rebuild hashes every file's ids: one worker thread for all of them.
+          const held = holdIdHashing();
+          return {
+            segments: v.state.raw_segments,
+            release: () => {
+              held();
+              v.release();
+            },
+          };
         },
         (id) => this.segments.idHashes(id),
         () => this.versions.liveSegmentIds(),

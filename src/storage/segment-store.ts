@@ -18,7 +18,7 @@
 import { assert, UsageDbError } from '../errors.ts';
 import { COLUMN_NAMES, type ColumnBatch, type ColumnName } from '../model/columns.ts';
 import { packedIdAt, type PackedIds } from '../model/packed-ids.ts';
-import { hash128BytesInto, hash128Into } from '../model/hash.ts';
+import { hash128Into } from '../model/hash.ts';
 import type { BloomFilter } from './encoding/bloom-filter.ts';
 import { type FileSystem, isFsError, type ReadFile, readSmall } from './fs/file-system.ts';
 import { ioErrorCode } from './fs/io-error.ts';
@@ -45,6 +45,13 @@ import {
   storedHashShift,
 } from './id-index.ts';
 import { type IdFilter, type IdHashes } from './id-filter.ts';
+import {
+  decodeEventIdChunk,
+  hashEventIds,
+  type IdChunkPart,
+  type IdHashRequest,
+  INLINE_ID_HASH_ROWS_MAX,
+} from './id-hashes.ts';
 
 /** One (day, bucket) partition inside a segment file: a contiguous run of its blocks. */
 export interface PartitionSlice {
@@ -545,16 +552,13 @@ export class SegmentStore {
     assert(file !== undefined, `segment ${segmentId} is not committed`);
     const h1 = new Uint32Array(file.meta.rowCount);
     const h2 = new Uint32Array(file.meta.rowCount);
-    const h = new Uint32Array(4);
+    const inline = file.meta.rowCount <= INLINE_ID_HASH_ROWS_MAX;
     let row = 0;
-    await this.forEachEventIdBlock(segmentId, ({ bytes, ends }) => {
-      let start = 0;
-      for (let i = 0; i < ends.length; i++) {
-        hash128BytesInto(bytes, start, ends[i], h);
-        start = ends[i];
-        h1[row] = h[0];
-        h2[row++] = h[1];
-      }
+    await this.forEachEventIdSpan(segmentId, async (request) => {
+      const part = await hashEventIds(request, { inline });
+      h1.set(part.h1, row);
+      h2.set(part.h2, row);
+      row += part.h1.length;
     });
     assert(row === file.meta.rowCount, `segment ${segmentId}: id hashes row count`);
     return { h1, h2 };
@@ -562,18 +566,24 @@ export class SegmentStore {
 
   /** Decodes a file's event ids block by block (its event_id chunks only), in file order. */
   private async forEachEventId(segmentId: number, visit: (id: string) => void): Promise<void> {
-    await this.forEachEventIdBlock(segmentId, (ids) => {
-      for (let i = 0; i < ids.ends.length; i++) visit(packedIdAt(ids, i));
+    await this.forEachEventIdSpan(segmentId, async ({ bytes, parts }) => {
+      for (const part of parts) {
+        const ids = decodeEventIdChunk(bytes, part);
+        for (let i = 0; i < ids.ends.length; i++) visit(packedIdAt(ids, i));
+      }
     });
   }
 
   /**
-   * Decodes a file's event ids a block at a time, as UTF-8 bytes, in file order: spans of
-   * EVENT_ID_SPAN_BLOCKS chunks read in one go, each chunk checked against its CRC, and
-   * dropped once decoded. Not through the point cache: a whole column read once (a filter
-   * rebuild reads every file's) would only evict what lookups use, and stay resident.
+   * Reads a file's event_id chunks in spans of EVENT_ID_SPAN_BLOCKS (~250 KB read in one go),
+   * each handed to `visit` undecoded with where each chunk sits in it, so it can be decoded off
+   * the main thread. Not through the point cache: a whole column read once (a filter rebuild
+   * reads every file's) would only evict what lookups use, and stay resident.
    */
-  private async forEachEventIdBlock(segmentId: number, visit: (ids: PackedIds) => void): Promise<void> {
+  private async forEachEventIdSpan(
+    segmentId: number,
+    visit: (request: IdHashRequest) => Promise<void>,
+  ): Promise<void> {
     const file = this.prepared.get(segmentId);
     assert(file !== undefined, `segment ${segmentId} is not committed`);
     const path = segmentPath(this.root, segmentId);
@@ -588,12 +598,17 @@ export class SegmentStore {
         const first = image.layout[column + b];
         const end = image.layout[column + last];
         const bytes = await handle.read(first.offset, end.offset + end.length - first.offset);
+        const parts: IdChunkPart[] = [];
         for (let k = b; k <= last; k++) {
-          const at = image.layout[column + k].offset - first.offset;
-          image.chunks.set(column + k, bytes.subarray(at, at + image.layout[column + k].length));
-          visit(this.decodeEventIdBytes(segmentId, image.reader, [k]));
-          image.chunks.delete(column + k);
+          const chunk = image.layout[column + k];
+          parts.push({
+            at: chunk.offset - first.offset,
+            length: chunk.length,
+            crc: chunk.crc,
+            rows: file.meta.blocks[k].rowCount,
+          });
         }
+        await visit({ bytes, parts });
         // A large file takes ~100 ms or more: let ingest calls in between.
         await new Promise((resolve) => setImmediate(resolve));
       }

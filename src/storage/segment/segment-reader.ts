@@ -576,12 +576,12 @@ export class SegmentReader {
   }
 
   /** Where each chunk lives in the file (for inspection tools and size reports). */
-  chunkLayout(): { column: ColumnName; block: number; offset: number; length: number }[] {
-    const out: { column: ColumnName; block: number; offset: number; length: number }[] = [];
+  chunkLayout(): { column: ColumnName; block: number; offset: number; length: number; crc: number }[] {
+    const out: { column: ColumnName; block: number; offset: number; length: number; crc: number }[] = [];
     COLUMN_NAMES.forEach((column, c) => {
       for (let block = 0; block < this.blockCount; block++) {
         const region = this.chunks[c * this.blockCount + block];
-        out.push({ column, block, offset: region.offset, length: region.length });
+        out.push({ column, block, offset: region.offset, length: region.length, crc: region.crc });
       }
     });
     return out;
