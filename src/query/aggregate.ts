@@ -921,6 +921,7 @@ export class Aggregator {
         min: this.min(g),
         max: this.max(g),
         rank: 0,
+        group: g,
       };
     }
     return out;

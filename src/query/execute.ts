@@ -10,7 +10,7 @@
  *   (planSources): the answer equals the raw path's, which `verify` checks.
  */
 import type { ColumnBatch, ColumnName } from '../model/columns.ts';
-import { type Quantity, quantityToString } from '../model/quantity.ts';
+import { quantityToString } from '../model/quantity.ts';
 import { Aggregator, codeIndex, type RowWeights } from './aggregate.ts';
 import type { ChunkCache, SegmentChunks } from './chunk-cache.ts';
 import { type BlockSummary, concatSummaries, oneDay, type SummaryShape, summarize } from './summary.ts';
@@ -27,7 +27,6 @@ import {
   type Query,
   type QueryResult,
   type QueryRow,
-  type RowValue,
   type QuerySnapshot,
   type QueryStats,
   type RollupBatch,
@@ -100,8 +99,9 @@ export async function executeQuery(
 }
 
 /**
- * The result rows in query order. Ordered by the group keys alone (the usual case), rows are
- * made straight from the aggregator in key order; an order by metric compares groups.
+ * The result rows in query order. Ordered by the group keys alone (the usual case), the groups
+ * are put in key order from their digits; an order by metric compares groups. Either way the
+ * rows are made from the aggregator's groups, in that order.
  */
 function orderedRows(agg: Aggregator, query: Query): QueryRow[] {
   if (query.orderBy.length === 0 && query.groupBy.length > 0) {
@@ -116,50 +116,47 @@ function orderedRows(agg: Aggregator, query: Query): QueryRow[] {
       );
     }
   }
-  const groups: ResultGroup[] = agg.results();
   // No group keys: exactly one row of totals, zeros when nothing matched.
-  if (query.groupBy.length === 0 && groups.length === 0)
-    groups.push({ values: [], count: 0, sum: 0, min: null, max: null });
+  if (query.groupBy.length === 0 && agg.groupCount === 0)
+    return query.limit === 0 ? [] : [totalsOfNothing(query)];
+  const groups: ResultGroup[] = agg.results();
   const ordered = orderAndLimit(groups, query.orderBy, query.groupBy, query.limit, (g) => agg.rank(g));
-  const reader: GroupReader = {
-    keyValue: (g, k) => ordered[g].values[k],
-    count: (g) => ordered[g].count,
-    sum: (g) => ordered[g].sum,
-    min: (g) => ordered[g].min,
-    max: (g) => ordered[g].max,
-  };
-  return toRows(reader, null, ordered.length, query);
+  const order = new Int32Array(ordered.length);
+  for (let i = 0; i < ordered.length; i++) {
+    const g = ordered[i].group;
+    assert(g !== undefined, 'query: a result group without its aggregator number');
+    order[i] = g;
+  }
+  return toRows(agg, order, order.length, query);
 }
 
-/** A finished group's key values and metrics, by group number. */
-interface GroupReader {
-  keyValue(g: number, k: number): RowValue;
-  count(g: number): number;
-  sum(g: number): Quantity;
-  min(g: number): Quantity | null;
-  max(g: number): Quantity | null;
+/** The one row of a query without group keys that matched nothing. */
+function totalsOfNothing(query: Query): QueryRow {
+  const row: QueryRow = {};
+  for (const m of query.metrics) row[m] = m === 'count' ? 0 : m === 'sum' ? quantityToString(0) : null;
+  return row;
 }
 
-/** Rows of the first n groups of `order` (null: 0..n-1), as the query names them. */
-function toRows(reader: GroupReader, order: Int32Array | null, n: number, query: Query): QueryRow[] {
+/** Rows of the groups `order[0..n-1]`, as the query names them. */
+function toRows(agg: Aggregator, order: Int32Array, n: number, query: Query): QueryRow[] {
   const rows = new Array<QueryRow>(n);
   const keys = query.groupBy;
   const metrics = query.metrics;
   for (let i = 0; i < n; i++) {
-    const g = order === null ? i : order[i];
+    const g = order[i];
     const row: QueryRow = {};
     // One store site per key position (each sees one name per query shape), not one site
     // for every name: about 4x faster.
-    if (keys.length > 0) row[keys[0]] = reader.keyValue(g, 0);
-    if (keys.length > 1) row[keys[1]] = reader.keyValue(g, 1);
-    if (keys.length > 2) row[keys[2]] = reader.keyValue(g, 2);
-    if (keys.length > 3) row[keys[3]] = reader.keyValue(g, 3);
-    for (let k = 4; k < keys.length; k++) row[keys[k]] = reader.keyValue(g, k);
+    if (keys.length > 0) row[keys[0]] = agg.keyValue(g, 0);
+    if (keys.length > 1) row[keys[1]] = agg.keyValue(g, 1);
+    if (keys.length > 2) row[keys[2]] = agg.keyValue(g, 2);
+    if (keys.length > 3) row[keys[3]] = agg.keyValue(g, 3);
+    for (let k = 4; k < keys.length; k++) row[keys[k]] = agg.keyValue(g, k);
     for (const m of metrics) {
-      if (m === 'count') row.count = reader.count(g);
-      else if (m === 'sum') row.sum = quantityToString(reader.sum(g));
+      if (m === 'count') row.count = agg.count(g);
+      else if (m === 'sum') row.sum = quantityToString(agg.sum(g));
       else {
-        const q = m === 'min' ? reader.min(g) : reader.max(g);
+        const q = m === 'min' ? agg.min(g) : agg.max(g);
         row[m] = q === null ? null : quantityToString(q);
       }
     }
