@@ -121,12 +121,7 @@ function orderedRows(agg: Aggregator, query: Query): QueryRow[] {
     return query.limit === 0 ? [] : [totalsOfNothing(query)];
   const groups: ResultGroup[] = agg.results();
   const ordered = orderAndLimit(groups, query.orderBy, query.groupBy, query.limit, (g) => agg.rank(g));
-  const order = new Int32Array(ordered.length);
-  for (let i = 0; i < ordered.length; i++) {
-    const g = ordered[i].group;
-    assert(g !== undefined, 'query: a result group without its aggregator number');
-    order[i] = g;
-  }
+  const order = Int32Array.from(ordered, (r) => r.group);
   return toRows(agg, order, order.length, query);
 }
 

@@ -21,8 +21,8 @@ export interface ResultGroup {
   max: Quantity | null;
   /** Position of the key tuple in ascending key order (set by rankGroups before a full sort). */
   rank?: number;
-  /** The aggregator's number for the group (Aggregator.results). */
-  group?: number;
+  /** The group's number in the aggregator that made it (Aggregator.results). */
+  group: number;
 }
 
 type Compare = (a: ResultGroup, b: ResultGroup) => number;

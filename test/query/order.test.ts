@@ -40,6 +40,7 @@ function groupsOf(keys: (string | null)[][], counts: number[]): ResultGroup[] {
     sum: 0,
     min: null,
     max: null,
+    group: i,
   }));
 }
 

@@ -220,6 +220,15 @@ function rowOfBatch(batch: ColumnBatch, names: readonly ColumnName[], row: numbe
   return out;
 }
 
+/** One chunk's place in a segment file. */
+export interface ChunkPlace {
+  column: ColumnName;
+  block: number;
+  offset: number;
+  length: number;
+  crc: number;
+}
+
 export class SegmentReader {
   readonly meta: SegmentMeta;
   /** The event-id filter (shared; do not mutate); null in a sparse reader (not read). */
@@ -575,9 +584,9 @@ export class SegmentReader {
     }
   }
 
-  /** Where each chunk lives in the file (for inspection tools and size reports). */
-  chunkLayout(): { column: ColumnName; block: number; offset: number; length: number; crc: number }[] {
-    const out: { column: ColumnName; block: number; offset: number; length: number; crc: number }[] = [];
+  /** Where each chunk lives in the file and its CRC (inspection, size reports, id hashing). */
+  chunkLayout(): ChunkPlace[] {
+    const out: ChunkPlace[] = [];
     COLUMN_NAMES.forEach((column, c) => {
       for (let block = 0; block < this.blockCount; block++) {
         const region = this.chunks[c * this.blockCount + block];
