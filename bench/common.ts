@@ -40,6 +40,8 @@ export type Task =
       quantityType?: DuckdbQuantity;
     }
   | { phase: 'reopen'; engine: 'usagedb'; dir: string; expected: WorkloadTotals }
+  /** usagedb: rollups built (timed), then a compaction, as background work would leave it. */
+  | { phase: 'rollup-build'; engine: 'usagedb'; dir: string }
   | {
       phase: 'query';
       engine: Engine;
@@ -49,9 +51,8 @@ export type Task =
       q3Runs: number;
       pageSize: number;
       answersFile: string;
-      /** usagedb: the query path (default auto); `rollupFirst` builds rollups (timed) before. */
+      /** usagedb: the query path (default auto). */
       source?: 'raw' | 'auto';
-      rollupFirst?: boolean;
       /** A label for the result beside the engine name (e.g. the DuckDB quantity type). */
       variant?: string;
     }
@@ -125,8 +126,8 @@ export interface QueryResult {
   engine: Engine;
   /** e.g. `raw`/`auto` for usagedb, the quantity type for DuckDB. */
   variant?: string;
-  /** usagedb with `rollupFirst`: the rollup build before the queries. */
-  rollupBuild?: { rows: number; seconds: number };
+  /** usagedb auto: the rollup build of its store, in the process before the queries'. */
+  rollupBuild?: RollupBuildResult;
   timings: QueryTiming[];
   maxRssBytes: number;
   notes: string[];
@@ -154,8 +155,15 @@ export interface EncodeFloorResult {
   seconds: number;
 }
 
+export interface RollupBuildResult {
+  /** Events newly rolled up. */
+  rows: number;
+  seconds: number;
+}
+
 export type TaskResult =
   | IngestResult
+  | RollupBuildResult
   | ReopenResult
   | QueryResult
   | ExportResult

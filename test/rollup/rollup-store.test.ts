@@ -1,13 +1,15 @@
 /**
  * The rollup store's block selection: the blocks found by binary search over account bounds
  * are exactly those a scan of every block with the account and bucket test finds. Files of
- * the month and meter levels are held whole after their first use, and blocks then decode
- * from memory without touching the file.
+ * the month and meter levels are held whole after their first use, their blocks decoded ahead,
+ * and queries then neither touch the file nor decode; a damaged block is still refused.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { RollupBlockMeta } from '../../src/rollup/rollup-file.ts';
 import { blocksFor, type RollupStore } from '../../src/rollup/rollup-store.ts';
+import type { UsageDbError } from '../../src/errors.ts';
+import { rollupPath } from '../../src/storage/layout.ts';
 import { readSnapshot } from '../../src/testing.ts';
 import { DAY_MS, simDb, T0, usage } from '../support/events.ts';
 import { countReads } from '../support/reads.ts';
@@ -98,13 +100,43 @@ describe('rollup files held whole', () => {
     await store.settled();
     expect(store.heldFileBytes).toBeGreaterThan(0);
     const before = rollupReads.bytes;
-    // The block cache holds nothing (0 bytes): every block is decoded again, from memory.
+    const decodes = store.blocksRead;
+    // The block cache holds nothing (0 bytes): the blocks come from the held file, decoded
+    // ahead of use, so a query neither reads a file nor decodes a block.
     for (const account of ['acct_1', 'acct_7', 'acct_19']) {
       const got = await q(account, 'auto');
       expect(got.stats.path).toBe('rollup');
       expect(got.rows).toEqual((await q(account, 'raw')).rows);
     }
     expect(rollupReads.bytes).toBe(before);
+    expect(store.blocksRead).toBe(decodes);
+    await again.close();
+  });
+
+  it('a damaged block of a held file is refused, also after the blocks were decoded ahead', async () => {
+    const sim = simDb(12);
+    const db = await sim.open();
+    const events = Array.from({ length: 2_000 }, (_, i) =>
+      usage(i, { account_id: `acct_${i % 17}`, timestamp_ms: T0 + (i % 20) * DAY_MS + i }),
+    );
+    await db.ingest(events);
+    await db.flush();
+    await db.rollup();
+    const rollups = readSnapshot(db).rollups?.entries ?? [];
+    await db.close();
+    for (const entry of rollups.filter((r) => r.level === 'month' || r.level.startsWith('meter'))) {
+      const bytes = await sim.fs.readFile(rollupPath('/db', entry.id));
+      bytes[6] ^= 0x10; // inside block 0
+      await sim.fs.writeFile(rollupPath('/db', entry.id), bytes, { sync: true });
+    }
+    const again = await sim.open();
+    const q = () =>
+      again.query({ account_id: 'acct_3', from: T0, to: T0 + 30 * DAY_MS, group_by: ['meter_id'] });
+    for (let i = 0; i < 2; i++) {
+      const err = await q().catch((e: unknown) => e);
+      expect((err as UsageDbError).code).toBe('USAGEDB_ERR_SEGMENT_CORRUPT');
+      await (readSnapshot(again).rollups?.store as RollupStore).settled();
+    }
     await again.close();
   });
 });
