@@ -815,7 +815,8 @@ function printQueries(results: QueryResult[], o: Options, accounts: number): voi
     `peak RSS MiB: ${names.map((n) => `${n} ${mib(by.get(n)!.maxRssBytes)}`).join(', ')}\n` +
       `duckdb quantity columns: ${o.duckdbQuantities.map((q) => QUANTITY_LABELS[q]).join('; ')}\n` +
       'usagedb-raw: source raw, as ingested (no rollups, no compaction); usagedb-auto: source auto after\n' +
-      'db.rollup() (timed above) and db.compact() (as background work would leave it);\n' +
+      'db.rollup() (timed above) and db.compact() in a process of their own (as background work\n' +
+      'would leave the store);\n' +
       `times: call to fully materialised JS rows; each question first asked untimed ${WARMUP_PASSES}× of ${WARMUP_ACCOUNTS} accounts outside the sample.`,
   );
 }
