@@ -7,7 +7,8 @@
  *   the one its manifest entry records; anything wrong is USAGEDB_ERR_SEGMENT_CORRUPT (never a
  *   number);
  * - cached blocks are shared by every query: callers treat them as read-only;
- * - the cache never holds more than `cacheBytes` after an insert returns.
+ * - the cache never holds more than `cacheBytes` after an insert returns;
+ * - files held whole and their decoded blocks never take more than `pinnedBytesMax`.
  */
 import { UsageDbError } from '../errors.ts';
 import { type FileSystem, type ReadFile, readSmall } from '../storage/fs/file-system.ts';
@@ -274,12 +275,12 @@ export class RollupStore implements RollupSource {
     return true;
   }
 
-  /** Waits for the whole-file reads in flight (tests and tools). */
+  /** Waits for the whole-file reads and the decoding ahead in flight (tests and tools). */
   async settled(): Promise<void> {
     await Promise.all(this.pinning.values());
   }
 
-  /** Bytes of whole files held in memory. */
+  /** Bytes of whole files held in memory and of their blocks decoded so far. */
   get heldFileBytes(): number {
     return this.pinnedBytes;
   }
