@@ -3,6 +3,7 @@
  * accounts, in the same order, timed from the call to a fully materialised JS result
  * (normalisation for the answer check happens outside the timing).
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { writeFileSync } from 'node:fs';
 import {
   digest,
@@ -52,15 +53,6 @@ export interface QuerySuiteOptions {
   answersFile: string;
 }
 
-/**
- * One turn of the event loop between queries, untimed, as a server has between requests: work
- * an engine leaves to the event loop (I/O callbacks, background steps) runs there, not inside
- * the next timed call. Without it a loop of queries that never wait for I/O starves it.
- */
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
 export async function runQuerySuite(runner: QueryRunner, opts: QuerySuiteOptions): Promise<QueryResult> {
   // The garbage of the setup (a load, a rollup build, a compaction in this process) collected
   // now, not in the middle of the timed queries (the bench runs with --expose-gc).
@@ -72,6 +64,9 @@ export async function runQuerySuite(runner: QueryRunner, opts: QuerySuiteOptions
     answers[kind][key] = rows;
   };
 
+  // One turn of the event loop before each query, untimed, as a server has between requests:
+  // work an engine leaves to the event loop (I/O callbacks, background steps) runs there, not
+  // inside the next timed call. A loop of queries that never waits for I/O would starve it.
   for (const kind of ['q1', 'q2', 'q4'] as const) {
     // Untimed passes of this question on accounts outside the sample: open files, fill JIT and
     // plan caches the same way for every engine, without pre-warming any measured account.

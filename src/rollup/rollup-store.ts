@@ -10,6 +10,7 @@
  * - the cache never holds more than `cacheBytes` after an insert returns;
  * - files held whole and their decoded blocks never take more than `pinnedBytesMax`.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { UsageDbError } from '../errors.ts';
 import { type FileSystem, type ReadFile, readSmall } from '../storage/fs/file-system.ts';
 import { rollupPath } from '../storage/layout.ts';
@@ -313,7 +314,7 @@ export class RollupStore implements RollupSource {
     held: PinnedFile,
   ): Promise<void> {
     for (let i = 0; i < footer.blocks.length; i++) {
-      if (i % AHEAD_BLOCKS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
+      if (i % AHEAD_BLOCKS_PER_TURN === 0) await nextTurn();
       // Dropped by retain (no longer live), or decoded meanwhile by a query.
       if (this.pinned.get(entry.id) !== held) return;
       if (held.blocks[i] !== undefined) continue;

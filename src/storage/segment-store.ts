@@ -15,6 +15,7 @@
  *   nothing kept per segment grows with its rows beyond the footer;
  * - cached file bytes stay under `cacheBytesMax` (least recently used dropped first).
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { assert, UsageDbError } from '../errors.ts';
 import { COLUMN_NAMES, type ColumnBatch, type ColumnName } from '../model/columns.ts';
 import { packedIdAt, type PackedIds } from '../model/packed-ids.ts';
@@ -610,7 +611,7 @@ export class SegmentStore {
         }
         await visit({ bytes, parts });
         // A large file takes ~100 ms or more: let ingest calls in between.
-        await new Promise((resolve) => setImmediate(resolve));
+        await nextTurn();
       }
     } catch (err) {
       failed = true;
