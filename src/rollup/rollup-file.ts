@@ -14,6 +14,7 @@
  *   file by its manifest entry; a block is verified before it is decoded;
  * - rows keep their order (account, then bucket): a block's account bounds let a reader skip it.
  */
+import { assert } from '../errors.ts';
 import { crc32c, crc32cCombine } from '../storage/encoding/crc32c.ts';
 import { DecodeError } from '../storage/encoding/varint.ts';
 import { zlibDecompress, zstdCompress, zstdDecompress } from '../storage/encoding/zstd.ts';
@@ -223,6 +224,18 @@ function bitClassStreams(values: Float64Array, delta: boolean, mantissaBits: num
     if (bits <= 1) continue;
     let rest = bits - 1;
     abs -= POW2[rest];
+    if (rest <= 24) {
+      // The usual case, in one piece: at most 7 bits wait in the accumulator, so it stays a
+      // positive int32.
+      acc |= abs << accBits;
+      accBits += rest;
+      while (accBits >= 8) {
+        mantissas[pos++] = acc & 0xff;
+        acc >>>= 8;
+        accBits -= 8;
+      }
+      continue;
+    }
     // In pieces of at most 24 bits, so the accumulator stays a positive int32.
     while (rest > 0) {
       const take = rest > 24 ? 24 : rest;
@@ -292,8 +305,7 @@ function distinctSorted(values: Float64Array, max: number): number {
   let distinct = 0;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
-    const h = Math.imul((v | 0) ^ Math.floor(v / 4294967296), 0x9e3779b1);
-    for (let k = (h ^ (h >>> 16)) & mask; ; k = (k + 1) & mask) {
+    for (let k = slotOf(v, mask); ; k = (k + 1) & mask) {
       const t = table[k];
       if (t === v) break;
       if (t === -1) {
@@ -354,18 +366,46 @@ function valueDictChunk(values: Float64Array, keys: Float64Array, dictLength: nu
  * whole.
  */
 function dictCodes(values: Float64Array, keys: Float64Array): Uint32Array {
+  // Found through an open-addressing table of the keys: one probe or two per value, where a
+  // binary search over an hour block's several hundred buckets took ten.
+  let slots = 16;
+  while (slots < keys.length * 4) slots *= 2;
+  if (codeSlots.length < slots) {
+    codeSlots = new Float64Array(slots);
+    codeOfSlot = new Uint32Array(slots);
+  }
+  const table = codeSlots.subarray(0, slots).fill(-1);
+  const mask = slots - 1;
+  for (let c = 0; c < keys.length; c++) {
+    let k = slotOf(keys[c], mask);
+    while (table[k] !== -1) k = (k + 1) & mask;
+    table[k] = keys[c];
+    codeOfSlot[k] = c;
+  }
+  return lookUpCodes(values, table, mask);
+}
+
+let codeSlots = new Float64Array(0);
+let codeOfSlot = new Uint32Array(0);
+
+/** The slot a value (a non-negative integer below 2^53) hashes to. */
+function slotOf(v: number, mask: number): number {
+  const h = Math.imul((v | 0) ^ Math.floor(v / 4294967296), 0x9e3779b1);
+  return (h ^ (h >>> 16)) & mask;
+}
+
+/** Each value's code through the table dictCodes filled (every value is in it). */
+function lookUpCodes(values: Float64Array, table: Float64Array, mask: number): Uint32Array {
   const n = values.length;
   const codes = new Uint32Array(n);
   for (let i = 0; i < n; i++) {
     const v = values[i];
-    let lo = 0;
-    let hi = keys.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (keys[mid] < v) lo = mid + 1;
-      else hi = mid;
+    let k = slotOf(v, mask);
+    while (table[k] !== v) {
+      assert(table[k] !== -1, 'a value missing from its value dictionary');
+      k = (k + 1) & mask;
     }
-    codes[i] = lo;
+    codes[i] = codeOfSlot[k];
   }
   return codes;
 }

@@ -126,6 +126,11 @@ class Groups {
     return fresh;
   }
 
+  /** Whether this thread keeps these groups for its next set (acquire): their arrays are not the caller's. */
+  kept(): boolean {
+    return reusableGroups === this;
+  }
+
   add(line: number, bucket: number): number {
     if (this.n === this.line.length) this.grow();
     const g = this.n++;
@@ -574,43 +579,60 @@ function commonDictColumns(sets: readonly RollupRows[], n: number): Record<Rollu
   return dictCols;
 }
 
-/** Several parts' rows as one input: dictionaries made common, lines numbered over all. */
+/**
+ * Several parts' rows as one input: dictionaries made common, lines numbered over all, rows
+ * taken account by account (text order) and, within an account, part by part in order. Each
+ * line's rows then stay in time order as they were across parts, and its groups are made and
+ * summed close together, in account order: concatenated part after part instead, every row
+ * reached groups made a whole part earlier (a cache miss per group array), and the groups had to
+ * be gathered into account order afterwards (toRows).
+ */
 function mergedInput(parts: readonly RollupRows[]): { c: GrainColumns; lines: LineIds; input: Input } {
   const n = parts.reduce((a, p) => a + p.rowCount, 0);
-  const dictCols = commonDictColumns(parts, n);
+  const shared = sharedDictionaries(parts);
+  const runs = accountRuns(
+    parts,
+    shared.dicts.account_id,
+    shared.maps.map((m) => m.account_id),
+  );
+  const dictCols = {} as Record<RollupDictColumn, DictColumn>;
+  for (const name of ROLLUP_DICT_COLUMNS) {
+    const codes = new Uint32Array(n);
+    const maps = shared.maps.map((m) => m[name]);
+    runs.forEach((at, run) =>
+      remapCodesInto(
+        codes,
+        at,
+        parts[run.part][name].codes.subarray(run.start, run.end),
+        run.end - run.start,
+        maps[run.part],
+      ),
+    );
+    dictCols[name] = { dict: shared.dicts[name], codes };
+  }
   const kind = new Uint8Array(n);
+  runs.forEach((at, run) => kind.set(parts[run.part].kind.subarray(run.start, run.end), at));
   const f64 = (pick: (p: RollupRows) => Float64Array) => {
     const out = new Float64Array(n);
-    let at = 0;
-    for (const p of parts) {
-      out.set(pick(p).subarray(0, p.rowCount), at);
-      at += p.rowCount;
-    }
+    runs.forEach((at, run) => out.set(pick(parts[run.part]).subarray(run.start, run.end), at));
     return out;
   };
   const quantities = (pick: (p: RollupRows) => QuantityColumn): QuantityColumn => {
-    const values = f64((p) => pick(p).values);
     let big: Map<number, bigint> | null = null;
-    let at = 0;
-    for (const p of parts) {
-      const b = pick(p).big;
-      if (b !== null) for (const [row, v] of b) (big ??= new Map()).set(at + row, v);
-      at += p.rowCount;
-    }
-    return { values, big };
+    runs.forEach((at, run) => {
+      const b = pick(parts[run.part]).big;
+      if (b !== null)
+        for (const [row, v] of b)
+          if (row >= run.start && row < run.end) (big ??= new Map()).set(at + row - run.start, v);
+    });
+    return { values: f64((p) => pick(p).values), big };
   };
-  let at = 0;
-  for (const p of parts) {
-    kind.set(p.kind.subarray(0, p.rowCount), at);
-    at += p.rowCount;
-  }
   const c: GrainColumns = { rowCount: n, kind, ...dictCols };
   const lines = lineIds(c);
-  const timestamp = f64((p) => p.timestamp_ms);
   const input: Input = {
     rowCount: n,
     line: lines.ids,
-    timestamp,
+    timestamp: f64((p) => p.timestamp_ms),
     count: f64((p) => p.count),
     sum: quantities((p) => p.quantity),
     min: quantities((p) => p.min),
@@ -619,6 +641,58 @@ function mergedInput(parts: readonly RollupRows[]): { c: GrainColumns; lines: Li
     last: f64((p) => p.last_ts),
   };
   return { c, lines, input };
+}
+
+/** Rows [start, end) of part `part`, all of one account. */
+interface AccountRun {
+  part: number;
+  start: number;
+  end: number;
+}
+
+/**
+ * The parts' runs of rows of one account, ordered by account (text order), then part: the order
+ * mergedInput takes rows in. Maps: each part's account codes into `accounts`, the common
+ * dictionary. Returned as a Map from each run to the merged position of its first row.
+ */
+function accountRuns(
+  parts: readonly RollupRows[],
+  accounts: readonly string[],
+  maps: readonly Uint32Array[],
+): Map<AccountRun, number> {
+  const rank = new Int32Array(accounts.length);
+  Int32Array.from(accounts.keys())
+    .sort((a, b) => (accounts[a] < accounts[b] ? -1 : accounts[a] > accounts[b] ? 1 : 0))
+    .forEach((code, i) => {
+      rank[code] = i;
+    });
+  // Runs bucketed by account rank, each bucket filled part by part: already in merged order.
+  const byRank: AccountRun[][] = Array.from({ length: accounts.length + 1 }, () => []);
+  parts.forEach((p, part) => {
+    const codes = p.account_id.codes;
+    for (let start = 0; start < p.rowCount;) {
+      const end = runEnd(codes, start, p.rowCount);
+      const code = codes[start];
+      byRank[code === NULL_CODE ? accounts.length : rank[maps[part][code]]].push({ part, start, end });
+      start = end;
+    }
+  });
+  const at = new Map<AccountRun, number>();
+  let next = 0;
+  for (const bucket of byRank)
+    for (const run of bucket) {
+      at.set(run, next);
+      next += run.end - run.start;
+    }
+  return at;
+}
+
+/** The end of the run of codes equal to `codes[start]` (before `n`). */
+function runEnd(codes: Uint32Array, start: number, n: number): number {
+  const code = codes[start];
+  let end = start + 1;
+  while (end < n && codes[end] === code) end++;
+  return end;
 }
 
 /**
@@ -865,6 +939,7 @@ function meterLevels(
     lines: n,
     codes,
     dicts: grain.dicts,
+    textOrders: grain.textOrders,
     kind: Uint8Array.from(representative, (l) => grain.kind[l]),
     accountRank: Int32Array.from(representative, (l) => grain.accountRank[l]),
     accounts: grain.accounts,
@@ -883,6 +958,8 @@ interface LineGrain {
   lines: number;
   codes: Record<RollupDictColumn, Uint32Array>;
   dicts: Record<RollupDictColumn, readonly string[]>;
+  /** Per dictionary, its codes in text order (null: already in it), found when first needed. */
+  textOrders: Partial<Record<RollupDictColumn, Int32Array | null>>;
   kind: Uint8Array;
   /** Rank of the line's account in text order, and the number of accounts. */
   accountRank: Int32Array;
@@ -919,7 +996,7 @@ function grainOfLines(c: GrainColumns, lines: LineIds): LineGrain {
   const accountRank = new Int32Array(nLines);
   const accountCodes = codes.account_id;
   for (let l = 0; l < nLines; l++) accountRank[l] = rank[accountCodes[l]];
-  return { lines: nLines, codes, dicts, kind, accountRank, accounts: accountDict.length };
+  return { lines: nLines, codes, dicts, textOrders: {}, kind, accountRank, accounts: accountDict.length };
 }
 
 /**
@@ -932,14 +1009,23 @@ function toRows(grain: LineGrain, groups: Groups): { rows: RollupRows; line: Int
   const m = groups.n;
   // Groups of a raw segment's rows (sorted by account) are already in order: no permutation.
   const order = accountOrder(grain, groups.line, m);
-  const line = order === null ? groups.line.slice(0, m) : gatherInt32(groups.line, order);
+  // Groups no later build reuses hand their arrays over as they are: copying a large level's
+  // columns into fresh memory cost a page fault per 4 KiB.
+  const handOver = !groups.kept();
+  const line =
+    order !== null
+      ? gatherInt32(groups.line, order)
+      : handOver
+        ? groups.line.subarray(0, m)
+        : groups.line.slice(0, m);
   const gather = (from: Float64Array): Float64Array =>
-    order === null ? from.slice(0, m) : gatherFloat64(from, order);
+    order !== null ? gatherFloat64(from, order) : handOver ? from.subarray(0, m) : from.slice(0, m);
   const exact = groups.bigSum.size === 0 && groups.bigMin.size === 0 && groups.bigMax.size === 0;
+  const used = usedLines(line, grain.lines);
   const rows: RollupRows = {
     rowCount: m,
     ...(Object.fromEntries(
-      ROLLUP_DICT_COLUMNS.map((name) => [name, remapDict(grain.codes[name], grain.dicts[name], line)]),
+      ROLLUP_DICT_COLUMNS.map((name) => [name, remapDict(grain, name, used, line)]),
     ) as Record<RollupDictColumn, DictColumn>),
     kind: kindsOf(grain.kind, line),
     timestamp_ms: gather(groups.bucket),
@@ -1005,25 +1091,57 @@ function putExact(groups: Groups, rows: RollupRows, order: Int32Array | null): v
   }
 }
 
-function remapDict(lineCodes: Uint32Array, dictIn: readonly string[], line: Int32Array): DictColumn {
-  const dict: string[] = [];
-  const codes = new Uint32Array(line.length);
+/** 1 for each of `lines` lines some row is of. */
+function usedLines(line: Int32Array, lines: number): Uint8Array {
+  const used = new Uint8Array(lines);
+  for (let i = 0; i < line.length; i++) used[line[i]] = 1;
+  return used;
+}
+
+/**
+ * Column `name` of rows of lines `line`, over a dictionary of only the values they use, in text
+ * order (as rollup files store it: the encoder then has nothing to sort). Codes are assigned per
+ * line, then copied per row.
+ */
+function remapDict(grain: LineGrain, name: RollupDictColumn, used: Uint8Array, line: Int32Array): DictColumn {
+  const dictIn = grain.dicts[name];
+  const lineCodes = grain.codes[name];
   const newCode = new Int32Array(dictIn.length).fill(-1);
-  for (let i = 0; i < line.length; i++) {
-    const code = lineCodes[line[i]];
-    if (code === NULL_CODE) {
-      codes[i] = NULL_CODE;
-      continue;
-    }
-    let nc = newCode[code];
-    if (nc < 0) {
-      nc = dict.length;
-      dict.push(dictIn[code]);
-      newCode[code] = nc;
-    }
-    codes[i] = nc;
+  markUsedCodes(lineCodes, used, newCode);
+  const order = textOrderOf(grain, name);
+  const dict: string[] = [];
+  for (let k = 0; k < dictIn.length; k++) {
+    const code = order === null ? k : order[k];
+    if (newCode[code] < 0) continue;
+    newCode[code] = dict.length;
+    dict.push(dictIn[code]);
   }
-  return { dict, codes };
+  const codeOfLine = new Uint32Array(grain.lines);
+  for (let l = 0; l < grain.lines; l++) {
+    const code = lineCodes[l];
+    codeOfLine[l] = code === NULL_CODE ? NULL_CODE : newCode[code];
+  }
+  return { dict, codes: gatherCodes(codeOfLine, line) };
+}
+
+/** 0 in `newCode` for each code a used line holds (the rest stay -1). */
+function markUsedCodes(lineCodes: Uint32Array, used: Uint8Array, newCode: Int32Array): void {
+  for (let l = 0; l < used.length; l++) {
+    const code = lineCodes[l];
+    if (used[l] === 1 && code !== NULL_CODE) newCode[code] = 0;
+  }
+}
+
+/** The grain's codes of `name` in text order of their values, null when that is code order. */
+function textOrderOf(grain: LineGrain, name: RollupDictColumn): Int32Array | null {
+  let order = grain.textOrders[name];
+  if (order !== undefined) return order;
+  const dict = grain.dicts[name];
+  let sorted = true;
+  for (let c = 1; c < dict.length && sorted; c++) sorted = dict[c - 1] < dict[c];
+  order = sorted ? null : Int32Array.from(dict.keys()).sort((a, b) => (dict[a] < dict[b] ? -1 : 1));
+  grain.textOrders[name] = order;
+  return order;
 }
 
 /** Rows [from, to) of `rows` as rows of their own (copied; the dictionaries are shared). */

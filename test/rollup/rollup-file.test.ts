@@ -21,6 +21,7 @@ import {
   rollupFooterRange,
 } from '../../src/rollup/rollup-file.ts';
 import { buildRollupLevels, ROLLUP_DICT_COLUMNS } from '../../src/rollup/rollup-rows.ts';
+import type { QuantityColumn } from '../../src/model/columns.ts';
 import { columnsOf } from '../export/fixtures.ts';
 
 const COLUMNS = BLOCK_COLUMNS;
@@ -198,12 +199,56 @@ describe('rollup file', () => {
     );
   });
 
+  it('keeps every numeric value of every level: sums and extremes beyond 2^53, times years apart', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            quantity: fc.oneof(
+              fc.bigInt({ min: -(10n ** 20n), max: 10n ** 20n }),
+              fc.bigInt({ min: -1000n, max: 1000n }),
+            ),
+            ts: fc.integer({ min: Date.UTC(2020, 0, 1), max: Date.UTC(2030, 0, 1) }),
+          }),
+          { minLength: 1, maxLength: 2000 },
+        ),
+        (drawn) => {
+          const c = events(drawn.map((d) => d.quantity));
+          c.timestamp_ms = Float64Array.from(drawn, (d) => d.ts);
+          for (const [level, rows] of buildRollupLevels(c)) {
+            const blocks = readRollupFile(encodeRollupFile(rows, level).bytes).rows;
+            const numeric = ['timestamp_ms', 'count', 'first_ts', 'last_ts'] as const;
+            for (const name of numeric)
+              expect(
+                blocks.flatMap((b) => Array.from(b[name].subarray(0, b.rowCount))),
+                `${level} ${name}`,
+              ).toEqual(Array.from(rows[name].subarray(0, rows.rowCount)));
+            for (const name of ['quantity', 'min', 'max'] as const) {
+              const exact = (q: QuantityColumn, n: number) =>
+                Array.from({ length: n }, (_, i) => q.big?.get(i) ?? BigInt(q.values[i]));
+              expect(
+                blocks.flatMap((b) => exact(b[name], b.rowCount)),
+                `${level} ${name}`,
+              ).toEqual(exact(rows[name], rows.rowCount));
+            }
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
   it('stores dictionaries in text order and keeps every row its values', () => {
     const c = events(Array.from({ length: 500 }, (_, i) => BigInt(i)));
-    // Dictionaries out of text order, as builds make them (first seen).
-    c.meter_id = { dict: ['m2', 'm0', 'm1'], codes: Uint32Array.from({ length: 500 }, (_, i) => i % 3) };
-    const rows = buildRollupLevels(c).get('month');
-    if (rows === undefined) throw new Error('no month rows');
+    const built = buildRollupLevels(c).get('month');
+    if (built === undefined) throw new Error('no month rows');
+    // A dictionary out of text order (as merged rows from several files have them).
+    const meters = built.meter_id;
+    const reversed = [...meters.dict].reverse();
+    const rows = {
+      ...built,
+      meter_id: { dict: reversed, codes: meters.codes.map((code) => reversed.indexOf(meters.dict[code])) },
+    };
     const file = readRollupFile(encodeRollupFile(rows, 'month').bytes);
     for (const name of ROLLUP_DICT_COLUMNS) {
       const dict = file.footer.dicts[name];
