@@ -86,7 +86,8 @@ for (const batch of workload.batches()) {
         `segments ${s.segments}, merges ${s.compaction.merges}; id filter ${mib(d.filter.bytes)} MiB ` +
         `(${d.filter.bitsPerKey.toFixed(1)} bits/key, ${d.filter.rebuilds} rebuilds, ${d.filter.writes} writes), ` +
         `cold lookups ${d.counters.coldLookups}, segment-filter probes ${d.counters.segmentFilterProbes}, ` +
-        `id index chunk reads ${d.counters.idIndexChunkReads} (totals so far)`,
+        `id index chunk reads ${d.counters.idIndexChunkReads}; rollups ${s.rollups.segmentsBuilt} built, ` +
+        `${s.rollups.merges} merges, ${mib(s.rollups.bytesWritten)} MiB written, ${(s.rollups.buildMs / 1000).toFixed(1)} s (totals so far)`,
     );
     latencies = [];
     windowMs = 0;

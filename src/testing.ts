@@ -37,6 +37,8 @@ export interface DedupeState {
   cacheBytes: { segmentFilters: number; idIndexChunks: number; pointChunks: number };
   /** Waits for a background rebuild or write of the id filter. */
   idle(): Promise<void>;
+  /** Sets the memory per-segment filters read on demand may keep (small, to outgrow it in a test). */
+  limitSegmentFilterCache(bytes: number): void;
 }
 
 export function dedupeState(db: UsageDb): DedupeState {
@@ -50,5 +52,8 @@ export function dedupeState(db: UsageDb): DedupeState {
     counters: { ...segments.dedupe },
     cacheBytes: segments.dedupeCacheBytes,
     idle: () => segments.idFilter.idle(),
+    limitSegmentFilterCache: (bytes) => {
+      segments.filterCacheBytesMax = bytes;
+    },
   };
 }

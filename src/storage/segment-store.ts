@@ -252,6 +252,8 @@ export class SegmentStore {
   private files: SegmentFile[] = [];
   private filterCache = new Map<number, BloomFilter>();
   private filterCacheBytes = 0;
+  /** Memory for per-segment id filters read on demand (tests make it small). */
+  filterCacheBytesMax = FILTER_CACHE_BYTES_MAX;
   private indexCache = new Map<number, Uint8Array | IdIndex>();
   private indexCacheBytes = 0;
   private idFilterOrNull: IdFilter | null = null;
@@ -419,11 +421,7 @@ export class SegmentStore {
   private async segmentFilter(file: SegmentFile): Promise<BloomFilter> {
     const id = file.entry.id;
     const cached = this.filterCache.get(id);
-    if (cached !== undefined) {
-      this.filterCache.delete(id);
-      this.filterCache.set(id, cached);
-      return cached;
-    }
+    if (cached !== undefined) return cached;
     const handle = await this.openHandle(id, segmentPath(this.root, id));
     let failed = false;
     let filter: BloomFilter;
@@ -440,13 +438,14 @@ export class SegmentStore {
     // Concurrent lookups may have loaded it meanwhile: keep theirs, counted once.
     const raced = this.filterCache.get(id);
     if (raced !== undefined) return raced;
+    // A full cache keeps the filters it holds and serves this one uncached. A maybe probes every
+    // file in the same order: evicting the least recently used evicted, each time, the filter
+    // the scan needed next, so once the filters outgrew the cache every probe read its filter
+    // from disk (ingest stalled at 17M events). Kept, the cached ones answer and only the
+    // rest are read.
+    if (this.filterCacheBytes + filter.sizeBytes > this.filterCacheBytesMax) return filter;
     this.filterCache.set(id, filter);
     this.filterCacheBytes += filter.sizeBytes;
-    for (const [other, f] of this.filterCache) {
-      if (this.filterCacheBytes <= FILTER_CACHE_BYTES_MAX || other === id) break;
-      this.filterCache.delete(other);
-      this.filterCacheBytes -= f.sizeBytes;
-    }
     return filter;
   }
 

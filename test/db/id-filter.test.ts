@@ -125,6 +125,40 @@ describe('database id filter', () => {
     }
   });
 
+  it('cold lookups over more segment filters than their cache holds read only the filters it does not keep', async () => {
+    const sim = simDb(11);
+    let db = await sim.open();
+    const stored: WireInput[] = [];
+    for (let f = 0; f < 8; f++) {
+      const batch = Array.from({ length: 200 }, () => event(stored.length + 1000 * f));
+      await db.ingest(batch);
+      stored.push(...batch);
+      await db.flush();
+    }
+    await db.close();
+    // The bytes of all eight filters, as one cold lookup loads them into an unbounded cache.
+    db = await sim.open();
+    expect((await db.ingest([stored[0]])).duplicates).toBe(1);
+    const allBytes = dedupeState(db).cacheBytes.segmentFilters;
+    await db.close();
+
+    db = await sim.open();
+    dedupeState(db).limitSegmentFilterCache(Math.floor((allBytes * 3.5) / 8));
+    const before = dedupeState(db).counters;
+    const retries = 20;
+    for (let k = 0; k < retries; k++) {
+      expect((await db.ingest([stored[(k * 397) % stored.length]])).duplicates).toBe(1);
+    }
+    const after = dedupeState(db).counters;
+    expect(after.coldLookups - before.coldLookups).toBe(retries);
+    expect(after.segmentFilterProbes - before.segmentFilterProbes).toBe(8 * retries);
+    // Three filters fit: the first lookup loads all eight, each later one the five not kept
+    // (evicting the least recently used instead, every lookup loaded all eight).
+    expect(after.segmentFilterLoads - before.segmentFilterLoads).toBe(8 + (retries - 1) * 5);
+    expect(dedupeState(db).cacheBytes.segmentFilters).toBeLessThanOrEqual((allBytes * 3.5) / 8);
+    await db.close();
+  });
+
   it('a crash at every file-system call of flushes, a compaction and close never loses an id from the filter', async () => {
     const events = Array.from({ length: 60 }, (_, i) => event(i));
     const prepare = async (db: UsageDb, acked: Map<string, WireInput>) => {
