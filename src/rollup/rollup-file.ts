@@ -224,18 +224,6 @@ function bitClassStreams(values: Float64Array, delta: boolean, mantissaBits: num
     if (bits <= 1) continue;
     let rest = bits - 1;
     abs -= POW2[rest];
-    if (rest <= 24) {
-      // The usual case, in one piece: at most 7 bits wait in the accumulator, so it stays a
-      // positive int32.
-      acc |= abs << accBits;
-      accBits += rest;
-      while (accBits >= 8) {
-        mantissas[pos++] = acc & 0xff;
-        acc >>>= 8;
-        accBits -= 8;
-      }
-      continue;
-    }
     // In pieces of at most 24 bits, so the accumulator stays a positive int32.
     while (rest > 0) {
       const take = rest > 24 ? 24 : rest;

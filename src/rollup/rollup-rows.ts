@@ -75,6 +75,11 @@ interface Input {
 const GROUPS_REUSE_ROWS_MAX = 300_000;
 let reusableGroups: Groups | null = null;
 
+/** Forgets the groups this thread keeps for its next set. */
+export function releaseReusableGroups(): void {
+  reusableGroups = null;
+}
+
 /** Groups as parallel arrays (hundreds of thousands per build: no object per group). */
 class Groups {
   n = 0;

@@ -20,17 +20,24 @@ export class WorkerJobs<Request extends object, Result> {
   private readonly pending = new Map<number, Pending<Result>>();
 
   private readonly exitWhenIdle: boolean;
+  private readonly lingerMs: number;
+  /** The timer that ends an idle worker after lingerMs (null: none armed). */
+  private lingering: ReturnType<typeof setTimeout> | null = null;
   /** Holds taken by hold(): while any is open, an idle worker is kept (exitWhenIdle waits). */
   private holds = 0;
 
   /**
    * `what` names the work in errors ("segment encoding"). `exitWhenIdle`: end the worker once
-   * no job is pending, giving its heap back (for rare, large jobs such as merges).
+   * no job is pending, giving its heap back (for rare, large jobs such as merges); after
+   * `lingerMs` of idleness rather than at once, for jobs that come back every few seconds
+   * (a thread started again each time compiles and optimises its code again). The linger is
+   * wall-clock time: it decides when a thread's memory is given back, never a result.
    */
-  constructor(url: URL, what: string, options: { exitWhenIdle?: boolean } = {}) {
+  constructor(url: URL, what: string, options: { exitWhenIdle?: boolean; lingerMs?: number } = {}) {
     this.url = url;
     this.what = what;
     this.exitWhenIdle = options.exitWhenIdle === true;
+    this.lingerMs = options.lingerMs ?? 0;
   }
 
   private failAll(err: Error): void {
@@ -51,7 +58,7 @@ export class WorkerJobs<Request extends object, Result> {
       this.pending.delete(reply.jobId);
       if (this.pending.size === 0) {
         w.unref();
-        if (this.exitWhenIdle && this.holds === 0) this.retire(w);
+        if (this.exitWhenIdle && this.holds === 0) this.retireWhenIdle(w);
       }
       if (reply.ok) job.resolve(reply.result);
       else job.reject(new Error(`${this.what} failed: ${reply.message}`));
@@ -62,6 +69,26 @@ export class WorkerJobs<Request extends object, Result> {
     w.unref();
     this.worker = w;
     return w;
+  }
+
+  /** Retires `w` now, or once it has stayed idle for lingerMs. */
+  private retireWhenIdle(w: Worker): void {
+    if (this.lingerMs <= 0) {
+      this.retire(w);
+      return;
+    }
+    this.cancelLinger();
+    this.lingering = setTimeout(() => {
+      this.lingering = null;
+      if (this.worker === w && this.pending.size === 0 && this.holds === 0) this.retire(w);
+    }, this.lingerMs);
+    this.lingering.unref();
+  }
+
+  private cancelLinger(): void {
+    if (this.lingering === null) return;
+    clearTimeout(this.lingering);
+    this.lingering = null;
   }
 
   private retire(w: Worker): void {
@@ -82,12 +109,14 @@ export class WorkerJobs<Request extends object, Result> {
       released = true;
       this.holds--;
       const w = this.worker;
-      if (this.holds === 0 && this.exitWhenIdle && w !== null && this.pending.size === 0) this.retire(w);
+      if (this.holds === 0 && this.exitWhenIdle && w !== null && this.pending.size === 0)
+        this.retireWhenIdle(w);
     };
   }
 
   /** Runs one job; `transfer` lists buffers moved to the worker (the caller gives them up). */
   run(request: Request, transfer: ArrayBuffer[] = []): Promise<Result> {
+    this.cancelLinger();
     const w = this.getWorker();
     const jobId = this.nextJobId++;
     return new Promise<Result>((resolve, reject) => {
