@@ -53,6 +53,25 @@ let cpuAt = process.cpuUsage();
 const profileFrom = Number(process.env.USAGEDB_PROFILE_FROM ?? 0);
 const profiler = profileFrom > 0 ? new Session() : null;
 profiler?.connect();
+// The largest RSS sampled every 50 ms, with what was running then: where the peak comes from.
+type RssSample = { rss: number; at: number; what: string };
+let rssPeak: RssSample = { rss: 0, at: 0, what: '' };
+const rssSampler = setInterval(() => {
+  const rss = process.memoryUsage.rss();
+  if (rss <= rssPeak.rss) return;
+  const m = process.memoryUsage();
+  const st = db.stats();
+  const f = dedupeState(db).filter;
+  rssPeak = {
+    rss,
+    at: batches * 1000,
+    what:
+      `heap ${mib(m.heapTotal)}, external ${mib(m.external)} (array buffers ${mib(m.arrayBuffers)}), ` +
+      `memtables ${mib(st.memtableBytes)} (${st.frozenMemtables} frozen), id filter ${mib(f.bytes)}, ` +
+      `rollup ${st.rollups.running ? 'running' : 'idle'}, compaction ${st.compaction.running ? 'running' : 'idle'}`,
+  };
+}, 50);
+rssSampler.unref();
 for (const batch of workload.batches()) {
   const merging = db.stats().compaction.running;
   const t0 = performance.now();
@@ -140,6 +159,10 @@ console.log(`close (final flush): ${((performance.now() - closeStart) / 1000).to
 const before = diskBytes();
 console.log(`on disk: ${before} bytes, ${(before / workload.totals.unique).toFixed(2)} bytes/event`);
 console.log(`peak RSS: ${mib(process.resourceUsage().maxRSS * 1024)} MiB`);
+clearInterval(rssSampler);
+console.log(
+  `largest RSS sampled (every 50 ms): ${mib(rssPeak.rss)} MiB after ${(rssPeak.at / MILLION).toFixed(2)}M events: ${rssPeak.what}`,
+);
 
 // Opens and closes the database once (one process owns a directory at a time).
 await reportHeldMemory();
