@@ -30,7 +30,13 @@ import {
 } from '../storage/segment/column-chunk.ts';
 import { Encoding, type EncodingId, KIND_LIMIT } from '../storage/segment/segment-format.ts';
 import { type DictColumn, NULL_CODE, type QuantityColumn } from '../model/columns.ts';
-import { ROLLUP_DICT_COLUMNS, type RollupDictColumn, type RollupRows } from './rollup-rows.ts';
+import {
+  ranksOf,
+  ROLLUP_DICT_COLUMNS,
+  type RollupDictColumn,
+  type RollupRows,
+  textOrder,
+} from './rollup-rows.ts';
 
 export const ROLLUP_MAGIC = Uint8Array.of(0x55, 0x52, 0x53, 0x47);
 export const ROLLUP_FORMAT_VERSION = 1;
@@ -455,19 +461,16 @@ function withSortedDicts(rows: RollupRows): RollupRows {
   let out = rows;
   for (const name of ROLLUP_DICT_COLUMNS) {
     const { dict, codes } = rows[name];
-    let sorted = true;
-    for (let c = 1; c < dict.length && sorted; c++) sorted = dict[c - 1] < dict[c];
-    if (sorted) continue;
-    const order = dict.map((_, c) => c).sort((a, b) => (dict[a] < dict[b] ? -1 : 1));
-    const newCode = new Uint32Array(dict.length);
-    for (let i = 0; i < order.length; i++) newCode[order[i]] = i;
+    const order = textOrder(dict);
+    if (order === null) continue;
+    const newCode = ranksOf(order);
     const remapped = new Uint32Array(rows.rowCount);
     for (let i = 0; i < rows.rowCount; i++) {
       const code = codes[i];
       remapped[i] = code === NULL_CODE ? NULL_CODE : newCode[code];
     }
     if (out === rows) out = { ...rows };
-    out[name] = { dict: order.map((c) => dict[c]), codes: remapped };
+    out[name] = { dict: Array.from(order, (c) => dict[c]), codes: remapped };
   }
   return out;
 }

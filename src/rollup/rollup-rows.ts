@@ -556,14 +556,34 @@ function sortDictionary(
   maps: Record<RollupDictColumn, Uint32Array>[],
   name: RollupDictColumn,
 ): string[] {
-  const order = dict.map((_, c) => c).sort((a, b) => (dict[a] < dict[b] ? -1 : 1));
-  const newCode = new Uint32Array(dict.length);
-  for (let i = 0; i < order.length; i++) newCode[order[i]] = i;
+  const order = textOrder(dict);
+  if (order === null) return [...dict];
+  const newCode = ranksOf(order);
   for (const m of maps) {
     const map = m[name];
     for (let i = 0; i < map.length; i++) map[i] = newCode[map[i]];
   }
-  return order.map((c) => dict[c]);
+  return Array.from(order, (c) => dict[c]);
+}
+
+/** The codes of `dict` (distinct values) in text order of their values; null when code order is. */
+export function textOrder(dict: readonly string[]): Int32Array | null {
+  let sorted = true;
+  for (let c = 1; c < dict.length && sorted; c++) sorted = dict[c - 1] < dict[c];
+  return sorted ? null : Int32Array.from(dict.keys()).sort((a, b) => (dict[a] < dict[b] ? -1 : 1));
+}
+
+/** Each code's position in `order` (a permutation of the codes): its new code. */
+export function ranksOf(order: Int32Array): Int32Array {
+  const rank = new Int32Array(order.length);
+  for (let i = 0; i < order.length; i++) rank[order[i]] = i;
+  return rank;
+}
+
+/** Each code's rank in text order of the values of `dict`. */
+function textRanks(dict: readonly string[]): Int32Array {
+  const order = textOrder(dict);
+  return order === null ? Int32Array.from(dict.keys()) : ranksOf(order);
 }
 
 /**
@@ -665,12 +685,7 @@ function accountRuns(
   accounts: readonly string[],
   maps: readonly Uint32Array[],
 ): Map<AccountRun, number> {
-  const rank = new Int32Array(accounts.length);
-  Int32Array.from(accounts.keys())
-    .sort((a, b) => (accounts[a] < accounts[b] ? -1 : accounts[a] > accounts[b] ? 1 : 0))
-    .forEach((code, i) => {
-      rank[code] = i;
-    });
+  const rank = textRanks(accounts);
   // Runs bucketed by account rank, each bucket filled part by part: already in merged order.
   const byRank: AccountRun[][] = Array.from({ length: accounts.length + 1 }, () => []);
   parts.forEach((p, part) => {
@@ -991,13 +1006,7 @@ function grainOfLines(c: GrainColumns, lines: LineIds): LineGrain {
   for (let l = 0; l < nLines; l++) kind[l] = c.kind[firstRow[l]];
   // Accounts in text order.
   const accountDict = c.account_id.dict;
-  const rank = new Int32Array(accountDict.length);
-  accountDict
-    .map((a, code) => ({ a, code }))
-    .sort((x, y) => (x.a < y.a ? -1 : x.a > y.a ? 1 : 0))
-    .forEach(({ code }, i) => {
-      rank[code] = i;
-    });
+  const rank = textRanks(accountDict);
   const accountRank = new Int32Array(nLines);
   const accountCodes = codes.account_id;
   for (let l = 0; l < nLines; l++) accountRank[l] = rank[accountCodes[l]];
@@ -1140,12 +1149,7 @@ function markUsedCodes(lineCodes: Uint32Array, used: Uint8Array, newCode: Int32A
 /** The grain's codes of `name` in text order of their values, null when that is code order. */
 function textOrderOf(grain: LineGrain, name: RollupDictColumn): Int32Array | null {
   let order = grain.textOrders[name];
-  if (order !== undefined) return order;
-  const dict = grain.dicts[name];
-  let sorted = true;
-  for (let c = 1; c < dict.length && sorted; c++) sorted = dict[c - 1] < dict[c];
-  order = sorted ? null : Int32Array.from(dict.keys()).sort((a, b) => (dict[a] < dict[b] ? -1 : 1));
-  grain.textOrders[name] = order;
+  if (order === undefined) grain.textOrders[name] = order = textOrder(grain.dicts[name]);
   return order;
 }
 
