@@ -35,6 +35,7 @@ import {
   ROLLUP_DICT_COLUMNS,
   type RollupDictColumn,
   type RollupRows,
+  slotOf,
   textOrder,
 } from './rollup-rows.ts';
 
@@ -381,12 +382,6 @@ function dictCodes(values: Float64Array, keys: Float64Array): Uint32Array {
 
 let codeSlots = new Float64Array(0);
 let codeOfSlot = new Uint32Array(0);
-
-/** The slot a value (a non-negative integer below 2^53) hashes to. */
-function slotOf(v: number, mask: number): number {
-  const h = Math.imul((v | 0) ^ Math.floor(v / 4294967296), 0x9e3779b1);
-  return (h ^ (h >>> 16)) & mask;
-}
 
 /** Each value's code through the table dictCodes filled (every value is in it). */
 function lookUpCodes(values: Float64Array, table: Float64Array, mask: number): Uint32Array {

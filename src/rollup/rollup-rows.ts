@@ -238,6 +238,16 @@ class Groups {
 }
 
 /**
+ * The slot of an open-addressing table (`mask`: its size − 1) a non-negative integer below 2^53
+ * hashes to: both halves of it mixed (keys such as line × span + bucket cluster in their low
+ * bits alone).
+ */
+export function slotOf(key: number, mask: number): number {
+  const h = Math.imul((key | 0) ^ Math.floor(key / 4294967296), 0x9e3779b1);
+  return (h ^ (h >>> 16)) & mask;
+}
+
+/**
  * Non-negative integer keys (< 2^53) -> group, open addressing over typed arrays: the build
  * looks up a key for most input rows, and a Map of numbers costs several times more.
  */
@@ -256,9 +266,7 @@ class KeyTable {
   }
 
   private slot(key: number): number {
-    // Both halves of the key, mixed (keys are line * span + slot: low bits alone cluster).
-    const h = Math.imul((key | 0) ^ Math.floor(key / 4294967296), 0x9e3779b1);
-    return (h ^ (h >>> 15)) & this.mask;
+    return slotOf(key, this.mask);
   }
 
   get(key: number): number | undefined {
