@@ -33,6 +33,7 @@ import { type DictColumn, NULL_CODE, type QuantityColumn } from '../model/column
 import {
   ranksOf,
   ROLLUP_DICT_COLUMNS,
+  runEnd,
   type RollupDictColumn,
   type RollupRows,
   slotOf,
@@ -181,19 +182,6 @@ function writeRuns(values: Uint8Array | Uint32Array, vals: Uint8Array, lengths: 
     lp = putVarUint32(lengths, lp, j - i);
     i = j;
   }
-}
-
-/**
- * The end of the run of values equal to `values[i]`. A function of its own (see dictCodes):
- * as an inner loop of smallIntsChunk, compiled on the stack, it sent that function back to the
- * interpreter at every run's end, about 500 times over a 1M-event build.
- */
-function runEnd(values: Uint8Array | Uint32Array, i: number): number {
-  const v = values[i];
-  const n = values.length;
-  let j = i + 1;
-  while (j < n && values[j] === v) j++;
-  return j;
 }
 
 /** LEB128 of a value below 2^32 at `pos`; returns the position after it. */
