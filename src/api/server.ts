@@ -18,6 +18,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import type { UsageDb } from '../db.ts';
 import { ApiKeys } from './auth.ts';
+import { parseBatchBody } from './batch-body.ts';
 import type { ServerConfig } from './config.ts';
 import { clientErrorAnswer, toHttpError } from './http-errors.ts';
 import { ServerMetrics } from './metrics.ts';
@@ -192,8 +193,14 @@ export async function createServer(options: CreateServerOptions): Promise<UsageD
   app.register(async (scope) => {
     const safeJson = scope.getDefaultJsonParser('error', 'error');
     scope.removeContentTypeParser('application/json');
-    scope.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
-      const text = body as string;
+    scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+      // A large batch is parsed in pieces, never held as one string (batch-body.ts).
+      const pieces = parseBatchBody(body as Buffer);
+      if (pieces !== undefined) {
+        done(null, pieces);
+        return;
+      }
+      const text = (body as Buffer).toString('utf8');
       if (text.length > 0) {
         let parsed: unknown;
         try {
