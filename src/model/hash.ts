@@ -60,6 +60,29 @@ export function hash128Into(text: string, out: Uint32Array): void {
   finish(a, b, c, d, n, i < n ? text.charCodeAt(i) : -1, out);
 }
 
+/**
+ * hash128Into of the string of 2n UTF-16 code units held in words[0..n) (low half first),
+ * without building that string: the payload hash hashes its words so, once per stored row.
+ */
+export function hash128WordsInto(words: Uint32Array, n: number, out: Uint32Array): void {
+  let a = 0x9e3779b9 ^ (n * 2);
+  let b = 0x85ebca6b;
+  let c = 0xc2b2ae35;
+  let d = 0x27d4eb2f;
+  for (let i = 0; i < n; i++) {
+    const k = words[i];
+    a = Math.imul(a ^ k, 0xcc9e2d51);
+    a = (a << 15) | (a >>> 17);
+    b = Math.imul(b ^ k, 0x1b873593);
+    b = (b << 13) | (b >>> 19);
+    c = Math.imul(c + k, 0x38b34ae5);
+    c ^= c >>> 15;
+    d = Math.imul(d ^ ((k << 7) | (k >>> 25)), 0xa1e38b93);
+    d = (d + a) | 0;
+  }
+  finish(a, b, c, d, n * 2, -1, out);
+}
+
 /** The odd last unit (`last`, -1 if none) and the final mix: the same for both input forms. */
 function finish(a: number, b: number, c: number, d: number, n: number, last: number, out: Uint32Array): void {
   if (last >= 0) {

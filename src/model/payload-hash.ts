@@ -12,7 +12,7 @@
  */
 import { type EventColumns, KIND_NAMES, NULL_CODE, quantityAt } from './columns.ts';
 import type { UsageEvent } from './event.ts';
-import { type Hash128, hash128 } from './hash.ts';
+import { type Hash128, hash128Into, hash128WordsInto } from './hash.ts';
 import type { Quantity } from './quantity.ts';
 
 const WORDS = 27;
@@ -41,10 +41,12 @@ function putText(words: Uint32Array, at: number, text: string | null): void {
     words[at + 1] = 0;
     return;
   }
-  const h = hash128(text);
-  words[at] = h.h1;
-  words[at + 1] = h.h2;
+  hash128Into(text, textHash);
+  words[at] = textHash[0];
+  words[at + 1] = textHash[1];
 }
+
+const textHash = new Uint32Array(4);
 
 function putPair(words: Uint32Array, at: number, pair: Uint32Array | null, index: number): void {
   if (pair === null) {
@@ -73,17 +75,17 @@ function kindWord(kind: number, nulls: number, bigQuantity: number): number {
   return kind | (nulls << 4) | (bigQuantity << 12);
 }
 
-/** hash128 of the scratch words, read as 16-bit code units, into out[at..at + 4). */
+/** The hash of the scratch words into out[at..at + 4): no string built per row. */
 function hashScratch(out: Uint32Array, at: number): void {
-  const h = hash128(String.fromCharCode.apply(null, scratchUnits as unknown as number[]));
-  out[at] = h.h1;
-  out[at + 1] = h.h2;
-  out[at + 2] = h.h3;
-  out[at + 3] = h.h4;
+  hash128WordsInto(scratch, WORDS, wordsHash);
+  out[at] = wordsHash[0];
+  out[at + 1] = wordsHash[1];
+  out[at + 2] = wordsHash[2];
+  out[at + 3] = wordsHash[3];
 }
 
 const scratch = new Uint32Array(WORDS);
-const scratchUnits = new Uint16Array(scratch.buffer);
+const wordsHash = new Uint32Array(4);
 const result = new Uint32Array(4);
 
 /** Payload hash of an incoming (validated) event. */
@@ -115,9 +117,9 @@ export function payloadHash(e: UsageEvent): Hash128 {
 function dictHashes(dict: readonly string[]): Uint32Array {
   const out = new Uint32Array(dict.length * 2);
   for (let i = 0; i < dict.length; i++) {
-    const h = hash128(dict[i]);
-    out[i * 2] = h.h1;
-    out[i * 2 + 1] = h.h2;
+    hash128Into(dict[i], textHash);
+    out[i * 2] = textHash[0];
+    out[i * 2 + 1] = textHash[1];
   }
   return out;
 }

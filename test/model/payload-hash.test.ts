@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Memtable } from '../../src/ingest/memtable.ts';
 import { KIND_NAMES } from '../../src/model/columns.ts';
 import { canonicalDimensionsJson, canonicalPayload, type UsageEvent } from '../../src/model/event.ts';
+import { hash128Into, hash128WordsInto } from '../../src/model/hash.ts';
 import { payloadHash, payloadHashesOfColumns } from '../../src/model/payload-hash.ts';
 import { validateEvent } from '../../src/model/validate.ts';
 import { NOW, T0 } from '../support/events.ts';
@@ -208,5 +209,21 @@ describe('payload hash', () => {
     const big = validated({ ...wire, quantity: '9007199254740993' })!;
     expect(payloadHash(validated({ ...wire, quantity: '9007199254740993' })!)).toEqual(payloadHash(big));
     expect(payloadHash(validated({ ...wire, quantity: '9007199254740994' })!)).not.toEqual(payloadHash(big));
+  });
+});
+
+describe('hash128WordsInto', () => {
+  it("equals hash128Into of the string of the words' code units", () => {
+    fc.assert(
+      fc.property(fc.array(fc.nat({ max: 2 ** 32 - 1 }), { maxLength: 40 }), (values) => {
+        const words = Uint32Array.from(values);
+        const units = new Uint16Array(words.buffer);
+        const viaString = new Uint32Array(4);
+        hash128Into(String.fromCharCode(...units), viaString);
+        const direct = new Uint32Array(4);
+        hash128WordsInto(words, words.length, direct);
+        expect([...direct]).toEqual([...viaString]);
+      }),
+    );
   });
 });
