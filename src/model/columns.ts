@@ -120,24 +120,25 @@ function concatDict(parts: readonly RowSelection[], name: DictColumnName, n: num
   let i = 0;
   for (const { columns, rows } of parts) {
     const col = columns[name];
-    // Per part, code -> new code: each distinct value is looked up by string once.
-    const remap = new Map<number, number>();
+    // Per part, code -> new code + 1 (0: not seen yet): each distinct value is looked up by
+    // string once.
+    const remap = new Uint32Array(col.dict.length);
     for (let k = 0; k < rows.length; k++, i++) {
       const code = col.codes[rows[k]];
       if (code === NULL_CODE) {
         codes[i] = NULL_CODE;
         continue;
       }
-      let next = remap.get(code);
-      if (next === undefined) {
+      let next = remap[code] - 1;
+      if (next < 0) {
         const value = col.dict[code];
-        next = codeOf.get(value);
-        if (next === undefined) {
+        next = codeOf.get(value) ?? -1;
+        if (next < 0) {
           next = dict.length;
           dict.push(value);
           codeOf.set(value, next);
         }
-        remap.set(code, next);
+        remap[code] = next + 1;
       }
       codes[i] = next;
     }

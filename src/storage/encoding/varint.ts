@@ -32,6 +32,13 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** UTF-8 byte length of a string without encoding it. */
 export function utf8Length(text: string): number {
+  // Short ASCII strings (event ids) are counted here: the native call costs more than the loop.
+  const n = text.length;
+  if (n <= 64) {
+    let i = 0;
+    while (i < n && text.charCodeAt(i) < 0x80) i++;
+    if (i === n) return n;
+  }
   return Buffer.byteLength(text, 'utf8');
 }
 
@@ -59,12 +66,17 @@ function decodeUtf8Native(bytes: Uint8Array, start: number, end: number): string
 
 export class ByteWriter {
   private buf: Uint8Array;
-  private view: DataView;
+  /** Made on the first fixed-width write: most writers (tens of thousands per flush) need none. */
+  private view: DataView | null = null;
   private pos = 0;
 
   constructor(initialCapacity = 256) {
     this.buf = new Uint8Array(Math.max(16, initialCapacity));
-    this.view = new DataView(this.buf.buffer);
+  }
+
+  private dataView(): DataView {
+    this.view ??= new DataView(this.buf.buffer);
+    return this.view;
   }
 
   /** Bytes written so far. */
@@ -80,7 +92,7 @@ export class ByteWriter {
     const next = new Uint8Array(cap);
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
-    this.view = new DataView(next.buffer);
+    this.view = null;
   }
 
   writeU8(value: number): void {
@@ -163,13 +175,13 @@ export class ByteWriter {
       throw new RangeError(`writeU32LE: ${value} is not a u32`);
     }
     this.ensure(4);
-    this.view.setUint32(this.pos, value, true);
+    this.dataView().setUint32(this.pos, value, true);
     this.pos += 4;
   }
 
   writeF64LE(value: number): void {
     this.ensure(8);
-    this.view.setFloat64(this.pos, value, true);
+    this.dataView().setFloat64(this.pos, value, true);
     this.pos += 8;
   }
 

@@ -11,8 +11,9 @@
 import {
   COLUMN_NAMES,
   DICT_COLUMN_NAMES,
-  dictValue,
+  type DictColumn,
   type EventColumns,
+  NULL_CODE,
   quantityBigAt,
 } from '../../model/columns.ts';
 import type { EncodedSegment } from './segment-format.ts';
@@ -29,6 +30,7 @@ export function verifyEncodedSegment(encoded: EncodedSegment, columns: EventColu
   });
   if (JSON.stringify(reader.meta) !== JSON.stringify(encoded.meta)) fail('footer metadata differs');
   const n = columns.rowCount;
+  const sameCodes = new SameCodes();
   let row = 0;
   // Block by block: the decoded copy of a whole flush (~30 MiB at 250k rows) would double the
   // encoder's peak memory.
@@ -37,14 +39,39 @@ export function verifyEncodedSegment(encoded: EncodedSegment, columns: EventColu
     const got = reader.readColumns(COLUMN_NAMES, [b]) as EventColumns;
     if (got.rowCount !== block.rowCount)
       fail(`block ${b} holds ${got.rowCount} rows, footer says ${block.rowCount}`);
-    compareRows(got, columns, row);
+    compareRows(got, columns, row, sameCodes);
     row += block.rowCount;
   });
   if (row !== n) fail(`row count ${row}, expected ${n}`);
 }
 
+/**
+ * Pairs of dictionary codes (decoded, input) already found to name equal values, per
+ * dictionary: a row then compares two integers instead of two strings. A pair not seen yet is
+ * compared by value, so the check stays exact.
+ */
+class SameCodes {
+  private readonly byDict = new Map<readonly string[], Uint32Array>();
+
+  equal(got: DictColumn, gotRow: number, want: DictColumn, wantRow: number): boolean {
+    const g = got.codes[gotRow];
+    const w = want.codes[wantRow];
+    if (g === NULL_CODE || w === NULL_CODE) return g === w;
+    let known = this.byDict.get(got.dict);
+    if (known === undefined) {
+      known = new Uint32Array(got.dict.length);
+      this.byDict.set(got.dict, known);
+    }
+    // known[g] = the input code + 1 that g was found equal to (0: none yet).
+    if (known[g] === w + 1) return true;
+    if (got.dict[g] !== want.dict[w]) return false;
+    known[g] = w + 1;
+    return true;
+  }
+}
+
 /** Rows [0, got.rowCount) of `got` equal rows [offset, offset + got.rowCount) of `want`. */
-function compareRows(got: EventColumns, want: EventColumns, offset: number): void {
+function compareRows(got: EventColumns, want: EventColumns, offset: number, same: SameCodes): void {
   for (let k = 0; k < got.rowCount; k++) {
     const i = offset + k;
     if (got.event_id[k] !== want.event_id[i]) fail(`event_id row ${i}`);
@@ -61,7 +88,7 @@ function compareRows(got: EventColumns, want: EventColumns, offset: number): voi
     ))
       fail(`quantity row ${i}`);
     for (const name of DICT_COLUMN_NAMES) {
-      if (dictValue(got[name], k) !== dictValue(want[name], i)) fail(`${name} row ${i}`);
+      if (!same.equal(got[name], k, want[name], i)) fail(`${name} row ${i}`);
     }
   }
 }

@@ -31,4 +31,27 @@ describe("the segment writer's self-check", () => {
     ).toThrow(/quantity row 1499/);
     expect(() => verifyEncodedSegment(encoded, { ...columns, rowCount: 1_501 })).toThrow(/row count/);
   });
+
+  it('compares dictionary columns by value, late rows included, whatever their codes', () => {
+    const meter = columns.meter_id;
+    // The same values under other codes (the dictionary reversed) still pass.
+    const reversed = [...meter.dict].reverse();
+    const recoded = Uint32Array.from(meter.codes, (c) => meter.dict.length - 1 - c);
+    expect(() =>
+      verifyEncodedSegment(encoded, { ...columns, meter_id: { dict: reversed, codes: recoded } }),
+    ).not.toThrow();
+    // A late row whose code was seen equal many times before now names another value.
+    const row = 1_400;
+    const codes = meter.codes.slice();
+    codes[row] = (codes[row] + 1) % meter.dict.length;
+    expect(() => verifyEncodedSegment(encoded, { ...columns, meter_id: { ...meter, codes } })).toThrow(
+      new RegExp(`meter_id row ${row}`),
+    );
+    // A value made null.
+    const nulled = meter.codes.slice();
+    nulled[3] = 0xffffffff;
+    expect(() =>
+      verifyEncodedSegment(encoded, { ...columns, meter_id: { ...meter, codes: nulled } }),
+    ).toThrow(/meter_id row 3/);
+  });
 });
