@@ -46,32 +46,43 @@ export function verifyEncodedSegment(encoded: EncodedSegment, columns: EventColu
 }
 
 /**
- * Pairs of dictionary codes (decoded, input) already found to name equal values, per
+ * Pairs of dictionary codes (decoded, input) already found to name equal values, per decoded
  * dictionary: a row then compares two integers instead of two strings. A pair not seen yet is
  * compared by value, so the check stays exact.
  */
 class SameCodes {
   private readonly byDict = new Map<readonly string[], Uint32Array>();
 
-  equal(got: DictColumn, gotRow: number, want: DictColumn, wantRow: number): boolean {
-    const g = got.codes[gotRow];
-    const w = want.codes[wantRow];
-    if (g === NULL_CODE || w === NULL_CODE) return g === w;
-    let known = this.byDict.get(got.dict);
+  /** For a decoded dictionary: known[g] = the input code + 1 that code g was found equal to (0: none yet). */
+  knownFor(dict: readonly string[]): Uint32Array {
+    let known = this.byDict.get(dict);
     if (known === undefined) {
-      known = new Uint32Array(got.dict.length);
-      this.byDict.set(got.dict, known);
+      known = new Uint32Array(dict.length);
+      this.byDict.set(dict, known);
     }
-    // known[g] = the input code + 1 that g was found equal to (0: none yet).
-    if (known[g] === w + 1) return true;
-    if (got.dict[g] !== want.dict[w]) return false;
-    known[g] = w + 1;
-    return true;
+    return known;
   }
+}
+
+function sameValue(
+  known: Uint32Array,
+  got: DictColumn,
+  gotRow: number,
+  want: DictColumn,
+  wantRow: number,
+): boolean {
+  const g = got.codes[gotRow];
+  const w = want.codes[wantRow];
+  if (g === NULL_CODE || w === NULL_CODE) return g === w;
+  if (known[g] === w + 1) return true;
+  if (got.dict[g] !== want.dict[w]) return false;
+  known[g] = w + 1;
+  return true;
 }
 
 /** Rows [0, got.rowCount) of `got` equal rows [offset, offset + got.rowCount) of `want`. */
 function compareRows(got: EventColumns, want: EventColumns, offset: number, same: SameCodes): void {
+  const known = DICT_COLUMN_NAMES.map((name) => same.knownFor(got[name].dict));
   for (let k = 0; k < got.rowCount; k++) {
     const i = offset + k;
     if (got.event_id[k] !== want.event_id[i]) fail(`event_id row ${i}`);
@@ -87,8 +98,9 @@ function compareRows(got: EventColumns, want: EventColumns, offset: number, same
       q === want.quantity.values[i] || quantityBigAt(got.quantity, k) === quantityBigAt(want.quantity, i)
     ))
       fail(`quantity row ${i}`);
-    for (const name of DICT_COLUMN_NAMES) {
-      if (!same.equal(got[name], k, want[name], i)) fail(`${name} row ${i}`);
+    for (let j = 0; j < DICT_COLUMN_NAMES.length; j++) {
+      const name = DICT_COLUMN_NAMES[j];
+      if (!sameValue(known[j], got[name], k, want[name], i)) fail(`${name} row ${i}`);
     }
   }
 }
