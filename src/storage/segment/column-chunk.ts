@@ -57,15 +57,52 @@ export interface Candidate {
   incompressible?: boolean;
 }
 
+/** Bytes of one stream kind tried before its payoff is judged. */
+const PAYOFF_SAMPLE_BYTES = 16 * 1024;
+/** A stream kind that saved less than 1/32 (~3%) of the bytes tried is no longer compressed... */
+const PAYOFF_MIN_SAVED_SHARE = 32;
+/** ...except every this many chunks, so a change in the data is still noticed. */
+const PAYOFF_REPROBE_EVERY = 16;
+
+/**
+ * What zstd has saved so far on each stream kind (encoding, stream index) of one column of a
+ * segment being written. Some streams are noise to zstd (random event ids packed to their
+ * entropy: a flush made ~2,000 such zstd calls, a third of all, and kept none), and each call
+ * costs its context setup; once a kind has shown it does not compress, its streams are
+ * stored raw without trying. Only the writer's CPU changes: a reader sees raw streams either way.
+ */
+export class ZstdPayoff {
+  /** Per kind: [bytes tried, bytes saved, chunks skipped]. */
+  private readonly kinds = new Map<number, [number, number, number]>();
+
+  /** Whether to try zstd on this stream kind now. */
+  shouldTry(encoding: EncodingId, stream: number): boolean {
+    const k = this.kinds.get(encoding * STREAMS_PER_CHUNK_MAX + stream);
+    if (k === undefined || k[0] < PAYOFF_SAMPLE_BYTES || k[1] * PAYOFF_MIN_SAVED_SHARE >= k[0]) return true;
+    k[2]++;
+    return k[2] % PAYOFF_REPROBE_EVERY === 0;
+  }
+
+  record(encoding: EncodingId, stream: number, length: number, storedLength: number): void {
+    const key = encoding * STREAMS_PER_CHUNK_MAX + stream;
+    let k = this.kinds.get(key);
+    if (k === undefined) this.kinds.set(key, (k = [0, 0, 0]));
+    k[0] += length;
+    k[1] += length - storedLength;
+  }
+}
+
 /**
  * Serializes a chunk, compressing each stream with zstd when that makes it smaller. Streams
- * whose `tryZstd` entry is false, or shorter than `minBytes`, are stored raw without trying.
+ * whose `tryZstd` entry is false, or shorter than `minBytes`, or of a kind that `payoff` says
+ * does not compress, are stored raw without trying.
  */
 export function packChunk(
   candidate: Candidate,
   zstdLevel: number,
   tryZstd?: readonly boolean[],
   minBytes = STREAM_COMPRESS_MIN_BYTES,
+  payoff?: ZstdPayoff,
 ): Packed {
   const stored: Uint8Array[] = [];
   const compressed: boolean[] = [];
@@ -76,12 +113,17 @@ export function packChunk(
   candidate.streams.forEach((stream, i) => {
     let bytes = stream;
     let zstd = false;
-    if (stream.length >= minBytes && tryZstd?.[i] !== false) {
+    if (
+      stream.length >= minBytes &&
+      tryZstd?.[i] !== false &&
+      (payoff === undefined || payoff.shouldTry(candidate.encoding, i))
+    ) {
       const z = zstdCompress(stream, zstdLevel);
       if (z.length < stream.length) {
         bytes = z;
         zstd = true;
       }
+      payoff?.record(candidate.encoding, i, stream.length, bytes.length);
     }
     header.writeVarUint(bytes.length * 2 + (zstd ? 1 : 0));
     stored.push(bytes);
@@ -118,6 +160,7 @@ export function packSmallest(
   candidates: readonly Candidate[],
   zstdLevel: number,
   minBytes = STREAM_COMPRESS_MIN_BYTES,
+  payoff?: ZstdPayoff,
 ): Uint8Array {
   if (candidates.length === 0) throw new Error('packSmallest: no candidate encoding');
   // Nothing to rank: one zstd pass at the stored level instead of a probe plus a second pass
@@ -125,12 +168,12 @@ export function packSmallest(
   if (candidates.length === 1) {
     const only = candidates[0];
     const tryZstd = only.incompressible ? only.streams.map(() => false) : undefined;
-    return packChunk(only, zstdLevel, tryZstd, minBytes).bytes;
+    return packChunk(only, zstdLevel, tryZstd, minBytes, payoff).bytes;
   }
   let best = candidates[0];
   let bestProbe: Packed | null = null;
   for (const c of candidates) {
-    const probe = packChunk(c, PROBE_ZSTD_LEVEL, undefined, minBytes);
+    const probe = packChunk(c, PROBE_ZSTD_LEVEL, undefined, minBytes, payoff);
     if (bestProbe === null || probe.bytes.length < bestProbe.bytes.length) {
       best = c;
       bestProbe = probe;

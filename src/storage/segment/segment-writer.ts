@@ -39,6 +39,7 @@ import {
   eventIdCandidates,
   nullableStringCandidates,
   packSmallest,
+  ZstdPayoff,
   quantityCandidates,
   smallIntCandidates,
   timestampCandidates,
@@ -132,10 +133,11 @@ export function encodeSegment(
   const chunkBytes: Uint8Array[] = [];
   for (const name of COLUMN_NAMES) {
     let start = 0;
+    const payoff = new ZstdPayoff();
     for (const block of blocks) {
       const end = start + block.rowCount;
       chunkBytes.push(
-        packSmallest(candidatesFor(columns, dicts, name, start, end), zstdLevel, compressMinBytes),
+        packSmallest(candidatesFor(columns, dicts, name, start, end), zstdLevel, compressMinBytes, payoff),
       );
       start = end;
     }
