@@ -18,7 +18,7 @@ import { DecodeError } from './varint.ts';
 
 export const BLOCK_WORDS = 16;
 export const BLOCK_BITS = BLOCK_WORDS * 32;
-/** Bits set per key: a compromise between 7.5 and 15 bits per key (the filter's range). */
+/** Bits set per key: a compromise over the filter's range of 10 to 15 bits per key (fixed: persisted filters rely on it). */
 export const HASH_COUNT = 6;
 /** Blocks up to this count keep `h1 · blockCount` exact in doubles. */
 const BLOCK_COUNT_MAX = 2 ** 21;
