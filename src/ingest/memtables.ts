@@ -39,7 +39,8 @@ export class Memtables {
   /** Moves the current memtable to `frozen` and starts a new one (caller holds the ingest mutex). */
   freezeCurrent(lastWalNumber: number, nowMs: number): void {
     this.frozen.push({ memtable: this.current, lastWalNumber });
-    this.current = new Memtable();
+    // The next memtable will likely fill as this one did: room for its rows and a tenth more.
+    this.current = new Memtable(this.current.rowCount * 1.1);
     this.recent.startMemtable(this.current);
     this.visibleRows = 0;
     this.currentCreatedMs = nowMs;
