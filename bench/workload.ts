@@ -47,6 +47,13 @@ export interface WorkloadTotals {
    * their stored sum lies in quantitySum + [0, this].
    */
   conflictQuantityDelta: number;
+  /**
+   * Copies whose answer (duplicate or conflict) depends on the order concurrent senders deliver
+   * them in: every other copy of an event whose conflicting copy was sent within RACE_BATCHES
+   * of it. If that copy lands first it is stored, and a later retry of the original is then a
+   * conflict; the duplicates and conflicts counted may shift by up to this many, never their sum.
+   */
+  orderSensitive: number;
 }
 
 export interface WorkloadOptions {
@@ -66,6 +73,8 @@ const RETRY_RATE = 0.02;
 const CONFLICT_RATE = 0.001;
 /** Size of each of the two pools retries/conflicts are drawn from (recent ring + uniform reservoir). */
 const POOL_SIZE = 8192;
+/** Batches within which concurrent senders may deliver a copy before its original (4 in flight, with margin). */
+export const RACE_BATCHES = 8;
 /** Bytes per pooled event's JSON (the longest event of this workload is ~450 bytes). */
 const POOL_SLOT_BYTES = 1024;
 
@@ -79,19 +88,26 @@ const POOL_SLOT_BYTES = 1024;
 class EventPool {
   private readonly bytes = new Uint8Array(POOL_SIZE * POOL_SLOT_BYTES);
   private readonly lengths = new Uint16Array(POOL_SIZE);
+  /** The batch each slot's event was first sent in. */
+  private readonly batches = new Uint32Array(POOL_SIZE);
   private readonly encoder = new TextEncoder();
   private readonly decoder = new TextDecoder();
   length = 0;
 
   /** Puts `event` at `index` (at most `length`: the pool grows by one then). */
-  set(index: number, event: UsageEvent): void {
+  set(index: number, event: UsageEvent, batch: number): void {
     if (index > this.length || index >= POOL_SIZE) throw new RangeError(`event pool index ${index}`);
     const slot = this.bytes.subarray(index * POOL_SLOT_BYTES, (index + 1) * POOL_SLOT_BYTES);
     const json = JSON.stringify(event);
     const { read, written } = this.encoder.encodeInto(json, slot);
     if (read !== json.length) throw new Error(`event of ${json.length} chars does not fit a pool slot`);
     this.lengths[index] = written;
+    this.batches[index] = batch;
     if (index === this.length) this.length++;
+  }
+
+  batchOf(index: number): number {
+    return this.batches[index];
   }
 
   get(index: number): UsageEvent {
@@ -396,6 +412,7 @@ export class Workload {
     conflicts: 0,
     quantitySum: 0,
     conflictQuantityDelta: 0,
+    orderSensitive: 0,
   };
   private readonly opts: Required<WorkloadOptions>;
 
@@ -415,16 +432,32 @@ export class Workload {
     let uniqueSeen = 0;
     const span = MONTH_TO - MONTH_FROM;
     const jitter = 2 * 3_600_000;
+    // For orderSensitive: copies of events first sent in the last RACE_BATCHES batches (id ->
+    // copies so far, the original's batch), and the events whose conflicting copy raced them.
+    const youngCopies = new Map<string, { copies: number; batch: number }>();
+    const raced = new Set<string>();
 
-    for (let start = 0; start < total; start += batchSize) {
+    for (let start = 0, batch = 0; start < total; start += batchSize, batch++) {
       const n = Math.min(batchSize, total - start);
+      for (const [id, y] of youngCopies) if (batch - y.batch > RACE_BATCHES) youngCopies.delete(id);
       const events: UsageEvent[] = new Array(n);
       const expect = new Uint8Array(n);
       for (let i = 0; i < n; i++) {
         const u = rng.float();
         if (uniqueSeen > 0 && u < RETRY_RATE + CONFLICT_RATE) {
           const pool = rng.float() < 0.5 || reservoir.length === 0 ? recent : reservoir;
-          const resent = pool.get(rng.int(pool.length)); // a fresh copy of the original
+          const slot = rng.int(pool.length);
+          const resent = pool.get(slot); // a fresh copy of the original
+          const id = resent.event_id;
+          const originalBatch = pool.batchOf(slot);
+          if (raced.has(id)) this.totals.orderSensitive++;
+          else if (batch - originalBatch <= RACE_BATCHES) {
+            const young = youngCopies.get(id) ?? { copies: 0, batch: originalBatch };
+            if (u >= RETRY_RATE) {
+              raced.add(id);
+              this.totals.orderSensitive += young.copies;
+            } else youngCopies.set(id, { copies: young.copies + 1, batch: originalBatch });
+          }
           if (u < RETRY_RATE) {
             expect[i] = EXPECT_DUPLICATE;
             this.totals.duplicates++;
@@ -472,12 +505,12 @@ export class Workload {
         this.totals.unique++;
         this.totals.quantitySum += event.quantity;
 
-        recent.set(recent.length < POOL_SIZE ? recent.length : uniqueSeen % POOL_SIZE, event);
+        recent.set(recent.length < POOL_SIZE ? recent.length : uniqueSeen % POOL_SIZE, event, batch);
         // Algorithm R: every unique event so far has equal odds of sitting in the reservoir.
-        if (reservoir.length < POOL_SIZE) reservoir.set(reservoir.length, event);
+        if (reservoir.length < POOL_SIZE) reservoir.set(reservoir.length, event, batch);
         else {
           const j = rng.int(uniqueSeen + 1);
-          if (j < POOL_SIZE) reservoir.set(j, event);
+          if (j < POOL_SIZE) reservoir.set(j, event, batch);
         }
         uniqueSeen++;
       }
