@@ -647,7 +647,9 @@ function printHttp(
   console.log(
     `events/s over HTTP: events sent / wall time of the client process (request bodies built beforehand, ${mib(http.bodyBytes)} MiB);\n` +
       'p50/p99: one batch, request sent to response read (floor: parse + append + fsync of one body, one at a time);\n' +
-      `server peak RSS ${mib(http.maxRssBytes)} MiB; final flush ${fixed(http.flushSeconds, 2)} s (not in events/s).`,
+      `server peak RSS ${mib(http.maxRssBytes)} MiB; final flush ${fixed(http.flushSeconds, 2)} s (not in events/s);\n` +
+      `answers: ${int(http.counts.accepted)} accepted, ${int(http.counts.duplicates)} duplicates, ${int(http.counts.conflicts)} conflicts ` +
+      `(generator: ${int(e.duplicates)} duplicates, ${int(e.conflicts)} conflicts, ${int(e.orderSensitive)} copies whose answer depends on arrival order).`,
   );
 }
 
