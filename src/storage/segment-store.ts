@@ -109,8 +109,11 @@ export interface DedupeCounters {
   idIndexBuilds: number;
 }
 
-/** Memory for per-segment id filters read on demand. */
-const FILTER_CACHE_BYTES_MAX = 16 * 1024 * 1024;
+/**
+ * Memory for per-segment id filters read on demand: the filters of ~16M stored events at 12
+ * bits per id (flush.ts). Past that, a maybe reads the filters that do not fit.
+ */
+const FILTER_CACHE_BYTES_MAX = 24 * 1024 * 1024;
 /** Memory for id index chunks (as stored, verified) and format 1 files' built indexes. */
 const ID_INDEX_CACHE_BYTES_MAX = 16 * 1024 * 1024;
 /** Cache key of a format 1 file's whole id index (chunk numbers stay below it). */
