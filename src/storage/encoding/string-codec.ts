@@ -405,16 +405,63 @@ function putGroup(
   }
 }
 
+/** Decodes this many values or more two digits at a time (below, building the table costs more). */
+const DIGIT_PAIRS_MIN_VALUES = 256;
+/** Digit-pair tables by alphabet (a store holds few alphabets: base62 ids, hex, ...). */
+const digitPairTables = new Map<string, Uint16Array>();
+const DIGIT_PAIR_TABLES_MAX = 16;
+
+/** For v < radix², the alphabet bytes of v's two digits: low digit in the low byte. */
+function digitPairs(alphabet: Uint8Array): Uint16Array {
+  const key = String.fromCharCode(...alphabet);
+  let table = digitPairTables.get(key);
+  if (table === undefined) {
+    const radix = alphabet.length;
+    table = new Uint16Array(radix * radix);
+    for (let hi = 0; hi < radix; hi++)
+      for (let lo = 0; lo < radix; lo++) table[hi * radix + lo] = alphabet[lo] | (alphabet[hi] << 8);
+    if (digitPairTables.size >= DIGIT_PAIR_TABLES_MAX) digitPairTables.clear();
+    digitPairTables.set(key, table);
+  }
+  return table;
+}
+
 /** Every value's bytes, back to back (each `h.byteLength` long). */
 function decodeRadixBytes(h: RadixHeader, streams: Streams, count: number): Uint8Array {
   const out = radixOutput(h, count);
   const bits = new BitReader(streams[1]);
-  const groupBits = h.layout.groupBits;
-  const groupCount = h.layout.groupRadix.length;
+  const { groupBits, groupRadix, groupDigits, variablePositions: vars } = h.layout;
+  const groupCount = groupRadix.length;
+  const alphabet = h.alphabet;
+  const radix = alphabet.length;
+  if (count < DIGIT_PAIRS_MIN_VALUES || radix > 256 || radix < 2) {
+    for (let r = 0; r < count; r++) {
+      const base = r * h.byteLength;
+      for (let group = 0; group < groupCount; group++)
+        putGroup(h, out, base, group, bits.readWide(groupBits[group]), r);
+    }
+    return out;
+  }
+  // putGroup two digits per division: a table gives both digits' bytes.
+  const pairs = digitPairs(alphabet);
+  const radix2 = radix * radix;
   for (let r = 0; r < count; r++) {
     const base = r * h.byteLength;
-    for (let group = 0; group < groupCount; group++)
-      putGroup(h, out, base, group, bits.readWide(groupBits[group]), r);
+    for (let group = 0; group < groupCount; group++) {
+      let value = bits.readWide(groupBits[group]);
+      if (value >= groupRadix[group])
+        throw new DecodeError(`radix strings: value ${r} exceeds its radix range`);
+      const first = group * groupDigits;
+      let k = Math.min(vars.length, first + groupDigits) - 1;
+      for (; k > first; k -= 2) {
+        const q = (value / radix2) | 0;
+        const pair = pairs[value - q * radix2];
+        out[base + vars[k]] = pair & 0xff;
+        out[base + vars[k - 1]] = pair >>> 8;
+        value = q;
+      }
+      if (k === first) out[base + vars[k]] = alphabet[value];
+    }
   }
   return out;
 }

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   decodeNullableStrings,
   decodeRadixStrings,
+  decodeRadixStringsAt,
   decodeStrings,
   encodeNullableStrings,
   encodeRadixStrings,
@@ -124,6 +125,34 @@ describe('radix strings', () => {
         expect(decodeRadixStrings(streams, ids.length)).toEqual(ids);
       }),
     );
+  });
+
+  it('decodes large chunks (two digits per division) as the one-value-at-a-time path does', () => {
+    const manyIds = (ids: fc.Arbitrary<string[]>) =>
+      fc
+        .tuple(ids, fc.integer({ min: 256, max: 700 }))
+        .map(([some, n]) => Array.from({ length: n }, (_, i) => some[i % some.length]));
+    fc.assert(
+      fc.property(
+        fc.oneof(manyIds(fc.array(base62Id, { minLength: 1, maxLength: 40 })), manyIds(sameLengthIds)),
+        (ids) => {
+          const streams = encodeRadixStrings(ids);
+          if (streams === null) return;
+          expect(decodeRadixStrings(streams, ids.length)).toEqual(ids);
+          const rows = ids.map((_, i) => i);
+          expect(decodeRadixStringsAt(streams, ids.length, rows)).toEqual(ids);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('rejects a packed value beyond the radix range in a large chunk too', () => {
+    const ids = Array.from({ length: 300 }, (_, i) => ['ab', 'bc', 'ca'][i % 3]);
+    const [header, packed] = encodeRadixStrings(ids) as Uint8Array[];
+    const damaged = packed.slice();
+    damaged[damaged.length - 1] = 0xff;
+    expect(() => decodeRadixStrings([header, damaged], ids.length)).toThrow(/radix range/);
   });
 
   it('packs UUIDs into ~16 bytes (variable hex positions only)', () => {
