@@ -1,4 +1,5 @@
 /** The merge worker thread: runs merge jobs (merge-job.ts) off the main thread. */
+import '../util/detach-early.ts';
 import { parentPort } from 'node:worker_threads';
 import { encodeResultTransfer } from '../storage/segment/encode-flush.ts';
 import { type MergeRequest, runMerge } from './merge-job.ts';

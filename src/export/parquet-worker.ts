@@ -13,6 +13,7 @@
  *   whole quantity column posted (`quantities`) for the main thread to sum; on failure or
  *   abort of the writing the file is removed (by writeParquetFile) before the reply.
  */
+import '../util/detach-early.ts';
 import { parentPort } from 'node:worker_threads';
 import { UsageDbError } from '../errors.ts';
 import { type ParquetWriteOptions, writeParquetFile } from './parquet-file-writer.ts';

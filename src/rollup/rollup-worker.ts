@@ -1,4 +1,5 @@
 /** The rollup worker thread: runs rollup builds (rollup-job.ts) off the main thread. */
+import '../util/detach-early.ts';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort } from 'node:worker_threads';

@@ -1,4 +1,5 @@
 /** Worker thread body: decodes and hashes event ids for the database id filter (id-hashes.ts). */
+import '../util/detach-early.ts';
 import { parentPort } from 'node:worker_threads';
 import { hashEventIdChunks, type IdHashRequest } from './id-hashes.ts';
 

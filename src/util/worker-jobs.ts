@@ -6,6 +6,7 @@
  * while a job is pending (an idle worker never keeps the process alive); a crashed worker
  * fails its pending jobs and is replaced on the next job.
  */
+import './detach-early.ts';
 import { Worker } from 'node:worker_threads';
 
 type Pending<R> = { resolve: (r: R) => void; reject: (e: Error) => void };

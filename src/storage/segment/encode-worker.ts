@@ -2,6 +2,7 @@
  * Worker thread body: clusters and encodes a flush's rows into a segment, off the main thread
  * so ingest keeps running while a flush encodes (on this 2-core machine: in parallel).
  */
+import '../../util/detach-early.ts';
 import { parentPort } from 'node:worker_threads';
 import { type EncodeRequest, encodeFlushSegment, encodeResultTransfer } from './encode-flush.ts';
 
