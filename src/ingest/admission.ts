@@ -228,6 +228,9 @@ export class Admission {
   ): Lookup | 'maybe_stored' {
     const inBatch = batch.get(event.event_id);
     if (inBatch) return compare(event, canonicalPayload(inBatch));
+    // The prefetch found the id neither in memory nor in a filter, and nothing was appended
+    // since (the caller holds the ingest mutex): new, without probing the table again.
+    if (state === PREFETCH_NOT_STORED) return 'new';
     const hit = this.memtables.recent.lookup(event.event_id, idHash[0]);
     if (hit?.kind === 'memtable') {
       return compare(event, canonicalPayload(eventOfRow(hit.memtable.columns(), hit.row)));
@@ -238,7 +241,6 @@ export class Admission {
       const same = h.h1 === p.h1 && h.h2 === p.h2 && h.h3 === p.h3 && h.h4 === p.h4;
       return same ? 'duplicate' : 'conflict';
     }
-    if (state === PREFETCH_NOT_STORED) return 'new';
     if (state === PREFETCH_LOOKUP || prefetch.lookups.has(event.event_id)) return 'maybe_stored';
     return this.finder.mayBeStored(idHash[0], idHash[1]) ? 'maybe_stored' : 'new';
   }
