@@ -86,6 +86,34 @@ export function decodeRunsInto(
   expectConsumed(runs, 'runs lengths');
 }
 
+/**
+ * The value decodeRunsInto would put at `row` of `count` values, reading runs only up to it:
+ * a point lookup takes one value of a block, and filling the block's thousands of rows was most
+ * of its decode. The runs read are checked as decodeRunsInto checks them.
+ */
+export function decodeRunsAt(
+  streams: Streams,
+  count: number,
+  row: number,
+  limit: number,
+  nullShift = false,
+): number {
+  expectStreams(streams, 2, 'runs');
+  if (!(Number.isInteger(row) && row >= 0 && row < count))
+    throw new RangeError(`runs: no row ${row} of ${count}`);
+  const vals = new ByteReader(streams[0]);
+  const runs = new ByteReader(streams[1]);
+  for (let pos = 0; ;) {
+    const v = vals.readVarUint();
+    const run = runs.readVarUint();
+    if (v >= limit) throw new DecodeError(`runs: value ${v} is not below ${limit}`);
+    if (run === 0 || run > count - pos)
+      throw new DecodeError(`runs: run of ${run} at row ${pos} of ${count}`);
+    if (row < pos + run) return nullShift ? (v === 0 ? NULL_CODE : v - 1) : v;
+    pos += run;
+  }
+}
+
 // ---- planes ----------------------------------------------------------------------------
 
 function byteWidth(max: number): number {
@@ -132,6 +160,28 @@ export function decodePlanesInto(
   for (let i = 0; i < n; i++)
     if (out[i] >= limit) throw new DecodeError(`planes: value ${out[i]} is not below ${limit}`);
   if (nullShift) for (let i = 0; i < n; i++) out[i] = out[i] === 0 ? NULL_CODE : out[i] - 1;
+}
+
+/** The value decodePlanesInto would put at `row` of `count` values, reading only its bytes. */
+export function decodePlanesAt(
+  streams: Streams,
+  count: number,
+  row: number,
+  limit: number,
+  nullShift = false,
+): number {
+  expectStreams(streams, 1, 'planes');
+  if (!(Number.isInteger(row) && row >= 0 && row < count))
+    throw new RangeError(`planes: no row ${row} of ${count}`);
+  const bytes = streams[0];
+  const width = bytes.length > 0 ? bytes[0] : 0;
+  if (width < 1 || width > 4 || bytes.length !== 1 + width * count) {
+    throw new DecodeError(`planes: ${bytes.length} bytes for ${count} values of width ${width}`);
+  }
+  let v = 0;
+  for (let p = 0, scale = 1; p < width; p++, scale *= 256) v += bytes[1 + p * count + row] * scale;
+  if (v >= limit) throw new DecodeError(`planes: value ${v} is not below ${limit}`);
+  return nullShift ? (v === 0 ? NULL_CODE : v - 1) : v;
 }
 
 // ---- bit-class -------------------------------------------------------------------------

@@ -15,7 +15,9 @@ import type { QuantityColumn } from '../../model/columns.ts';
 import type { PackedIds } from '../../model/packed-ids.ts';
 import {
   decodeDeltaBitClassInto,
+  decodePlanesAt,
   decodePlanesInto,
+  decodeRunsAt,
   decodeRunsInto,
   decodeValueDictInto,
   encodeDeltaBitClass,
@@ -315,6 +317,21 @@ export function decodeSmallIntsInto(
   const { encoding, streams } = unpackChunk(chunk, kind);
   if (encoding === Encoding.RUNS) decodeRunsInto(streams, out, limit, nullShift);
   else decodePlanesInto(streams, out, limit, nullShift);
+}
+
+/** The value decodeSmallIntsInto would put at `row` of a chunk of `count` values. */
+export function decodeSmallIntAt(
+  chunk: Uint8Array,
+  kind: 'kind' | 'dict',
+  count: number,
+  row: number,
+  limit: number,
+  nullShift = false,
+): number {
+  const { encoding, streams } = unpackChunk(chunk, kind);
+  return encoding === Encoding.RUNS
+    ? decodeRunsAt(streams, count, row, limit, nullShift)
+    : decodePlanesAt(streams, count, row, limit, nullShift);
 }
 
 export function decodeNullableStringChunk(chunk: Uint8Array, count: number): (string | null)[] {

@@ -30,6 +30,7 @@ import {
   decodeEventIdsAt,
   decodeNullableStringChunk,
   decodeQuantityChunkInto,
+  decodeSmallIntAt,
   decodeSmallIntsInto,
   decodeTimestampsInto,
 } from './column-chunk.ts';
@@ -392,28 +393,70 @@ export class SegmentReader {
   }
 
   /**
-   * One row (`row` inside `block`) of `names`, as a one-row batch. The block's chunks are
-   * decoded into scratch reused by every call (synchronous, so never shared): a point lookup
-   * reads a dozen columns of ~4,096 rows, and a new buffer of ~200 KB per lookup cost more
-   * than the decoding. Only the row's values are copied out.
+   * One row (`row` inside `block`) of `names`, as a one-row batch. Small-integer columns
+   * (`kind`, dictionary codes) give just the row's value (decodeSmallIntAt); the others are
+   * decoded whole into scratch reused by every call (synchronous, so never shared: a new
+   * buffer per lookup cost more than the decoding), and only the row's values are copied out.
    */
   readRowAt(names: readonly ColumnName[], block: number, row: number): ColumnBatch {
     const count = this.rowsOfBlocks([block], 'readRowAt');
     if (!(Number.isInteger(row) && row >= 0 && row < count))
       throw new RangeError(`readRowAt: no row ${row} in block ${block} of ${count} rows`);
     let bytes = 0;
+    const whole: ColumnName[] = [];
     for (const name of names) {
       if (COLUMN_ID[name] === undefined) throw new RangeError(`readRowAt: unknown column ${String(name)}`);
-      bytes += TYPED_BYTES_PER_ROW[COLUMN_KIND[name]] * count;
+      const kind = COLUMN_KIND[name];
+      if (kind === 'kind' || kind === 'dict') continue;
+      whole.push(name);
+      bytes += TYPED_BYTES_PER_ROW[kind] * count;
     }
     if (rowScratch.byteLength < bytes) rowScratch = new ArrayBuffer(bytes);
     const slab = new Slab(bytes, rowScratch);
     const full: ColumnBatch = { rowCount: count };
     for (let w = 0; w < WIDTH_ORDER.length; w++)
-      for (const name of names)
+      for (const name of whole)
         if (TYPED_BYTES_PER_ROW[COLUMN_KIND[name]] === WIDTH_ORDER[w])
           this.readColumn(full, name, [block], count, slab);
-    return rowOfBatch(full, names, row);
+    const out = rowOfBatch(full, whole, row);
+    for (const name of names) {
+      const kind = COLUMN_KIND[name];
+      if (kind === 'kind')
+        out.kind = Uint8Array.of(this.smallIntAt(name, block, count, row, KIND_LIMIT, false));
+      else if (kind === 'dict') {
+        const dictName = name as DictColumnName;
+        const dict = this.footer.dicts[DICT_COLUMN_NAMES.indexOf(dictName)];
+        const shift = dict.hasNull ? 1 : 0;
+        // Stored codes are shifted by one when the column has nulls: 0 -> NULL_CODE.
+        const code = this.smallIntAt(name, block, count, row, dict.values.length + shift, shift === 1);
+        out[dictName] = { dict: dict.values, codes: Uint32Array.of(code) };
+      }
+    }
+    return out;
+  }
+
+  /** Row `row` of a `kind` or dictionary chunk (see readColumn for the limits). */
+  private smallIntAt(
+    name: ColumnName,
+    block: number,
+    count: number,
+    row: number,
+    limit: number,
+    nullShift: boolean,
+  ): number {
+    try {
+      return decodeSmallIntAt(
+        this.chunk(name, block),
+        name === 'kind' ? 'kind' : 'dict',
+        count,
+        row,
+        limit,
+        nullShift,
+      );
+    } catch (err) {
+      if (err instanceof SegmentCorruptError) throw err;
+      throw corrupt(`segment chunk ${name} block ${block}`, err);
+    }
   }
 
   /** Total rows of `blocks`, which must be valid and strictly ascending. */

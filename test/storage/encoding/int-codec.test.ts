@@ -5,7 +5,9 @@ import {
   BitClassWriter,
   decodeBitClassInto,
   decodeDeltaBitClassInto,
+  decodePlanesAt,
   decodePlanesInto,
+  decodeRunsAt,
   decodeRunsInto,
   decodeValueDictInto,
   encodeDeltaBitClass,
@@ -70,6 +72,38 @@ describe('runs and planes', () => {
         }
       }),
     );
+  });
+
+  it('give at any row the value the whole decode gives, null shift included', () => {
+    fc.assert(
+      fc.property(fc.oneof(runny, fc.array(u32, { maxLength: 100 })), fc.boolean(), (values, nullShift) => {
+        const input = Uint32Array.from(values);
+        for (const [encode, decodeAll, decodeAt] of [
+          [encodeRuns, decodeRunsInto, decodeRunsAt],
+          [encodePlanes, decodePlanesInto, decodePlanesAt],
+        ] as const) {
+          const streams = encode(input);
+          const all = new Uint32Array(input.length);
+          decodeAll(streams, all, 2 ** 32, nullShift);
+          for (let row = 0; row < input.length; row++)
+            expect(decodeAt(streams, input.length, row, 2 ** 32, nullShift)).toBe(all[row]);
+          expect(() => decodeAt(streams, input.length, input.length, 2 ** 32)).toThrow(RangeError);
+          expect(() => decodeAt(streams, input.length, -1, 2 ** 32)).toThrow(RangeError);
+        }
+      }),
+    );
+  });
+
+  it('point reads refuse values over the limit and streams of another length', () => {
+    const runs = encodeRuns(Uint32Array.of(1, 1, 5));
+    expect(decodeRunsAt(runs, 3, 1, 5)).toBe(1);
+    expect(() => decodeRunsAt(runs, 3, 2, 5)).toThrow(/not below 5/);
+    // Only the runs up to the row are read: a run longer than the block is seen when crossed.
+    expect(() => decodeRunsAt(runs, 1, 0, 6)).toThrow(DecodeError);
+    const planes = encodePlanes(Uint32Array.of(1, 70_000));
+    expect(decodePlanesAt(planes, 2, 1, 2 ** 32)).toBe(70_000);
+    expect(() => decodePlanesAt(planes, 2, 1, 70_000)).toThrow(/not below 70000/);
+    expect(() => decodePlanesAt(planes, 3, 0, 2 ** 32)).toThrow(DecodeError);
   });
 
   it('round-trip into Uint8Array (kind)', () => {
