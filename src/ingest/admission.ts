@@ -18,7 +18,7 @@ import { payloadHash } from '../model/payload-hash.ts';
 import type { PendingEvent, RejectReason } from '../model/validate.ts';
 import type { RetractedOriginals } from '../storage/retractions.ts';
 import type { PinnedVersion } from '../storage/version-set.ts';
-import type { StoredEventFinder } from './dedupe.ts';
+import { samePayload, type StoredEventFinder, type StoredPayload } from './dedupe.ts';
 import type { Memtables } from './memtables.ts';
 
 export type IngestStatus = 'rejected' | 'conflict';
@@ -73,7 +73,7 @@ interface Prefetch {
   h1: Uint32Array;
   h2: Uint32Array;
   /** The stored lookups started, by event id. */
-  lookups: Map<string, Promise<string | null>>;
+  lookups: Map<string, Promise<StoredPayload | null>>;
 }
 
 /** How an incoming event relates to what is stored (strings: nothing allocated per event). */
@@ -246,8 +246,8 @@ export class Admission {
   }
 
   private async lookupStored(event: UsageEvent, prefetch: Prefetch): Promise<Lookup> {
-    const payload = await (prefetch.lookups.get(event.event_id) ?? this.finder.findPayload(event.event_id));
-    return payload === null ? 'new' : payload === canonicalPayload(event) ? 'duplicate' : 'conflict';
+    const stored = await (prefetch.lookups.get(event.event_id) ?? this.finder.findPayload(event.event_id));
+    return stored === null ? 'new' : samePayload(event, stored) ? 'duplicate' : 'conflict';
   }
 
   /**

@@ -13,12 +13,14 @@
  *   id index, says no: none has false negatives, so a flushed id is always found;
  * - a new event costs one filter probe whatever the number of files, unless the database
  *   filter answers a false positive;
- * - every hit is confirmed against the exact event_id string; hashes never decide alone.
+ * - every hit is confirmed against the exact event_id string; an id hash never decides alone
+ *   (a payload hash may tell a duplicate from a conflict: neither is stored, see samePayload).
  */
 
 import { COLUMN_NAMES, type ColumnName, type EventColumns } from '../model/columns.ts';
-import { canonicalPayload, eventOfRow, type StoredEvent } from '../model/event.ts';
+import { canonicalPayload, eventOfRow, type StoredEvent, type UsageEvent } from '../model/event.ts';
 import { hash128 } from '../model/hash.ts';
+import { payloadHash } from '../model/payload-hash.ts';
 import type { SegmentStore } from '../storage/segment-store.ts';
 
 /** Where a stored event was found. */
@@ -50,24 +52,33 @@ export class StoredEventFinder {
    * the one that matches).
    */
   async find(eventId: string): Promise<StoredHit | null> {
-    return this.findWith(eventId, OTHER_COLUMNS);
+    return (await this.findWith(eventId, OTHER_COLUMNS)) as StoredHit | null;
   }
 
   /**
-   * The canonical payload of a stored event (duplicate or conflict), or null: like find but
-   * without ingested_at_ms, one chunk fewer to read and decode on every cold retry.
+   * What a retry of a stored event is compared with (duplicate or conflict), or null when the
+   * id was never flushed: the payload hash the file's id index stores next to the row (format
+   * 3: nothing more is read), else the canonical payload of the row, read without
+   * ingested_at_ms. Independent of any one retry's payload, so a batch's copies of an id can
+   * share the lookup.
    */
-  async findPayload(eventId: string): Promise<string | null> {
-    const hit = await this.findWith(eventId, PAYLOAD_COLUMNS);
-    return hit === null ? null : canonicalPayload(hit.event);
+  async findPayload(eventId: string): Promise<StoredPayload | null> {
+    const hit = await this.findWith(eventId, PAYLOAD_COLUMNS, true);
+    if (hit === null) return null;
+    return 'hash' in hit ? hit : { canonical: canonicalPayload(hit.event) };
   }
 
-  private async findWith(eventId: string, names: readonly ColumnName[]): Promise<StoredHit | null> {
+  private async findWith(
+    eventId: string,
+    names: readonly ColumnName[],
+    hashWillDo = false,
+  ): Promise<StoredHit | PayloadHash | null> {
     const h = hash128(eventId);
     if (!this.segments.mayBeStored(h.h1, h.h2)) return null;
     for (const entry of await this.segments.filesMayContain(h.h1, h.h2)) {
-      for (const row of await this.segments.idIndexRows(entry.id, h.h3)) {
+      for (const { row, payload } of await this.segments.idIndexHits(entry.id, h.h3)) {
         if ((await this.segments.readEventIdAt(entry.id, row)) !== eventId) continue;
+        if (hashWillDo && payload !== null) return { hash: payload };
         // Every column but event_id (known to match): ids are the costliest to decode.
         const columns = (await this.segments.readRow(entry.id, names, row)) as EventColumns;
         const payloadOnly = columns.ingested_at_ms === undefined;
@@ -80,6 +91,25 @@ export class StoredEventFinder {
     }
     return null;
   }
+}
+
+/** Payload hash words h1, h2 (model/payload-hash.ts) of a stored row, from its file's id index. */
+interface PayloadHash {
+  hash: [number, number];
+}
+
+/** A stored event's payload as findPayload gives it. */
+export type StoredPayload = PayloadHash | { canonical: string };
+
+/**
+ * Whether `event` repeats the stored payload (a duplicate) rather than changing it (a
+ * conflict). With a stored hash, equal 64-bit hashes count as equal payloads: a conflict is
+ * taken for a duplicate once in 2^64 conflicting retries, and either answer stores nothing.
+ */
+export function samePayload(event: UsageEvent, stored: StoredPayload): boolean {
+  if ('canonical' in stored) return stored.canonical === canonicalPayload(event);
+  const h = payloadHash(event);
+  return h.h1 === stored.hash[0] && h.h2 === stored.hash[1];
 }
 
 /** Stands in for ingested_at_ms when it was not read (payload-only lookups). */

@@ -3,8 +3,9 @@
  * id with one binary search, so a lookup decodes one event id, not a block of them. The
  * writer builds it from the hashes it computes anyway and stores it in the file (format 2:
  * chunks of ID_INDEX_CHUNK_ENTRIES, hash prefixes Rice coded, rows bit-packed; ~3–4 bytes per
- * event); lookups read one chunk at a time through a bounded cache (segment-store.ts). A
- * format 1 file gets its whole index built from its event ids on first need.
+ * event; format 3 adds each entry's payload hash, 8 bytes); lookups read one chunk at a time
+ * through a bounded cache (segment-store.ts). A format 1 file gets its whole index built from
+ * its event ids on first need.
  *
  * Invariant: `hashes` ascending; `rows[i]` is the row whose id hashes (hash128 h3, or in a
  * stored chunk its high bits, storedHashShift) to `hashes[i]`.
@@ -81,8 +82,20 @@ export function encodeIdIndexChunk(
   to: number,
   rowBits: number,
   shift: number,
+  payload?: Uint32Array,
 ): Uint8Array {
   const bytes: number[] = [];
+  if (payload !== undefined) {
+    // Format 3: each entry's payload words first, 8 bytes per entry, little-endian.
+    const push32 = (w: number): void => {
+      bytes.push(w & 0xff, (w >>> 8) & 0xff, (w >>> 16) & 0xff, w >>> 24);
+    };
+    for (let i = from; i < to; i++) {
+      const at = index.rows[i] * PAYLOAD_HASH_STRIDE;
+      push32(payload[at]);
+      push32(payload[at + 1]);
+    }
+  }
   let acc = 0;
   let accBits = 0;
   const put = (value: number, width: number): void => {
@@ -104,6 +117,31 @@ export function encodeIdIndexChunk(
   }
   if (accBits > 0) bytes.push(acc);
   return Uint8Array.from(bytes);
+}
+
+/**
+ * Format 3 chunks start with each entry's payload hash (words h1, h2 of model/payload-hash.ts,
+ * 8 bytes per entry): a cold retry then tells a duplicate from a conflict with the chunk its
+ * lookup reads anyway, instead of reading and decoding the stored row. `payload` of
+ * encodeIdIndexChunk holds PAYLOAD_HASH_STRIDE words per file row (h1, h2 first).
+ */
+export const PAYLOAD_HASH_STRIDE = 4;
+export const PAYLOAD_BYTES_PER_ENTRY = 8;
+
+/** The bit stream of a stored chunk of `count` entries: past the payload words in format 3. */
+export function idIndexChunkBits(bytes: Uint8Array, count: number, withPayload: boolean): Uint8Array {
+  if (!withPayload) return bytes;
+  const at = count * PAYLOAD_BYTES_PER_ENTRY;
+  if (bytes.length < at) throw new RangeError('id index chunk: shorter than its payload hashes');
+  return bytes.subarray(at);
+}
+
+/** Payload hash words h1, h2 of entry `entry` of a format 3 chunk (the whole chunk's bytes). */
+export function idIndexPayloadAt(bytes: Uint8Array, entry: number): [number, number] {
+  const at = entry * PAYLOAD_BYTES_PER_ENTRY;
+  const word = (o: number) =>
+    (bytes[o] | (bytes[o + 1] << 8) | (bytes[o + 2] << 16) | (bytes[o + 3] << 24)) >>> 0;
+  return [word(at), word(at + 4)];
 }
 
 /** Reads stored id index bits: fields of up to 16 bits per mask and shift. */
@@ -199,6 +237,19 @@ export function searchIdIndexChunk(
   rowBits: number,
   key: number,
 ): number[] {
+  return searchIdIndexEntries(bytes, firstHash, count, rowBits, key).map((i) =>
+    idIndexRowAt(bytes, i, rowBits),
+  );
+}
+
+/** Entries (positions in the chunk) of a chunk's bit stream whose shifted hash equals `key`. */
+export function searchIdIndexEntries(
+  bytes: Uint8Array,
+  firstHash: number,
+  count: number,
+  rowBits: number,
+  key: number,
+): number[] {
   checkChunkSize(bytes, count, rowBits);
   const matches: number[] = [];
   const r = new BitReader(bytes, count * rowBits);
@@ -207,5 +258,10 @@ export function searchIdIndexChunk(
     if (i > 0) h += r.delta();
     if (h === key) matches.push(i);
   }
-  return matches.map((i) => new BitReader(bytes, i * rowBits).take(rowBits));
+  return matches;
+}
+
+/** The row of entry `entry` of a chunk's bit stream. */
+export function idIndexRowAt(bytes: Uint8Array, entry: number, rowBits: number): number {
+  return new BitReader(bytes, entry * rowBits).take(rowBits);
 }

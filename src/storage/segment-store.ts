@@ -35,14 +35,17 @@ import {
   readSegmentTail,
   SegmentReader,
 } from './segment/segment-reader.ts';
-import type { RegionRef } from './segment/segment-format.ts';
+import { FORMAT_VERSION_3, type RegionRef } from './segment/segment-format.ts';
 import { lowerBound } from '../util/lower-bound.ts';
 import {
   buildIdIndex,
   ID_INDEX_CHUNK_ENTRIES,
   type IdIndex,
+  idIndexChunkBits,
+  idIndexPayloadAt,
+  idIndexRowAt,
   rowBitsOf,
-  searchIdIndexChunk,
+  searchIdIndexEntries,
   storedHashShift,
 } from './id-index.ts';
 import { type IdFilter, type IdHashes } from './id-filter.ts';
@@ -53,6 +56,12 @@ import {
   type IdHashRequest,
   INLINE_ID_HASH_ROWS_MAX,
 } from './id-hashes.ts';
+
+/** A row an id index names for an id hash, and its payload hash words (h1, h2) if stored. */
+export interface IdIndexHit {
+  row: number;
+  payload: [number, number] | null;
+}
 
 /** One (day, bucket) partition inside a segment file: a contiguous run of its blocks. */
 export interface PartitionSlice {
@@ -454,34 +463,48 @@ export class SegmentStore {
 
   /** Rows of a committed file whose event id hashes (hash128 h3) to `h3`, from its id index. */
   async idIndexRows(segmentId: number, h3: number): Promise<number[]> {
+    return (await this.idIndexHits(segmentId, h3)).map((hit) => hit.row);
+  }
+
+  /**
+   * Like idIndexRows, with each row's payload hash words (h1, h2) when the file stores them
+   * (format 3; null before): the chunk the lookup reads anyway holds them.
+   */
+  async idIndexHits(segmentId: number, h3: number): Promise<IdIndexHit[]> {
     const file = this.prepared.get(segmentId);
     assert(file !== undefined, `segment ${segmentId} is not committed`);
     const layout = file.idIndex;
     if (layout === null) {
       const index = await this.wholeIdIndex(file);
-      const rows: number[] = [];
+      const hits: IdIndexHit[] = [];
       for (let i = lowerBound(index.hashes, h3); i < index.hashes.length && index.hashes[i] === h3; i++)
-        rows.push(index.rows[i]);
-      return rows;
+        hits.push({ row: index.rows[i], payload: null });
+      return hits;
     }
     // A stored index keeps the high bits of each hash (storedHashShift): candidates compare
     // on those. Equal values may run across chunks: start at the last chunk starting below.
     const rowCount = file.meta.rowCount;
+    const withPayload = file.meta.formatVersion >= FORMAT_VERSION_3;
+    const rowBits = rowBitsOf(rowCount);
     const key = h3 >>> storedHashShift(rowCount);
     const first = layout.firstHashes;
-    const rows: number[] = [];
+    const hits: IdIndexHit[] = [];
     for (let c = Math.max(0, lowerBound(first, key) - 1); c < first.length && first[c] <= key; c++) {
       const bytes = await this.idIndexChunk(file, layout, c);
       const count = Math.min(ID_INDEX_CHUNK_ENTRIES, rowCount - c * ID_INDEX_CHUNK_ENTRIES);
-      const found = decodedOrCorrupt(segmentId, () =>
-        searchIdIndexChunk(bytes, first[c], count, rowBitsOf(rowCount), key),
-      );
-      for (const row of found) {
-        if (row >= rowCount) throw corrupt(segmentId, `id index names row ${row} of ${rowCount}`);
-        rows.push(row);
+      const found = decodedOrCorrupt(segmentId, () => {
+        const bits = idIndexChunkBits(bytes, count, withPayload);
+        return searchIdIndexEntries(bits, first[c], count, rowBits, key).map((entry) => ({
+          row: idIndexRowAt(bits, entry, rowBits),
+          payload: withPayload ? idIndexPayloadAt(bytes, entry) : null,
+        }));
+      });
+      for (const hit of found) {
+        if (hit.row >= rowCount) throw corrupt(segmentId, `id index names row ${hit.row} of ${rowCount}`);
+        hits.push(hit);
       }
     }
-    return rows;
+    return hits;
   }
 
   private cached(key: number): Uint8Array | IdIndex | undefined {

@@ -4,7 +4,6 @@
  */
 import { type EventColumns, KIND_RETRACTION, selectRows, sortRowsForSegment } from '../../model/columns.ts';
 import { type PackedIds, packIds } from '../../model/packed-ids.ts';
-import { payloadHashesOfColumns } from '../../model/payload-hash.ts';
 import { accountBucket, utcDay } from '../partition.ts';
 import type { SegmentMeta } from './segment-format.ts';
 import { encodeSegment } from './segment-writer.ts';
@@ -91,7 +90,8 @@ export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
     if (sorted.kind[row] === KIND_RETRACTION && original !== null) retracted.push(original);
   }
   const hot = req.hotWindow !== false;
-  const payloadHashes = hot ? payloadHashesOfColumns(req.columns) : new Uint32Array(0);
+  // The writer hashed the payloads in file order: the hot window wants memtable order.
+  const payloadHashes = hot ? toInputOrder(encoded.payloadHashes, rows) : new Uint32Array(0);
   const eventIds = hot ? packIds(req.columns.event_id, req.columns.rowCount) : packIds([], 0);
   return {
     bytes: encoded.bytes,
@@ -102,6 +102,20 @@ export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
     eventIds,
     idHashes: encoded.idHashes,
   };
+}
+
+/** Four words per row: row `rows[i]` of the input gets the words of row i of the file. */
+function toInputOrder(fileOrder: Uint32Array, rows: Uint32Array): Uint32Array {
+  const out = new Uint32Array(fileOrder.length);
+  for (let i = 0; i < rows.length; i++) {
+    const from = i * 4;
+    const to = rows[i] * 4;
+    out[to] = fileOrder[from];
+    out[to + 1] = fileOrder[from + 1];
+    out[to + 2] = fileOrder[from + 2];
+    out[to + 3] = fileOrder[from + 3];
+  }
+  return out;
 }
 
 /** The buffers of a result a worker moves to the main thread instead of copying them. */

@@ -75,8 +75,10 @@ export interface FooterData {
   /** Column-major: chunks[column * blocks.length + block]. */
   chunks: FooterChunk[];
   bloom: FooterChunk;
-  /** Format 2: the stored id index's chunks (id-index.ts); null in a format 1 file. */
+  /** Format 2 and later: the stored id index's chunks (id-index.ts); null in a format 1 file. */
   idIndex: FooterIdChunk[] | null;
+  /** From the trailer (not stored in the footer): 3 when id index chunks carry payload hashes. */
+  formatVersion: number;
 }
 
 export interface FooterIdChunk extends FooterChunk {
@@ -210,6 +212,7 @@ export function decodeFooter(stored: Uint8Array, formatVersion = FORMAT_VERSION)
     chunks,
     bloom,
     idIndex,
+    formatVersion,
   };
 }
 
@@ -231,7 +234,7 @@ export function metaOf(f: FooterData): SegmentMeta {
   const models = f.dicts[MODEL_DICT];
   return {
     ...f.info,
-    formatVersion: f.idIndex === null ? FORMAT_VERSION_1 : FORMAT_VERSION,
+    formatVersion: f.formatVersion,
     rowCount: f.rowCount,
     minTimestampMs: f.minTimestampMs,
     maxTimestampMs: f.maxTimestampMs,
@@ -245,12 +248,12 @@ export function metaOf(f: FooterData): SegmentMeta {
   };
 }
 
-export function encodeTrailer(footerLength: number, footerCrc: number): Uint8Array {
+export function encodeTrailer(footerLength: number, footerCrc: number, formatVersion: number): Uint8Array {
   const out = new Uint8Array(TRAILER_BYTES);
   const view = new DataView(out.buffer);
   view.setUint32(0, footerLength, true);
   view.setUint32(4, footerCrc, true);
-  out[8] = FORMAT_VERSION;
+  out[8] = formatVersion;
   out.set(SEGMENT_MAGIC, 9);
   return out;
 }
@@ -267,9 +270,9 @@ export function decodeTrailer(trailer: Uint8Array): {
     if (trailer[9 + i] !== SEGMENT_MAGIC[i])
       throw new DecodeError('trailer magic is not USEG (not a segment file, or its tail is damaged)');
   }
-  if (trailer[8] !== FORMAT_VERSION && trailer[8] !== FORMAT_VERSION_1)
+  if (trailer[8] < FORMAT_VERSION_1 || trailer[8] > FORMAT_VERSION)
     throw new DecodeError(
-      `unsupported segment format version ${trailer[8]} (this build reads ${FORMAT_VERSION_1} and ${FORMAT_VERSION})`,
+      `unsupported segment format version ${trailer[8]} (this build reads ${FORMAT_VERSION_1} to ${FORMAT_VERSION})`,
     );
   const view = new DataView(trailer.buffer, trailer.byteOffset, TRAILER_BYTES);
   return {

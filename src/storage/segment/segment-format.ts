@@ -22,8 +22,13 @@ import {
 
 /** "USEG": first four and last four bytes of every segment file. */
 export const SEGMENT_MAGIC = Uint8Array.of(0x55, 0x53, 0x45, 0x47);
-/** Format 2 adds the stored id index; format 1 files (no index) stay readable. */
-export const FORMAT_VERSION = 2;
+/**
+ * Format 2 adds the stored id index; format 3 adds each index entry's payload hash (id-index.ts).
+ * Files of formats 1 and 2 stay readable.
+ */
+export const FORMAT_VERSION = 3;
+export const FORMAT_VERSION_3 = 3;
+export const FORMAT_VERSION_2 = 2;
 export const FORMAT_VERSION_1 = 1;
 /** u32 footer length, u32 footer crc32c, u8 format version, 4-byte magic. */
 export const TRAILER_BYTES = 13;
@@ -164,6 +169,11 @@ export interface EncodedSegment {
   idIndex: IdIndex;
   /** hash128 words h1, h2 of each row's event id (file order), for the database id filter. */
   idHashes: { h1: Uint32Array; h2: Uint32Array };
+  /**
+   * Each row's payload hash (model/payload-hash.ts), four words per row in file order: stored
+   * in the id index (format 3), and the flush's hot window keeps them.
+   */
+  payloadHashes: Uint32Array;
 }
 
 /** Byte range and checksum of one stored region. */

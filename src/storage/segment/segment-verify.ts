@@ -5,7 +5,8 @@
  *
  * Invariants:
  * - verifyEncodedSegment returns only if the bytes decode to exactly `columns` (dictionary
- *   columns compared by value, quantities by exact integer value) and to `encoded.meta`.
+ *   columns compared by value, quantities by exact integer value) and to `encoded.meta`, and
+ *   (format 3) every id index entry holds the payload hash of the row it names.
  */
 
 import {
@@ -16,7 +17,15 @@ import {
   NULL_CODE,
   quantityBigAt,
 } from '../../model/columns.ts';
-import type { EncodedSegment } from './segment-format.ts';
+import {
+  decodeIdIndexChunk,
+  ID_INDEX_CHUNK_ENTRIES,
+  idIndexChunkBits,
+  idIndexPayloadAt,
+  PAYLOAD_HASH_STRIDE,
+  rowBitsOf,
+} from '../id-index.ts';
+import { type EncodedSegment, FORMAT_VERSION_3 } from './segment-format.ts';
 import { SegmentReader } from './segment-reader.ts';
 
 function fail(what: string): never {
@@ -43,6 +52,31 @@ export function verifyEncodedSegment(encoded: EncodedSegment, columns: EventColu
     row += block.rowCount;
   });
   if (row !== n) fail(`row count ${row}, expected ${n}`);
+  if (reader.meta.formatVersion >= FORMAT_VERSION_3) verifyPayloadHashes(encoded, reader, n);
+}
+
+/** Every id index entry carries the payload hash of the row it names (format 3). */
+function verifyPayloadHashes(encoded: EncodedSegment, reader: SegmentReader, n: number): void {
+  const layout = reader.idIndexLayout;
+  if (layout === null) fail('a format 3 file without an id index');
+  const rowBits = rowBitsOf(n);
+  const hashes = encoded.payloadHashes;
+  layout.regions.forEach((region, c) => {
+    const bytes = encoded.bytes.subarray(region.offset, region.offset + region.length);
+    const count = Math.min(ID_INDEX_CHUNK_ENTRIES, n - c * ID_INDEX_CHUNK_ENTRIES);
+    const { rows } = decodeIdIndexChunk(
+      idIndexChunkBits(bytes, count, true),
+      layout.firstHashes[c],
+      count,
+      rowBits,
+    );
+    for (let e = 0; e < count; e++) {
+      const [p1, p2] = idIndexPayloadAt(bytes, e);
+      const at = rows[e] * PAYLOAD_HASH_STRIDE;
+      if (p1 !== hashes[at] || p2 !== hashes[at + 1])
+        fail(`payload hash of id index entry ${e} of chunk ${c}`);
+    }
+  });
 }
 
 /**

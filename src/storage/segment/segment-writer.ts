@@ -24,6 +24,7 @@ import {
   NULL_CODE,
 } from '../../model/columns.ts';
 import { hash128Into } from '../../model/hash.ts';
+import { payloadHashesOfColumns } from '../../model/payload-hash.ts';
 import { BloomFilter } from '../encoding/bloom-filter.ts';
 import {
   buildIdIndex,
@@ -59,6 +60,8 @@ import {
   DEFAULT_BLOOM_BITS_PER_KEY,
   DEFAULT_ZSTD_LEVEL,
   type EncodedSegment,
+  FORMAT_VERSION,
+  FORMAT_VERSION_2,
   isDay,
   NULLABLE_DICT_COLUMNS,
   SEGMENT_MAGIC,
@@ -87,6 +90,11 @@ export interface EncodeSegmentOptions {
    * partitions, each a contiguous range of blocks. Default: one run.
    */
   runStarts?: readonly number[];
+  /**
+   * Store each id index entry's payload hash (format 3); default true. False writes format 2,
+   * which readers still accept: only tests of that path ask for it.
+   */
+  payloadHashes?: boolean;
 }
 
 /** A dict column re-coded against its segment dictionary. */
@@ -144,13 +152,23 @@ export function encodeSegment(
   }
   const bloomBytes = filter.toBytes();
   const idIndex = buildIdIndex(idH3);
+  const withPayload = options.payloadHashes !== false;
+  // Computed for every file: a flush's hot window keeps them too (encode-flush.ts).
+  const payloadHashes = payloadHashesOfColumns(columns);
   const rowBits = rowBitsOf(n);
   const shift = storedHashShift(n);
   const idChunks: Uint8Array[] = [];
   const idDir: FooterIdChunk[] = [];
   for (let from = 0; from < n; from += ID_INDEX_CHUNK_ENTRIES) {
     const to = Math.min(n, from + ID_INDEX_CHUNK_ENTRIES);
-    const bytes = encodeIdIndexChunk(idIndex, from, to, rowBits, shift);
+    const bytes = encodeIdIndexChunk(
+      idIndex,
+      from,
+      to,
+      rowBits,
+      shift,
+      withPayload ? payloadHashes : undefined,
+    );
     idChunks.push(bytes);
     idDir.push({ firstHash: idIndex.hashes[from] >>> shift, length: bytes.length, crc: crc32c(bytes) });
   }
@@ -167,21 +185,33 @@ export function encodeSegment(
     chunks: chunkBytes.map((c) => ({ length: c.length, crc: crc32c(c) })),
     bloom: { length: bloomBytes.length, crc: crc32c(bloomBytes) },
     idIndex: idDir,
+    formatVersion: withPayload ? FORMAT_VERSION : FORMAT_VERSION_2,
   };
-  const bytes = assemble([...chunkBytes, ...idChunks], bloomBytes, encodeFooter(footer, zstdLevel));
+  const bytes = assemble(
+    [...chunkBytes, ...idChunks],
+    bloomBytes,
+    encodeFooter(footer, zstdLevel),
+    footer.formatVersion,
+  );
   const encoded: EncodedSegment = {
     bytes,
     meta: metaOf(footer),
     checksum: crc32c(bytes),
     idIndex,
     idHashes: { h1: idH1, h2: idH2 },
+    payloadHashes,
   };
   if (options.verify !== false) verifyEncodedSegment(encoded, columns);
   return encoded;
 }
 
-function assemble(chunks: Uint8Array[], bloom: Uint8Array, footer: Uint8Array): Uint8Array {
-  const trailer = encodeTrailer(footer.length, crc32c(footer));
+function assemble(
+  chunks: Uint8Array[],
+  bloom: Uint8Array,
+  footer: Uint8Array,
+  formatVersion: number,
+): Uint8Array {
+  const trailer = encodeTrailer(footer.length, crc32c(footer), formatVersion);
   const parts = [SEGMENT_MAGIC, ...chunks, bloom, footer, trailer];
   let total = 0;
   for (const p of parts) total += p.length;

@@ -129,7 +129,7 @@ describe('segment corruption', () => {
     notSegment[0] = 0x50;
     expectCorrupt(() => SegmentReader.fromBytes(notSegment), /header magic/);
     const future = Uint8Array.from(bytes);
-    future[bytes.length - 5] = 3;
-    expectCorrupt(() => SegmentReader.fromBytes(future), /unsupported segment format version 3/);
+    future[bytes.length - 5] = 4;
+    expectCorrupt(() => SegmentReader.fromBytes(future), /unsupported segment format version 4/);
   });
 });
