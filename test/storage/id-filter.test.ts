@@ -96,73 +96,70 @@ describe('id filter file', () => {
   });
 });
 
+/** An index of random hashes and one chunk's entries [from, to) of it, as the writer cuts them. */
+const chunkCase = fc
+  .tuple(fc.array(fc.nat({ max: 2 ** 32 - 1 }), { minLength: 1, maxLength: 3000 }), fc.nat({ max: 2999 }))
+  .map(([hashes, start]) => {
+    const n = hashes.length;
+    const from = Math.min(start, n - 1);
+    return {
+      n,
+      index: buildIdIndex(Uint32Array.from(hashes)),
+      from,
+      to: Math.min(n, from + 2048),
+      shift: storedHashShift(n),
+    };
+  });
+
 describe('stored id index chunks', () => {
   it('decode to the shifted hashes and rows they were encoded from', () => {
     fc.assert(
-      fc.property(
-        fc.array(fc.nat({ max: 2 ** 32 - 1 }), { minLength: 1, maxLength: 3000 }),
-        fc.nat({ max: 2999 }),
-        (hashes, start) => {
-          const n = hashes.length;
-          const index = buildIdIndex(Uint32Array.from(hashes));
-          const from = Math.min(start, n - 1);
-          const to = Math.min(n, from + 2048);
-          const shift = storedHashShift(n);
-          const bytes = encodeIdIndexChunk(index, from, to, rowBitsOf(n), shift);
-          const back = decodeIdIndexChunk(bytes, index.hashes[from] >>> shift, to - from, rowBitsOf(n));
-          expect([...back.rows]).toEqual([...index.rows.subarray(from, to)]);
-          expect([...back.hashes]).toEqual([...index.hashes.subarray(from, to)].map((h) => h >>> shift));
-          // A search finds exactly the rows of its key, for keys present and absent.
-          for (const k of [from, Math.floor((from + to) / 2), to - 1]) {
-            const key = index.hashes[k] >>> shift;
-            const expected = [...back.rows].filter((_, i) => back.hashes[i] === key);
-            expect(searchIdIndexChunk(bytes, back.hashes[0], to - from, rowBitsOf(n), key)).toEqual(expected);
-            expect(searchIdIndexChunk(bytes, back.hashes[0], to - from, rowBitsOf(n), key + 0.5)).toEqual([]);
-          }
-        },
-      ),
+      fc.property(chunkCase, ({ n, index, from, to, shift }) => {
+        const bytes = encodeIdIndexChunk(index, from, to, rowBitsOf(n), shift);
+        const back = decodeIdIndexChunk(bytes, index.hashes[from] >>> shift, to - from, rowBitsOf(n));
+        expect([...back.rows]).toEqual([...index.rows.subarray(from, to)]);
+        expect([...back.hashes]).toEqual([...index.hashes.subarray(from, to)].map((h) => h >>> shift));
+        // A search finds exactly the rows of its key, for keys present and absent.
+        for (const k of [from, Math.floor((from + to) / 2), to - 1]) {
+          const key = index.hashes[k] >>> shift;
+          const expected = [...back.rows].filter((_, i) => back.hashes[i] === key);
+          expect(searchIdIndexChunk(bytes, back.hashes[0], to - from, rowBitsOf(n), key)).toEqual(expected);
+          expect(searchIdIndexChunk(bytes, back.hashes[0], to - from, rowBitsOf(n), key + 0.5)).toEqual([]);
+        }
+      }),
       { numRuns: 200 },
     );
   });
 
   it('carry the payload hash words of each entry (format 3), read back by entry', () => {
     fc.assert(
-      fc.property(
-        fc.array(fc.nat({ max: 2 ** 32 - 1 }), { minLength: 1, maxLength: 3000 }),
-        fc.nat({ max: 2999 }),
-        (hashes, start) => {
-          const n = hashes.length;
-          const index = buildIdIndex(Uint32Array.from(hashes));
-          // Four words per row, distinct per row, the top bit set on some to catch sign slips.
-          const payload = Uint32Array.from(
-            { length: n * PAYLOAD_HASH_STRIDE },
-            (_, i) => (i * 2654435761) >>> 0,
-          );
-          const from = Math.min(start, n - 1);
-          const to = Math.min(n, from + 2048);
-          const count = to - from;
-          const shift = storedHashShift(n);
-          const rowBits = rowBitsOf(n);
-          const bytes = encodeIdIndexChunk(index, from, to, rowBits, shift, payload);
-          const plain = encodeIdIndexChunk(index, from, to, rowBits, shift);
-          expect(bytes.length).toBe(plain.length + count * PAYLOAD_BYTES_PER_ENTRY);
-          const bits = idIndexChunkBits(bytes, count, true);
-          expect([...bits]).toEqual([...plain]);
-          const firstKey = index.hashes[from] >>> shift;
-          for (const k of [from, Math.floor((from + to) / 2), to - 1]) {
-            const key = index.hashes[k] >>> shift;
-            const entries = searchIdIndexEntries(bits, firstKey, count, rowBits, key);
-            expect(entries.length).toBeGreaterThan(0);
-            for (const e of entries) {
-              const row = idIndexRowAt(bits, e, rowBits);
-              expect(row).toBe(index.rows[from + e]);
-              const at = row * PAYLOAD_HASH_STRIDE;
-              expect(idIndexPayloadAt(bytes, e)).toEqual([payload[at], payload[at + 1]]);
-            }
+      fc.property(chunkCase, ({ n, index, from, to, shift }) => {
+        // Four words per row, distinct per row, the top bit set on some to catch sign slips.
+        const payload = Uint32Array.from(
+          { length: n * PAYLOAD_HASH_STRIDE },
+          (_, i) => (i * 2654435761) >>> 0,
+        );
+        const count = to - from;
+        const rowBits = rowBitsOf(n);
+        const bytes = encodeIdIndexChunk(index, from, to, rowBits, shift, payload);
+        const plain = encodeIdIndexChunk(index, from, to, rowBits, shift);
+        expect(bytes.length).toBe(plain.length + count * PAYLOAD_BYTES_PER_ENTRY);
+        const bits = idIndexChunkBits(bytes, count, true);
+        expect([...bits]).toEqual([...plain]);
+        const firstKey = index.hashes[from] >>> shift;
+        for (const k of [from, Math.floor((from + to) / 2), to - 1]) {
+          const key = index.hashes[k] >>> shift;
+          const entries = searchIdIndexEntries(bits, firstKey, count, rowBits, key);
+          expect(entries.length).toBeGreaterThan(0);
+          for (const e of entries) {
+            const row = idIndexRowAt(bits, e, rowBits);
+            expect(row).toBe(index.rows[from + e]);
+            const at = row * PAYLOAD_HASH_STRIDE;
+            expect(idIndexPayloadAt(bytes, e)).toEqual([payload[at], payload[at + 1]]);
           }
-          expect(() => idIndexChunkBits(bytes.subarray(0, count * 8 - 1), count, true)).toThrow(RangeError);
-        },
-      ),
+        }
+        expect(() => idIndexChunkBits(bytes.subarray(0, count * 8 - 1), count, true)).toThrow(RangeError);
+      }),
       { numRuns: 100 },
     );
   });

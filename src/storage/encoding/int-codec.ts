@@ -32,6 +32,19 @@ function expectStreams(streams: Streams, count: number, codec: string): void {
     throw new DecodeError(`${codec}: ${streams.length} streams, expected ${count}`);
 }
 
+/** The streams of a point read, and a row inside the chunk (a RangeError: the caller's mistake). */
+function expectPointRead(
+  streams: Streams,
+  streamCount: number,
+  codec: string,
+  row: number,
+  count: number,
+): void {
+  expectStreams(streams, streamCount, codec);
+  if (!(Number.isInteger(row) && row >= 0 && row < count))
+    throw new RangeError(`${codec}: no row ${row} of ${count}`);
+}
+
 function expectConsumed(reader: ByteReader, what: string): void {
   if (!reader.atEnd()) throw new DecodeError(`${what}: ${reader.remaining} trailing bytes`);
 }
@@ -98,9 +111,7 @@ export function decodeRunsAt(
   limit: number,
   nullShift = false,
 ): number {
-  expectStreams(streams, 2, 'runs');
-  if (!(Number.isInteger(row) && row >= 0 && row < count))
-    throw new RangeError(`runs: no row ${row} of ${count}`);
+  expectPointRead(streams, 2, 'runs', row, count);
   const vals = new ByteReader(streams[0]);
   const runs = new ByteReader(streams[1]);
   for (let pos = 0; ;) {
@@ -170,9 +181,7 @@ export function decodePlanesAt(
   limit: number,
   nullShift = false,
 ): number {
-  expectStreams(streams, 1, 'planes');
-  if (!(Number.isInteger(row) && row >= 0 && row < count))
-    throw new RangeError(`planes: no row ${row} of ${count}`);
+  expectPointRead(streams, 1, 'planes', row, count);
   const bytes = streams[0];
   const width = bytes.length > 0 ? bytes[0] : 0;
   if (width < 1 || width > 4 || bytes.length !== 1 + width * count) {

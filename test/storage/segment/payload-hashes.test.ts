@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hash128 } from '../../../src/model/hash.ts';
 import { eventOfRow } from '../../../src/model/event.ts';
-import { type EventColumns } from '../../../src/model/columns.ts';
+import { COLUMN_NAMES, type EventColumns } from '../../../src/model/columns.ts';
 import { payloadHash } from '../../../src/model/payload-hash.ts';
 import {
   ID_INDEX_CHUNK_ENTRIES,
@@ -45,23 +45,7 @@ describe('payload hashes in the id index (format 3)', () => {
         const encoded = encodeSegment(rowsToColumns(rows), INFO, { blockRows, zstdLevel: 1 });
         const reader = SegmentReader.fromBytes(encoded.bytes);
         expect(reader.meta.formatVersion).toBe(3);
-        const all = reader.readColumns([
-          'event_id',
-          'kind',
-          'correction_original_event_id',
-          'correction_reason',
-          'account_id',
-          'subscription_id',
-          'product_id',
-          'meter_id',
-          'model_id',
-          'unit',
-          'source',
-          'dimensions',
-          'timestamp_ms',
-          'quantity',
-          'ingested_at_ms',
-        ]) as EventColumns;
+        const all = reader.readColumns([...COLUMN_NAMES]) as EventColumns;
         for (let row = 0; row < all.rowCount; row++) {
           const e = eventOfRow(all, row);
           const p = payloadHash(e);
