@@ -50,6 +50,17 @@ export function buildIdIndex(hashOfRow: Uint32Array, packedSortRowsMax = PACKED_
  * and decodes one chunk (~5 KiB on disk, 16 KiB decoded) instead of the whole index.
  */
 export const ID_INDEX_CHUNK_ENTRIES = 2048;
+/**
+ * Format 3: its 8 bytes of payload hash per entry would make a 2,048-entry chunk ~21 KiB, and
+ * a cold lookup reads one whole chunk (and its CRC) for a single entry: a quarter of the
+ * entries keeps a chunk at ~5 KiB.
+ */
+export const ID_INDEX_CHUNK_ENTRIES_V3 = 512;
+
+/** Entries per stored chunk of a file of this format (2 or later). */
+export function idIndexChunkEntries(formatVersion: number): number {
+  return formatVersion >= 3 ? ID_INDEX_CHUNK_ENTRIES_V3 : ID_INDEX_CHUNK_ENTRIES;
+}
 
 /** Bits that hold any row number of a file of `rowCount` rows (at least 1). */
 export function rowBitsOf(rowCount: number): number {

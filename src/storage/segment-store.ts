@@ -39,8 +39,8 @@ import { FORMAT_VERSION_3, type RegionRef } from './segment/segment-format.ts';
 import { lowerBound } from '../util/lower-bound.ts';
 import {
   buildIdIndex,
-  ID_INDEX_CHUNK_ENTRIES,
   type IdIndex,
+  idIndexChunkEntries,
   idIndexChunkBits,
   idIndexPayloadAt,
   idIndexRowAt,
@@ -485,13 +485,14 @@ export class SegmentStore {
     // on those. Equal values may run across chunks: start at the last chunk starting below.
     const rowCount = file.meta.rowCount;
     const withPayload = file.meta.formatVersion >= FORMAT_VERSION_3;
+    const chunkEntries = idIndexChunkEntries(file.meta.formatVersion);
     const rowBits = rowBitsOf(rowCount);
     const key = h3 >>> storedHashShift(rowCount);
     const first = layout.firstHashes;
     const hits: IdIndexHit[] = [];
     for (let c = Math.max(0, lowerBound(first, key) - 1); c < first.length && first[c] <= key; c++) {
       const bytes = await this.idIndexChunk(file, layout, c);
-      const count = Math.min(ID_INDEX_CHUNK_ENTRIES, rowCount - c * ID_INDEX_CHUNK_ENTRIES);
+      const count = Math.min(chunkEntries, rowCount - c * chunkEntries);
       const found = decodedOrCorrupt(segmentId, () => {
         const bits = idIndexChunkBits(bytes, count, withPayload);
         return searchIdIndexEntries(bits, first[c], count, rowBits, key).map((entry) => ({

@@ -18,7 +18,8 @@ describe('cold retries answered from the stored payload hash', () => {
   it('tells duplicates from conflicts after a restart without reading the stored row', async () => {
     const { open } = simDb();
     let db = await open({ limits: { hotIdsMax: 0 } });
-    await db.ingest(usageBatch(0, 200));
+    // Past one id index chunk (512 entries): retries land in different chunks.
+    await db.ingest(usageBatch(0, 1500));
     await db.close();
     // Reopened: nothing in memory knows these ids, so every retry goes to the files.
     db = await open({ limits: { hotIdsMax: 0 } });
@@ -27,12 +28,13 @@ describe('cold retries answered from the stored payload hash', () => {
       const result = await db.ingest([
         usage(3),
         usage(4, { quantity: 999_999 }),
-        usage(5, { model_id: 'another-model' }),
-        usage(6, { dimensions: { region: 'ap' } }),
-        usage(200),
+        usage(705, { model_id: 'another-model' }),
+        usage(1206, { dimensions: { region: 'ap' } }),
+        usage(1499),
+        usage(1500),
       ]);
-      expect(result).toMatchObject({ accepted: 1, duplicates: 1, conflicts: 3 });
-      expect(result.errors.map((e) => e.event_id)).toEqual(['evt_4', 'evt_5', 'evt_6']);
+      expect(result).toMatchObject({ accepted: 1, duplicates: 2, conflicts: 3 });
+      expect(result.errors.map((e) => e.event_id)).toEqual(['evt_4', 'evt_705', 'evt_1206']);
       expect(readRow).not.toHaveBeenCalled();
     } finally {
       readRow.mockRestore();

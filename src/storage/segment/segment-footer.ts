@@ -36,6 +36,7 @@ import {
   FOOTER_ZSTD,
   FORMAT_VERSION,
   FORMAT_VERSION_1,
+  FORMAT_VERSION_3,
   isDay,
   SEGMENT_MAGIC,
   SEGMENT_ROWS_MAX,
@@ -130,6 +131,10 @@ export function encodeFooter(f: FooterData, zstdLevel: number): Uint8Array {
       w.writeU32LE(c.crc);
     }
   }
+  // Format 3 repeats its version inside the checksummed footer: the trailer's version byte is
+  // covered by no checksum, and one flipped bit (3 -> 2 or 1) would have its id index chunks
+  // read in an older layout, and an id then never found.
+  if (f.formatVersion >= FORMAT_VERSION_3) w.writeU8(f.formatVersion);
   const raw = w.finish();
   const compressed = zstdCompress(raw, zstdLevel);
   const useZstd = compressed.length < raw.length;
@@ -200,6 +205,11 @@ export function decodeFooter(stored: Uint8Array, formatVersion = FORMAT_VERSION)
     idIndex = [];
     for (let i = 0; i < count; i++)
       idIndex.push({ firstHash: r.readU32LE(), length: r.readVarUint(), crc: r.readU32LE() });
+  }
+  if (formatVersion >= FORMAT_VERSION_3) {
+    const stored = r.readU8();
+    if (stored !== formatVersion)
+      throw new DecodeError(`footer: format version ${stored}, the trailer says ${formatVersion}`);
   }
   if (!r.atEnd()) throw new DecodeError(`footer: ${r.remaining} trailing bytes`);
   return {

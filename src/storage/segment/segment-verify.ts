@@ -19,7 +19,7 @@ import {
 } from '../../model/columns.ts';
 import {
   decodeIdIndexChunk,
-  ID_INDEX_CHUNK_ENTRIES,
+  idIndexChunkEntries,
   idIndexChunkBits,
   idIndexPayloadAt,
   PAYLOAD_HASH_STRIDE,
@@ -61,9 +61,10 @@ function verifyPayloadHashes(encoded: EncodedSegment, reader: SegmentReader, n: 
   if (layout === null) fail('a format 3 file without an id index');
   const rowBits = rowBitsOf(n);
   const hashes = encoded.payloadHashes;
+  const chunkEntries = idIndexChunkEntries(reader.meta.formatVersion);
   layout.regions.forEach((region, c) => {
     const bytes = encoded.bytes.subarray(region.offset, region.offset + region.length);
-    const count = Math.min(ID_INDEX_CHUNK_ENTRIES, n - c * ID_INDEX_CHUNK_ENTRIES);
+    const count = Math.min(chunkEntries, n - c * chunkEntries);
     const { rows } = decodeIdIndexChunk(
       idIndexChunkBits(bytes, count, true),
       layout.firstHashes[c],

@@ -29,7 +29,7 @@ import { BloomFilter } from '../encoding/bloom-filter.ts';
 import {
   buildIdIndex,
   encodeIdIndexChunk,
-  ID_INDEX_CHUNK_ENTRIES,
+  idIndexChunkEntries,
   rowBitsOf,
   storedHashShift,
 } from '../id-index.ts';
@@ -159,8 +159,9 @@ export function encodeSegment(
   const shift = storedHashShift(n);
   const idChunks: Uint8Array[] = [];
   const idDir: FooterIdChunk[] = [];
-  for (let from = 0; from < n; from += ID_INDEX_CHUNK_ENTRIES) {
-    const to = Math.min(n, from + ID_INDEX_CHUNK_ENTRIES);
+  const chunkEntries = idIndexChunkEntries(withPayload ? FORMAT_VERSION : FORMAT_VERSION_2);
+  for (let from = 0; from < n; from += chunkEntries) {
+    const to = Math.min(n, from + chunkEntries);
     const bytes = encodeIdIndexChunk(
       idIndex,
       from,

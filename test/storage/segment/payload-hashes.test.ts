@@ -5,7 +5,7 @@ import { eventOfRow } from '../../../src/model/event.ts';
 import { COLUMN_NAMES, type EventColumns } from '../../../src/model/columns.ts';
 import { payloadHash } from '../../../src/model/payload-hash.ts';
 import {
-  ID_INDEX_CHUNK_ENTRIES,
+  idIndexChunkEntries,
   idIndexChunkBits,
   idIndexPayloadAt,
   idIndexRowAt,
@@ -30,7 +30,8 @@ function hitsOf(reader: SegmentReader, bytes: Uint8Array, h3: number): { row: nu
   const out: { row: number; payload: number[] }[] = [];
   layout.regions.forEach((region, c) => {
     const chunk = bytes.subarray(region.offset, region.offset + region.length);
-    const count = Math.min(ID_INDEX_CHUNK_ENTRIES, n - c * ID_INDEX_CHUNK_ENTRIES);
+    const entries = idIndexChunkEntries(reader.meta.formatVersion);
+    const count = Math.min(entries, n - c * entries);
     const bits = idIndexChunkBits(chunk, count, true);
     for (const e of searchIdIndexEntries(bits, layout.firstHashes[c], count, rowBitsOf(n), key))
       out.push({ row: idIndexRowAt(bits, e, rowBitsOf(n)), payload: idIndexPayloadAt(chunk, e) });
@@ -57,13 +58,16 @@ describe('payload hashes in the id index (format 3)', () => {
     );
   });
 
-  it('are left out on request (format 2, still read), at 8 bytes per event', () => {
+  it('are left out on request (format 2, still read), at about 8 bytes per event', () => {
     const columns = rowsToColumns(realisticRows({ rows: 3000, seed: 5 }));
     const v3 = encodeSegment(columns, INFO);
     const v2 = encodeSegment(columns, INFO, { payloadHashes: false });
     expect(SegmentReader.fromBytes(v2.bytes).meta.formatVersion).toBe(2);
     const idIndexBytes = (bytes: Uint8Array) => SegmentReader.fromBytes(bytes).sizeBreakdown().id_index;
-    expect(idIndexBytes(v3.bytes) - idIndexBytes(v2.bytes)).toBe(8 * columns.rowCount);
+    // 8 bytes per entry; the bit streams differ by a few bytes (format 3 cuts 512-entry chunks,
+    // each with its first hash in the footer and its last byte padded).
+    const extra = idIndexBytes(v3.bytes) - idIndexBytes(v2.bytes);
+    expect(Math.abs(extra - 8 * columns.rowCount)).toBeLessThan(16);
     expect(SegmentReader.fromBytes(v2.bytes).readColumns(['event_id'])).toEqual(
       SegmentReader.fromBytes(v3.bytes).readColumns(['event_id']),
     );

@@ -131,5 +131,13 @@ describe('segment corruption', () => {
     const future = Uint8Array.from(bytes);
     future[bytes.length - 5] = 4;
     expectCorrupt(() => SegmentReader.fromBytes(future), /unsupported segment format version 4/);
+    // The trailer's version byte has no checksum of its own: an older version read there must
+    // not pass (its id index would be read in another layout). The footer repeats it.
+    expect(bytes[bytes.length - 5]).toBe(3);
+    for (const older of [1, 2]) {
+      const flippedVersion = Uint8Array.from(bytes);
+      flippedVersion[bytes.length - 5] = older;
+      expectCorrupt(() => SegmentReader.fromBytes(flippedVersion), /segment footer/);
+    }
   });
 });
