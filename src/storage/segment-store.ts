@@ -461,14 +461,10 @@ export class SegmentStore {
     return filter;
   }
 
-  /** Rows of a committed file whose event id hashes (hash128 h3) to `h3`, from its id index. */
-  async idIndexRows(segmentId: number, h3: number): Promise<number[]> {
-    return (await this.idIndexHits(segmentId, h3)).map((hit) => hit.row);
-  }
-
   /**
-   * Like idIndexRows, with each row's payload hash words (h1, h2) when the file stores them
-   * (format 3; null before): the chunk the lookup reads anyway holds them.
+   * Rows of a committed file whose event id hashes (hash128 h3) to `h3`, from its id index,
+   * each with its payload hash words (h1, h2) when the file stores them (format 3; null
+   * before): the chunk the lookup reads anyway holds them.
    */
   async idIndexHits(segmentId: number, h3: number): Promise<IdIndexHit[]> {
     const file = this.prepared.get(segmentId);

@@ -4,6 +4,7 @@
  */
 import { type EventColumns, KIND_RETRACTION, selectRows, sortRowsForSegment } from '../../model/columns.ts';
 import { type PackedIds, packIds } from '../../model/packed-ids.ts';
+import { PAYLOAD_HASH_STRIDE } from '../id-index.ts';
 import { accountBucket, utcDay } from '../partition.ts';
 import type { SegmentMeta } from './segment-format.ts';
 import { encodeSegment } from './segment-writer.ts';
@@ -104,12 +105,12 @@ export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
   };
 }
 
-/** Four words per row: row `rows[i]` of the input gets the words of row i of the file. */
+/** Row `rows[i]` of the input gets the payload hash words of row i of the file. */
 function toInputOrder(fileOrder: Uint32Array, rows: Uint32Array): Uint32Array {
   const out = new Uint32Array(fileOrder.length);
   for (let i = 0; i < rows.length; i++) {
-    const from = i * 4;
-    const to = rows[i] * 4;
+    const from = i * PAYLOAD_HASH_STRIDE;
+    const to = rows[i] * PAYLOAD_HASH_STRIDE;
     out[to] = fileOrder[from];
     out[to + 1] = fileOrder[from + 1];
     out[to + 2] = fileOrder[from + 2];

@@ -153,13 +153,14 @@ export function encodeSegment(
   const bloomBytes = filter.toBytes();
   const idIndex = buildIdIndex(idH3);
   const withPayload = options.payloadHashes !== false;
+  const formatVersion = withPayload ? FORMAT_VERSION : FORMAT_VERSION_2;
   // Computed for every file: a flush's hot window keeps them too (encode-flush.ts).
   const payloadHashes = payloadHashesOfColumns(columns);
   const rowBits = rowBitsOf(n);
   const shift = storedHashShift(n);
   const idChunks: Uint8Array[] = [];
   const idDir: FooterIdChunk[] = [];
-  const chunkEntries = idIndexChunkEntries(withPayload ? FORMAT_VERSION : FORMAT_VERSION_2);
+  const chunkEntries = idIndexChunkEntries(formatVersion);
   for (let from = 0; from < n; from += chunkEntries) {
     const to = Math.min(n, from + chunkEntries);
     const bytes = encodeIdIndexChunk(
@@ -186,7 +187,7 @@ export function encodeSegment(
     chunks: chunkBytes.map((c) => ({ length: c.length, crc: crc32c(c) })),
     bloom: { length: bloomBytes.length, crc: crc32c(bloomBytes) },
     idIndex: idDir,
-    formatVersion: withPayload ? FORMAT_VERSION : FORMAT_VERSION_2,
+    formatVersion,
   };
   const bytes = assemble(
     [...chunkBytes, ...idChunks],
