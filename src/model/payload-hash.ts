@@ -89,6 +89,9 @@ const wordsHash = new Uint32Array(4);
 const result = new Uint32Array(4);
 
 /** Payload hash of an incoming (validated) event. */
+/** Words per row in payloadHashesOfColumns' output: h1, h2, h3, h4. */
+export const PAYLOAD_HASH_WORDS = 4;
+
 export function payloadHash(e: UsageEvent): Hash128 {
   const w = scratch;
   const ref = e.correction_ref;
@@ -126,7 +129,7 @@ function dictHashes(dict: readonly string[]): Uint32Array {
 
 /** Payload hashes of rows [0, rowCount) of stored columns: four words per row. */
 export function payloadHashesOfColumns(c: EventColumns): Uint32Array {
-  const out = new Uint32Array(c.rowCount * 4);
+  const out = new Uint32Array(c.rowCount * PAYLOAD_HASH_WORDS);
   const dicts = {
     account: dictHashes(c.account_id.dict),
     subscription: dictHashes(c.subscription_id.dict),
@@ -161,7 +164,7 @@ export function payloadHashesOfColumns(c: EventColumns): Uint32Array {
     const big = putQuantity(w, W_QUANTITY, quantityAt(c.quantity, row));
     const nulls = (original === null ? 3 : 0) | (sub === NULL_CODE ? 4 : 0) | (model === NULL_CODE ? 8 : 0);
     w[W_KIND] = kindWord(c.kind[row], nulls, big);
-    hashScratch(out, row * 4);
+    hashScratch(out, row * PAYLOAD_HASH_WORDS);
   }
   return out;
 }

@@ -10,6 +10,7 @@
  * Invariant: `hashes` ascending; `rows[i]` is the row whose id hashes (hash128 h3, or in a
  * stored chunk its high bits, storedHashShift) to `hashes[i]`.
  */
+import { PAYLOAD_HASH_WORDS } from '../model/payload-hash.ts';
 export interface IdIndex {
   hashes: Uint32Array;
   /** Row in the file of each hash. */
@@ -102,7 +103,7 @@ export function encodeIdIndexChunk(
       bytes.push(w & 0xff, (w >>> 8) & 0xff, (w >>> 16) & 0xff, w >>> 24);
     };
     for (let i = from; i < to; i++) {
-      const at = index.rows[i] * PAYLOAD_HASH_STRIDE;
+      const at = index.rows[i] * PAYLOAD_HASH_WORDS;
       push32(payload[at]);
       push32(payload[at + 1]);
     }
@@ -134,9 +135,8 @@ export function encodeIdIndexChunk(
  * Format 3 chunks start with each entry's payload hash (words h1, h2 of model/payload-hash.ts,
  * 8 bytes per entry): a cold retry then tells a duplicate from a conflict with the chunk its
  * lookup reads anyway, instead of reading and decoding the stored row. `payload` of
- * encodeIdIndexChunk holds PAYLOAD_HASH_STRIDE words per file row (h1, h2 first).
+ * encodeIdIndexChunk is payloadHashesOfColumns' output for the file's rows.
  */
-export const PAYLOAD_HASH_STRIDE = 4;
 export const PAYLOAD_BYTES_PER_ENTRY = 8;
 
 /** The bit stream of a stored chunk of `count` entries: past the payload words in format 3. */

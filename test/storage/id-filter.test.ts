@@ -1,3 +1,4 @@
+import { PAYLOAD_HASH_WORDS } from '../../src/model/payload-hash.ts';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BlockedBloom } from '../../src/storage/encoding/blocked-bloom.ts';
@@ -18,7 +19,6 @@ import {
   idIndexPayloadAt,
   idIndexRowAt,
   PAYLOAD_BYTES_PER_ENTRY,
-  PAYLOAD_HASH_STRIDE,
   searchIdIndexChunk,
   searchIdIndexEntries,
   storedHashShift,
@@ -136,7 +136,7 @@ describe('stored id index chunks', () => {
       fc.property(chunkCase, ({ n, index, from, to, shift }) => {
         // Four words per row, distinct per row, the top bit set on some to catch sign slips.
         const payload = Uint32Array.from(
-          { length: n * PAYLOAD_HASH_STRIDE },
+          { length: n * PAYLOAD_HASH_WORDS },
           (_, i) => (i * 2654435761) >>> 0,
         );
         const count = to - from;
@@ -154,7 +154,7 @@ describe('stored id index chunks', () => {
           for (const e of entries) {
             const row = idIndexRowAt(bits, e, rowBits);
             expect(row).toBe(index.rows[from + e]);
-            const at = row * PAYLOAD_HASH_STRIDE;
+            const at = row * PAYLOAD_HASH_WORDS;
             expect(idIndexPayloadAt(bytes, e)).toEqual([payload[at], payload[at + 1]]);
           }
         }

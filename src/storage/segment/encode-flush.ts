@@ -2,9 +2,9 @@
  * The CPU part of a flush: cluster the rows by (UTC day, bucket) partition, then account, and
  * encode them as one segment. Pure (no I/O), so it runs in a worker thread or inline.
  */
+import { PAYLOAD_HASH_WORDS } from '../../model/payload-hash.ts';
 import { type EventColumns, KIND_RETRACTION, selectRows, sortRowsForSegment } from '../../model/columns.ts';
 import { type PackedIds, packIds } from '../../model/packed-ids.ts';
-import { PAYLOAD_HASH_STRIDE } from '../id-index.ts';
 import { accountBucket, utcDay } from '../partition.ts';
 import type { SegmentMeta } from './segment-format.ts';
 import { encodeSegment } from './segment-writer.ts';
@@ -109,8 +109,8 @@ export function encodeFlushSegment(req: EncodeRequest): EncodeResult {
 function toInputOrder(fileOrder: Uint32Array, rows: Uint32Array): Uint32Array {
   const out = new Uint32Array(fileOrder.length);
   for (let i = 0; i < rows.length; i++) {
-    const from = i * PAYLOAD_HASH_STRIDE;
-    const to = rows[i] * PAYLOAD_HASH_STRIDE;
+    const from = i * PAYLOAD_HASH_WORDS;
+    const to = rows[i] * PAYLOAD_HASH_WORDS;
     out[to] = fileOrder[from];
     out[to + 1] = fileOrder[from + 1];
     out[to + 2] = fileOrder[from + 2];

@@ -78,7 +78,7 @@ export interface FooterData {
   bloom: FooterChunk;
   /** Format 2 and later: the stored id index's chunks (id-index.ts); null in a format 1 file. */
   idIndex: FooterIdChunk[] | null;
-  /** From the trailer (not stored in the footer): 3 when id index chunks carry payload hashes. */
+  /** From the trailer, and repeated at the footer's end from format 3 (when id index chunks carry payload hashes). */
   formatVersion: number;
 }
 

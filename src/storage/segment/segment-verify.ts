@@ -8,6 +8,7 @@
  *   columns compared by value, quantities by exact integer value) and to `encoded.meta`, and
  *   (format 3) every id index entry holds the payload hash of the row it names.
  */
+import { PAYLOAD_HASH_WORDS } from '../../model/payload-hash.ts';
 
 import {
   COLUMN_NAMES,
@@ -22,7 +23,6 @@ import {
   idIndexChunkEntries,
   idIndexChunkBits,
   idIndexPayloadAt,
-  PAYLOAD_HASH_STRIDE,
   rowBitsOf,
 } from '../id-index.ts';
 import { type EncodedSegment, FORMAT_VERSION_3 } from './segment-format.ts';
@@ -73,7 +73,7 @@ function verifyPayloadHashes(encoded: EncodedSegment, reader: SegmentReader, n: 
     );
     for (let e = 0; e < count; e++) {
       const [p1, p2] = idIndexPayloadAt(bytes, e);
-      const at = rows[e] * PAYLOAD_HASH_STRIDE;
+      const at = rows[e] * PAYLOAD_HASH_WORDS;
       if (p1 !== hashes[at] || p2 !== hashes[at + 1])
         fail(`payload hash of id index entry ${e} of chunk ${c}`);
     }
