@@ -44,6 +44,7 @@ import { DEFAULT_HOT_ID_TTL_MS, DEFAULT_HOT_IDS_MAX, RecentIds } from './ingest/
 import { loadManifest, removeTmpFiles, replayWal, type TornTailReport } from './ingest/recovery.ts';
 import { walFileName, WalWriter } from './ingest/wal.ts';
 import { DEFAULT_FUTURE_SKEW_MS, type PendingEvent, validateEvent } from './model/validate.ts';
+import { isValidatedBatch, scanBatchBody, type ValidatedBatch } from './model/batch-scan.ts';
 import {
   createQueryEngine,
   DEFAULT_QUERY_CACHE_BYTES,
@@ -420,32 +421,58 @@ export class UsageDb {
 
   // ---------------------------------------------------------------- ingest
 
-  /** Ingests a batch of wire events. Bad events are rejected one by one, with a reason. */
-  async ingest(events: readonly unknown[]): Promise<IngestResult> {
+  /**
+   * Ingests a batch of wire events, or a batch body `scanBatchBody` already validated. Bad
+   * events are rejected one by one, with a reason.
+   */
+  async ingest(events: readonly unknown[] | ValidatedBatch): Promise<IngestResult> {
     this.assertOpen();
-    if (!Array.isArray(events))
+    const scanned = isValidatedBatch(events);
+    if (!scanned && !Array.isArray(events))
       throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', 'ingest expects an array of events');
-    if (events.length > this.limits.batchEventsMax) {
+    const count = scanned ? events.events.length : events.length;
+    if (count > this.limits.batchEventsMax) {
       throw new UsageDbError(
         'USAGEDB_ERR_BATCH_TOO_LARGE',
-        `batch of ${events.length} events exceeds the limit of ${this.limits.batchEventsMax}`,
+        `batch of ${count} events exceeds the limit of ${this.limits.batchEventsMax}`,
       );
     }
     return publicErrors('cannot ingest', async () => {
       const result = emptyIngestResult();
-      const nowMs = this.clock.nowMs();
-      const valid: { index: number; event: PendingEvent }[] = [];
-      for (let index = 0; index < events.length; index++) {
-        const v = validateEvent(events[index], nowMs, this.limits);
-        if (v.ok) valid.push({ index, event: v.event });
-        else rejectEvent(result, index, v.event_id, v.reason, v.message);
+      let nowMs: number;
+      let valid: { index: number; event: PendingEvent }[];
+      let sent: (index: number) => unknown;
+      if (scanned) {
+        nowMs = events.nowMs;
+        valid = events.events.map((event, index) => ({ index, event }));
+        sent = (index) => events.rawEvent(index);
+      } else {
+        nowMs = this.clock.nowMs();
+        valid = [];
+        for (let index = 0; index < events.length; index++) {
+          const v = validateEvent(events[index], nowMs, this.limits);
+          if (v.ok) valid.push({ index, event: v.event });
+          else rejectEvent(result, index, v.event_id, v.reason, v.message);
+        }
+        sent = (index) => events[index];
       }
       await this.flusher.waitForRoom();
       // The refusals are final once classified: their log append runs beside the WAL fsync.
-      await this.ingestor.ingest(valid, result, nowMs, () => this.logRejections(events, result, nowMs));
+      await this.ingestor.ingest(valid, result, nowMs, () => this.logRejections(sent, result, nowMs));
       this.flusher.maybeStart();
       return result;
     });
+  }
+
+  /**
+   * The events of a JSON batch body (`{"events":[...]}`) validated in one pass over its bytes,
+   * for `ingest`; undefined when the body is outside that fast path (then parse it and pass
+   * its events). Either way the answer of `ingest` is the same (model/batch-scan.ts).
+   */
+  scanBatchBody(body: Uint8Array): ValidatedBatch | undefined {
+    // A closed database answers at ingest, as for any other batch.
+    if (this.closed) return undefined;
+    return scanBatchBody(body, this.clock.nowMs(), this.limits);
   }
 
   /**
@@ -454,7 +481,7 @@ export class UsageDb {
    * counted (`check().rejection_log.write_failures`).
    */
   private async logRejections(
-    events: readonly unknown[],
+    sent: (index: number) => unknown,
     result: IngestResult,
     nowMs: number,
   ): Promise<void> {
@@ -464,7 +491,7 @@ export class UsageDb {
       event_id: e.event_id,
       status: e.status,
       reason: e.reason,
-      event: events[e.index],
+      event: sent(e.index),
     }));
     await this.rejectionLog.append(nowMs, inputs).catch((err: unknown) => {
       this.logger.warn({ err: String(err) }, 'cannot append to the rejection log');

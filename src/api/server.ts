@@ -194,6 +194,13 @@ export async function createServer(options: CreateServerOptions): Promise<UsageD
     const safeJson = scope.getDefaultJsonParser('error', 'error');
     scope.removeContentTypeParser('application/json');
     scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+      // A batch in the common compact form is validated straight from its bytes; the handler
+      // passes it to db.ingest as it is.
+      const scanned = db.scanBatchBody(body as Buffer);
+      if (scanned !== undefined) {
+        done(null, scanned);
+        return;
+      }
       // A large batch is parsed in pieces, never held as one string (batch-body.ts).
       const pieces = parseBatchBody(body as Buffer);
       if (pieces !== undefined) {

@@ -291,6 +291,16 @@ function checkDimensions(value: unknown): string {
   return canonical;
 }
 
+/** The canonical JSON of a `dimensions` value validateEvent accepts, or undefined if it refuses it. */
+export function validDimensionsJson(value: unknown): string | undefined {
+  try {
+    return checkDimensions(value);
+  } catch (err) {
+    if (err instanceof Rejection) return undefined;
+    throw err;
+  }
+}
+
 /** A rejection echoing at most a bounded prefix of the event's id (and saying so when cut). */
 function rejected(err: Rejection, rawId: unknown): ValidationResult {
   if (typeof rawId !== 'string')
