@@ -335,37 +335,38 @@ function checkDistinctIds(ids: readonly string[], h1: Uint32Array, h2: Uint32Arr
 
 /** Re-codes a column against the sorted distinct values it uses (input dicts may be memtable-wide). */
 export function segmentDict(col: DictColumn, name: DictColumnName, rowCount: number): SegmentDictColumn {
-  const used = new Set<string>();
+  const { codes, dict } = col;
+  // Per input code: 1 once a row uses it. Typed arrays, not a Set of strings: a flush codes
+  // 8 columns of ~250k rows, and dictionaries are small.
+  const usedCodes = new Uint8Array(dict.length);
   let hasNull = false;
   for (let i = 0; i < rowCount; i++) {
-    const code = col.codes[i];
-    if (code === NULL_CODE) {
-      hasNull = true;
-      continue;
-    }
-    const value = col.dict[code];
-    if (typeof value !== 'string')
-      throw new Error(`encodeSegment: ${name} row ${i} has code ${code} outside its dictionary`);
-    used.add(value);
+    const code = codes[i];
+    if (code === NULL_CODE) hasNull = true;
+    else if (code < dict.length) usedCodes[code] = 1;
+    else throw new Error(`encodeSegment: ${name} row ${i} has code ${code} outside its dictionary`);
   }
   if (hasNull && !NULLABLE_DICT_COLUMNS.has(name))
     throw new Error(`encodeSegment: ${name} is required but holds a null`);
+  const used = new Set<string>();
+  for (let code = 0; code < dict.length; code++) {
+    if (usedCodes[code] === 0) continue;
+    const value = dict[code];
+    if (typeof value !== 'string') throw new Error(`encodeSegment: ${name} code ${code} is not a string`);
+    used.add(value);
+  }
   const values = [...used].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const shift = hasNull ? 1 : 0;
   const byValue = new Map<string, number>();
   for (let i = 0; i < values.length; i++) byValue.set(values[i], i + shift);
-  // Input code -> stored code, filled on first use: one Map lookup per distinct input code.
-  const byCode = new Map<number, number>();
+  // Input code -> stored code (equal values in two input codes share one stored code).
+  const storedOfCode = new Uint32Array(dict.length);
+  for (let code = 0; code < dict.length; code++)
+    if (usedCodes[code] === 1) storedOfCode[code] = byValue.get(dict[code]) as number;
   const stored = new Uint32Array(rowCount);
   for (let i = 0; i < rowCount; i++) {
-    const code = col.codes[i];
-    if (code === NULL_CODE) continue; // stored 0
-    let s = byCode.get(code);
-    if (s === undefined) {
-      s = byValue.get(col.dict[code]) as number;
-      byCode.set(code, s);
-    }
-    stored[i] = s;
+    const code = codes[i];
+    if (code !== NULL_CODE) stored[i] = storedOfCode[code]; // null is stored 0
   }
   return { values, hasNull, stored };
 }
