@@ -127,8 +127,15 @@ function dictHashes(dict: readonly string[]): Uint32Array {
   return out;
 }
 
-/** Payload hashes of rows [0, rowCount) of stored columns: four words per row. */
-export function payloadHashesOfColumns(c: EventColumns): Uint32Array {
+/**
+ * Payload hashes of rows [0, rowCount) of stored columns: four words per row. `idHashes`:
+ * words h1, h2 of each row's event id hash when the caller has them (the segment writer
+ * hashes every id for its filter), so no id is hashed twice.
+ */
+export function payloadHashesOfColumns(
+  c: EventColumns,
+  idHashes?: { h1: Uint32Array; h2: Uint32Array },
+): Uint32Array {
   const out = new Uint32Array(c.rowCount * PAYLOAD_HASH_WORDS);
   const dicts = {
     account: dictHashes(c.account_id.dict),
@@ -144,7 +151,11 @@ export function payloadHashesOfColumns(c: EventColumns): Uint32Array {
   const w = scratch;
   for (let row = 0; row < c.rowCount; row++) {
     const original = c.correction_original_event_id[row];
-    putText(w, W_ID, c.event_id[row]);
+    if (idHashes === undefined) putText(w, W_ID, c.event_id[row]);
+    else {
+      w[W_ID] = idHashes.h1[row];
+      w[W_ID + 1] = idHashes.h2[row];
+    }
     putText(w, W_ORIGINAL, original);
     putText(w, W_REASON, original === null ? null : (c.correction_reason[row] ?? ''));
     const sub = c.subscription_id.codes[row];

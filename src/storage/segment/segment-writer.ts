@@ -155,7 +155,7 @@ export function encodeSegment(
   const withPayload = options.payloadHashes !== false;
   const formatVersion = withPayload ? FORMAT_VERSION : FORMAT_VERSION_2;
   // Computed for every file: a flush's hot window keeps them too (encode-flush.ts).
-  const payloadHashes = payloadHashesOfColumns(columns);
+  const payloadHashes = payloadHashesOfColumns(columns, { h1: idH1, h2: idH2 });
   const rowBits = rowBitsOf(n);
   const shift = storedHashShift(n);
   const idChunks: Uint8Array[] = [];
