@@ -108,17 +108,19 @@ const FIELD_BITS: ReadonlyMap<string, number> = new Map([
 
 /**
  * Texts by their bytes: an open-addressing table of printable ASCII texts, each mapped to a
- * value (a field's bit, the text itself, or a dimension set's canonical JSON). Names and
+ * value (the text itself, or a dimension set's canonical JSON). Names and
  * values repeat in almost every event, so a hit costs a hash and a compare, and no string is
  * made. Cleared when half full, so it stays bounded whatever the input.
  */
-class ByteTextTable<V extends string | number> {
+class ByteTextTable {
   private static readonly SLOTS = 1 << 14;
   private readonly hashes = new Int32Array(ByteTextTable.SLOTS);
   private readonly texts: (string | undefined)[] = new Array<string | undefined>(ByteTextTable.SLOTS).fill(
     undefined,
   );
-  private readonly values: (V | undefined)[] = new Array<V | undefined>(ByteTextTable.SLOTS).fill(undefined);
+  private readonly values: (string | undefined)[] = new Array<string | undefined>(ByteTextTable.SLOTS).fill(
+    undefined,
+  );
   private size = 0;
 
   /** The slot of bytes [from, to) with hash h; its text is undefined when absent. */
@@ -132,12 +134,12 @@ class ByteTextTable<V extends string | number> {
     }
   }
 
-  valueAt(slot: number): V | undefined {
+  valueAt(slot: number): string | undefined {
     return this.values[slot];
   }
 
   /** Stores a text read from bytes [from, to) with its value; may clear the table first. */
-  put(b: Uint8Array, from: number, to: number, h: number, value: V): void {
+  put(b: Uint8Array, from: number, to: number, h: number, value: string): void {
     if (this.size >= ByteTextTable.SLOTS / 2) {
       this.texts.fill(undefined);
       this.values.fill(undefined);
@@ -160,10 +162,21 @@ function latin1(b: Uint8Array, from: number, to: number): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1', from, to);
 }
 
+interface FieldKey {
+  /** `"name":` */
+  bytes: Uint8Array;
+  bit: number;
+}
+const FIELD_KEYS: readonly FieldKey[] = [...FIELD_BITS].map(([name, bit]) => ({
+  bytes: Buffer.from(`"${name}":`),
+  bit,
+}));
+
 // Shared by every scan of this thread (a scan never awaits).
-const fieldBits = new ByteTextTable<number>();
-const repeatedTexts = new ByteTextTable<string>();
-const dimensionSets = new ByteTextTable<string>();
+/** The key met at each position of the last event: clients write every event's keys in one order. */
+const keyAtPosition: (FieldKey | undefined)[] = [];
+const repeatedTexts = new ByteTextTable();
+const dimensionSets = new ByteTextTable();
 
 function hashStep(h: number, c: number): number {
   return Math.imul(h ^ c, 0x01000193);
@@ -197,21 +210,29 @@ class Scanner {
     return i;
   }
 
-  /** The field bit of a key at `at`, moving past its colon; 0 to give up. */
-  fieldBit(): number {
+  /** True if the bytes at `at` begin with `bytes`. */
+  private startsWith(bytes: Uint8Array): boolean {
     const b = this.b;
-    if (b[this.at] !== QUOTE) return 0;
-    const end = this.textEnd();
-    if (end < 0 || b[end + 1] !== COLON) return 0;
-    const from = this.at + 1;
-    let bit = fieldBits.valueAt(fieldBits.slotOf(b, from, end, this.lastHash));
-    if (bit === undefined) {
-      bit = FIELD_BITS.get(latin1(b, from, end)) ?? 0;
-      if (bit === 0) return 0;
-      fieldBits.put(b, from, end, this.lastHash, bit);
+    const at = this.at;
+    for (let j = 0; j < bytes.length; j++) if (b[at + j] !== bytes[j]) return false;
+    return true;
+  }
+
+  /**
+   * The field bit of the `position`-th key of an event at `at`, moving past its colon; 0 to
+   * give up. Bytes equal to `"name":` are that key exactly (no escapes in the pattern).
+   */
+  fieldBit(position: number): number {
+    const predicted = keyAtPosition[position];
+    let key: FieldKey | undefined;
+    if (predicted !== undefined && this.startsWith(predicted.bytes)) key = predicted;
+    else {
+      key = FIELD_KEYS.find((k) => this.startsWith(k.bytes));
+      if (key === undefined) return 0;
+      keyAtPosition[position] = key;
     }
-    this.at = end + 2;
-    return bit;
+    this.at += key.bytes.length;
+    return key.bit;
   }
 
   /** A string value at `at`, interned; undefined to give up. */
@@ -363,8 +384,8 @@ function scanEvent(s: Scanner, nowMs: number, limits: ValidationLimits): Pending
   let timestampMs = -1;
   let quantity = -1;
   let dimensionsJson = '{}';
-  for (;;) {
-    const bit = s.fieldBit();
+  for (let position = 0; ; position++) {
+    const bit = s.fieldBit(position);
     if (bit === 0 || (seen & bit) !== 0) return undefined;
     seen |= bit;
     switch (bit) {
