@@ -8,7 +8,7 @@
  *     [--page-size N] [--duckdb-order account|arrival] [--duckdb-quantity decimal38|bigint] [--verbose]
  *     [--reuse] (keep --dir and reuse the loads an earlier run of the same events left there)
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { RUNTIME_ENV, RUNTIME_NODE_FLAGS } from '../src/cli/runtime-profile.ts';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -165,6 +165,9 @@ const log = (msg: string): void => {
 };
 
 function runTask<T extends TaskResult>(label: string, task: Task, verbose: boolean): Promise<T | null> {
+  // Each task starts with no earlier task's writes pending in the page cache: their writeback
+  // would otherwise land on whichever task runs next, engine or floor alike.
+  spawnSync('sync');
   log(`» ${label} ...`);
   const t0 = performance.now();
   return new Promise((done) => {

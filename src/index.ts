@@ -27,6 +27,7 @@ export type { ErrorCode } from './errors.ts';
 export { ERROR_CATALOGUE, UsageDbError } from './errors.ts';
 export type { ExportParquetOptions, ExportParquetResult } from './export/parquet.ts';
 export type { StoredEvent, UsageEvent, WireEvent } from './model/event.ts';
+export type { ValidatedBatch } from './model/batch-scan.ts';
 export type {
   EventsPage,
   EventsParams,
