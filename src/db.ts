@@ -234,6 +234,7 @@ export class UsageDb {
   private readonly logger: UsageDbLogger;
   private readonly billingPeriods: Periods;
   private closed = false;
+  private closing: Promise<void> | null = null;
 
   /** Billing periods per account and UTC month (docs/billing.md): same shapes as the HTTP API. */
   readonly periods: {
@@ -770,7 +771,13 @@ export class UsageDb {
    * WAL for the next open), then releases the lock. A failed flush loses nothing: the events
    * stay in the WAL and the next open replays them; the error is thrown after the release.
    */
-  async close(options: { flushMemtable?: boolean } = {}): Promise<void> {
+  close(options: { flushMemtable?: boolean } = {}): Promise<void> {
+    // A second call (two signals, a caller and a shutdown hook) waits for the first one.
+    this.closing ??= this.closeOnce(options);
+    return this.closing;
+  }
+
+  private async closeOnce(options: { flushMemtable?: boolean }): Promise<void> {
     if (this.closed) return;
     let flushError: unknown = null;
     if (options.flushMemtable !== false) {

@@ -215,6 +215,7 @@ export class Ingestor {
   /** Marks the ingestor closed and closes the WAL durably (best effort: the WAL is replayed). */
   async close(): Promise<void> {
     await this.mutex.run(async () => {
+      if (this.closed) return;
       this.closed = true;
       if (!this.wal.failed) await this.wal.syncTo(this.wal.sizeBytes).catch(() => undefined);
       await this.wal.close().catch(() => undefined);

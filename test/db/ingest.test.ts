@@ -127,6 +127,17 @@ describe('UsageDb ingest and idempotency', () => {
     await db.close();
   });
 
+  it('two close calls at once close once: both resolve and the data reopens whole', async () => {
+    const { open } = simDb();
+    const db = await open();
+    await db.ingest(usageBatch(0, 20));
+    await Promise.all([db.close(), db.close()]);
+    await db.close();
+    const again = await open();
+    expect((await again.ingest(usageBatch(0, 20))).duplicates).toBe(20);
+    await again.close();
+  });
+
   it('a second open of the same directory fails with a clear error', async () => {
     const sim = simDb();
     const db = await sim.open();
