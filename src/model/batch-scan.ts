@@ -23,8 +23,7 @@
  *   its events have passed validation;
  * - `rawEvent(i)` is the value JSON.parse gives for the i-th element of the body's array.
  */
-import type { ValidationLimits } from './validate.ts';
-import { ID_BYTES_MAX, type PendingEvent, validDimensionsJson } from './validate.ts';
+import { ID_BYTES_MAX, type PendingEvent, type ValidationLimits, validDimensionsJson } from './validate.ts';
 
 /** A batch body whose every event passed validation (made by scanBatchBody only). */
 export class ValidatedBatch {
@@ -40,7 +39,6 @@ export class ValidatedBatch {
     this.nowMs = nowMs;
     this.#body = body;
     this.#ranges = ranges;
-    issued.add(this);
   }
 
   /** The event as it was sent (for the rejection log of a conflicting copy). */
@@ -53,7 +51,7 @@ export class ValidatedBatch {
 
 const issued = new WeakSet<ValidatedBatch>();
 
-/** True only for a batch scanBatchBody returned. */
+/** True only for a batch scanBatchBody returned (not one made with `new`). */
 export function isValidatedBatch(value: unknown): value is ValidatedBatch {
   return value instanceof ValidatedBatch && issued.has(value);
 }
@@ -364,7 +362,9 @@ export function scanBatchBody(
     }
   } else s.at++;
   if (s.at !== body.length - 1 || body[s.at] !== CLOSE_BRACE) return undefined;
-  return new ValidatedBatch(events, nowMs, body, Uint32Array.from(ranges));
+  const batch = new ValidatedBatch(events, nowMs, body, Uint32Array.from(ranges));
+  issued.add(batch);
+  return batch;
 }
 
 /** One event at `s.at` (its `{`), leaving `s.at` after its `}`; undefined to give up. */

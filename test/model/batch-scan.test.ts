@@ -126,8 +126,12 @@ describe('scanBatchBody', () => {
       events: [{ event_id: 'x' }],
       nowMs: NOW,
     });
-    expect(isValidatedBatch(forged)).toBe(false);
-    await expect(db.ingest(forged)).rejects.toMatchObject({ code: 'USAGEDB_ERR_INVALID_ARGUMENT' });
+    const made = new ValidatedBatch([], NOW, Buffer.from('{"events":[]}'), new Uint32Array(0));
+    for (const batch of [forged, made]) {
+      expect(isValidatedBatch(batch)).toBe(false);
+      await expect(db.ingest(batch)).rejects.toMatchObject({ code: 'USAGEDB_ERR_INVALID_ARGUMENT' });
+    }
+    expect(isValidatedBatch(db.scanBatchBody(body([])))).toBe(true);
     await db.close();
   });
 
