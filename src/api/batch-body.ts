@@ -18,16 +18,13 @@
  * it would inside the whole body.
  */
 
+import { CLOSE_BRACE, CLOSE_BRACKET, COLON, OPEN_BRACE, OPEN_BRACKET } from '../model/json-bytes.ts';
+
 /** Target size of a piece: well under V8's 128 KiB limit for ordinary heap objects. */
 const PIECE_BYTES = 48 * 1024;
 /** Bodies smaller than this are parsed whole: a string under the limit costs nothing extra. */
 const SMALL_BODY_BYTES = 96 * 1024;
 
-const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
-const OPEN_BRACKET = 0x5b;
-const CLOSE_BRACKET = 0x5d;
-const COLON = 0x3a;
 const EVENTS_KEY = Buffer.from('"events"');
 const CUT = Buffer.from('},{');
 

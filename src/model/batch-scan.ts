@@ -23,6 +23,7 @@
  *   its events have passed validation;
  * - `rawEvent(i)` is the value JSON.parse gives for the i-th element of the body's array.
  */
+import { BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, COLON, COMMA, OPEN_BRACE, QUOTE } from './json-bytes.ts';
 import { ID_BYTES_MAX, type PendingEvent, type ValidationLimits, validDimensionsJson } from './validate.ts';
 
 /** A batch body whose every event passed validation (made by scanBatchBody only). */
@@ -56,13 +57,6 @@ export function isValidatedBatch(value: unknown): value is ValidatedBatch {
   return value instanceof ValidatedBatch && issued.has(value);
 }
 
-const QUOTE = 0x22;
-const COMMA = 0x2c;
-const COLON = 0x3a;
-const BACKSLASH = 0x5c;
-const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
-const CLOSE_BRACKET = 0x5d;
 const DIGIT_0 = 0x30;
 const DIGIT_9 = 0x39;
 const PRINTABLE_FIRST = 0x20;
@@ -249,6 +243,11 @@ class Scanner {
     return value;
   }
 
+  /** `null` or a repeated text at `at`; undefined to give up. */
+  nullableText(): string | null | undefined {
+    return this.isNull() ? null : this.repeatedText();
+  }
+
   /** A string value at `at`, not interned (event ids are unique); undefined to give up. */
   uniqueText(): string | undefined {
     const b = this.b;
@@ -401,26 +400,24 @@ function scanEvent(s: Scanner, nowMs: number, limits: ValidationLimits): Pending
       case F_ACCOUNT:
         if ((account = s.repeatedText()) === undefined) return undefined;
         break;
-      case F_SUBSCRIPTION:
-        if (!s.isNull()) {
-          const text = s.repeatedText();
-          if (text === undefined) return undefined;
-          subscription = text;
-        }
+      case F_SUBSCRIPTION: {
+        const text = s.nullableText();
+        if (text === undefined) return undefined;
+        subscription = text;
         break;
+      }
       case F_PRODUCT:
         if ((product = s.repeatedText()) === undefined) return undefined;
         break;
       case F_METER:
         if ((meter = s.repeatedText()) === undefined) return undefined;
         break;
-      case F_MODEL:
-        if (!s.isNull()) {
-          const text = s.repeatedText();
-          if (text === undefined) return undefined;
-          model = text;
-        }
+      case F_MODEL: {
+        const text = s.nullableText();
+        if (text === undefined) return undefined;
+        model = text;
         break;
+      }
       case F_UNIT:
         if ((unit = s.repeatedText()) === undefined) return undefined;
         break;
