@@ -111,10 +111,13 @@ function splitList(text: string | undefined): string[] | undefined {
     .filter((s) => s.length > 0);
 }
 
+/** The ingest route's url: its body is the one the server's parser may scan (model/batch-scan.ts). */
+export const INGEST_URL = '/v1/usage/batch';
+
 function ingestRoute() {
   return defineRoute({
     method: 'POST',
-    url: '/v1/usage/batch',
+    url: INGEST_URL,
     summary: 'Ingest a batch of usage events (idempotent per event_id)',
     // db.ingest validates each event as untrusted input (own "__proto__" keys included).
     plainJson: true,

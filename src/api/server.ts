@@ -23,7 +23,7 @@ import type { ServerConfig } from './config.ts';
 import { clientErrorAnswer, toHttpError } from './http-errors.ts';
 import { ServerMetrics } from './metrics.ts';
 import { openApiDocument } from './openapi.ts';
-import { type RouteContext, ROUTES, type Route } from './routes.ts';
+import { INGEST_URL, type RouteContext, ROUTES, type Route } from './routes.ts';
 
 export interface CreateServerOptions {
   db: UsageDb;
@@ -194,9 +194,9 @@ export async function createServer(options: CreateServerOptions): Promise<UsageD
     const safeJson = scope.getDefaultJsonParser('error', 'error');
     scope.removeContentTypeParser('application/json');
     scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
-      // A batch in the common compact form is validated straight from its bytes; the handler
-      // passes it to db.ingest as it is.
-      const scanned = db.scanBatchBody(body as Buffer);
+      // A batch in the common compact form is validated straight from its bytes; the ingest
+      // handler passes it to db.ingest as it is.
+      const scanned = req.routeOptions.url === INGEST_URL ? db.scanBatchBody(body as Buffer) : undefined;
       if (scanned !== undefined) {
         done(null, scanned);
         return;

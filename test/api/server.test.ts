@@ -429,3 +429,41 @@ describe('HTTP API with keys', () => {
     expect((await call(`${s.url}/openapi.json`)).status).toBe(200);
   });
 });
+
+describe('HTTP batch bodies: the byte scan and the full path', () => {
+  const tmp = tempDir();
+  let s: Running;
+
+  beforeAll(async () => {
+    s = await startServer({ dir: tmp.dir });
+  });
+  afterAll(async () => {
+    await s.stop();
+    tmp.remove();
+  });
+
+  it('POST /v1/usage/batch takes a compact batch through the byte scan, and a spaced one the full path, alike', async () => {
+    const scans: boolean[] = [];
+    const scan = s.db.scanBatchBody.bind(s.db);
+    s.db.scanBatchBody = (body) => {
+      const batch = scan(body);
+      scans.push(batch !== undefined);
+      return batch;
+    };
+    try {
+      const compact = await call(`${s.url}/v1/usage/batch`, {
+        raw: JSON.stringify({ events: usageBatch(500, 5) }),
+        headers: { 'content-type': 'application/json' },
+      });
+      const spaced = await call(`${s.url}/v1/usage/batch`, {
+        raw: JSON.stringify({ events: usageBatch(505, 5) }, null, 2),
+        headers: { 'content-type': 'application/json' },
+      });
+      expect(scans).toEqual([true, false]);
+      expect(compact.body).toEqual(spaced.body);
+      expect(compact.body).toMatchObject({ accepted: 5, rejected: 0 });
+    } finally {
+      s.db.scanBatchBody = scan;
+    }
+  });
+});
