@@ -28,6 +28,7 @@ import { payloadHashesOfColumns } from '../../model/payload-hash.ts';
 import { BloomFilter } from '../encoding/bloom-filter.ts';
 import {
   buildIdIndex,
+  type IdIndex,
   encodeIdIndexChunk,
   idIndexChunkEntries,
   rowBitsOf,
@@ -135,7 +136,6 @@ export function encodeSegment(
     idH3[r] = h[2];
     filter.add(h[0], h[1]);
   }
-  checkDistinctIds(columns.event_id, idH1, idH2);
 
   const blocks = cutBlocks(columns, dicts.get('account_id') as SegmentDictColumn, blockRows, runStarts);
   const chunkBytes: Uint8Array[] = [];
@@ -152,6 +152,7 @@ export function encodeSegment(
   }
   const bloomBytes = filter.toBytes();
   const idIndex = buildIdIndex(idH3);
+  checkDistinctIds(columns.event_id, idIndex);
   const withPayload = options.payloadHashes !== false;
   const formatVersion = withPayload ? FORMAT_VERSION : FORMAT_VERSION_2;
   // Computed for every file: a flush's hot window keeps them too (encode-flush.ts).
@@ -313,23 +314,24 @@ function checkColumns(c: EventColumns): void {
 }
 
 /**
- * Event ids are distinct. Sorting 52 bits of each id's hash is ~20× cheaper than a Set of
- * the strings; only when two hashes are equal (a repeat, or a 2^-52 collision) are the
- * strings compared.
+ * Event ids are distinct. Equal ids have equal hashes, so they sit side by side in the id
+ * index (sorted by hash): only the rows of a run of equal hashes are compared as strings (a
+ * 250k-row flush has a few such runs, from 32-bit collisions), with no sort of its own.
  */
-function checkDistinctIds(ids: readonly string[], h1: Uint32Array, h2: Uint32Array): void {
-  const keys = new Float64Array(h1.length);
-  for (let i = 0; i < h1.length; i++) keys[i] = h1[i] * 1_048_576 + (h2[i] & 0xfffff);
-  keys.sort();
-  for (let i = 1; i < keys.length; i++) {
-    if (keys[i] !== keys[i - 1]) continue;
+function checkDistinctIds(ids: readonly string[], index: IdIndex): void {
+  const { hashes, rows } = index;
+  for (let i = 1; i < hashes.length; i++) {
+    if (hashes[i] !== hashes[i - 1]) continue;
+    let end = i + 1;
+    while (end < hashes.length && hashes[end] === hashes[i]) end++;
     const seen = new Set<string>();
-    for (let row = 0; row < ids.length; row++) {
-      if (seen.has(ids[row]))
-        throw new Error(`encodeSegment: event_id ${JSON.stringify(ids[row])} appears twice (row ${row})`);
-      seen.add(ids[row]);
+    for (let k = i - 1; k < end; k++) {
+      const id = ids[rows[k]];
+      if (seen.has(id))
+        throw new Error(`encodeSegment: event_id ${JSON.stringify(id)} appears twice (row ${rows[k]})`);
+      seen.add(id);
     }
-    return;
+    i = end - 1;
   }
 }
 

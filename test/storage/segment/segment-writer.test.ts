@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type EventColumns, NULL_CODE } from '../../../src/model/columns.ts';
+import { hash128 } from '../../../src/model/hash.ts';
 import { encodeSegment } from '../../../src/storage/segment/segment-writer.ts';
 import { realisticRows, rowsToColumns, sortRows } from './generate-columns.ts';
 
@@ -50,6 +51,24 @@ describe('encodeSegment preconditions', () => {
     const ragged = columns();
     ragged.timestamp_ms = ragged.timestamp_ms.subarray(1);
     expect(() => encodeSegment(ragged, INFO)).toThrow(/timestamp_ms has 49 rows, expected 50/);
+  });
+
+  it('tells two ids whose index hashes collide from one id written twice', () => {
+    // Two ids with the same 32-bit index hash (word h3), found by a birthday search.
+    const byHash = new Map<number, string>();
+    let pair: [string, string] | null = null;
+    for (let i = 0; pair === null; i++) {
+      const id = `collide-${i}`;
+      const h3 = hash128(id).h3;
+      const other = byHash.get(h3);
+      if (other !== undefined) pair = [other, id];
+      byHash.set(h3, id);
+    }
+    const twoIds = columns(3);
+    [twoIds.event_id[0], twoIds.event_id[2]] = pair;
+    expect(() => encodeSegment(twoIds, INFO)).not.toThrow();
+    twoIds.event_id[1] = pair[0];
+    expect(() => encodeSegment(twoIds, INFO)).toThrow(/"collide-\d+" appears twice/);
   });
 
   it('rejects values outside the data model', () => {
