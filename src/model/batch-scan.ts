@@ -100,9 +100,9 @@ const FIELD_BITS: ReadonlyMap<string, number> = new Map([
 
 /**
  * Texts by their bytes: an open-addressing table of printable ASCII texts, each mapped to a
- * value (the text itself, or a dimension set's canonical JSON). Names and
- * values repeat in almost every event, so a hit costs a hash and a compare, and no string is
- * made. Cleared when half full, so it stays bounded whatever the input.
+ * value (the text itself, or a dimension set's canonical JSON). Values repeat in almost every
+ * event, so a hit costs a hash and a compare, and no string is made. Cleared when half full,
+ * so it stays bounded whatever the input.
  */
 class ByteTextTable {
   private static readonly SLOTS = 1 << 14;
@@ -174,9 +174,7 @@ function hashStep(h: number, c: number): number {
   return Math.imul(h ^ c, 0x01000193);
 }
 
-/**
- * Scan state of one body: `at` is the read position. Methods return false (or -1) to give up.
- */
+/** Scan state of one body: `at` is the read position. Each method says how it gives up. */
 class Scanner {
   at = 0;
   /** The hash of the text textEnd last found. */
