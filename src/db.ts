@@ -44,7 +44,7 @@ import { DEFAULT_HOT_ID_TTL_MS, DEFAULT_HOT_IDS_MAX, RecentIds } from './ingest/
 import { loadManifest, removeTmpFiles, replayWal, type TornTailReport } from './ingest/recovery.ts';
 import { walFileName, WalWriter } from './ingest/wal.ts';
 import { DEFAULT_FUTURE_SKEW_MS, type PendingEvent, validateEvent } from './model/validate.ts';
-import { isValidatedBatch, scanBatchBody, type ValidatedBatch } from './model/batch-scan.ts';
+import { scanBatchBody, ValidatedBatch } from './model/batch-scan.ts';
 import {
   createQueryEngine,
   DEFAULT_QUERY_CACHE_BYTES,
@@ -235,6 +235,8 @@ export class UsageDb {
   private readonly billingPeriods: Periods;
   private closed = false;
   private closing: Promise<void> | null = null;
+  /** Batches scanBatchBody made here: validated under this database's limits. */
+  private readonly scannedBatches = new WeakSet<ValidatedBatch>();
 
   /** Billing periods per account and UTC month (docs/billing.md): same shapes as the HTTP API. */
   readonly periods: {
@@ -428,7 +430,13 @@ export class UsageDb {
    */
   async ingest(events: readonly unknown[] | ValidatedBatch): Promise<IngestResult> {
     this.assertOpen();
-    const scanned = isValidatedBatch(events);
+    const scanned = events instanceof ValidatedBatch;
+    if (scanned && !this.scannedBatches.has(events)) {
+      throw new UsageDbError(
+        'USAGEDB_ERR_INVALID_ARGUMENT',
+        "ingest takes a ValidatedBatch only from this database's scanBatchBody",
+      );
+    }
     if (!scanned && !Array.isArray(events))
       throw new UsageDbError('USAGEDB_ERR_INVALID_ARGUMENT', 'ingest expects an array of events');
     const count = scanned ? events.events.length : events.length;
@@ -473,7 +481,9 @@ export class UsageDb {
   scanBatchBody(body: Uint8Array): ValidatedBatch | undefined {
     // A closed database answers at ingest, as for any other batch.
     if (this.closed) return undefined;
-    return scanBatchBody(body, this.clock.nowMs(), this.limits);
+    const batch = scanBatchBody(body, this.clock.nowMs(), this.limits);
+    if (batch !== undefined) this.scannedBatches.add(batch);
+    return batch;
   }
 
   /**

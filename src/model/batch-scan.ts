@@ -19,14 +19,14 @@
  * Anything else (a rejection included) gives up: rejecting stays the full path's job.
  *
  * Invariants:
- * - a ValidatedBatch exists only if scanBatchBody made it (db.ingest refuses any other), so
- *   its events have passed validation;
+ * - the events of a ValidatedBatch scanBatchBody made have passed validation (db.ingest takes
+ *   only the batches its own scanBatchBody made, with its own limits);
  * - `rawEvent(i)` is the value JSON.parse gives for the i-th element of the body's array.
  */
 import { BACKSLASH, CLOSE_BRACE, CLOSE_BRACKET, COLON, COMMA, OPEN_BRACE, QUOTE } from './json-bytes.ts';
 import { ID_BYTES_MAX, type PendingEvent, type ValidationLimits, validDimensionsJson } from './validate.ts';
 
-/** A batch body whose every event passed validation (made by scanBatchBody only). */
+/** A batch body whose every event passed validation (made by scanBatchBody). */
 export class ValidatedBatch {
   readonly events: PendingEvent[];
   /** The time the events were validated against, which ingest then stamps them with. */
@@ -48,13 +48,6 @@ export class ValidatedBatch {
     const end = this.#ranges[2 * index + 1];
     return JSON.parse(latin1(this.#body, start, end));
   }
-}
-
-const issued = new WeakSet<ValidatedBatch>();
-
-/** True only for a batch scanBatchBody returned (not one made with `new`). */
-export function isValidatedBatch(value: unknown): value is ValidatedBatch {
-  return value instanceof ValidatedBatch && issued.has(value);
 }
 
 const DIGIT_0 = 0x30;
@@ -359,9 +352,7 @@ export function scanBatchBody(
     }
   } else s.at++;
   if (s.at !== body.length - 1 || body[s.at] !== CLOSE_BRACE) return undefined;
-  const batch = new ValidatedBatch(events, nowMs, body, Uint32Array.from(ranges));
-  issued.add(batch);
-  return batch;
+  return new ValidatedBatch(events, nowMs, body, Uint32Array.from(ranges));
 }
 
 /** One event at `s.at` (its `{`), leaving `s.at` after its `}`; undefined to give up. */

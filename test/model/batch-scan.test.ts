@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isValidatedBatch, scanBatchBody, ValidatedBatch } from '../../src/model/batch-scan.ts';
+import { scanBatchBody, ValidatedBatch } from '../../src/model/batch-scan.ts';
 import { validateEvent } from '../../src/model/validate.ts';
 import { NOW, simDb, usage, usageBatch } from '../support/events.ts';
 
@@ -120,19 +120,25 @@ describe('scanBatchBody', () => {
     expect(scanBatchBody(Buffer.from('{"events":[]}'), NOW, LIMITS)?.events).toEqual([]);
   });
 
-  it('db.ingest takes only batches the scan made', async () => {
+  it('db.ingest takes only batches its own scanBatchBody made', async () => {
     const db = await simDb().open();
+    const other = await simDb(2).open();
     const forged = Object.assign(Object.create(ValidatedBatch.prototype) as ValidatedBatch, {
       events: [{ event_id: 'x' }],
       nowMs: NOW,
     });
     const made = new ValidatedBatch([], NOW, Buffer.from('{"events":[]}'), new Uint32Array(0));
-    for (const batch of [forged, made]) {
-      expect(isValidatedBatch(batch)).toBe(false);
-      await expect(db.ingest(batch)).rejects.toMatchObject({ code: 'USAGEDB_ERR_INVALID_ARGUMENT' });
+    const others = other.scanBatchBody(body(usageBatch(0, 2)));
+    for (const batch of [forged, made, others]) {
+      expect(batch).toBeInstanceOf(ValidatedBatch);
+      await expect(db.ingest(batch as ValidatedBatch)).rejects.toMatchObject({
+        code: 'USAGEDB_ERR_INVALID_ARGUMENT',
+      });
     }
-    expect(isValidatedBatch(db.scanBatchBody(body([])))).toBe(true);
+    const own = db.scanBatchBody(body(usageBatch(0, 2)));
+    expect((await db.ingest(own as ValidatedBatch)).accepted).toBe(2);
     await db.close();
+    await other.close();
   });
 
   it('through db.ingest: the same answers, stored events and rejection log as the full path', async () => {
