@@ -55,6 +55,11 @@ const DIGIT_9 = 0x39;
 const PRINTABLE_FIRST = 0x20;
 const PRINTABLE_LAST = 0x7e;
 const FRAME_START = Buffer.from('{"events":[');
+/**
+ * Longest dimension set text the scan remembers: the table then holds at most ~16 MiB of
+ * texts and canonical forms whatever clients send (longer sets are checked every time).
+ */
+const DIMENSION_SET_TEXT_CACHED_MAX = 1024;
 /** Digits of the largest safe integer (2^53 − 1). */
 const SAFE_DIGITS_MAX = 16;
 
@@ -312,12 +317,13 @@ class Scanner {
       }
     }
     const end = i + 1;
-    let canonical = dimensionSets.valueAt(dimensionSets.slotOf(b, from, end, h));
+    const cached = end - from <= DIMENSION_SET_TEXT_CACHED_MAX;
+    let canonical = cached ? dimensionSets.valueAt(dimensionSets.slotOf(b, from, end, h)) : undefined;
     if (canonical === undefined) {
       // Once per distinct text: the full path's own check and canonical form.
       canonical = validDimensionsJson(JSON.parse(latin1(b, from, end)));
       if (canonical === undefined) return undefined;
-      dimensionSets.put(b, from, end, h, canonical);
+      if (cached) dimensionSets.put(b, from, end, h, canonical);
     }
     this.at = end;
     return canonical;

@@ -98,6 +98,19 @@ describe('scanBatchBody', () => {
     expect(scanned).toBeGreaterThan(200);
   });
 
+  it('reads a dimension set too long to remember as the full path does, every time', () => {
+    const dimensions = Object.fromEntries(
+      Array.from({ length: 16 }, (_, k) => [`key${k}`, 'v'.repeat(100 + k)]),
+    );
+    const events = usageBatch(0, 3, { dimensions });
+    const text = body(events);
+    for (let round = 0; round < 2; round++) {
+      const batch = scanBatchBody(text, NOW, LIMITS);
+      expect(batch?.events).toEqual(fullPath(text).map((r) => (r.ok ? r.event : r)));
+    }
+    expect(JSON.stringify(dimensions).length).toBeGreaterThan(1024);
+  });
+
   it('gives up on what only the full path can decide', () => {
     const ok = JSON.stringify(usage(1)).slice(1, -1);
     const cases = [
