@@ -1,18 +1,12 @@
 /** The billing routes through a real server: shapes, status codes, the OpenAPI document. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, type Running, startServer, tempDir } from './harness.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { call, suiteServer } from './harness.ts';
 import { ev, HOUR, MAY, retraction } from '../billing/helpers.ts';
 
 describe('billing routes', () => {
-  const tmp = tempDir();
-  let server: Running;
+  const server = suiteServer();
   beforeAll(async () => {
-    server = await startServer({ dir: tmp.dir });
     await server.db.ingest([ev('u1'), ev('u2', { quantity: 50 }), ev('bad', { quantity: -1 })]);
-  });
-  afterAll(async () => {
-    await server.stop();
-    tmp.remove();
   });
 
   it('GET a period, close it (409 the second time), reopen it (409 when open)', async () => {

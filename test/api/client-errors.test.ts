@@ -4,8 +4,8 @@
  * API's error shape with the catalogue's status, and nothing is ingested.
  */
 import { connect } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Running, startServer, tempDir } from './harness.ts';
+import { describe, expect, it } from 'vitest';
+import { suiteServer } from './harness.ts';
 import { usageBatch } from '../support/events.ts';
 
 interface RawAnswer {
@@ -57,16 +57,7 @@ function expectErrorShape(a: RawAnswer, status: number, code: string): void {
 }
 
 describe('HTTP client errors', () => {
-  const tmp = tempDir();
-  let s: Running;
-
-  beforeAll(async () => {
-    s = await startServer({ dir: tmp.dir, config: { requestTimeoutMs: 300 } });
-  });
-  afterAll(async () => {
-    await s.stop();
-    tmp.remove();
-  });
+  const s = suiteServer({ config: { requestTimeoutMs: 300 } });
 
   it('a request body not received within request_timeout_ms is a 408 in the error shape, and nothing is ingested', async () => {
     const body = JSON.stringify({ events: usageBatch(0, 10) });

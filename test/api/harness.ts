@@ -7,6 +7,7 @@ import { DEFAULT_SERVER_CONFIG, type ServerConfig } from '../../src/api/config.t
 import { closeServer, createServer, listen, type UsageDbServer } from '../../src/api/server.ts';
 import { UsageDb, type UsageDbOptions } from '../../src/db.ts';
 import { silentLogger } from '../../src/util/logger.ts';
+import { afterAll, beforeAll } from 'vitest';
 
 export interface Running {
   url: string;
@@ -87,4 +88,39 @@ export async function call(
     parsed = null;
   }
   return { status: r.status, headers: r.headers, body: parsed, text };
+}
+
+/**
+ * The server of the suite this is called in: started by the suite's beforeAll over a fresh
+ * temporary directory, stopped and removed by its afterAll. Its fields read the running server.
+ */
+export function suiteServer(options: { prefix?: string; config?: Partial<ServerConfig> } = {}): Running {
+  const tmp = tempDir(options.prefix);
+  let running: Running | null = null;
+  const current = (): Running => {
+    if (running === null) throw new Error('suiteServer: read before its suite started');
+    return running;
+  };
+  beforeAll(async () => {
+    running = await startServer({ dir: tmp.dir, config: options.config });
+  });
+  afterAll(async () => {
+    await running?.stop();
+    tmp.remove();
+  });
+  return {
+    get url() {
+      return current().url;
+    },
+    get db() {
+      return current().db;
+    },
+    get app() {
+      return current().app;
+    },
+    get config() {
+      return current().config;
+    },
+    stop: () => current().stop(),
+  };
 }

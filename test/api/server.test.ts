@@ -5,10 +5,10 @@
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { Compile } from 'typebox/compile';
 import type { TSchema } from 'typebox';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openApiPath } from '../../src/api/openapi.ts';
 import { ROUTES } from '../../src/api/routes.ts';
-import { type Answer, call, type Running, startServer, tempDir } from './harness.ts';
+import { type Answer, call, suiteServer } from './harness.ts';
 import { T0, usage, usageBatch } from '../support/events.ts';
 
 const DAY_MS = 86_400_000;
@@ -36,16 +36,7 @@ function expectError(a: Answer, status: number, code: string, message?: RegExp):
 }
 
 describe('HTTP API without keys', () => {
-  const tmp = tempDir();
-  let s: Running;
-
-  beforeAll(async () => {
-    s = await startServer({ dir: tmp.dir, config: { bodyBytesMax: 64 * 1024, batchEventsMax: 100 } });
-  });
-  afterAll(async () => {
-    await s.stop();
-    tmp.remove();
-  });
+  const s = suiteServer({ config: { bodyBytesMax: 64 * 1024, batchEventsMax: 100 } });
 
   it('POST /v1/usage/batch ingests, counts duplicates, reports conflicts and rejected events one by one', async () => {
     const events = usageBatch(0, 50);
@@ -383,16 +374,7 @@ describe('HTTP API without keys', () => {
 
 describe('HTTP API with keys', () => {
   const KEY = 'k-0123456789abcdef';
-  const tmp = tempDir();
-  let s: Running;
-
-  beforeAll(async () => {
-    s = await startServer({ dir: tmp.dir, config: { apiKeys: ['other-key-0123456789', KEY] } });
-  });
-  afterAll(async () => {
-    await s.stop();
-    tmp.remove();
-  });
+  const s = suiteServer({ config: { apiKeys: ['other-key-0123456789', KEY] } });
 
   it('every /v1 route needs a configured bearer key; health, metrics and openapi do not', async () => {
     const batch = { events: [usage(1)] };
@@ -431,16 +413,7 @@ describe('HTTP API with keys', () => {
 });
 
 describe('HTTP batch bodies: the byte scan and the full path', () => {
-  const tmp = tempDir();
-  let s: Running;
-
-  beforeAll(async () => {
-    s = await startServer({ dir: tmp.dir });
-  });
-  afterAll(async () => {
-    await s.stop();
-    tmp.remove();
-  });
+  const s = suiteServer();
 
   it('POST /v1/usage/batch takes a compact batch through the byte scan, and a spaced one the full path, alike', async () => {
     const scans: boolean[] = [];

@@ -3,7 +3,7 @@
  * route helper, retries (network errors, 408, 429, 503; never another 4xx), and a server restart in the
  * middle of a stream with every tracked event stored exactly once.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type TrackError,
   UsageDbClient,
@@ -11,7 +11,7 @@ import {
   type UsageEventInput,
 } from '../../src/client/index.ts';
 import { UsageDb } from '../../src/db.ts';
-import { type Running, startServer, tempDir } from '../api/harness.ts';
+import { startServer, suiteServer, tempDir } from '../api/harness.ts';
 import { usage } from '../support/events.ts';
 
 const FROM = '2026-05-01T00:00:00Z';
@@ -41,16 +41,7 @@ async function storedIds(db: UsageDb): Promise<Map<string, number>> {
 }
 
 describe('UsageDbClient against a real server', () => {
-  const tmp = tempDir('usagedb-client-');
-  let s: Running;
-
-  beforeAll(async () => {
-    s = await startServer({ dir: tmp.dir });
-  });
-  afterAll(async () => {
-    await s.stop();
-    tmp.remove();
-  });
+  const s = suiteServer({ prefix: 'usagedb-client-' });
 
   it('track() batches by size and time; flush() returns the results and per-event errors', async () => {
     const seen: TrackError[] = [];
